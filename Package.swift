@@ -1,0 +1,41 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+/// Settings for every target above the C layer: an unsafe pointer there is a build error.
+let safeSwift: [SwiftSetting] = [
+    .strictMemorySafety(),
+    .treatWarning("StrictMemorySafety", as: .error),
+]
+
+let package = Package(
+    name: "Strongroom",
+    products: [
+        .library(name: "Strongroom", targets: ["Strongroom"]),
+        .executable(name: "strongroom", targets: ["StrongroomTool"]),
+        .executable(name: "strongroom-bench", targets: ["StrongroomBenchmarks"]),
+    ],
+    targets: [
+        // C layer: module maps and static inline shims over the system libraries.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // The only Swift code that touches C and unsafe pointers.
+        .target(name: "StrongroomCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "StrongroomStorage", dependencies: ["CSQLite"]),
+
+        // Engine, tool and benchmarks: memory-safe Swift only.
+        .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage"],
+                swiftSettings: safeSwift),
+        .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom"], swiftSettings: safeSwift),
+        .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage"],
+                          path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
+
+        .target(name: "StrongroomTestSupport", path: "Tests/Support"),
+        .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
+        .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage"]),
+        .testTarget(name: "StrongroomTests",
+                    dependencies: ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
+        .testTarget(name: "StrongroomToolTests", dependencies: ["StrongroomTool", "Strongroom", "StrongroomTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

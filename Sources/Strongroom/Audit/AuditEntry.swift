@@ -1,0 +1,69 @@
+import Foundation
+import StrongroomStorage
+
+/// One entry of the audit log, as read back for people and tools.
+public struct AuditEntry: Sendable, Equatable, Codable {
+    /// Position in the chain, from 1.
+    public let seq: UInt64
+    /// RFC 3339 UTC time.
+    public let time: String
+    /// What was done (`AuditEvent.Action`).
+    public let action: String
+    /// Who.
+    public let actor: String
+    /// Why.
+    public let purpose: String
+    /// Whose data (the store's subject id), if any.
+    public let subject: String?
+    /// Which personal fields.
+    public let fields: [String]
+    /// ok, refused or failed.
+    public let outcome: String
+    /// The client's address, if given.
+    public let client: String?
+    /// A short non-personal detail.
+    public let detail: String?
+    /// The entry's chain MAC (hex).
+    public let mac: String
+}
+
+/// Which audit entries to read.
+public struct AuditFilter: Sendable {
+    /// Only entries about this subject.
+    public var subject: SubjectID?
+    /// Only entries by this actor.
+    public var actor: String?
+    /// Only entries at or after this time.
+    public var since: Date?
+
+    /// Creates a filter; nil members match everything.
+    public init(subject: SubjectID? = nil, actor: String? = nil, since: Date? = nil) {
+        self.subject = subject
+        self.actor = actor
+        self.since = since
+    }
+}
+
+extension Store {
+    /// The audit entries that pass `filter`, oldest first, with each entry's line as written.
+    /// Lines that do not parse are skipped here; `verifyAuditLog` reports them.
+    public func auditEntries(_ filter: AuditFilter = AuditFilter(),
+                             _ body: (AuditEntry, ArraySlice<UInt8>) throws -> Void) throws {
+        let decoder = JSONDecoder()
+        let subject = filter.subject.map { "\"subject\":\"\($0.rawValue)\"" }
+        for path in AuditLog.segmentPaths(in: auditLog.directory) {
+            let bytes = try AppendOnlyFile.readAll(path: path)
+            var start = 0
+            while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                defer { start = newline + 1 }
+                let line = bytes[start..<newline]
+                // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
+                if let subject, !String(decoding: line, as: UTF8.self).contains(subject) { continue }
+                guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else { continue }
+                if let actor = filter.actor, entry.actor != actor { continue }
+                if let since = filter.since, let time = Timestamp.parse(entry.time), time < since { continue }
+                try body(entry, line)
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import StrongroomCrypto
+
+/// The audit log's line format (version 1): one JSON object a line, MAC last.
+///
+/// `{"seq":12,"time":"2026-11-23T07:30:00.123456Z","action":"decrypt","actor":"alice","purpose":"caller-id",`
+/// `"subject":"17","fields":["name","phones"],"outcome":"ok","client":"10.0.0.7","detail":"…","mac":"<64 hex>"}`
+///
+/// The MAC is HMAC-SHA256 (RFC 2104) under the store's audit key over the previous entry's MAC and the
+/// line's bytes up to (not including) `,"mac":`. Chaining makes an edited, deleted, inserted or
+/// reordered entry break every MAC after it; the first entry chains from a genesis value bound to the
+/// store's id.
+enum AuditLineFormat {
+    /// `,"mac":"` + 64 hex digits + `"}` + newline.
+    static let macSuffixByteCount = 8 + 64 + 3
+    private static let macPrefix = Array(",\"mac\":\"".utf8)
+
+    /// The value the first entry chains from: HMAC(audit key, label || store id).
+    static func genesis(mac: HMACSHA256, storeID: [UInt8]) throws(CryptoError) -> [UInt8] {
+        try mac.authenticationCode(for: [Array("strongroom.audit.genesis.v1".utf8), storeID])
+    }
+
+    /// The line's body: the JSON object without its MAC member and closing brace.
+    static func body(sequence: UInt64, event: AuditEvent) -> [UInt8] {
+        var text = "{\"seq\":\(sequence),\"time\":\"\(Timestamp.format(event.time))\",\"action\":\"\(event.action.rawValue)\""
+        text += ",\"actor\":" + jsonString(event.actor) + ",\"purpose\":" + jsonString(event.purpose)
+        if let subject = event.subject { text += ",\"subject\":\"\(subject.rawValue)\"" }
+        text += ",\"fields\":["
+        text += event.fields.map { "\"\($0.rawValue)\"" }.joined(separator: ",")
+        text += "],\"outcome\":\"\(event.outcome.rawValue)\""
+        if let client = event.clientAddress { text += ",\"client\":" + jsonString(client) }
+        if let detail = event.detail { text += ",\"detail\":" + jsonString(detail) }
+        return Array(text.utf8)
+    }
+
+    /// The complete line: body, MAC member, closing brace and newline.
+    static func line(body: [UInt8], mac: [UInt8], into output: inout [UInt8]) {
+        output.append(contentsOf: body)
+        output.append(contentsOf: macPrefix)
+        appendHex(mac, to: &output)
+        output.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: "}"), UInt8(ascii: "\n")])
+    }
+
+    /// Splits a line (without its newline) into body, MAC and sequence number; nil when it is not of this format.
+    static func split(_ line: ArraySlice<UInt8>) -> (body: ArraySlice<UInt8>, mac: [UInt8], sequence: UInt64)? {
+        let suffixLength = macSuffixByteCount - 1
+        guard line.count > suffixLength + 8 else { return nil }
+        let bodyEnd = line.endIndex - suffixLength
+        guard line[bodyEnd..<bodyEnd + macPrefix.count].elementsEqual(macPrefix),
+              line[line.endIndex - 2] == UInt8(ascii: "\""), line[line.endIndex - 1] == UInt8(ascii: "}"),
+              let mac = decodeHex(line[(bodyEnd + macPrefix.count)..<(line.endIndex - 2)]) else { return nil }
+        // The body starts with {"seq":N, — read N without a JSON parser (verification must be fast).
+        let prefix = Array("{\"seq\":".utf8)
+        guard line.starts(with: prefix) else { return nil }
+        var sequence: UInt64 = 0
+        var index = line.startIndex + prefix.count
+        let digitsStart = index
+        while index < bodyEnd, (48...57).contains(line[index]), index - digitsStart < 19 {
+            sequence = sequence * 10 + UInt64(line[index] - 48)
+            index += 1
+        }
+        guard index > digitsStart, index < bodyEnd, line[index] == UInt8(ascii: ",") else { return nil }
+        return (line[line.startIndex..<bodyEnd], mac, sequence)
+    }
+
+    /// A JSON string literal for `value` (RFC 8259 §7 escaping).
+    static func jsonString(_ value: String) -> String {
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
+                let hex = String(scalar.value, radix: 16)
+                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    static func appendHex(_ bytes: [UInt8], to output: inout [UInt8]) {
+        for byte in bytes {
+            output.append(hexDigits[Int(byte >> 4)])
+            output.append(hexDigits[Int(byte & 0x0F)])
+        }
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        var output: [UInt8] = []
+        appendHex(bytes, to: &output)
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    static func decodeHex<Bytes: Collection<UInt8>>(_ text: Bytes) -> [UInt8]? {
+        guard text.count.isMultiple(of: 2) else { return nil }
+        var output: [UInt8] = []
+        output.reserveCapacity(text.count / 2)
+        var high: UInt8?
+        for character in text {
+            let value: UInt8
+            switch character {
+            case 48...57: value = character - 48
+            case 97...102: value = character - 87
+            default: return nil
+            }
+            if let pending = high {
+                output.append(pending << 4 | value)
+                high = nil
+            } else {
+                high = value
+            }
+        }
+        return output
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import StrongroomCrypto
+import StrongroomStorage
+import Synchronization
+
+/// Why the audit log could not be written or read. Operations that needed it fail closed.
+public enum AuditLogError: Error, Equatable, Sendable {
+    /// The log's folder or a segment file could not be written or read.
+    case unavailable(FileError)
+    /// The MAC of an entry could not be computed.
+    case crypto(CryptoError)
+    /// The last entry of the newest segment is not a well-formed, MAC'd line, so the chain cannot
+    /// be continued from it; run `strongroom audit verify`.
+    case unreadableTail(segment: String)
+}
+
+/// When an audit entry counts as kept, before the plaintext it records is returned.
+public enum AuditDurability: String, Sendable, Codable {
+    /// Written to the log file with one `write` (it reaches the operating system: a killed process
+    /// loses nothing; a power cut may lose the last entries).
+    case written
+    /// Also flushed to stable storage (`fdatasync`) before the plaintext is returned.
+    case synced
+}
+
+/// The signed position of the newest audit entry, kept in the key database so that a log whose
+/// last entries were cut off is caught by `audit verify`.
+struct AuditHead: Equatable, Sendable {
+    /// Sequence number of the newest entry covered.
+    let sequence: UInt64
+    /// That entry's MAC.
+    let entryMAC: [UInt8]
+    /// When the head was written, in microseconds since 1970 (an integer, so the MAC input is exact).
+    let microseconds: Int64
+
+    init(sequence: UInt64, entryMAC: [UInt8], time: Date) {
+        self.init(sequence: sequence, entryMAC: entryMAC, microseconds: Int64(time.timeIntervalSince1970 * 1_000_000))
+    }
+
+    init(sequence: UInt64, entryMAC: [UInt8], microseconds: Int64) {
+        self.sequence = sequence
+        self.entryMAC = entryMAC
+        self.microseconds = microseconds
+    }
+
+    /// The head's own MAC: HMAC(audit key, label || sequence || entry MAC || time in microseconds).
+    func authenticationCode(_ mac: HMACSHA256) throws(CryptoError) -> [UInt8] {
+        var fields: [UInt8] = []
+        appendUInt64(sequence, to: &fields)
+        fields.append(contentsOf: entryMAC)
+        appendUInt64(UInt64(bitPattern: microseconds), to: &fields)
+        return try mac.authenticationCode(for: [Array("strongroom.audit.head.v1".utf8), fields])
+    }
+}
+
+/// The default audit hook: an append-only, hash-chained log of JSON lines in the store's `audit/`
+/// folder, in segment files rotated by size (`00000001.jsonl`, …).
+///
+/// Each `record` call writes all its entries with one `write(2)` before returning, so no plaintext
+/// leaves the store before its entry has reached the operating system. Several processes may share
+/// a store: appends take an advisory lock on `audit/LOCK` and continue the chain from the file's
+/// real tail when another process wrote since.
+///
+/// Thread safety: safe to call from any thread; calls are serialised.
+final class AuditLog: AuditHook {
+    /// The log's folder.
+    let directory: String
+    private let mac: HMACSHA256
+    private let genesis: [UInt8]
+    private let durability: AuditDurability
+    private let segmentByteLimit: Int64
+    /// Saves the chain head in the key database; returns false when it could not (tried again later).
+    private let saveHead: @Sendable (AuditHead) -> Bool
+    private let state: Mutex<WriterState>
+
+    /// Where the writer stands; valid only while the file is as this process left it.
+    private struct WriterState: ~Copyable {
+        let lock: FileLock
+        var segmentNumber: Int
+        var file: AppendOnlyFile?
+        var expectedSize: Int64
+        var sequence: UInt64
+        var previousMAC: [UInt8]
+        var lastHeadSave: Date
+        var headIsCurrent: Bool
+    }
+
+    /// Opens the log in `directory` (created if absent), continuing the chain from its tail.
+    init(directory: String, mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability,
+         segmentByteLimit: Int64, saveHead: @escaping @Sendable (AuditHead) -> Bool) throws(AuditLogError) {
+        do { try createDirectory(directory) } catch { throw .unavailable(error) }
+        let genesis: [UInt8]
+        do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
+        let lock: FileLock
+        do { lock = try FileLock(path: directory + "/LOCK") } catch { throw .unavailable(error) }
+        self.directory = directory
+        self.mac = mac
+        self.genesis = genesis
+        self.durability = durability
+        self.segmentByteLimit = segmentByteLimit
+        self.saveHead = saveHead
+        self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
+                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true))
+    }
+
+    /// The segment files of `directory`, oldest first.
+    static func segmentPaths(in directory: String) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasSuffix(".jsonl") && Int($0.dropLast(6)) != nil }
+            .sorted { Int($0.dropLast(6))! < Int($1.dropLast(6))! }
+            .map { directory + "/" + $0 }
+    }
+
+    static func segmentName(_ number: Int) -> String {
+        let digits = String(number)
+        return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".jsonl"
+    }
+
+    func record(_ events: [AuditEvent]) throws {
+        guard !events.isEmpty else { return }
+        let head: AuditHead? = try state.withLock { (state: inout WriterState) throws -> AuditHead? in
+            try state.lock.withExclusiveLock {
+                try resynchronize(&state)
+                var output: [UInt8] = []
+                output.reserveCapacity(events.count * 256)
+                var sequence = state.sequence
+                var previous = state.previousMAC
+                for event in events {
+                    sequence += 1
+                    let body = AuditLineFormat.body(sequence: sequence, event: event)
+                    let code: [UInt8]
+                    do throws(CryptoError) {
+                        code = try mac.authenticationCode(for: [previous, body])
+                    } catch {
+                        throw AuditLogError.crypto(error)
+                    }
+                    AuditLineFormat.line(body: body, mac: code, into: &output)
+                    previous = code
+                }
+                if state.expectedSize > 0 && state.expectedSize + Int64(output.count) > segmentByteLimit {
+                    try openSegment(state.segmentNumber + 1, into: &state)
+                }
+                do throws(FileError) {
+                    try state.file!.append(output)
+                    if durability == .synced { try state.file!.synchronize() }
+                } catch {
+                    // The write may have left part of a line; the next append resynchronises from the real tail.
+                    state.expectedSize = -1
+                    throw AuditLogError.unavailable(error)
+                }
+                state.expectedSize += Int64(output.count)
+                state.sequence = sequence
+                state.previousMAC = previous
+                state.headIsCurrent = false
+            }
+            let now = Date()
+            guard now.timeIntervalSince(state.lastHeadSave) >= 1 else { return nil }
+            state.lastHeadSave = now
+            state.headIsCurrent = true
+            return AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: now)
+        }
+        // Saved outside the lock: a busy key database delays the head, never the reader.
+        if let head, !saveHead(head) {
+            state.withLock { $0.headIsCurrent = false; $0.lastHeadSave = .distantPast }
+        }
+    }
+
+    /// Saves the chain head now if entries were written since the last save (on close, and by tools).
+    func flushHead() {
+        let head: AuditHead? = state.withLock { state in
+            guard !state.headIsCurrent, state.sequence > 0 else { return nil }
+            state.headIsCurrent = true
+            state.lastHeadSave = Date()
+            return AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: state.lastHeadSave)
+        }
+        if let head, !saveHead(head) {
+            state.withLock { $0.headIsCurrent = false }
+        }
+    }
+
+    /// Makes the writer state match the files: on first use, after an error, or when another process
+    /// appended or started a new segment since this one last wrote.
+    private func resynchronize(_ state: inout WriterState) throws {
+        if let file = state.file, state.expectedSize >= 0 {
+            let size: Int64
+            do { size = try file.size() } catch { throw AuditLogError.unavailable(error) }
+            let nextSegment = directory + "/" + AuditLog.segmentName(state.segmentNumber + 1)
+            if size == state.expectedSize && !FileManager.default.fileExists(atPath: nextSegment) { return }
+        }
+        let segments = AuditLog.segmentPaths(in: directory)
+        guard let newest = segments.last else {
+            try openSegment(1, into: &state)
+            state.sequence = 0
+            state.previousMAC = genesis
+            return
+        }
+        // The newest segment may be empty (just started): the chain then continues from an older one.
+        var tail: (sequence: UInt64, mac: [UInt8])?
+        for path in segments.reversed() {
+            tail = try lastEntry(of: path)
+            if tail != nil { break }
+        }
+        state.sequence = tail?.sequence ?? 0
+        state.previousMAC = tail?.mac ?? genesis
+        try openSegment(AuditLog.segmentNumber(of: newest), into: &state)
+    }
+
+    /// The number in a segment file's name.
+    static func segmentNumber(of path: String) -> Int {
+        Int(URL(fileURLWithPath: path).lastPathComponent.dropLast(6)) ?? 0
+    }
+
+    /// The sequence number and MAC of the last complete entry of `path`, after cutting off a torn
+    /// last line (a write cut short by a crash: its plaintext was never returned). Nil for an empty file.
+    private func lastEntry(of path: String) throws -> (sequence: UInt64, mac: [UInt8])? {
+        let bytes: [UInt8]
+        do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
+        guard !bytes.isEmpty else { return nil }
+        var end = bytes.count
+        if bytes[end - 1] != UInt8(ascii: "\n") {
+            end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+            do { try AppendOnlyFile(path: path).truncate(to: Int64(end)) } catch { throw AuditLogError.unavailable(error) }
+            if end == 0 { return nil }
+        }
+        let start = (bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        guard let entry = AuditLineFormat.split(bytes[start..<(end - 1)]) else {
+            throw AuditLogError.unreadableTail(segment: path)
+        }
+        return (entry.sequence, entry.mac)
+    }
+
+    private func openSegment(_ number: Int, into state: inout WriterState) throws {
+        let path = directory + "/" + AuditLog.segmentName(number)
+        do {
+            let file = try AppendOnlyFile(path: path)
+            state.expectedSize = try file.size()
+            state.file = file
+            state.segmentNumber = number
+        } catch {
+            state.expectedSize = -1
+            throw AuditLogError.unavailable(error)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+import StrongroomStorage
+
+/// A person found by caller ID: who, when last spoken to, where they came from.
+public struct CallerMatch: Sendable, Hashable {
+    /// The store's id.
+    public let id: SubjectID
+    /// Lead or contact.
+    public let kind: SubjectKind
+    /// The CRM's id, if any.
+    public let externalID: String?
+    /// The decrypted name (nil if the subject has none).
+    public let name: String?
+    /// When the person was last contacted.
+    public let lastContactedAt: Date?
+    /// Where the person came from.
+    public let source: String?
+}
+
+/// Direction of a logged call.
+public enum CallDirection: String, Sendable, CaseIterable {
+    /// The person called.
+    case incoming = "in"
+    /// The person was called.
+    case outgoing = "out"
+}
+
+/// What logging a call did.
+public struct CallRecord: Sendable, Hashable {
+    /// The person the call was attributed to.
+    public let caller: CallerMatch
+    /// True when the number was unknown and a new lead was made for it.
+    public let createdLead: Bool
+    /// False when the same call (number, time, direction) was already logged.
+    public let logged: Bool
+}
+
+extension Store {
+    /// Finds the people holding `number`, newest activity first.
+    ///
+    /// Normalises the number to E.164, probes the blind index with its truncated tag, keeps only the
+    /// candidates whose sealed full tag matches exactly (truncation collisions are dropped), skips
+    /// restricted subjects (audited as refused), and decrypts only the name, through the audited path.
+    public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
+        let e164 = try normalize(number, region: region)
+        let candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        return try answer(candidates, context: context)
+    }
+
+    /// Logs a call: a known number's people get `at` as their last-contacted time (if newer); an
+    /// unknown number becomes a new lead (source "Call log") holding it, so the next call is recognised.
+    /// Logging the same call (number, time, direction) again changes nothing.
+    public func recordCall(number: String, at time: Date = Date(), direction: CallDirection = .incoming,
+                           region: String? = nil, context: AccessContext) throws(StoreError) -> CallRecord {
+        let e164 = try normalize(number, region: region)
+        let milliseconds = Store.milliseconds(time)
+        let callKey = try storeErrors {
+            try keyring.phoneIndex.tags(for: "call|\(e164)|\(milliseconds)|\(direction.rawValue)").full
+        }
+        let (matches, alreadyLogged) = try storeErrors {
+            try data.withLock { connection in
+                (try matchingSubjects(e164: e164, in: connection),
+                 try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) != nil)
+            }
+        }
+        var subjects = matches.map(\.summary.id)
+        if subjects.isEmpty {
+            subjects = [try create(NewSubject(metadata: SubjectMetadata(kind: .lead, source: "Call log", lastContactedAt: time),
+                                              personal: PersonalData(phones: [LabeledPhone(label: "phone", number: e164)])),
+                                   context: context)]
+        }
+        if !alreadyLogged { try logCall(callKey, subjects: subjects, at: milliseconds, direction: direction) }
+        let refreshed = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        guard let caller = try answer(refreshed, context: context).first else {
+            throw .accessRefused(subjects[0], purpose: context.purpose, reason: "processing is restricted")
+        }
+        return CallRecord(caller: caller, createdLead: matches.isEmpty, logged: !alreadyLogged)
+    }
+
+    private func logCall(_ callKey: [UInt8], subjects: [SubjectID], at milliseconds: Int64, direction: CallDirection) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run("INSERT OR IGNORE INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?)",
+                                       [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
+                    for subject in subjects {
+                        try connection.run("""
+                            UPDATE subjects SET last_contacted_at = ?1
+                            WHERE id = ?2 AND (last_contacted_at IS NULL OR last_contacted_at < ?1)
+                            """, [.integer(milliseconds), .integer(subject.rawValue)])
+                    }
+                }
+            }
+        }
+    }
+
+    /// The E.164 form of `number`, or `invalidPhoneNumber`.
+    func normalize(_ number: String, region: String?) throws(StoreError) -> String {
+        let normalizer = try normalizer(for: region)
+        do { return try normalizer.normalize(number).e164 } catch {
+            throw .invalidPhoneNumber(reason: error.reason)
+        }
+    }
+
+    /// The subjects whose index rows seal exactly this number's full tag, with their name ciphertext.
+    private func matchingSubjects(e164: String, in connection: Connection) throws -> [EncryptedSubject] {
+        let index = keyring.phoneIndex
+        let tags = try index.tags(for: e164)
+        let candidates = try connection.rows("SELECT subject_id, check_ct FROM phone_index WHERE key_version = ? AND tag = ?",
+                                             [.int(Int(index.version)), .integer(tags.truncated)]) {
+            (SubjectID(rawValue: $0.int64(0)), $0.blob(1) ?? [])
+        }
+        var matches: [EncryptedSubject] = []
+        for (subject, check) in candidates where index.matches(check, subject: subject, tags) {
+            if let row = try connection.firstRow("SELECT \(Store.summaryColumns), name_ct FROM subjects WHERE id = ?",
+                                                 [.integer(subject.rawValue)], { Store.encryptedSubject(from: $0, fields: [.name]) }) {
+                matches.append(row)
+            }
+        }
+        return matches
+    }
+
+    /// Decrypts the names of `candidates` that may be processed, newest activity first.
+    private func answer(_ candidates: [EncryptedSubject], context: AccessContext) throws(StoreError) -> [CallerMatch] {
+        var allowed: [EncryptedSubject] = []
+        for candidate in candidates {
+            if candidate.summary.isRestricted && !Purpose.allowedUnderRestriction.contains(context.purpose) {
+                try audit([AuditEvent(.decrypt, context, subject: candidate.summary.id, fields: [.name], outcome: .refused,
+                                      detail: "restricted")])
+            } else {
+                allowed.append(candidate)
+            }
+        }
+        guard !allowed.isEmpty else { return [] }
+        let names = try decrypt(allowed, fields: [.name], context: context)
+        return zip(allowed, names).map { subject, personal in
+            CallerMatch(id: subject.summary.id, kind: subject.summary.metadata.kind, externalID: subject.summary.metadata.externalID,
+                        name: personal.name, lastContactedAt: subject.summary.metadata.lastContactedAt,
+                        source: subject.summary.metadata.source)
+        }.sorted { ($0.lastContactedAt ?? .distantPast) > ($1.lastContactedAt ?? .distantPast) }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+
+/// Options of a CSV import.
+public struct ImportOptions: Sendable {
+    /// The kind of rows whose `kind` column is absent or empty.
+    public var defaultKind: SubjectKind = .lead
+    /// The region for phone numbers without a country code (default: the store's).
+    public var region: String?
+    /// Refuse the whole file if any row is bad, instead of skipping bad rows.
+    public var strict = false
+    /// Rows written per transaction: a crash loses at most the batch in flight.
+    public var batchSize = 500
+
+    /// The default options.
+    public init() {}
+}
+
+/// What an import did.
+public struct ImportReport: Sendable, Equatable {
+    /// A row that was not imported, and why (never the row's content).
+    public struct RejectedRow: Sendable, Equatable {
+        /// The 1-based line of the file where the row starts.
+        public let line: Int
+        /// Why it was refused.
+        public let reason: String
+    }
+
+    /// A phone number that is stored (encrypted) but could not be normalised, so caller ID cannot find it.
+    public struct UnindexedNumber: Sendable, Equatable {
+        /// The row's line.
+        public let line: Int
+        /// The column it came from.
+        public let column: String
+        /// Why it could not be normalised.
+        public let reason: String
+    }
+
+    /// Rows that created a subject.
+    public internal(set) var created = 0
+    /// Rows that updated the subject with the same external id.
+    public internal(set) var updated = 0
+    /// Rows refused, in file order.
+    public internal(set) var rejected: [RejectedRow] = []
+    /// Numbers stored but not indexed.
+    public internal(set) var unindexed: [UnindexedNumber] = []
+}
+
+/// Why an import stopped before the end of the file.
+public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The header row is missing or has no known column.
+    case badHeader(String)
+    /// `--strict` and these rows were bad: nothing was imported.
+    case rejectedRows([ImportReport.RejectedRow])
+
+    public var description: String {
+        switch self {
+        case .badHeader(let reason): return "bad header: \(reason)"
+        case .rejectedRows(let rows):
+            let first = rows.prefix(5).map { "line \($0.line): \($0.reason)" }.joined(separator: "; ")
+            return "\(rows.count) bad row(s), nothing imported (--strict): \(first)\(rows.count > 5 ? "; …" : "")"
+        }
+    }
+}
+
+/// Imports the CSV format of `strongroom import`: a header row naming the columns (any order)
+/// `external_id, kind, name, company, email, phone, mobile, work_phone, address, notes, source, owner,
+/// last_contacted`; other columns become custom fields. RFC 4180 quoting, UTF-8, a BOM tolerated.
+public struct CSVImporter: Sendable {
+    /// The columns with a meaning of their own; any other column is a custom field.
+    public static let knownColumns = ["external_id", "kind", "name", "company", "email", "phone", "mobile",
+                                      "work_phone", "address", "notes", "source", "owner", "last_contacted"]
+    /// Phone columns and the label each number gets.
+    static let phoneColumns = [("phone", "phone"), ("mobile", "mobile"), ("work_phone", "work")]
+
+    let store: Store
+    let options: ImportOptions
+
+    /// An importer into `store`.
+    public init(store: Store, options: ImportOptions = ImportOptions()) {
+        self.store = store
+        self.options = options
+    }
+
+    /// Imports `bytes` (a whole CSV file), calling `progress(rowsWritten)` after each batch.
+    public func run(_ bytes: [UInt8], context: AccessContext, progress: (Int) -> Void = { _ in }) throws -> ImportReport {
+        var reader = CSVReader(bytes: bytes)
+        guard let header = try reader.next() else { throw ImportError.badHeader("the file is empty") }
+        let columns = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard Set(columns).count == columns.count else { throw ImportError.badHeader("a column appears twice") }
+        guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
+            throw ImportError.badHeader("no name, email or phone column")
+        }
+        let normalizer = try store.normalizer(for: options.region)
+        var report = ImportReport()
+        var batch: [(line: Int, subject: NewSubject)] = []
+        var pending: [(line: Int, subject: NewSubject)] = []
+        var rowsDone = 0
+
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            let results = try store.write(batch.map(\.subject), region: options.region, context: context)
+            for result in results {
+                if result.created { report.created += 1 } else { report.updated += 1 }
+            }
+            rowsDone += batch.count
+            batch.removeAll(keepingCapacity: true)
+            progress(rowsDone)
+        }
+
+        while true {
+            let record: CSVRecord
+            do {
+                guard let next = try reader.next() else { break }
+                record = next
+            } catch {
+                report.rejected.append(.init(line: error.line, reason: error.reason))
+                continue
+            }
+            switch subject(from: record, columns: columns) {
+            case .failure(let reason):
+                report.rejected.append(.init(line: record.line, reason: reason.message))
+            case .success(let subject):
+                for (column, label) in CSVImporter.phoneColumns {
+                    guard let phone = subject.personal.phones?.first(where: { $0.label == label }) else { continue }
+                    do { _ = try normalizer.normalize(phone.number) } catch {
+                        report.unindexed.append(.init(line: record.line, column: column, reason: error.reason))
+                    }
+                }
+                if options.strict {
+                    pending.append((record.line, subject))
+                } else {
+                    batch.append((record.line, subject))
+                    if batch.count >= options.batchSize { try flush() }
+                }
+            }
+        }
+        if options.strict {
+            guard report.rejected.isEmpty else { throw ImportError.rejectedRows(report.rejected) }
+            for start in stride(from: 0, to: pending.count, by: options.batchSize) {
+                batch = Array(pending[start..<min(start + options.batchSize, pending.count)])
+                try flush()
+            }
+        } else {
+            try flush()
+        }
+        return report
+    }
+
+    private struct RowProblem: Error { let message: String }
+
+    /// The subject a record describes, or why it cannot be imported.
+    private func subject(from record: CSVRecord, columns: [String]) -> Result<NewSubject, RowProblem> {
+        guard record.fields.count == columns.count else {
+            return .failure(RowProblem(message: "has \(record.fields.count) fields, the header has \(columns.count)"))
+        }
+        var values: [String: String] = [:]
+        var custom: [String: String] = [:]
+        for (column, value) in zip(columns, record.fields) {
+            let trimmed = value.trimmingCharacters(in: .whitespaces)
+            if CSVImporter.knownColumns.contains(column) {
+                if !trimmed.isEmpty { values[column] = trimmed }
+            } else if !trimmed.isEmpty, !column.isEmpty {
+                custom[column] = value
+            }
+        }
+        var kind = options.defaultKind
+        if let text = values["kind"] {
+            guard let parsed = SubjectKind(rawValue: text.lowercased()) else {
+                return .failure(RowProblem(message: "kind must be lead or contact"))
+            }
+            kind = parsed
+        }
+        var lastContacted: Date?
+        if let text = values["last_contacted"] {
+            guard let date = Timestamp.parse(text) else {
+                return .failure(RowProblem(message: "last_contacted is not an RFC 3339 time or a date (YYYY-MM-DD)"))
+            }
+            lastContacted = date
+        }
+        let phones = CSVImporter.phoneColumns.compactMap { column, label in
+            values[column].map { LabeledPhone(label: label, number: $0) }
+        }
+        guard values["name"] != nil || values["email"] != nil || !phones.isEmpty else {
+            return .failure(RowProblem(message: "has no name, email or phone number"))
+        }
+        return .success(NewSubject(
+            metadata: SubjectMetadata(kind: kind, externalID: values["external_id"], owner: values["owner"], status: nil,
+                                      source: values["source"], lastContactedAt: lastContacted),
+            personal: PersonalData(name: values["name"], company: values["company"], emails: values["email"].map { [$0] },
+                                   phones: phones, address: values["address"], notes: values["notes"],
+                                   customFields: custom.isEmpty ? nil : custom)))
+    }
+}
+
+extension CSVError {
+    /// The line the error is on.
+    var line: Int {
+        switch self {
+        case .unterminatedQuote(let line), .unexpectedQuote(let line), .invalidUTF8(let line): return line
+        }
+    }
+
+    /// A short reason, without content.
+    var reason: String {
+        switch self {
+        case .unterminatedQuote: return "a quoted field is never closed"
+        case .unexpectedQuote: return "a quote inside an unquoted field, or text after a closing quote"
+        case .invalidUTF8: return "not valid UTF-8"
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+
+/// The state of a store's key hierarchy, for `strongroom keys status`.
+public struct KeyStatus: Sendable, Codable, Equatable {
+    /// The master key's generation (1 at creation; each master rotation adds one).
+    public let masterGeneration: Int
+    /// The current key-encryption key's version.
+    public let kekVersion: Int
+    /// How many subject keys the KEK protects.
+    public let subjectKeys: Int
+    /// How many subjects were erased (their keys destroyed).
+    public let erasedSubjects: Int
+    /// The phone blind index.
+    public let phoneIndex: IndexStatus
+    /// The audit key's version.
+    public let auditKeyVersion: Int
+    /// The sequence number the signed audit head covers.
+    public let auditHeadSequence: UInt64
+
+    /// A blind index's key and plan.
+    public struct IndexStatus: Sendable, Codable, Equatable {
+        /// The index key's version.
+        public let version: Int
+        /// Tag length in bits.
+        public let bits: Int
+        /// The population the length was planned for.
+        public let plannedPopulation: Int
+        /// How many numbers are indexed now.
+        public let indexedNumbers: Int
+        /// Indexed numbers per tag value on average (R / 2^bits).
+        public let expectedCoincidences: Double
+        /// True when the index holds more than four times its plan: re-plan with `keys rotate-index --bits N`.
+        public let needsReplanning: Bool
+    }
+}
+
+extension Store {
+    /// The state of the key hierarchy.
+    public func keyStatus() throws(StoreError) -> KeyStatus {
+        let indexed = try storeErrors {
+            try data.withLock {
+                Int(try $0.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = ?",
+                                         [.int(Int(keyring.phoneIndex.version))]) ?? 0)
+            }
+        }
+        return try storeErrors { try keyring.status(indexedNumbers: indexed) }
+    }
+}
+
+extension Keyring {
+    /// The key hierarchy's state, with `indexedNumbers` from the data database.
+    func status(indexedNumbers: Int) throws -> KeyStatus {
+        try database.withLock { connection in
+            let planned = Int(try connection.scalarInteger(
+                "SELECT planned_population FROM index_keys WHERE field = 'phones' AND version = ?",
+                [.int(Int(phoneIndex.version))]) ?? 0)
+            return KeyStatus(
+                masterGeneration: Int(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 0),
+                kekVersion: Int(keyEncryptionKey.version),
+                subjectKeys: Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0),
+                erasedSubjects: Int(try connection.scalarInteger("SELECT count(*) FROM erased_subjects") ?? 0),
+                phoneIndex: .init(version: Int(phoneIndex.version), bits: phoneIndex.bits, plannedPopulation: planned,
+                                  indexedNumbers: indexedNumbers,
+                                  expectedCoincidences: BlindIndexPlan.expectedCoincidences(population: indexedNumbers,
+                                                                                            bits: phoneIndex.bits),
+                                  needsReplanning: indexedNumbers > 4 * planned),
+                auditKeyVersion: Int(try connection.scalarInteger("SELECT max(version) FROM audit_keys") ?? 0),
+                auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0))
+        }
+    }
+}

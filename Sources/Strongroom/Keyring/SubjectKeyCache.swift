@@ -1,0 +1,46 @@
+/// A bounded cache of unwrapped subject keys, so that reading a subject again costs no unwrap and
+/// no key schedule.
+///
+/// Two generations approximate least-recently-used eviction at the cost of two dictionary probes:
+/// when the young generation fills, it becomes the old one and the previous old one is dropped;
+/// a hit in the old generation moves the key back to the young one.
+struct SubjectKeyCache {
+    /// A subject's key of one version.
+    struct Reference: Hashable {
+        let subject: SubjectID
+        let version: UInt32
+    }
+
+    private let generationCapacity: Int
+    private var young: [Reference: KeyHandle] = [:]
+    private var old: [Reference: KeyHandle] = [:]
+
+    /// A cache of at most about `capacity` keys.
+    init(capacity: Int) {
+        generationCapacity = max(1, capacity / 2)
+    }
+
+    /// The cached key, if any.
+    mutating func key(for reference: Reference) -> KeyHandle? {
+        if let key = young[reference] { return key }
+        guard let key = old.removeValue(forKey: reference) else { return nil }
+        insert(key, for: reference)
+        return key
+    }
+
+    /// Caches `key`.
+    mutating func insert(_ key: KeyHandle, for reference: Reference) {
+        if young.count >= generationCapacity {
+            old = young
+            young = [:]
+            young.reserveCapacity(generationCapacity)
+        }
+        young[reference] = key
+    }
+
+    /// Forgets every version of `subject`'s key (after erasure or data-key rotation).
+    mutating func remove(subject: SubjectID) {
+        young = young.filter { $0.key.subject != subject }
+        old = old.filter { $0.key.subject != subject }
+    }
+}

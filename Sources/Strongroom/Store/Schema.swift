@@ -1,0 +1,117 @@
+import StrongroomStorage
+
+/// The schemas of a store's two databases, as migrations (`PRAGMA user_version` counts them).
+enum Schema {
+    /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
+    static let data: [Migration] = [
+        Migration(version: 1, sql: """
+            CREATE TABLE store (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                store_id BLOB NOT NULL,
+                default_region TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            );
+            -- AUTOINCREMENT: an id is never reused, so an erased subject's id (and its tombstone) never
+            -- names someone else, and a key written before a crash never meets another subject's row.
+            CREATE TABLE subjects (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind TEXT NOT NULL CHECK (kind IN ('lead', 'contact')),
+                external_id TEXT UNIQUE,
+                owner TEXT,
+                status TEXT,
+                source TEXT,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL,
+                last_contacted_at INTEGER,
+                restricted INTEGER NOT NULL DEFAULT 0,
+                key_version INTEGER NOT NULL,
+                unindexed_phones INTEGER NOT NULL DEFAULT 0,
+                name_ct BLOB, company_ct BLOB, emails_ct BLOB, phones_ct BLOB,
+                address_ct BLOB, notes_ct BLOB, photo_ct BLOB, custom_fields_ct BLOB
+            );
+            CREATE INDEX subjects_by_kind ON subjects (kind, id);
+            CREATE INDEX subjects_by_last_contacted ON subjects (last_contacted_at);
+            -- Blind index: truncated HMAC-SHA256 tags of normalised phone numbers, several per subject.
+            CREATE TABLE phone_index (
+                key_version INTEGER NOT NULL,
+                tag INTEGER NOT NULL,
+                subject_id INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+                -- The full 256-bit tag, sealed under the index's check key: lets a lookup drop
+                -- truncation collisions exactly without revealing equality to whoever holds the file.
+                check_ct BLOB NOT NULL
+            );
+            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag);
+            CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
+            -- Calls logged by `recordCall`: the key is a keyed MAC of number, time and direction, so
+            -- logging the same call twice is a no-op, and the number is not stored in clear.
+            CREATE TABLE calls (
+                call_key BLOB PRIMARY KEY,
+                subject_id INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+                at INTEGER NOT NULL,
+                direction TEXT NOT NULL CHECK (direction IN ('in', 'out'))
+            ) WITHOUT ROWID;
+            CREATE INDEX calls_by_subject ON calls (subject_id, at);
+            """),
+    ]
+
+    /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
+    static let keys: [Migration] = [
+        Migration(version: 1, sql: """
+            CREATE TABLE store (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                store_id BLOB NOT NULL,
+                master_generation INTEGER NOT NULL,
+                created_at INTEGER NOT NULL
+            );
+            -- The key-encryption key, wrapped under the master key. One row is current.
+            CREATE TABLE kek (
+                version INTEGER PRIMARY KEY,
+                key_id INTEGER NOT NULL,
+                wrapped BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                current INTEGER NOT NULL DEFAULT 0
+            );
+            CREATE TABLE subject_keys (
+                subject_id INTEGER NOT NULL,
+                version INTEGER NOT NULL,
+                key_id INTEGER NOT NULL,
+                kek_version INTEGER NOT NULL,
+                wrapped BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (subject_id, version)
+            ) WITHOUT ROWID;
+            CREATE TABLE index_keys (
+                field TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                key_id INTEGER NOT NULL,
+                kek_version INTEGER NOT NULL,
+                wrapped BLOB NOT NULL,
+                bits INTEGER NOT NULL,
+                planned_population INTEGER NOT NULL,
+                state TEXT NOT NULL CHECK (state IN ('active', 'building', 'retired')),
+                created_at INTEGER NOT NULL,
+                PRIMARY KEY (field, version)
+            ) WITHOUT ROWID;
+            CREATE TABLE audit_keys (
+                version INTEGER PRIMARY KEY,
+                key_id INTEGER NOT NULL,
+                kek_version INTEGER NOT NULL,
+                wrapped BLOB NOT NULL,
+                created_at INTEGER NOT NULL
+            );
+            CREATE TABLE audit_head (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                sequence INTEGER NOT NULL,
+                entry_mac BLOB NOT NULL,
+                time INTEGER NOT NULL,
+                head_mac BLOB NOT NULL
+            );
+            -- Erased subjects: the key is gone, this row says so, so that a data row restored from a
+            -- backup is reported as erased rather than as damaged.
+            CREATE TABLE erased_subjects (
+                subject_id INTEGER PRIMARY KEY,
+                erased_at INTEGER NOT NULL
+            );
+            """),
+    ]
+}

@@ -1,0 +1,28 @@
+import Foundation
+
+extension Store {
+    /// Erases a subject by crypto-shredding (GDPR Art. 17): its key is destroyed, then its rows, index
+    /// entries and call history are deleted. Copies of its ciphertext (backups of the data file) can no
+    /// longer be decrypted. The audit log keeps an erasure entry naming the subject id and `reason`
+    /// (a ticket or legal basis, such as "Art. 17 request 2026-114": it must not hold personal data).
+    public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) {
+        let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
+        try remove(id, event: AuditEvent(.erase, context, subject: id, detail: reason))
+    }
+
+    /// Sets or lifts restriction of processing (GDPR Art. 18). While restricted, decrypting for any
+    /// purpose but those in `Purpose.allowedUnderRestriction` is refused and audited as refused.
+    public func setRestricted(_ restricted: Bool, _ id: SubjectID, context: AccessContext) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run("UPDATE subjects SET restricted = ?, updated_at = ? WHERE id = ?",
+                                       [.int(restricted ? 1 : 0), .integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+                    guard connection.changes == 1 else { throw try notFoundOrErased(id) }
+                    try audit([AuditEvent(.restrict, context, subject: id, detail: restricted ? "restricted" : "unrestricted")])
+                }
+            }
+        }
+    }
+}

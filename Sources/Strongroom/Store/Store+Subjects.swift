@@ -1,0 +1,322 @@
+import Foundation
+import StrongroomCrypto
+import StrongroomStorage
+
+/// A new lead or contact: clear metadata and the personal data to encrypt.
+public struct NewSubject: Sendable, Hashable {
+    /// Clear operational fields.
+    public var metadata: SubjectMetadata
+    /// Personal fields to encrypt.
+    public var personal: PersonalData
+
+    /// Creates a new subject's content.
+    public init(metadata: SubjectMetadata, personal: PersonalData) {
+        self.metadata = metadata
+        self.personal = personal
+    }
+}
+
+/// What writing a subject did.
+public struct WriteResult: Sendable, Hashable {
+    /// The subject written.
+    public let id: SubjectID
+    /// Whether it was created (false: an existing subject was updated).
+    public let created: Bool
+    /// How many of its phone numbers could not be normalised: they are stored, encrypted, but caller
+    /// ID cannot find them.
+    public let unindexedPhoneNumbers: Int
+}
+
+extension Store {
+    /// The clear columns every subject query reads, in this order.
+    static let summaryColumns = "id, kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, restricted, key_version"
+
+    /// Creates a lead or contact; its personal fields are sealed under a fresh subject key.
+    ///
+    /// - Parameter region: the region for phone numbers written without a country code (default: the store's).
+    public func create(_ subject: NewSubject, region: String? = nil, context: AccessContext) throws(StoreError) -> SubjectID {
+        try write([subject], region: region, context: context)[0].id
+    }
+
+    /// Creates or, where the external id is already known, updates each subject, in one transaction.
+    /// Used by the importer: a re-import of the same external ids updates rather than duplicates.
+    public func write(_ subjects: [NewSubject], region: String? = nil,
+                      context: AccessContext) throws(StoreError) -> [WriteResult] {
+        let normalizer = try normalizer(for: region)
+        return try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    var results: [WriteResult] = []
+                    var created: [(SubjectID, NewSubject)] = []
+                    var events: [AuditEvent] = []
+                    let now = Store.milliseconds(Date())
+                    for subject in subjects {
+                        if let externalID = subject.metadata.externalID,
+                           let existing = try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
+                                                                  [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }) {
+                            let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata,
+                                                     personal: subject.personal, normalizer: normalizer, now: now, in: connection)
+                            results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
+                            events.append(AuditEvent(.update, context, subject: existing.0, fields: fields.written))
+                        } else {
+                            try connection.run("""
+                                INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
+                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+                                """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
+                                                                                .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
+                            created.append((SubjectID(rawValue: connection.lastInsertedRowID), subject))
+                            results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
+                        }
+                    }
+                    let keys = try keyring.createSubjectKeys(for: created.map(\.0))
+                    var createdIndex = 0
+                    for (position, result) in results.enumerated() where result.created {
+                        let (id, subject) = created[createdIndex]
+                        let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
+                        let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
+                        if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
+                        results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
+                        events.append(AuditEvent(.create, context, subject: id, fields: written))
+                        createdIndex += 1
+                    }
+                    // Audited inside the transaction: if the log cannot be written, nothing is committed.
+                    try audit(events)
+                    return results
+                }
+            }
+        }
+    }
+
+    /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
+    /// Fields left `nil` in `personal` are kept; changed phone numbers are re-indexed.
+    public func update(_ id: SubjectID, metadata: SubjectMetadata? = nil, personal: PersonalData,
+                       region: String? = nil, context: AccessContext) throws(StoreError) {
+        let normalizer = try normalizer(for: region)
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    guard let (keyVersion, current) = try connection.firstRow(
+                        "SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
+                            (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
+                        }) else { throw try notFoundOrErased(id) }
+                    let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
+                                             normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
+                    try audit([AuditEvent(.update, context, subject: id, fields: fields.written)])
+                }
+            }
+        }
+    }
+
+    /// Deletes a subject: destroys its key first (so copies of its ciphertext in backups of the data
+    /// file become unreadable), then its row and index entries.
+    public func delete(_ id: SubjectID, context: AccessContext) throws(StoreError) {
+        try remove(id, event: AuditEvent(.delete, context, subject: id))
+    }
+
+    /// Removes a subject for `delete` and `erase`. Order: audit, destroy the key (the decisive step,
+    /// committed in the key database), then delete the rows. A crash after the key is gone leaves rows
+    /// nobody can read, reported as erased; running the removal again deletes them.
+    func remove(_ id: SubjectID, event: AuditEvent) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    guard try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil else {
+                        throw try notFoundOrErased(id)
+                    }
+                    try audit([event])
+                    try keyring.destroySubjectKeys(of: id, tombstone: true)
+                    try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+                }
+            }
+        }
+    }
+
+    /// Turns a lead into a contact, keeping its id, fields, history and consents.
+    public func convertToContact(_ id: SubjectID, context: AccessContext) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ? AND kind = 'lead'",
+                                       [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+                    guard connection.changes == 1 else {
+                        if try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil {
+                            throw StoreError.invalidInput("subject \(id) is not a lead")
+                        }
+                        throw try notFoundOrErased(id)
+                    }
+                    try audit([AuditEvent(.convert, context, subject: id, detail: "lead to contact")])
+                }
+            }
+        }
+    }
+
+    /// Reads a subject: clear fields, and the requested personal fields decrypted through the audited path.
+    public func read(_ id: SubjectID, fields: Set<PersonalField> = .all, context: AccessContext) throws(StoreError) -> Subject {
+        let requested = fields.sorted()
+        let encrypted = try storeErrors {
+            try data.withLock { connection in
+                try connection.firstRow(
+                    "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
+                    [.integer(id.rawValue)]) { row in
+                        Store.encryptedSubject(from: row, fields: requested)
+                    }
+            }
+        }
+        guard let encrypted else { throw try notFoundOrErased(id) }
+        let personal = try decrypt([encrypted], fields: requested, context: context)[0]
+        return Subject(summary: encrypted.summary, personal: personal)
+    }
+
+    /// Lists subjects by id, without decrypting anything: clear fields only.
+    ///
+    /// - Parameters:
+    ///   - kind: only leads or only contacts; nil for both.
+    ///   - after: the last id of the previous page (keyset paging).
+    ///   - limit: the page size.
+    public func list(kind: SubjectKind? = nil, after: SubjectID? = nil, limit: Int = 100) throws(StoreError) -> [SubjectSummary] {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.rows("""
+                    SELECT \(Store.summaryColumns) FROM subjects
+                    WHERE id > ? AND (?2 IS NULL OR kind = ?2) ORDER BY id LIMIT ?
+                    """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
+            }
+        }
+    }
+
+    /// The number of subjects in the store.
+    public func count() throws(StoreError) -> Int {
+        try storeErrors { try data.withLock { Int(try $0.scalarInteger("SELECT count(*) FROM subjects") ?? 0) } }
+    }
+
+    /// Finds a subject by the store's id or by its external id (numbers are tried as ids first).
+    public func resolve(_ reference: String) throws(StoreError) -> SubjectID {
+        let found = try storeErrors {
+            try data.withLock { connection -> SubjectID? in
+                if let number = Int64(reference),
+                   try connection.scalarInteger("SELECT id FROM subjects WHERE id = ?", [.integer(number)]) != nil {
+                    return SubjectID(rawValue: number)
+                }
+                return try connection.scalarInteger("SELECT id FROM subjects WHERE external_id = ?", [.text(reference)])
+                    .map(SubjectID.init(rawValue:))
+            }
+        }
+        if let found { return found }
+        if let number = Int64(reference), try keyring.isErased(SubjectID(rawValue: number)) {
+            throw .subjectErased(SubjectID(rawValue: number))
+        }
+        throw .subjectNotFound(reference)
+    }
+
+    // MARK: - Internals shared by the write paths
+
+    /// Seals every present field of `personal` into the subject's row; returns the fields written.
+    private func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
+                      in connection: Connection) throws -> [PersonalField] {
+        var assignments: [String] = []
+        var values: [SQLValue] = []
+        var written: [PersonalField] = []
+        for field in PersonalField.allCases {
+            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
+            assignments.append("\(field.column) = ?")
+            values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
+                                                  under: key, storeID: keyring.storeID)))
+            written.append(field)
+        }
+        guard !assignments.isEmpty else { return [] }
+        try connection.run("UPDATE subjects SET \(assignments.joined(separator: ", ")) WHERE id = ?", values + [.integer(id.rawValue)])
+        return written
+    }
+
+    /// Updates metadata and the given fields of an existing subject under its current key.
+    private func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
+                         normalizer: PhoneNormalizer, now: Int64,
+                         in connection: Connection) throws -> (written: [PersonalField], unindexed: Int) {
+        try connection.run("""
+            UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
+            WHERE id = ?
+            """, Store.metadataValues(metadata) + [.integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
+                                                    .integer(id.rawValue)])
+        let key = try keyring.subjectKey(for: id, version: keyVersion)
+        let written = try seal(personal, of: id, under: key, in: connection)
+        var unindexed = 0
+        if let phones = personal.phones {
+            try connection.run("DELETE FROM phone_index WHERE subject_id = ?", [.integer(id.rawValue)])
+            unindexed = try index(phones, of: id, normalizer: normalizer, in: connection)
+            try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)])
+        }
+        return (written, unindexed)
+    }
+
+    /// Adds blind-index rows for `phones`; returns how many could not be normalised (stored, not indexed).
+    private func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer,
+                       in connection: Connection) throws -> Int {
+        var unindexed = 0
+        var seen = Set<String>()
+        for phone in phones {
+            guard let number = try? normalizer.normalize(phone.number) else {
+                unindexed += 1
+                continue
+            }
+            guard seen.insert(number.e164).inserted else { continue }
+            let index = keyring.phoneIndex
+            let tags = try index.tags(for: number.e164)
+            try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_ct) VALUES (?, ?, ?, ?)",
+                               [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue),
+                                .blob(try index.sealCheck(tags, subject: id))])
+        }
+        return unindexed
+    }
+
+    /// The normaliser for `region`, or the store's own when nil.
+    func normalizer(for region: String?) throws(StoreError) -> PhoneNormalizer {
+        guard let region, region.uppercased() != defaultRegion else { return phoneNormalizer }
+        do { return try PhoneNormalizer(defaultRegion: region) } catch {
+            throw .invalidInput("unsupported region \(region)")
+        }
+    }
+
+    /// `subjectErased` when the id belonged to an erased subject, else `subjectNotFound`.
+    func notFoundOrErased(_ id: SubjectID) throws(StoreError) -> StoreError {
+        try keyring.isErased(id) ? .subjectErased(id) : .subjectNotFound(String(id.rawValue))
+    }
+
+    static func metadataValues(_ metadata: SubjectMetadata) -> [SQLValue] {
+        [.text(metadata.kind.rawValue), .text(metadata.externalID), .text(metadata.owner), .text(metadata.status),
+         .text(metadata.source)]
+    }
+
+    static func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    static func date(milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
+
+    /// Maps the `summaryColumns` of a row, starting at column `offset`.
+    static func summary(from row: Statement, offset: Int) -> SubjectSummary {
+        SubjectSummary(
+            id: SubjectID(rawValue: row.int64(offset)),
+            metadata: SubjectMetadata(kind: SubjectKind(rawValue: row.text(offset + 1) ?? "") ?? .lead,
+                                      externalID: row.text(offset + 2), owner: row.text(offset + 3),
+                                      status: row.text(offset + 4), source: row.text(offset + 5),
+                                      lastContactedAt: row.isNull(offset + 8) ? nil : date(milliseconds: row.int64(offset + 8))),
+            createdAt: date(milliseconds: row.int64(offset + 6)),
+            updatedAt: date(milliseconds: row.int64(offset + 7)),
+            isRestricted: row.int64(offset + 9) != 0)
+    }
+
+    /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`.
+    static func encryptedSubject(from row: Statement, fields: [PersonalField]) -> EncryptedSubject {
+        var ciphertexts: [PersonalField: [UInt8]] = [:]
+        for (offset, field) in fields.enumerated() {
+            if let blob = row.blob(11 + offset) { ciphertexts[field] = blob }
+        }
+        return EncryptedSubject(summary: summary(from: row, offset: 0), keyVersion: UInt32(truncatingIfNeeded: row.int64(10)),
+                                ciphertexts: ciphertexts)
+    }
+}
+
+extension Subject {
+    init(summary: SubjectSummary, personal: PersonalData) {
+        self.init(id: summary.id, metadata: summary.metadata, createdAt: summary.createdAt, updatedAt: summary.updatedAt,
+                  isRestricted: summary.isRestricted, personal: personal)
+    }
+}

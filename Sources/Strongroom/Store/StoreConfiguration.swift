@@ -1,0 +1,20 @@
+/// How a store is created and opened. The defaults suit an embedded CRM store.
+public struct StoreConfiguration: Sendable {
+    /// The default region (ISO 3166 alpha-2) for phone numbers written without a country code.
+    /// Used when the store is created; an existing store keeps the region it was created with.
+    public var defaultRegion: String = "US"
+    /// How many phone numbers the store is planned for; the blind index's tag length is chosen from it
+    /// (see `BlindIndexPlan`). Used when the store is created.
+    public var plannedPhoneNumbers: Int = 1_000_000
+    /// How many unwrapped subject keys stay in memory.
+    public var subjectKeyCacheCapacity: Int = 65_536
+    /// When an audit entry counts as kept.
+    public var auditDurability: AuditDurability = .written
+    /// Size at which the audit log starts a new segment file.
+    public var auditSegmentByteLimit: Int64 = 64 << 20
+    /// Hooks called with every audit event after the built-in log (a SIEM forwarder, syslog, …).
+    public var additionalAuditHooks: [any AuditHook] = []
+
+    /// The default configuration.
+    public init() {}
+}

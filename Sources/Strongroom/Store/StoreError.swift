@@ -1,0 +1,93 @@
+import StrongroomCrypto
+import StrongroomStorage
+
+/// Why a store operation failed. Carries identifiers, paths and codes to act on; never key bytes or
+/// personal data.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// No store at the path (`strongroom init` creates one).
+    case storeNotFound(path: String)
+    /// A store already exists at the path.
+    case storeAlreadyExists(path: String)
+    /// The master key given is not the one this store's key-encryption key is wrapped under.
+    case wrongMasterKey
+    /// The key database and the data database belong to different stores.
+    case storeMismatch
+    /// The master key could not be obtained from its provider.
+    case keyProvider(KeyProviderError)
+    /// No subject with this id or external id.
+    case subjectNotFound(String)
+    /// The subject was erased or deleted: its key is destroyed and its data can never be read again.
+    case subjectErased(SubjectID)
+    /// The subject's key for the version its data names is missing from the key database.
+    case keyUnavailable(SubjectID, version: UInt32)
+    /// Reading for this purpose is refused (restriction of processing, missing consent). Audited as refused.
+    case accessRefused(SubjectID, purpose: Purpose, reason: String)
+    /// A stored ciphertext did not open: tampered, moved, or made under another key. Audited as failed.
+    case unreadableField(SubjectID, field: String, EnvelopeError)
+    /// A key of the hierarchy did not unwrap: the key database was altered or belongs to another store.
+    case unreadableKey(String, EnvelopeError)
+    /// The audit record could not be written, so the operation was refused (fail closed).
+    case auditFailed(String)
+    /// Another subject already has this external id.
+    case duplicateExternalID(String)
+    /// A phone number that cannot be normalised to E.164 (the reason names no digits).
+    case invalidPhoneNumber(reason: String)
+    /// Input the store cannot take, with the reason.
+    case invalidInput(String)
+    /// A SQLite failure.
+    case database(SQLiteError)
+    /// A cryptographic failure.
+    case crypto(CryptoError)
+    /// A file could not be read or written.
+    case file(FileError)
+    /// The store was written by a newer version of Strongroom.
+    case schemaTooNew(found: Int, supported: Int)
+
+    public var description: String {
+        switch self {
+        case .storeNotFound(let path): return "no store at \(path) (create one with `strongroom init`)"
+        case .storeAlreadyExists(let path): return "a store already exists at \(path)"
+        case .wrongMasterKey: return "wrong master key: it is not the key this store is locked with (an old key after rotation is refused)"
+        case .storeMismatch: return "the key database belongs to a different store than the data database"
+        case .keyProvider(let error): return error.description
+        case .subjectNotFound(let id): return "no subject \(id)"
+        case .subjectErased(let id): return "subject \(id) was erased; its key is destroyed and its data cannot be read"
+        case .keyUnavailable(let id, let version): return "the key (version \(version)) of subject \(id) is missing from the key database"
+        case .accessRefused(let id, let purpose, let reason): return "access to subject \(id) for purpose \(purpose) refused: \(reason)"
+        case .unreadableField(let id, let field, let error): return "field \(field) of subject \(id) is unreadable: \(error)"
+        case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
+        case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
+        case .duplicateExternalID(let id): return "external id \(id) is already in use"
+        case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"
+        case .invalidInput(let reason): return "invalid input: \(reason)"
+        case .database(let error): return error.description
+        case .crypto(let error): return "cryptographic failure: \(error)"
+        case .file(let error): return error.description
+        case .schemaTooNew(let found, let supported):
+            return "the store has schema version \(found); this build reads up to \(supported): upgrade Strongroom"
+        }
+    }
+}
+
+extension StoreError {
+    /// Wraps any lower-layer error in the matching case (already-typed store errors pass through).
+    static func wrap(_ error: any Error) -> StoreError {
+        switch error {
+        case let error as StoreError: return error
+        case let error as SQLiteError: return .database(error)
+        case let error as CryptoError: return .crypto(error)
+        case let error as FileError: return .file(error)
+        case let error as KeyProviderError: return .keyProvider(error)
+        case let error as AuditLogError: return .auditFailed("\(error)")
+        case let error as MigrationError:
+            if case .schemaNewerThanBuild(let found, let supported) = error { return .schemaTooNew(found: found, supported: supported) }
+            return .invalidInput("\(error)")
+        default: return .auditFailed(String(describing: type(of: error)))
+        }
+    }
+}
+
+/// Runs `body`, turning any error into a `StoreError`.
+func storeErrors<T>(_ body: () throws -> T) throws(StoreError) -> T {
+    do { return try body() } catch { throw StoreError.wrap(error) }
+}

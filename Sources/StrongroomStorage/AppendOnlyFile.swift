@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file that only grows: each `append` is one `write(2)` at the end (`O_APPEND`), so a line written
+/// by one call never interleaves with another process's line.
+///
+/// Thread safety: not thread-safe; the owner serialises calls. Across processes, hold a `FileLock`.
+public final class AppendOnlyFile {
+    /// The file descriptor, closed in `deinit`.
+    private let descriptor: Int32
+    /// The path it was opened on.
+    public let path: String
+
+    /// Opens `path` for appending, creating it with mode 0600 if absent.
+    public init(path: String) throws(FileError) {
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// Appends `bytes` with one `write` (retried for the rest only if the kernel writes part of it).
+    public func append(_ bytes: [UInt8]) throws(FileError) {
+        var written = 0
+        while written < bytes.count {
+            let count = unsafe bytes.withUnsafeBytes { raw in
+                unsafe write(descriptor, raw.baseAddress! + written, raw.count - written)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: path, operation: "write", code: errno)
+            }
+            written += count
+        }
+    }
+
+    /// Flushes the file's data to stable storage (`fdatasync`).
+    public func synchronize() throws(FileError) {
+        guard fdatasync(descriptor) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
+    }
+
+    /// The file's current size in bytes.
+    public func size() throws(FileError) -> Int64 {
+        var status = stat()
+        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
+        return Int64(status.st_size)
+    }
+
+    /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).
+    public func truncate(to length: Int64) throws(FileError) {
+        guard ftruncate(descriptor, off_t(length)) == 0 else {
+            throw FileError(path: path, operation: "ftruncate", code: errno)
+        }
+    }
+
+    /// Reads the whole file at `path`.
+    public static func readAll(path: String) throws(FileError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        defer { close(descriptor) }
+        var status = stat()
+        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var filled = 0
+        while filled < bytes.count {
+            let count = unsafe bytes.withUnsafeMutableBytes { raw in
+                unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: path, operation: "read", code: errno)
+            }
+            if count == 0 { break }
+            filled += count
+        }
+        return filled == bytes.count ? bytes : Array(bytes[..<filled])
+    }
+}
+
+@available(*, unavailable, message: "An AppendOnlyFile is used by one owner at a time")
+extension AppendOnlyFile: Sendable {}
+
+/// An advisory lock on a file (`flock(2)`), shared by every process that opens the same lock file.
+///
+/// Thread safety: not thread-safe; the owner serialises calls.
+public final class FileLock {
+    private let descriptor: Int32
+    /// The lock file.
+    public let path: String
+
+    /// Opens (creating, mode 0600) the lock file at `path`.
+    public init(path: String) throws(FileError) {
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// Runs `body` holding the exclusive lock; other processes wait.
+    public func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
+        }
+        defer { flock(descriptor, LOCK_UN) }
+        return try body()
+    }
+}
+
+@available(*, unavailable, message: "A FileLock is used by one owner at a time")
+extension FileLock: Sendable {}

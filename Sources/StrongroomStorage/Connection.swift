@@ -1,0 +1,157 @@
+internal import CSQLite
+
+/// One SQLite database connection and its cache of prepared statements.
+///
+/// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
+/// keeps each one behind a lock. It is opened with `SQLITE_OPEN_NOMUTEX` for that reason.
+public final class Connection {
+    /// The raw handle: `sqlite3 *`, closed in `deinit`.
+    private let handle: OpaquePointer
+    /// Statements compiled once and reused, keyed by their SQL text.
+    private var statementCache: [String: Statement] = [:]
+    /// The path the connection was opened on.
+    public let path: String
+
+    /// Opens (or creates) the database file at `path`, in defensive mode with foreign keys on.
+    ///
+    /// - Parameters:
+    ///   - path: the file; created if absent and `create` is true.
+    ///   - create: whether a missing file may be created.
+    ///   - readOnly: open for reading only.
+    ///   - busyTimeoutMilliseconds: how long a statement waits for another connection's lock.
+    /// The corresponding C function is `sqlite3_open_v2`.
+    public init(path: String, create: Bool = true, readOnly: Bool = false,
+                busyTimeoutMilliseconds: Int32 = 10_000) throws(SQLiteError) {
+        var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+        if readOnly {
+            flags |= SQLITE_OPEN_READONLY
+        } else {
+            flags |= SQLITE_OPEN_READWRITE
+            if create { flags |= SQLITE_OPEN_CREATE }
+        }
+        var database: OpaquePointer?
+        let code = unsafe sqlite3_open_v2(path, &database, flags, nil)
+        guard code == SQLITE_OK, let database else {
+            let error = unsafe database.map { unsafe Connection.error($0, code: code, sql: nil) }
+                ?? SQLiteError(extendedCode: code, message: String(cString: sqlite3_errstr(code)))
+            unsafe sqlite3_close_v2(database)
+            throw error
+        }
+        unsafe sqlite3_busy_timeout(database, busyTimeoutMilliseconds)
+        _ = unsafe CSQLite_enableDefensive(database)
+        unsafe self.handle = database
+        self.path = path
+        try execute("PRAGMA foreign_keys = ON")
+    }
+
+    deinit {
+        statementCache.removeAll()
+        unsafe sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more SQL statements that take no parameters and return no rows the caller needs.
+    /// The corresponding C function is `sqlite3_exec`.
+    public func execute(_ sql: String) throws(SQLiteError) {
+        let code = unsafe sqlite3_exec(handle, sql, nil, nil, nil)
+        guard code == SQLITE_OK else { throw unsafe Connection.error(handle, code: code, sql: sql) }
+    }
+
+    /// Returns a cached prepared statement for `sql`, compiling it on first use.
+    public func statement(_ sql: String) throws(SQLiteError) -> Statement {
+        if let cached = statementCache[sql] { return cached }
+        let statement = try unsafe Statement(database: handle, sql: sql, persistent: true)
+        statementCache[sql] = statement
+        return statement
+    }
+
+    /// Runs a statement that returns no rows, with `values` bound to its parameters.
+    public func run(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) {
+        let statement = try statement(sql)
+        try statement.bind(values)
+        defer { statement.reset() }
+        while try statement.step() {}
+    }
+
+    /// Runs a query and calls `row` for each result row; the statement is valid only inside `row`.
+    public func forEachRow(_ sql: String, _ values: [SQLValue] = [],
+                           _ row: (Statement) throws -> Void) throws {
+        let statement = try statement(sql)
+        try statement.bind(values)
+        defer { statement.reset() }
+        while try statement.step() { try row(statement) }
+    }
+
+    /// Runs a query and maps its first row, or returns nil when it has none.
+    public func firstRow<T>(_ sql: String, _ values: [SQLValue] = [],
+                            _ map: (Statement) throws -> T) throws -> T? {
+        let statement = try statement(sql)
+        try statement.bind(values)
+        defer { statement.reset() }
+        guard try statement.step() else { return nil }
+        return try map(statement)
+    }
+
+    /// Runs a query and maps every row.
+    public func rows<T>(_ sql: String, _ values: [SQLValue] = [],
+                        _ map: (Statement) throws -> T) throws -> [T] {
+        var result: [T] = []
+        try forEachRow(sql, values) { result.append(try map($0)) }
+        return result
+    }
+
+    /// The integer in the first column of the first row, or nil.
+    public func scalarInteger(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> Int64? {
+        let statement = try statement(sql)
+        try statement.bind(values)
+        defer { statement.reset() }
+        guard try statement.step(), !statement.isNull(0) else { return nil }
+        return statement.int64(0)
+    }
+
+    /// The text in the first column of the first row, or nil.
+    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> String? {
+        let statement = try statement(sql)
+        try statement.bind(values)
+        defer { statement.reset() }
+        guard try statement.step() else { return nil }
+        return statement.text(0)
+    }
+
+    /// Runs `body` inside a transaction: committed when it returns, rolled back when it throws.
+    ///
+    /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading
+    /// read locks. Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Whether the connection is inside a transaction.
+    public var isInTransaction: Bool { unsafe sqlite3_get_autocommit(handle) == 0 }
+
+    /// The rowid of the last row inserted on this connection.
+    public var lastInsertedRowID: Int64 { unsafe sqlite3_last_insert_rowid(handle) }
+
+    /// The number of rows changed by the last statement.
+    public var changes: Int { Int(unsafe sqlite3_changes64(handle)) }
+
+    /// Builds an error from the connection's last error, keeping the SQL but no bound values.
+    static func error(_ database: OpaquePointer, code: Int32, sql: String?) -> SQLiteError {
+        let extended = unsafe sqlite3_extended_errcode(database)
+        let message = unsafe String(cString: sqlite3_errmsg(database))
+        return SQLiteError(extendedCode: extended != 0 ? extended : code, message: message, sql: sql)
+    }
+
+    /// The version of the SQLite library in use, e.g. "3.40.1".
+    public static var libraryVersion: String { unsafe String(cString: sqlite3_libversion()) }
+}
+
+@available(*, unavailable, message: "A Connection is confined to one thread at a time; keep it behind a lock")
+extension Connection: Sendable {}

@@ -1,0 +1,43 @@
+/// One step of a database schema's history.
+public struct Migration: Sendable {
+    /// The schema version this step brings the database to (1, 2, …).
+    public let version: Int
+    /// The SQL that performs the step.
+    public let sql: String
+
+    /// Creates a step.
+    public init(version: Int, sql: String) {
+        self.version = version
+        self.sql = sql
+    }
+}
+
+/// Why a database's schema could not be brought up to date.
+public enum MigrationError: Error, Equatable, Sendable {
+    /// The file was written by a newer build than this one: opening it could lose data.
+    case schemaNewerThanBuild(found: Int, supported: Int)
+}
+
+extension Connection {
+    /// The schema version recorded in the file (`PRAGMA user_version`).
+    public func schemaVersion() throws(SQLiteError) -> Int {
+        Int(try scalarInteger("PRAGMA user_version") ?? 0)
+    }
+
+    /// Applies, each in its own transaction, every migration newer than the file's schema version.
+    ///
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_user_version>
+    public func migrate(_ migrations: [Migration]) throws {
+        let latest = migrations.map(\.version).max() ?? 0
+        let current = try schemaVersion()
+        guard current <= latest else {
+            throw MigrationError.schemaNewerThanBuild(found: current, supported: latest)
+        }
+        for migration in migrations.sorted(by: { $0.version < $1.version }) where migration.version > current {
+            try transaction {
+                try execute(migration.sql)
+                try execute("PRAGMA user_version = \(migration.version)")
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+internal import CSQLite
+
+/// A prepared SQLite statement, owned by the connection that compiled it.
+///
+/// Not thread-safe: used only by its `Connection`, which is itself confined to one thread at a time.
+public final class Statement {
+    /// The raw handle: `sqlite3_stmt *`, finalized in `deinit`.
+    private let handle: OpaquePointer
+    /// The connection handle, for error messages.
+    private let database: OpaquePointer
+    /// The SQL text, kept for errors.
+    public let sql: String
+
+    init(database: OpaquePointer, sql: String, persistent: Bool) throws(SQLiteError) {
+        var statement: OpaquePointer?
+        // SQLITE_PREPARE_PERSISTENT hints that the statement is cached and reused many times.
+        let flags: UInt32 = persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0
+        let code = unsafe sqlite3_prepare_v3(database, sql, -1, flags, &statement, nil)
+        guard code == SQLITE_OK, let statement else {
+            throw Connection.error(database, code: code, sql: sql)
+        }
+        unsafe self.handle = statement
+        unsafe self.database = database
+        self.sql = sql
+    }
+
+    deinit {
+        unsafe sqlite3_finalize(handle)
+    }
+
+    /// Binds `values` to the parameters `?1...?n`, after resetting the statement.
+    /// The corresponding C functions are `sqlite3_reset`, `sqlite3_clear_bindings` and `sqlite3_bind_*`.
+    public func bind(_ values: [SQLValue]) throws(SQLiteError) {
+        unsafe sqlite3_reset(handle)
+        unsafe sqlite3_clear_bindings(handle)
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let code: Int32
+            switch value {
+            case .null:
+                code = unsafe sqlite3_bind_null(handle, index)
+            case .integer(let integer):
+                code = unsafe sqlite3_bind_int64(handle, index, integer)
+            case .real(let real):
+                code = unsafe sqlite3_bind_double(handle, index, real)
+            case .text(let text):
+                code = unsafe sqlite3_bind_text(handle, index, text, -1, CSQLite_transient())
+            case .blob(let bytes):
+                code = unsafe bytes.withUnsafeBytes { buffer in
+                    // A zero-length blob must not bind as NULL: SQLite needs a non-null pointer.
+                    unsafe sqlite3_bind_blob64(handle, index, buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
+                                               sqlite3_uint64(buffer.count), CSQLite_transient())
+                }
+            }
+            guard code == SQLITE_OK else { throw Connection.error(database, code: code, sql: sql) }
+        }
+    }
+
+    /// Advances to the next row; false when the statement is done. The corresponding C function is `sqlite3_step`.
+    public func step() throws(SQLiteError) -> Bool {
+        let code = unsafe sqlite3_step(handle)
+        switch code {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            unsafe sqlite3_reset(handle)
+            throw Connection.error(database, code: code, sql: sql)
+        }
+    }
+
+    /// Resets the statement so that it releases its read lock, and clears bound values.
+    public func reset() {
+        unsafe sqlite3_reset(handle)
+        unsafe sqlite3_clear_bindings(handle)
+    }
+
+    /// The number of result columns.
+    public var columnCount: Int { Int(unsafe sqlite3_column_count(handle)) }
+
+    /// True when column `index` of the current row is SQL `NULL`.
+    public func isNull(_ index: Int) -> Bool {
+        unsafe sqlite3_column_type(handle, Int32(index)) == SQLITE_NULL
+    }
+
+    /// Column `index` of the current row as an integer (0 for NULL).
+    public func int64(_ index: Int) -> Int64 {
+        unsafe sqlite3_column_int64(handle, Int32(index))
+    }
+
+    /// Column `index` of the current row as a double (0 for NULL).
+    public func double(_ index: Int) -> Double {
+        unsafe sqlite3_column_double(handle, Int32(index))
+    }
+
+    /// Column `index` of the current row as text, nil for NULL.
+    public func text(_ index: Int) -> String? {
+        guard let pointer = unsafe sqlite3_column_text(handle, Int32(index)) else { return nil }
+        let count = Int(unsafe sqlite3_column_bytes(handle, Int32(index)))
+        return unsafe String(decoding: UnsafeBufferPointer(start: pointer, count: count), as: UTF8.self)
+    }
+
+    /// Column `index` of the current row as bytes, nil for NULL.
+    public func blob(_ index: Int) -> [UInt8]? {
+        let column = Int32(index)
+        if unsafe sqlite3_column_type(handle, column) == SQLITE_NULL { return nil }
+        guard let pointer = unsafe sqlite3_column_blob(handle, column) else { return [] }
+        let count = Int(unsafe sqlite3_column_bytes(handle, column))
+        return unsafe Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}
+
+@available(*, unavailable, message: "A Statement belongs to its Connection, which is confined to one thread at a time")
+extension Statement: Sendable {}

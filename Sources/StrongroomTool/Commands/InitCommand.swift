@@ -1,0 +1,49 @@
+import Foundation
+import Strongroom
+import StrongroomCrypto
+
+/// `strongroom init`: creates a store, and its master key file if absent.
+enum InitCommand: Command {
+    static let name = "init"
+    static let abstract = "create a store (and a master key file with a fresh random key if absent)"
+    static let help = """
+        Usage: strongroom init [--region R] [--planned-numbers N] --store DIR --key-file FILE
+
+        Creates an encrypted store in DIR. If FILE does not exist, it is created with a fresh random
+        256-bit master key, mode 0600 from its first instant. Keep the key file away from backups of
+        the store: whoever holds both can read everything.
+
+          --region R            default phone region of the store, ISO 3166 code (default US)
+          --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
+                                sets the blind index's tag length (see SECURITY.md)
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom init --region GB --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        var configuration = StoreConfiguration()
+        if let region = try arguments.option("--region") { configuration.defaultRegion = region.uppercased() }
+        if let planned = try arguments.option("--planned-numbers") {
+            guard let count = Int(planned), count > 0 else { throw UsageError(message: "--planned-numbers takes a positive number") }
+            configuration.plannedPhoneNumbers = count
+        }
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        var createdKey = false
+        if let keyFile = options.keyFile, !FileManager.default.fileExists(atPath: keyFile) {
+            _ = try KeyFile.create(at: keyFile)
+            createdKey = true
+        }
+        let store = try Store.create(at: options.directory, keyProvider: options.keyProvider, configuration: configuration)
+        store.close()
+        console.print("created store \(options.directory) (default region \(store.defaultRegion))")
+        if let keyFile = options.keyFile {
+            console.print(createdKey ? "created master key file \(keyFile) (mode 0600): keep it apart from the store's backups"
+                                     : "locked with the existing master key file \(keyFile)")
+        }
+        return .success
+    }
+}

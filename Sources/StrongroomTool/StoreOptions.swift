@@ -1,0 +1,63 @@
+import Foundation
+import Strongroom
+
+/// The options every store command shares: the store folder, the master key's provider and the
+/// access context (`../shared/CLI.md`, "Common to every subcommand").
+struct StoreOptions {
+    /// The store folder.
+    let directory: String
+    /// Where the master key comes from.
+    let keyProvider: any KeyProvider
+    /// The key file, when the key comes from one (init creates it if absent).
+    let keyFile: String?
+    /// Who acts and why.
+    let context: AccessContext
+
+    /// The help text for these options, appended to each command's help.
+    static let help = """
+        Store and key (first given wins):
+          --store DIR          the store folder (or STRONGROOM_STORE)
+          --key-file FILE      master key file, mode 0600 (or STRONGROOM_KEY_FILE)
+          --key-command CMD    a command that prints the base64 master key (a KMS hook)
+                               STRONGROOM_MASTER_KEY: the base64 master key itself
+        Access context:
+          --actor NAME         who is acting (default: the OS user)
+          --purpose NAME       why (each command has a default)
+          --client ADDRESS     the client's network address, for the audit log
+        """
+
+    /// Reads the options from `arguments` and the environment.
+    static func parse(_ arguments: inout Arguments, _ console: Console, defaultPurpose: Purpose) throws -> StoreOptions {
+        let environment = console.environment
+        guard let directory = try arguments.option("--store") ?? environment["STRONGROOM_STORE"] else {
+            throw UsageError(message: "no store: give --store DIR or set STRONGROOM_STORE")
+        }
+        let keyFileOption = try arguments.option("--key-file")
+        let keyCommand = try arguments.option("--key-command")
+        let provider: any KeyProvider
+        var keyFile: String?
+        if let keyFileOption {
+            provider = KeyFileProvider(path: keyFileOption)
+            keyFile = keyFileOption
+        } else if let keyCommand {
+            provider = CommandKeyProvider(command: keyCommand)
+        } else if let path = environment["STRONGROOM_KEY_FILE"] {
+            provider = KeyFileProvider(path: path)
+            keyFile = path
+        } else if environment["STRONGROOM_MASTER_KEY"] != nil {
+            provider = EnvironmentKeyProvider()
+        } else {
+            throw UsageError(message: "no master key: give --key-file FILE, --key-command CMD, STRONGROOM_KEY_FILE or STRONGROOM_MASTER_KEY")
+        }
+        let actor = try arguments.option("--actor") ?? ProcessInfo.processInfo.userName
+        let purpose = try arguments.option("--purpose").map(Purpose.init(rawValue:)) ?? defaultPurpose
+        let client = try arguments.option("--client")
+        return StoreOptions(directory: directory, keyProvider: provider, keyFile: keyFile,
+                            context: AccessContext(actor: actor, purpose: purpose, clientAddress: client))
+    }
+
+    /// Opens the store.
+    func open() throws -> Store {
+        try Store.open(at: directory, keyProvider: keyProvider)
+    }
+}
