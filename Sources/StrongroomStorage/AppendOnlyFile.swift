@@ -51,6 +51,14 @@ public final class AppendOnlyFile {
         return Int64(status.st_size)
     }
 
+    /// Whether `path` still names this open file (it was not deleted, renamed or replaced since).
+    public func isStillAtPath() -> Bool {
+        var opened = stat()
+        var named = stat()
+        guard unsafe fstat(descriptor, &opened) == 0, unsafe stat(path, &named) == 0 else { return false }
+        return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino
+    }
+
     /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).
     public func truncate(to length: Int64) throws(FileError) {
         guard ftruncate(descriptor, off_t(length)) == 0 else {

@@ -178,14 +178,17 @@ final class AuditLog: AuditHook {
         }
     }
 
-    /// Makes the writer state match the files: on first use, after an error, or when another process
-    /// appended or started a new segment since this one last wrote.
+    /// Makes the writer state match the files: on first use, after an error, when another process
+    /// appended or started a new segment since this one last wrote, or when the segment was deleted
+    /// or replaced under it (then the append fails unless the folder can take a new segment).
     private func resynchronize(_ state: inout WriterState) throws {
         if let file = state.file, state.expectedSize >= 0 {
             let size: Int64
             do { size = try file.size() } catch { throw AuditLogError.unavailable(error) }
             let nextSegment = directory + "/" + AuditLog.segmentName(state.segmentNumber + 1)
-            if size == state.expectedSize && !FileManager.default.fileExists(atPath: nextSegment) { return }
+            if size == state.expectedSize && file.isStillAtPath() && !FileManager.default.fileExists(atPath: nextSegment) {
+                return
+            }
         }
         let segments = AuditLog.segmentPaths(in: directory)
         guard let newest = segments.last else {

@@ -206,7 +206,8 @@ public struct PhoneNormalizer: Sendable {
             var transformed = ""
             var characters = rule.makeIterator()
             while let character = characters.next() {
-                if character == "$", let digit = characters.next(), let index = digit.wholeNumberValue {
+                // Group references: "$1" (Java's syntax) or "\\1" (as the generated table has them).
+                if character == "$" || character == "\\", let digit = characters.next(), let index = digit.wholeNumberValue {
                     transformed += index <= groups ? String(match.output[index].substring ?? "") : ""
                 } else {
                     transformed.append(character)

@@ -1,0 +1,138 @@
+import Foundation
+import Strongroom
+import StrongroomCrypto
+import Testing
+
+@Suite("Store: records, keys and access")
+struct StoreTests {
+    @Test("a subject round-trips through encryption, all fields and partial reads")
+    func roundTrip() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let subject = sampleSubject("rt", phones: ["+44 20 7946 0958", "07400 123538"])
+        let id = try test.store.create(subject, context: TestStore.admin)
+        let read = try test.store.read(id, context: TestStore.admin)
+        #expect(read.personal == subject.personal)
+        #expect(read.metadata == subject.metadata)
+        let partial = try test.store.read(id, fields: [.name], context: TestStore.admin)
+        #expect(partial.personal.name == subject.personal.name)
+        #expect(partial.personal.emails == nil && partial.personal.phones == nil)
+    }
+
+    @Test("property: random personal data round-trips", arguments: 0..<25)
+    func randomRoundTrip(seed: Int) throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        var generator = SystemRandomNumberGenerator()
+        func text() -> String {
+            let alphabet = Array("aé漢字 ,\"\n\t0123456789ßΩ😀'") + ["\u{0}"]
+            return String((0..<Int.random(in: 0...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+        }
+        let personal = PersonalData(
+            name: text(), company: Bool.random() ? nil : text(), emails: (0..<Int.random(in: 0...3)).map { _ in text() },
+            phones: (0..<Int.random(in: 0...3)).map { _ in LabeledPhone(label: text(), number: text()) },
+            address: text(), notes: text(), photo: (0..<Int.random(in: 0...300)).map { _ in UInt8.random(in: 0...255) },
+            customFields: Dictionary(uniqueKeysWithValues: (0..<Int.random(in: 0...4)).map { ("k\($0)\(text())", text()) }))
+        let id = try test.store.create(NewSubject(metadata: SubjectMetadata(kind: .lead), personal: personal), context: TestStore.admin)
+        #expect(try test.store.read(id, context: TestStore.admin).personal == personal, "seed \(seed)")
+    }
+
+    @Test("update replaces only the given fields and re-indexes changed numbers")
+    func rectification() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("up"), context: TestStore.admin)
+        try test.store.update(id, personal: PersonalData(name: "Renamed Person", phones: [LabeledPhone(label: "mobile", number: "07700 900456")]),
+                              context: TestStore.admin)
+        let read = try test.store.read(id, context: TestStore.admin)
+        #expect(read.personal.name == "Renamed Person")
+        #expect(read.personal.company == "Quasar Widgets up")
+        #expect(try test.store.callerID(number: "+447700900456", context: TestStore.caller).map(\.id) == [id])
+        #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).isEmpty)
+    }
+
+    @Test("list pages by id without decrypting; a lead converts into a contact keeping its id")
+    func listAndConvert() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let hook = RecordingHook()
+        let store = try test.reopen(hooks: [hook])
+        let ids = try (0..<5).map { try store.create(sampleSubject("l\($0)", kind: .lead), context: TestStore.admin) }
+        let firstPage = try store.list(limit: 3)
+        let secondPage = try store.list(after: firstPage.last?.id, limit: 3)
+        #expect((firstPage + secondPage).map(\.id) == ids)
+        #expect(!hook.events.contains { $0.action == .decrypt })
+        try store.convertToContact(ids[2], context: TestStore.admin)
+        #expect(try store.list(kind: .contact).map(\.id) == [ids[2]])
+        #expect(throws: StoreError.self) { try store.convertToContact(ids[2], context: TestStore.admin) }
+    }
+
+    @Test("external ids are unique and resolve to subjects")
+    func externalIDs() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("ex"), context: TestStore.admin)
+        #expect(try test.store.resolve("ext-ex") == id)
+        #expect(try test.store.resolve(String(id.rawValue)) == id)
+        #expect(throws: StoreError.self) { try test.store.resolve("nobody") }
+        // Writing the same external id again updates the subject instead of duplicating it.
+        let results = try test.store.write([sampleSubject("ex")], context: TestStore.admin)
+        #expect(results.map(\.created) == [false])
+        #expect(try test.store.count() == 1)
+    }
+
+    @Test("deleting destroys the key: the subject reads as erased")
+    func delete() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("del"), context: TestStore.admin)
+        try test.store.delete(id, context: TestStore.admin)
+        #expect {
+            try test.store.read(id, context: TestStore.admin)
+        } throws: { error in
+            if case StoreError.subjectErased(id) = error { return true }
+            return false
+        }
+        #expect(try test.store.count() == 0)
+    }
+
+    @Test("a wrong master key is refused at open, before any data is read")
+    func wrongMasterKey() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        _ = try test.store.create(sampleSubject("wk"), context: TestStore.admin)
+        #expect {
+            try Store.open(at: test.directory, keyProvider: StaticKeyProvider(key: try SecretKey.random()))
+        } throws: { error in
+            if case StoreError.wrongMasterKey = error { return true }
+            return false
+        }
+        #expect(throws: StoreError.self) { try Store.open(at: test.directory + "-missing", keyProvider: StaticKeyProvider(key: test.key)) }
+        // The right key still opens it.
+        #expect(try test.reopen().count() == 1)
+    }
+
+    @Test("a store cannot be created twice in one folder")
+    func createTwice() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        #expect(throws: StoreError.self) {
+            try Store.create(at: test.directory, keyProvider: StaticKeyProvider(key: test.key))
+        }
+    }
+
+    @Test("restriction refuses reads but for the purposes GDPR Art. 18(2) allows, and audits the refusal")
+    func restriction() throws {
+        let hook = RecordingHook()
+        let test = try TestStore(hooks: [hook])
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("rs"), context: TestStore.admin)
+        try test.store.setRestricted(true, id, context: TestStore.admin)
+        #expect(throws: StoreError.self) { try test.store.read(id, context: TestStore.admin) }
+        #expect(hook.events.last?.outcome == .refused)
+        #expect(try test.store.read(id, context: AccessContext(actor: "dpo", purpose: .subjectRequest)).personal.name != nil)
+        #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).isEmpty)
+        try test.store.setRestricted(false, id, context: TestStore.admin)
+        #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [id])
+    }
+}
