@@ -1,0 +1,100 @@
+import Foundation
+import Strongroom
+import StrongroomTestSupport
+import Testing
+
+@Suite("Caller ID through the blind index")
+struct CallerIDTests {
+    @Test("every incoming call of the sample finds its person, among 992 imported leads and contacts")
+    func sampleCalls() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let report = try CSVImporter(store: test.store).run([UInt8](try Fixture.data("contacts-sample.csv")), context: TestStore.admin)
+        #expect(report.created == 992 && report.rejected.isEmpty && report.unindexed.isEmpty)
+        let calls = try csvRows("contacts-sample.calls.csv")
+        #expect(calls.count == 1713)
+        for call in calls {
+            let matches = try test.store.callerID(number: call["incoming"]!, region: call["region"], context: TestStore.caller)
+            #expect(matches.contains { $0.externalID == call["external_id"] && $0.name == call["expected_name"] },
+                    "\(call["incoming"]!) did not find \(call["external_id"]!)")
+        }
+    }
+
+    @Test("truncation collisions never return the wrong person (8-bit tags, 600 numbers)")
+    func collisions() throws {
+        let test = try TestStore(region: "GB", plannedPhoneNumbers: 16)
+        defer { test.cleanUp() }
+        #expect(try test.store.keyStatus().phoneIndex.bits == 8)
+        var owners: [String: SubjectID] = [:]
+        for index in 0..<600 {
+            let number = "+4477009\(String(format: "%05d", index))"
+            owners[number] = try test.store.create(NewSubject(metadata: SubjectMetadata(kind: .lead),
+                                                              personal: PersonalData(name: "Person \(index)", phones: [LabeledPhone(label: "m", number: number)])),
+                                                   context: TestStore.admin)
+        }
+        for (number, owner) in owners {
+            #expect(try test.store.callerID(number: number, context: TestStore.caller).map(\.id) == [owner])
+        }
+        for index in 600..<700 {
+            #expect(try test.store.callerID(number: "+4477009\(String(format: "%05d", index))", context: TestStore.caller).isEmpty)
+        }
+    }
+
+    @Test("a number written in any style finds the person", arguments: [
+        "+44 20 7946 0958", "020 7946 0958", "0044 20 7946 0958", "+44 (0)20 7946 0958", "+442079460958", "020-7946-0958 ext. 12",
+        "＋４４ ２０ ７９４６ ０９５８",
+    ])
+    func styles(number: String) throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("st", phones: ["(020) 7946 0958"]), context: TestStore.admin)
+        #expect(try test.store.callerID(number: number, context: TestStore.caller).map(\.id) == [id])
+    }
+
+    @Test("several matches come newest activity first; erased subjects are never returned")
+    func orderAndErasure() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        var older = sampleSubject("old")
+        older.metadata.lastContactedAt = Date(timeIntervalSince1970: 1_700_000_000)
+        var newer = sampleSubject("new")
+        newer.metadata.lastContactedAt = Date(timeIntervalSince1970: 1_800_000_000)
+        let olderID = try test.store.create(older, context: TestStore.admin)
+        let newerID = try test.store.create(newer, context: TestStore.admin)
+        #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [newerID, olderID])
+        try test.store.erase(newerID, reason: "test", context: TestStore.admin)
+        #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [olderID])
+    }
+
+    @Test("an invalid number is a typed error, not a match")
+    func invalidNumber() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        #expect {
+            try test.store.callerID(number: "12", context: TestStore.caller)
+        } throws: { error in
+            if case StoreError.invalidPhoneNumber = error { return true }
+            return false
+        }
+    }
+
+    @Test("a call from an unknown number makes a lead; logging the same call again changes nothing")
+    func recordCall() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let time = Date(timeIntervalSince1970: 1_790_000_000)
+        let first = try test.store.recordCall(number: "07700 900123", at: time, context: TestStore.caller)
+        #expect(first.createdLead && first.logged)
+        #expect(first.caller.source == "Call log" && first.caller.kind == .lead)
+        let again = try test.store.recordCall(number: "+447700900123", at: time, context: TestStore.caller)
+        #expect(!again.createdLead && !again.logged && again.caller.id == first.caller.id)
+        #expect(try test.store.count() == 1)
+        let later = try test.store.recordCall(number: "+447700900123", at: time.addingTimeInterval(60), direction: .outgoing,
+                                              context: TestStore.caller)
+        #expect(later.caller.lastContactedAt == time.addingTimeInterval(60))
+        let earlier = try test.store.recordCall(number: "+447700900123", at: time.addingTimeInterval(-600), context: TestStore.caller)
+        #expect(earlier.logged && earlier.caller.lastContactedAt == time.addingTimeInterval(60))
+        let export = try test.store.export(first.caller.id, context: TestStore.admin)
+        #expect(export.calls.count == 3)
+    }
+}

@@ -1,0 +1,69 @@
+import Foundation
+@testable import Strongroom
+import Testing
+
+@Suite("CSV import")
+struct ImportTests {
+    let header = "external_id,kind,name,company,email,phone,mobile,work_phone,address,notes,source,owner,last_contacted,shoe_size\n"
+
+    @Test("bad rows are reported with their line and skipped; good rows land; unknown columns become custom fields")
+    func badRows() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let csv = "\u{FEFF}" + header + """
+            e1,contact,Ann Example,,ann@example.org,020 7946 0958,,,"1 Road, Town",,Referral,a1,2026-01-02T03:04:05Z,42
+            e2,martian,Bob,,,,,,,,,,,
+            e3,lead,Cy,,,,,,,,,,yesterday,
+            e4,lead,,,,,,,,,,,,
+            e5,lead,Dee "Quoted",,,,,,,,,,,
+            e6,lead,Eve,,,12,,,,,,,,
+            e7,lead,Fay,,,,,,,,,,,
+
+            """
+        let report = try CSVImporter(store: test.store).run(Array(csv.utf8), context: TestStore.admin)
+        #expect(report.created == 3)
+        #expect(report.rejected.map(\.line) == [3, 4, 5, 6])
+        #expect(report.unindexed.map(\.line) == [7])
+        let ann = try test.store.read(try test.store.resolve("e1"), context: TestStore.admin)
+        #expect(ann.personal.customFields == ["shoe_size": "42"])
+        #expect(ann.personal.address == "1 Road, Town")
+        #expect(ann.metadata.lastContactedAt == Timestamp.parse("2026-01-02T03:04:05Z"))
+        // The number that could not be normalised is stored, not dropped.
+        #expect(try test.store.read(try test.store.resolve("e6"), context: TestStore.admin).personal.phones?.first?.number == "12")
+    }
+
+    @Test("re-importing the same external ids updates, never duplicates")
+    func reimport() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let first = header + "x1,lead,Old Name,,,,,,,,,,,\nx2,lead,Two,,,,,,,,,,,\n"
+        let second = header + "x1,contact,New Name,,,,,,,,,,,\n"
+        _ = try CSVImporter(store: test.store).run(Array(first.utf8), context: TestStore.admin)
+        let report = try CSVImporter(store: test.store).run(Array(second.utf8), context: TestStore.admin)
+        #expect(report.created == 0 && report.updated == 1)
+        #expect(try test.store.count() == 2)
+        let updated = try test.store.read(try test.store.resolve("x1"), context: TestStore.admin)
+        #expect(updated.personal.name == "New Name" && updated.metadata.kind == .contact)
+    }
+
+    @Test("with strict, one bad row refuses the whole file")
+    func strict() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        var options = ImportOptions()
+        options.strict = true
+        let csv = header + "s1,lead,Good,,,,,,,,,,,\ns2,alien,Bad,,,,,,,,,,,\n"
+        #expect(throws: ImportError.rejectedRows([.init(line: 3, reason: "kind must be lead or contact")])) {
+            try CSVImporter(store: test.store, options: options).run(Array(csv.utf8), context: TestStore.admin)
+        }
+        #expect(try test.store.count() == 0)
+    }
+
+    @Test("a file without a usable header is refused")
+    func missingHeader() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        #expect(throws: ImportError.self) { try CSVImporter(store: test.store).run([], context: TestStore.admin) }
+        #expect(throws: ImportError.self) { try CSVImporter(store: test.store).run(Array("a,b\n1,2\n".utf8), context: TestStore.admin) }
+    }
+}
