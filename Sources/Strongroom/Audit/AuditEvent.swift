@@ -24,6 +24,8 @@ public struct AuditEvent: Sendable, Equatable {
         case keys
         /// The store was created.
         case initialize = "init"
+        /// The audit log's segment file ended; the chain continues in the next one.
+        case segmentEnd = "segment-end"
     }
 
     /// How it ended.

@@ -83,6 +83,8 @@ final class AuditLog: AuditHook {
         var previousMAC: [UInt8]
         var lastHeadSave: Date
         var headIsCurrent: Bool
+        /// When the segment's identity and the absence of a newer segment were last checked.
+        var lastIdentityCheck: Date
     }
 
     /// Opens the log in `directory` (created if absent), continuing the chain from its tail.
@@ -100,7 +102,8 @@ final class AuditLog: AuditHook {
         self.segmentByteLimit = segmentByteLimit
         self.saveHead = saveHead
         self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
-                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true))
+                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true,
+                                       lastIdentityCheck: .distantPast))
     }
 
     /// The segment files of `directory`, oldest first.
@@ -121,37 +124,15 @@ final class AuditLog: AuditHook {
         let head: AuditHead? = try state.withLock { (state: inout WriterState) throws -> AuditHead? in
             try state.lock.withExclusiveLock {
                 try resynchronize(&state)
-                var output: [UInt8] = []
-                output.reserveCapacity(events.count * 256)
-                var sequence = state.sequence
-                var previous = state.previousMAC
-                for event in events {
-                    sequence += 1
-                    let body = AuditLineFormat.body(sequence: sequence, event: event)
-                    let code: [UInt8]
-                    do throws(CryptoError) {
-                        code = try mac.authenticationCode(for: [previous, body])
-                    } catch {
-                        throw AuditLogError.crypto(error)
-                    }
-                    AuditLineFormat.line(body: body, mac: code, into: &output)
-                    previous = code
-                }
-                if state.expectedSize > 0 && state.expectedSize + Int64(output.count) > segmentByteLimit {
+                if state.expectedSize >= segmentByteLimit {
+                    // Close the full segment with a chained entry before starting the next: another
+                    // process appending to the old segment then sees its size change and resynchronises.
+                    let closing = AuditEvent(action: .segmentEnd, actor: "strongroom", purpose: "audit", subject: nil,
+                                             detail: "continues in \(AuditLog.segmentName(state.segmentNumber + 1))")
+                    try append([closing], to: &state)
                     try openSegment(state.segmentNumber + 1, into: &state)
                 }
-                do throws(FileError) {
-                    try state.file!.append(output)
-                    if durability == .synced { try state.file!.synchronize() }
-                } catch {
-                    // The write may have left part of a line; the next append resynchronises from the real tail.
-                    state.expectedSize = -1
-                    throw AuditLogError.unavailable(error)
-                }
-                state.expectedSize += Int64(output.count)
-                state.sequence = sequence
-                state.previousMAC = previous
-                state.headIsCurrent = false
+                try append(events, to: &state)
             }
             let now = Date()
             guard now.timeIntervalSince(state.lastHeadSave) >= 1 else { return nil }
@@ -163,6 +144,38 @@ final class AuditLog: AuditHook {
         if let head, !saveHead(head) {
             state.withLock { $0.headIsCurrent = false; $0.lastHeadSave = .distantPast }
         }
+    }
+
+    /// Chains `events` onto the log and writes them with one `write` (and a sync in durable mode).
+    private func append(_ events: [AuditEvent], to state: inout WriterState) throws {
+        var output: [UInt8] = []
+        output.reserveCapacity(events.count * 256)
+        var sequence = state.sequence
+        var previous = state.previousMAC
+        for event in events {
+            sequence += 1
+            let body = AuditLineFormat.body(sequence: sequence, event: event)
+            let code: [UInt8]
+            do throws(CryptoError) {
+                code = try mac.authenticationCode(for: [previous, body])
+            } catch {
+                throw AuditLogError.crypto(error)
+            }
+            AuditLineFormat.line(body: body, mac: code, into: &output)
+            previous = code
+        }
+        do throws(FileError) {
+            try state.file!.append(output)
+            if durability == .synced { try state.file!.synchronize() }
+        } catch {
+            // The write may have left part of a line; the next append resynchronises from the real tail.
+            state.expectedSize = -1
+            throw AuditLogError.unavailable(error)
+        }
+        state.expectedSize += Int64(output.count)
+        state.sequence = sequence
+        state.previousMAC = previous
+        state.headIsCurrent = false
     }
 
     /// Saves the chain head now if entries were written since the last save (on close, and by tools).
@@ -185,9 +198,17 @@ final class AuditLog: AuditHook {
         if let file = state.file, state.expectedSize >= 0 {
             let size: Int64
             do { size = try file.size() } catch { throw AuditLogError.unavailable(error) }
-            let nextSegment = directory + "/" + AuditLog.segmentName(state.segmentNumber + 1)
-            if size == state.expectedSize && file.isStillAtPath() && !FileManager.default.fileExists(atPath: nextSegment) {
-                return
+            if size == state.expectedSize {
+                // Another process that starts a new segment first closes the old one with an entry
+                // (so the size check above sees it); a segment deleted or replaced under this process
+                // is caught by the identity check, which costs two more system calls: once a second.
+                let now = Date()
+                guard now.timeIntervalSince(state.lastIdentityCheck) >= 1 else { return }
+                let nextSegment = directory + "/" + AuditLog.segmentName(state.segmentNumber + 1)
+                if file.isStillAtPath() && !FileManager.default.fileExists(atPath: nextSegment) {
+                    state.lastIdentityCheck = now
+                    return
+                }
             }
         }
         let segments = AuditLog.segmentPaths(in: directory)

@@ -39,7 +39,7 @@ final class Keyring: Sendable {
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
     static func connect(path: String, create: Bool) throws -> Connection {
         let connection = try Connection(path: path, create: create)
-        try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON")
+        try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA mmap_size = 1073741824")
         return connection
     }
 

@@ -29,7 +29,7 @@ public struct PhoneNormalizer: Sendable {
         let region = try override.map { code throws(PhoneNumberError) in try PhoneNormalizer.compiledRegion(code) } ?? self.region
         let trimmed = raw.unicodeScalars.drop(while: PhoneNormalizer.isSpace).reversed().drop(while: PhoneNormalizer.isSpace)
         guard !trimmed.isEmpty else { throw .empty }
-        if raw.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\t" }) {
+        if raw.unicodeScalars.contains(where: PhoneNormalizer.isControl) {
             throw .controlCharacter
         }
         var (number, extensionNumber) = try PhoneNormalizer.splitExtension(PhoneNormalizer.extractPossibleNumber(raw))
@@ -109,7 +109,7 @@ public struct PhoneNormalizer: Sendable {
         while end > start {
             let previous = scalars.index(before: end)
             let scalar = scalars[previous]
-            if scalar == "#" || (scalar != "_" && (scalar.properties.isAlphabetic || scalar.properties.numericType != nil)) { break }
+            if scalar == "#" || (scalar != "_" && (isLetter(scalar) || isNumber(scalar))) { break }
             end = previous
         }
         var number = Substring(scalars[start..<end])
@@ -128,7 +128,12 @@ public struct PhoneNormalizer: Sendable {
 
     /// The number without its extension, and the extension's digits (ASCII), when one is written.
     private static func splitExtension(_ number: Substring) throws(PhoneNumberError) -> (Substring, String?) {
-        if let match = try? extensionPattern.regex.firstMatch(in: number) {
+        // Every extension notation has a label letter, '#', '~', ';' or ','; without one the regex
+        // (costly on this hot path) cannot match.
+        let mayHaveExtension = number.unicodeScalars.contains {
+            isLetter($0) || ["#", "\u{FF03}", "~", "\u{FF5E}", ";", ","].contains($0)
+        }
+        if mayHaveExtension, let match = try? extensionPattern.regex.firstMatch(in: number) {
             let head = number[..<match.range.lowerBound]
             if isViable(head) {
                 for index in 1..<match.output.count {
@@ -174,7 +179,9 @@ public struct PhoneNormalizer: Sendable {
         var output = ""
         output.reserveCapacity(scalars.count)
         for scalar in scalars {
-            if let value = scalar.properties.numericType == .decimal ? scalar.properties.numericValue : nil {
+            if ("0"..."9").contains(scalar) {
+                output.unicodeScalars.append(scalar)
+            } else if scalar.value >= 128, let value = scalar.properties.numericType == .decimal ? scalar.properties.numericValue : nil {
                 output.unicodeScalars.append(Unicode.Scalar(UInt8(48 + Int(value))))
             } else if mapLetters, isASCIILetter(scalar) {
                 output.unicodeScalars.append(keypad(scalar))
@@ -241,11 +248,31 @@ public struct PhoneNormalizer: Sendable {
         return try! Regex("(?:" + alternatives.joined(separator: "|") + ")$").ignoresCase()
     }
 
-    private static func isSpace(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.isWhitespace }
+    // ASCII is answered without Unicode property tables: most numbers are ASCII, and the tables
+    // cost more than the rest of the parse.
+
+    private static func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 128 ? scalar == " " || ("\t"..."\r").contains(scalar) : scalar.properties.isWhitespace
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 128 ? (scalar.value < 0x20 && scalar != "\t") || scalar.value == 0x7F
+                           : scalar.properties.generalCategory == .control
+    }
 
     private static func isPlus(_ scalar: Unicode.Scalar) -> Bool { scalar == "+" || scalar == "\u{FF0B}" }
 
-    private static func isDecimalDigit(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.numericType == .decimal }
+    private static func isDecimalDigit(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 128 ? ("0"..."9").contains(scalar) : scalar.properties.numericType == .decimal
+    }
+
+    private static func isNumber(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 128 ? ("0"..."9").contains(scalar) : scalar.properties.numericType != nil
+    }
+
+    private static func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 128 ? isASCIILetter(scalar) : scalar.properties.isAlphabetic
+    }
 
     private static func isASCIILetter(_ scalar: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)

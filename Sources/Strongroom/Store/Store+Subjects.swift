@@ -303,14 +303,14 @@ extension Store {
             isRestricted: row.int64(offset + 9) != 0)
     }
 
-    /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`.
-    static func encryptedSubject(from row: Statement, fields: [PersonalField]) -> EncryptedSubject {
+    /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`, from column `offset`.
+    static func encryptedSubject(from row: Statement, fields: [PersonalField], offset: Int = 0) -> EncryptedSubject {
         var ciphertexts: [PersonalField: [UInt8]] = [:]
-        for (offset, field) in fields.enumerated() {
-            if let blob = row.blob(11 + offset) { ciphertexts[field] = blob }
+        for (position, field) in fields.enumerated() {
+            if let blob = row.blob(offset + 11 + position) { ciphertexts[field] = blob }
         }
-        return EncryptedSubject(summary: summary(from: row, offset: 0), keyVersion: UInt32(truncatingIfNeeded: row.int64(10)),
-                                ciphertexts: ciphertexts)
+        return EncryptedSubject(summary: summary(from: row, offset: offset),
+                                keyVersion: UInt32(truncatingIfNeeded: row.int64(offset + 10)), ciphertexts: ciphertexts)
     }
 }
 

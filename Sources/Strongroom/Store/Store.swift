@@ -54,7 +54,7 @@ public final class Store: Sendable {
     /// deleted content so an erased subject's ciphertext does not linger in free pages.
     private static func connectData(path: String, create: Bool) throws -> Connection {
         let connection = try Connection(path: path, create: create)
-        try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON")
+        try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA mmap_size = 1073741824")
         return connection
     }
 

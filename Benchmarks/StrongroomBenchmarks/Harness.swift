@@ -1,0 +1,84 @@
+import Foundation
+
+/// One benchmark's figures: Strongroom against plain SQLite doing the same job in the same run.
+struct BenchmarkResult: Encodable {
+    let workload: String
+    let n: Int
+    let operations: Int
+    let opsPerS: Double
+    let baselineOpsPerS: Double
+    let ratio: Double
+    let p50Us: Double
+    let p99Us: Double
+    let p999Us: Double
+    let baselineP50Us: Double
+    let baselineP99Us: Double
+    let peakRssMb: Double
+    let notes: String
+}
+
+/// Latencies of single operations, in nanoseconds.
+struct LatencySample {
+    private(set) var nanoseconds: [UInt64] = []
+    private(set) var total: UInt64 = 0
+
+    mutating func reserve(_ count: Int) { nanoseconds.reserveCapacity(count) }
+
+    /// Times `body` once.
+    @inline(__always)
+    mutating func measure(_ body: () throws -> Void) rethrows {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        nanoseconds.append(elapsed)
+        total += elapsed
+    }
+
+    /// Operations per second over the measured time.
+    var operationsPerSecond: Double { Double(nanoseconds.count) / (Double(total) / 1e9) }
+
+    /// The `fraction` percentile in microseconds.
+    func percentile(_ fraction: Double) -> Double {
+        guard !nanoseconds.isEmpty else { return 0 }
+        let sorted = nanoseconds.sorted()
+        return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]) / 1000
+    }
+}
+
+/// Keeps the optimiser from deleting work whose result is unused.
+@inline(never)
+func blackHole<T>(_ value: T) {}
+
+/// The process's peak resident set size in MiB (VmHWM of /proc/self/status).
+func peakResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes / 1024
+}
+
+/// A deterministic pseudo-random generator (SplitMix64), so every run builds the same data.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A scratch folder for one benchmark, removed afterwards.
+func withScratchDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-bench-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// Prints progress of set-up steps to standard error (the results go to standard output).
+func note(_ message: String) {
+    FileHandle.standardError.write(Data("[bench] \(message)\n".utf8))
+}

@@ -1,0 +1,77 @@
+import Foundation
+
+/// `strongroom-bench`: Strongroom's speed as ratios against plain SQLite measured in the same run.
+@main
+enum StrongroomBench {
+    static let usage = """
+        Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--json]
+
+        Workloads: callerid, import, all. Each reports its figure next to a plain-SQLite baseline
+        doing the same job in the same run (numbers in clear, an index, prepared statements), and
+        the ratio. Build with -c release: a debug build is refused.
+
+          --contacts N   contacts to load (default: callerid 1000000, import 100000)
+          --lookups M    caller-ID lookups to time (default 200000)
+          --json         one JSON object per workload per line
+
+        Example:
+          swift run -c release strongroom-bench callerid --contacts 1000000
+        """
+
+    static func main() {
+        var debug = false
+        assert({ debug = true; return true }())
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.isEmpty || arguments.contains("--help") {
+            print(usage)
+            exit(arguments.isEmpty ? 2 : 0)
+        }
+        if debug {
+            FileHandle.standardError.write(Data("strongroom-bench: a debug build measures nothing useful; build with -c release\n".utf8))
+            exit(2)
+        }
+        func option(_ name: String) -> Int? {
+            guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+            defer { arguments.removeSubrange(index...(index + 1)) }
+            return Int(arguments[index + 1])
+        }
+        let contacts = option("--contacts")
+        let lookups = option("--lookups") ?? 200_000
+        let json = arguments.contains("--json")
+        arguments.removeAll { $0 == "--json" }
+        guard let workload = arguments.first, ["callerid", "import", "all"].contains(workload), arguments.count == 1 else {
+            FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
+            exit(2)
+        }
+        do {
+            var results: [BenchmarkResult] = []
+            if workload == "callerid" || workload == "all" {
+                results.append(try CallerIDWorkload(contacts: contacts ?? 1_000_000, lookups: lookups).run())
+            }
+            if workload == "import" || workload == "all" {
+                results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
+            }
+            report(results, json: json)
+        } catch {
+            FileHandle.standardError.write(Data("strongroom-bench: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func report(_ results: [BenchmarkResult], json: Bool) {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            encoder.outputFormatting = [.sortedKeys]
+            for result in results { print(String(decoding: try! encoder.encode(result), as: UTF8.self)) }
+            return
+        }
+        print("workload     n         ops/s      baseline ops/s  ratio   p50 µs  p99 µs  p99.9 µs  base p50  peak RSS MB")
+        for result in results {
+            print(String(format: "%-12@ %-9d %-10.0f %-15.0f %-7.2f %-7.1f %-7.1f %-9.1f %-9.1f %.0f",
+                         result.workload as NSString, result.n, result.opsPerS, result.baselineOpsPerS, result.ratio,
+                         result.p50Us, result.p99Us, result.p999Us, result.baselineP50Us, result.peakRssMb))
+            if !result.notes.isEmpty { print("  \(result.notes)") }
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Strongroom
+
+/// Deterministic synthetic contacts with 1–3 phone numbers each, stored in mixed national and
+/// international styles, as a GB store would receive them.
+struct SyntheticContacts {
+    /// One contact: its E.164 numbers and how each was typed.
+    struct Contact {
+        let name: String
+        let source: String
+        let lastContacted: Date
+        let e164: [String]
+        let typed: [String]
+    }
+
+    static let sources = ["Referral", "Website form", "Cold call", "Google Ads", "Trade show", "Call log"]
+
+    /// The `index`-th contact (the same for every run).
+    static func contact(_ index: Int) -> Contact {
+        var random = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9 &+ 17)
+        let count = 1 + Int(random.next() % 3)
+        var e164: [String] = []
+        var typed: [String] = []
+        for slot in 0..<count {
+            // A bijection of (index, slot) onto 8 digits keeps numbers distinct.
+            let serial = UInt64(index * 3 + slot)
+            let digits = (serial &* 2_654_435_761) % 100_000_000
+            let body = String(format: "%08llu", digits)
+            switch random.next() % 10 {
+            case 0..<7:
+                let number = "+447" + String(random.next() % 10) + body
+                e164.append(number)
+                let national = "07" + number.dropFirst(4)
+                typed.append(random.next() % 2 == 0 ? national.prefix(5) + " " + national.dropFirst(5) : "+44 " + number.dropFirst(3))
+            case 7..<9:
+                let area = 201 + Int(random.next() % 700)
+                let number = "+1\(area)" + body.suffix(7)
+                e164.append(number)
+                typed.append("+1 (\(area)) \(body.suffix(7).prefix(3))-\(body.suffix(4))")
+            default:
+                let number = "+4915" + body + String(random.next() % 10)
+                e164.append(number)
+                typed.append("0049 " + number.dropFirst(3))
+            }
+        }
+        return Contact(name: "Contact \(index)", source: sources[Int(random.next() % UInt64(sources.count))],
+                       lastContacted: Date(timeIntervalSince1970: 1_700_000_000 + Double(random.next() % 50_000_000)),
+                       e164: e164, typed: typed)
+    }
+
+    /// A valid number that no contact holds (French mobiles: none of the contacts has one).
+    static func absentNumber(_ index: Int) -> String {
+        "+336" + String(format: "%08d", (index &* 7_919) % 100_000_000)
+    }
+
+    /// The contact as a new subject for the store.
+    static func subject(_ contact: Contact, externalID: String) -> NewSubject {
+        NewSubject(metadata: SubjectMetadata(kind: .contact, externalID: externalID, source: contact.source,
+                                             lastContactedAt: contact.lastContacted),
+                   personal: PersonalData(name: contact.name, company: "Company of \(contact.name)",
+                                          phones: contact.typed.map { LabeledPhone(label: "phone", number: $0) }))
+    }
+}
