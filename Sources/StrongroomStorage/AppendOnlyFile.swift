@@ -51,12 +51,14 @@ public final class AppendOnlyFile {
         return Int64(status.st_size)
     }
 
-    /// Whether `path` still names this open file (it was not deleted, renamed or replaced since).
-    public func isStillAtPath() -> Bool {
+    /// The file's size, or nil when `path` no longer names this open file (it was deleted, renamed
+    /// or replaced since it was opened).
+    public func sizeIfStillAtPath() throws(FileError) -> Int64? {
         var opened = stat()
+        guard unsafe fstat(descriptor, &opened) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
         var named = stat()
-        guard unsafe fstat(descriptor, &opened) == 0, unsafe stat(path, &named) == 0 else { return false }
-        return opened.st_dev == named.st_dev && opened.st_ino == named.st_ino
+        guard unsafe stat(path, &named) == 0, opened.st_dev == named.st_dev, opened.st_ino == named.st_ino else { return nil }
+        return Int64(opened.st_size)
     }
 
     /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).

@@ -83,8 +83,6 @@ final class AuditLog: AuditHook {
         var previousMAC: [UInt8]
         var lastHeadSave: Date
         var headIsCurrent: Bool
-        /// When the segment's identity and the absence of a newer segment were last checked.
-        var lastIdentityCheck: Date
     }
 
     /// Opens the log in `directory` (created if absent), continuing the chain from its tail.
@@ -102,8 +100,7 @@ final class AuditLog: AuditHook {
         self.segmentByteLimit = segmentByteLimit
         self.saveHead = saveHead
         self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
-                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true,
-                                       lastIdentityCheck: .distantPast))
+                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true))
     }
 
     /// The segment files of `directory`, oldest first.
@@ -192,24 +189,16 @@ final class AuditLog: AuditHook {
     }
 
     /// Makes the writer state match the files: on first use, after an error, when another process
-    /// appended or started a new segment since this one last wrote, or when the segment was deleted
-    /// or replaced under it (then the append fails unless the folder can take a new segment).
+    /// wrote since this one last did, or when the segment was deleted or replaced under it (then the
+    /// append fails unless the folder can take a new segment).
     private func resynchronize(_ state: inout WriterState) throws {
         if let file = state.file, state.expectedSize >= 0 {
-            let size: Int64
-            do { size = try file.size() } catch { throw AuditLogError.unavailable(error) }
-            if size == state.expectedSize {
-                // Another process that starts a new segment first closes the old one with an entry
-                // (so the size check above sees it); a segment deleted or replaced under this process
-                // is caught by the identity check, which costs two more system calls: once a second.
-                let now = Date()
-                guard now.timeIntervalSince(state.lastIdentityCheck) >= 1 else { return }
-                let nextSegment = directory + "/" + AuditLog.segmentName(state.segmentNumber + 1)
-                if file.isStillAtPath() && !FileManager.default.fileExists(atPath: nextSegment) {
-                    state.lastIdentityCheck = now
-                    return
-                }
-            }
+            // Another process that appended changed the size; one that started a new segment first
+            // closed this one with an entry (so its size changed too); a segment deleted or replaced
+            // under this process no longer has the inode it had.
+            let size: Int64?
+            do { size = try file.sizeIfStillAtPath() } catch { throw AuditLogError.unavailable(error) }
+            if size == state.expectedSize { return }
         }
         let segments = AuditLog.segmentPaths(in: directory)
         guard let newest = segments.last else {

@@ -71,7 +71,8 @@ public enum KeyFile {
 
     /// Reads the key in `path`, refusing a file that is not regular or that group or others can read.
     public static func load(from path: String) throws(KeyFileError) -> SecretKey {
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: opening a named pipe must not wait for a writer; fstat below then refuses it.
+        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             switch errno {
             case ENOENT: throw .notFound(path: path)

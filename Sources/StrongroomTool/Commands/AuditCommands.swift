@@ -85,7 +85,7 @@ enum AuditShowCommand: Command {
         let store = try options.open()
         defer { store.close() }
         var resolved = filter
-        if let subject { resolved.subject = try store.resolve(subject) }
+        if let subject { resolved.subject = try auditSubject(subject, in: store) }
         var count = 0
         try store.auditEntries(resolved) { entry, line in
             count += 1
@@ -131,10 +131,15 @@ enum AuditExportCommand: Command {
         let store = try options.open()
         defer { store.close() }
         var resolved = filter
-        if let subject { resolved.subject = try store.resolve(subject) }
+        if let subject { resolved.subject = try auditSubject(subject, in: store) }
         try store.auditEntries(resolved) { _, line in console.print(String(decoding: line, as: UTF8.self)) }
         return .success
     }
+}
+
+/// The subject an audit filter names: an erased subject's id still selects its (kept) audit trail.
+private func auditSubject(_ reference: String, in store: Store) throws -> SubjectID {
+    do { return try store.resolve(reference) } catch StoreError.subjectErased(let id) { return id }
 }
 
 /// Reads the filter options, then the store options. `--actor` is taken as the filter here: reading

@@ -1,0 +1,184 @@
+import Foundation
+import StrongroomTestSupport
+import Testing
+@testable import StrongroomTool
+
+/// The tool's exit status (Swift Testing has an `ExitStatus` of its own).
+typealias ToolStatus = StrongroomTool.ExitStatus
+
+/// Runs `strongroom` in-process with captured streams.
+final class ToolRun {
+    private(set) var out = ""
+    private(set) var err = ""
+    private var input: [String]
+    let environment: [String: String]
+
+    init(environment: [String: String] = [:], input: [String] = []) {
+        self.environment = environment
+        self.input = input
+    }
+
+    func run(_ words: [String]) -> ToolStatus {
+        let console = Console(environment: environment, isTerminal: false,
+                              out: { [unowned self] in self.out += $0 }, error: { [unowned self] in self.err += $0 },
+                              input: { [unowned self] in self.input.isEmpty ? nil : self.input.removeFirst() })
+        return StrongroomCLI.run(words, console)
+    }
+}
+
+/// A store folder and key file made through `strongroom init`.
+struct ToolStore {
+    let directory: String
+    var store: String { directory + "/store" }
+    var key: String { directory + "/master.key" }
+    var environment: [String: String] { ["STRONGROOM_STORE": store, "STRONGROOM_KEY_FILE": key] }
+
+    init(importSample: Bool = true) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let run = ToolRun(environment: environment)
+        guard run.run(["init", "--region", "GB"]) == .success else { throw ToolError(message: run.err, status: .failure) }
+        if importSample {
+            guard run.run(["import", Fixture.url("contacts-sample.csv").path]) == .success else {
+                throw ToolError(message: run.err, status: .failure)
+            }
+        }
+    }
+
+    func run(_ words: [String], input: [String] = []) -> (ToolStatus, String, String) {
+        let tool = ToolRun(environment: environment, input: input)
+        let status = tool.run(words)
+        return (status, tool.out, tool.err)
+    }
+
+    func cleanUp() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+@Suite("The strongroom tool")
+struct ToolTests {
+    @Test("every subcommand answers --help with usage and an example", arguments: StrongroomCLI.commands.map { $0.name })
+    func help(command: String) {
+        let tool = ToolRun()
+        #expect(tool.run(command.split(separator: " ").map(String.init) + ["--help"]) == .success)
+        #expect(tool.out.contains("Usage: strongroom \(command)") || command == "demo")
+        #expect(tool.out.contains("Example"))
+    }
+
+    @Test("unknown commands and options are usage errors")
+    func usage() {
+        #expect(ToolRun().run(["frobnicate"]) == .usage)
+        #expect(ToolRun().run(["audit"]) == .usage)
+        let tool = ToolRun(environment: ["STRONGROOM_STORE": "/nonexistent", "STRONGROOM_KEY_FILE": "/nonexistent.key"])
+        #expect(tool.run(["lookup", "--bogus", "+441212429247"]) == .usage)
+        #expect(tool.err.contains("unknown option --bogus"))
+        #expect(tool.err.split(separator: "\n").count == 1)
+    }
+
+    @Test("init makes a 0600 key file and refuses a second store in the same folder")
+    func initialise() throws {
+        let store = try ToolStore(importSample: false)
+        defer { store.cleanUp() }
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.key)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(store.run(["init"]).0 == .usage)
+    }
+
+    @Test("import, lookup as JSON, and the exit statuses of lookup")
+    func lookup() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        let (status, out, _) = store.run(["lookup", "--json", "+44 121 242 9247"])
+        #expect(status == .success)
+        let matches = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]])
+        #expect(matches.count == 1)
+        #expect(Set(matches[0].keys).isSuperset(of: ["id", "external_id", "kind", "name", "last_contacted", "source"]))
+        #expect(matches[0]["external_id"] as? String == "crm-4242-2")
+        #expect(matches[0]["name"] as? String == "Ivo Rossi-2")
+        #expect(store.run(["lookup", "+33 6 12 34 56 78"]).0 == .failure)
+        #expect(store.run(["lookup", "12"]).0 == .usage)
+    }
+
+    @Test("a wrong key or a key file readable by others is a key error (exit 3), and says so")
+    func keyErrors() throws {
+        let store = try ToolStore(importSample: false)
+        defer { store.cleanUp() }
+        let other = store.directory + "/other.key"
+        #expect(ToolRun().run(["init", "--store", store.directory + "/other-store", "--key-file", other]) == .success)
+        let wrong = ToolRun()
+        #expect(wrong.run(["keys", "status", "--store", store.store, "--key-file", other]) == .integrity)
+        #expect(wrong.err.contains("wrong master key"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: store.key)
+        let (status, _, err) = store.run(["keys", "status"])
+        #expect(status == .integrity)
+        #expect(err.contains("must not be readable by group or others"))
+    }
+
+    @Test("phone normalize: one line per number, in order, from arguments or standard input")
+    func normalize() {
+        let tool = ToolRun()
+        #expect(tool.run(["phone", "normalize", "--region", "GB", "020 7946 0958", "+1 (415) 555-2671"]) == .success)
+        #expect(tool.out == "+442079460958\n+14155552671\n")
+        let piped = ToolRun(input: ["(415) 555-2671", "", "abc"])
+        #expect(piped.run(["phone", "normalize", "--region", "US"]) == .usage)
+        #expect(piped.out == "+14155552671\ninvalid: empty\ninvalid: no-digits\n")
+    }
+
+    @Test("subject export, restrict, erase; audit show and verify; keys status")
+    func subjectLifecycle() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        let (exportStatus, exported, _) = store.run(["subject", "export", "crm-4242-2", "--purpose", "subject-request"])
+        #expect(exportStatus == .success)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(exported.utf8)) as? [String: Any])
+        #expect(json["format"] as? String == "strongroom.subject-export")
+        #expect((json["personal"] as? [String: Any])?["name"] as? String == "Ivo Rossi-2")
+        #expect(store.run(["subject", "restrict", "crm-4242-2"]).0 == .success)
+        #expect(store.run(["lookup", "+441212429247"]).0 == .failure)
+        #expect(store.run(["subject", "unrestrict", "crm-4242-2"]).0 == .success)
+        #expect(store.run(["subject", "erase", "crm-4242-2"]).0 == .usage)
+        #expect(store.run(["subject", "erase", "crm-4242-2", "--reason", "Art. 17 request 1"]).0 == .success)
+        #expect(store.run(["lookup", "+441212429247"]).0 == .failure)
+        #expect(store.run(["subject", "export", "crm-4242-2"]).0 == .failure)
+        let (_, shown, _) = store.run(["audit", "show", "--subject", "3"])
+        #expect(shown.contains("erase ok") && shown.contains("restrict ok"))
+        let (_, jsonl, _) = store.run(["audit", "export", "--format", "jsonl"])
+        #expect(jsonl.split(separator: "\n").allSatisfy { $0.hasPrefix("{\"seq\":") && $0.hasSuffix("\"}") })
+        #expect(store.run(["audit", "verify"]).0 == .success)
+        let (statusCode, status, _) = store.run(["keys", "status", "--json"])
+        #expect(statusCode == .success && status.contains("\"subject_keys\":991"))
+    }
+
+    @Test("audit verify exits 1 and names the entry after the log is edited")
+    func tamperedAudit() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        let segment = store.store + "/audit/00000001.jsonl"
+        var text = try String(contentsOfFile: segment, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"seq\":5,", with: "\"seq\":5,\"x\":1,")
+        try text.write(toFile: segment, atomically: false, encoding: .utf8)
+        let (status, out, _) = store.run(["audit", "verify"])
+        #expect(status == .failure)
+        #expect(out.contains("entry 5"))
+    }
+
+    @Test("call record makes a lead for an unknown number, as JSON")
+    func callRecord() throws {
+        let store = try ToolStore(importSample: false)
+        defer { store.cleanUp() }
+        let (status, out, _) = store.run(["call", "record", "--json", "--at", "2026-11-23T09:15:00Z", "07700 900123"])
+        #expect(status == .success)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        #expect(json["created_lead"] as? Bool == true)
+        #expect(json["source"] as? String == "Call log")
+        #expect(json["last_contacted"] as? String == "2026-11-23T09:15:00Z")
+    }
+
+    @Test("the demo runs end to end")
+    func demo() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tool = ToolRun()
+        #expect(tool.run(["demo", "--dir", directory, "--sample", Fixture.url("contacts-sample.csv").path]) == .success)
+        #expect(tool.out.contains("audit verify: intact"))
+    }
+}
