@@ -1,4 +1,4 @@
-/// A command-line usage mistake: shown on one line, exit status 2.
+/// A command-line usage mistake: the message is shown on one line, exit status 2.
 struct UsageError: Error, Equatable {
     /// What is wrong, e.g. "unknown option --foo".
     let message: String
@@ -6,95 +6,122 @@ struct UsageError: Error, Equatable {
 
 /// The words of a command line, consumed by name as a command reads its options.
 ///
-/// Options are words starting with `--` (`--name VALUE` or `--name=VALUE`) and `-h`; every other
-/// word, including one that starts with `+` or a single `-`, is positional. A lone `--` ends options.
+/// - Options are the words before a lone `--` that start with `--` (`--name`, `--name VALUE`,
+///   `--name=VALUE`) or are exactly `-h`. Every other word is positional, including `-`, `-5` and
+///   `+44 20 7946 0958`; after a lone `--`, every word is.
+/// - In `--name VALUE`, the value is the next word, even one starting with a single `-`; a word
+///   starting with `--` is not taken as a value. Empty values are refused.
+/// - Read flags and options before positionals: until `--name` is read, its value looks positional.
+/// - `finish()` rejects whatever is left, so a misspelt option is an error, not silently ignored.
 struct Arguments {
-    private var words: [String?]
+    private let words: [String]
+    private var consumed: [Bool]
+    /// The index of the lone `--` that ends options, or `words.count` without one.
     private let endOfOptions: Int
+    /// The names read as flags, so `finish()` can say that `--flag=VALUE` takes no value.
+    private var flagNames: Set<String> = []
 
     /// The words after the command's name.
     init(_ words: [String]) {
-        let marker = words.firstIndex(of: "--")
-        endOfOptions = marker ?? words.count
-        var remaining: [String?] = words
-        if let marker { remaining[marker] = nil }
-        self.words = remaining
+        self.words = words
+        var consumed = Array(repeating: false, count: words.count)
+        if let marker = words.firstIndex(of: "--") {
+            endOfOptions = marker
+            consumed[marker] = true
+        } else {
+            endOfOptions = words.count
+        }
+        self.consumed = consumed
     }
 
-    private func isOption(_ index: Int) -> Bool {
-        guard index < endOfOptions, let word = words[index] else { return false }
-        return word.hasPrefix("--") || word == "-h"
-    }
-
-    /// True (and consumed) if `--name` is present.
+    /// True (and consumed) if `--name` is present. `--help`/`-h` handled by `helpRequested`.
     mutating func flag(_ name: String) -> Bool {
+        flagNames.insert(name)
         var found = false
-        for index in 0..<endOfOptions where words[index] == name {
-            words[index] = nil
+        for index in 0..<endOfOptions where !consumed[index] && words[index] == name {
+            consumed[index] = true
             found = true
         }
         return found
     }
 
-    /// The value of `--name VALUE` or `--name=VALUE`, consumed; nil when absent.
-    /// Throws when the option has no value or is given twice.
+    /// The value of `--name VALUE` or `--name=VALUE`, consumed; nil when absent; UsageError when given without value or given twice.
     mutating func option(_ name: String) throws(UsageError) -> String? {
         let values = try options(name)
         guard values.count <= 1 else { throw UsageError(message: "\(name) is given more than once") }
         return values.first
     }
 
-    /// Every value of a repeatable option, consumed.
+    /// Every value of a repeatable option, consumed, in order; UsageError when one is given without value.
     mutating func options(_ name: String) throws(UsageError) -> [String] {
         var values: [String] = []
+        let prefix = name + "="
         var index = 0
         while index < endOfOptions {
             defer { index += 1 }
-            guard let word = words[index] else { continue }
+            guard !consumed[index] else { continue }
+            let word = words[index]
+            let value: String
             if word == name {
-                guard index + 1 < endOfOptions, let value = words[index + 1] else {
+                let valueIndex = index + 1
+                guard valueIndex < endOfOptions, !consumed[valueIndex], !words[valueIndex].hasPrefix("--") else {
                     throw UsageError(message: "\(name) needs a value")
                 }
-                values.append(value)
-                words[index] = nil
-                words[index + 1] = nil
-                index += 1
-            } else if word.hasPrefix(name + "=") {
-                values.append(String(word.dropFirst(name.count + 1)))
-                words[index] = nil
+                value = words[valueIndex]
+                consumed[valueIndex] = true
+            } else if word.hasPrefix(prefix) {
+                value = String(word.dropFirst(prefix.count))
+            } else {
+                continue
             }
+            guard !value.isEmpty else { throw UsageError(message: "\(name) needs a value") }
+            consumed[index] = true
+            values.append(value)
         }
         return values
     }
 
-    /// Whether `--help` or `-h` was given (consumed).
-    mutating func helpRequested() -> Bool {
-        let help = flag("--help")
-        let short = flag("-h")
-        return help || short
-    }
-
-    /// The next positional word, consumed.
+    /// The next positional word (not starting with `--`, except after a lone `--` which ends options), consumed.
     mutating func positional() -> String? {
-        for index in words.indices where words[index] != nil && !isOption(index) {
-            defer { words[index] = nil }
+        for index in words.indices where !consumed[index] && !isOption(index) {
+            consumed[index] = true
             return words[index]
         }
         return nil
     }
 
-    /// Every remaining positional word, consumed.
+    /// All remaining positional words, consumed, in order.
     mutating func remainingPositionals() -> [String] {
         var result: [String] = []
         while let word = positional() { result.append(word) }
         return result
     }
 
-    /// Throws naming the first word nothing consumed.
+    /// Whether `--help` or `-h` was present (consumed).
+    mutating func helpRequested() -> Bool {
+        let long = flag("--help")
+        let short = flag("-h")
+        return long || short
+    }
+
+    /// Throws UsageError naming the first unconsumed word ("unknown option --foo", "unexpected
+    /// argument 2").
+    ///
+    /// An option is named without its `=VALUE`, which could hold anything, even a key; a positional
+    /// word is named by its position only, since it may be a phone number or a name.
     func finish() throws(UsageError) {
-        for index in words.indices {
-            guard let word = words[index] else { continue }
-            throw UsageError(message: isOption(index) ? "unknown option \(word)" : "unexpected argument \(word)")
+        guard let index = consumed.firstIndex(of: false) else { return }
+        let word = words[index]
+        guard isOption(index) else { throw UsageError(message: "unexpected argument \(index + 1) (one too many)") }
+        let name = String(word.prefix { $0 != "=" })
+        if name != word, flagNames.contains(name) {
+            throw UsageError(message: "\(name) takes no value")
         }
+        throw UsageError(message: "unknown option \(name)")
+    }
+
+    /// Whether the word at `index` is an option rather than a positional word.
+    private func isOption(_ index: Int) -> Bool {
+        index < endOfOptions && (words[index].hasPrefix("--") || words[index] == "-h")
     }
 }

@@ -9,7 +9,8 @@ enum StrongroomCLI {
     static let commands: [any Command.Type] = [
         InitCommand.self, ImportCommand.self, LookupCommand.self, CallRecordCommand.self, PhoneNormalizeCommand.self,
         SubjectExportCommand.self, SubjectEraseCommand.self, SubjectRestrictCommand.self, SubjectUnrestrictCommand.self,
-        KeysStatusCommand.self,
+        KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
+        KeysRotateIndexCommand.self,
         AuditVerifyCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
     ]
 

@@ -37,6 +37,10 @@ public struct Purpose: RawRepresentable, Hashable, Sendable, ExpressibleByString
     /// Establishing, exercising or defending legal claims (GDPR Art. 18(2)); allowed under restriction.
     public static let legalClaims: Purpose = "legal-claims"
 
-    /// The purposes GDPR Art. 18(2) still allows while processing of a subject is restricted.
-    public static let allowedUnderRestriction: Set<Purpose> = [.subjectRequest, .legalClaims]
+    /// Re-encrypting or re-indexing data under new keys: storage, which restriction still allows.
+    public static let keyRotation: Purpose = "key-rotation"
+
+    /// The purposes GDPR Art. 18(2) still allows while processing of a subject is restricted: storage
+    /// (here: re-encryption under new keys), legal claims, and the subject's own requests.
+    public static let allowedUnderRestriction: Set<Purpose> = [.subjectRequest, .legalClaims, .keyRotation]
 }

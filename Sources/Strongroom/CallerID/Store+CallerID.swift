@@ -43,7 +43,11 @@ extension Store {
     /// restricted subjects (audited as refused), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
         let e164 = try normalize(number, region: region)
-        let candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        var candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        // No match may mean an index rotation finished in another process: look again under its keys.
+        if candidates.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) {
+            candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        }
         return try answer(candidates, context: context)
     }
 
@@ -54,6 +58,8 @@ extension Store {
                            region: String? = nil, context: AccessContext) throws(StoreError) -> CallRecord {
         let e164 = try normalize(number, region: region)
         let milliseconds = Store.milliseconds(time)
+        // Keyed under the active index key, so the number is not recoverable from the key; after an
+        // index rotation, a call logged before it is no longer recognised as a repeat.
         let callKey = try storeErrors {
             try keyring.phoneIndex.tags(for: "call|\(e164)|\(milliseconds)|\(direction.rawValue)").full
         }
@@ -114,13 +120,15 @@ extension Store {
     /// One statement: the index probe joined to the candidates' rows, so the lookup costs one read
     /// transaction; only the exact matches' names are decrypted afterwards.
     private func matchingSubjects(e164: String, in connection: Connection) throws -> [EncryptedSubject] {
-        let index = keyring.phoneIndex
-        let tags = try index.tags(for: e164)
         var matches: [EncryptedSubject] = []
-        try connection.forEachRow(Store.candidatesQuery, [.int(Int(index.version)), .integer(tags.truncated)]) { row in
-            let subject = SubjectID(rawValue: row.int64(1))
-            if index.matches(row.blob(0) ?? [], subject: subject, tags) {
-                matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 1))
+        // One index version normally; two while an index rotation builds the new one.
+        for index in keyring.keys.phoneIndexes {
+            let tags = try index.tags(for: e164)
+            try connection.forEachRow(Store.candidatesQuery, [.int(Int(index.version)), .integer(tags.truncated)]) { row in
+                let subject = SubjectID(rawValue: row.int64(1))
+                if index.matches(row.blob(0) ?? [], subject: subject, tags), !matches.contains(where: { $0.summary.id == subject }) {
+                    matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 1))
+                }
             }
         }
         return matches

@@ -16,6 +16,8 @@ public struct KeyStatus: Sendable, Codable, Equatable {
     public let auditKeyVersion: Int
     /// The sequence number the signed audit head covers.
     public let auditHeadSequence: UInt64
+    /// Rotations in progress or interrupted (run the same command again to finish them).
+    public let rotationsInProgress: [RotationProgress]
 
     /// A blind index's key and plan.
     public struct IndexStatus: Sendable, Codable, Equatable {
@@ -43,13 +45,14 @@ extension Store {
                                          [.int(Int(keyring.phoneIndex.version))]) ?? 0)
             }
         }
-        return try storeErrors { try keyring.status(indexedNumbers: indexed) }
+        let rotations = try rotationsInProgress()
+        return try storeErrors { try keyring.status(indexedNumbers: indexed, rotations: rotations) }
     }
 }
 
 extension Keyring {
     /// The key hierarchy's state, with `indexedNumbers` from the data database.
-    func status(indexedNumbers: Int) throws -> KeyStatus {
+    func status(indexedNumbers: Int, rotations: [RotationProgress]) throws -> KeyStatus {
         try database.withLock { connection in
             let planned = Int(try connection.scalarInteger(
                 "SELECT planned_population FROM index_keys WHERE field = 'phones' AND version = ?",
@@ -65,7 +68,8 @@ extension Keyring {
                                                                                             bits: phoneIndex.bits),
                                   needsReplanning: indexedNumbers > 4 * planned),
                 auditKeyVersion: Int(try connection.scalarInteger("SELECT max(version) FROM audit_keys") ?? 0),
-                auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0))
+                auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0),
+                rotationsInProgress: rotations)
         }
     }
 }

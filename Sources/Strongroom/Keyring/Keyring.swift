@@ -13,24 +13,49 @@ import Synchronization
 final class Keyring: Sendable {
     /// The store's random 16-byte id, bound into every envelope's AAD.
     let storeID: [UInt8]
-    /// The current KEK.
-    let keyEncryptionKey: KeyHandle
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
-    /// The blind index of phone numbers under the active index key.
-    let phoneIndex: PhoneBlindIndex
     let database: Mutex<Connection>
     private let cache: Mutex<SubjectKeyCache>
+    private let loaded: Mutex<LoadedKeys>
+    /// The key database's `PRAGMA data_version` when the keys were last loaded: it changes when another
+    /// connection commits, so a rotation by another process is noticed without re-reading every time.
+    private let loadedDataVersion = Mutex<Int64>(0)
 
-    private init(storeID: [UInt8], keyEncryptionKey: KeyHandle, auditMAC: HMACSHA256, phoneIndex: PhoneBlindIndex,
-                 database: consuming sending Connection, cacheCapacity: Int) {
+    /// The unwrapped upper keys, as read from the key database: replaced as a whole when rotation
+    /// (in this process or another) changes them.
+    struct LoadedKeys: Sendable {
+        /// The master key as an envelope key (it wraps the KEKs).
+        let master: KeyHandle
+        /// Every KEK version present (two while a KEK rotation runs).
+        let keyEncryptionKeys: [UInt32: KeyHandle]
+        /// The version new keys are wrapped under.
+        let currentVersion: UInt32
+        /// The phone index versions that answer lookups and take new entries: the active one first,
+        /// then one being built by an index rotation.
+        let phoneIndexes: [PhoneBlindIndex]
+
+        /// The current KEK.
+        var current: KeyHandle { keyEncryptionKeys[currentVersion]! }
+    }
+
+    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending Connection,
+                 cacheCapacity: Int) {
         self.storeID = storeID
-        self.keyEncryptionKey = keyEncryptionKey
         self.auditMAC = auditMAC
-        self.phoneIndex = phoneIndex
+        self.loaded = Mutex(keys)
         self.database = Mutex(database)
         self.cache = Mutex(SubjectKeyCache(capacity: cacheCapacity))
     }
+
+    /// The keys as last loaded.
+    var keys: LoadedKeys { loaded.withLock { $0 } }
+
+    /// The current KEK.
+    var keyEncryptionKey: KeyHandle { keys.current }
+
+    /// The active phone index (the one `keys status` describes).
+    var phoneIndex: PhoneBlindIndex { keys.phoneIndexes[0] }
 
     /// Opens `keys.sqlite` with the settings every key database connection uses.
     ///
@@ -50,136 +75,215 @@ final class Keyring: Sendable {
         try connection.migrate(Schema.keys)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1)
-        let kekKey = try SecretKey.random()
-        let kek = KeyHandle(cipher: try AES256GCM(key: kekKey), version: 1, identifier: try randomKeyIdentifier())
         let auditKey = try SecretKey.random()
-        let indexKey = try SecretKey.random()
-        let indexIdentifier = try randomKeyIdentifier()
-        let auditIdentifier = try randomKeyIdentifier()
         try connection.transaction {
             try connection.run("INSERT INTO store (id, store_id, master_generation, created_at) VALUES (1, ?, 1, ?)",
                                [.blob(storeID), .integer(now)])
-            try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (1, ?, ?, ?, 1)", [
-                .int(Int(kek.identifier)),
-                .blob(try Envelope.seal(key: kekKey, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: 1),
-                                        under: masterHandle, storeID: storeID)),
-                .integer(now),
-            ])
+            let kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: connection)
             try connection.run("INSERT INTO audit_keys (version, key_id, kek_version, wrapped, created_at) VALUES (1, ?, 1, ?, ?)", [
-                .int(Int(auditIdentifier)),
+                .int(Int(try randomKeyIdentifier())),
                 .blob(try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1), under: kek, storeID: storeID)),
                 .integer(now),
             ])
-            try connection.run("""
-                INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
-                VALUES ('phones', 1, ?, 1, ?, ?, ?, 'active', ?)
-                """, [
-                    .int(Int(indexIdentifier)),
-                    .blob(try Envelope.seal(key: indexKey, at: EnvelopeLocation(slot: .indexKey, recordID: 1), under: kek, storeID: storeID)),
-                    .int(indexBits), .int(plannedPopulation), .integer(now),
-                ])
+            try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
+                               under: kek, storeID: storeID, in: connection)
         }
-        return Keyring(storeID: storeID, keyEncryptionKey: kek, auditMAC: try HMACSHA256(key: auditKey),
-                       phoneIndex: try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID),
-                       database: connection, cacheCapacity: cacheCapacity)
+        let keys = try load(from: connection, master: masterHandle, storeID: storeID, known: nil)
+        let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+                              cacheCapacity: cacheCapacity)
+        _ = try keyring.reloadIfChanged()
+        return keyring
     }
 
-    /// Opens the key database and unwraps the KEK with `master`, touching nothing else.
+    /// Opens the key database and unwraps the upper keys with `master`, touching no data.
     static func open(path: String, master: SecretKey, cacheCapacity: Int) throws -> Keyring {
         let connection = try connect(path: path, create: false)
         try connection.migrate(Schema.keys)
         guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         }) else { throw StoreError.storeMismatch }
-        let masterHandle = try masterKeyHandle(master, generation: generation)
-        guard let (version, identifier, wrapped) = try connection.firstRow(
-            "SELECT version, key_id, wrapped FROM kek WHERE current = 1", [], {
-                (UInt32(truncatingIfNeeded: $0.int64(0)), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
-            }) else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
-        let kekKey: SecretKey
-        do {
-            kekKey = try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
-                                          under: masterHandle, storeID: storeID)
-        } catch .wrongKey {
-            throw StoreError.wrongMasterKey
-        } catch .keyVersionUnavailable {
-            throw StoreError.wrongMasterKey
+        let keys = try load(from: connection, master: try masterKeyHandle(master, generation: generation), storeID: storeID, known: nil)
+        guard let (version, kekVersion, wrapped) = try connection.firstRow(
+            "SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", [], {
+                ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
+            }) else { throw StoreError.unreadableKey("the audit key", .truncated(byteCount: 0)) }
+        let auditKey: SecretKey
+        do throws(EnvelopeError) {
+            auditKey = try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: .auditKey, recordID: version),
+                                            under: try kek(kekVersion, in: keys), storeID: storeID)
         } catch {
-            throw StoreError.unreadableKey("the key-encryption key", error)
+            throw StoreError.unreadableKey("the audit key", error)
         }
-        let kek = KeyHandle(cipher: try AES256GCM(key: kekKey), version: version, identifier: identifier)
-        let auditKey = try unwrapLatest(from: "audit_keys", slot: .auditKey, what: "the audit key", kek: kek,
-                                        storeID: storeID, connection: connection)
-        let (indexKey, indexVersion, bits) = try unwrapIndexKey(kek: kek, storeID: storeID, connection: connection)
-        return Keyring(storeID: storeID, keyEncryptionKey: kek, auditMAC: try HMACSHA256(key: auditKey),
-                       phoneIndex: try PhoneBlindIndex(indexKey: indexKey, version: indexVersion, bits: bits, storeID: storeID),
-                       database: connection, cacheCapacity: cacheCapacity)
+        let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+                              cacheCapacity: cacheCapacity)
+        _ = try keyring.reloadIfChanged()
+        return keyring
+    }
+
+    /// Reads and unwraps the KEKs and the answering index keys; versions in `known` are reused as they are.
+    static func load(from connection: Connection, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?) throws -> LoadedKeys {
+        var keks: [UInt32: KeyHandle] = [:]
+        var current: UInt32?
+        try connection.forEachRow("SELECT version, key_id, wrapped, current FROM kek") { row in
+            let version = UInt32(truncatingIfNeeded: row.int64(0))
+            if row.int64(3) != 0 { current = version }
+            if let handle = known?.keyEncryptionKeys[version] {
+                keks[version] = handle
+                return
+            }
+            let key: SecretKey
+            do throws(EnvelopeError) {
+                key = try Envelope.openKey(row.blob(2) ?? [], at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
+                                           under: master, storeID: storeID)
+            } catch .wrongKey {
+                throw StoreError.wrongMasterKey
+            } catch .keyVersionUnavailable {
+                throw StoreError.wrongMasterKey
+            } catch {
+                throw StoreError.unreadableKey("the key-encryption key", error)
+            }
+            keks[version] = KeyHandle(cipher: try AES256GCM(key: key), version: version,
+                                      identifier: UInt32(truncatingIfNeeded: row.int64(1)))
+        }
+        guard let current else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
+        var indexes: [PhoneBlindIndex] = []
+        try connection.forEachRow("""
+            SELECT version, kek_version, wrapped, bits FROM index_keys
+            WHERE field = 'phones' AND state IN ('active', 'building') ORDER BY state = 'building', version
+            """) { row in
+            let version = UInt32(truncatingIfNeeded: row.int64(0))
+            if let index = known?.phoneIndexes.first(where: { $0.version == version }) {
+                indexes.append(index)
+                return
+            }
+            let key: SecretKey
+            do throws(EnvelopeError) {
+                key = try Envelope.openKey(row.blob(2) ?? [], at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)),
+                                           under: try kek(UInt32(truncatingIfNeeded: row.int64(1)), in: keks), storeID: storeID)
+            } catch {
+                throw StoreError.unreadableKey("the phone index key", error)
+            }
+            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID))
+        }
+        guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
+        return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes)
+    }
+
+    /// Re-reads the upper keys from the key database (after a rotation by this or another process).
+    func reload() throws {
+        let known = keys
+        let fresh = try database.withLock { try Keyring.load(from: $0, master: known.master, storeID: storeID, known: known) }
+        loaded.withLock { $0 = fresh }
+    }
+
+    /// Reloads the keys if another connection committed to the key database since they were loaded;
+    /// returns whether it did.
+    func reloadIfChanged() throws -> Bool {
+        let version = try database.withLock { try $0.scalarInteger("PRAGMA data_version") ?? 0 }
+        let changed = loadedDataVersion.withLock { seen in
+            defer { seen = version }
+            return seen != 0 && seen != version
+        }
+        if changed { try reload() }
+        return changed
+    }
+
+    /// Replaces the loaded keys (after this process changed them in the key database).
+    func replaceKeys(_ keys: LoadedKeys) {
+        loaded.withLock { $0 = keys }
+    }
+
+    /// The KEK of `version` in `keys`, or `keyVersionUnavailable`.
+    static func kek(_ version: UInt32, in keys: LoadedKeys) throws(EnvelopeError) -> KeyHandle {
+        try kek(version, in: keys.keyEncryptionKeys)
+    }
+
+    private static func kek(_ version: UInt32, in keks: [UInt32: KeyHandle]) throws(EnvelopeError) -> KeyHandle {
+        guard let handle = keks[version] else { throw .keyVersionUnavailable(version) }
+        return handle
+    }
+
+    /// The KEK of `version`, reloading once if another process rotated it in since this one loaded.
+    func kek(_ version: UInt32) throws -> KeyHandle {
+        if let handle = keys.keyEncryptionKeys[version] { return handle }
+        try reload()
+        return try Keyring.kek(version, in: keys)
+    }
+
+    /// Inserts a fresh KEK wrapped under `master`; returns it.
+    static func insertKEK(version: UInt32, current: Bool, under master: KeyHandle, storeID: [UInt8],
+                          in connection: Connection) throws -> KeyHandle {
+        let key = try SecretKey.random()
+        let handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try randomKeyIdentifier())
+        try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (?, ?, ?, ?, ?)", [
+            .int(Int(version)), .int(Int(handle.identifier)),
+            .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
+                                    under: master, storeID: storeID)),
+            .integer(Int64(Date().timeIntervalSince1970 * 1000)), .int(current ? 1 : 0),
+        ])
+        return handle
+    }
+
+    /// Inserts a fresh phone index key wrapped under `kek`.
+    static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
+                               storeID: [UInt8], in connection: Connection) throws {
+        let key = try SecretKey.random()
+        try connection.run("""
+            INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
+            VALUES ('phones', ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [
+                .int(Int(version)), .int(Int(try randomKeyIdentifier())), .int(Int(kek.version)),
+                .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)), under: kek, storeID: storeID)),
+                .int(bits), .int(plannedPopulation), .text(state), .integer(Int64(Date().timeIntervalSince1970 * 1000)),
+            ])
     }
 
     /// The master key as an envelope key: its identifier is the first 32 bits of
     /// HMAC-SHA256(master, label), so a wrong master key is recognised before any decryption is tried.
-    private static func masterKeyHandle(_ master: SecretKey, generation: UInt32) throws -> KeyHandle {
+    static func masterKeyHandle(_ master: SecretKey, generation: UInt32) throws -> KeyHandle {
         let fingerprint = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
         return KeyHandle(cipher: try AES256GCM(key: master), version: generation, identifier: readUInt32(fingerprint, at: 0))
     }
 
-    private static func randomKeyIdentifier() throws -> UInt32 {
+    static func randomKeyIdentifier() throws -> UInt32 {
         readUInt32(try SecureRandom.bytes(count: 4), at: 0)
     }
 
-    private static func unwrapLatest(from table: String, slot: EnvelopeSlot, what: String, kek: KeyHandle,
-                                     storeID: [UInt8], connection: Connection) throws -> SecretKey {
-        guard let (version, wrapped) = try connection.firstRow(
-            "SELECT version, wrapped FROM \(table) ORDER BY version DESC LIMIT 1", [], { ($0.int64(0), $0.blob(1) ?? []) })
-        else { throw StoreError.unreadableKey(what, .truncated(byteCount: 0)) }
-        do {
-            return try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: slot, recordID: version), under: kek, storeID: storeID)
-        } catch {
-            throw StoreError.unreadableKey(what, error)
-        }
-    }
-
-    private static func unwrapIndexKey(kek: KeyHandle, storeID: [UInt8], connection: Connection) throws -> (SecretKey, UInt32, Int) {
-        guard let (version, wrapped, bits) = try connection.firstRow(
-            "SELECT version, wrapped, bits FROM index_keys WHERE field = 'phones' AND state = 'active' ORDER BY version DESC LIMIT 1",
-            [], { ($0.int64(0), $0.blob(1) ?? [], Int($0.int64(2))) })
-        else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
-        do {
-            let key = try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: .indexKey, recordID: version), under: kek, storeID: storeID)
-            return (key, UInt32(truncatingIfNeeded: version), bits)
-        } catch {
-            throw StoreError.unreadableKey("the phone index key", error)
-        }
-    }
-
-    /// Makes, wraps and stores a fresh random key for each of `subjects` (one key-database transaction).
-    func createSubjectKeys(for subjects: [SubjectID]) throws -> [KeyHandle] {
+    /// Makes, wraps and stores a fresh random key of `version` for each of `subjects`, in one key-database
+    /// transaction that first checks it wraps under the current KEK (another process may have rotated it).
+    func createSubjectKeys(for subjects: [SubjectID], version: UInt32 = 1) throws -> [KeyHandle] {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        var handles: [KeyHandle] = []
-        var rows: [(SubjectID, UInt32, [UInt8])] = []
+        var keys: [(SubjectID, SecretKey, KeyHandle)] = []
         for subject in subjects {
             let key = try SecretKey.random()
-            let handle = KeyHandle(cipher: try AES256GCM(key: key), version: 1, identifier: try Keyring.randomKeyIdentifier())
-            let wrapped = try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
-                                            under: keyEncryptionKey, storeID: storeID)
-            handles.append(handle)
-            rows.append((subject, handle.identifier, wrapped))
+            keys.append((subject, key, KeyHandle(cipher: try AES256GCM(key: key), version: version,
+                                                 identifier: try Keyring.randomKeyIdentifier())))
         }
-        try database.withLock { connection in
-            try connection.transaction {
-                for (subject, identifier, wrapped) in rows {
-                    try connection.run("""
-                        INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
-                        VALUES (?, 1, ?, ?, ?, ?)
-                        """, [.integer(subject.rawValue), .int(Int(identifier)), .int(Int(keyEncryptionKey.version)),
-                              .blob(wrapped), .integer(now)])
+        for attempt in 0..<2 {
+            let kek = keyEncryptionKey
+            let written: Bool = try database.withLock { connection in
+                try connection.transaction {
+                    guard try connection.scalarInteger("SELECT version FROM kek WHERE current = 1") == Int64(kek.version) else { return false }
+                    for (subject, key, handle) in keys {
+                        try connection.run("""
+                            INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
+                            VALUES (?, ?, ?, ?, ?, ?)
+                            """, [.integer(subject.rawValue), .int(Int(version)), .int(Int(handle.identifier)), .int(Int(kek.version)),
+                                  .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
+                                                          under: kek, storeID: storeID)),
+                                  .integer(now)])
+                    }
+                    return true
                 }
             }
+            if written { break }
+            guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
+            try reload()
         }
         cache.withLock { cache in
-            for (subject, handle) in zip(subjects, handles) { cache.insert(handle, for: .init(subject: subject, version: 1)) }
+            for (subject, _, handle) in keys { cache.insert(handle, for: .init(subject: subject, version: version)) }
         }
-        return handles
+        return keys.map(\.2)
     }
 
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database.
@@ -188,20 +292,21 @@ final class Keyring: Sendable {
         if let cached = cache.withLock({ $0.key(for: reference) }) { return cached }
         let row = try storeErrors {
             try database.withLock { connection in
-                try connection.firstRow("SELECT key_id, wrapped FROM subject_keys WHERE subject_id = ? AND version = ?",
+                try connection.firstRow("SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?",
                                         [.integer(subject.rawValue), .int(Int(version))]) {
-                    (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [])
+                    (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [], UInt32(truncatingIfNeeded: $0.int64(2)))
                 }
             }
         }
-        guard let (identifier, wrapped) = row else {
+        guard let (identifier, wrapped, kekVersion) = row else {
             if try isErased(subject) { throw .subjectErased(subject) }
             throw .keyUnavailable(subject, version: version)
         }
+        let wrappingKey = try storeErrors { try kek(kekVersion) }
         let key: SecretKey
         do {
             key = try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
-                                       under: keyEncryptionKey, storeID: storeID)
+                                       under: wrappingKey, storeID: storeID)
         } catch {
             throw .unreadableKey("the key of subject \(subject)", error)
         }
@@ -225,6 +330,11 @@ final class Keyring: Sendable {
             }
             try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         }
+        forget(subject)
+    }
+
+    /// Drops `subject`'s cached keys (after erasure or data-key rotation).
+    func forget(_ subject: SubjectID) {
         cache.withLock { $0.remove(subject: subject) }
     }
 

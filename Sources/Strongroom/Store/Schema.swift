@@ -113,5 +113,18 @@ enum Schema {
                 erased_at INTEGER NOT NULL
             );
             """),
+        Migration(version: 2, sql: """
+            -- A rotation in progress, one row per kind ('kek', 'data', 'index'): its target key version,
+            -- how far it got (the last subject id done, for the kinds that walk subjects) and its size.
+            -- Progress is committed with each batch, so a rotation killed at any point resumes.
+            CREATE TABLE rotations (
+                kind TEXT PRIMARY KEY CHECK (kind IN ('kek', 'data', 'index')),
+                target_version INTEGER NOT NULL,
+                cursor INTEGER NOT NULL DEFAULT 0,
+                done INTEGER NOT NULL DEFAULT 0,
+                total INTEGER NOT NULL,
+                started_at INTEGER NOT NULL
+            );
+            """),
     ]
 }

@@ -43,6 +43,8 @@ extension Store {
     public func write(_ subjects: [NewSubject], region: String? = nil,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
+        // Another process may have started or finished a key rotation: write under the keys it left.
+        _ = try storeErrors { try keyring.reloadIfChanged() }
         return try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
@@ -248,9 +250,12 @@ extension Store {
         return (written, unindexed)
     }
 
-    /// Adds blind-index rows for `phones`; returns how many could not be normalised (stored, not indexed).
-    private func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer,
-                       in connection: Connection) throws -> Int {
+    /// Adds blind-index rows for `phones` to every answering index version (two while an index
+    /// rotation builds the new one), or to `indexes`; returns how many numbers could not be normalised
+    /// (they are stored, encrypted, but not indexed).
+    func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: Connection,
+               into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
+        let indexes = indexes ?? keyring.keys.phoneIndexes
         var unindexed = 0
         var seen = Set<String>()
         for phone in phones {
@@ -259,11 +264,12 @@ extension Store {
                 continue
             }
             guard seen.insert(number.e164).inserted else { continue }
-            let index = keyring.phoneIndex
-            let tags = try index.tags(for: number.e164)
-            try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_ct) VALUES (?, ?, ?, ?)",
-                               [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue),
-                                .blob(try index.sealCheck(tags, subject: id))])
+            for index in indexes {
+                let tags = try index.tags(for: number.e164)
+                try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_ct) VALUES (?, ?, ?, ?)",
+                                   [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue),
+                                    .blob(try index.sealCheck(tags, subject: id))])
+            }
         }
         return unindexed
     }

@@ -21,6 +21,7 @@ public final class Store: Sendable {
     let auditLog: AuditLog
     let auditHooks: [any AuditHook]
     let phoneNormalizer: PhoneNormalizer
+    let faultInjection: (@Sendable (String, Int) throws -> Void)?
 
     /// The paths of a store's files.
     struct Layout {
@@ -45,6 +46,7 @@ public final class Store: Sendable {
                          saveHead: { [keyring] head in keyring.saveAuditHead(head) })
         }
         auditHooks = [auditLog] + configuration.additionalAuditHooks
+        faultInjection = configuration.faultInjection
     }
 
     /// Opens the data database with the settings every data connection uses.

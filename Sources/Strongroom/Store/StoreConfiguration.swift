@@ -15,6 +15,13 @@ public struct StoreConfiguration: Sendable {
     /// Hooks called with every audit event after the built-in log (a SIEM forwarder, syslog, …).
     public var additionalAuditHooks: [any AuditHook] = []
 
+    /// Called at named points of long operations with a count of batches: after a batch commits
+    /// ("rotate-kek.batch", "rotate-data.batch", "rotate-index.batch"), inside a batch's transaction
+    /// before it commits ("rotate-kek.in-batch", "rotate-data.in-batch", "rotate-index.in-batch") and at
+    /// the index switch ("rotate-index.switch"). For fault-injection tests only: a test throws or kills
+    /// the process here to prove the operation resumes.
+    public var faultInjection: (@Sendable (String, Int) throws -> Void)?
+
     /// The default configuration.
     public init() {}
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomCrypto
 
 /// `strongroom keys status`: the key hierarchy at a glance.
 enum KeysStatusCommand: Command {
@@ -40,6 +41,190 @@ enum KeysStatusCommand: Command {
         if index.needsReplanning {
             console.print("warning: the index holds more than 4x its plan; re-plan with `strongroom keys rotate-index --bits N`")
         }
+        for rotation in status.rotationsInProgress {
+            console.print("rotation in progress   \(rotation.kind) to version \(rotation.targetVersion): \(rotation.done)/\(rotation.total), "
+                          + "started \(formatTime(rotation.startedAt)); run `strongroom keys rotate-\(rotation.kind)` again to finish it")
+        }
+        return .success
+    }
+}
+
+/// The summary a rotation prints with `--json`, and the line it prints for people.
+private func report(_ report: RotationReport, json: Bool, _ console: Console) throws {
+    if json {
+        try console.printJSON(report)
+    } else {
+        let what: String
+        switch report.kind {
+        case "master": what = "master key rotated: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) key-encryption key(s) re-wrapped"
+        case "kek": what = "key-encryption key rotated: version \(report.fromVersion) -> \(report.toVersion), \(report.items) subject keys re-wrapped, old KEK destroyed"
+        case "index": what = "blind index rotated: key version \(report.fromVersion) -> \(report.toVersion), \(report.items) subjects re-indexed, old index dropped"
+        default: what = "data keys rotated: \(report.items) subject(s) re-encrypted under fresh keys, old keys destroyed"
+        }
+        console.print(what + (report.resumed ? " (resumed an interrupted rotation)" : ""))
+    }
+}
+
+/// `strongroom keys rotate-master`: re-wraps the KEK under a new master key.
+enum KeysRotateMasterCommand: Command {
+    static let name = "keys rotate-master"
+    static let abstract = "re-wrap the key-encryption key under a new master key (constant time)"
+    static let help = """
+        Usage: strongroom keys rotate-master --new-key-file FILE [--json]
+
+        Re-wraps the store's key-encryption key under the key in FILE, created (mode 0600, 256 random
+        bits) if it does not exist. One transaction, the same few milliseconds at any store size.
+        Afterwards the old master key is refused (exit 3): point STRONGROOM_KEY_FILE or --key-file at
+        FILE. Running it again after a crash is safe: if the store already opens with FILE, it says so.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom keys rotate-master --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
+        let json = arguments.flag("--json")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        if let keyFile = options.keyFile, URL(fileURLWithPath: keyFile).standardized == URL(fileURLWithPath: newKeyFile).standardized {
+            throw UsageError(message: "the new key file must differ from the current one")
+        }
+        // The new key is on disk, synced, before the store depends on it.
+        let newKey = FileManager.default.fileExists(atPath: newKeyFile) ? try KeyFile.load(from: newKeyFile) : try KeyFile.create(at: newKeyFile)
+        let store: Store
+        do {
+            store = try options.open()
+        } catch StoreError.wrongMasterKey {
+            // A rotation that committed before a crash: the store already opens with the new key.
+            let rotated = try Store.open(at: options.directory, keyProvider: StaticKeyProvider(key: newKey))
+            rotated.close()
+            console.print("the store already opens with \(newKeyFile): the master key was rotated")
+            return .success
+        }
+        defer { store.close() }
+        try report(try store.rotateMasterKey(to: newKey, context: options.context), json: json, console)
+        if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
+        return .success
+    }
+}
+
+/// `strongroom keys rotate-kek`: a new key-encryption key.
+enum KeysRotateKEKCommand: Command {
+    static let name = "keys rotate-kek"
+    static let abstract = "a new key-encryption key; every subject, index and audit key re-wrapped (resumable)"
+    static let help = """
+        Usage: strongroom keys rotate-kek [--json]
+
+        Makes a new key-encryption key and re-wraps every subject, index and audit key under it, in
+        batches committed with their progress, then destroys the old one. Cost grows with the number
+        of subjects, not with the data. Reads and writes go on meanwhile. If it is interrupted (even by
+        kill -9), run it again: it resumes.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom keys rotate-kek --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let json = arguments.flag("--json")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        var line: ProgressLine?
+        let result = try store.rotateKeyEncryptionKey(context: options.context) { done, total in
+            if line == nil { line = console.progress("re-wrapping subject keys", total: total) }
+            line?.advance(to: done)
+        }
+        line?.finish()
+        try report(result, json: json, console)
+        return .success
+    }
+}
+
+/// `strongroom keys rotate-data`: fresh subject keys, fields re-encrypted.
+enum KeysRotateDataCommand: Command {
+    static let name = "keys rotate-data"
+    static let abstract = "fresh subject keys, fields re-encrypted (one subject, or all: resumable)"
+    static let help = """
+        Usage: strongroom keys rotate-data (--subject ID | --all) [--json]
+
+        Gives subjects fresh keys and re-encrypts their fields under them (after a suspected leak of a
+        subject key), then destroys the old keys. Each subject's decryption is audited with purpose
+        key-rotation. --all walks every subject in batches committed with their progress; if it is
+        interrupted, run it again to resume.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom keys rotate-data --subject crm-4242-2 --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let subject = try arguments.option("--subject")
+        let all = arguments.flag("--all")
+        let json = arguments.flag("--json")
+        guard (subject != nil) != all else { throw UsageError(message: "give either --subject ID or --all") }
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        if let subject {
+            let id = try store.resolve(subject)
+            try report(try store.rotateDataKey(of: id, context: options.context), json: json, console)
+            return .success
+        }
+        var line: ProgressLine?
+        let result = try store.rotateAllDataKeys(context: options.context) { done, total in
+            if line == nil { line = console.progress("re-encrypting subjects", total: total) }
+            line?.advance(to: done)
+        }
+        line?.finish()
+        try report(result, json: json, console)
+        return .success
+    }
+}
+
+/// `strongroom keys rotate-index`: rebuilds the blind index under a new key.
+enum KeysRotateIndexCommand: Command {
+    static let name = "keys rotate-index"
+    static let abstract = "rebuild the blind index under a new key (and tag length); lookups answer throughout"
+    static let help = """
+        Usage: strongroom keys rotate-index [--bits N] [--json]
+
+        Builds a new version of the phone blind index under a new index key beside the old one (with N
+        bits per tag: re-planning for a grown store, see SECURITY.md), from every subject's numbers;
+        caller ID answers from both until the switch, then the old index and key are dropped. If it
+        is interrupted, run it again to resume.
+
+          --bits N   tag length of the new index, 8 to 32 (default: the current length)
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom keys rotate-index --bits 20 --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let bits = try arguments.option("--bits").map { text throws(UsageError) -> Int in
+            guard let bits = Int(text), (8...32).contains(bits) else { throw UsageError(message: "--bits takes 8 to 32") }
+            return bits
+        }
+        let json = arguments.flag("--json")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        var line: ProgressLine?
+        let result = try store.rotateIndexKey(bits: bits, context: options.context) { done, total in
+            if line == nil { line = console.progress("re-indexing subjects", total: total) }
+            line?.advance(to: done)
+        }
+        line?.finish()
+        try report(result, json: json, console)
         return .success
     }
 }

@@ -1,0 +1,409 @@
+import Foundation
+import StrongroomCrypto
+import StrongroomStorage
+
+/// What a rotation did.
+public struct RotationReport: Sendable, Codable, Equatable {
+    /// "master", "kek", "data" or "index".
+    public let kind: String
+    /// The key version (or master generation) before.
+    public let fromVersion: Int
+    /// The key version (or master generation) after.
+    public let toVersion: Int
+    /// How many keys were re-wrapped, subjects re-encrypted or subjects re-indexed.
+    public let items: Int
+    /// Whether an interrupted rotation was resumed.
+    public let resumed: Bool
+}
+
+/// A rotation in progress, as `keys status` shows it.
+public struct RotationProgress: Sendable, Codable, Equatable {
+    /// "kek", "data" or "index".
+    public let kind: String
+    /// The key version being rotated to.
+    public let targetVersion: Int
+    /// Items done so far.
+    public let done: Int
+    /// Items in all (as counted when the rotation started).
+    public let total: Int
+    /// When it started.
+    public let startedAt: Date
+}
+
+extension Store {
+    /// Rotates the master key: the KEK is re-wrapped under `newMaster` in one transaction of the key
+    /// database, so the cost is the same at a thousand subjects or a billion. Afterwards the old master
+    /// key is refused (`wrongMasterKey`). Write the new key where the store's users will find it
+    /// *before* calling this (`KeyFile.create`), so that no crash leaves the store locked with a key
+    /// that exists nowhere.
+    public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
+        guard newMaster.byteCount == KeyFile.keyByteCount else { throw .invalidInput("a master key has 32 bytes") }
+        let report: RotationReport = try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    let keys = keyring.keys
+                    let generation = UInt32(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 1)
+                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1)
+                    let rows = try connection.rows("SELECT version, wrapped FROM kek") { ($0.int64(0), $0.blob(1) ?? []) }
+                    for (version, wrapped) in rows {
+                        let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: version)
+                        let kek = try Envelope.openKey(wrapped, at: location, under: keys.master, storeID: keyring.storeID)
+                        try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?",
+                                           [.blob(try Envelope.seal(key: kek, at: location, under: newHandle, storeID: keyring.storeID)),
+                                            .integer(version)])
+                    }
+                    try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation + 1))])
+                    keyring.replaceKeys(Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
+                                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
+                    return RotationReport(kind: "master", fromVersion: Int(generation), toVersion: Int(generation + 1),
+                                          items: rows.count, resumed: false)
+                }
+            }
+        }
+        try storeErrors { try keyring.database.withLock { try $0.execute("PRAGMA wal_checkpoint(TRUNCATE)") } }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
+        return report
+    }
+
+    /// Rotates the key-encryption key: a new KEK version, then every subject, index and audit key
+    /// re-wrapped under it in batches (each committed with its progress), then the old KEK destroyed.
+    /// Cost grows with the number of subjects, not with the data. Resumes an interrupted rotation.
+    public func rotateKeyEncryptionKey(batchSize: Int = 1000, context: AccessContext,
+                                       progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        let (target, from, resumed, alreadyDone) = try storeErrors { () throws -> (UInt32, UInt32, Bool, Int) in
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    if let (target, done) = try connection.firstRow("SELECT target_version, done FROM rotations WHERE kind = 'kek'", [], {
+                        (UInt32($0.int64(0)), Int($0.int64(1)))
+                    }) {
+                        let from = UInt32(try connection.scalarInteger("SELECT min(version) FROM kek") ?? Int64(target))
+                        return (target, from, true, done)
+                    }
+                    let from = keyring.keys.currentVersion
+                    let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM kek") ?? 0) + 1
+                    _ = try Keyring.insertKEK(version: target, current: false, under: keyring.keys.master,
+                                              storeID: keyring.storeID, in: connection)
+                    try connection.run("UPDATE kek SET current = (version = ?)", [.int(Int(target))])
+                    let total = Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
+                    try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('kek', ?, ?, ?)",
+                                       [.int(Int(target)), .int(total), .integer(Store.milliseconds(Date()))])
+                    return (target, from, false, 0)
+                }
+            }
+        }
+        try storeErrors { try keyring.reload() }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-kek: \(resumed ? "resumed" : "started"), version \(from) -> \(target)")])
+        var done = alreadyDone
+        let total = try rotationTotal("kek")
+        var batches = 0
+        // The few keys first: index and audit keys.
+        try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    // Both tables are keyed by version within their field ("phones" for index keys).
+                    for (table, slot) in [("index_keys", EnvelopeSlot.indexKey), ("audit_keys", EnvelopeSlot.auditKey)] {
+                        let rows = try connection.rows("SELECT version, kek_version, wrapped FROM \(table) WHERE kek_version <> ?",
+                                                       [.int(Int(target))]) {
+                            ($0.int64(0), UInt32($0.int64(1)), $0.blob(2) ?? [])
+                        }
+                        for (version, kekVersion, wrapped) in rows {
+                            let rewrapped = try rewrap(wrapped, at: EnvelopeLocation(slot: slot, recordID: version), from: kekVersion, to: target)
+                            try connection.run("UPDATE \(table) SET wrapped = ?, kek_version = ? WHERE version = ?",
+                                               [.blob(rewrapped), .int(Int(target)), .integer(version)])
+                        }
+                    }
+                }
+            }
+        }
+        while true {
+            let count: Int = try storeErrors {
+                try keyring.database.withLock { connection in
+                    try connection.transaction {
+                        let rows = try connection.rows("""
+                            SELECT subject_id, version, kek_version, wrapped FROM subject_keys WHERE kek_version <> ? LIMIT ?
+                            """, [.int(Int(target)), .int(batchSize)]) {
+                            ($0.int64(0), $0.int64(1), UInt32($0.int64(2)), $0.blob(3) ?? [])
+                        }
+                        for (subject, version, kekVersion, wrapped) in rows {
+                            let rewrapped = try rewrap(wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: subject),
+                                                       from: kekVersion, to: target)
+                            try connection.run("UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?",
+                                               [.blob(rewrapped), .int(Int(target)), .integer(subject), .integer(version)])
+                        }
+                        try connection.run("UPDATE rotations SET done = done + ? WHERE kind = 'kek'", [.int(rows.count)])
+                        try faultInjection?("rotate-kek.in-batch", batches + 1)
+                        return rows.count
+                    }
+                }
+            }
+            guard count > 0 else { break }
+            done += count
+            batches += 1
+            progress(done, total)
+            try storeErrors { try faultInjection?("rotate-kek.batch", batches) }
+        }
+        // Finish: in one transaction, so a key another process wrapped under the old KEK meanwhile
+        // keeps it alive until the next run.
+        let finished: Bool = try storeErrors {
+            try keyring.database.withLock { connection in
+                let finished = try connection.transaction {
+                    guard try connection.scalarInteger("SELECT count(*) FROM subject_keys WHERE kek_version <> ?", [.int(Int(target))]) == 0
+                    else { return false }
+                    try connection.run("DELETE FROM kek WHERE version <> ?", [.int(Int(target))])
+                    try connection.run("DELETE FROM rotations WHERE kind = 'kek'")
+                    return true
+                }
+                try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                return finished
+            }
+        }
+        guard finished else { throw .invalidInput("keys were written under the old KEK during the rotation: run it again") }
+        try storeErrors { try keyring.reload() }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-kek: finished, version \(target) current, \(done) subject keys re-wrapped, old KEK destroyed")])
+        return RotationReport(kind: "kek", fromVersion: Int(from), toVersion: Int(target), items: done, resumed: resumed)
+    }
+
+    /// A wrapped key opened under KEK `from` and sealed again under KEK `to`.
+    private func rewrap(_ wrapped: [UInt8], at location: EnvelopeLocation, from: UInt32, to: UInt32) throws -> [UInt8] {
+        let key = try Envelope.openKey(wrapped, at: location, under: try keyring.kek(from), storeID: keyring.storeID)
+        return try Envelope.seal(key: key, at: location, under: try keyring.kek(to), storeID: keyring.storeID)
+    }
+
+    private func rotationTotal(_ kind: String) throws(StoreError) -> Int {
+        try storeErrors {
+            try keyring.database.withLock { Int(try $0.scalarInteger("SELECT total FROM rotations WHERE kind = ?", [.text(kind)]) ?? 0) }
+        }
+    }
+
+    /// Rotates one subject's data key: a fresh key, every field re-encrypted under it (decrypted through
+    /// the audited path, purpose `key-rotation`), the old key destroyed.
+    @discardableResult
+    public func rotateDataKey(of subject: SubjectID, context: AccessContext) throws(StoreError) -> RotationReport {
+        guard try reencrypt([subject], batch: 1, context: context) == 1 else { throw try notFoundOrErased(subject) }
+        try audit([AuditEvent(.keys, context, subject: subject, detail: "rotate-data: subject key replaced")])
+        return RotationReport(kind: "data", fromVersion: 0, toVersion: 0, items: 1, resumed: false)
+    }
+
+    /// Rotates every subject's data key, in batches walked by subject id with the position committed
+    /// after each, so an interrupted run resumes where it stopped. Subjects created meanwhile get
+    /// fresh keys anyway.
+    public func rotateAllDataKeys(batchSize: Int = 200, context: AccessContext,
+                                  progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        let (cursor, done, resumed) = try beginWalk("data", targetVersion: 0)
+        try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: \(resumed ? "resumed" : "started") for all subjects")])
+        var position = cursor
+        var count = done
+        let total = try rotationTotal("data")
+        var batches = 0
+        while true {
+            let ids = try storeErrors {
+                try data.withLock { connection in
+                    try connection.rows("SELECT id FROM subjects WHERE id > ? ORDER BY id LIMIT ?", [.integer(position), .int(batchSize)]) {
+                        SubjectID(rawValue: $0.int64(0))
+                    }
+                }
+            }
+            guard let last = ids.last else { break }
+            count += try reencrypt(ids, batch: batches + 1, context: context)
+            position = last.rawValue
+            try advanceWalk("data", cursor: position, done: count)
+            batches += 1
+            progress(count, total)
+            try storeErrors { try faultInjection?("rotate-data.batch", batches) }
+        }
+        try storeErrors { try keyring.database.withLock { try $0.run("DELETE FROM rotations WHERE kind = 'data'") } }
+        try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: finished, \(count) subjects re-encrypted under fresh keys")])
+        return RotationReport(kind: "data", fromVersion: 0, toVersion: 0, items: count, resumed: resumed)
+    }
+
+    /// Re-encrypts `subjects` under fresh keys; returns how many existed. Safe to repeat after a crash
+    /// at any point: a new key written before the crash is reused, an old one left behind is destroyed.
+    private func reencrypt(_ subjects: [SubjectID], batch: Int, context: AccessContext) throws(StoreError) -> Int {
+        let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
+        let fields = PersonalField.allCases
+        let rows = try storeErrors {
+            try data.withLock { connection in
+                try subjects.compactMap { id in
+                    try connection.firstRow("SELECT \(Store.summaryColumns), \(fields.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
+                                            [.integer(id.rawValue)]) { Store.encryptedSubject(from: $0, fields: fields) }
+                }
+            }
+        }
+        guard !rows.isEmpty else { return 0 }
+        // Keys first (committed in the key database), then the data that uses them, then the old keys go.
+        var newKeys: [KeyHandle] = []
+        for row in rows {
+            let next = row.keyVersion + 1
+            if let existing = try? keyring.subjectKey(for: row.summary.id, version: next) {
+                newKeys.append(existing)
+            } else {
+                newKeys += try storeErrors { try keyring.createSubjectKeys(for: [row.summary.id], version: next) }
+            }
+        }
+        let plaintexts = try decrypt(rows, fields: fields, context: rotation)
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    for ((row, personal), key) in zip(zip(rows, plaintexts), newKeys) {
+                        var assignments = ["key_version = ?"]
+                        var values: [SQLValue] = [.int(Int(key.version))]
+                        for field in fields where row.ciphertexts[field] != nil {
+                            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
+                            assignments.append("\(field.column) = ?")
+                            values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
+                                                                  under: key, storeID: keyring.storeID)))
+                        }
+                        try connection.run("UPDATE subjects SET \(assignments.joined(separator: ", ")) WHERE id = ? AND key_version = ?",
+                                           values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion))])
+                    }
+                    try faultInjection?("rotate-data.in-batch", batch)
+                }
+            }
+        }
+        try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    for (row, key) in zip(rows, newKeys) {
+                        try connection.run("DELETE FROM subject_keys WHERE subject_id = ? AND version <> ?",
+                                           [.integer(row.summary.id.rawValue), .int(Int(key.version))])
+                    }
+                }
+            }
+        }
+        rows.forEach { keyring.forget($0.summary.id) }
+        return rows.count
+    }
+
+    /// Rotates the phone blind-index key: a new index version (with `bits`, default the current length)
+    /// is built beside the old one from every subject's numbers (decrypted through the audited path,
+    /// purpose `key-rotation`); lookups answer from both until the switch; then the old index rows and
+    /// key are dropped. Resumes an interrupted rotation.
+    public func rotateIndexKey(bits: Int? = nil, batchSize: Int = 500, context: AccessContext,
+                               progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        if let bits, !(8...32).contains(bits) { throw .invalidInput("--bits takes 8 to 32") }
+        let from = keyring.phoneIndex
+        let (target, resumed) = try storeErrors { () throws -> (UInt32, Bool) in
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    if let target = try connection.scalarInteger("SELECT target_version FROM rotations WHERE kind = 'index'") {
+                        return (UInt32(target), true)
+                    }
+                    let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM index_keys") ?? 0) + 1
+                    let planned = Int(try connection.scalarInteger("SELECT planned_population FROM index_keys WHERE state = 'active'") ?? 0)
+                    let chosen = bits ?? from.bits
+                    // Re-planning with more bits plans for the population those bits suit (CipherSweet's rule).
+                    let population = bits == nil ? planned : 2 << chosen
+                    try Keyring.insertIndexKey(version: target, bits: chosen, plannedPopulation: population, state: "building",
+                                               under: keyring.keyEncryptionKey, storeID: keyring.storeID, in: connection)
+                    try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('index', ?, 0, ?)",
+                                       [.int(Int(target)), .integer(Store.milliseconds(Date()))])
+                    return (target, false)
+                }
+            }
+        }
+        let total = try count()
+        try storeErrors { try keyring.database.withLock { try $0.run("UPDATE rotations SET total = ? WHERE kind = 'index'", [.int(total)]) } }
+        try storeErrors { try keyring.reload() }
+        guard let building = keyring.keys.phoneIndexes.first(where: { $0.version == target }) else {
+            throw .unreadableKey("the new phone index key", .keyVersionUnavailable(target))
+        }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-index: \(resumed ? "resumed" : "started"), version \(from.version) -> \(target), \(building.bits) bits")])
+        let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
+        var (position, done, _) = try beginWalk("index", targetVersion: Int(target))
+        var batches = 0
+        while true {
+            let rows = try storeErrors {
+                try data.withLock { connection in
+                    try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                        [.integer(position), .int(batchSize)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+                }
+            }
+            guard let last = rows.last else { break }
+            let phones = try decrypt(rows, fields: [.phones], context: rotation)
+            try storeErrors {
+                try data.withLock { connection in
+                    try connection.transaction {
+                        for (row, personal) in zip(rows, phones) {
+                            try connection.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?",
+                                               [.integer(row.summary.id.rawValue), .int(Int(target))])
+                            _ = try index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer, in: connection,
+                                          into: [building])
+                        }
+                        try faultInjection?("rotate-index.in-batch", batches + 1)
+                    }
+                }
+            }
+            position = last.summary.id.rawValue
+            done += rows.count
+            try advanceWalk("index", cursor: position, done: done)
+            batches += 1
+            progress(done, total)
+            try storeErrors { try faultInjection?("rotate-index.batch", batches) }
+        }
+        // Switch: the new version answers alone; then the old rows and key go.
+        try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active'")
+                    try connection.run("UPDATE index_keys SET state = 'active' WHERE field = 'phones' AND version = ?", [.int(Int(target))])
+                    try connection.run("DELETE FROM rotations WHERE kind = 'index'")
+                }
+            }
+        }
+        try storeErrors { try faultInjection?("rotate-index.switch", batches) }
+        try storeErrors { try keyring.reload() }
+        try storeErrors {
+            try data.withLock { try $0.run("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]) }
+            try keyring.database.withLock { connection in
+                try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
+                try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+        }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done) subjects re-indexed, old index dropped")])
+        return RotationReport(kind: "index", fromVersion: Int(from.version), toVersion: Int(target), items: done, resumed: resumed)
+    }
+
+    /// Starts (or finds) the walk of a rotation over subjects; returns its cursor, count and whether it resumed.
+    private func beginWalk(_ kind: String, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
+        let total = try count()
+        return try storeErrors {
+            try keyring.database.withLock { connection in
+                if let (cursor, done) = try connection.firstRow("SELECT cursor, done FROM rotations WHERE kind = ?", [.text(kind)], {
+                    ($0.int64(0), Int($0.int64(1)))
+                }), cursor > 0 || done > 0 {
+                    return (cursor, done, true)
+                }
+                try connection.run("""
+                    INSERT INTO rotations (kind, target_version, total, started_at) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (kind) DO UPDATE SET total = excluded.total
+                    """, [.text(kind), .int(targetVersion), .int(total), .integer(Store.milliseconds(Date()))])
+                return (0, 0, false)
+            }
+        }
+    }
+
+    private func advanceWalk(_ kind: String, cursor: Int64, done: Int) throws(StoreError) {
+        try storeErrors {
+            try keyring.database.withLock {
+                try $0.run("UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?", [.integer(cursor), .int(done), .text(kind)])
+            }
+        }
+    }
+
+    /// Rotations in progress (interrupted, or running in another process).
+    public func rotationsInProgress() throws(StoreError) -> [RotationProgress] {
+        try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.rows("SELECT kind, target_version, done, total, started_at FROM rotations ORDER BY kind") {
+                    RotationProgress(kind: $0.text(0) ?? "", targetVersion: Int($0.int64(1)), done: Int($0.int64(2)),
+                                     total: Int($0.int64(3)), startedAt: Store.date(milliseconds: $0.int64(4)))
+                }
+            }
+        }
+    }
+}
