@@ -89,7 +89,7 @@ extension StoreError {
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
-             .auditFailed, .database, .crypto, .file:
+             .auditFailed, .database, .crypto, .file, .keyBudgetExhausted:
             return .integrity
         }
     }

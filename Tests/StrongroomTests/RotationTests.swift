@@ -194,3 +194,44 @@ struct RotationTests {
         #expect(try test.reopen().rotationsInProgress().isEmpty)
     }
 }
+
+@Suite("Nonce budgets of shared keys")
+struct NonceBudgetTests {
+    @Test("a KEK at its budget refuses to wrap more keys with a typed error, durably; a new KEK counts afresh")
+    func tinyBudget() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-budget-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let key = try SecretKey.random()
+        var configuration = StoreConfiguration()
+        configuration.defaultRegion = "GB"
+        configuration.nonceBudget = 40
+        let store = try Store.create(at: directory, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
+        // KEK 1 wraps the audit key, the index key and 19 subject keys: 21 of 40.
+        for index in 0..<19 { _ = try store.create(sampleSubject("a\(index)", phones: []), context: TestStore.admin) }
+        #expect(try store.keyStatus().keyUsage.first { $0.key == "kek:1" }?.used == 21)
+        // KEK 2 re-wraps those 21 keys, then wraps 19 more subject keys: 40 of 40.
+        _ = try store.rotateKeyEncryptionKey(context: TestStore.admin)
+        for index in 0..<19 { _ = try store.create(sampleSubject("b\(index)", phones: []), context: TestStore.admin) }
+        let usage = try store.keyStatus().keyUsage.first { $0.key == "kek:2" }
+        #expect(usage?.used == 40 && usage?.nearBudget == true)
+        func refusal(_ store: Store) -> StoreError? {
+            do {
+                _ = try store.create(sampleSubject("over", phones: []), context: TestStore.admin)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        guard case .keyBudgetExhausted("kek:2", _, 40)? = refusal(store) else {
+            Issue.record("expected kek:2 to refuse at its budget")
+            return
+        }
+        // The count is durable: a new process does not start again from zero.
+        let reopened = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
+        guard case .keyBudgetExhausted("kek:2", _, 40)? = refusal(reopened) else {
+            Issue.record("expected kek:2 to refuse after reopening")
+            return
+        }
+        #expect(try reopened.count() == 38)
+    }
+}

@@ -12,6 +12,9 @@ struct PhoneBlindIndex: Sendable {
     let bits: Int
     private let tagMAC: HMACSHA256
     private let checkKey: KeyHandle
+
+    /// The durable count of the check key's encryptions.
+    var usage: KeyUsage { checkKey.usage! }
     private let storeID: [UInt8]
 
     /// A number's tags.
@@ -22,7 +25,7 @@ struct PhoneBlindIndex: Sendable {
         let full: [UInt8]
     }
 
-    init(indexKey: SecretKey, version: UInt32, bits: Int, storeID: [UInt8]) throws(CryptoError) {
+    init(indexKey: SecretKey, version: UInt32, bits: Int, storeID: [UInt8], usage: KeyUsage) throws(CryptoError) {
         self.version = version
         self.bits = bits
         self.storeID = storeID
@@ -31,7 +34,7 @@ struct PhoneBlindIndex: Sendable {
                                                               outputByteCount: 32))
         let check = try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
                                              info: Array("strongroom.phone-index.check.v1".utf8), outputByteCount: 32)
-        checkKey = KeyHandle(cipher: try AES256GCM(key: check), version: version, identifier: 0)
+        checkKey = KeyHandle(cipher: try AES256GCM(key: check), version: version, identifier: 0, usage: usage)
     }
 
     /// The tags of an E.164 number.
@@ -42,7 +45,7 @@ struct PhoneBlindIndex: Sendable {
     }
 
     /// The full tag sealed for `subject`'s index row (random nonce: equal numbers give unequal ciphertexts).
-    func sealCheck(_ tags: Tags, subject: SubjectID) throws(CryptoError) -> [UInt8] {
+    func sealCheck(_ tags: Tags, subject: SubjectID) throws -> [UInt8] {
         try Envelope.seal(tags.full, at: EnvelopeLocation(slot: .phoneIndexCheck, recordID: subject.rawValue),
                           under: checkKey, storeID: storeID)
     }

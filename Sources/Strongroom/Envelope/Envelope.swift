@@ -9,6 +9,9 @@ struct KeyHandle: Sendable {
     /// A random 32-bit identifier given to the key when it was made, written into each envelope header,
     /// so that a ciphertext made under another key is reported as `wrongKey`, not as tampering.
     let identifier: UInt32
+    /// The durable encryption count of a shared key; nil for subject keys, which seal only their own
+    /// subject's fields (counted with the subject's row).
+    var usage: KeyUsage? = nil
 }
 
 /// The versioned, self-describing ciphertext format of every encrypted value in a store.
@@ -47,7 +50,8 @@ enum Envelope {
 
     /// Seals `plaintext` for `location` under `key`, with a fresh random nonce.
     static func seal(_ plaintext: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
-                     storeID: [UInt8]) throws(CryptoError) -> [UInt8] {
+                     storeID: [UInt8]) throws -> [UInt8] {
+        try key.usage?.take()
         var output = header(location: location, key: key)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
@@ -59,7 +63,8 @@ enum Envelope {
 
     /// Seals a key (a wrapped key) for `location` under `key`.
     static func seal(key wrapped: SecretKey, at location: EnvelopeLocation, under key: KeyHandle,
-                     storeID: [UInt8]) throws(CryptoError) -> [UInt8] {
+                     storeID: [UInt8]) throws -> [UInt8] {
+        try key.usage?.take()
         var output = header(location: location, key: key)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)

@@ -18,6 +18,20 @@ public struct KeyStatus: Sendable, Codable, Equatable {
     public let auditHeadSequence: UInt64
     /// Rotations in progress or interrupted (run the same command again to finish them).
     public let rotationsInProgress: [RotationProgress]
+    /// Encryptions counted under each shared key against its budget.
+    public let keyUsage: [KeyUsageStatus]
+
+    /// One shared key's encryption count (NIST SP 800-38D §8.3).
+    public struct KeyUsageStatus: Sendable, Codable, Equatable {
+        /// "master:2", "kek:3", "index:1".
+        public let key: String
+        /// Encryptions counted (reserved blocks included: an upper bound).
+        public let used: UInt64
+        /// The budget.
+        public let budget: UInt64
+        /// True from 90% of the budget: rotate the key soon.
+        public var nearBudget: Bool { used * 10 >= budget * 9 }
+    }
 
     /// A blind index's key and plan.
     public struct IndexStatus: Sendable, Codable, Equatable {
@@ -69,7 +83,10 @@ extension Keyring {
                                   needsReplanning: indexedNumbers > 4 * planned),
                 auditKeyVersion: Int(try connection.scalarInteger("SELECT max(version) FROM audit_keys") ?? 0),
                 auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0),
-                rotationsInProgress: rotations)
+                rotationsInProgress: rotations,
+                keyUsage: ([keys.master.usage, keys.current.usage] + keys.phoneIndexes.map { $0.usage }).compactMap { usage in
+                    usage.map { KeyStatus.KeyUsageStatus(key: $0.name, used: $0.snapshot.used, budget: $0.budget) }
+                })
         }
     }
 }

@@ -18,6 +18,11 @@ final class Keyring: Sendable {
     let database: Mutex<Connection>
     private let cache: Mutex<SubjectKeyCache>
     private let loaded: Mutex<LoadedKeys>
+    /// Encryptions each shared key may make (2^28 by default).
+    let nonceBudget: UInt64
+    /// Encryptions reserved at a time: one key-database write per block; 4096 for the default budget,
+    /// smaller for small budgets so that a crash skips a small part of them.
+    static func reservationBlock(budget: UInt64) -> UInt64 { min(4096, max(1, budget / 65_536)) }
     /// The key database's `PRAGMA data_version` when the keys were last loaded: it changes when another
     /// connection commits, so a rotation by another process is noticed without re-reading every time.
     private let loadedDataVersion = Mutex<Int64>(0)
@@ -40,8 +45,9 @@ final class Keyring: Sendable {
     }
 
     private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending Connection,
-                 cacheCapacity: Int) {
+                 cacheCapacity: Int, nonceBudget: UInt64) {
         self.storeID = storeID
+        self.nonceBudget = nonceBudget
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
@@ -70,39 +76,48 @@ final class Keyring: Sendable {
 
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
     static func create(path: String, master: SecretKey, storeID: [UInt8], indexBits: Int,
-                       plannedPopulation: Int, cacheCapacity: Int) throws -> Keyring {
+                       plannedPopulation: Int, cacheCapacity: Int, nonceBudget: UInt64) throws -> Keyring {
         let connection = try connect(path: path, create: true)
         try connection.migrate(Schema.keys)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let masterHandle = try masterKeyHandle(master, generation: 1)
+        let masterHandle = try masterKeyHandle(master, generation: 1, usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
-        try connection.transaction {
+        let keys = try connection.transaction {
             try connection.run("INSERT INTO store (id, store_id, master_generation, created_at) VALUES (1, ?, 1, ?)",
                                [.blob(storeID), .integer(now)])
-            let kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: connection)
+            try reserve(masterHandle.usage!, count: 1, in: connection)
+            var kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: connection)
+            kek.usage = KeyUsage(name: "kek:1", budget: nonceBudget, reserved: 0)
+            try reserve(kek.usage!, count: 2, in: connection)
             try connection.run("INSERT INTO audit_keys (version, key_id, kek_version, wrapped, created_at) VALUES (1, ?, 1, ?, ?)", [
                 .int(Int(try randomKeyIdentifier())),
                 .blob(try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1), under: kek, storeID: storeID)),
                 .integer(now),
             ])
-            try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
-                               under: kek, storeID: storeID, in: connection)
+            let indexKey = try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
+                                              under: kek, storeID: storeID, in: connection)
+            return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
+                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID,
+                                                                 usage: KeyUsage(name: "index:1", budget: nonceBudget, reserved: 0))])
         }
-        let keys = try load(from: connection, master: masterHandle, storeID: storeID, known: nil)
         let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                              cacheCapacity: cacheCapacity)
+                              cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
     }
 
     /// Opens the key database and unwraps the upper keys with `master`, touching no data.
-    static func open(path: String, master: SecretKey, cacheCapacity: Int) throws -> Keyring {
+    static func open(path: String, master: SecretKey, cacheCapacity: Int, nonceBudget: UInt64) throws -> Keyring {
         let connection = try connect(path: path, create: false)
         try connection.migrate(Schema.keys)
         guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         }) else { throw StoreError.storeMismatch }
-        let keys = try load(from: connection, master: try masterKeyHandle(master, generation: generation), storeID: storeID, known: nil)
+        let masterUsage = KeyUsage(name: "master:\(generation)", budget: nonceBudget,
+                                   reserved: UInt64(try connection.scalarInteger("SELECT reserved FROM key_usage WHERE key = ?",
+                                                                                 [.text("master:\(generation)")]) ?? 0))
+        let keys = try load(from: connection, master: try masterKeyHandle(master, generation: generation, usage: masterUsage),
+                            storeID: storeID, known: nil, budget: nonceBudget)
         guard let (version, kekVersion, wrapped) = try connection.firstRow(
             "SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", [], {
                 ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
@@ -115,13 +130,18 @@ final class Keyring: Sendable {
             throw StoreError.unreadableKey("the audit key", error)
         }
         let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                              cacheCapacity: cacheCapacity)
+                              cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
     }
 
     /// Reads and unwraps the KEKs and the answering index keys; versions in `known` are reused as they are.
-    static func load(from connection: Connection, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?) throws -> LoadedKeys {
+    static func load(from connection: Connection, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
+                     budget: UInt64) throws -> LoadedKeys {
+        let reserved = Dictionary(uniqueKeysWithValues: try connection.rows("SELECT key, reserved FROM key_usage") {
+            ($0.text(0) ?? "", UInt64($0.int64(1)))
+        })
+        func usage(_ name: String) -> KeyUsage { KeyUsage(name: name, budget: budget, reserved: reserved[name] ?? 0) }
         var keks: [UInt32: KeyHandle] = [:]
         var current: UInt32?
         try connection.forEachRow("SELECT version, key_id, wrapped, current FROM kek") { row in
@@ -143,7 +163,7 @@ final class Keyring: Sendable {
                 throw StoreError.unreadableKey("the key-encryption key", error)
             }
             keks[version] = KeyHandle(cipher: try AES256GCM(key: key), version: version,
-                                      identifier: UInt32(truncatingIfNeeded: row.int64(1)))
+                                      identifier: UInt32(truncatingIfNeeded: row.int64(1)), usage: usage("kek:\(version)"))
         }
         guard let current else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
         var indexes: [PhoneBlindIndex] = []
@@ -163,7 +183,8 @@ final class Keyring: Sendable {
             } catch {
                 throw StoreError.unreadableKey("the phone index key", error)
             }
-            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID))
+            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID,
+                                               usage: usage("index:\(version)")))
         }
         guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
         return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes)
@@ -172,7 +193,9 @@ final class Keyring: Sendable {
     /// Re-reads the upper keys from the key database (after a rotation by this or another process).
     func reload() throws {
         let known = keys
-        let fresh = try database.withLock { try Keyring.load(from: $0, master: known.master, storeID: storeID, known: known) }
+        let fresh = try database.withLock {
+            try Keyring.load(from: $0, master: known.master, storeID: storeID, known: known, budget: nonceBudget)
+        }
         loaded.withLock { $0 = fresh }
     }
 
@@ -224,9 +247,10 @@ final class Keyring: Sendable {
         return handle
     }
 
-    /// Inserts a fresh phone index key wrapped under `kek`.
+    /// Inserts a fresh phone index key wrapped under `kek`; returns it.
+    @discardableResult
     static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
-                               storeID: [UInt8], in connection: Connection) throws {
+                               storeID: [UInt8], in connection: Connection) throws -> SecretKey {
         let key = try SecretKey.random()
         try connection.run("""
             INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
@@ -236,13 +260,34 @@ final class Keyring: Sendable {
                 .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)), under: kek, storeID: storeID)),
                 .int(bits), .int(plannedPopulation), .text(state), .integer(Int64(Date().timeIntervalSince1970 * 1000)),
             ])
+        return key
     }
 
     /// The master key as an envelope key: its identifier is the first 32 bits of
     /// HMAC-SHA256(master, label), so a wrong master key is recognised before any decryption is tried.
-    static func masterKeyHandle(_ master: SecretKey, generation: UInt32) throws -> KeyHandle {
+    static func masterKeyHandle(_ master: SecretKey, generation: UInt32, usage: KeyUsage) throws -> KeyHandle {
         let fingerprint = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
-        return KeyHandle(cipher: try AES256GCM(key: master), version: generation, identifier: readUInt32(fingerprint, at: 0))
+        return KeyHandle(cipher: try AES256GCM(key: master), version: generation, identifier: readUInt32(fingerprint, at: 0),
+                         usage: usage)
+    }
+
+    /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block to
+    /// `key_usage` through `connection` when needed (inside the caller's transaction, if any).
+    static func reserve(_ usage: KeyUsage, count: Int, in connection: Connection) throws {
+        guard let total = try usage.reservationNeeded(for: UInt64(count), block: reservationBlock(budget: usage.budget)) else { return }
+        try connection.run("""
+            INSERT INTO key_usage (key, reserved) VALUES (?, ?)
+            ON CONFLICT (key) DO UPDATE SET reserved = max(reserved, excluded.reserved)
+            """, [.text(usage.name), .integer(Int64(total))])
+        usage.didReserve(total)
+    }
+
+    /// Reserves `count` encryptions under `usage`'s key in a transaction of its own, committed before
+    /// the encryptions are made. Never call while holding the database lock.
+    func reserve(_ usage: KeyUsage?, count: Int) throws {
+        guard let usage, try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget)) != nil
+        else { return }
+        try database.withLock { try Keyring.reserve(usage, count: count, in: $0) }
     }
 
     static func randomKeyIdentifier() throws -> UInt32 {
@@ -261,6 +306,7 @@ final class Keyring: Sendable {
         }
         for attempt in 0..<2 {
             let kek = keyEncryptionKey
+            try reserve(kek.usage, count: keys.count)
             let written: Bool = try database.withLock { connection in
                 try connection.transaction {
                     guard try connection.scalarInteger("SELECT version FROM kek WHERE current = 1") == Int64(kek.version) else { return false }

@@ -126,5 +126,13 @@ enum Schema {
                 started_at INTEGER NOT NULL
             );
             """),
+        Migration(version: 3, sql: """
+            -- Encryptions reserved under each shared key ("kek:2", "index:1", "master:3"), in blocks,
+            -- before they are made: the nonce budget of NIST SP 800-38D §8.3, counted durably.
+            CREATE TABLE key_usage (
+                key TEXT PRIMARY KEY,
+                reserved INTEGER NOT NULL
+            ) WITHOUT ROWID;
+            """),
     ]
 }

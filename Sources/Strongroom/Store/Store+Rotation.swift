@@ -43,8 +43,11 @@ extension Store {
                 try connection.transaction {
                     let keys = keyring.keys
                     let generation = UInt32(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 1)
-                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1)
+                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1,
+                                                                usage: KeyUsage(name: "master:\(generation + 1)", budget: keyring.nonceBudget, reserved: 0))
                     let rows = try connection.rows("SELECT version, wrapped FROM kek") { ($0.int64(0), $0.blob(1) ?? []) }
+                    // Reserved in this transaction: if it rolls back, the new master key is never used.
+                    try Keyring.reserve(newHandle.usage!, count: rows.count, in: connection)
                     for (version, wrapped) in rows {
                         let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: version)
                         let kek = try Envelope.openKey(wrapped, at: location, under: keys.master, storeID: keyring.storeID)
@@ -71,6 +74,7 @@ extension Store {
     /// Cost grows with the number of subjects, not with the data. Resumes an interrupted rotation.
     public func rotateKeyEncryptionKey(batchSize: Int = 1000, context: AccessContext,
                                        progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        try storeErrors { try keyring.reserve(keyring.keys.master.usage, count: 1) }
         let (target, from, resumed, alreadyDone) = try storeErrors { () throws -> (UInt32, UInt32, Bool, Int) in
             try keyring.database.withLock { connection in
                 try connection.transaction {
@@ -100,6 +104,12 @@ extension Store {
         var batches = 0
         // The few keys first: index and audit keys.
         try storeErrors {
+            let few = try keyring.database.withLock { connection in
+                try ["index_keys", "audit_keys"].reduce(0) { count, table in
+                    count + Int(try connection.scalarInteger("SELECT count(*) FROM \(table) WHERE kek_version <> ?", [.int(Int(target))]) ?? 0)
+                }
+            }
+            try keyring.reserve(try keyring.kek(target).usage, count: few)
             try keyring.database.withLock { connection in
                 try connection.transaction {
                     // Both tables are keyed by version within their field ("phones" for index keys).
@@ -119,7 +129,11 @@ extension Store {
         }
         while true {
             let count: Int = try storeErrors {
-                try keyring.database.withLock { connection in
+                let remaining = try keyring.database.withLock {
+                    Int(try $0.scalarInteger("SELECT count(*) FROM subject_keys WHERE kek_version <> ?", [.int(Int(target))]) ?? 0)
+                }
+                try keyring.reserve(try keyring.kek(target).usage, count: min(batchSize, remaining))
+                return try keyring.database.withLock { connection in
                     try connection.transaction {
                         let rows = try connection.rows("""
                             SELECT subject_id, version, kek_version, wrapped FROM subject_keys WHERE kek_version <> ? LIMIT ?
@@ -285,6 +299,7 @@ extension Store {
                                progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
         if let bits, !(8...32).contains(bits) { throw .invalidInput("--bits takes 8 to 32") }
         let from = keyring.phoneIndex
+        try storeErrors { try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1) }
         let (target, resumed) = try storeErrors { () throws -> (UInt32, Bool) in
             try keyring.database.withLock { connection in
                 try connection.transaction {

@@ -256,6 +256,7 @@ extension Store {
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: Connection,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let indexes = indexes ?? keyring.keys.phoneIndexes
+        for index in indexes { try keyring.reserve(index.usage, count: phones.count) }
         var unindexed = 0
         var seen = Set<String>()
         for phone in phones {

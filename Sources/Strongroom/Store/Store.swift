@@ -80,7 +80,8 @@ public final class Store: Sendable {
             let keyring = try Keyring.create(path: layout.keys, master: master, storeID: storeID,
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
-                                             cacheCapacity: configuration.subjectKeyCacheCapacity)
+                                             cacheCapacity: configuration.subjectKeyCacheCapacity,
+                                             nonceBudget: configuration.nonceBudget)
             let connection = try connectData(path: layout.data, create: true)
             try connection.migrate(Schema.data)
             try connection.run("INSERT INTO store (id, store_id, default_region, created_at) VALUES (1, ?, ?, ?)",
@@ -105,7 +106,8 @@ public final class Store: Sendable {
         do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
         return try storeErrors {
             let keyring = try Keyring.open(path: layout.keys, master: master,
-                                           cacheCapacity: configuration.subjectKeyCacheCapacity)
+                                           cacheCapacity: configuration.subjectKeyCacheCapacity,
+                                           nonceBudget: configuration.nonceBudget)
             let connection = try connectData(path: layout.data, create: false)
             try connection.migrate(Schema.data)
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {

@@ -6,6 +6,9 @@ public struct StoreConfiguration: Sendable {
     /// How many phone numbers the store is planned for; the blind index's tag length is chosen from it
     /// (see `BlindIndexPlan`). Used when the store is created.
     public var plannedPhoneNumbers: Int = 1_000_000
+    /// How many encryptions each shared key (master, KEK, index check key) may make before it must be
+    /// rotated: 2^28, well inside the 2^32 of NIST SP 800-38D §8.3 for random 96-bit nonces.
+    public var nonceBudget: UInt64 = 1 << 28
     /// How many unwrapped subject keys stay in memory.
     public var subjectKeyCacheCapacity: Int = 65_536
     /// When an audit entry counts as kept.

@@ -30,6 +30,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case auditFailed(String)
     /// Another subject already has this external id.
     case duplicateExternalID(String)
+    /// A shared key reached its encryption budget (NIST SP 800-38D §8.3): rotate it (`keys rotate-kek`,
+    /// `keys rotate-index`, `keys rotate-master`) before anything more is encrypted under it.
+    case keyBudgetExhausted(key: String, used: UInt64, budget: UInt64)
     /// A phone number that cannot be normalised to E.164 (the reason names no digits).
     case invalidPhoneNumber(reason: String)
     /// Input the store cannot take, with the reason.
@@ -58,6 +61,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
         case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
+        case .keyBudgetExhausted(let key, let used, let budget):
+            return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"
         case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"
         case .invalidInput(let reason): return "invalid input: \(reason)"
         case .database(let error): return error.description

@@ -38,6 +38,10 @@ enum KeysStatusCommand: Command {
             phone blind index     key version \(index.version), \(index.bits)-bit tags, planned for \(index.plannedPopulation) numbers, holds \(index.indexedNumbers) (\(String(format: "%.2f", index.expectedCoincidences)) per tag)
             audit key             version \(status.auditKeyVersion), signed head at entry \(status.auditHeadSequence)
             """)
+        for usage in status.keyUsage {
+            console.print("key use              \(usage.key): \(usage.used) of \(usage.budget) encryptions"
+                          + (usage.nearBudget ? "  (near its budget: rotate it)" : ""))
+        }
         if index.needsReplanning {
             console.print("warning: the index holds more than 4x its plan; re-plan with `strongroom keys rotate-index --bits N`")
         }
