@@ -6,11 +6,12 @@ enum StrongroomBench {
     static let usage = """
         Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--json]
 
-        Workloads: callerid, import, all. Each reports its figure next to a plain-SQLite baseline
+        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, all. Each reports its figure next to a plain-SQLite baseline
         doing the same job in the same run (numbers in clear, an index, prepared statements), and
         the ratio. Build with -c release: a debug build is refused.
 
-          --contacts N   contacts to load (default: callerid 1000000, import 100000)
+          --contacts N   contacts to load (default: callerid 1000000, rotate-master 1000000,
+                         import, rotate-kek and rotate-data 100000)
           --lookups M    caller-ID lookups to time (default 200000)
           --json         one JSON object per workload per line
 
@@ -39,7 +40,8 @@ enum StrongroomBench {
         let lookups = option("--lookups") ?? 200_000
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
-        guard let workload = arguments.first, ["callerid", "import", "all"].contains(workload), arguments.count == 1 else {
+        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data"]
+        guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
@@ -50,6 +52,12 @@ enum StrongroomBench {
             }
             if workload == "import" || workload == "all" {
                 results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
+            }
+            if workload == "rotate-master" || workload == "all" {
+                results.append(try RotateMasterWorkload(contacts: contacts ?? 1_000_000).run())
+            }
+            for kind in ["kek", "data"] where workload == "rotate-\(kind)" || workload == "all" {
+                results.append(try RotateWorkload(kind: kind, contacts: contacts ?? 100_000).run())
             }
             report(results, json: json)
         } catch {

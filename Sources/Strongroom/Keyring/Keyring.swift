@@ -366,7 +366,10 @@ final class Keyring: Sendable {
     /// (`secure_delete` has already overwritten the row in the page).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
     func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws {
-        try database.withLock { connection in
+        let versions = try database.withLock { connection in
+            let versions = try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
+                UInt32(truncatingIfNeeded: $0.int64(0))
+            }
             try connection.transaction {
                 try connection.run("DELETE FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)])
                 if tombstone {
@@ -375,13 +378,14 @@ final class Keyring: Sendable {
                 }
             }
             try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return versions
         }
-        forget(subject)
+        forget(subject, versions: versions)
     }
 
-    /// Drops `subject`'s cached keys (after erasure or data-key rotation).
-    func forget(_ subject: SubjectID) {
-        cache.withLock { $0.remove(subject: subject) }
+    /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).
+    func forget(_ subject: SubjectID, versions: [UInt32]) {
+        cache.withLock { $0.remove(subject: subject, versions: versions) }
     }
 
     /// Whether `subject` was erased (its key destroyed).

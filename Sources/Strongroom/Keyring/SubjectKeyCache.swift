@@ -38,9 +38,12 @@ struct SubjectKeyCache {
         young[reference] = key
     }
 
-    /// Forgets every version of `subject`'s key (after erasure or data-key rotation).
-    mutating func remove(subject: SubjectID) {
-        young = young.filter { $0.key.subject != subject }
-        old = old.filter { $0.key.subject != subject }
+    /// Forgets `subject`'s key of each of `versions` (after erasure or data-key rotation).
+    mutating func remove(subject: SubjectID, versions: [UInt32]) {
+        for version in versions {
+            let reference = Reference(subject: subject, version: version)
+            young.removeValue(forKey: reference)
+            old.removeValue(forKey: reference)
+        }
     }
 }

@@ -248,20 +248,29 @@ extension Store {
         }
         guard !rows.isEmpty else { return 0 }
         // Keys first (committed in the key database), then the data that uses them, then the old keys go.
-        var newKeys: [KeyHandle] = []
-        for row in rows {
-            let next = row.keyVersion + 1
-            if let existing = try? keyring.subjectKey(for: row.summary.id, version: next) {
-                newKeys.append(existing)
-            } else {
-                newKeys += try storeErrors { try keyring.createSubjectKeys(for: [row.summary.id], version: next) }
+        // A key left by a run that crashed before its data committed is unused: it is replaced.
+        try storeErrors {
+            try keyring.database.withLock { connection in
+                try connection.transaction {
+                    for row in rows {
+                        try connection.run("DELETE FROM subject_keys WHERE subject_id = ? AND version > ?",
+                                           [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion))])
+                    }
+                }
             }
+        }
+        var newKeys: [SubjectID: KeyHandle] = [:]
+        for (version, group) in Dictionary(grouping: rows, by: { $0.keyVersion + 1 }) {
+            let ids = group.map(\.summary.id)
+            let keys = try storeErrors { try keyring.createSubjectKeys(for: ids, version: version) }
+            for (id, key) in zip(ids, keys) { newKeys[id] = key }
         }
         let plaintexts = try decrypt(rows, fields: fields, context: rotation)
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
-                    for ((row, personal), key) in zip(zip(rows, plaintexts), newKeys) {
+                    for (row, personal) in zip(rows, plaintexts) {
+                        let key = newKeys[row.summary.id]!
                         var assignments = ["key_version = ?"]
                         var values: [SQLValue] = [.int(Int(key.version))]
                         for field in fields where row.ciphertexts[field] != nil {
@@ -280,14 +289,14 @@ extension Store {
         try storeErrors {
             try keyring.database.withLock { connection in
                 try connection.transaction {
-                    for (row, key) in zip(rows, newKeys) {
+                    for row in rows {
                         try connection.run("DELETE FROM subject_keys WHERE subject_id = ? AND version <> ?",
-                                           [.integer(row.summary.id.rawValue), .int(Int(key.version))])
+                                           [.integer(row.summary.id.rawValue), .int(Int(newKeys[row.summary.id]!.version))])
                     }
                 }
             }
         }
-        rows.forEach { keyring.forget($0.summary.id) }
+        rows.forEach { keyring.forget($0.summary.id, versions: [$0.keyVersion]) }
         return rows.count
     }
 
