@@ -10,7 +10,7 @@ enum StrongroomCLI {
         InitCommand.self, ImportCommand.self, LookupCommand.self, CallRecordCommand.self, PhoneNormalizeCommand.self,
         SubjectExportCommand.self, SubjectEraseCommand.self, SubjectRestrictCommand.self, SubjectUnrestrictCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
-        KeysRotateIndexCommand.self,
+        KeysRotateIndexCommand.self, KeysSealErasuresCommand.self,
         AuditVerifyCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
     ]
 

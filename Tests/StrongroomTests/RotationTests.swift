@@ -235,3 +235,62 @@ struct NonceBudgetTests {
         #expect(try reopened.count() == 38)
     }
 }
+
+@Suite("Sealing erasures against backups of the key database")
+struct SealErasuresTests {
+    /// Copies the store's databases (with their WAL files) to `folder`.
+    func backUp(_ test: TestStore, to folder: String) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: test.directory) where name.hasSuffix(".sqlite") || name.hasSuffix("-wal") {
+            try FileManager.default.copyItem(atPath: test.directory + "/" + name, toPath: folder + "/" + name)
+        }
+    }
+
+    @Test("after a seal, an older key-database backup yields no key with today's master key; data backups read for everyone else")
+    func backups() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let kept = try test.store.create(sampleSubject("kept"), context: TestStore.admin)
+        let erased = try test.store.create(sampleSubject("gone", phones: ["+447700900999"]), context: TestStore.admin)
+        let backup = test.directory + "-backup"
+        defer { try? FileManager.default.removeItem(atPath: backup) }
+        try backUp(test, to: backup)
+        try test.store.erase(erased, reason: "Art. 17 request", context: TestStore.admin)
+        let newMaster = try SecretKey.random()
+        let report = try test.store.sealErasures(newMaster: newMaster, context: TestStore.admin)
+        #expect(report.items == 1)
+
+        // The old key database with today's master key: nothing opens, the erased key included.
+        let oldKeys = backup + "/restored-keys"
+        try FileManager.default.createDirectory(atPath: oldKeys, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: backup) where name.hasPrefix("keys") || name.hasPrefix("data") {
+            try FileManager.default.copyItem(atPath: backup + "/" + name, toPath: oldKeys + "/" + name)
+        }
+        #expect {
+            try Store.open(at: oldKeys, keyProvider: StaticKeyProvider(key: newMaster))
+        } throws: { error in
+            if case StoreError.wrongMasterKey = error { return true }
+            return false
+        }
+
+        // The old data file beside today's key database: the erased subject is unreadable and reported
+        // as erased; everyone else reads.
+        let oldData = backup + "/restored-data"
+        try FileManager.default.createDirectory(atPath: oldData, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: backup) where name.hasPrefix("data") {
+            try FileManager.default.copyItem(atPath: backup + "/" + name, toPath: oldData + "/" + name)
+        }
+        test.store.close()
+        for name in try FileManager.default.contentsOfDirectory(atPath: test.directory) where name.hasPrefix("keys") {
+            try FileManager.default.copyItem(atPath: test.directory + "/" + name, toPath: oldData + "/" + name)
+        }
+        let restored = try Store.open(at: oldData, keyProvider: StaticKeyProvider(key: newMaster))
+        #expect(try restored.read(kept, context: TestStore.admin).personal.name == "Zebedee Quixotic-kept")
+        #expect {
+            try restored.read(erased, context: TestStore.admin)
+        } throws: { error in
+            if case StoreError.subjectErased(erased) = error { return true }
+            return false
+        }
+    }
+}

@@ -180,6 +180,21 @@ extension Store {
         return RotationReport(kind: "kek", fromVersion: Int(from), toVersion: Int(target), items: done, resumed: resumed)
     }
 
+    /// Seals erasures against backups of the key database: rotates the KEK (every key re-wrapped, the
+    /// old KEK destroyed), then the master key. Afterwards no key-database backup older than the seal
+    /// yields an erased subject's key with today's master key: the backup's KEK is wrapped under a
+    /// master key that is no longer used, and today's KEK never wrapped the erased key. Each step is
+    /// crash-safe; running it again after an interruption finishes it. Destroy the old master key.
+    public func sealErasures(newMaster: SecretKey, context: AccessContext,
+                             progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        let kek = try rotateKeyEncryptionKey(context: context, progress: progress)
+        let master = try rotateMasterKey(to: newMaster, context: context)
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "seal-erasures: KEK version \(kek.toVersion), master generation \(master.toVersion); older key-database backups no longer open")])
+        return RotationReport(kind: "seal-erasures", fromVersion: master.fromVersion, toVersion: master.toVersion,
+                              items: kek.items, resumed: kek.resumed)
+    }
+
     /// A wrapped key opened under KEK `from` and sealed again under KEK `to`.
     private func rewrap(_ wrapped: [UInt8], at location: EnvelopeLocation, from: UInt32, to: UInt32) throws -> [UInt8] {
         let key = try Envelope.openKey(wrapped, at: location, under: try keyring.kek(from), storeID: keyring.storeID)

@@ -63,6 +63,9 @@ private func report(_ report: RotationReport, json: Bool, _ console: Console) th
         case "master": what = "master key rotated: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) key-encryption key(s) re-wrapped"
         case "kek": what = "key-encryption key rotated: version \(report.fromVersion) -> \(report.toVersion), \(report.items) subject keys re-wrapped, old KEK destroyed"
         case "index": what = "blind index rotated: key version \(report.fromVersion) -> \(report.toVersion), \(report.items) subjects re-indexed, old index dropped"
+        case "seal-erasures":
+            what = "erasures sealed: \(report.items) keys re-wrapped under a new KEK, master key generation \(report.toVersion); "
+                + "key-database backups older than now no longer open with today's key"
         default: what = "data keys rotated: \(report.items) subject(s) re-encrypted under fresh keys, old keys destroyed"
         }
         console.print(what + (report.resumed ? " (resumed an interrupted rotation)" : ""))
@@ -88,30 +91,73 @@ enum KeysRotateMasterCommand: Command {
         """
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        if let keyFile = options.keyFile, URL(fileURLWithPath: keyFile).standardized == URL(fileURLWithPath: newKeyFile).standardized {
-            throw UsageError(message: "the new key file must differ from the current one")
+        try replaceMasterKey(&arguments, console) { store, key, context in
+            try store.rotateMasterKey(to: key, context: context)
         }
-        // The new key is on disk, synced, before the store depends on it.
-        let newKey = FileManager.default.fileExists(atPath: newKeyFile) ? try KeyFile.load(from: newKeyFile) : try KeyFile.create(at: newKeyFile)
-        let store: Store
-        do {
-            store = try options.open()
-        } catch StoreError.wrongMasterKey {
-            // A rotation that committed before a crash: the store already opens with the new key.
-            let rotated = try Store.open(at: options.directory, keyProvider: StaticKeyProvider(key: newKey))
-            rotated.close()
-            console.print("the store already opens with \(newKeyFile): the master key was rotated")
-            return .success
+    }
+}
+
+/// `strongroom keys seal-erasures`: a new KEK and a new master key, so old key-database backups are useless.
+enum KeysSealErasuresCommand: Command {
+    static let name = "keys seal-erasures"
+    static let abstract = "rotate the KEK and the master key so no older key-database backup yields an erased key"
+    static let help = """
+        Usage: strongroom keys seal-erasures --new-key-file FILE [--json]
+
+        Erasure destroys a subject's key in keys.sqlite at once, but a backup of keys.sqlite taken
+        before still holds it. This re-wraps every key under a new key-encryption key (destroying the
+        old one), then the KEK under the master key in FILE (created, mode 0600, if absent): afterwards
+        no key-database backup older than the seal opens with today's master key. Destroy the old key
+        file. Each step is crash-safe; run it again after an interruption. Seal at least as often as
+        your backups of keys.sqlite expire (see SECURITY.md).
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        try replaceMasterKey(&arguments, console) { store, key, context in
+            var line: ProgressLine?
+            let result = try store.sealErasures(newMaster: key, context: context) { done, total in
+                if line == nil { line = console.progress("re-wrapping subject keys", total: total) }
+                line?.advance(to: done)
+            }
+            line?.finish()
+            return result
         }
-        defer { store.close() }
-        try report(try store.rotateMasterKey(to: newKey, context: options.context), json: json, console)
-        if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
+    }
+}
+
+/// Reads `--new-key-file` (created with a fresh key if absent, synced before the store depends on
+/// it), opens the store with the current key and runs `rotate`. When the store already opens only with
+/// the new key, a rotation committed before a crash: says so.
+private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
+                              _ rotate: (Store, SecretKey, AccessContext) throws -> RotationReport) throws -> ExitStatus {
+    guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
+    let json = arguments.flag("--json")
+    let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+    try arguments.finish()
+    if let keyFile = options.keyFile, URL(fileURLWithPath: keyFile).standardized == URL(fileURLWithPath: newKeyFile).standardized {
+        throw UsageError(message: "the new key file must differ from the current one")
+    }
+    // The new key is on disk, synced, before the store depends on it.
+    let newKey = FileManager.default.fileExists(atPath: newKeyFile) ? try KeyFile.load(from: newKeyFile) : try KeyFile.create(at: newKeyFile)
+    let store: Store
+    do {
+        store = try options.open()
+    } catch StoreError.wrongMasterKey {
+        // A rotation that committed before a crash: the store already opens with the new key.
+        let rotated = try Store.open(at: options.directory, keyProvider: StaticKeyProvider(key: newKey))
+        rotated.close()
+        console.print("the store already opens with \(newKeyFile): the master key was rotated")
         return .success
     }
+    defer { store.close() }
+    try report(try rotate(store, newKey, options.context), json: json, console)
+    if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused: destroy it") }
+    return .success
 }
 
 /// `strongroom keys rotate-kek`: a new key-encryption key.
