@@ -59,3 +59,29 @@ struct NoPlaintextOnDiskTests {
         print("scanned \(files.count) files for \(secrets.count) values in 3 encodings: none found")
     }
 }
+
+@Suite("Erasure reaches every copy in the store folder")
+struct ErasureScanTests {
+    @Test("after erasure, no file of the store (key database, its WAL, data, audit) holds the erased subject's wrapped key or fields")
+    func wrappedKeyGone() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let erased = try test.store.create(sampleSubject("shred"), context: TestStore.admin)
+        _ = try test.store.create(sampleSubject("stays"), context: TestStore.admin)
+        let wrapped = try #require(try test.database("keys.sqlite").firstRow(
+            "SELECT wrapped FROM subject_keys WHERE subject_id = ?", [.integer(erased.rawValue)]) { $0.blob(0) } ?? nil)
+        try test.store.erase(erased, reason: "Art. 17 request", context: TestStore.admin)
+        test.store.close()
+        // The wrapped key's ciphertext-and-tag part is random: any 24-byte piece of it found on disk is a copy.
+        let needle = Array(wrapped.suffix(24))
+        let secrets = ["Zebedee Quixotic-shred", "zebedee.shred@example.org", "17 Xylophone Lane shred"]
+        for file in test.files() {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+            #expect(!NoPlaintextOnDiskTests().contains(bytes, needle), "\(file) still holds the erased subject's wrapped key")
+            for secret in secrets {
+                #expect(!NoPlaintextOnDiskTests().contains(bytes, Array(secret.utf8)), "\(file) holds \(secret)")
+            }
+        }
+        #expect(test.files().contains { $0.hasSuffix("keys.sqlite") })
+    }
+}
