@@ -39,6 +39,13 @@ public final class AppendOnlyFile {
         }
     }
 
+    /// A handle that flushes this file from any thread, while appends go on through this one.
+    public func synchronizer() throws(FileError) -> FileSynchronizer {
+        let copy = dup(descriptor)
+        guard copy >= 0 else { throw FileError(path: path, operation: "dup", code: errno) }
+        return FileSynchronizer(descriptor: copy, path: path)
+    }
+
     /// Flushes the file's data to stable storage (`fdatasync`).
     public func synchronize() throws(FileError) {
         guard fdatasync(descriptor) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
@@ -89,6 +96,28 @@ public final class AppendOnlyFile {
             filled += count
         }
         return filled == bytes.count ? bytes : Array(bytes[..<filled])
+    }
+}
+
+/// Flushes one file's data to stable storage from any thread (`fdatasync` on a duplicated descriptor).
+///
+/// `Sendable` because its only state is an immutable descriptor, and `fdatasync` may be called on one
+/// descriptor from several threads at once.
+public final class FileSynchronizer: Sendable {
+    private let descriptor: Int32
+    /// The file's path, for errors.
+    public let path: String
+
+    init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// Flushes everything written to the file so far (`fdatasync`).
+    public func synchronize() throws(FileError) {
+        guard fdatasync(descriptor) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
     }
 }
 

@@ -72,6 +72,10 @@ final class AuditLog: AuditHook {
     /// Saves the chain head in the key database; returns false when it could not (tried again later).
     private let saveHead: @Sendable (AuditHead) -> Bool
     private let state: Mutex<WriterState>
+    /// Bytes appended by this process so far (written under the state lock, read by syncers).
+    private let appended = Atomic<UInt64>(0)
+    /// How many of them are known to be on stable storage, in `.synced` mode.
+    private let synced = Mutex<UInt64>(0)
 
     /// Where the writer stands; valid only while the file is as this process left it.
     private struct WriterState: ~Copyable {
@@ -83,6 +87,8 @@ final class AuditLog: AuditHook {
         var previousMAC: [UInt8]
         var lastHeadSave: Date
         var headIsCurrent: Bool
+        /// Flushes the current segment from outside the lock (`.synced` mode).
+        var synchronizer: FileSynchronizer?
     }
 
     /// Opens the log in `directory` (created if absent), continuing the chain from its tail.
@@ -100,7 +106,8 @@ final class AuditLog: AuditHook {
         self.segmentByteLimit = segmentByteLimit
         self.saveHead = saveHead
         self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
-                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true))
+                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true,
+                                       synchronizer: nil))
     }
 
     /// The segment files of `directory`, oldest first.
@@ -118,7 +125,7 @@ final class AuditLog: AuditHook {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        let head: AuditHead? = try state.withLock { (state: inout WriterState) throws -> AuditHead? in
+        let (head, written, synchronizer) = try state.withLock { (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
             try state.lock.withExclusiveLock {
                 try resynchronize(&state)
                 if state.expectedSize >= segmentByteLimit {
@@ -127,16 +134,23 @@ final class AuditLog: AuditHook {
                     let closing = AuditEvent(action: .segmentEnd, actor: "strongroom", purpose: "audit", subject: nil,
                                              detail: "continues in \(AuditLog.segmentName(state.segmentNumber + 1))")
                     try append([closing], to: &state)
+                    // In durable mode the closed segment is flushed before the next one starts, so a
+                    // pending sync only ever needs the current segment.
+                    if durability == .synced {
+                        do throws(FileError) { try state.synchronizer?.synchronize() } catch { throw AuditLogError.unavailable(error) }
+                    }
                     try openSegment(state.segmentNumber + 1, into: &state)
                 }
                 try append(events, to: &state)
             }
+            let written = appended.load(ordering: .acquiring)
             let now = Date()
-            guard now.timeIntervalSince(state.lastHeadSave) >= 1 else { return nil }
+            guard now.timeIntervalSince(state.lastHeadSave) >= 1 else { return (nil, written, state.synchronizer) }
             state.lastHeadSave = now
             state.headIsCurrent = true
-            return AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: now)
+            return (AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: now), written, state.synchronizer)
         }
+        if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }
         // Saved outside the lock: a busy key database delays the head, never the reader.
         if let head, !saveHead(head) {
             state.withLock { $0.headIsCurrent = false; $0.lastHeadSave = .distantPast }
@@ -163,16 +177,28 @@ final class AuditLog: AuditHook {
         }
         do throws(FileError) {
             try state.file!.append(output)
-            if durability == .synced { try state.file!.synchronize() }
         } catch {
             // The write may have left part of a line; the next append resynchronises from the real tail.
             state.expectedSize = -1
             throw AuditLogError.unavailable(error)
         }
         state.expectedSize += Int64(output.count)
+        appended.add(UInt64(output.count), ordering: .releasing)
         state.sequence = sequence
         state.previousMAC = previous
         state.headIsCurrent = false
+    }
+
+    /// Group commit (`.synced` mode): returns once the first `target` bytes this process appended are
+    /// on stable storage. Callers queue on one lock; each `fdatasync` covers every line appended before
+    /// it started, so concurrent readers share flushes instead of paying one each.
+    private func synchronize(through target: UInt64, with synchronizer: FileSynchronizer) throws {
+        try synced.withLock { (flushed: inout UInt64) throws in
+            guard flushed < target else { return }
+            let covered = appended.load(ordering: .acquiring)
+            do throws(FileError) { try synchronizer.synchronize() } catch { throw AuditLogError.unavailable(error) }
+            flushed = covered
+        }
     }
 
     /// Saves the chain head now if entries were written since the last save (on close, and by tools).
@@ -247,6 +273,7 @@ final class AuditLog: AuditHook {
         do {
             let file = try AppendOnlyFile(path: path)
             state.expectedSize = try file.size()
+            state.synchronizer = durability == .synced ? try file.synchronizer() : nil
             state.file = file
             state.segmentNumber = number
         } catch {
