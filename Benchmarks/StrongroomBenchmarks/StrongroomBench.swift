@@ -6,12 +6,14 @@ enum StrongroomBench {
     static let usage = """
         Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--json]
 
-        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, all. Each reports its figure next to a plain-SQLite baseline
+        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, audit-overhead, audit-verify,
+        all. Each reports its figure next to a plain-SQLite baseline
         doing the same job in the same run (numbers in clear, an index, prepared statements), and
         the ratio. Build with -c release: a debug build is refused.
 
           --contacts N   contacts to load (default: callerid 1000000, rotate-master 1000000,
-                         import, rotate-kek and rotate-data 100000)
+                         import, rotate-kek, rotate-data and audit-overhead 100000;
+                         audit-verify: entries, 300000)
           --lookups M    caller-ID lookups to time (default 200000)
           --json         one JSON object per workload per line
 
@@ -40,7 +42,7 @@ enum StrongroomBench {
         let lookups = option("--lookups") ?? 200_000
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
-        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data"]
+        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "audit-overhead", "audit-verify"]
         guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
@@ -58,6 +60,12 @@ enum StrongroomBench {
             }
             for kind in ["kek", "data"] where workload == "rotate-\(kind)" || workload == "all" {
                 results.append(try RotateWorkload(kind: kind, contacts: contacts ?? 100_000).run())
+            }
+            if workload == "audit-overhead" || workload == "all" {
+                results.append(try AuditOverheadWorkload(contacts: contacts ?? 100_000, lookups: min(lookups, 100_000)).run())
+            }
+            if workload == "audit-verify" || workload == "all" {
+                results.append(try AuditVerifyWorkload(entries: contacts ?? 300_000).run())
             }
             report(results, json: json)
         } catch {

@@ -45,7 +45,10 @@ public final class Store: Sendable {
                          durability: configuration.auditDurability, segmentByteLimit: configuration.auditSegmentByteLimit,
                          saveHead: { [keyring] head in keyring.saveAuditHead(head) })
         }
-        auditHooks = [auditLog] + configuration.additionalAuditHooks
+        guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
+            throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
+        }
+        auditHooks = (configuration.auditLogFile ? [auditLog] : []) + configuration.additionalAuditHooks
         faultInjection = configuration.faultInjection
     }
 

@@ -15,6 +15,10 @@ public struct StoreConfiguration: Sendable {
     public var auditDurability: AuditDurability = .written
     /// Size at which the audit log starts a new segment file.
     public var auditSegmentByteLimit: Int64 = 64 << 20
+    /// Whether the built-in, hash-chained log file in `audit/` records events. Turning it off leaves
+    /// only `additionalAuditHooks`, of which there must then be at least one: for services that audit
+    /// to a system of their own, and to measure what the file log costs. Every decrypt is still audited.
+    public var auditLogFile = true
     /// Hooks called with every audit event after the built-in log (a SIEM forwarder, syslog, …).
     public var additionalAuditHooks: [any AuditHook] = []
 
