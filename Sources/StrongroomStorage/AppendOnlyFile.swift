@@ -58,14 +58,13 @@ public final class AppendOnlyFile {
         return Int64(status.st_size)
     }
 
-    /// The file's size, or nil when `path` no longer names this open file (it was deleted, renamed
-    /// or replaced since it was opened).
-    public func sizeIfStillAtPath() throws(FileError) -> Int64? {
-        var opened = stat()
-        guard unsafe fstat(descriptor, &opened) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
-        var named = stat()
-        guard unsafe stat(path, &named) == 0, opened.st_dev == named.st_dev, opened.st_ino == named.st_ino else { return nil }
-        return Int64(opened.st_size)
+    /// The file's size, or nil when the file was deleted or replaced since it was opened (its link
+    /// count dropped to zero: renaming another file over it, or unlinking it, does that). One `fstat`,
+    /// no path lookup: this runs before every audit append.
+    public func sizeIfStillLinked() throws(FileError) -> Int64? {
+        var status = stat()
+        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
+        return status.st_nlink == 0 ? nil : Int64(status.st_size)
     }
 
     /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).

@@ -76,13 +76,13 @@ struct FileTests {
         #expect(try file.size() == 8)
         #expect(try AppendOnlyFile.readAll(path: path) == Array("one\ntwo\n".utf8))
         try file.truncate(to: 4)
-        #expect(try file.sizeIfStillAtPath() == 4)
+        #expect(try file.sizeIfStillLinked() == 4)
         try file.synchronizer().synchronize()
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
         try FileManager.default.removeItem(atPath: path)
         try Data("other".utf8).write(to: URL(fileURLWithPath: path))
-        #expect(try file.sizeIfStillAtPath() == nil)
+        #expect(try file.sizeIfStillLinked() == nil)
     }
 
     @Test("the exclusive lock runs its body and passes on its result and errors")

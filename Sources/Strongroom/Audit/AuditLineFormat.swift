@@ -20,17 +20,64 @@ enum AuditLineFormat {
         try mac.authenticationCode(for: [Array("strongroom.audit.genesis.v1".utf8), storeID])
     }
 
-    /// The line's body: the JSON object without its MAC member and closing brace.
+    /// The line's body: the JSON object without its MAC member and closing brace. Built as bytes, not
+    /// through string interpolation: it is written for every decrypt.
     static func body(sequence: UInt64, event: AuditEvent) -> [UInt8] {
-        var text = "{\"seq\":\(sequence),\"time\":\"\(Timestamp.format(event.time))\",\"action\":\"\(event.action.rawValue)\""
-        text += ",\"actor\":" + jsonString(event.actor) + ",\"purpose\":" + jsonString(event.purpose)
-        if let subject = event.subject { text += ",\"subject\":\"\(subject.rawValue)\"" }
-        text += ",\"fields\":["
-        text += event.fields.map { "\"\($0.rawValue)\"" }.joined(separator: ",")
-        text += "],\"outcome\":\"\(event.outcome.rawValue)\""
-        if let client = event.clientAddress { text += ",\"client\":" + jsonString(client) }
-        if let detail = event.detail { text += ",\"detail\":" + jsonString(detail) }
-        return Array(text.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        out.append(contentsOf: "{\"seq\":".utf8)
+        appendDecimal(sequence, to: &out)
+        out.append(contentsOf: ",\"time\":\"".utf8)
+        Timestamp.append(event.time, to: &out)
+        out.append(contentsOf: "\",\"action\":\"".utf8)
+        out.append(contentsOf: event.action.rawValue.utf8)
+        out.append(contentsOf: "\",\"actor\":".utf8)
+        appendJSONString(event.actor, to: &out)
+        out.append(contentsOf: ",\"purpose\":".utf8)
+        appendJSONString(event.purpose, to: &out)
+        if let subject = event.subject {
+            out.append(contentsOf: ",\"subject\":\"".utf8)
+            appendDecimal(UInt64(bitPattern: subject.rawValue), to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(contentsOf: ",\"fields\":[".utf8)
+        for (index, field) in event.fields.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: field.rawValue.utf8)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(contentsOf: "],\"outcome\":\"".utf8)
+        out.append(contentsOf: event.outcome.rawValue.utf8)
+        out.append(UInt8(ascii: "\""))
+        if let client = event.clientAddress {
+            out.append(contentsOf: ",\"client\":".utf8)
+            appendJSONString(client, to: &out)
+        }
+        if let detail = event.detail {
+            out.append(contentsOf: ",\"detail\":".utf8)
+            appendJSONString(detail, to: &out)
+        }
+        return out
+    }
+
+    /// Appends `value` in decimal.
+    static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+        guard value >= 10 else { return out.append(UInt8(48 + value)) }
+        appendDecimal(value / 10, to: &out)
+        out.append(UInt8(48 + value % 10))
+    }
+
+    /// Appends `value` as a JSON string literal; printable ASCII without quotes or backslashes (the
+    /// usual actor, purpose and address) is copied as is.
+    static func appendJSONString(_ value: String, to out: inout [UInt8]) {
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: value.utf8)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            out.append(contentsOf: jsonString(value).utf8)
+        }
     }
 
     /// The complete line: body, MAC member, closing brace and newline.

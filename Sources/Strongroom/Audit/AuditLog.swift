@@ -221,9 +221,9 @@ final class AuditLog: AuditHook {
         if let file = state.file, state.expectedSize >= 0 {
             // Another process that appended changed the size; one that started a new segment first
             // closed this one with an entry (so its size changed too); a segment deleted or replaced
-            // under this process no longer has the inode it had.
+            // under this process has no link left.
             let size: Int64?
-            do { size = try file.sizeIfStillAtPath() } catch { throw AuditLogError.unavailable(error) }
+            do { size = try file.sizeIfStillLinked() } catch { throw AuditLogError.unavailable(error) }
             if size == state.expectedSize { return }
         }
         let segments = AuditLog.segmentPaths(in: directory)

@@ -5,18 +5,32 @@ import Foundation
 enum Timestamp {
     /// Formats `date` as RFC 3339 UTC with six fractional digits.
     static func format(_ date: Date) -> String {
+        var bytes: [UInt8] = []
+        append(date, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends `date` as RFC 3339 UTC with six fractional digits (27 bytes).
+    static func append(_ date: Date, to out: inout [UInt8]) {
         let totalMicroseconds = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))
-        let (seconds, micro) = totalMicroseconds.quotientAndRemainder(dividingBy: 1_000_000)
-        let adjustedSeconds = micro < 0 ? seconds - 1 : seconds
-        let microseconds = micro < 0 ? micro + 1_000_000 : micro
-        let (days, secondOfDay) = floorDivide(adjustedSeconds, 86_400)
+        let (seconds, microseconds) = floorDivide(totalMicroseconds, 1_000_000)
+        let (days, secondOfDay) = floorDivide(seconds, 86_400)
         let (year, month, day) = civil(fromDays: days)
-        var text = ""
-        text.reserveCapacity(27)
-        text += pad(year, 4) + "-" + pad(month, 2) + "-" + pad(day, 2) + "T"
-        text += pad(secondOfDay / 3600, 2) + ":" + pad(secondOfDay % 3600 / 60, 2) + ":" + pad(secondOfDay % 60, 2)
-        text += "." + pad(microseconds, 6) + "Z"
-        return text
+        func digits(_ value: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                out.append(UInt8(48 + (rest / divisor) % 10))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        digits(year, 4); out.append(UInt8(ascii: "-")); digits(month, 2); out.append(UInt8(ascii: "-")); digits(day, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(secondOfDay / 3600, 2); out.append(UInt8(ascii: ":")); digits(secondOfDay % 3600 / 60, 2)
+        out.append(UInt8(ascii: ":")); digits(secondOfDay % 60, 2)
+        out.append(UInt8(ascii: ".")); digits(microseconds, 6); out.append(UInt8(ascii: "Z"))
     }
 
     /// Parses RFC 3339 ("2026-11-23T07:30:00Z", with optional fraction and numeric offset), or a
@@ -66,11 +80,6 @@ enum Timestamp {
         }
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
         return Date(timeIntervalSince1970: TimeInterval(seconds) + fraction)
-    }
-
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
     }
 
     private static func floorDivide(_ value: Int64, _ divisor: Int64) -> (Int64, Int64) {
