@@ -35,7 +35,8 @@ let package = Package(
         .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage"]),
         .testTarget(name: "StrongroomTests",
                     dependencies: ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
-        .testTarget(name: "StrongroomToolTests", dependencies: ["StrongroomTool", "Strongroom", "StrongroomTestSupport"]),
+        .testTarget(name: "StrongroomToolTests",
+                    dependencies: ["StrongroomTool", "Strongroom", "StrongroomCrypto", "StrongroomTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -114,3 +114,22 @@ struct EnvelopeAttackTests {
         #expect(hook.events.last?.detail == "name: authenticationFailed")
     }
 }
+
+@Suite("Rollback of a field (outside the threat model, see SECURITY.md)")
+struct RollbackTests {
+    @Test("an older valid ciphertext put back into its own field opens to the older value; the audit log shows the update it undid")
+    func rollback() throws {
+        let test = try TestStore()
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("rb"), context: TestStore.admin)
+        let data = try test.database("data.sqlite")
+        let old = try #require(try data.firstRow("SELECT name_ct FROM subjects WHERE id = ?", [.integer(id.rawValue)]) { $0.blob(0) } ?? nil)
+        try test.store.update(id, personal: PersonalData(name: "Newer Name"), context: TestStore.admin)
+        try data.run("UPDATE subjects SET name_ct = ? WHERE id = ?", [.blob(old), .integer(id.rawValue)])
+        // Not detected: the envelope binds the place (store, table, column, record), not a version.
+        #expect(try test.store.read(id, fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-rb")
+        var updates = 0
+        try test.store.auditEntries(AuditFilter(subject: id)) { entry, _ in if entry.action == "update" { updates += 1 } }
+        #expect(updates == 1)
+    }
+}

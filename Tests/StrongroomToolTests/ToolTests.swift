@@ -1,4 +1,6 @@
 import Foundation
+import Strongroom
+import StrongroomCrypto
 import StrongroomTestSupport
 import Testing
 @testable import StrongroomTool
@@ -180,5 +182,31 @@ struct ToolTests {
         let tool = ToolRun()
         #expect(tool.run(["demo", "--dir", directory, "--sample", Fixture.url("contacts-sample.csv").path]) == .success)
         #expect(tool.out.contains("audit verify: intact"))
+    }
+}
+
+@Suite("Master key files replaced by rotation")
+struct KeyFileRotationToolTests {
+    @Test("rotate-master onto the current key file replaces it atomically, and finishes after a crash that left FILE.new")
+    func inPlace() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        let (status, out, _) = store.run(["keys", "rotate-master", "--new-key-file", store.key])
+        #expect(status == .success && out.contains("replaced atomically"))
+        #expect(!FileManager.default.fileExists(atPath: store.key + ".new"))
+        #expect(store.run(["lookup", "+441212429247"]).0 == .success)
+
+        // A crash after the store switched keys but before the rename: FILE.new holds the key in use.
+        let staged = try KeyFile.create(at: store.key + ".new")
+        let library = try Store.open(at: store.store, keyProvider: KeyFileProvider(path: store.key))
+        _ = try library.rotateMasterKey(to: staged, context: AccessContext(actor: "test", purpose: .admin))
+        library.close()
+        #expect(store.run(["lookup", "+441212429247"]).0 == .integrity)
+        let (again, message, _) = store.run(["keys", "rotate-master", "--new-key-file", store.key])
+        #expect(again == .success && message.contains("already opens"))
+        #expect(try KeyFile.load(from: store.key) == staged)
+        #expect(store.run(["lookup", "+441212429247"]).0 == .success)
+        let attributes = try FileManager.default.attributesOfItem(atPath: store.key)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
     }
 }

@@ -61,11 +61,13 @@ public enum KeyFile {
             throw .io(path: temporary, operation: "unlink", errno: errno)
         }
         try writeNewFile(key, at: temporary)
-        guard rename(temporary, path) == 0 else {
-            let code = errno
-            unlink(temporary)
-            throw .io(path: path, operation: "rename", errno: code)
-        }
+        try install(temporary, at: path)
+    }
+
+    /// Renames the (complete, synced) key file `source` over `path` and syncs the directory: the old key
+    /// is gone only once the new one is durably in its place.
+    public static func install(_ source: String, at path: String) throws(KeyFileError) {
+        guard rename(source, path) == 0 else { throw .io(path: path, operation: "rename", errno: errno) }
         try syncDirectory(containing: path)
     }
 

@@ -82,7 +82,8 @@ enum KeysRotateMasterCommand: Command {
         Re-wraps the store's key-encryption key under the key in FILE, created (mode 0600, 256 random
         bits) if it does not exist. One transaction, the same few milliseconds at any store size.
         Afterwards the old master key is refused (exit 3): point STRONGROOM_KEY_FILE or --key-file at
-        FILE. Running it again after a crash is safe: if the store already opens with FILE, it says so.
+        FILE. FILE may be the current key file: the new key is then written to FILE.new (0600, synced)
+        and renamed over FILE once the store uses it. Running it again after a crash is safe.
 
         \(StoreOptions.help)
 
@@ -139,11 +140,12 @@ private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
     let json = arguments.flag("--json")
     let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
     try arguments.finish()
-    if let keyFile = options.keyFile, URL(fileURLWithPath: keyFile).standardized == URL(fileURLWithPath: newKeyFile).standardized {
-        throw UsageError(message: "the new key file must differ from the current one")
-    }
+    // FILE may be the current key file: the new key is then written beside it as FILE.new and renamed
+    // over it once the store uses it, so that a crash at any point leaves one working key on disk.
+    let inPlace = options.keyFile.map { URL(fileURLWithPath: $0).standardized == URL(fileURLWithPath: newKeyFile).standardized } ?? false
+    let staging = inPlace ? newKeyFile + ".new" : newKeyFile
     // The new key is on disk, synced, before the store depends on it.
-    let newKey = FileManager.default.fileExists(atPath: newKeyFile) ? try KeyFile.load(from: newKeyFile) : try KeyFile.create(at: newKeyFile)
+    let newKey = FileManager.default.fileExists(atPath: staging) ? try KeyFile.load(from: staging) : try KeyFile.create(at: staging)
     let store: Store
     do {
         store = try options.open()
@@ -151,12 +153,18 @@ private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
         // A rotation that committed before a crash: the store already opens with the new key.
         let rotated = try Store.open(at: options.directory, keyProvider: StaticKeyProvider(key: newKey))
         rotated.close()
-        console.print("the store already opens with \(newKeyFile): the master key was rotated")
+        if inPlace { try KeyFile.install(staging, at: newKeyFile) }
+        console.print("the store already opens with the key in \(newKeyFile): the master key was rotated")
         return .success
     }
     defer { store.close() }
     try report(try rotate(store, newKey, options.context), json: json, console)
-    if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused: destroy it") }
+    if inPlace {
+        try KeyFile.install(staging, at: newKeyFile)
+        if !json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
+    } else if !json {
+        console.print("the store now opens only with \(newKeyFile); the old key is refused: destroy it")
+    }
     return .success
 }
 
