@@ -311,8 +311,11 @@ final class Keyring: Sendable {
                 try connection.transaction {
                     guard try connection.scalarInteger("SELECT version FROM kek WHERE current = 1") == Int64(kek.version) else { return false }
                     for (subject, key, handle) in keys {
+                        // OR REPLACE: a row already at (subject, version) is an orphan of a write whose data
+                        // transaction rolled back after its keys committed (the rollback also gives the
+                        // subject id back to the next insert): its key never protected any stored data.
                         try connection.run("""
-                            INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
+                            INSERT OR REPLACE INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
                             VALUES (?, ?, ?, ?, ?, ?)
                             """, [.integer(subject.rawValue), .int(Int(version)), .int(Int(handle.identifier)), .int(Int(kek.version)),
                                   .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),

@@ -11,8 +11,9 @@ enum Schema {
                 default_region TEXT NOT NULL,
                 created_at INTEGER NOT NULL
             );
-            -- AUTOINCREMENT: an id is never reused, so an erased subject's id (and its tombstone) never
-            -- names someone else, and a key written before a crash never meets another subject's row.
+            -- AUTOINCREMENT: a committed id is never reused, so an erased subject's id (and its tombstone)
+            -- never names someone else. (An id whose insert rolled back is reused; a key written for it
+            -- before the rollback is an orphan that the next write of that id replaces.)
             CREATE TABLE subjects (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 kind TEXT NOT NULL CHECK (kind IN ('lead', 'contact')),

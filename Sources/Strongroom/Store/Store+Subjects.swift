@@ -70,7 +70,9 @@ extension Store {
                             results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
                         }
                     }
+                    try faultInjection?("write.rows", subjects.count)
                     let keys = try keyring.createSubjectKeys(for: created.map(\.0))
+                    try faultInjection?("write.keys", subjects.count)
                     var createdIndex = 0
                     for (position, result) in results.enumerated() where result.created {
                         let (id, subject) = created[createdIndex]
@@ -81,8 +83,10 @@ extension Store {
                         events.append(AuditEvent(.create, context, subject: id, fields: written))
                         createdIndex += 1
                     }
+                    try faultInjection?("write.sealed", subjects.count)
                     // Audited inside the transaction: if the log cannot be written, nothing is committed.
                     try audit(events)
+                    try faultInjection?("write.audited", subjects.count)
                     return results
                 }
             }
@@ -126,7 +130,9 @@ extension Store {
                         throw try notFoundOrErased(id)
                     }
                     try audit([event])
+                    try faultInjection?("erase.audited", 1)
                     try keyring.destroySubjectKeys(of: id, tombstone: true)
+                    try faultInjection?("erase.key-destroyed", 1)
                     try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
                 }
             }

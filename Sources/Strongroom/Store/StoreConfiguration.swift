@@ -25,8 +25,10 @@ public struct StoreConfiguration: Sendable {
     /// Called at named points of long operations with a count of batches: after a batch commits
     /// ("rotate-kek.batch", "rotate-data.batch", "rotate-index.batch"), inside a batch's transaction
     /// before it commits ("rotate-kek.in-batch", "rotate-data.in-batch", "rotate-index.in-batch") and at
-    /// the index switch ("rotate-index.switch"). For fault-injection tests only: a test throws or kills
-    /// the process here to prove the operation resumes.
+    /// the index switch ("rotate-index.switch"); in a write ("write.rows", "write.keys", "write.sealed",
+    /// "write.audited", each before the commit) and in an erasure or deletion ("erase.audited",
+    /// "erase.key-destroyed"). For fault-injection tests only: a test throws or kills the process here
+    /// to prove the store stays consistent and the work can be finished.
     public var faultInjection: (@Sendable (String, Int) throws -> Void)?
 
     /// The default configuration.
