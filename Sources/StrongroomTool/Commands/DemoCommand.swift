@@ -12,8 +12,8 @@ enum DemoCommand: Command {
         Creates a store and a fresh master key file in D (default: a new temporary folder), imports
         sample contacts (FILE, else Fixtures/contacts-sample.csv when run from the repository, else a
         built-in sample), reads a contact back, looks a caller up by phone number, logs a call from an
-        unknown number, exports a subject, restricts and erases one, and verifies the audit log,
-        printing what each step did and what the audit log recorded.
+        unknown number, exports a subject, restricts and erases one, rotates the master key, and verifies
+        the audit log, printing what each step did and what the audit log recorded.
 
         Example:
           swift run strongroom demo --dir /tmp/strongroom-demo
@@ -96,7 +96,19 @@ enum DemoCommand: Command {
             console.print("erased subject \(first.id): reading it now fails: \(error)")
         }
 
-        step("8. The audit log")
+        step("8. Rotate the master key (constant time), then check the old one is refused")
+        let newKeyPath = directory + "/master.key.2"
+        let newKey = try KeyFile.create(at: newKeyPath)
+        let rotation = try store.rotateMasterKey(to: newKey, context: admin)
+        console.print(String(format: "re-wrapped %d key-encryption key under %@ (generation %d)", rotation.items, newKeyPath, rotation.toVersion))
+        do {
+            _ = try Store.open(at: storePath, keyProvider: KeyFileProvider(path: keyPath))
+            console.print("the old key still opened the store: this should not happen")
+        } catch {
+            console.print("opening with the old key: \(error)")
+        }
+
+        step("9. The audit log")
         var lines: [String] = []
         try store.auditEntries { entry, _ in
             lines.append("#\(entry.seq) \(entry.action) \(entry.outcome) by \(entry.actor) for \(entry.purpose)"
@@ -110,7 +122,7 @@ enum DemoCommand: Command {
                       : "audit verify: FAILED: \(verification.problem!)")
 
         console.print("\nTry the tool on this store:")
-        console.print("  export STRONGROOM_STORE=\(storePath) STRONGROOM_KEY_FILE=\(keyPath)")
+        console.print("  export STRONGROOM_STORE=\(storePath) STRONGROOM_KEY_FILE=\(newKeyPath)")
         console.print("  swift run strongroom lookup --json \"+44 121 242 9247\"")
         console.print("  swift run strongroom audit show --since \(formatTime(Date()).prefix(10))")
         return verification.isIntact ? .success : .failure
