@@ -7,7 +7,7 @@ enum StrongroomBench {
         Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, audit-overhead, audit-verify,
-        all. Each reports its figure next to a plain-SQLite baseline
+        field-seal, all. Each reports its figure next to a plain-SQLite baseline
         doing the same job in the same run (numbers in clear, an index, prepared statements), and
         the ratio. Build with -c release: a debug build is refused.
 
@@ -42,7 +42,8 @@ enum StrongroomBench {
         let lookups = option("--lookups") ?? 200_000
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
-        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "audit-overhead", "audit-verify"]
+        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "audit-overhead", "audit-verify",
+                         "field-seal"]
         guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
@@ -66,6 +67,9 @@ enum StrongroomBench {
             }
             if workload == "audit-verify" || workload == "all" {
                 results.append(try AuditVerifyWorkload(entries: contacts ?? 300_000).run())
+            }
+            if workload == "field-seal" || workload == "all" {
+                results.append(try FieldSealWorkload().run())
             }
             report(results, json: json)
         } catch {
