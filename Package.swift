@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage"],
                 swiftSettings: safeSwift),
         .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom"], swiftSettings: safeSwift),
-        .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage"],
+        .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "StrongroomTestSupport"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
 
         .target(name: "StrongroomTestSupport", path: "Tests/Support"),

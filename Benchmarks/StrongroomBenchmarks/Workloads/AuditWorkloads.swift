@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomTestSupport
 import StrongroomCrypto
 import StrongroomStorage
 import Synchronization

@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomTestSupport
 
 /// Deterministic synthetic contacts with 1–3 phone numbers each, stored in mixed national and
 /// international styles, as a GB store would receive them.

@@ -53,6 +53,18 @@ enum KeysStatusCommand: Command {
     }
 }
 
+/// Runs a long rotation, showing a progress line with rate and ETA when standard error is a terminal.
+private func withProgress(_ label: String, _ console: Console,
+                          _ body: ((Int, Int) -> Void) throws -> RotationReport) throws -> RotationReport {
+    var line: ProgressLine?
+    let result = try body { done, total in
+        if line == nil { line = console.progress(label, total: total) }
+        line?.advance(to: done)
+    }
+    line?.finish()
+    return result
+}
+
 /// The summary a rotation prints with `--json`, and the line it prints for people.
 private func report(_ report: RotationReport, json: Bool, _ console: Console) throws {
     if json {
@@ -120,13 +132,7 @@ enum KeysSealErasuresCommand: Command {
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
         try replaceMasterKey(&arguments, console) { store, key, context in
-            var line: ProgressLine?
-            let result = try store.sealErasures(newMaster: key, context: context) { done, total in
-                if line == nil { line = console.progress("re-wrapping subject keys", total: total) }
-                line?.advance(to: done)
-            }
-            line?.finish()
-            return result
+            try withProgress("re-wrapping subject keys", console) { try store.sealErasures(newMaster: key, context: context, progress: $0) }
         }
     }
 }
@@ -192,13 +198,7 @@ enum KeysRotateKEKCommand: Command {
         try arguments.finish()
         let store = try options.open()
         defer { store.close() }
-        var line: ProgressLine?
-        let result = try store.rotateKeyEncryptionKey(context: options.context) { done, total in
-            if line == nil { line = console.progress("re-wrapping subject keys", total: total) }
-            line?.advance(to: done)
-        }
-        line?.finish()
-        try report(result, json: json, console)
+        try report(try withProgress("re-wrapping subject keys", console) { try store.rotateKeyEncryptionKey(context: options.context, progress: $0) }, json: json, console)
         return .success
     }
 }
@@ -235,13 +235,7 @@ enum KeysRotateDataCommand: Command {
             try report(try store.rotateDataKey(of: id, context: options.context), json: json, console)
             return .success
         }
-        var line: ProgressLine?
-        let result = try store.rotateAllDataKeys(context: options.context) { done, total in
-            if line == nil { line = console.progress("re-encrypting subjects", total: total) }
-            line?.advance(to: done)
-        }
-        line?.finish()
-        try report(result, json: json, console)
+        try report(try withProgress("re-encrypting subjects", console) { try store.rotateAllDataKeys(context: options.context, progress: $0) }, json: json, console)
         return .success
     }
 }
@@ -276,13 +270,7 @@ enum KeysRotateIndexCommand: Command {
         try arguments.finish()
         let store = try options.open()
         defer { store.close() }
-        var line: ProgressLine?
-        let result = try store.rotateIndexKey(bits: bits, context: options.context) { done, total in
-            if line == nil { line = console.progress("re-indexing subjects", total: total) }
-            line?.advance(to: done)
-        }
-        line?.finish()
-        try report(result, json: json, console)
+        try report(try withProgress("re-indexing subjects", console) { try store.rotateIndexKey(bits: bits, context: options.context, progress: $0) }, json: json, console)
         return .success
     }
 }

@@ -1,4 +1,5 @@
 @testable import Strongroom
+import StrongroomTestSupport
 import Testing
 
 @Suite("CSV reader")
@@ -272,20 +273,6 @@ private func lineBreaks(in bytes: [UInt8]) -> Int {
     return count
 }
 
-/// A seeded generator, so a failing round can be replayed (SplitMix64, Steele et al. 2014).
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Pieces of field text: plain, the characters CSV treats specially, and multi-byte unicode.
 private let fieldPieces = [

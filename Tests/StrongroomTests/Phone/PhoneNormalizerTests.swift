@@ -1,4 +1,5 @@
 @testable import Strongroom
+import StrongroomTestSupport
 import Testing
 
 /// The normaliser's behaviour, format by format; expected values are libphonenumber 9.0.43's.
@@ -250,7 +251,7 @@ struct PhoneNormalizerTests {
 
     @Test("every style of a valid number normalises to the same E.164", arguments: 0..<6)
     func stylesAgree(seed: UInt64) throws {
-        var random = PhoneTestRandom(seed: seed)
+        var random = SplitMix64(seed: 0x9E37_79B9_7F4A_7C15 &+ seed)
         var checked = 0
         for _ in 0..<200 {
             let example = Self.examples[Int(random.next() % UInt64(Self.examples.count))]
@@ -286,7 +287,7 @@ struct PhoneNormalizerTests {
     }
 
     /// The digits in groups of one to four, with one kind of separator, the first group sometimes in brackets.
-    private func grouped(_ digits: String, _ random: inout PhoneTestRandom) -> String {
+    private func grouped(_ digits: String, _ random: inout SplitMix64) -> String {
         let separators = [" ", "-", ".", "/", " ", ""]
         let separator = separators[Int(random.next() % UInt64(separators.count))]
         var groups: [Substring] = []
@@ -301,15 +302,3 @@ struct PhoneNormalizerTests {
     }
 }
 
-/// A small seeded generator (SplitMix64), so that a failing case can be replayed.
-private struct PhoneTestRandom: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
