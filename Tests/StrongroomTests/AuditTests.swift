@@ -179,6 +179,23 @@ struct AuditTests {
         #expect(try verify(test).problem == .missingFromEnd(expected: 10, headSequence: 10))
     }
 
+    @Test("a store created durable keeps auditing durably across reopenings, and its log verifies")
+    func durableStore() async throws {
+        let test = try TestStore(durability: .synced)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("du"), context: TestStore.admin)
+        let reopened = try test.reopen()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { for _ in 0..<25 { _ = try reopened.read(id, fields: [.name], context: TestStore.admin) } }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try test.database("keys.sqlite").scalarText("SELECT audit_durability FROM store WHERE id = 1") == "synced")
+        let verification = try reopened.verifyAuditLog()
+        #expect(verification.isIntact && verification.verifiedEntries == 102)
+    }
+
     @Test("segments roll over by size and the chain spans them")
     func segments() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-seg-\(UUID().uuidString)").path

@@ -75,7 +75,7 @@ final class Keyring: Sendable {
     }
 
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
-    static func create(path: String, master: SecretKey, storeID: [UInt8], indexBits: Int,
+    static func create(path: String, master: SecretKey, storeID: [UInt8], auditDurability: AuditDurability, indexBits: Int,
                        plannedPopulation: Int, cacheCapacity: Int, nonceBudget: UInt64) throws -> Keyring {
         let connection = try connect(path: path, create: true)
         try connection.migrate(Schema.keys)
@@ -83,8 +83,8 @@ final class Keyring: Sendable {
         let masterHandle = try masterKeyHandle(master, generation: 1, usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
         let keys = try connection.transaction {
-            try connection.run("INSERT INTO store (id, store_id, master_generation, created_at) VALUES (1, ?, 1, ?)",
-                               [.blob(storeID), .integer(now)])
+            try connection.run("INSERT INTO store (id, store_id, master_generation, created_at, audit_durability) VALUES (1, ?, 1, ?, ?)",
+                               [.blob(storeID), .integer(now), .text(auditDurability.rawValue)])
             try reserve(masterHandle.usage!, count: 1, in: connection)
             var kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: connection)
             kek.usage = KeyUsage(name: "kek:1", budget: nonceBudget, reserved: 0)
@@ -389,6 +389,12 @@ final class Keyring: Sendable {
     /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).
     func forget(_ subject: SubjectID, versions: [UInt32]) {
         cache.withLock { $0.remove(subject: subject, versions: versions) }
+    }
+
+    /// The audit durability recorded for the store.
+    func auditDurability() -> AuditDurability {
+        let text: String? = (try? database.withLock { try $0.scalarText("SELECT audit_durability FROM store WHERE id = 1") }) ?? nil
+        return text.flatMap { AuditDurability(rawValue: $0) } ?? .written
     }
 
     /// Whether `subject` was erased (its key destroyed).

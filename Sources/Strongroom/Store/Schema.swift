@@ -135,5 +135,11 @@ enum Schema {
                 reserved INTEGER NOT NULL
             ) WITHOUT ROWID;
             """),
+        Migration(version: 4, sql: """
+            -- The store's audit durability: 'written' (each entry reaches the OS before plaintext is
+            -- returned) or 'synced' (each entry is also on stable storage first).
+            ALTER TABLE store ADD COLUMN audit_durability TEXT NOT NULL DEFAULT 'written'
+                CHECK (audit_durability IN ('written', 'synced'));
+            """),
     ]
 }

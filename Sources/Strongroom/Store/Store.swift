@@ -42,7 +42,8 @@ public final class Store: Sendable {
         }
         auditLog = try storeErrors {
             try AuditLog(directory: Layout(directory: directory).audit, mac: keyring.auditMAC, storeID: keyring.storeID,
-                         durability: configuration.auditDurability, segmentByteLimit: configuration.auditSegmentByteLimit,
+                         durability: configuration.auditDurability ?? keyring.auditDurability(),
+                         segmentByteLimit: configuration.auditSegmentByteLimit,
                          saveHead: { [keyring] head in keyring.saveAuditHead(head) })
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
@@ -81,6 +82,7 @@ public final class Store: Sendable {
             try createDirectory(directory)
             let storeID = try SecureRandom.bytes(count: 16)
             let keyring = try Keyring.create(path: layout.keys, master: master, storeID: storeID,
+                                             auditDurability: configuration.auditDurability ?? .written,
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
                                              cacheCapacity: configuration.subjectKeyCacheCapacity,

@@ -12,7 +12,10 @@ public struct StoreConfiguration: Sendable {
     /// How many unwrapped subject keys stay in memory.
     public var subjectKeyCacheCapacity: Int = 65_536
     /// When an audit entry counts as kept.
-    public var auditDurability: AuditDurability = .written
+    ///
+    /// Recorded in the store when it is created (default `.written`); when opening, nil means the
+    /// store's own setting, and a value overrides it for this process only.
+    public var auditDurability: AuditDurability?
     /// Size at which the audit log starts a new segment file.
     public var auditSegmentByteLimit: Int64 = 64 << 20
     /// Whether the built-in, hash-chained log file in `audit/` records events. Turning it off leaves

@@ -7,7 +7,7 @@ enum InitCommand: Command {
     static let name = "init"
     static let abstract = "create a store (and a master key file with a fresh random key if absent)"
     static let help = """
-        Usage: strongroom init [--region R] [--planned-numbers N] --store DIR --key-file FILE
+        Usage: strongroom init [--region R] [--planned-numbers N] [--durable-audit] --store DIR --key-file FILE
 
         Creates an encrypted store in DIR. If FILE does not exist, it is created with a fresh random
         256-bit master key, mode 0600 from its first instant. Keep the key file away from backups of
@@ -16,6 +16,9 @@ enum InitCommand: Command {
           --region R            default phone region of the store, ISO 3166 code (default US)
           --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
                                 sets the blind index's tag length (see SECURITY.md)
+          --durable-audit       flush each audit entry to stable storage (fsync, group-committed
+                                across concurrent readers) before returning plaintext, instead
+                                of only writing it to the OS (slower; survives power loss)
 
         \(StoreOptions.help)
 
@@ -30,6 +33,7 @@ enum InitCommand: Command {
             guard let count = Int(planned), count > 0 else { throw UsageError(message: "--planned-numbers takes a positive number") }
             configuration.plannedPhoneNumbers = count
         }
+        if arguments.flag("--durable-audit") { configuration.auditDurability = .synced }
         let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
         try arguments.finish()
         var createdKey = false
@@ -39,7 +43,8 @@ enum InitCommand: Command {
         }
         let store = try Store.create(at: options.directory, keyProvider: options.keyProvider, configuration: configuration)
         store.close()
-        console.print("created store \(options.directory) (default region \(store.defaultRegion))")
+        console.print("created store \(options.directory) (default region \(store.defaultRegion), audit "
+                      + (configuration.auditDurability == .synced ? "durable: each entry fsync'd)" : "entries written before plaintext returns)"))
         if let keyFile = options.keyFile {
             console.print(createdKey ? "created master key file \(keyFile) (mode 0600): keep it apart from the store's backups"
                                      : "locked with the existing master key file \(keyFile)")
