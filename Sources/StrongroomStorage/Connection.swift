@@ -148,9 +148,6 @@ public final class Connection {
         let message = unsafe String(cString: sqlite3_errmsg(database))
         return SQLiteError(extendedCode: extended != 0 ? extended : code, message: message, sql: sql)
     }
-
-    /// The version of the SQLite library in use, e.g. "3.40.1".
-    public static var libraryVersion: String { unsafe String(cString: sqlite3_libversion()) }
 }
 
 @available(*, unavailable, message: "A Connection is confined to one thread at a time; keep it behind a lock")

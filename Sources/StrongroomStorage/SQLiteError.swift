@@ -21,14 +21,8 @@ public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The primary result code (the low byte of the extended code).
     public var primaryCode: Int32 { extendedCode & 0xFF }
 
-    /// True for `SQLITE_BUSY` and `SQLITE_LOCKED`: another connection holds the lock; trying again may succeed.
-    public var isBusy: Bool { primaryCode == 5 || primaryCode == 6 }
-
     /// True for `SQLITE_CONSTRAINT` and its extended codes (a unique or check constraint refused the write).
     public var isConstraintViolation: Bool { primaryCode == 19 }
-
-    /// True for `SQLITE_NOTADB` and `SQLITE_CORRUPT`: the file is not a database or is damaged.
-    public var isCorruption: Bool { primaryCode == 26 || primaryCode == 11 }
 
     public var description: String {
         "SQLite error \(extendedCode): \(message)"

@@ -138,12 +138,6 @@ enum AuditLineFormat {
         }
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        var output: [UInt8] = []
-        appendHex(bytes, to: &output)
-        return String(decoding: output, as: UTF8.self)
-    }
-
     static func decodeHex<Bytes: Collection<UInt8>>(_ text: Bytes) -> [UInt8]? {
         guard text.count.isMultiple(of: 2) else { return nil }
         var output: [UInt8] = []
