@@ -234,6 +234,28 @@ struct NonceBudgetTests {
         }
         #expect(try reopened.count() == 38)
     }
+
+    @Test("a subject key counts its encryptions in the subject's row; past the budget writes are refused until its key is rotated")
+    func subjectBudget() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-sbudget-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = StoreConfiguration()
+        configuration.nonceBudget = 20
+        let store = try Store.create(at: directory, keyProvider: StaticKeyProvider(key: try SecretKey.random()), configuration: configuration)
+        // Eight fields sealed at creation, two per update of name and notes.
+        let id = try store.create(sampleSubject("sb"), context: TestStore.admin)
+        for round in 0..<6 { try store.update(id, personal: PersonalData(name: "N\(round)", notes: "n"), context: TestStore.admin) }
+        #expect {
+            try store.update(id, personal: PersonalData(name: "over", notes: "n"), context: TestStore.admin)
+        } throws: { error in
+            if case StoreError.keyBudgetExhausted(let key, 20, 20) = error { return key.hasPrefix("subject:") }
+            return false
+        }
+        #expect(try store.read(id, fields: [.name], context: TestStore.admin).personal.name == "N5")
+        try store.rotateDataKey(of: id, context: TestStore.admin)
+        try store.update(id, personal: PersonalData(name: "after", notes: "n"), context: TestStore.admin)
+        #expect(try store.read(id, fields: [.name], context: TestStore.admin).personal.name == "after")
+    }
 }
 
 @Suite("Sealing erasures against backups of the key database")

@@ -53,6 +53,11 @@ enum Schema {
             ) WITHOUT ROWID;
             CREATE INDEX calls_by_subject ON calls (subject_id, at);
             """),
+        Migration(version: 3, sql: """
+            -- Encryptions made under the subject's current key: its nonce budget (NIST SP 800-38D §8.3),
+            -- counted in the same statement that stores the ciphertexts, so the count is exact.
+            ALTER TABLE subjects ADD COLUMN seal_count INTEGER NOT NULL DEFAULT 0;
+            """),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.

@@ -286,8 +286,9 @@ extension Store {
                 try connection.transaction {
                     for (row, personal) in zip(rows, plaintexts) {
                         let key = newKeys[row.summary.id]!
-                        var assignments = ["key_version = ?"]
-                        var values: [SQLValue] = [.int(Int(key.version))]
+                        // A fresh key starts a fresh count of its encryptions.
+                        var assignments = ["key_version = ?", "seal_count = ?"]
+                        var values: [SQLValue] = [.int(Int(key.version)), .int(row.ciphertexts.count)]
                         for field in fields where row.ciphertexts[field] != nil {
                             guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
                             assignments.append("\(field.column) = ?")

@@ -232,7 +232,16 @@ extension Store {
             written.append(field)
         }
         guard !assignments.isEmpty else { return [] }
-        try connection.run("UPDATE subjects SET \(assignments.joined(separator: ", ")) WHERE id = ?", values + [.integer(id.rawValue)])
+        // Counted in the statement that stores the ciphertexts, and refused past the budget: the
+        // ciphertexts just made are then never stored, so their nonces were never seen.
+        try connection.run("""
+            UPDATE subjects SET \(assignments.joined(separator: ", ")), seal_count = seal_count + ?
+            WHERE id = ? AND seal_count + ? <= ?
+            """, values + [.int(written.count), .integer(id.rawValue), .int(written.count), .integer(Int64(keyring.nonceBudget))])
+        guard connection.changes == 1 else {
+            let used = UInt64(try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) ?? 0)
+            throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: used, budget: keyring.nonceBudget)
+        }
         return written
     }
 
