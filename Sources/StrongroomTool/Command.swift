@@ -86,7 +86,8 @@ extension StoreError {
     var exitStatus: ExitStatus {
         switch self {
         case .subjectNotFound, .subjectErased: return .failure
-        case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew:
+        case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
+             .consentTokenRejected:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
              .auditFailed, .database, .crypto, .file, .keyBudgetExhausted:

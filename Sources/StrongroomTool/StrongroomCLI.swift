@@ -9,6 +9,8 @@ enum StrongroomCLI {
     static let commands: [any Command.Type] = [
         InitCommand.self, ImportCommand.self, LookupCommand.self, CallRecordCommand.self, PhoneNormalizeCommand.self,
         SubjectExportCommand.self, SubjectEraseCommand.self, SubjectRestrictCommand.self, SubjectUnrestrictCommand.self,
+        ConsentGrantCommand.self, ConsentWithdrawCommand.self, ConsentConfirmCommand.self, ConsentShowCommand.self,
+        PurposeDeclareCommand.self, PurposeListCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
         KeysRotateIndexCommand.self, KeysSealErasuresCommand.self,
         AuditVerifyCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,

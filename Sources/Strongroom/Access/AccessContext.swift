@@ -19,7 +19,7 @@ public struct AccessContext: Sendable, Hashable {
 }
 
 /// A purpose of processing (GDPR Art. 5(1)(b), purpose limitation), named by the store's users.
-public struct Purpose: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+public struct Purpose: RawRepresentable, Hashable, Sendable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
     /// The purpose's name, e.g. "caller-id".
     public let rawValue: String
     /// Names a purpose.

@@ -2,7 +2,7 @@ import Foundation
 import StrongroomCrypto
 
 /// Proof that the caller is the audited decrypt path: only this file can make one, and
-/// `Envelope.openPersonalData` requires one, so no other code can turn a personal field into plaintext.
+/// `Envelope.openPersonalData` requires one, so no other code can turn a personal value into plaintext.
 struct DecryptPermit {
     fileprivate init() {}
 }
@@ -14,23 +14,33 @@ struct EncryptedSubject {
     let ciphertexts: [PersonalField: [UInt8]]
 }
 
+/// A sealed value other than a subject field (a consent entry's client address or evidence), to open
+/// under the subject's key with the fields.
+struct SealedValue {
+    let location: EnvelopeLocation
+    let ciphertext: [UInt8]
+}
+
 extension Store {
     /// The one function that turns stored ciphertext into plaintext.
     ///
-    /// In order: checks the purpose against each subject's restriction; opens each requested field
-    /// under the subject's key; reports one audit event per subject (refused, failed or ok) to every
-    /// audit hook; and only then returns the plaintext. If any step fails, nothing is returned.
-    func decrypt(_ subjects: [EncryptedSubject], fields: [PersonalField],
-                 context: AccessContext) throws(StoreError) -> [PersonalData] {
+    /// In order: checks the purpose (declared; consent given when its lawful basis is consent) and
+    /// each subject's restriction; opens each requested field, and the `extra` sealed values, under
+    /// the subject's key; reports one audit event per subject (refused, failed or ok) to every audit
+    /// hook; and only then returns the plaintext. If any step fails, nothing is returned.
+    func decrypt(_ subjects: [EncryptedSubject], fields: [PersonalField], extra: [SubjectID: [SealedValue]] = [:],
+                 detail: String? = nil, context: AccessContext) throws(StoreError) -> (personal: [PersonalData], extra: [SubjectID: [[UInt8]]]) {
         let permit = DecryptPermit()
         let fields = fields.sorted()
-        for subject in subjects where subject.summary.isRestricted && !Purpose.allowedUnderRestriction.contains(context.purpose) {
-            try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .refused,
-                                  detail: "restricted")])
-            throw .accessRefused(subject.summary.id, purpose: context.purpose, reason: "processing is restricted")
+        for subject in subjects {
+            if let refusal = try refusal(of: subject.summary, for: context.purpose) {
+                try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .refused, detail: refusal)])
+                throw .accessRefused(subject.summary.id, purpose: context.purpose, reason: refusal)
+            }
         }
         var results: [PersonalData] = []
         results.reserveCapacity(subjects.count)
+        var opened: [SubjectID: [[UInt8]]] = [:]
         var events: [AuditEvent] = []
         events.reserveCapacity(subjects.count)
         let now = Date()
@@ -52,16 +62,38 @@ extension Store {
                         throw StoreError.unreadableField(subject.summary.id, field: field.rawValue, .authenticationFailed)
                     }
                 }
+                for value in extra[subject.summary.id] ?? [] {
+                    do {
+                        opened[subject.summary.id, default: []].append(
+                            try Envelope.openPersonalData(value.ciphertext, at: value.location, under: key, storeID: keyring.storeID,
+                                                          permit: permit))
+                    } catch {
+                        throw StoreError.unreadableField(subject.summary.id, field: value.location.slot.description, error)
+                    }
+                }
             } catch {
                 try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .failed,
                                       detail: Store.auditDetail(for: error), time: now)])
                 throw error
             }
             results.append(personal)
-            events.append(AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, time: now))
+            events.append(AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields,
+                                     detail: extra[subject.summary.id].map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
+                                     time: now))
         }
         try audit(events)
-        return results
+        return (results, opened)
+    }
+
+    /// Why `purpose` may not process `subject`'s data, or nil when it may: an undeclared purpose,
+    /// restriction of processing (GDPR Art. 18), or a consent-based purpose without consent (Art. 6(1)(a)).
+    func refusal(of subject: SubjectSummary, for purpose: Purpose) throws(StoreError) -> String? {
+        guard let declaration = purposeDeclaration(purpose) else { return "purpose \(purpose) is not declared" }
+        if subject.isRestricted && !Purpose.allowedUnderRestriction.contains(purpose) { return "processing is restricted" }
+        if declaration.lawfulBasis == .consent, try consentState(of: subject.id, for: purpose)?.allowsProcessing != true {
+            return "no consent for \(purpose)"
+        }
+        return nil
     }
 
     /// A short, non-personal description of why a decrypt failed, for the audit log.

@@ -22,6 +22,10 @@ public struct AuditEvent: Sendable, Equatable {
         case restrict
         /// A key was created, rotated or re-wrapped.
         case keys
+        /// A consent was granted, confirmed or withdrawn.
+        case consent
+        /// A purpose of processing was declared.
+        case purpose
         /// The store was created.
         case initialize = "init"
         /// The audit log's segment file ended; the chain continues in the next one.

@@ -138,15 +138,17 @@ extension Store {
     private func answer(_ candidates: [EncryptedSubject], context: AccessContext) throws(StoreError) -> [CallerMatch] {
         var allowed: [EncryptedSubject] = []
         for candidate in candidates {
-            if candidate.summary.isRestricted && !Purpose.allowedUnderRestriction.contains(context.purpose) {
+            // A refused candidate (restricted, or no consent where caller ID rests on consent) is left out,
+            // and the refusal audited.
+            if let refusal = try refusal(of: candidate.summary, for: context.purpose) {
                 try audit([AuditEvent(.decrypt, context, subject: candidate.summary.id, fields: [.name], outcome: .refused,
-                                      detail: "restricted")])
+                                      detail: refusal)])
             } else {
                 allowed.append(candidate)
             }
         }
         guard !allowed.isEmpty else { return [] }
-        let names = try decrypt(allowed, fields: [.name], context: context)
+        let names = try decrypt(allowed, fields: [.name], context: context).personal
         return zip(allowed, names).map { subject, personal in
             CallerMatch(id: subject.summary.id, kind: subject.summary.metadata.kind, externalID: subject.summary.metadata.externalID,
                         name: personal.name, lastContactedAt: subject.summary.metadata.lastContactedAt,

@@ -53,6 +53,45 @@ enum Schema {
             ) WITHOUT ROWID;
             CREATE INDEX calls_by_subject ON calls (subject_id, at);
             """),
+        Migration(version: 2, sql: """
+            -- Purposes of processing and their lawful basis (GDPR Art. 6). Built-ins run on legitimate
+            -- interest or legal obligation, so they need no consent; restriction still limits them.
+            CREATE TABLE purposes (
+                name TEXT PRIMARY KEY,
+                description TEXT NOT NULL,
+                lawful_basis TEXT NOT NULL CHECK (lawful_basis IN ('consent', 'contract', 'legitimate-interest', 'legal-obligation')),
+                double_opt_in INTEGER NOT NULL DEFAULT 0
+            );
+            INSERT INTO purposes (name, description, lawful_basis) VALUES
+                ('caller-id', 'Identifying an incoming caller', 'legitimate-interest'),
+                ('admin', 'Administration of the store: imports, exports, corrections', 'legitimate-interest'),
+                ('subject-request', 'Answering the data subject''s own request', 'legal-obligation'),
+                ('legal-claims', 'Establishing, exercising or defending legal claims', 'legal-obligation'),
+                ('key-rotation', 'Re-encrypting stored data under new keys', 'legitimate-interest');
+            -- The consent ledger: append-only, one entry per change. The client address and the
+            -- evidence are sealed under the subject's key (slots 16 and 17, record id = entry id); a
+            -- double opt-in token is kept only as its SHA-256 hash.
+            CREATE TABLE consent_ledger (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                subject_id INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+                purpose TEXT NOT NULL REFERENCES purposes (name),
+                state TEXT NOT NULL CHECK (state IN ('granted', 'withdrawn', 'pending', 'confirmed')),
+                at INTEGER NOT NULL,
+                initiator TEXT NOT NULL CHECK (initiator IN ('subject', 'staff', 'import')),
+                key_version INTEGER NOT NULL,
+                client_ct BLOB,
+                evidence_ct BLOB,
+                token_hash BLOB,
+                token_expires_at INTEGER,
+                confirms INTEGER REFERENCES consent_ledger (id)
+            );
+            CREATE INDEX consent_by_subject ON consent_ledger (subject_id, purpose, id);
+            -- Append-only: an entry's facts never change. Only its sealed parts may be re-encrypted,
+            -- when the subject's data key is rotated.
+            CREATE TRIGGER consent_ledger_append_only
+            BEFORE UPDATE OF subject_id, purpose, state, at, initiator, token_hash, token_expires_at, confirms ON consent_ledger
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+            """),
         Migration(version: 3, sql: """
             -- Encryptions made under the subject's current key: its nonce budget (NIST SP 800-38D §8.3),
             -- counted in the same statement that stores the ciphertexts, so the count is exact.

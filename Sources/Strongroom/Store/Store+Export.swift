@@ -5,7 +5,8 @@ import Foundation
 ///
 /// JSON keys: `format` ("strongroom.subject-export"), `version` (1), `exported_at`, `subject` (clear
 /// fields), `personal` (every personal field decrypted; phone numbers with their E.164 form),
-/// `calls`, `access_log` (every audit entry about the subject: who accessed what, when and why).
+/// `calls`, `consents` (the consent ledger, oldest first, client addresses and evidence decrypted),
+/// `access_log` (every audit entry about the subject: who accessed what, when and why).
 public struct SubjectExport: Sendable, Codable, Equatable {
     /// The subject's clear fields.
     public struct Record: Sendable, Codable, Equatable {
@@ -58,6 +59,8 @@ public struct SubjectExport: Sendable, Codable, Equatable {
     public let personal: Personal
     /// Logged calls, oldest first.
     public let calls: [Call]
+    /// The consent ledger, oldest first.
+    public let consents: [ConsentEntry]
     /// Audit entries about the subject, oldest first.
     public let accessLog: [AuditEntry]
 
@@ -82,6 +85,7 @@ extension Store {
                 }
             }
         }
+        let consents = try consentLedger(of: id, context: context)
         var accessLog: [AuditEntry] = []
         try storeErrors { try auditEntries(AuditFilter(subject: id)) { entry, _ in accessLog.append(entry) } }
         let personal = subject.personal
@@ -99,6 +103,6 @@ extension Store {
                             address: personal.address, notes: personal.notes,
                             photoBase64: personal.photo.map { Data($0).base64EncodedString() },
                             customFields: personal.customFields ?? [:]),
-            calls: calls, accessLog: accessLog)
+            calls: calls, consents: consents, accessLog: accessLog)
     }
 }

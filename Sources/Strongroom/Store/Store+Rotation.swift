@@ -253,12 +253,12 @@ extension Store {
     private func reencrypt(_ subjects: [SubjectID], batch: Int, context: AccessContext) throws(StoreError) -> Int {
         let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
         let fields = PersonalField.allCases
-        let rows = try storeErrors {
+        let (rows, consents) = try storeErrors {
             try data.withLock { connection in
-                try subjects.compactMap { id in
+                (try subjects.compactMap { id in
                     try connection.firstRow("SELECT \(Store.summaryColumns), \(fields.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
                                             [.integer(id.rawValue)]) { Store.encryptedSubject(from: $0, fields: fields) }
-                }
+                }, try consentRows(of: subjects, in: connection))
             }
         }
         guard !rows.isEmpty else { return 0 }
@@ -280,7 +280,9 @@ extension Store {
             let keys = try storeErrors { try keyring.createSubjectKeys(for: ids, version: version) }
             for (id, key) in zip(ids, keys) { newKeys[id] = key }
         }
-        let plaintexts = try decrypt(rows, fields: fields, context: rotation)
+        // The consent ledger's sealed parts are under the same key: they are re-encrypted with the fields.
+        let (plaintexts, consentPlaintexts) = try decrypt(rows, fields: fields, extra: consents.mapValues { $0.flatMap(\.sealedValues) },
+                                                          detail: "consent ledger", context: rotation)
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
@@ -297,6 +299,18 @@ extension Store {
                         }
                         try connection.run("UPDATE subjects SET \(assignments.joined(separator: ", ")) WHERE id = ? AND key_version = ?",
                                            values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion))])
+                        var opened = (consentPlaintexts[row.summary.id] ?? []).makeIterator()
+                        for entry in consents[row.summary.id] ?? [] {
+                            func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
+                                guard sealed != nil, let plaintext = opened.next() else { return .null }
+                                return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: entry.id), under: key,
+                                                               storeID: keyring.storeID))
+                            }
+                            let client = try reseal(entry.client, .consentClientAddress)
+                            let evidence = try reseal(entry.evidence, .consentEvidence)
+                            try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
+                                               [client, evidence, .int(Int(key.version)), .integer(entry.id)])
+                        }
                     }
                     try faultInjection?("rotate-data.in-batch", batch)
                 }
@@ -363,7 +377,7 @@ extension Store {
                 }
             }
             guard let last = rows.last else { break }
-            let phones = try decrypt(rows, fields: [.phones], context: rotation)
+            let phones = try decrypt(rows, fields: [.phones], context: rotation).personal
             try storeErrors {
                 try data.withLock { connection in
                     try connection.transaction {

@@ -171,7 +171,7 @@ extension Store {
             }
         }
         guard let encrypted else { throw try notFoundOrErased(id) }
-        let personal = try decrypt([encrypted], fields: requested, context: context)[0]
+        let personal = try decrypt([encrypted], fields: requested, context: context).personal[0]
         return Subject(summary: encrypted.summary, personal: personal)
     }
 

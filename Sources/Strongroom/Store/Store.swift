@@ -22,6 +22,8 @@ public final class Store: Sendable {
     let auditHooks: [any AuditHook]
     let phoneNormalizer: PhoneNormalizer
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
+    /// The declared purposes, read at open and kept current by `declarePurpose`.
+    let purposeCache: Mutex<[Purpose: PurposeDeclaration]>
 
     /// The paths of a store's files.
     struct Layout {
@@ -36,6 +38,7 @@ public final class Store: Sendable {
         self.directory = directory
         self.defaultRegion = defaultRegion
         self.keyring = keyring
+        purposeCache = Mutex(try storeErrors { try Store.loadPurposes(from: data) })
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
             throw .invalidInput("unsupported default region \(defaultRegion)")

@@ -28,6 +28,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case unreadableKey(String, EnvelopeError)
     /// The audit record could not be written, so the operation was refused (fail closed).
     case auditFailed(String)
+    /// A double opt-in confirmation token was wrong, already used, expired, or overtaken by a later change.
+    case consentTokenRejected(reason: String)
     /// Another subject already has this external id.
     case duplicateExternalID(String)
     /// A shared key reached its encryption budget (NIST SP 800-38D §8.3): rotate it (`keys rotate-kek`,
@@ -60,6 +62,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .unreadableField(let id, let field, let error): return "field \(field) of subject \(id) is unreadable: \(error)"
         case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
         case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
+        case .consentTokenRejected(let reason): return "consent confirmation refused: \(reason)"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
         case .keyBudgetExhausted(let key, let used, let budget):
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"

@@ -1,0 +1,249 @@
+import Foundation
+import Strongroom
+
+/// The options a consent change shares: the purpose, who initiated it, the client address.
+private struct ConsentOptions {
+    let reference: String
+    let purpose: Purpose?
+    let initiator: ConsentInitiator
+    let client: String?
+    let evidence: String?
+    let json: Bool
+    let store: StoreOptions
+
+    static func parse(_ arguments: inout Arguments, _ console: Console, needsPurpose: Bool) throws -> ConsentOptions {
+        let purpose = try arguments.option("--purpose").map(Purpose.init(rawValue:))
+        if needsPurpose && purpose == nil { throw UsageError(message: "give --purpose NAME") }
+        let initiatorText = try arguments.option("--initiator") ?? "staff"
+        guard let initiator = ConsentInitiator(rawValue: initiatorText) else {
+            throw UsageError(message: "--initiator takes subject, staff or import")
+        }
+        let evidence = try arguments.option("--evidence")
+        let json = arguments.flag("--json")
+        // --client here is the subject's address recorded in the ledger; StoreOptions reads it for the audit too.
+        let store = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
+        try arguments.finish()
+        return ConsentOptions(reference: reference, purpose: purpose, initiator: initiator, client: store.context.clientAddress,
+                              evidence: evidence, json: json, store: store)
+    }
+}
+
+/// What a consent change prints with `--json`.
+private struct ChangeOutput: Encodable {
+    let subject: String
+    let entry: Int64
+    let state: String
+    let confirmationToken: String?
+    let tokenExpiresAt: String?
+}
+
+private func print(_ change: ConsentChange, subject: SubjectID, purpose: String, json: Bool, _ console: Console) throws {
+    if json {
+        try console.printJSON(ChangeOutput(subject: String(subject.rawValue), entry: change.entryID, state: change.state.rawValue,
+                                           confirmationToken: change.confirmationToken, tokenExpiresAt: change.tokenExpiresAt.map(formatTime)))
+        return
+    }
+    console.print("subject \(subject): \(purpose) \(change.state.rawValue) (ledger entry \(change.entryID))")
+    if let token = change.confirmationToken, let expiry = change.tokenExpiresAt {
+        console.print("confirmation token (send it to the subject; single use, valid until \(formatTime(expiry))): \(token)")
+    }
+}
+
+/// `strongroom consent grant`.
+enum ConsentGrantCommand: Command {
+    static let name = "consent grant"
+    static let abstract = "record a consent (pending until confirmed, for double opt-in purposes)"
+    static let help = """
+        Usage: strongroom consent grant ID --purpose P --evidence TEXT [--initiator subject|staff|import] [--client IP] [--json]
+
+        Appends a grant to the subject's consent ledger. TEXT records how consent was given (the form,
+        the text shown, its version): without it nothing is recorded, since a consent cannot be
+        pre-ticked. For a purpose declared with double opt-in the entry is pending and a single-use
+        confirmation token is printed (stored only as its hash; valid for 72 hours). The client
+        address and evidence are stored encrypted under the subject's key.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom consent grant crm-4242-2 --purpose marketing-email --initiator subject --client 203.0.113.7 \\
+            --evidence "newsletter form v3: 'Send me offers by e-mail' ticked"
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: true)
+        guard let evidence = options.evidence else { throw UsageError(message: "give --evidence TEXT: a consent cannot be pre-ticked") }
+        let store = try options.store.open()
+        defer { store.close() }
+        let id = try store.resolve(options.reference)
+        let change = try store.grantConsent(id, purpose: options.purpose!, evidence: evidence, initiator: options.initiator,
+                                            clientAddress: options.client, context: options.store.context)
+        try print(change, subject: id, purpose: options.purpose!.rawValue, json: options.json, console)
+        return .success
+    }
+}
+
+/// `strongroom consent withdraw`.
+enum ConsentWithdrawCommand: Command {
+    static let name = "consent withdraw"
+    static let abstract = "record that a consent was withdrawn"
+    static let help = """
+        Usage: strongroom consent withdraw ID --purpose P [--evidence TEXT] [--initiator subject|staff|import] [--client IP] [--json]
+
+        Appends a withdrawal to the subject's consent ledger: reads for P are refused from now on.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom consent withdraw crm-4242-2 --purpose marketing-email --initiator subject --evidence "unsubscribe link"
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: true)
+        let store = try options.store.open()
+        defer { store.close() }
+        let id = try store.resolve(options.reference)
+        let change = try store.withdrawConsent(id, purpose: options.purpose!, evidence: options.evidence, initiator: options.initiator,
+                                               clientAddress: options.client, context: options.store.context)
+        try print(change, subject: id, purpose: options.purpose!.rawValue, json: options.json, console)
+        return .success
+    }
+}
+
+/// `strongroom consent confirm`.
+enum ConsentConfirmCommand: Command {
+    static let name = "consent confirm"
+    static let abstract = "confirm a pending double opt-in consent with its token"
+    static let help = """
+        Usage: strongroom consent confirm ID --token T [--client IP] [--json]
+
+        Confirms the pending grant whose token is T. A token works once, until it expires, and only
+        while the grant is the latest change for its purpose; otherwise exit status 2.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom consent confirm crm-4242-2 --token 3f9c…e1 --client 203.0.113.7
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        guard let token = try arguments.option("--token") else { throw UsageError(message: "give --token T") }
+        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: false)
+        let store = try options.store.open()
+        defer { store.close() }
+        let id = try store.resolve(options.reference)
+        let change = try store.confirmConsent(id, token: token, clientAddress: options.client, context: options.store.context)
+        try print(change, subject: id, purpose: "consent", json: options.json, console)
+        return .success
+    }
+}
+
+/// `strongroom consent show`.
+enum ConsentShowCommand: Command {
+    static let name = "consent show"
+    static let abstract = "a subject's consent ledger"
+    static let help = """
+        Usage: strongroom consent show ID [--json]
+
+        Every consent change of the subject, oldest first: purpose, state, time, initiator, client
+        address and evidence (decrypted; the read is audited).
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom consent show crm-4242-2 --purpose subject-request
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let json = arguments.flag("--json")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        let entries = try store.consentLedger(of: try store.resolve(reference), context: options.context)
+        if json {
+            try console.printJSON(entries)
+        } else if entries.isEmpty {
+            console.print("no consent entries")
+        } else {
+            for entry in entries {
+                var line = "#\(entry.id)  \(entry.time)  \(entry.purpose)  \(entry.state.rawValue)  by \(entry.initiator.rawValue)"
+                if let client = entry.clientAddress { line += "  from \(client)" }
+                if let confirms = entry.confirms { line += "  (confirms #\(confirms))" }
+                if let evidence = entry.evidence { line += "  evidence: \(evidence)" }
+                console.print(line)
+            }
+        }
+        return .success
+    }
+}
+
+/// `strongroom purpose declare`.
+enum PurposeDeclareCommand: Command {
+    static let name = "purpose declare"
+    static let abstract = "declare a purpose of processing and its lawful basis"
+    static let help = """
+        Usage: strongroom purpose declare NAME --basis consent|contract|legitimate-interest|legal-obligation
+                                          --description TEXT [--double-opt-in]
+
+        Reads name a purpose; a read for an undeclared purpose is refused. A purpose on consent needs a
+        granted (or confirmed) consent in the subject's ledger; --double-opt-in makes grants pending
+        until the subject confirms them. Built in: caller-id and admin (legitimate interest),
+        subject-request and legal-claims (legal obligation), key-rotation.
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom purpose declare marketing-email --basis consent --double-opt-in --description "Offers by e-mail"
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        guard let basisText = try arguments.option("--basis"), let basis = LawfulBasis(rawValue: basisText) else {
+            throw UsageError(message: "give --basis consent, contract, legitimate-interest or legal-obligation")
+        }
+        guard let description = try arguments.option("--description") else { throw UsageError(message: "give --description TEXT") }
+        let doubleOptIn = arguments.flag("--double-opt-in")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        guard let name = arguments.positional() else { throw UsageError(message: "give the purpose's NAME") }
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        try store.declarePurpose(PurposeDeclaration(name: Purpose(rawValue: name), description: description, lawfulBasis: basis,
+                                                    requiresDoubleOptIn: doubleOptIn), context: options.context)
+        console.print("declared \(name) on \(basis.rawValue)" + (doubleOptIn && basis == .consent ? ", double opt-in" : ""))
+        return .success
+    }
+}
+
+/// `strongroom purpose list`.
+enum PurposeListCommand: Command {
+    static let name = "purpose list"
+    static let abstract = "the store's purposes and their lawful bases"
+    static let help = """
+        Usage: strongroom purpose list [--json]
+
+        \(StoreOptions.help)
+
+        Example:
+          strongroom purpose list --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let json = arguments.flag("--json")
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        let purposes = store.purposes()
+        if json {
+            try console.printJSON(purposes)
+        } else {
+            for purpose in purposes {
+                console.print("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
+                              + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
+            }
+        }
+        return .success
+    }
+}
