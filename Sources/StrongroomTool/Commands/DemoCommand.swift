@@ -12,8 +12,9 @@ enum DemoCommand: Command {
         Creates a store and a fresh master key file in D (default: a new temporary folder), imports
         sample contacts (FILE, else Fixtures/contacts-sample.csv when run from the repository, else a
         built-in sample), reads a contact back, looks a caller up by phone number, logs a call from an
-        unknown number, exports a subject, restricts and erases one, rotates the master key, and verifies
-        the audit log, printing what each step did and what the audit log recorded.
+        unknown number, records a double opt-in consent, exports a subject, restricts and erases one,
+        rotates the master key, and verifies the audit log, printing what each step did and what the
+        audit log recorded.
 
         Example:
           swift run strongroom demo --dir /tmp/strongroom-demo
@@ -80,12 +81,29 @@ enum DemoCommand: Command {
         let call = try store.recordCall(number: "+44 7700 900123", at: Date(), context: caller)
         console.print("+447700900123 -> \(MatchOutput(call.caller).line)\(call.createdLead ? "  (new lead)" : "")")
 
-        step("6. Right of access: export everything held on the subject")
+        step("6. Consent: a double opt-in purpose, a pending grant, its confirmation")
+        try store.declarePurpose(PurposeDeclaration(name: "marketing-email", description: "Offers by e-mail", lawfulBasis: .consent,
+                                                    requiresDoubleOptIn: true), context: admin)
+        let mailer = AccessContext(actor: "mailer", purpose: "marketing-email")
+        do {
+            _ = try store.read(first.id, fields: [.emails], context: mailer)
+        } catch {
+            console.print("before consent, the mailer is refused: \(error)")
+        }
+        let grant = try store.grantConsent(first.id, purpose: "marketing-email", evidence: "signup form v3, box ticked",
+                                           initiator: .subject, clientAddress: "203.0.113.7", context: admin)
+        console.print("granted: \(grant.state.rawValue); a confirmation token goes to the subject (stored only as its hash)")
+        _ = try store.confirmConsent(first.id, token: grant.confirmationToken ?? "", context: admin)
+        let emails = try store.read(first.id, fields: [.emails], context: mailer).personal.emails ?? []
+        console.print("confirmed: the mailer may now read \(emails.count) e-mail address(es); the ledger holds "
+                      + "\(try store.consentLedger(of: first.id, context: admin).count) entries")
+
+        step("7. Right of access: export everything held on the subject")
         let export = try store.export(first.id, context: AccessContext(actor: "dpo", purpose: .subjectRequest))
-        console.print("export of subject \(export.subject.id): \(export.personal.phones.count) numbers, "
+        console.print("export of subject \(export.subject.id): \(export.personal.phones.count) numbers, \(export.consents.count) consent entries, "
                       + "\(export.accessLog.count) audit entries about them (layout \(export.format) v\(export.version))")
 
-        step("7. Restriction of processing, then erasure by crypto-shredding")
+        step("8. Restriction of processing, then erasure by crypto-shredding")
         try store.setRestricted(true, call.caller.id, context: admin)
         let restricted = try store.callerID(number: "+447700900123", context: caller)
         console.print("restricted subject \(call.caller.id): caller ID now finds \(restricted.count) (refusal audited)")
@@ -96,7 +114,7 @@ enum DemoCommand: Command {
             console.print("erased subject \(first.id): reading it now fails: \(error)")
         }
 
-        step("8. Rotate the master key (constant time), then check the old one is refused")
+        step("9. Rotate the master key (constant time), then check the old one is refused")
         let newKeyPath = directory + "/master.key.2"
         let newKey = try KeyFile.create(at: newKeyPath)
         let rotation = try store.rotateMasterKey(to: newKey, context: admin)
@@ -108,7 +126,7 @@ enum DemoCommand: Command {
             console.print("opening with the old key: \(error)")
         }
 
-        step("9. The audit log")
+        step("10. The audit log")
         var lines: [String] = []
         try store.auditEntries { entry, _ in
             lines.append("#\(entry.seq) \(entry.action) \(entry.outcome) by \(entry.actor) for \(entry.purpose)"
