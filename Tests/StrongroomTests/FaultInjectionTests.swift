@@ -3,6 +3,7 @@ import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
 import Synchronization
+import StrongroomTestSupport
 import Testing
 
 /// After any interruption: SQLite's integrity check passes on both databases, the audit log verifies,
@@ -82,12 +83,16 @@ struct FaultInjectionTests {
     }
 
     /// The fault points a child process passes through, killed at the `index`-th one: writes, an
-    /// erasure, then KEK, data and index rotations in small batches.
-    static let killPoints = Array(1...48)
+    /// erasure, then KEK, data and index rotations in small batches. Every one of the first 48, then
+    /// 200 more drawn (with a fixed seed) from the whole run.
+    static let killPoints: [Int] = {
+        var random = SplitMix64(seed: 2026)
+        return Array(1...48) + (0..<200).map { _ in 1 + Int(random.next() % 90) }
+    }()
 
     @Test("killed with SIGKILL at the n-th step of a mixed workload, the store is consistent and the work can be finished",
-          arguments: killPoints)
-    func killed(at index: Int) async throws {
+          arguments: Array(killPoints.enumerated()))
+    func killed(case number: Int, at index: Int) async throws {
         let test = try TestStore()
         defer { test.cleanUp() }
         let ids = try test.store.write((0..<30).map { sampleSubject("k\($0)", phones: ["+4477009" + String(format: "%05d", $0)]) },
