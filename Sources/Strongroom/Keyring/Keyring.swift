@@ -20,9 +20,10 @@ final class Keyring: Sendable {
     private let loaded: Mutex<LoadedKeys>
     /// Encryptions each shared key may make (2^28 by default).
     let nonceBudget: UInt64
-    /// Encryptions reserved at a time: one key-database write per block; 4096 for the default budget,
-    /// smaller for small budgets so that a crash skips a small part of them.
-    static func reservationBlock(budget: UInt64) -> UInt64 { min(4096, max(1, budget / 65_536)) }
+    /// Encryptions reserved at a time: one key-database write per block. 256 for the default budget,
+    /// so that the unused rest of a block, which every process leaves behind when it ends, costs a
+    /// 2^28 budget nothing noticeable even over a million short tool runs; smaller for small budgets.
+    static func reservationBlock(budget: UInt64) -> UInt64 { min(256, max(1, budget / 1_048_576)) }
     /// The key database's `PRAGMA data_version` when the keys were last loaded: it changes when another
     /// connection commits, so a rotation by another process is noticed without re-reading every time.
     private let loadedDataVersion = Mutex<Int64>(0)
