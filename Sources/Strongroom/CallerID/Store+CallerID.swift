@@ -39,8 +39,9 @@ extension Store {
     /// Finds the people holding `number`, newest activity first.
     ///
     /// Normalises the number to E.164, probes the blind index with its truncated tag, keeps only the
-    /// candidates whose sealed full tag matches exactly (truncation collisions are dropped), skips
-    /// restricted subjects (audited as refused), and decrypts only the name, through the audited path.
+    /// candidates whose sealed full tag matches exactly (truncation collisions are dropped), leaves out
+    /// subjects the purpose may not process (restricted, or without consent where caller ID is declared
+    /// on consent; each refusal audited), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
         let e164 = try normalize(number, region: region)
         var candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
