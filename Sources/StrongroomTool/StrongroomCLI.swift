@@ -35,7 +35,7 @@ enum StrongroomCLI {
             return words.count >= name.count && Array(words.prefix(name.count)) == name
         }) else {
             if words.isEmpty || words == ["--help"] || words == ["-h"] || words == ["help"] {
-                console.write(overview + commands.map { "  \($0.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \($0.abstract)" }
+                console.write(overview + commands.map { "  \($0.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \($0.abstract)" }
                     .joined(separator: "\n") + "\n\nExit status: 0 done, 1 not found or verification failed, 2 usage or input error, 3 key or integrity error.\n")
                 return words.isEmpty ? .usage : .success
             }

@@ -109,26 +109,25 @@ extension Store {
         }
     }
 
-    /// The blind-index probe joined to the candidates' clear fields and name ciphertext.
-    static let candidatesQuery = """
-        SELECT p.check_ct, \(summaryColumns.split(separator: ",").map { "s." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")), s.name_ct
-        FROM phone_index p JOIN subjects s ON s.id = p.subject_id
-        WHERE p.key_version = ? AND p.tag = ?
-        """
-
     /// The subjects whose index rows seal exactly this number's full tag, with their name ciphertext.
     ///
-    /// One statement: the index probe joined to the candidates' rows, so the lookup costs one read
-    /// transaction; only the exact matches' names are decrypted afterwards.
+    /// The probe reads candidates and their sealed tags from a covering index; only the exact
+    /// matches' rows are then read (at a million subjects, each row read is a cache miss).
     private func matchingSubjects(e164: String, in connection: Connection) throws -> [EncryptedSubject] {
         var matches: [EncryptedSubject] = []
         // One index version normally; two while an index rotation builds the new one.
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
-            try connection.forEachRow(Store.candidatesQuery, [.int(Int(index.version)), .integer(tags.truncated)]) { row in
-                let subject = SubjectID(rawValue: row.int64(1))
-                if index.matches(row.blob(0) ?? [], subject: subject, tags), !matches.contains(where: { $0.summary.id == subject }) {
-                    matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 1))
+            var exact: [SubjectID] = []
+            try connection.forEachRow("SELECT subject_id, check_ct FROM phone_index WHERE key_version = ? AND tag = ?",
+                                      [.int(Int(index.version)), .integer(tags.truncated)]) { row in
+                let subject = SubjectID(rawValue: row.int64(0))
+                if index.matches(row.blob(1) ?? [], subject: subject, tags) { exact.append(subject) }
+            }
+            for subject in exact where !matches.contains(where: { $0.summary.id == subject }) {
+                if let row = try connection.firstRow("SELECT \(Store.summaryColumns), name_ct FROM subjects WHERE id = ?",
+                                                     [.integer(subject.rawValue)], { Store.encryptedSubject(from: $0, fields: [.name]) }) {
+                    matches.append(row)
                 }
             }
         }

@@ -41,7 +41,8 @@ enum Schema {
                 -- truncation collisions exactly without revealing equality to whoever holds the file.
                 check_ct BLOB NOT NULL
             );
-            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag);
+            -- Covering: a lookup reads candidates and their sealed tags from the index alone.
+            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_ct);
             CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
             -- Calls logged by `recordCall`: the key is a keyed MAC of number, time and direction, so
             -- logging the same call twice is a no-op, and the number is not stored in clear.
