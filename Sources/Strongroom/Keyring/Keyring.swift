@@ -16,7 +16,10 @@ final class Keyring: Sendable {
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
     let database: Mutex<Connection>
-    private let cache: Mutex<SubjectKeyCache>
+    private let cache: Mutex<SubjectKeyCache<KeyHandle>>
+    /// Unwrapped subject keys beyond the hot set: a miss in `cache` found here costs a key schedule,
+    /// not a key-database read and an unwrap.
+    private let keyBytes: Mutex<SubjectKeyCache<(SecretKey, identifier: UInt32)>>
     private let loaded: Mutex<LoadedKeys>
     /// Encryptions each shared key may make (2^28 by default).
     let nonceBudget: UInt64
@@ -53,6 +56,7 @@ final class Keyring: Sendable {
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
         self.cache = Mutex(SubjectKeyCache(capacity: cacheCapacity))
+        self.keyBytes = Mutex(SubjectKeyCache(capacity: cacheCapacity * 16))
     }
 
     /// The keys as last loaded.
@@ -330,6 +334,9 @@ final class Keyring: Sendable {
             guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
             try reload()
         }
+        keyBytes.withLock { cache in
+            for (subject, key, handle) in keys { cache.insert((key, handle.identifier), for: .init(subject: subject, version: version)) }
+        }
         cache.withLock { cache in
             for (subject, _, handle) in keys { cache.insert(handle, for: .init(subject: subject, version: version)) }
         }
@@ -338,8 +345,13 @@ final class Keyring: Sendable {
 
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database.
     func subjectKey(for subject: SubjectID, version: UInt32) throws(StoreError) -> KeyHandle {
-        let reference = SubjectKeyCache.Reference(subject: subject, version: version)
+        let reference = SubjectKeyReference(subject: subject, version: version)
         if let cached = cache.withLock({ $0.key(for: reference) }) { return cached }
+        if let (key, identifier) = keyBytes.withLock({ $0.key(for: reference) }) {
+            let handle = KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
+            cache.withLock { $0.insert(handle, for: reference) }
+            return handle
+        }
         let row = try storeErrors {
             try database.withLock { connection in
                 try connection.firstRow("SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?",
@@ -361,6 +373,7 @@ final class Keyring: Sendable {
             throw .unreadableKey("the key of subject \(subject)", error)
         }
         let handle = KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
+        keyBytes.withLock { $0.insert((key, identifier), for: reference) }
         cache.withLock { $0.insert(handle, for: reference) }
         return handle
     }
@@ -390,6 +403,7 @@ final class Keyring: Sendable {
     /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).
     func forget(_ subject: SubjectID, versions: [UInt32]) {
         cache.withLock { $0.remove(subject: subject, versions: versions) }
+        keyBytes.withLock { $0.remove(subject: subject, versions: versions) }
     }
 
     /// The audit durability recorded for the store.

@@ -1,19 +1,16 @@
-/// A bounded cache of unwrapped subject keys, so that reading a subject again costs no unwrap and
-/// no key schedule.
+/// A bounded cache of subject keys: ready key schedules (`KeyHandle`, about 1.5 KB each, so the hot
+/// set) or unwrapped key bytes (a few dozen bytes each, so most of a large store), so that reading a
+/// subject again costs no key-database read and no unwrap.
 ///
 /// Two generations approximate least-recently-used eviction at the cost of two dictionary probes:
 /// when the young generation fills, it becomes the old one and the previous old one is dropped;
 /// a hit in the old generation moves the key back to the young one.
-struct SubjectKeyCache {
-    /// A subject's key of one version.
-    struct Reference: Hashable {
-        let subject: SubjectID
-        let version: UInt32
-    }
+struct SubjectKeyCache<Value> {
+    typealias Reference = SubjectKeyReference
 
     private let generationCapacity: Int
-    private var young: [Reference: KeyHandle] = [:]
-    private var old: [Reference: KeyHandle] = [:]
+    private var young: [Reference: Value] = [:]
+    private var old: [Reference: Value] = [:]
 
     /// A cache of at most about `capacity` keys.
     init(capacity: Int) {
@@ -21,7 +18,7 @@ struct SubjectKeyCache {
     }
 
     /// The cached key, if any.
-    mutating func key(for reference: Reference) -> KeyHandle? {
+    mutating func key(for reference: Reference) -> Value? {
         if let key = young[reference] { return key }
         guard let key = old.removeValue(forKey: reference) else { return nil }
         insert(key, for: reference)
@@ -29,7 +26,7 @@ struct SubjectKeyCache {
     }
 
     /// Caches `key`.
-    mutating func insert(_ key: KeyHandle, for reference: Reference) {
+    mutating func insert(_ key: Value, for reference: Reference) {
         if young.count >= generationCapacity {
             old = young
             young = [:]
@@ -46,4 +43,10 @@ struct SubjectKeyCache {
             old.removeValue(forKey: reference)
         }
     }
+}
+
+/// A subject's key of one version.
+struct SubjectKeyReference: Hashable {
+    let subject: SubjectID
+    let version: UInt32
 }
