@@ -30,6 +30,9 @@ let package = Package(
         .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "StrongroomTestSupport"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
 
+        // Fuzzing (.ci/fuzz builds it with -sanitize=fuzzer); a plain build replays inputs instead.
+        .executableTarget(name: "StrongroomFuzz", dependencies: ["Strongroom"], path: "Tests/Fuzz"),
+
         .target(name: "StrongroomTestSupport", path: "Tests/Support"),
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage"]),
