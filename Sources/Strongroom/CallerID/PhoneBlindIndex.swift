@@ -1,40 +1,40 @@
 import StrongroomCrypto
 
-/// The blind index of phone numbers: a truncated keyed tag to find candidates, and a sealed full tag
-/// to keep only the exact matches.
+/// The blind index of phone numbers: a truncated keyed tag to find candidates, and a keyed check per
+/// row to keep only the exact matches.
 ///
-/// Both subkeys come from the index key through HKDF-SHA256 (RFC 5869) with distinct labels, so the
-/// MAC key and the encryption key are never the same bytes.
+/// Both keys come from the index key through HKDF-SHA256 (RFC 5869) with distinct labels. The check is
+/// HMAC-SHA256(check key, subject id ‖ full tag) cut to 128 bits: it confirms a candidate exactly, and,
+/// because it mixes in the subject id, the same number held by two subjects gives two unrelated checks,
+/// so the stored checks reveal no equality the truncated tags do not.
 struct PhoneBlindIndex: Sendable {
     /// The index key's version (rotation builds a new version beside the old).
     let version: UInt32
     /// How many leading bits of the tag are stored in clear.
     let bits: Int
     private let tagMAC: HMACSHA256
-    private let checkKey: KeyHandle
+    private let checkMAC: HMACSHA256
 
-    /// The durable count of the check key's encryptions.
-    var usage: KeyUsage { checkKey.usage! }
-    private let storeID: [UInt8]
+    /// The length of a row's check: 128 bits, so a false match needs a 2^-128 accident.
+    static let checkByteCount = 16
 
     /// A number's tags.
     struct Tags {
         /// The leading `bits` bits of the full tag: stored in clear, shared by several numbers.
         let truncated: Int64
-        /// HMAC-SHA256 of the E.164 number: never stored in clear.
+        /// HMAC-SHA256 of the E.164 number: never stored.
         let full: [UInt8]
     }
 
-    init(indexKey: SecretKey, version: UInt32, bits: Int, storeID: [UInt8], usage: KeyUsage) throws(CryptoError) {
+    init(indexKey: SecretKey, version: UInt32, bits: Int, storeID: [UInt8]) throws(CryptoError) {
         self.version = version
         self.bits = bits
-        self.storeID = storeID
         tagMAC = try HMACSHA256(key: try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
                                                               info: Array("strongroom.phone-index.tag.v1".utf8),
                                                               outputByteCount: 32))
-        let check = try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
-                                             info: Array("strongroom.phone-index.check.v1".utf8), outputByteCount: 32)
-        checkKey = KeyHandle(cipher: try AES256GCM(key: check), version: version, identifier: 0, usage: usage)
+        checkMAC = try HMACSHA256(key: try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
+                                                                info: Array("strongroom.phone-index.check.v2".utf8),
+                                                                outputByteCount: 32))
     }
 
     /// The tags of an E.164 number.
@@ -44,17 +44,16 @@ struct PhoneBlindIndex: Sendable {
         return Tags(truncated: Int64(leading), full: full)
     }
 
-    /// The full tag sealed for `subject`'s index row (random nonce: equal numbers give unequal ciphertexts).
-    func sealCheck(_ tags: Tags, subject: SubjectID) throws -> [UInt8] {
-        try Envelope.seal(tags.full, at: EnvelopeLocation(slot: .phoneIndexCheck, recordID: subject.rawValue),
-                          under: checkKey, storeID: storeID)
+    /// The check stored in `subject`'s index row for a number with these tags.
+    func check(_ tags: Tags, subject: SubjectID) throws(CryptoError) -> [UInt8] {
+        var subjectBytes: [UInt8] = []
+        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &subjectBytes)
+        return Array(try checkMAC.authenticationCode(for: [subjectBytes, tags.full]).prefix(PhoneBlindIndex.checkByteCount))
     }
 
-    /// Whether `check`, from `subject`'s index row, seals exactly `tags.full`.
-    func matches(_ check: [UInt8], subject: SubjectID, _ tags: Tags) -> Bool {
-        guard let full = try? Envelope.openIndexCheck(check, subject: subject, under: checkKey, storeID: storeID) else {
-            return false
-        }
-        return constantTimeEquals(full, tags.full)
+    /// Whether `stored`, from `subject`'s index row, is the check of exactly this number (constant time).
+    func matches(_ stored: [UInt8], subject: SubjectID, _ tags: Tags) -> Bool {
+        guard let expected = try? check(tags, subject: subject) else { return false }
+        return constantTimeEquals(stored, expected)
     }
 }

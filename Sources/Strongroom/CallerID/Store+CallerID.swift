@@ -119,7 +119,7 @@ extension Store {
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
             var exact: [SubjectID] = []
-            try connection.forEachRow("SELECT subject_id, check_ct FROM phone_index WHERE key_version = ? AND tag = ?",
+            try connection.forEachRow("SELECT subject_id, check_mac FROM phone_index WHERE key_version = ? AND tag = ?",
                                       [.int(Int(index.version)), .integer(tags.truncated)]) { row in
                 let subject = SubjectID(rawValue: row.int64(0))
                 if index.matches(row.blob(1) ?? [], subject: subject, tags) { exact.append(subject) }

@@ -89,12 +89,6 @@ enum Envelope {
         try open(bytes, at: location, under: key, storeID: storeID)
     }
 
-    /// Opens the sealed full tag of a blind-index row (a MAC value, not personal data).
-    static func openIndexCheck(_ bytes: [UInt8], subject: SubjectID, under key: KeyHandle,
-                               storeID: [UInt8]) throws(EnvelopeError) -> [UInt8] {
-        try open(bytes, at: EnvelopeLocation(slot: .phoneIndexCheck, recordID: subject.rawValue), under: key, storeID: storeID)
-    }
-
     private static func open(_ bytes: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
                              storeID: [UInt8]) throws(EnvelopeError) -> [UInt8] {
         try check(bytes, at: location, under: key)

@@ -38,8 +38,7 @@ public struct EnvelopeSlot: RawRepresentable, Hashable, Sendable, CustomStringCo
     static let indexKey = EnvelopeSlot(rawValue: 33)
     /// The audit key, wrapped under the KEK.
     static let auditKey = EnvelopeSlot(rawValue: 34)
-    /// The sealed full-length tag of a blind-index row (record id: the subject).
-    static let phoneIndexCheck = EnvelopeSlot(rawValue: 40)
+
     /// The key-encryption key, wrapped under the master key.
     static let keyEncryptionKey = EnvelopeSlot(rawValue: 48)
 
@@ -51,7 +50,6 @@ public struct EnvelopeSlot: RawRepresentable, Hashable, Sendable, CustomStringCo
         case 32: return "subject_keys.wrapped"
         case 33: return "index_keys.wrapped"
         case 34: return "audit_keys.wrapped"
-        case 40: return "phone_index.check"
         case 48: return "kek.wrapped"
         default: return "slot \(rawValue)"
         }

@@ -15,8 +15,8 @@ public enum FuzzEntryPoints {
     public static func envelope(_ data: [UInt8]) {
         _ = try? Envelope.header(of: data)
         guard let cipher = try? AES256GCM(key: SecretKey(copying: [UInt8](repeating: 7, count: 32))) else { return }
-        _ = try? Envelope.openIndexCheck(data, subject: SubjectID(rawValue: 1), under: KeyHandle(cipher: cipher, version: 1, identifier: 0),
-                                         storeID: [UInt8](repeating: 1, count: 16))
+        _ = try? Envelope.openKey(data, at: EnvelopeLocation(slot: .subjectKey, recordID: 1), under: KeyHandle(cipher: cipher, version: 1, identifier: 0),
+                                  storeID: [UInt8](repeating: 1, count: 16))
     }
 
     /// The CSV reader, read to the end, going on after errors as the importer does.

@@ -84,7 +84,7 @@ extension Keyring {
                 auditKeyVersion: Int(try connection.scalarInteger("SELECT max(version) FROM audit_keys") ?? 0),
                 auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0),
                 rotationsInProgress: rotations,
-                keyUsage: ([keys.master.usage, keys.current.usage] + keys.phoneIndexes.map { $0.usage }).compactMap { usage in
+                keyUsage: [keys.master.usage, keys.current.usage].compactMap { usage in
                     usage.map { KeyStatus.KeyUsageStatus(key: $0.name, used: $0.snapshot.used, budget: $0.budget) }
                 })
         }

@@ -102,8 +102,7 @@ final class Keyring: Sendable {
             let indexKey = try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
                                               under: kek, storeID: storeID, in: connection)
             return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
-                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID,
-                                                                 usage: KeyUsage(name: "index:1", budget: nonceBudget, reserved: 0))])
+                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
         let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
                               cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
@@ -188,8 +187,7 @@ final class Keyring: Sendable {
             } catch {
                 throw StoreError.unreadableKey("the phone index key", error)
             }
-            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID,
-                                               usage: usage("index:\(version)")))
+            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID))
         }
         guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
         return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes)

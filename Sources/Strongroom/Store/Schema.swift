@@ -37,12 +37,12 @@ enum Schema {
                 key_version INTEGER NOT NULL,
                 tag INTEGER NOT NULL,
                 subject_id INTEGER NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
-                -- The full 256-bit tag, sealed under the index's check key: lets a lookup drop
-                -- truncation collisions exactly without revealing equality to whoever holds the file.
-                check_ct BLOB NOT NULL
+                -- HMAC(check key, subject id ‖ full tag) cut to 128 bits: lets a lookup drop truncation
+                -- collisions exactly, and differs between subjects holding the same number.
+                check_mac BLOB NOT NULL
             );
             -- Covering: a lookup reads candidates and their sealed tags from the index alone.
-            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_ct);
+            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac);
             CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
             -- Calls logged by `recordCall`: the key is a keyed MAC of number, time and direction, so
             -- logging the same call twice is a no-op, and the number is not stored in clear.

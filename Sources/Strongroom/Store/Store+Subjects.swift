@@ -271,7 +271,6 @@ extension Store {
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: Connection,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let indexes = indexes ?? keyring.keys.phoneIndexes
-        for index in indexes { try keyring.reserve(index.usage, count: phones.count) }
         var unindexed = 0
         var seen = Set<String>()
         for phone in phones {
@@ -282,9 +281,9 @@ extension Store {
             guard seen.insert(number.e164).inserted else { continue }
             for index in indexes {
                 let tags = try index.tags(for: number.e164)
-                try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_ct) VALUES (?, ?, ?, ?)",
+                try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)",
                                    [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue),
-                                    .blob(try index.sealCheck(tags, subject: id))])
+                                    .blob(try index.check(tags, subject: id))])
             }
         }
         return unindexed
