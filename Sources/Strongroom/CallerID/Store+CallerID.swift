@@ -39,7 +39,7 @@ extension Store {
     /// Finds the people holding `number`, newest activity first.
     ///
     /// Normalises the number to E.164, probes the blind index with its truncated tag, keeps only the
-    /// candidates whose sealed full tag matches exactly (truncation collisions are dropped), leaves out
+    /// candidates whose keyed check matches exactly (truncation collisions are dropped), leaves out
     /// subjects the purpose may not process (restricted, or without consent where caller ID is declared
     /// on consent; each refusal audited), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
@@ -111,7 +111,7 @@ extension Store {
 
     /// The subjects whose index rows seal exactly this number's full tag, with their name ciphertext.
     ///
-    /// The probe reads candidates and their sealed tags from a covering index; only the exact
+    /// The probe reads candidates and their checks from a covering index; only the exact
     /// matches' rows are then read (at a million subjects, each row read is a cache miss).
     private func matchingSubjects(e164: String, in connection: Connection) throws -> [EncryptedSubject] {
         var matches: [EncryptedSubject] = []
