@@ -19,9 +19,10 @@ struct ImportTests {
             e6,lead,Eve,,,12,,,,,,,,
             e7,lead,Fay,,,,,,,,,,,
 
+            e8,lead,Gus,,,,,,,,,,,
             """
         let report = try CSVImporter(store: test.store).run(Array(csv.utf8), context: TestStore.admin)
-        #expect(report.created == 3)
+        #expect(report.created == 4)
         #expect(report.rejected.map(\.line) == [3, 4, 5, 6])
         #expect(report.unindexed.map(\.line) == [7])
         let ann = try test.store.read(try test.store.resolve("e1"), context: TestStore.admin)

@@ -116,6 +116,8 @@ public struct CSVImporter: Sendable {
                 report.rejected.append(.init(line: error.line, reason: error.reason))
                 continue
             }
+            // A blank line is not a row (spreadsheets leave them): skipped, not reported.
+            if record.fields == [""] { continue }
             switch subject(from: record, columns: columns) {
             case .failure(let reason):
                 report.rejected.append(.init(line: record.line, reason: reason.message))
