@@ -30,8 +30,10 @@ let package = Package(
         .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "StrongroomTestSupport"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
 
-        // Fuzzing (.ci/fuzz builds it with -sanitize=fuzzer); a plain build replays inputs instead.
-        .executableTarget(name: "StrongroomFuzz", dependencies: ["Strongroom"], path: "Tests/Fuzz"),
+        // Fuzzing (.ci/fuzz builds it with -sanitize=fuzzer,address -DFUZZING); a plain build replays
+        // inputs instead. Its few unsafe pointers (libFuzzer's C interface) are marked `unsafe`.
+        .executableTarget(name: "StrongroomFuzz", dependencies: ["Strongroom"], path: "Tests/Fuzz",
+                          swiftSettings: safeSwift),
 
         .target(name: "StrongroomTestSupport", path: "Tests/Support"),
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),

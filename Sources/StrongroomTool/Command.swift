@@ -85,7 +85,7 @@ extension StoreError {
     /// The exit status for this error (`../shared/CLI.md`).
     var exitStatus: ExitStatus {
         switch self {
-        case .subjectNotFound, .subjectErased: return .failure
+        case .subjectNotFound, .subjectErased, .concurrentChange: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
              .consentTokenRejected:
             return .usage

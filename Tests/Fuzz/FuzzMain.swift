@@ -1,46 +1,75 @@
 import Foundation
 import Strongroom
 
-// The fuzz target to run, chosen once per process (STRONGROOM_FUZZ_TARGET), or nil when unknown.
+// One executable for every fuzz target: STRONGROOM_FUZZ_TARGET names it (see FuzzEntryPoints.targets).
+//
+// Built two ways from this one file:
+// - by `.ci/fuzz` with `-sanitize=fuzzer,address -DFUZZING`: libFuzzer drives the target;
+// - by a plain `swift build` / `swift test` (no flags): it replays the files given as arguments.
+//
+// SwiftPM links every executable with `--defsym main=<Module>_main` and compiles it with
+// `-entry-point-function-name <Module>_main`. With FUZZING there is no `@main`, so this file supplies
+// `StrongroomFuzz_main` itself and hands control to libFuzzer's driver (`LLVMFuzzerRunDriver`, in the
+// runtime that `-sanitize=fuzzer` links in); libFuzzer's own `main` is then never linked, and no C
+// target is needed.
+
+/// The target named by STRONGROOM_FUZZ_TARGET, or nil when unset or unknown.
 private let selectedTarget: (@Sendable ([UInt8]) -> Void)? =
     ProcessInfo.processInfo.environment["STRONGROOM_FUZZ_TARGET"].flatMap { FuzzEntryPoints.targets[$0] }
 
-#if FUZZING
-/// libFuzzer's driver (in the fuzzer runtime that `-sanitize=fuzzer` links in).
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
+/// Says how to choose a target and exits with status 2.
+private func usage() -> Never {
+    let names = FuzzEntryPoints.targets.keys.sorted().joined(separator: "|")
+    FileHandle.standardError.write(Data("""
+        usage: STRONGROOM_FUZZ_TARGET=\(names) StrongroomFuzz FILE...            (plain build: replay files)
+               STRONGROOM_FUZZ_TARGET=\(names) StrongroomFuzz [libFuzzer flags] [CORPUS_DIR...]   (.ci/fuzz build)
 
-/// The executable's entry point as SwiftPM names it: hands control to libFuzzer's driver.
-@_cdecl("StrongroomFuzz_main")
-public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var count = argc
-    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+        """.utf8))
+    exit(2)
 }
 
-/// libFuzzer's entry point (built with `-sanitize=fuzzer -DFUZZING`, see `.ci/fuzz`): one input to the
-/// target named by STRONGROOM_FUZZ_TARGET.
+#if FUZZING
+/// libFuzzer's driver, from the fuzzer runtime (C signature:
+/// `int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*UserCb)(const uint8_t *Data, size_t Size))`).
+@_silgen_name("LLVMFuzzerRunDriver")
+private func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
+                                 _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                                 _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+/// The executable's entry point under the name SwiftPM links as `main`: starts libFuzzer's driver.
+@_cdecl("StrongroomFuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    guard selectedTarget != nil else { usage() }
+    var count = argc
+    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = unsafe argv
+    return unsafe LLVMFuzzerRunDriver(&count, &arguments) { data, size in
+        unsafe fuzzOneInput(data, size)
+    }
+}
+
+/// libFuzzer's per-input entry point: the bytes go to the selected target. Also exported under its
+/// standard name, so that other libFuzzer-compatible drivers can load this binary's code.
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    guard let target = selectedTarget else { fatalError("set STRONGROOM_FUZZ_TARGET to one of \(FuzzEntryPoints.targets.keys.sorted())") }
-    target(Array(UnsafeBufferPointer(start: data, count: size)))
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let target = selectedTarget else { usage() }
+    target(unsafe size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size)))
     return 0
 }
 #else
-/// Without the fuzzer: replays the files given as arguments through the target named by
-/// STRONGROOM_FUZZ_TARGET, to reproduce a crash the fuzzer found.
+/// Without the fuzzer: replays the files given as arguments through the selected target, to reproduce
+/// a crash or hang the fuzzer found (`swift run StrongroomFuzz FILE...`).
 @main
 enum StrongroomFuzz {
     static func main() {
-        guard let target = selectedTarget else {
-            print("usage: STRONGROOM_FUZZ_TARGET=\(FuzzEntryPoints.targets.keys.sorted().joined(separator: "|")) strongroom-fuzz FILE...")
-            exit(2)
-        }
+        guard let target = selectedTarget else { usage() }
         for path in CommandLine.arguments.dropFirst() {
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                FileHandle.standardError.write(Data("cannot read \(path)\n".utf8))
+                exit(2)
+            }
+            let start = Date()
             target([UInt8](data))
-            print("ok: \(path)")
+            print("ok: \(path) (\(Int(Date().timeIntervalSince(start) * 1000)) ms)")
         }
     }
 }

@@ -98,3 +98,31 @@ struct CallerIDTests {
         #expect(export.calls.count == 3)
     }
 }
+
+@Suite("Caller ID over a restored data file")
+struct CallerIDRestoreTests {
+    @Test("an erased subject's row restored from a backup is never returned, and others sharing the number still are")
+    func restoredErasedRow() throws {
+        let test = try TestStore(region: "GB")
+        defer { test.cleanUp() }
+        let gone = try test.store.create(sampleSubject("gone"), context: TestStore.admin)
+        let kept = try test.store.create(sampleSubject("kept"), context: TestStore.admin)
+        let fileManager = FileManager.default
+        let restoredFolder = test.directory + "-restored"
+        defer { try? fileManager.removeItem(atPath: restoredFolder) }
+        try fileManager.createDirectory(atPath: restoredFolder, withIntermediateDirectories: true)
+        // The data file (and its WAL) as backed up before the erasure…
+        for name in ["data.sqlite", "data.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
+            try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
+        }
+        try test.store.erase(gone, reason: "Art. 17", context: TestStore.admin)
+        test.store.close()
+        // …beside today's key database.
+        for name in ["keys.sqlite", "keys.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
+            try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
+        }
+        let restored = try Store.open(at: restoredFolder, keyProvider: StaticKeyProvider(key: test.key))
+        #expect(try restored.count() == 2, "the restored file holds the erased subject's row")
+        #expect(try restored.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [kept])
+    }
+}

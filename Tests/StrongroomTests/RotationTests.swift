@@ -316,3 +316,39 @@ struct SealErasuresTests {
         }
     }
 }
+
+@Suite("Data-key rotation racing a rectification")
+struct RotationRaceTests {
+    /// Calls `action` once, the first time an event passes the filter.
+    final class Trigger: AuditHook, @unchecked Sendable {
+        private let lock = NSLock()
+        private var action: ((AuditEvent) -> Bool)?
+        func arm(_ action: @escaping (AuditEvent) -> Bool) { lock.withLock { self.action = action } }
+        func record(_ events: [AuditEvent]) throws {
+            let action = lock.withLock { self.action }
+            for event in events where action?(event) == true { lock.withLock { self.action = nil } }
+        }
+    }
+
+    @Test("an update committed between the rotation's read and its write is kept, not overwritten with the old values")
+    func updateDuringRotation() throws {
+        let trigger = Trigger()
+        let test = try TestStore(hooks: [trigger])
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("race"), context: TestStore.admin)
+        let other = try test.reopen()
+        defer { other.close() }
+        trigger.arm { event in
+            guard event.action == .decrypt, event.purpose == Purpose.keyRotation.rawValue else { return false }
+            try? other.update(id, personal: PersonalData(name: "Rectified Name"), context: TestStore.admin)
+            return true
+        }
+        #expect { try test.store.rotateDataKey(of: id, context: TestStore.admin) } throws: { error in
+            if case StoreError.concurrentChange(id) = error { return true }
+            return false
+        }
+        #expect(try test.store.read(id, fields: [.name], context: TestStore.admin).personal.name == "Rectified Name")
+        try test.store.rotateDataKey(of: id, context: TestStore.admin)
+        #expect(try test.store.read(id, fields: [.name], context: TestStore.admin).personal.name == "Rectified Name")
+    }
+}

@@ -210,28 +210,3 @@ struct KeyFileRotationToolTests {
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
     }
 }
-
-@Suite("Consent through the tool")
-struct ConsentToolTests {
-    @Test("declare a double opt-in purpose, grant (token printed), confirm, show, withdraw; exit statuses")
-    func consentFlow() throws {
-        let store = try ToolStore()
-        defer { store.cleanUp() }
-        #expect(store.run(["purpose", "declare", "newsletter", "--basis", "consent", "--double-opt-in", "--description", "Monthly"]).0 == .success)
-        #expect(store.run(["consent", "grant", "crm-4242-2", "--purpose", "newsletter"]).0 == .usage)
-        let (grantStatus, grant, _) = store.run(["consent", "grant", "crm-4242-2", "--purpose", "newsletter", "--initiator", "subject",
-                                                 "--client", "203.0.113.7", "--evidence", "form v3", "--json"])
-        #expect(grantStatus == .success)
-        let token = try #require((try JSONSerialization.jsonObject(with: Data(grant.utf8)) as? [String: Any])?["confirmation_token"] as? String)
-        #expect(store.run(["subject", "export", "crm-4242-2", "--purpose", "newsletter"]).0 == .integrity)
-        #expect(store.run(["consent", "confirm", "crm-4242-2", "--token", "wrong"]).0 == .usage)
-        #expect(store.run(["consent", "confirm", "crm-4242-2", "--token", token]).0 == .success)
-        #expect(store.run(["consent", "confirm", "crm-4242-2", "--token", token]).0 == .usage)
-        let (_, shown, _) = store.run(["consent", "show", "crm-4242-2"])
-        #expect(shown.contains("newsletter  pending") && shown.contains("newsletter  confirmed") && shown.contains("from 203.0.113.7"))
-        #expect(store.run(["consent", "withdraw", "crm-4242-2", "--purpose", "newsletter", "--initiator", "subject"]).0 == .success)
-        let (_, purposes, _) = store.run(["purpose", "list"])
-        #expect(purposes.contains("newsletter") && purposes.contains("caller-id"))
-        #expect(store.run(["audit", "verify"]).0 == .success)
-    }
-}

@@ -79,7 +79,7 @@ extension Store {
         if !alreadyLogged { try logCall(callKey, subjects: subjects, at: milliseconds, direction: direction) }
         let refreshed = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
         guard let caller = try answer(refreshed, context: context).first else {
-            throw .accessRefused(subjects[0], purpose: context.purpose, reason: "processing is restricted")
+            throw .accessRefused(subjects[0], purpose: context.purpose, reason: "this purpose may not process the caller's data (restricted, or no consent)")
         }
         return CallRecord(caller: caller, createdLead: matches.isEmpty, logged: !alreadyLogged)
     }
@@ -148,7 +148,19 @@ extension Store {
             }
         }
         guard !allowed.isEmpty else { return [] }
-        let names = try decrypt(allowed, fields: [.name], context: context).personal
+        // One person at a time: one whose key is gone (an erased subject's row in a restored data file)
+        // is never returned, its failure audited, and the lookup still answers for the others.
+        var names: [PersonalData] = []
+        var readable: [EncryptedSubject] = []
+        for candidate in allowed {
+            do {
+                names += try decrypt([candidate], fields: [.name], context: context).personal
+                readable.append(candidate)
+            } catch .subjectErased {
+                continue
+            }
+        }
+        allowed = readable
         return zip(allowed, names).map { subject, personal in
             CallerMatch(id: subject.summary.id, kind: subject.summary.metadata.kind, externalID: subject.summary.metadata.externalID,
                         name: personal.name, lastContactedAt: subject.summary.metadata.lastContactedAt,

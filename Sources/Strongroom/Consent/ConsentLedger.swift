@@ -51,6 +51,8 @@ public struct ConsentEntry: Sendable, Codable, Equatable {
 public struct ConsentChange: Sendable, Equatable {
     /// The new ledger entry.
     public let entryID: Int64
+    /// The purpose it concerns.
+    public let purpose: Purpose
     /// The state it recorded.
     public let state: ConsentState
     /// For a double opt-in grant: the single-use confirmation token, to send to the subject. It is
@@ -76,9 +78,15 @@ extension Store {
 
     /// Records consent of `subject` to `purpose`, with the evidence of how it was given (a consent cannot
     /// be pre-ticked: no evidence, no consent). For a double opt-in purpose the entry is `pending` and a
-    /// confirmation token is returned. The client address and evidence are encrypted under the subject's key.
+    /// confirmation token is returned, valid for `tokenLifetime` seconds. The client address and evidence
+    /// are encrypted under the subject's key.
+    ///
+    /// `clientAddress` is the subject's address, kept in the ledger only; `context.clientAddress` is the
+    /// caller's (a staff workstation, a service), which the audit log records in clear: do not put the
+    /// subject's address there.
     public func grantConsent(_ subject: SubjectID, purpose: Purpose, evidence: String, initiator: ConsentInitiator,
-                             clientAddress: String? = nil, context: AccessContext) throws(StoreError) -> ConsentChange {
+                             clientAddress: String? = nil, tokenLifetime: TimeInterval = Store.confirmationTokenLifetime,
+                             context: AccessContext) throws(StoreError) -> ConsentChange {
         guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
         guard declaration.lawfulBasis == .consent else {
             throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent")
@@ -86,66 +94,82 @@ extension Store {
         guard !evidence.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw .invalidInput("a consent needs evidence of how it was given (form, text shown): none was given")
         }
+        guard tokenLifetime > 0, tokenLifetime <= 30 * 24 * 3600 else {
+            throw .invalidInput("a confirmation token's lifetime must be more than 0 seconds and at most 30 days")
+        }
         var token: String?
         var expiry: Date?
         if declaration.requiresDoubleOptIn {
             token = try storeErrors { try SecureRandom.bytes(count: 24) }.map { String(format: "%02x", $0) }.joined()
-            expiry = Date().addingTimeInterval(Store.confirmationTokenLifetime)
+            expiry = Date().addingTimeInterval(tokenLifetime)
         }
-        let entry = try appendConsent(subject, purpose: purpose, state: declaration.requiresDoubleOptIn ? .pending : .granted,
-                                      initiator: initiator, clientAddress: clientAddress, evidence: evidence,
-                                      tokenHash: token.map { SHA256.hash(Array($0.utf8)) }, tokenExpiry: expiry, confirms: nil,
-                                      context: context)
-        return ConsentChange(entryID: entry, state: declaration.requiresDoubleOptIn ? .pending : .granted,
-                             confirmationToken: token, tokenExpiresAt: expiry)
+        let state: ConsentState = declaration.requiresDoubleOptIn ? .pending : .granted
+        let facts = LedgerFacts(purpose: purpose, state: state, tokenHash: token.map { SHA256.hash(Array($0.utf8)) },
+                                tokenExpiry: expiry.map(Store.milliseconds), confirms: nil)
+        let (entry, _) = try appendConsent(subject, .facts(facts), initiator: initiator, clientAddress: clientAddress,
+                                           evidence: evidence, context: context)
+        return ConsentChange(entryID: entry, purpose: purpose, state: state, confirmationToken: token, tokenExpiresAt: expiry)
     }
 
-    /// Records withdrawal of `subject`'s consent to `purpose`: reads for it are refused from now on.
+    /// Records withdrawal of `subject`'s consent to `purpose`: reads for it are refused from now on, and
+    /// a pending double opt-in grant can no longer be confirmed. Evidence is optional (withdrawing must be
+    /// as easy as consenting); the client address and evidence, when given, are encrypted.
     public func withdrawConsent(_ subject: SubjectID, purpose: Purpose, evidence: String? = nil, initiator: ConsentInitiator,
                                 clientAddress: String? = nil, context: AccessContext) throws(StoreError) -> ConsentChange {
-        guard purposeDeclaration(purpose) != nil else { throw .invalidInput("purpose \(purpose) is not declared") }
-        let entry = try appendConsent(subject, purpose: purpose, state: .withdrawn, initiator: initiator, clientAddress: clientAddress,
-                                      evidence: evidence, tokenHash: nil, tokenExpiry: nil, confirms: nil, context: context)
-        return ConsentChange(entryID: entry, state: .withdrawn, confirmationToken: nil, tokenExpiresAt: nil)
+        guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
+        guard declaration.lawfulBasis == .consent else {
+            throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent: there is no consent to withdraw")
+        }
+        let facts = LedgerFacts(purpose: purpose, state: .withdrawn, tokenHash: nil, tokenExpiry: nil, confirms: nil)
+        let (entry, _) = try appendConsent(subject, .facts(facts), initiator: initiator, clientAddress: clientAddress,
+                                           evidence: evidence, context: context)
+        return ConsentChange(entryID: entry, purpose: purpose, state: .withdrawn, confirmationToken: nil, tokenExpiresAt: nil)
     }
 
     /// Confirms a pending double opt-in grant with its token: single use, until it expires, and only
-    /// while the grant is still the latest change for its purpose.
+    /// while the grant is still the latest change for its purpose. The token is checked in the same
+    /// transaction that appends the confirmation, so two concurrent confirmations cannot both succeed.
+    /// A wrong, used, expired or overtaken token is `StoreError.consentTokenRejected`.
     public func confirmConsent(_ subject: SubjectID, token: String, clientAddress: String? = nil,
                                context: AccessContext) throws(StoreError) -> ConsentChange {
         let hash = SHA256.hash(Array(token.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
-        let pending = try storeErrors {
-            try data.withLock { connection in
-                try connection.firstRow("""
-                    SELECT id, purpose, token_expires_at FROM consent_ledger
-                    WHERE subject_id = ? AND state = 'pending' AND token_hash = ?
-                    """, [.integer(subject.rawValue), .blob(hash)]) { (Int64($0.int64(0)), $0.text(1) ?? "", $0.int64(2)) }
-            }
-        }
-        guard let (pendingID, purposeName, expires) = pending else { throw .consentTokenRejected(reason: "no pending consent has this token") }
-        guard Store.milliseconds(Date()) <= expires else { throw .consentTokenRejected(reason: "the token has expired") }
-        let purpose = Purpose(rawValue: purposeName)
-        let latest = try storeErrors {
-            try data.withLock { connection in
-                try connection.scalarInteger("SELECT max(id) FROM consent_ledger WHERE subject_id = ? AND purpose = ?",
-                                             [.integer(subject.rawValue), .text(purposeName)])
-            }
-        }
-        guard latest == pendingID else { throw .consentTokenRejected(reason: "the token was used, or the consent changed since") }
-        let entry = try appendConsent(subject, purpose: purpose, state: .confirmed, initiator: .subject, clientAddress: clientAddress,
-                                      evidence: nil, tokenHash: nil, tokenExpiry: nil, confirms: pendingID, context: context)
-        return ConsentChange(entryID: entry, state: .confirmed, confirmationToken: nil, tokenExpiresAt: nil)
+        let (entry, facts) = try appendConsent(subject, .confirmation(tokenHash: hash), initiator: .subject,
+                                               clientAddress: clientAddress, evidence: nil, context: context)
+        return ConsentChange(entryID: entry, purpose: facts.purpose, state: .confirmed, confirmationToken: nil, tokenExpiresAt: nil)
     }
 
-    /// Appends a ledger entry (sealing its personal parts under the subject's current key) and audits it.
-    private func appendConsent(_ subject: SubjectID, purpose: Purpose, state: ConsentState, initiator: ConsentInitiator,
-                               clientAddress: String?, evidence: String?, tokenHash: [UInt8]?, tokenExpiry: Date?,
-                               confirms: Int64?, context: AccessContext) throws(StoreError) -> Int64 {
+    /// The facts of the confirmation of the pending grant whose token hashes to `tokenHash`, checked in the
+    /// transaction that appends it: the token must be known, unexpired and its grant still the latest change.
+    private func confirmationFacts(_ subject: SubjectID, tokenHash: [UInt8], in connection: Connection) throws -> LedgerFacts {
+        guard let (pendingID, purposeName, expires) = try connection.firstRow("""
+            SELECT id, purpose, token_expires_at FROM consent_ledger
+            WHERE subject_id = ? AND state = 'pending' AND token_hash = ?
+            """, [.integer(subject.rawValue), .blob(tokenHash)], { ($0.int64(0), $0.text(1) ?? "", $0.int64(2)) })
+        else { throw StoreError.consentTokenRejected(reason: "no pending consent of this subject has this token") }
+        guard Store.milliseconds(Date()) <= expires else { throw StoreError.consentTokenRejected(reason: "the token has expired") }
+        let latest = try connection.scalarInteger("SELECT max(id) FROM consent_ledger WHERE subject_id = ? AND purpose = ?",
+                                                  [.integer(subject.rawValue), .text(purposeName)])
+        guard latest == pendingID else {
+            throw StoreError.consentTokenRejected(reason: "the token was used, or the consent changed since it was issued")
+        }
+        return LedgerFacts(purpose: Purpose(rawValue: purposeName), state: .confirmed, tokenHash: nil, tokenExpiry: nil,
+                           confirms: pendingID)
+    }
+
+    /// Appends a ledger entry (sealing its personal parts under the subject's current key) and audits it,
+    /// in one transaction; a confirmation's token is checked inside it. Returns the entry's id and facts.
+    private func appendConsent(_ subject: SubjectID, _ change: LedgerChange, initiator: ConsentInitiator, clientAddress: String?,
+                               evidence: String?, context: AccessContext) throws(StoreError) -> (Int64, LedgerFacts) {
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
                     guard let keyVersion = try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
                     else { throw try notFoundOrErased(subject) }
+                    let entry: LedgerFacts
+                    switch change {
+                    case .facts(let facts): entry = facts
+                    case .confirmation(let tokenHash): entry = try confirmationFacts(subject, tokenHash: tokenHash, in: connection)
+                    }
                     let key = try keyring.subjectKey(for: subject, version: UInt32(keyVersion))
                     // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
                     // (the write lock held by this transaction keeps it free).
@@ -159,12 +183,24 @@ extension Store {
                         INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
                                                     token_hash, token_expires_at, confirms)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, [.integer(id), .integer(subject.rawValue), .text(purpose.rawValue), .text(state.rawValue),
+                        """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
                               .integer(Store.milliseconds(Date())), .text(initiator.rawValue), .integer(keyVersion),
                               try seal(clientAddress, .consentClientAddress), try seal(evidence, .consentEvidence),
-                              .blob(tokenHash), .integer(tokenExpiry.map(Store.milliseconds)), .integer(confirms)])
-                    try audit([AuditEvent(.consent, context, subject: subject, detail: "\(purpose): \(state.rawValue) (\(initiator.rawValue))")])
-                    return id
+                              .blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
+                    // The sealed parts count against the subject key's nonce budget like its fields do.
+                    let sealed = [clientAddress, evidence].compactMap { $0 }.count
+                    if sealed > 0 {
+                        try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
+                                           [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
+                        guard connection.changes == 1 else {
+                            let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+                            throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
+                                                                budget: keyring.nonceBudget)
+                        }
+                    }
+                    try audit([AuditEvent(.consent, context, subject: subject,
+                                          detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")])
+                    return (id, entry)
                 }
             }
         }
@@ -210,6 +246,21 @@ extension Store {
     }
 }
 
+/// What a new ledger entry records besides who, when and the sealed parts.
+private struct LedgerFacts {
+    let purpose: Purpose
+    let state: ConsentState
+    let tokenHash: [UInt8]?
+    let tokenExpiry: Int64?
+    let confirms: Int64?
+}
+
+/// A ledger entry to append: known facts, or the confirmation of the pending grant a token names.
+private enum LedgerChange {
+    case facts(LedgerFacts)
+    case confirmation(tokenHash: [UInt8])
+}
+
 /// A consent ledger row as stored.
 struct ConsentRow {
     let id: Int64
@@ -225,5 +276,23 @@ struct ConsentRow {
     var sealedValues: [SealedValue] {
         [client.map { SealedValue(location: EnvelopeLocation(slot: .consentClientAddress, recordID: id), ciphertext: $0) },
          evidence.map { SealedValue(location: EnvelopeLocation(slot: .consentEvidence, recordID: id), ciphertext: $0) }].compactMap { $0 }
+    }
+}
+
+extension Store {
+    /// Finishes re-encrypting `subject`'s ledger under its new key `version`, inside the rotation's
+    /// transaction: counts the re-sealed parts against the new key's budget, and throws when an entry is
+    /// not under the new key (one appended while the rotation ran), so the batch rolls back rather than
+    /// destroy the key that entry needs; running the rotation again re-encrypts every entry.
+    func finishLedgerReseal(_ subject: SubjectID, version: UInt32, in connection: Connection) throws {
+        if try connection.scalarInteger("SELECT 1 FROM consent_ledger WHERE subject_id = ? AND key_version <> ? LIMIT 1",
+                                        [.integer(subject.rawValue), .int(Int(version))]) != nil {
+            throw StoreError.concurrentChange(subject)
+        }
+        try connection.run("""
+            UPDATE subjects SET seal_count = seal_count
+                + (SELECT count(client_ct) + count(evidence_ct) FROM consent_ledger WHERE subject_id = ?1)
+            WHERE id = ?1
+            """, [.integer(subject.rawValue)])
     }
 }

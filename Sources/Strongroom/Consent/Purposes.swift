@@ -33,31 +33,75 @@ public struct PurposeDeclaration: Sendable, Codable, Equatable {
     }
 }
 
+/// The store's purpose declarations as last read from the data database, and when they were read.
+///
+/// Reads check purposes against this copy, so a purpose on legitimate interest costs no query per read;
+/// it is read again at most once per `Store.purposeRefreshInterval`, so a declaration made by another
+/// process sharing the store takes effect here within that interval.
+struct PurposeCache: Sendable {
+    /// The declarations, by name.
+    var declarations: [Purpose: PurposeDeclaration]
+    /// When they were read.
+    var loadedAt: ContinuousClock.Instant
+}
+
 extension Store {
+    /// How stale the in-memory purpose declarations may grow before a read looks at the database again.
+    static let purposeRefreshInterval: Duration = .seconds(1)
+
     /// Reads the store's purposes from the data database.
-    static func loadPurposes(from connection: Connection) throws -> [Purpose: PurposeDeclaration] {
-        Dictionary(uniqueKeysWithValues: try connection.rows("SELECT name, description, lawful_basis, double_opt_in FROM purposes") { row in
-            let name = Purpose(rawValue: row.text(0) ?? "")
-            return (name, PurposeDeclaration(name: name, description: row.text(1) ?? "",
-                                             lawfulBasis: LawfulBasis(rawValue: row.text(2) ?? "") ?? .consent,
-                                             requiresDoubleOptIn: row.int64(3) != 0))
-        })
+    static func loadPurposes(from connection: Connection) throws -> PurposeCache {
+        PurposeCache(declarations: Dictionary(uniqueKeysWithValues: try connection.rows(
+            "SELECT name, description, lawful_basis, double_opt_in FROM purposes") { row in
+                let name = Purpose(rawValue: row.text(0) ?? "")
+                return (name, PurposeDeclaration(name: name, description: row.text(1) ?? "",
+                                                 lawfulBasis: LawfulBasis(rawValue: row.text(2) ?? "") ?? .consent,
+                                                 requiresDoubleOptIn: row.int64(3) != 0))
+            }), loadedAt: .now)
     }
 
-    /// The declaration of `purpose`, nil when it is not declared (from memory: no query per read).
+    /// The declaration of `purpose`, nil when it is not declared. From memory (no query per read), read
+    /// again from the database once the copy is older than `purposeRefreshInterval` and the data
+    /// connection is free (never waiting for it, so this is safe to call with it held).
     func purposeDeclaration(_ purpose: Purpose) -> PurposeDeclaration? {
-        purposeCache.withLock { $0[purpose] }
+        let (declaration, stale) = purposeCache.withLock {
+            ($0.declarations[purpose], ContinuousClock.now - $0.loadedAt > Store.purposeRefreshInterval)
+        }
+        guard stale else { return declaration }
+        refreshPurposes()
+        return purposeCache.withLock { $0.declarations[purpose] }
+    }
+
+    /// Reads the declarations again if the data connection is free; on failure keeps the current ones
+    /// (a database error surfaces in the read that follows) and tries again after the interval.
+    private func refreshPurposes() {
+        let read: Result<PurposeCache, any Error>? = data.withLockIfAvailable { connection in
+            Result { try Store.loadPurposes(from: connection) }
+        }
+        purposeCache.withLock { cache in
+            switch read {
+            case .success(let fresh): cache = fresh
+            case .failure: cache.loadedAt = .now
+            case nil: break // the connection is busy: the next read tries again
+            }
+        }
     }
 
     /// The purposes declared in the store, by name.
     public func purposes() -> [PurposeDeclaration] {
-        purposeCache.withLock { Array($0.values) }.sorted { $0.name.rawValue < $1.name.rawValue }
+        refreshPurposes()
+        return purposeCache.withLock { Array($0.declarations.values) }.sorted { $0.name.rawValue < $1.name.rawValue }
     }
 
     /// Declares (or redeclares) a purpose of processing. Audited.
     public func declarePurpose(_ declaration: PurposeDeclaration, context: AccessContext) throws(StoreError) {
         guard !declaration.name.rawValue.isEmpty, declaration.name.rawValue.count <= 64 else {
             throw .invalidInput("a purpose needs a name of 1 to 64 characters")
+        }
+        // Storage under new keys, legal claims and the subject's own requests must go on whatever the
+        // subject consented to (they are what restriction still allows): they cannot rest on consent.
+        guard !(Purpose.allowedUnderRestriction.contains(declaration.name) && declaration.lawfulBasis == .consent) else {
+            throw .invalidInput("purpose \(declaration.name) is built in and cannot rest on consent")
         }
         try storeErrors {
             try data.withLock { connection in
@@ -74,6 +118,6 @@ extension Store {
                 }
             }
         }
-        purposeCache.withLock { $0[declaration.name] = declaration }
+        purposeCache.withLock { $0.declarations[declaration.name] = declaration }
     }
 }

@@ -98,6 +98,20 @@ enum Schema {
             -- counted in the same statement that stores the ciphertexts, so the count is exact.
             ALTER TABLE subjects ADD COLUMN seal_count INTEGER NOT NULL DEFAULT 0;
             """),
+        Migration(version: 4, sql: """
+            -- The consent ledger stays append-only against deletion too: an entry goes only with its
+            -- subject (erasure or deletion, through the subjects row's ON DELETE CASCADE, which runs once
+            -- that row is gone).
+            CREATE TRIGGER consent_ledger_no_delete
+            BEFORE DELETE ON consent_ledger
+            WHEN EXISTS (SELECT 1 FROM subjects WHERE id = OLD.subject_id)
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: entries are deleted only with their subject'); END;
+            -- The sealed parts change only when they are re-encrypted under a newer subject key.
+            CREATE TRIGGER consent_ledger_reseal_only
+            BEFORE UPDATE OF key_version, client_ct, evidence_ct ON consent_ledger
+            WHEN NEW.key_version <= OLD.key_version
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
+            """),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.

@@ -2,8 +2,9 @@ import Foundation
 
 extension Store {
     /// Erases a subject by crypto-shredding (GDPR Art. 17): its key is destroyed, then its rows, index
-    /// entries and call history are deleted. Copies of its ciphertext (backups of the data file) can no
-    /// longer be decrypted. The audit log keeps an erasure entry naming the subject id and `reason`
+    /// entries, consent ledger and call history are deleted (the ledger and calls go with the subject's
+    /// row, `ON DELETE CASCADE`). Copies of its ciphertext (backups of the data file) can no longer be
+    /// decrypted: a restored copy is reported as `StoreError.subjectErased`. The audit log keeps an erasure entry naming the subject id and `reason`
     /// (a ticket or legal basis, such as "Art. 17 request 2026-114": it must not hold personal data).
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -236,7 +236,16 @@ extension Store {
                 }
             }
             guard let last = ids.last else { break }
-            count += try reencrypt(ids, batch: batches + 1, context: context)
+            // A subject changed by another writer meanwhile makes the batch roll back: read it again and retry.
+            var attempt = 0
+            while true {
+                do {
+                    count += try reencrypt(ids, batch: batches + 1, context: context)
+                    break
+                } catch .concurrentChange where attempt < 5 {
+                    attempt += 1
+                }
+            }
             position = last.rawValue
             try advanceWalk("data", cursor: position, done: count)
             batches += 1
@@ -297,8 +306,14 @@ extension Store {
                             values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
                                                                   under: key, storeID: keyring.storeID)))
                         }
-                        try connection.run("UPDATE subjects SET \(assignments.joined(separator: ", ")) WHERE id = ? AND key_version = ?",
-                                           values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion))])
+                        // Only if nobody changed the subject since it was read: else the old values would
+                        // overwrite a rectification made meanwhile; the batch is then rolled back and retried.
+                        try connection.run("""
+                            UPDATE subjects SET \(assignments.joined(separator: ", "))
+                            WHERE id = ? AND key_version = ? AND updated_at = ?
+                            """, values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion)),
+                                           .integer(Store.milliseconds(row.summary.updatedAt))])
+                        guard connection.changes == 1 else { throw StoreError.concurrentChange(row.summary.id) }
                         var opened = (consentPlaintexts[row.summary.id] ?? []).makeIterator()
                         for entry in consents[row.summary.id] ?? [] {
                             func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
@@ -311,6 +326,9 @@ extension Store {
                             try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
                                                [client, evidence, .int(Int(key.version)), .integer(entry.id)])
                         }
+                        // Counts the re-sealed parts; an entry appended since the ledger was read is still under
+                        // the old key, destroyed next: that refuses the batch (rolled back) rather than lose it.
+                        try finishLedgerReseal(row.summary.id, version: key.version, in: connection)
                     }
                     try faultInjection?("rotate-data.in-batch", batch)
                 }

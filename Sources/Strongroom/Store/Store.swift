@@ -22,8 +22,8 @@ public final class Store: Sendable {
     let auditHooks: [any AuditHook]
     let phoneNormalizer: PhoneNormalizer
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
-    /// The declared purposes, read at open and kept current by `declarePurpose`.
-    let purposeCache: Mutex<[Purpose: PurposeDeclaration]>
+    /// The declared purposes, read at open, kept current by `declarePurpose` and re-read when stale (`PurposeCache`).
+    let purposeCache: Mutex<PurposeCache>
 
     /// The paths of a store's files.
     struct Layout {

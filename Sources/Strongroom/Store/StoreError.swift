@@ -30,6 +30,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case auditFailed(String)
     /// A double opt-in confirmation token was wrong, already used, expired, or overtaken by a later change.
     case consentTokenRejected(reason: String)
+    /// The subject was changed by another writer while a key rotation was re-encrypting it; the rotation
+    /// step was rolled back and can simply run again.
+    case concurrentChange(SubjectID)
     /// Another subject already has this external id.
     case duplicateExternalID(String)
     /// A shared key reached its encryption budget (NIST SP 800-38D §8.3): rotate it (`keys rotate-kek`,
@@ -63,6 +66,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
         case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
         case .consentTokenRejected(let reason): return "consent confirmation refused: \(reason)"
+        case .concurrentChange(let id): return "subject \(id) changed during its key rotation; nothing was changed: run the rotation again"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
         case .keyBudgetExhausted(let key, let used, let budget):
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"

@@ -1,7 +1,7 @@
 import Foundation
 import Strongroom
 
-/// The options a consent change shares: the purpose, who initiated it, the client address.
+/// The options a consent change shares: the purpose, who initiated it, the subject's client address.
 private struct ConsentOptions {
     let reference: String
     let purpose: Purpose?
@@ -20,11 +20,13 @@ private struct ConsentOptions {
         }
         let evidence = try arguments.option("--evidence")
         let json = arguments.flag("--json")
-        // --client here is the subject's address recorded in the ledger; StoreOptions reads it for the audit too.
+        // --client here is the subject's address: personal data, kept encrypted in the ledger. It is read
+        // before StoreOptions so that it never becomes the audit context's address, which the log keeps in clear.
+        let client = try arguments.option("--client")
         let store = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
         guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
         try arguments.finish()
-        return ConsentOptions(reference: reference, purpose: purpose, initiator: initiator, client: store.context.clientAddress,
+        return ConsentOptions(reference: reference, purpose: purpose, initiator: initiator, client: client,
                               evidence: evidence, json: json, store: store)
     }
 }
@@ -33,18 +35,20 @@ private struct ConsentOptions {
 private struct ChangeOutput: Encodable {
     let subject: String
     let entry: Int64
+    let purpose: String
     let state: String
     let confirmationToken: String?
     let tokenExpiresAt: String?
 }
 
-private func print(_ change: ConsentChange, subject: SubjectID, purpose: String, json: Bool, _ console: Console) throws {
+private func print(_ change: ConsentChange, subject: SubjectID, json: Bool, _ console: Console) throws {
     if json {
-        try console.printJSON(ChangeOutput(subject: String(subject.rawValue), entry: change.entryID, state: change.state.rawValue,
+        try console.printJSON(ChangeOutput(subject: String(subject.rawValue), entry: change.entryID, purpose: change.purpose.rawValue,
+                                           state: change.state.rawValue,
                                            confirmationToken: change.confirmationToken, tokenExpiresAt: change.tokenExpiresAt.map(formatTime)))
         return
     }
-    console.print("subject \(subject): \(purpose) \(change.state.rawValue) (ledger entry \(change.entryID))")
+    console.print("subject \(subject): \(change.purpose) \(change.state.rawValue) (ledger entry \(change.entryID))")
     if let token = change.confirmationToken, let expiry = change.tokenExpiresAt {
         console.print("confirmation token (send it to the subject; single use, valid until \(formatTime(expiry))): \(token)")
     }
@@ -61,7 +65,16 @@ enum ConsentGrantCommand: Command {
         the text shown, its version): without it nothing is recorded, since a consent cannot be
         pre-ticked. For a purpose declared with double opt-in the entry is pending and a single-use
         confirmation token is printed (stored only as its hash; valid for 72 hours). The client
-        address and evidence are stored encrypted under the subject's key.
+        address and evidence are stored encrypted under the subject's key. Exit status 2 for an
+        undeclared purpose, one not on consent, or no evidence; 1 when the subject is unknown.
+
+          --purpose P          the purpose consented to (declared on consent: `strongroom purpose list`)
+          --evidence TEXT      how consent was given: form, text shown, its version (required)
+          --initiator WHO      who brought it about: subject, staff (default) or import
+          --client IP          the subject's network address when consenting: kept encrypted in the
+                               ledger and never written to the audit log (for consent commands it
+                               takes the place of the access context's --client below)
+          --json               print the entry as JSON (with confirmation_token when pending)
 
         \(StoreOptions.help)
 
@@ -78,7 +91,7 @@ enum ConsentGrantCommand: Command {
         let id = try store.resolve(options.reference)
         let change = try store.grantConsent(id, purpose: options.purpose!, evidence: evidence, initiator: options.initiator,
                                             clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, purpose: options.purpose!.rawValue, json: options.json, console)
+        try print(change, subject: id, json: options.json, console)
         return .success
     }
 }
@@ -90,7 +103,10 @@ enum ConsentWithdrawCommand: Command {
     static let help = """
         Usage: strongroom consent withdraw ID --purpose P [--evidence TEXT] [--initiator subject|staff|import] [--client IP] [--json]
 
-        Appends a withdrawal to the subject's consent ledger: reads for P are refused from now on.
+        Appends a withdrawal to the subject's consent ledger: reads for P are refused from now on, and
+        a pending double opt-in grant for P can no longer be confirmed. --evidence and --client (the
+        subject's address) are optional and stored encrypted; the --client is not written to the
+        audit log.
 
         \(StoreOptions.help)
 
@@ -105,7 +121,7 @@ enum ConsentWithdrawCommand: Command {
         let id = try store.resolve(options.reference)
         let change = try store.withdrawConsent(id, purpose: options.purpose!, evidence: options.evidence, initiator: options.initiator,
                                                clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, purpose: options.purpose!.rawValue, json: options.json, console)
+        try print(change, subject: id, json: options.json, console)
         return .success
     }
 }
@@ -118,7 +134,8 @@ enum ConsentConfirmCommand: Command {
         Usage: strongroom consent confirm ID --token T [--client IP] [--json]
 
         Confirms the pending grant whose token is T. A token works once, until it expires, and only
-        while the grant is the latest change for its purpose; otherwise exit status 2.
+        while the grant is the latest change for its purpose; a wrong, reused, expired or overtaken
+        token is exit status 2. --client is the subject's address, stored encrypted in the ledger.
 
         \(StoreOptions.help)
 
@@ -133,7 +150,7 @@ enum ConsentConfirmCommand: Command {
         defer { store.close() }
         let id = try store.resolve(options.reference)
         let change = try store.confirmConsent(id, token: token, clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, purpose: "consent", json: options.json, console)
+        try print(change, subject: id, json: options.json, console)
         return .success
     }
 }
@@ -190,7 +207,8 @@ enum PurposeDeclareCommand: Command {
         Reads name a purpose; a read for an undeclared purpose is refused. A purpose on consent needs a
         granted (or confirmed) consent in the subject's ledger; --double-opt-in makes grants pending
         until the subject confirms them. Built in: caller-id and admin (legitimate interest),
-        subject-request and legal-claims (legal obligation), key-rotation.
+        subject-request and legal-claims (legal obligation), key-rotation (legitimate interest); the
+        last three are what restriction still allows and cannot be put on consent.
 
         \(StoreOptions.help)
 

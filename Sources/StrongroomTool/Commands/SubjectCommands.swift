@@ -10,8 +10,8 @@ enum SubjectExportCommand: Command {
 
         Prints everything the store holds on the subject as JSON (layout "strongroom.subject-export",
         version 1): clear fields, every personal field decrypted, phone numbers with their E.164 form,
-        logged calls, and the audit trail of who accessed the subject's data and why. The export is
-        itself audited. ID is the store's id or the external_id given at import.
+        logged calls, the consent ledger, and the audit trail of who accessed the subject's data and
+        why. The export is itself audited. ID is the store's id or the external_id given at import.
 
           --out FILE   write to FILE (mode 0600) instead of standard output
 
@@ -53,8 +53,8 @@ enum SubjectEraseCommand: Command {
     static let help = """
         Usage: strongroom subject erase ID --reason TEXT
 
-        Destroys the subject's key, then deletes its rows, index entries and call history. Copies of
-        its ciphertext in backups of the data file can no longer be decrypted. Backups of the key
+        Destroys the subject's key, then deletes its rows, index entries, consent ledger and call
+        history. Copies of its ciphertext in backups of the data file can no longer be decrypted. Backups of the key
         database still hold the wrapped key until `strongroom keys seal-erasures` runs. The audit log
         records the erasure with the subject id and TEXT (a ticket or legal basis: no personal data).
 
