@@ -87,7 +87,7 @@ extension Store {
 
     /// Why `purpose` may not process `subject`'s data, or nil when it may: an undeclared purpose,
     /// restriction of processing (GDPR Art. 18), or a consent-based purpose without consent (Art. 6(1)(a)).
-    func refusal(of subject: SubjectSummary, for purpose: Purpose) throws(StoreError) -> String? {
+    private func refusal(of subject: SubjectSummary, for purpose: Purpose) throws(StoreError) -> String? {
         guard let declaration = purposeDeclaration(purpose) else { return "purpose \(purpose) is not declared" }
         if subject.isRestricted && !Purpose.allowedUnderRestriction.contains(purpose) { return "processing is restricted" }
         if declaration.lawfulBasis == .consent, try consentState(of: subject.id, for: purpose)?.allowsProcessing != true {

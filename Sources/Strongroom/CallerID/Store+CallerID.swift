@@ -136,31 +136,19 @@ extension Store {
 
     /// Decrypts the names of `candidates` that may be processed, newest activity first.
     private func answer(_ candidates: [EncryptedSubject], context: AccessContext) throws(StoreError) -> [CallerMatch] {
+        // One person at a time through the decrypt path, which checks and audits each: one the purpose
+        // may not process (restricted, or no consent where caller ID rests on consent) or whose key is
+        // gone (an erased subject's row in a restored data file) is left out, and the others still answer.
+        var names: [PersonalData] = []
         var allowed: [EncryptedSubject] = []
         for candidate in candidates {
-            // A refused candidate (restricted, or no consent where caller ID rests on consent) is left out,
-            // and the refusal audited.
-            if let refusal = try refusal(of: candidate.summary, for: context.purpose) {
-                try audit([AuditEvent(.decrypt, context, subject: candidate.summary.id, fields: [.name], outcome: .refused,
-                                      detail: refusal)])
-            } else {
-                allowed.append(candidate)
-            }
-        }
-        guard !allowed.isEmpty else { return [] }
-        // One person at a time: one whose key is gone (an erased subject's row in a restored data file)
-        // is never returned, its failure audited, and the lookup still answers for the others.
-        var names: [PersonalData] = []
-        var readable: [EncryptedSubject] = []
-        for candidate in allowed {
             do {
                 names += try decrypt([candidate], fields: [.name], context: context).personal
-                readable.append(candidate)
-            } catch .subjectErased {
+                allowed.append(candidate)
+            } catch .accessRefused, .subjectErased {
                 continue
             }
         }
-        allowed = readable
         return zip(allowed, names).map { subject, personal in
             CallerMatch(id: subject.summary.id, kind: subject.summary.metadata.kind, externalID: subject.summary.metadata.externalID,
                         name: personal.name, lastContactedAt: subject.summary.metadata.lastContactedAt,
