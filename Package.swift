@@ -18,10 +18,11 @@ let package = Package(
         // C layer: module maps and static inline shims over the system libraries.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CPostgreSQL", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // The only Swift code that touches C and unsafe pointers.
         .target(name: "StrongroomCrypto", dependencies: ["COpenSSL"]),
-        .target(name: "StrongroomStorage", dependencies: ["CSQLite"]),
+        .target(name: "StrongroomStorage", dependencies: ["CSQLite", "CPostgreSQL"]),
 
         // Engine, tool and benchmarks: memory-safe Swift only.
         .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage"],
@@ -37,7 +38,7 @@ let package = Package(
 
         .target(name: "StrongroomTestSupport", path: "Tests/Support"),
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
-        .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage"]),
+        .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomTests",
                     dependencies: ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomToolTests",

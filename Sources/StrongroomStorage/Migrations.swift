@@ -18,15 +18,9 @@ public enum MigrationError: Error, Equatable, Sendable {
     case schemaNewerThanBuild(found: Int, supported: Int)
 }
 
-extension Connection {
-    /// The schema version recorded in the file (`PRAGMA user_version`).
-    public func schemaVersion() throws(SQLiteError) -> Int {
-        Int(try scalarInteger("PRAGMA user_version") ?? 0)
-    }
-
-    /// Applies, each in its own transaction, every migration newer than the file's schema version.
-    ///
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_user_version>
+extension Database {
+    /// Applies, each in its own transaction, every migration newer than the database's schema version.
+    /// A database written by a newer build is refused: opening it could lose data.
     public func migrate(_ migrations: [Migration]) throws {
         let latest = migrations.map(\.version).max() ?? 0
         let current = try schemaVersion()
@@ -36,7 +30,7 @@ extension Connection {
         for migration in migrations.sorted(by: { $0.version < $1.version }) where migration.version > current {
             try transaction {
                 try execute(migration.sql)
-                try execute("PRAGMA user_version = \(migration.version)")
+                try setSchemaVersion(migration.version)
             }
         }
     }

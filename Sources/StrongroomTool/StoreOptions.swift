@@ -1,11 +1,11 @@
 import Foundation
 import Strongroom
 
-/// The options every store command shares: the store folder, the master key's provider and the
-/// access context (`../shared/CLI.md`, "Common to every subcommand").
+/// The options every store command shares: the store (a folder or a PostgreSQL URL), the master
+/// key's provider and the access context (`../shared/CLI.md`, "Common to every subcommand").
 struct StoreOptions {
-    /// The store folder.
-    let directory: String
+    /// Where the store is.
+    let location: StoreLocation
     /// Where the master key comes from.
     let keyProvider: any KeyProvider
     /// The key file, when the key comes from one (init creates it if absent).
@@ -16,7 +16,12 @@ struct StoreOptions {
     /// The help text for these options, appended to each command's help.
     static let help = """
         Store and key (first given wins):
-          --store DIR          the store folder (or STRONGROOM_STORE)
+          --store DIR|URL      the store folder, or a PostgreSQL URL such as
+                               postgresql://crm@db.internal/crm?schema=strongroom
+                               (or STRONGROOM_STORE)
+          --keys-store URL     PostgreSQL only: where the key tables live, e.g. another
+                               database (default: the same database, schema NAME_keys;
+                               or STRONGROOM_KEYS_STORE)
           --key-file FILE      master key file, mode 0600 (or STRONGROOM_KEY_FILE)
           --key-command CMD    a command that prints the base64 master key (a KMS hook)
                                STRONGROOM_MASTER_KEY: the base64 master key itself
@@ -29,8 +34,8 @@ struct StoreOptions {
     /// Reads the options from `arguments` and the environment.
     static func parse(_ arguments: inout Arguments, _ console: Console, defaultPurpose: Purpose) throws -> StoreOptions {
         let environment = console.environment
-        guard let directory = try arguments.option("--store") ?? environment["STRONGROOM_STORE"] else {
-            throw UsageError(message: "no store: give --store DIR or set STRONGROOM_STORE")
+        guard let location = try storeLocation(&arguments, environment: environment) else {
+            throw UsageError(message: "no store: give --store DIR|URL or set STRONGROOM_STORE")
         }
         let keyFileOption = try arguments.option("--key-file")
         let keyCommand = try arguments.option("--key-command")
@@ -52,12 +57,23 @@ struct StoreOptions {
         let actor = try arguments.option("--actor") ?? ProcessInfo.processInfo.userName
         let purpose = try arguments.option("--purpose").map(Purpose.init(rawValue:)) ?? defaultPurpose
         let client = try arguments.option("--client")
-        return StoreOptions(directory: directory, keyProvider: provider, keyFile: keyFile,
+        return StoreOptions(location: location, keyProvider: provider, keyFile: keyFile,
                             context: AccessContext(actor: actor, purpose: purpose, clientAddress: client))
     }
 
     /// Opens the store.
     func open() throws -> Store {
-        try Store.open(at: directory, keyProvider: keyProvider)
+        try Store.open(at: location, keyProvider: keyProvider)
+    }
+
+    /// Reads `--store` and `--keys-store` (or their environment variables); nil when no store is named.
+    static func storeLocation(_ arguments: inout Arguments, environment: [String: String]) throws -> StoreLocation? {
+        guard let store = try arguments.option("--store") ?? environment["STRONGROOM_STORE"] else { return nil }
+        let keysStore = try arguments.option("--keys-store") ?? environment["STRONGROOM_KEYS_STORE"]
+        let location = StoreLocation(store, keysURL: keysStore)
+        if keysStore != nil, case .directory = location {
+            throw UsageError(message: "--keys-store is for PostgreSQL stores; a folder store keeps its keys in keys.sqlite")
+        }
+        return location
     }
 }

@@ -11,7 +11,7 @@ func temporaryPath(_ name: String) -> String {
 struct ConnectionTests {
     @Test("values of every type round-trip through bound parameters")
     func roundTrip() throws {
-        let connection = try Connection(path: temporaryPath("rt.sqlite"))
+        let connection = try SQLiteConnection(path: temporaryPath("rt.sqlite"))
         try connection.execute("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n BLOB)")
         try connection.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", [.integer(-42), .real(2.5), .text("zeta ζ"), .blob([0, 1, 255]), .null])
         try connection.run("INSERT INTO t (b) VALUES (?)", [.blob([])])
@@ -25,7 +25,7 @@ struct ConnectionTests {
 
     @Test("a transaction that throws is rolled back")
     func rollback() throws {
-        let connection = try Connection(path: temporaryPath("tx.sqlite"))
+        let connection = try SQLiteConnection(path: temporaryPath("tx.sqlite"))
         try connection.execute("CREATE TABLE t (x INTEGER)")
         struct Abort: Error {}
         #expect(throws: Abort.self) {
@@ -40,7 +40,7 @@ struct ConnectionTests {
 
     @Test("errors carry SQLite's code and message, never the bound values")
     func errors() throws {
-        let connection = try Connection(path: temporaryPath("err.sqlite"))
+        let connection = try SQLiteConnection(path: temporaryPath("err.sqlite"))
         try connection.execute("CREATE TABLE t (x TEXT UNIQUE)")
         try connection.run("INSERT INTO t VALUES (?)", [.text("secret-value-1")])
         #expect {
@@ -50,14 +50,14 @@ struct ConnectionTests {
             return error.isConstraintViolation && !error.description.contains("secret-value-1")
         }
         #expect(throws: SQLiteError.self) { try connection.execute("SELECT * FROM missing") }
-        #expect(throws: SQLiteError.self) { try Connection(path: temporaryPath("absent.sqlite"), create: false) }
+        #expect(throws: SQLiteError.self) { try SQLiteConnection(path: temporaryPath("absent.sqlite"), create: false) }
     }
 
     @Test("migrations apply once, in order, and a file from a newer build is refused")
     func migrations() throws {
         let path = temporaryPath("mig.sqlite")
         let steps = [Migration(version: 1, sql: "CREATE TABLE a (x)"), Migration(version: 2, sql: "CREATE TABLE b (y)")]
-        let connection = try Connection(path: path)
+        let connection = try SQLiteConnection(path: path)
         try connection.migrate(steps)
         try connection.migrate(steps)
         #expect(try connection.schemaVersion() == 2)

@@ -32,9 +32,9 @@ struct AuditTests {
         try test.reopen().verifyAuditLog()
     }
 
-    @Test("each decrypt is an entry with actor, purpose, subject, fields and outcome, never a value")
-    func entries() throws {
-        let test = try TestStore()
+    @Test("each decrypt is an entry with actor, purpose, subject, fields and outcome, never a value", arguments: TestBackend.all)
+    func entries(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("en"), context: TestStore.admin)
         _ = try test.store.read(id, fields: [.name, .phones],
@@ -51,10 +51,10 @@ struct AuditTests {
         #expect(try test.store.verifyAuditLog().isIntact)
     }
 
-    @Test("a hook that fails makes the read fail: no plaintext without an audit record")
-    func failClosed() throws {
+    @Test("a hook that fails makes the read fail: no plaintext without an audit record", arguments: TestBackend.all)
+    func failClosed(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let test = try TestStore(hooks: [hook])
+        let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("fc"), context: TestStore.admin)
         hook.fail(true)
@@ -70,9 +70,9 @@ struct AuditTests {
         #expect(try test.store.count() == 1)
     }
 
-    @Test("a log that cannot be written makes reads fail closed")
-    func unwritableLog() throws {
-        let test = try TestStore()
+    @Test("a log that cannot be written makes reads fail closed", arguments: TestBackend.all)
+    func unwritableLog(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("uw"), context: TestStore.admin)
         // Replace the audit folder by a plain file: no segment can be opened any more.
@@ -179,9 +179,9 @@ struct AuditTests {
         #expect(try verify(test).problem == .missingFromEnd(expected: 10, headSequence: 10))
     }
 
-    @Test("a store created durable keeps auditing durably across reopenings, and its log verifies")
-    func durableStore() async throws {
-        let test = try TestStore(durability: .synced)
+    @Test("a store created durable keeps auditing durably across reopenings, and its log verifies", arguments: TestBackend.all)
+    func durableStore(backend: TestBackend) async throws {
+        let test = try TestStore(backend, durability: .synced)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("du"), context: TestStore.admin)
         let reopened = try test.reopen()
@@ -191,7 +191,7 @@ struct AuditTests {
             }
             try await group.waitForAll()
         }
-        #expect(try test.database("keys.sqlite").scalarText("SELECT audit_durability FROM store WHERE id = 1") == "synced")
+        #expect(try test.database(.keys).scalarText("SELECT audit_durability FROM store WHERE id = 1") == "synced")
         let verification = try reopened.verifyAuditLog()
         #expect(verification.isIntact && verification.verifiedEntries == 102)
     }

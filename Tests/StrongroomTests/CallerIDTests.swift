@@ -5,9 +5,9 @@ import Testing
 
 @Suite("Caller ID through the blind index")
 struct CallerIDTests {
-    @Test("every incoming call of the sample finds its person, among 992 imported leads and contacts")
-    func sampleCalls() throws {
-        let test = try TestStore(region: "GB")
+    @Test("every incoming call of the sample finds its person, among 992 imported leads and contacts", arguments: TestBackend.all)
+    func sampleCalls(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let report = try CSVImporter(store: test.store).run([UInt8](try Fixture.data("contacts-sample.csv")), context: TestStore.admin)
         #expect(report.created == 992 && report.rejected.isEmpty && report.unindexed.isEmpty)
@@ -20,9 +20,9 @@ struct CallerIDTests {
         }
     }
 
-    @Test("truncation collisions never return the wrong person (8-bit tags, 600 numbers)")
-    func collisions() throws {
-        let test = try TestStore(region: "GB", plannedPhoneNumbers: 16)
+    @Test("truncation collisions never return the wrong person (8-bit tags, 600 numbers)", arguments: TestBackend.all)
+    func collisions(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB", plannedPhoneNumbers: 16)
         defer { test.cleanUp() }
         #expect(try test.store.keyStatus().phoneIndex.bits == 8)
         var owners: [String: SubjectID] = [:]
@@ -40,20 +40,20 @@ struct CallerIDTests {
         }
     }
 
-    @Test("a number written in any style finds the person", arguments: [
+    @Test("a number written in any style finds the person", arguments: TestBackend.all, [
         "+44 20 7946 0958", "020 7946 0958", "0044 20 7946 0958", "+44 (0)20 7946 0958", "+442079460958", "020-7946-0958 ext. 12",
         "＋４４ ２０ ７９４６ ０９５８",
     ])
-    func styles(number: String) throws {
-        let test = try TestStore(region: "GB")
+    func styles(backend: TestBackend, number: String) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("st", phones: ["(020) 7946 0958"]), context: TestStore.admin)
         #expect(try test.store.callerID(number: number, context: TestStore.caller).map(\.id) == [id])
     }
 
-    @Test("several matches come newest activity first; erased subjects are never returned")
-    func orderAndErasure() throws {
-        let test = try TestStore(region: "GB")
+    @Test("several matches come newest activity first; erased subjects are never returned", arguments: TestBackend.all)
+    func orderAndErasure(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         var older = sampleSubject("old")
         older.metadata.lastContactedAt = Date(timeIntervalSince1970: 1_700_000_000)
@@ -66,9 +66,9 @@ struct CallerIDTests {
         #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [olderID])
     }
 
-    @Test("an invalid number is a typed error, not a match")
-    func invalidNumber() throws {
-        let test = try TestStore()
+    @Test("an invalid number is a typed error, not a match", arguments: TestBackend.all)
+    func invalidNumber(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         #expect {
             try test.store.callerID(number: "12", context: TestStore.caller)
@@ -78,9 +78,9 @@ struct CallerIDTests {
         }
     }
 
-    @Test("a call from an unknown number makes a lead; logging the same call again changes nothing")
-    func recordCall() throws {
-        let test = try TestStore(region: "GB")
+    @Test("a call from an unknown number makes a lead; logging the same call again changes nothing", arguments: TestBackend.all)
+    func recordCall(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let time = Date(timeIntervalSince1970: 1_790_000_000)
         let first = try test.store.recordCall(number: "07700 900123", at: time, context: TestStore.caller)
@@ -101,9 +101,9 @@ struct CallerIDTests {
 
 @Suite("Caller ID over a restored data file")
 struct CallerIDRestoreTests {
-    @Test("an erased subject's row restored from a backup is never returned, and others sharing the number still are")
-    func restoredErasedRow() throws {
-        let test = try TestStore(region: "GB")
+    @Test("an erased subject's row restored from a backup is never returned, and others sharing the number still are", arguments: TestBackend.all)
+    func restoredErasedRow(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let gone = try test.store.create(sampleSubject("gone"), context: TestStore.admin)
         let kept = try test.store.create(sampleSubject("kept"), context: TestStore.admin)

@@ -4,9 +4,9 @@ import Testing
 
 @Suite("Concurrent readers and writers")
 struct ConcurrencyTests {
-    @Test("8 tasks writing, updating and reading at once: no lost write, no torn record, one intact audit chain")
-    func concurrentTasks() async throws {
-        let test = try TestStore()
+    @Test("8 tasks writing, updating and reading at once: no lost write, no torn record, one intact audit chain", arguments: TestBackend.all)
+    func concurrentTasks(backend: TestBackend) async throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let store = test.store
         let ids = try await withThrowingTaskGroup(of: [SubjectID].self) { group in
@@ -41,9 +41,9 @@ struct ConcurrencyTests {
         #expect(verification.verifiedEntries == 1 + 120 * 3 + 8)
     }
 
-    @Test("two store instances on one folder (two processes' view) keep one audit chain")
-    func twoInstances() async throws {
-        let test = try TestStore()
+    @Test("two store instances on one folder (two processes' view) keep one audit chain", arguments: TestBackend.all)
+    func twoInstances(backend: TestBackend) async throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let other = try test.reopen()
         let id = try test.store.create(sampleSubject("two"), context: TestStore.admin)

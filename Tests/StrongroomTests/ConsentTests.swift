@@ -57,9 +57,9 @@ struct ConsentTests {
 
     func context(_ purpose: Purpose) -> AccessContext { AccessContext(actor: "mailer", purpose: purpose) }
 
-    @Test("every store declares the built-in purposes on legitimate interest or legal obligation")
-    func builtIns() throws {
-        let test = try TestStore()
+    @Test("every store declares the built-in purposes on legitimate interest or legal obligation", arguments: TestBackend.all)
+    func builtIns(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let purposes = Dictionary(uniqueKeysWithValues: test.store.purposes().map { ($0.name, $0) })
         #expect(purposes[.callerID]?.lawfulBasis == .legitimateInterest)
@@ -83,9 +83,9 @@ struct ConsentTests {
         reopened.close()
     }
 
-    @Test("imported contacts are found, read and exported without consent entries; the importer records no consent")
-    func legitimateInterestWithoutConsent() throws {
-        let test = try TestStore()
+    @Test("imported contacts are found, read and exported without consent entries; the importer records no consent", arguments: TestBackend.all)
+    func legitimateInterestWithoutConsent(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let csv = "external_id,kind,name,phone,consent,marketing_opt_in\nimp-1,contact,Imogen Import,020 7946 0000,yes,true\n"
         _ = try CSVImporter(store: test.store).run(Array(csv.utf8), context: TestStore.admin)
@@ -184,7 +184,7 @@ struct ConsentTests {
             isTokenRejection($0, "no pending consent")
         }
         // The token is not stored: only its SHA-256 hash.
-        let stored = try test.database("data.sqlite").firstRow("SELECT token_hash FROM consent_ledger WHERE id = ?",
+        let stored = try test.database(.data).firstRow("SELECT token_hash FROM consent_ledger WHERE id = ?",
                                                                [.integer(pending.entryID)]) { $0.blob(0) } ?? nil
         #expect(stored == SHA256.hash(Array(token.utf8)))
         let confirmed = try test.store.confirmConsent(id, token: token, clientAddress: "203.0.113.9", context: TestStore.admin)
@@ -263,7 +263,7 @@ struct ConsentTests {
         #expect(entries[2].clientAddress == nil && entries[3].evidence == nil && entries[3].confirms == entries[2].id)
 
         // Append-only: an entry's facts and sealed parts cannot be changed, nor an entry deleted.
-        let raw = try test.database("data.sqlite")
+        let raw = try test.database(.data)
         #expect(throws: (any Error).self) { try raw.run("UPDATE consent_ledger SET state = 'granted'") }
         #expect(throws: (any Error).self) { try raw.run("UPDATE consent_ledger SET at = 0 WHERE id = ?", [.integer(entries[1].id)]) }
         #expect(throws: (any Error).self) { try raw.run("UPDATE consent_ledger SET evidence_ct = NULL WHERE id = ?", [.integer(entries[0].id)]) }
@@ -337,7 +337,7 @@ struct ConsentTests {
     func rotationAndErasure() throws {
         let (test, id) = try prepared()
         defer { test.cleanUp() }
-        let raw = try test.database("data.sqlite")
+        let raw = try test.database(.data)
         let seals = { try raw.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) }
         let fieldSeals = try seals()
         _ = try test.store.grantConsent(id, purpose: Self.marketing, evidence: "form B", initiator: .subject, clientAddress: "192.0.2.1",

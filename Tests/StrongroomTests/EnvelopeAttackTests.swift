@@ -19,18 +19,18 @@ struct EnvelopeAttackTests {
     }
 
     func column(_ test: TestStore, _ column: String, of id: SubjectID) throws -> [UInt8] {
-        try #require(try test.database("data.sqlite").firstRow("SELECT \(column) FROM subjects WHERE id = ?", [.integer(id.rawValue)]) {
+        try #require(try test.database(.data).firstRow("SELECT \(column) FROM subjects WHERE id = ?", [.integer(id.rawValue)]) {
             $0.blob(0)
         } ?? nil)
     }
 
     func setColumn(_ test: TestStore, _ column: String, of id: SubjectID, to value: [UInt8]) throws {
-        try test.database("data.sqlite").run("UPDATE subjects SET \(column) = ? WHERE id = ?", [.blob(value), .integer(id.rawValue)])
+        try test.database(.data).run("UPDATE subjects SET \(column) = ? WHERE id = ?", [.blob(value), .integer(id.rawValue)])
     }
 
-    @Test("every flipped byte of a stored ciphertext is rejected, with the error of the part it hit")
-    func flippedBytes() throws {
-        let test = try TestStore()
+    @Test("every flipped byte of a stored ciphertext is rejected, with the error of the part it hit", arguments: TestBackend.all)
+    func flippedBytes(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("flip"), context: TestStore.admin)
         let original = try column(test, "name_ct", of: id)
@@ -56,9 +56,9 @@ struct EnvelopeAttackTests {
         print("flipped \(original.count) bytes, every one rejected: \(counts.sorted { $0.key < $1.key })")
     }
 
-    @Test("a ciphertext copied to another row or another column is refused as misplaced")
-    func swapped() throws {
-        let test = try TestStore()
+    @Test("a ciphertext copied to another row or another column is refused as misplaced", arguments: TestBackend.all)
+    func swapped(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let alice = try test.store.create(sampleSubject("alice"), context: TestStore.admin)
         let bob = try test.store.create(sampleSubject("bob"), context: TestStore.admin)
@@ -72,22 +72,22 @@ struct EnvelopeAttackTests {
         }
     }
 
-    @Test("truncated ciphertext is refused as truncated", arguments: [0, 1, 17, 30, 45])
-    func truncated(length: Int) throws {
-        let test = try TestStore()
+    @Test("truncated ciphertext is refused as truncated", arguments: TestBackend.all, [0, 1, 17, 30, 45])
+    func truncated(backend: TestBackend, length: Int) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("tr"), context: TestStore.admin)
         try setColumn(test, "name_ct", of: id, to: Array(try column(test, "name_ct", of: id).prefix(length)))
         #expect(envelopeError(test.store, id) == .truncated(byteCount: length))
     }
 
-    @Test("a subject key swapped with another subject's in the key database does not unwrap")
-    func swappedKeys() throws {
-        let test = try TestStore()
+    @Test("a subject key swapped with another subject's in the key database does not unwrap", arguments: TestBackend.all)
+    func swappedKeys(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let alice = try test.store.create(sampleSubject("ka"), context: TestStore.admin)
         let bob = try test.store.create(sampleSubject("kb"), context: TestStore.admin)
-        let keys = try test.database("keys.sqlite")
+        let keys = try test.database(.keys)
         let wrapped = try keys.rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
         try keys.run("UPDATE subject_keys SET wrapped = ? WHERE subject_id = ?", [.blob(wrapped[1]), .integer(alice.rawValue)])
         try keys.run("UPDATE subject_keys SET wrapped = ? WHERE subject_id = ?", [.blob(wrapped[0]), .integer(bob.rawValue)])
@@ -100,10 +100,10 @@ struct EnvelopeAttackTests {
         }
     }
 
-    @Test("a failed decrypt is audited as failed, naming the field and the kind of failure")
-    func failedDecryptIsAudited() throws {
+    @Test("a failed decrypt is audited as failed, naming the field and the kind of failure", arguments: TestBackend.all)
+    func failedDecryptIsAudited(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let test = try TestStore(hooks: [hook])
+        let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("au"), context: TestStore.admin)
         var tampered = try column(test, "name_ct", of: id)
@@ -117,12 +117,12 @@ struct EnvelopeAttackTests {
 
 @Suite("Rollback of a field (outside the threat model, see SECURITY.md)")
 struct RollbackTests {
-    @Test("an older valid ciphertext put back into its own field opens to the older value; the audit log shows the update it undid")
-    func rollback() throws {
-        let test = try TestStore()
+    @Test("an older valid ciphertext put back into its own field opens to the older value; the audit log shows the update it undid", arguments: TestBackend.all)
+    func rollback(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("rb"), context: TestStore.admin)
-        let data = try test.database("data.sqlite")
+        let data = try test.database(.data)
         let old = try #require(try data.firstRow("SELECT name_ct FROM subjects WHERE id = ?", [.integer(id.rawValue)]) { $0.blob(0) } ?? nil)
         try test.store.update(id, personal: PersonalData(name: "Newer Name"), context: TestStore.admin)
         try data.run("UPDATE subjects SET name_ct = ? WHERE id = ?", [.blob(old), .integer(id.rawValue)])

@@ -62,9 +62,9 @@ struct ErasureBackupTests {
         // 2. The backup: the data file alone, after the last connection closed (SQLite checkpoints the WAL
         //    into the file then). It must hold the subject's rows, or the test would prove nothing.
         do {
-            try Connection(path: folder.data).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try SQLiteConnection(path: folder.data).execute("PRAGMA wal_checkpoint(TRUNCATE)")
             try FileManager.default.copyItem(atPath: folder.data, toPath: backup)
-            let copy = try Connection(path: backup, create: false, readOnly: true)
+            let copy = try SQLiteConnection(path: backup, create: false, readOnly: true)
             #expect(try copy.scalarInteger("SELECT count(*) FROM subjects WHERE id = ? AND name_ct IS NOT NULL",
                                            [.integer(victim.rawValue)]) == 1)
             #expect(try copy.scalarInteger("SELECT count(*) FROM consent_ledger WHERE subject_id = ? AND client_ct IS NOT NULL",
@@ -88,7 +88,7 @@ struct ErasureBackupTests {
         try FileManager.default.copyItem(atPath: backup, toPath: folder.data)
         let store = try folder.open()
         defer { store.close() }
-        #expect(try Connection(path: folder.data).scalarInteger("SELECT count(*) FROM subjects WHERE id = ?", [.integer(victim.rawValue)]) == 1)
+        #expect(try SQLiteConnection(path: folder.data).scalarInteger("SELECT count(*) FROM subjects WHERE id = ?", [.integer(victim.rawValue)]) == 1)
 
         // The subject's row is back, but its key is not: every way in reports it as erased.
         func isErased(_ error: any Error) -> Bool {
@@ -103,7 +103,7 @@ struct ErasureBackupTests {
         #expect { try store.grantConsent(victim, purpose: Self.marketing, evidence: "form", initiator: .staff, context: TestStore.admin) }
             throws: { isErased($0) }
         #expect("\(StoreError.subjectErased(victim))".contains("erased"))
-        let keys = try Connection(path: folder.directory + "/keys.sqlite")
+        let keys = try SQLiteConnection(path: folder.directory + "/keys.sqlite")
         #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys WHERE subject_id = ?", [.integer(victim.rawValue)]) == 0)
         #expect(try keys.scalarInteger("SELECT count(*) FROM erased_subjects WHERE subject_id = ?", [.integer(victim.rawValue)]) == 1)
 

@@ -12,13 +12,13 @@ import Testing
 /// key of a subject whose data it had not yet re-encrypted, destroyed when it resumes).
 func expectConsistent(_ directory: String, key: SecretKey, finished: Bool = true) throws {
     for name in ["data.sqlite", "keys.sqlite"] {
-        #expect(try Connection(path: directory + "/" + name).scalarText("PRAGMA integrity_check") == "ok", "\(name)")
+        #expect(try SQLiteConnection(path: directory + "/" + name).scalarText("PRAGMA integrity_check") == "ok", "\(name)")
     }
     let store = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: key))
     defer { store.close() }
     let verification = try store.verifyAuditLog()
     #expect(verification.isIntact, "\(String(describing: verification.problem))")
-    let keys = try Connection(path: directory + "/keys.sqlite")
+    let keys = try SQLiteConnection(path: directory + "/keys.sqlite")
     var after: SubjectID?
     while true {
         let page = try store.list(after: after, limit: 100)

@@ -6,9 +6,9 @@ import Testing
 struct ImportTests {
     let header = "external_id,kind,name,company,email,phone,mobile,work_phone,address,notes,source,owner,last_contacted,shoe_size\n"
 
-    @Test("bad rows are reported with their line and skipped; good rows land; unknown columns become custom fields")
-    func badRows() throws {
-        let test = try TestStore(region: "GB")
+    @Test("bad rows are reported with their line and skipped; good rows land; unknown columns become custom fields", arguments: TestBackend.all)
+    func badRows(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let csv = "\u{FEFF}" + header + """
             e1,contact,Ann Example,,ann@example.org,020 7946 0958,,,"1 Road, Town",,Referral,a1,2026-01-02T03:04:05Z,42
@@ -33,9 +33,9 @@ struct ImportTests {
         #expect(try test.store.read(try test.store.resolve("e6"), context: TestStore.admin).personal.phones?.first?.number == "12")
     }
 
-    @Test("re-importing the same external ids updates, never duplicates")
-    func reimport() throws {
-        let test = try TestStore(region: "GB")
+    @Test("re-importing the same external ids updates, never duplicates", arguments: TestBackend.all)
+    func reimport(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let first = header + "x1,lead,Old Name,,,,,,,,,,,\nx2,lead,Two,,,,,,,,,,,\n"
         let second = header + "x1,contact,New Name,,,,,,,,,,,\n"
@@ -47,9 +47,9 @@ struct ImportTests {
         #expect(updated.personal.name == "New Name" && updated.metadata.kind == .contact)
     }
 
-    @Test("with strict, one bad row refuses the whole file")
-    func strict() throws {
-        let test = try TestStore(region: "GB")
+    @Test("with strict, one bad row refuses the whole file", arguments: TestBackend.all)
+    func strict(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         var options = ImportOptions()
         options.strict = true
@@ -60,9 +60,9 @@ struct ImportTests {
         #expect(try test.store.count() == 0)
     }
 
-    @Test("a file without a usable header is refused")
-    func missingHeader() throws {
-        let test = try TestStore()
+    @Test("a file without a usable header is refused", arguments: TestBackend.all)
+    func missingHeader(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         #expect(throws: ImportError.self) { try CSVImporter(store: test.store).run([], context: TestStore.admin) }
         #expect(throws: ImportError.self) { try CSVImporter(store: test.store).run(Array("a,b\n1,2\n".utf8), context: TestStore.admin) }

@@ -68,7 +68,7 @@ struct ErasureScanTests {
         defer { test.cleanUp() }
         let erased = try test.store.create(sampleSubject("shred"), context: TestStore.admin)
         _ = try test.store.create(sampleSubject("stays"), context: TestStore.admin)
-        let wrapped = try #require(try test.database("keys.sqlite").firstRow(
+        let wrapped = try #require(try test.database(.keys).firstRow(
             "SELECT wrapped FROM subject_keys WHERE subject_id = ?", [.integer(erased.rawValue)]) { $0.blob(0) } ?? nil)
         try test.store.erase(erased, reason: "Art. 17 request", context: TestStore.admin)
         test.store.close()

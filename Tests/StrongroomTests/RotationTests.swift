@@ -71,14 +71,14 @@ struct RotationTests {
         try expectIntact(store, ids)
         let status = try store.keyStatus()
         #expect(status.kekVersion == 2 && status.rotationsInProgress.isEmpty)
-        #expect(try test.database("keys.sqlite").scalarInteger("SELECT count(*) FROM kek") == 1)
+        #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM kek") == 1)
     }
 
     @Test("data key rotation of all subjects resumes after an interruption; every subject gets a fresh key")
     func dataResumes() throws {
         let (test, ids) = try populated()
         defer { test.cleanUp() }
-        let before = try test.database("keys.sqlite").rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
+        let before = try test.database(.keys).rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
         let crashing = try crashing(test, at: "rotate-data.batch", after: 1)
         #expect(throws: StoreError.self) { try crashing.rotateAllDataKeys(batchSize: 25, context: TestStore.admin) }
         try expectIntact(try test.reopen(), ids)
@@ -86,12 +86,12 @@ struct RotationTests {
         #expect(report.resumed && report.items == 60)
         let store = try test.reopen()
         try expectIntact(store, ids)
-        let keys = try test.database("keys.sqlite")
+        let keys = try test.database(.keys)
         #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys") == 60)
         #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys WHERE version = 2") == 60)
         let after = try keys.rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
         #expect(Set(before).isDisjoint(with: Set(after)))
-        #expect(try test.database("data.sqlite").scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> 2") == 0)
+        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> 2") == 0)
     }
 
     @Test("one subject's data key rotates on its own")
@@ -101,7 +101,7 @@ struct RotationTests {
         try test.store.rotateDataKey(of: ids[2], context: TestStore.admin)
         try test.store.rotateDataKey(of: ids[2], context: TestStore.admin)
         try expectIntact(test.store, ids)
-        #expect(try test.database("data.sqlite").scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(ids[2].rawValue)]) == 3)
+        #expect(try test.database(.data).scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(ids[2].rawValue)]) == 3)
     }
 
     @Test("index rotation: both versions answer while it is interrupted, then the old index is dropped")
@@ -120,8 +120,8 @@ struct RotationTests {
         try expectIntact(store, ids)
         #expect(try store.callerID(number: "+447700977777", context: TestStore.caller).map(\.id) == [late])
         #expect(try store.keyStatus().phoneIndex.bits == 10)
-        #expect(try test.database("data.sqlite").scalarInteger("SELECT count(*) FROM phone_index WHERE key_version <> 2") == 0)
-        #expect(try test.database("keys.sqlite").scalarInteger("SELECT count(*) FROM index_keys") == 1)
+        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM phone_index WHERE key_version <> 2") == 0)
+        #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM index_keys") == 1)
     }
 
     @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations")
@@ -268,9 +268,9 @@ struct SealErasuresTests {
         }
     }
 
-    @Test("after a seal, an older key-database backup yields no key with today's master key; data backups read for everyone else")
-    func backups() throws {
-        let test = try TestStore(region: "GB")
+    @Test("after a seal, an older key-database backup yields no key with today's master key; data backups read for everyone else", arguments: TestBackend.all)
+    func backups(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
         let kept = try test.store.create(sampleSubject("kept"), context: TestStore.admin)
         let erased = try test.store.create(sampleSubject("gone", phones: ["+447700900999"]), context: TestStore.admin)
@@ -330,10 +330,10 @@ struct RotationRaceTests {
         }
     }
 
-    @Test("an update committed between the rotation's read and its write is kept, not overwritten with the old values")
-    func updateDuringRotation() throws {
+    @Test("an update committed between the rotation's read and its write is kept, not overwritten with the old values", arguments: TestBackend.all)
+    func updateDuringRotation(backend: TestBackend) throws {
         let trigger = Trigger()
-        let test = try TestStore(hooks: [trigger])
+        let test = try TestStore(backend, hooks: [trigger])
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("race"), context: TestStore.admin)
         let other = try test.reopen()

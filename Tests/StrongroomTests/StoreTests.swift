@@ -5,9 +5,9 @@ import Testing
 
 @Suite("Store: records, keys and access")
 struct StoreTests {
-    @Test("a subject round-trips through encryption, all fields and partial reads")
-    func roundTrip() throws {
-        let test = try TestStore()
+    @Test("a subject round-trips through encryption, all fields and partial reads", arguments: TestBackend.all)
+    func roundTrip(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let subject = sampleSubject("rt", phones: ["+44 20 7946 0958", "07400 123538"])
         let id = try test.store.create(subject, context: TestStore.admin)
@@ -19,9 +19,9 @@ struct StoreTests {
         #expect(partial.personal.emails == nil && partial.personal.phones == nil)
     }
 
-    @Test("property: random personal data round-trips", arguments: 0..<25)
-    func randomRoundTrip(seed: Int) throws {
-        let test = try TestStore()
+    @Test("property: random personal data round-trips", arguments: TestBackend.all, 0..<25)
+    func randomRoundTrip(backend: TestBackend, seed: Int) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         var generator = SystemRandomNumberGenerator()
         func text() -> String {
@@ -37,9 +37,9 @@ struct StoreTests {
         #expect(try test.store.read(id, context: TestStore.admin).personal == personal, "seed \(seed)")
     }
 
-    @Test("update replaces only the given fields and re-indexes changed numbers")
-    func rectification() throws {
-        let test = try TestStore()
+    @Test("update replaces only the given fields and re-indexes changed numbers", arguments: TestBackend.all)
+    func rectification(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("up"), context: TestStore.admin)
         try test.store.update(id, personal: PersonalData(name: "Renamed Person", phones: [LabeledPhone(label: "mobile", number: "07700 900456")]),
@@ -51,9 +51,9 @@ struct StoreTests {
         #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).isEmpty)
     }
 
-    @Test("list pages by id without decrypting; a lead converts into a contact keeping its id")
-    func listAndConvert() throws {
-        let test = try TestStore()
+    @Test("list pages by id without decrypting; a lead converts into a contact keeping its id", arguments: TestBackend.all)
+    func listAndConvert(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let hook = RecordingHook()
         let store = try test.reopen(hooks: [hook])
@@ -67,9 +67,9 @@ struct StoreTests {
         #expect(throws: StoreError.self) { try store.convertToContact(ids[2], context: TestStore.admin) }
     }
 
-    @Test("external ids are unique and resolve to subjects")
-    func externalIDs() throws {
-        let test = try TestStore()
+    @Test("external ids are unique and resolve to subjects", arguments: TestBackend.all)
+    func externalIDs(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("ex"), context: TestStore.admin)
         #expect(try test.store.resolve("ext-ex") == id)
@@ -81,9 +81,9 @@ struct StoreTests {
         #expect(try test.store.count() == 1)
     }
 
-    @Test("deleting destroys the key: the subject reads as erased")
-    func delete() throws {
-        let test = try TestStore()
+    @Test("deleting destroys the key: the subject reads as erased", arguments: TestBackend.all)
+    func delete(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("del"), context: TestStore.admin)
         try test.store.delete(id, context: TestStore.admin)
@@ -96,9 +96,9 @@ struct StoreTests {
         #expect(try test.store.count() == 0)
     }
 
-    @Test("a wrong master key is refused at open, before any data is read")
-    func wrongMasterKey() throws {
-        let test = try TestStore()
+    @Test("a wrong master key is refused at open, before any data is read", arguments: TestBackend.all)
+    func wrongMasterKey(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         _ = try test.store.create(sampleSubject("wk"), context: TestStore.admin)
         #expect {
@@ -112,19 +112,19 @@ struct StoreTests {
         #expect(try test.reopen().count() == 1)
     }
 
-    @Test("a store cannot be created twice in one folder")
-    func createTwice() throws {
-        let test = try TestStore()
+    @Test("a store cannot be created twice in one folder", arguments: TestBackend.all)
+    func createTwice(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         #expect(throws: StoreError.self) {
             try Store.create(at: test.directory, keyProvider: StaticKeyProvider(key: test.key))
         }
     }
 
-    @Test("restriction refuses reads but for the purposes GDPR Art. 18(2) allows, and audits the refusal")
-    func restriction() throws {
+    @Test("restriction refuses reads but for the purposes GDPR Art. 18(2) allows, and audits the refusal", arguments: TestBackend.all)
+    func restriction(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let test = try TestStore(hooks: [hook])
+        let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let id = try test.store.create(sampleSubject("rs"), context: TestStore.admin)
         try test.store.setRestricted(true, id, context: TestStore.admin)

@@ -20,7 +20,7 @@ struct CallerIDWorkload {
             configuration.plannedPhoneNumbers = contacts * 2
             let store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),
                                          configuration: configuration)
-            let baseline = try Connection(path: directory + "/baseline.sqlite")
+            let baseline = try SQLiteConnection(path: directory + "/baseline.sqlite")
             try baseline.execute("""
                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 1073741824;
                 CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, last_contacted INTEGER, source TEXT);

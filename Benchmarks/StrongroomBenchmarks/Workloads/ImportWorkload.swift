@@ -25,7 +25,7 @@ struct ImportWorkload {
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),
                                          configuration: configuration)
-            let baseline = try Connection(path: directory + "/baseline.sqlite")
+            let baseline = try SQLiteConnection(path: directory + "/baseline.sqlite")
             try baseline.execute("""
                 PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
                 CREATE TABLE contacts (id INTEGER PRIMARY KEY, external_id TEXT UNIQUE, name TEXT, company TEXT, source TEXT);

@@ -7,7 +7,7 @@ import StrongroomStorage
 /// rotation workloads.
 struct LoadedStores {
     let store: Store
-    let baseline: Connection
+    let baseline: SQLiteConnection
     let baselinePath: String
 
     static let admin = AccessContext(actor: "bench", purpose: .admin)
@@ -21,7 +21,7 @@ struct LoadedStores {
         store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),
                                  configuration: configuration)
         baselinePath = directory + "/baseline.sqlite"
-        baseline = try Connection(path: baselinePath)
+        baseline = try SQLiteConnection(path: baselinePath)
         try baseline.execute("""
             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
             CREATE TABLE contacts (id INTEGER PRIMARY KEY, name BLOB, company BLOB, phones BLOB, key BLOB);

@@ -51,19 +51,14 @@ extension Store {
                              _ body: (AuditEntry, ArraySlice<UInt8>) throws -> Void) throws {
         let decoder = JSONDecoder()
         let subject = filter.subject.map { "\"subject\":\"\($0.rawValue)\"" }
-        for path in AuditLog.segmentPaths(in: auditLog.directory) {
-            let bytes = try AppendOnlyFile.readAll(path: path)
-            var start = 0
-            while let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                defer { start = newline + 1 }
-                let line = bytes[start..<newline]
-                // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
-                if let subject, !String(decoding: line, as: UTF8.self).contains(subject) { continue }
-                guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else { continue }
-                if let actor = filter.actor, entry.actor != actor { continue }
-                if let since = filter.since, let time = Timestamp.parse(entry.time), time < since { continue }
-                try body(entry, line)
-            }
+        try auditTrail.forEachLine { _, _, stored in
+            guard case .complete(let line) = stored else { return }
+            // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
+            if let subject, !String(decoding: line, as: UTF8.self).contains(subject) { return }
+            guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else { return }
+            if let actor = filter.actor, entry.actor != actor { return }
+            if let since = filter.since, let time = Timestamp.parse(entry.time), time < since { return }
+            try body(entry, line)
         }
     }
 }

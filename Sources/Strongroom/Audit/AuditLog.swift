@@ -62,15 +62,14 @@ struct AuditHead: Equatable, Sendable {
 /// real tail when another process wrote since.
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
-final class AuditLog: AuditHook {
+final class AuditLog: AuditTrail {
     /// The log's folder.
     let directory: String
     private let mac: HMACSHA256
     private let genesis: [UInt8]
     private let durability: AuditDurability
     private let segmentByteLimit: Int64
-    /// Saves the chain head in the key database; returns false when it could not (tried again later).
-    private let saveHead: @Sendable (AuditHead) -> Bool
+    private let headKeeper: AuditHeadKeeper
     private let state: Mutex<WriterState>
     /// Bytes appended by this process so far (written under the state lock, read by syncers).
     private let appended = Atomic<UInt64>(0)
@@ -85,8 +84,6 @@ final class AuditLog: AuditHook {
         var expectedSize: Int64
         var sequence: UInt64
         var previousMAC: [UInt8]
-        var lastHeadSave: Date
-        var headIsCurrent: Bool
         /// Flushes the current segment from outside the lock (`.synced` mode).
         var synchronizer: FileSynchronizer?
     }
@@ -104,10 +101,9 @@ final class AuditLog: AuditHook {
         self.genesis = genesis
         self.durability = durability
         self.segmentByteLimit = segmentByteLimit
-        self.saveHead = saveHead
+        self.headKeeper = AuditHeadKeeper(save: saveHead)
         self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
-                                       previousMAC: genesis, lastHeadSave: .distantPast, headIsCurrent: true,
-                                       synchronizer: nil))
+                                       previousMAC: genesis, synchronizer: nil))
     }
 
     /// The segment files of `directory`, oldest first.
@@ -125,7 +121,8 @@ final class AuditLog: AuditHook {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        let (head, written, synchronizer) = try state.withLock { (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
+        let (sequence, entryMAC, written, synchronizer) = try state.withLock {
+            (state: inout WriterState) throws -> (UInt64, [UInt8], UInt64, FileSynchronizer?) in
             try state.lock.withExclusiveLock {
                 try resynchronize(&state)
                 if state.expectedSize >= segmentByteLimit {
@@ -143,38 +140,18 @@ final class AuditLog: AuditHook {
                 }
                 try append(events, to: &state)
             }
-            let written = appended.load(ordering: .acquiring)
-            let now = Date()
-            guard now.timeIntervalSince(state.lastHeadSave) >= 1 else { return (nil, written, state.synchronizer) }
-            state.lastHeadSave = now
-            state.headIsCurrent = true
-            return (AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: now), written, state.synchronizer)
+            return (state.sequence, state.previousMAC, appended.load(ordering: .acquiring), state.synchronizer)
         }
         if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }
-        // Saved outside the lock: a busy key database delays the head, never the reader.
-        if let head, !saveHead(head) {
-            state.withLock { $0.headIsCurrent = false; $0.lastHeadSave = .distantPast }
-        }
+        headKeeper.appended(sequence: sequence, entryMAC: entryMAC)
     }
 
-    /// Chains `events` onto the log and writes them with one `write` (and a sync in durable mode).
+    /// Chains `events` onto the log and writes them with one `write`.
     private func append(_ events: [AuditEvent], to state: inout WriterState) throws {
         var output: [UInt8] = []
         output.reserveCapacity(events.count * 256)
-        var sequence = state.sequence
-        var previous = state.previousMAC
-        for event in events {
-            sequence += 1
-            let body = AuditLineFormat.body(sequence: sequence, event: event)
-            let code: [UInt8]
-            do throws(CryptoError) {
-                code = try mac.authenticationCode(for: [previous, body])
-            } catch {
-                throw AuditLogError.crypto(error)
-            }
-            AuditLineFormat.line(body: body, mac: code, into: &output)
-            previous = code
-        }
+        let (sequence, previous) = try AuditLineFormat.chain(events, after: state.sequence, previous: state.previousMAC,
+                                                             mac: mac, into: &output)
         do throws(FileError) {
             try state.file!.append(output)
         } catch {
@@ -186,7 +163,6 @@ final class AuditLog: AuditHook {
         appended.add(UInt64(output.count), ordering: .releasing)
         state.sequence = sequence
         state.previousMAC = previous
-        state.headIsCurrent = false
     }
 
     /// Group commit (`.synced` mode): returns once the first `target` bytes this process appended are
@@ -201,16 +177,26 @@ final class AuditLog: AuditHook {
         }
     }
 
-    /// Saves the chain head now if entries were written since the last save (on close, and by tools).
     func flushHead() {
-        let head: AuditHead? = state.withLock { state in
-            guard !state.headIsCurrent, state.sequence > 0 else { return nil }
-            state.headIsCurrent = true
-            state.lastHeadSave = Date()
-            return AuditHead(sequence: state.sequence, entryMAC: state.previousMAC, time: state.lastHeadSave)
-        }
-        if let head, !saveHead(head) {
-            state.withLock { $0.headIsCurrent = false }
+        headKeeper.flush()
+    }
+
+    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws {
+        let segments = AuditLog.segmentPaths(in: directory)
+        for (segmentIndex, path) in segments.enumerated() {
+            let name = URL(fileURLWithPath: path).lastPathComponent
+            let bytes = try AppendOnlyFile.readAll(path: path)
+            var lineStart = 0
+            var lineNumber = 0
+            while lineStart < bytes.count {
+                lineNumber += 1
+                guard let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) else {
+                    try body(name, lineNumber, .torn(atEnd: segmentIndex == segments.count - 1))
+                    break
+                }
+                try body(name, lineNumber, .complete(bytes[lineStart..<newline]))
+                lineStart = newline + 1
+            }
         }
     }
 

@@ -48,7 +48,7 @@ public struct AuditVerification: Sendable, Equatable {
 
 /// Checks the audit log: every line's MAC, the chain from genesis, sequence numbers, and the signed head.
 struct AuditVerifier {
-    let directory: String
+    let trail: any AuditTrail
     let mac: HMACSHA256
     let genesis: [UInt8]
     /// The head saved in the key database, with its MAC; nil when none was saved yet.
@@ -67,36 +67,40 @@ struct AuditVerifier {
             let code = try head.head.authenticationCode(mac)
             guard constantTimeEquals(code, head.code) else { return result(.badHead(reason: "its MAC does not verify")) }
         }
-        let segments = AuditLog.segmentPaths(in: directory)
-        for (segmentIndex, path) in segments.enumerated() {
-            let name = URL(fileURLWithPath: path).lastPathComponent
-            let bytes = try AppendOnlyFile.readAll(path: path)
-            var lineStart = 0
-            var lineNumber = 0
-            while lineStart < bytes.count {
-                lineNumber += 1
-                guard let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) else {
-                    if segmentIndex == segments.count - 1 { return result(.tornLastLine(segment: name, line: lineNumber)) }
-                    return result(.badEntry(sequence: expected, segment: name, line: lineNumber, reason: "incomplete line inside the log"))
-                }
-                defer { lineStart = newline + 1 }
-                guard let entry = AuditLineFormat.split(bytes[lineStart..<newline]) else {
-                    return result(.badEntry(sequence: expected, segment: name, line: lineNumber, reason: "not a well-formed entry"))
-                }
-                guard entry.sequence == expected else {
-                    return result(.outOfOrder(expected: expected, found: entry.sequence, segment: name, line: lineNumber))
-                }
-                let code = try mac.authenticationCode(for: [previous, Array(entry.body)])
-                guard constantTimeEquals(code, entry.mac) else {
-                    return result(.badEntry(sequence: entry.sequence, segment: name, line: lineNumber,
-                                            reason: "MAC mismatch (edited, or chained to a removed entry)"))
-                }
-                if entry.sequence == headSequence { headEntryMAC = code }
-                previous = code
-                expected += 1
-                verified += 1
+        var problem: AuditVerification.Problem?
+        try trail.forEachLine { place, lineNumber, stored in
+            guard problem == nil else { return }
+            let line: ArraySlice<UInt8>
+            switch stored {
+            case .torn(atEnd: true):
+                problem = .tornLastLine(segment: place, line: lineNumber)
+                return
+            case .torn(atEnd: false):
+                problem = .badEntry(sequence: expected, segment: place, line: lineNumber, reason: "incomplete line inside the log")
+                return
+            case .complete(let bytes):
+                line = bytes
             }
+            guard let entry = AuditLineFormat.split(line) else {
+                problem = .badEntry(sequence: expected, segment: place, line: lineNumber, reason: "not a well-formed entry")
+                return
+            }
+            guard entry.sequence == expected else {
+                problem = .outOfOrder(expected: expected, found: entry.sequence, segment: place, line: lineNumber)
+                return
+            }
+            let code = try mac.authenticationCode(for: [previous, Array(entry.body)])
+            guard constantTimeEquals(code, entry.mac) else {
+                problem = .badEntry(sequence: entry.sequence, segment: place, line: lineNumber,
+                                    reason: "MAC mismatch (edited, or chained to a removed entry)")
+                return
+            }
+            if entry.sequence == headSequence { headEntryMAC = code }
+            previous = code
+            expected += 1
+            verified += 1
         }
+        if let problem { return result(problem) }
         if let head {
             if expected - 1 < head.head.sequence {
                 return result(.missingFromEnd(expected: expected, headSequence: head.head.sequence))

@@ -88,7 +88,7 @@ extension Store {
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
-                    try connection.run("INSERT OR IGNORE INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?)",
+                    try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                        [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
                     for subject in subjects {
                         try connection.run("""
@@ -113,7 +113,7 @@ extension Store {
     ///
     /// The probe reads candidates and their checks from a covering index; only the exact
     /// matches' rows are then read (at a million subjects, each row read is a cache miss).
-    private func matchingSubjects(e164: String, in connection: Connection) throws -> [EncryptedSubject] {
+    private func matchingSubjects(e164: String, in connection: any Database) throws -> [EncryptedSubject] {
         var matches: [EncryptedSubject] = []
         // One index version normally; two while an index rotation builds the new one.
         for index in keyring.keys.phoneIndexes {

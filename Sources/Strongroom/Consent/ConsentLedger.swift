@@ -140,7 +140,7 @@ extension Store {
 
     /// The facts of the confirmation of the pending grant whose token hashes to `tokenHash`, checked in the
     /// transaction that appends it: the token must be known, unexpired and its grant still the latest change.
-    private func confirmationFacts(_ subject: SubjectID, tokenHash: [UInt8], in connection: Connection) throws -> LedgerFacts {
+    private func confirmationFacts(_ subject: SubjectID, tokenHash: [UInt8], in connection: any Database) throws -> LedgerFacts {
         guard let (pendingID, purposeName, expires) = try connection.firstRow("""
             SELECT id, purpose, token_expires_at FROM consent_ledger
             WHERE subject_id = ? AND state = 'pending' AND token_hash = ?
@@ -207,7 +207,7 @@ extension Store {
     }
 
     /// The ledger rows of `subjects`, with their sealed parts, for decryption or re-encryption.
-    func consentRows(of subjects: [SubjectID], in connection: Connection) throws -> [SubjectID: [ConsentRow]] {
+    func consentRows(of subjects: [SubjectID], in connection: any Database) throws -> [SubjectID: [ConsentRow]] {
         var rows: [SubjectID: [ConsentRow]] = [:]
         for subject in subjects {
             try connection.forEachRow("""
@@ -284,7 +284,7 @@ extension Store {
     /// transaction: counts the re-sealed parts against the new key's budget, and throws when an entry is
     /// not under the new key (one appended while the rotation ran), so the batch rolls back rather than
     /// destroy the key that entry needs; running the rotation again re-encrypts every entry.
-    func finishLedgerReseal(_ subject: SubjectID, version: UInt32, in connection: Connection) throws {
+    func finishLedgerReseal(_ subject: SubjectID, version: UInt32, in connection: any Database) throws {
         if try connection.scalarInteger("SELECT 1 FROM consent_ledger WHERE subject_id = ? AND key_version <> ? LIMIT 1",
                                         [.integer(subject.rawValue), .int(Int(version))]) != nil {
             throw StoreError.concurrentChange(subject)

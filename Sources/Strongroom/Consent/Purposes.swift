@@ -50,7 +50,7 @@ extension Store {
     static let purposeRefreshInterval: Duration = .seconds(1)
 
     /// Reads the store's purposes from the data database.
-    static func loadPurposes(from connection: Connection) throws -> PurposeCache {
+    static func loadPurposes(from connection: any Database) throws -> PurposeCache {
         PurposeCache(declarations: Dictionary(uniqueKeysWithValues: try connection.rows(
             "SELECT name, description, lawful_basis, double_opt_in FROM purposes") { row in
                 let name = Purpose(rawValue: row.text(0) ?? "")

@@ -110,7 +110,9 @@ public enum FuzzEntryPoints {
         guard (try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)) != nil else { return }
         defer { try? FileManager.default.removeItem(atPath: directory) }
         guard writeScratchFile(bytes, to: directory + "/" + AuditLog.segmentName(1)) else { return }
-        _ = try? AuditVerifier(directory: directory, mac: fixedAuditMAC, genesis: fixedAuditGenesis, head: nil).verify()
+        guard let log = try? AuditLog(directory: directory, mac: fixedAuditMAC, storeID: [], durability: .written,
+                                      segmentByteLimit: .max, saveHead: { _ in true }) else { return }
+        _ = try? AuditVerifier(trail: log, mac: fixedAuditMAC, genesis: fixedAuditGenesis, head: nil).verify()
     }
 
     /// A fresh path in the temporary folder, unique to this call (callers may run concurrently).

@@ -15,7 +15,7 @@ final class Keyring: Sendable {
     let storeID: [UInt8]
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
-    let database: Mutex<Connection>
+    let database: Mutex<any Database>
     private let cache: Mutex<SubjectKeyCache<KeyHandle>>
     /// Unwrapped subject keys beyond the hot set: a miss in `cache` found here costs a key schedule,
     /// not a key-database read and an unwrap.
@@ -27,8 +27,9 @@ final class Keyring: Sendable {
     /// so that the unused rest of a block, which every process leaves behind when it ends, costs a
     /// 2^28 budget nothing noticeable even over a million short tool runs; smaller for small budgets.
     static func reservationBlock(budget: UInt64) -> UInt64 { min(256, max(1, budget / 1_048_576)) }
-    /// The key database's `PRAGMA data_version` when the keys were last loaded: it changes when another
-    /// connection commits, so a rotation by another process is noticed without re-reading every time.
+    /// The key database's change counter (`Schema.keyChangeCounter`) when the keys were last loaded: it
+    /// changes when another connection commits, so a rotation by another process is noticed without
+    /// re-reading every time.
     private let loadedDataVersion = Mutex<Int64>(0)
 
     /// The unwrapped upper keys, as read from the key database: replaced as a whole when rotation
@@ -48,7 +49,7 @@ final class Keyring: Sendable {
         var current: KeyHandle { keyEncryptionKeys[currentVersion]! }
     }
 
-    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending Connection,
+    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending any Database,
                  cacheCapacity: Int, nonceBudget: UInt64) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
@@ -68,22 +69,11 @@ final class Keyring: Sendable {
     /// The active phone index (the one `keys status` describes).
     var phoneIndex: PhoneBlindIndex { keys.phoneIndexes[0] }
 
-    /// Opens `keys.sqlite` with the settings every key database connection uses.
-    ///
-    /// `secure_delete` overwrites deleted key rows with zeros; WAL keeps readers off writers' backs,
-    /// and erasure truncates the WAL afterwards (see `destroySubjectKeys`).
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
-    static func connect(path: String, create: Bool) throws -> Connection {
-        let connection = try Connection(path: path, create: create)
-        try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA mmap_size = 1073741824")
-        return connection
-    }
-
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
-    static func create(path: String, master: SecretKey, storeID: [UInt8], auditDurability: AuditDurability, indexBits: Int,
-                       plannedPopulation: Int, cacheCapacity: Int, nonceBudget: UInt64) throws -> Keyring {
-        let connection = try connect(path: path, create: true)
-        try connection.migrate(Schema.keys)
+    static func create(database connection: consuming sending any Database, master: SecretKey, storeID: [UInt8],
+                       auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
+                       nonceBudget: UInt64) throws -> Keyring {
+        try connection.migrate(Schema.keys(connection.dialect))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
@@ -111,9 +101,9 @@ final class Keyring: Sendable {
     }
 
     /// Opens the key database and unwraps the upper keys with `master`, touching no data.
-    static func open(path: String, master: SecretKey, cacheCapacity: Int, nonceBudget: UInt64) throws -> Keyring {
-        let connection = try connect(path: path, create: false)
-        try connection.migrate(Schema.keys)
+    static func open(database connection: consuming sending any Database, master: SecretKey, cacheCapacity: Int,
+                     nonceBudget: UInt64) throws -> Keyring {
+        try connection.migrate(Schema.keys(connection.dialect))
         guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         }) else { throw StoreError.storeMismatch }
@@ -140,7 +130,7 @@ final class Keyring: Sendable {
     }
 
     /// Reads and unwraps the KEKs and the answering index keys; versions in `known` are reused as they are.
-    static func load(from connection: Connection, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
+    static func load(from connection: any Database, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
                      budget: UInt64) throws -> LoadedKeys {
         let reserved = Dictionary(uniqueKeysWithValues: try connection.rows("SELECT key, reserved FROM key_usage") {
             ($0.text(0) ?? "", UInt64($0.int64(1)))
@@ -205,7 +195,7 @@ final class Keyring: Sendable {
     /// Reloads the keys if another connection committed to the key database since they were loaded;
     /// returns whether it did.
     func reloadIfChanged() throws -> Bool {
-        let version = try database.withLock { try $0.scalarInteger("PRAGMA data_version") ?? 0 }
+        let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
         let changed = loadedDataVersion.withLock { seen in
             defer { seen = version }
             return seen != 0 && seen != version
@@ -238,7 +228,7 @@ final class Keyring: Sendable {
 
     /// Inserts a fresh KEK wrapped under `master`; returns it.
     static func insertKEK(version: UInt32, current: Bool, under master: KeyHandle, storeID: [UInt8],
-                          in connection: Connection) throws -> KeyHandle {
+                          in connection: any Database) throws -> KeyHandle {
         let key = try SecretKey.random()
         let handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try randomKeyIdentifier())
         try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (?, ?, ?, ?, ?)", [
@@ -253,7 +243,7 @@ final class Keyring: Sendable {
     /// Inserts a fresh phone index key wrapped under `kek`; returns it.
     @discardableResult
     static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
-                               storeID: [UInt8], in connection: Connection) throws -> SecretKey {
+                               storeID: [UInt8], in connection: any Database) throws -> SecretKey {
         let key = try SecretKey.random()
         try connection.run("""
             INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
@@ -276,11 +266,12 @@ final class Keyring: Sendable {
 
     /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block to
     /// `key_usage` through `connection` when needed (inside the caller's transaction, if any).
-    static func reserve(_ usage: KeyUsage, count: Int, in connection: Connection) throws {
+    static func reserve(_ usage: KeyUsage, count: Int, in connection: any Database) throws {
         guard let total = try usage.reservationNeeded(for: UInt64(count), block: reservationBlock(budget: usage.budget)) else { return }
         try connection.run("""
             INSERT INTO key_usage (key, reserved) VALUES (?, ?)
-            ON CONFLICT (key) DO UPDATE SET reserved = max(reserved, excluded.reserved)
+            ON CONFLICT (key) DO UPDATE SET reserved = CASE WHEN excluded.reserved > key_usage.reserved
+                THEN excluded.reserved ELSE key_usage.reserved END
             """, [.text(usage.name), .integer(Int64(total))])
         usage.didReserve(total)
     }
@@ -314,12 +305,14 @@ final class Keyring: Sendable {
                 try connection.transaction {
                     guard try connection.scalarInteger("SELECT version FROM kek WHERE current = 1") == Int64(kek.version) else { return false }
                     for (subject, key, handle) in keys {
-                        // OR REPLACE: a row already at (subject, version) is an orphan of a write whose data
+                        // Replacing: a row already at (subject, version) is an orphan of a write whose data
                         // transaction rolled back after its keys committed (the rollback also gives the
                         // subject id back to the next insert): its key never protected any stored data.
                         try connection.run("""
-                            INSERT OR REPLACE INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
+                            INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
                             VALUES (?, ?, ?, ?, ?, ?)
+                            ON CONFLICT (subject_id, version) DO UPDATE SET key_id = excluded.key_id,
+                                kek_version = excluded.kek_version, wrapped = excluded.wrapped, created_at = excluded.created_at
                             """, [.integer(subject.rawValue), .int(Int(version)), .int(Int(handle.identifier)), .int(Int(kek.version)),
                                   .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
                                                           under: kek, storeID: storeID)),
@@ -377,9 +370,8 @@ final class Keyring: Sendable {
     }
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the
-    /// erasure. Then truncates the key database's WAL so no copy of the wrapped key stays in it
-    /// (`secure_delete` has already overwritten the row in the page).
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    /// erasure. Then has the key database drop the deleted row from its journal where it can (SQLite:
+    /// the WAL is truncated, and `secure_delete` has already overwritten the row in the page).
     func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws {
         let versions = try database.withLock { connection in
             let versions = try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
@@ -388,11 +380,11 @@ final class Keyring: Sendable {
             try connection.transaction {
                 try connection.run("DELETE FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)])
                 if tombstone {
-                    try connection.run("INSERT OR IGNORE INTO erased_subjects (subject_id, erased_at) VALUES (?, ?)",
+                    try connection.run("INSERT INTO erased_subjects (subject_id, erased_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                                        [.integer(subject.rawValue), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
                 }
             }
-            try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try connection.discardDeletedContent()
             return versions
         }
         forget(subject, versions: versions)

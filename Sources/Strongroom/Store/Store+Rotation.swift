@@ -63,7 +63,7 @@ extension Store {
                 }
             }
         }
-        try storeErrors { try keyring.database.withLock { try $0.execute("PRAGMA wal_checkpoint(TRUNCATE)") } }
+        try storeErrors { try keyring.database.withLock { try $0.discardDeletedContent() } }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
         return report
@@ -169,7 +169,7 @@ extension Store {
                     try connection.run("DELETE FROM rotations WHERE kind = 'kek'")
                     return true
                 }
-                try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                try connection.discardDeletedContent()
                 return finished
             }
         }
@@ -432,7 +432,7 @@ extension Store {
             try data.withLock { try $0.run("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]) }
             try keyring.database.withLock { connection in
                 try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
-                try connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                try connection.discardDeletedContent()
             }
         }
         try audit([AuditEvent(.keys, context, subject: nil,

@@ -61,12 +61,12 @@ extension Store {
                             results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
                             events.append(AuditEvent(.update, context, subject: existing.0, fields: fields.written))
                         } else {
-                            try connection.run("""
+                            let id = try connection.scalarInteger("""
                                 INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
-                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
                                 """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
                                                                                 .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
-                            created.append((SubjectID(rawValue: connection.lastInsertedRowID), subject))
+                            created.append((SubjectID(rawValue: id ?? 0), subject))
                             results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
                         }
                     }
@@ -220,7 +220,7 @@ extension Store {
 
     /// Seals every present field of `personal` into the subject's row; returns the fields written.
     private func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
-                      in connection: Connection) throws -> [PersonalField] {
+                      in connection: any Database) throws -> [PersonalField] {
         var assignments: [String] = []
         var values: [SQLValue] = []
         var written: [PersonalField] = []
@@ -248,7 +248,7 @@ extension Store {
     /// Updates metadata and the given fields of an existing subject under its current key.
     private func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
                          normalizer: PhoneNormalizer, now: Int64,
-                         in connection: Connection) throws -> (written: [PersonalField], unindexed: Int) {
+                         in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
         try connection.run("""
             UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
             WHERE id = ?
@@ -268,7 +268,7 @@ extension Store {
     /// Adds blind-index rows for `phones` to every answering index version (two while an index
     /// rotation builds the new one), or to `indexes`; returns how many numbers could not be normalised
     /// (they are stored, encrypted, but not indexed).
-    func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: Connection,
+    func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let indexes = indexes ?? keyring.keys.phoneIndexes
         var unindexed = 0
@@ -312,7 +312,7 @@ extension Store {
     static func date(milliseconds: Int64) -> Date { Date(timeIntervalSince1970: Double(milliseconds) / 1000) }
 
     /// Maps the `summaryColumns` of a row, starting at column `offset`.
-    static func summary(from row: Statement, offset: Int) -> SubjectSummary {
+    static func summary(from row: any Row, offset: Int) -> SubjectSummary {
         SubjectSummary(
             id: SubjectID(rawValue: row.int64(offset)),
             metadata: SubjectMetadata(kind: SubjectKind(rawValue: row.text(offset + 1) ?? "") ?? .lead,
@@ -325,7 +325,7 @@ extension Store {
     }
 
     /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`, from column `offset`.
-    static func encryptedSubject(from row: Statement, fields: [PersonalField], offset: Int = 0) -> EncryptedSubject {
+    static func encryptedSubject(from row: any Row, fields: [PersonalField], offset: Int = 0) -> EncryptedSubject {
         var ciphertexts: [PersonalField: [UInt8]] = [:]
         for (position, field) in fields.enumerated() {
             if let blob = row.blob(offset + 11 + position) { ciphertexts[field] = blob }

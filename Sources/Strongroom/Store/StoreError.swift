@@ -42,8 +42,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case invalidPhoneNumber(reason: String)
     /// Input the store cannot take, with the reason.
     case invalidInput(String)
-    /// A SQLite failure.
-    case database(SQLiteError)
+    /// A failure of the database backend (SQLite or PostgreSQL): its code and message, no values.
+    case database(any DatabaseError)
     /// A cryptographic failure.
     case crypto(CryptoError)
     /// A file could not be read or written.
@@ -86,7 +86,7 @@ extension StoreError {
     static func wrap(_ error: any Error) -> StoreError {
         switch error {
         case let error as StoreError: return error
-        case let error as SQLiteError: return .database(error)
+        case let error as any DatabaseError: return .database(error)
         case let error as CryptoError: return .crypto(error)
         case let error as FileError: return .file(error)
         case let error as KeyProviderError: return .keyProvider(error)

@@ -41,9 +41,9 @@ enum InitCommand: Command {
             _ = try KeyFile.create(at: keyFile)
             createdKey = true
         }
-        let store = try Store.create(at: options.directory, keyProvider: options.keyProvider, configuration: configuration)
+        let store = try Store.create(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
         store.close()
-        console.print("created store \(options.directory) (default region \(store.defaultRegion), audit "
+        console.print("created store \(options.location) (default region \(store.defaultRegion), audit "
                       + (configuration.auditDurability == .synced ? "durable: each entry fsync'd)" : "entries written before plaintext returns)"))
         if let keyFile = options.keyFile {
             console.print(createdKey ? "created master key file \(keyFile) (mode 0600): keep it apart from the store's backups"

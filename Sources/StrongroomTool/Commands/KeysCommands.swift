@@ -157,7 +157,7 @@ private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
         store = try options.open()
     } catch StoreError.wrongMasterKey {
         // A rotation that committed before a crash: the store already opens with the new key.
-        let rotated = try Store.open(at: options.directory, keyProvider: StaticKeyProvider(key: newKey))
+        let rotated = try Store.open(at: options.location, keyProvider: StaticKeyProvider(key: newKey))
         rotated.close()
         if inPlace { try KeyFile.install(staging, at: newKeyFile) }
         console.print("the store already opens with the key in \(newKeyFile): the master key was rotated")

@@ -166,9 +166,9 @@ enum PhoneNormalizeCommand: Command {
         """
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let storeDirectory = try arguments.option("--store") ?? console.environment["STRONGROOM_STORE"]
+        let storeLocation = try StoreOptions.storeLocation(&arguments, environment: console.environment)
         var region = try arguments.option("--region")
-        if region == nil, let storeDirectory { region = try Store.defaultRegion(at: storeDirectory) }
+        if region == nil, let storeLocation { region = try Store.defaultRegion(at: storeLocation) }
         let normalizer: PhoneNormalizer
         do { normalizer = try PhoneNormalizer(defaultRegion: region ?? "US") } catch {
             throw UsageError(message: "unsupported region \(region ?? "")")

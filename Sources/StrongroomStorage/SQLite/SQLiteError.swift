@@ -3,7 +3,7 @@
 /// Bound values can be ciphertext, blind-index tags or identifiers; they stay out of errors so that
 /// nothing derived from personal data reaches a log line.
 /// Related SQLite documentation: <https://www.sqlite.org/rescode.html>
-public struct SQLiteError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct SQLiteError: DatabaseError, Equatable {
     /// The extended result code (`sqlite3_extended_errcode`).
     public let extendedCode: Int32
     /// SQLite's own message (`sqlite3_errmsg`), which names tables or constraints, not values.

@@ -2,8 +2,8 @@ internal import CSQLite
 
 /// A prepared SQLite statement, owned by the connection that compiled it.
 ///
-/// Not thread-safe: used only by its `Connection`, which is itself confined to one thread at a time.
-public final class Statement {
+/// Not thread-safe: used only by its `SQLiteConnection`, which is itself confined to one thread at a time.
+public final class Statement: Row {
     /// The raw handle: `sqlite3_stmt *`, finalized in `deinit`.
     private let handle: OpaquePointer
     /// The connection handle, for error messages.
@@ -17,7 +17,7 @@ public final class Statement {
         let flags: UInt32 = persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0
         let code = unsafe sqlite3_prepare_v3(database, sql, -1, flags, &statement, nil)
         guard code == SQLITE_OK, let statement else {
-            throw Connection.error(database, code: code, sql: sql)
+            throw SQLiteConnection.error(database, code: code, sql: sql)
         }
         unsafe self.handle = statement
         unsafe self.database = database
@@ -52,7 +52,7 @@ public final class Statement {
                                                sqlite3_uint64(buffer.count), CSQLite_transient())
                 }
             }
-            guard code == SQLITE_OK else { throw Connection.error(database, code: code, sql: sql) }
+            guard code == SQLITE_OK else { throw SQLiteConnection.error(database, code: code, sql: sql) }
         }
     }
 
@@ -64,7 +64,7 @@ public final class Statement {
         case SQLITE_DONE: return false
         default:
             unsafe sqlite3_reset(handle)
-            throw Connection.error(database, code: code, sql: sql)
+            throw SQLiteConnection.error(database, code: code, sql: sql)
         }
     }
 
@@ -109,5 +109,5 @@ public final class Statement {
     }
 }
 
-@available(*, unavailable, message: "A Statement belongs to its Connection, which is confined to one thread at a time")
+@available(*, unavailable, message: "A Statement belongs to its SQLiteConnection, which is confined to one thread at a time")
 extension Statement: Sendable {}

@@ -1,10 +1,10 @@
 internal import CSQLite
 
-/// One SQLite database connection and its cache of prepared statements.
+/// One SQLite database connection and its cache of prepared statements: the embedded backend.
 ///
 /// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
 /// keeps each one behind a lock. It is opened with `SQLITE_OPEN_NOMUTEX` for that reason.
-public final class Connection {
+public final class SQLiteConnection: Database {
     /// The raw handle: `sqlite3 *`, closed in `deinit`.
     private let handle: OpaquePointer
     /// Statements compiled once and reused, keyed by their SQL text.
@@ -32,7 +32,7 @@ public final class Connection {
         var database: OpaquePointer?
         let code = unsafe sqlite3_open_v2(path, &database, flags, nil)
         guard code == SQLITE_OK, let database else {
-            let error = unsafe database.map { unsafe Connection.error($0, code: code, sql: nil) }
+            let error = unsafe database.map { unsafe SQLiteConnection.error($0, code: code, sql: nil) }
                 ?? SQLiteError(extendedCode: code, message: String(cString: sqlite3_errstr(code)))
             unsafe sqlite3_close_v2(database)
             throw error
@@ -53,7 +53,7 @@ public final class Connection {
     /// The corresponding C function is `sqlite3_exec`.
     public func execute(_ sql: String) throws(SQLiteError) {
         let code = unsafe sqlite3_exec(handle, sql, nil, nil, nil)
-        guard code == SQLITE_OK else { throw unsafe Connection.error(handle, code: code, sql: sql) }
+        guard code == SQLITE_OK else { throw unsafe SQLiteConnection.error(handle, code: code, sql: sql) }
     }
 
     /// Returns a cached prepared statement for `sql`, compiling it on first use.
@@ -64,8 +64,11 @@ public final class Connection {
         return statement
     }
 
+    /// SQLite.
+    public var dialect: SQLDialect { .sqlite }
+
     /// Runs a statement that returns no rows, with `values` bound to its parameters.
-    public func run(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) {
+    public func run(_ sql: String, _ values: [SQLValue]) throws(SQLiteError) {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
@@ -73,8 +76,7 @@ public final class Connection {
     }
 
     /// Runs a query and calls `row` for each result row; the statement is valid only inside `row`.
-    public func forEachRow(_ sql: String, _ values: [SQLValue] = [],
-                           _ row: (Statement) throws -> Void) throws {
+    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
@@ -82,39 +84,12 @@ public final class Connection {
     }
 
     /// Runs a query and maps its first row, or returns nil when it has none.
-    public func firstRow<T>(_ sql: String, _ values: [SQLValue] = [],
-                            _ map: (Statement) throws -> T) throws -> T? {
+    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T? {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
         guard try statement.step() else { return nil }
         return try map(statement)
-    }
-
-    /// Runs a query and maps every row.
-    public func rows<T>(_ sql: String, _ values: [SQLValue] = [],
-                        _ map: (Statement) throws -> T) throws -> [T] {
-        var result: [T] = []
-        try forEachRow(sql, values) { result.append(try map($0)) }
-        return result
-    }
-
-    /// The integer in the first column of the first row, or nil.
-    public func scalarInteger(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> Int64? {
-        let statement = try statement(sql)
-        try statement.bind(values)
-        defer { statement.reset() }
-        guard try statement.step(), !statement.isNull(0) else { return nil }
-        return statement.int64(0)
-    }
-
-    /// The text in the first column of the first row, or nil.
-    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> String? {
-        let statement = try statement(sql)
-        try statement.bind(values)
-        defer { statement.reset() }
-        guard try statement.step() else { return nil }
-        return statement.text(0)
     }
 
     /// Runs `body` inside a transaction: committed when it returns, rolled back when it throws.
@@ -142,6 +117,24 @@ public final class Connection {
     /// The number of rows changed by the last statement.
     public var changes: Int { Int(unsafe sqlite3_changes64(handle)) }
 
+    /// The schema version recorded in the file (`PRAGMA user_version`).
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_user_version>
+    public func schemaVersion() throws -> Int {
+        Int(try scalarInteger("PRAGMA user_version") ?? 0)
+    }
+
+    /// Records `version` in `PRAGMA user_version`.
+    public func setSchemaVersion(_ version: Int) throws(SQLiteError) {
+        try execute("PRAGMA user_version = \(version)")
+    }
+
+    /// Copies the WAL into the database and truncates it, so deleted rows (already overwritten in
+    /// their pages by `secure_delete`) leave no copy in the journal.
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
+    public func discardDeletedContent() throws(SQLiteError) {
+        try execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
     /// Builds an error from the connection's last error, keeping the SQL but no bound values.
     static func error(_ database: OpaquePointer, code: Int32, sql: String?) -> SQLiteError {
         let extended = unsafe sqlite3_extended_errcode(database)
@@ -151,4 +144,4 @@ public final class Connection {
 }
 
 @available(*, unavailable, message: "A Connection is confined to one thread at a time; keep it behind a lock")
-extension Connection: Sendable {}
+extension SQLiteConnection: Sendable {}

@@ -1,0 +1,99 @@
+/// The SQL dialect a database speaks, for the few statements that differ between backends
+/// (schema definitions, triggers, the change counter).
+public enum SQLDialect: String, Sendable {
+    /// SQLite 3.35 or later (the embedded default).
+    case sqlite
+    /// PostgreSQL 12 or later, through libpq.
+    case postgresql
+}
+
+/// A failure reported by a database backend: a code to look up and the backend's message, never the
+/// values bound to the statement (they can be ciphertext, blind-index tags or identifiers).
+public protocol DatabaseError: Error, Sendable, CustomStringConvertible {
+    /// True when a unique, check or foreign-key constraint refused the write.
+    var isConstraintViolation: Bool { get }
+}
+
+/// One result row, valid only inside the closure it is passed to.
+public protocol Row {
+    /// True when column `index` is SQL `NULL`.
+    func isNull(_ index: Int) -> Bool
+    /// Column `index` as an integer (0 for NULL).
+    func int64(_ index: Int) -> Int64
+    /// Column `index` as a double (0 for NULL).
+    func double(_ index: Int) -> Double
+    /// Column `index` as text, nil for NULL.
+    func text(_ index: Int) -> String?
+    /// Column `index` as bytes, nil for NULL.
+    func blob(_ index: Int) -> [UInt8]?
+}
+
+/// A connection to one of a store's databases, whatever the backend. The engine writes its SQL in
+/// the subset both backends share: `?` parameters, `ON CONFLICT … DO …`, `RETURNING`, no
+/// backend-specific functions; what differs is asked of `dialect`.
+///
+/// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
+/// keeps each one behind a lock.
+public protocol Database: AnyObject {
+    /// The dialect this connection speaks.
+    var dialect: SQLDialect { get }
+
+    /// Runs one or more SQL statements that take no parameters and return no rows the caller needs.
+    func execute(_ sql: String) throws
+
+    /// Runs a statement that returns no rows, with `values` bound to its `?` parameters.
+    func run(_ sql: String, _ values: [SQLValue]) throws
+
+    /// Runs a query and calls `row` for each result row.
+    func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws
+
+    /// Runs a query and maps its first row, or returns nil when it has none.
+    func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T?
+
+    /// Runs `body` inside a write transaction: committed when it returns, rolled back when it throws.
+    /// Write transactions on one database never run at the same time (SQLite's write lock; an advisory
+    /// lock on PostgreSQL), so a read inside `body` sees what the write after it will change.
+    func transaction<T>(_ body: () throws -> T) throws -> T
+
+    /// The number of rows changed by the last statement.
+    var changes: Int { get }
+
+    /// The schema version recorded in the database (0 when none).
+    func schemaVersion() throws -> Int
+
+    /// Records `version` as the schema version (inside a migration's transaction).
+    func setSchemaVersion(_ version: Int) throws
+
+    /// Makes deleted rows' bytes leave the database's journal where the backend allows it (SQLite:
+    /// truncate the WAL; PostgreSQL keeps old row versions until VACUUM and its own WAL recycling).
+    /// Call outside a transaction.
+    func discardDeletedContent() throws
+}
+
+extension Database {
+    /// Runs a statement that takes no parameters and returns no rows.
+    public func run(_ sql: String) throws { try run(sql, []) }
+
+    /// Runs a query without parameters and calls `row` for each result row.
+    public func forEachRow(_ sql: String, _ row: (any Row) throws -> Void) throws { try forEachRow(sql, [], row) }
+
+    /// Runs a query without parameters and maps its first row.
+    public func firstRow<T>(_ sql: String, _ map: (any Row) throws -> T) throws -> T? { try firstRow(sql, [], map) }
+
+    /// Runs a query and maps every row.
+    public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any Row) throws -> T) throws -> [T] {
+        var result: [T] = []
+        try forEachRow(sql, values) { result.append(try map($0)) }
+        return result
+    }
+
+    /// The integer in the first column of the first row, or nil (also for NULL).
+    public func scalarInteger(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
+        try firstRow(sql, values) { $0.isNull(0) ? nil : $0.int64(0) } ?? nil
+    }
+
+    /// The text in the first column of the first row, or nil.
+    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws -> String? {
+        try firstRow(sql, values) { $0.text(0) } ?? nil
+    }
+}

@@ -1,0 +1,384 @@
+internal import CPostgreSQL
+
+/// One PostgreSQL connection (libpq) and its prepared statements: the backend for stores shared by
+/// several service instances.
+///
+/// A store's tables live in one schema, named by Strongroom's own `schema=` URL parameter (taken out
+/// before the rest goes to libpq) and set as the connection's `search_path`, so the engine's SQL is the
+/// same on both backends. Parameters go as text, bytes as binary; results come back as text.
+///
+/// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
+/// keeps each one behind a lock.
+public final class PostgresConnection: Database {
+    /// The raw handle: `PGconn *`, closed in `deinit`.
+    private let handle: OpaquePointer
+    /// Prepared statement names, keyed by the engine's SQL text.
+    private var prepared: [String: String] = [:]
+    /// Rows changed by the last statement (`PQcmdTuples`).
+    private var lastChanges = 0
+    /// The key of the advisory lock that serialises write transactions (see `transaction`).
+    private let writeLockKey: Int64
+    /// The statements that set up a session: run after connecting and after a reconnect.
+    private let sessionSetup: String
+    /// The schema holding the store's tables.
+    public let schema: String
+
+    /// The schema a URL without `schema=` uses.
+    public static let defaultSchema = "strongroom"
+
+    /// Connects to the server named by `url` (a libpq connection URI, `postgresql://user@host:port/db`,
+    /// plus an optional `schema=NAME` parameter).
+    ///
+    /// - Parameters:
+    ///   - url: the connection URI.
+    ///   - create: create the schema when it does not exist.
+    ///   - writeLock: names the advisory lock this connection's write transactions take; connections
+    ///     that must not wait for each other (a database and the audit log beside it) use different names.
+    public init(url: String, create: Bool, writeLock: String) throws(PostgresError) {
+        let (connectionInfo, schema) = try PostgresConnection.split(url)
+        guard let connection = unsafe PQconnectdb(connectionInfo) else {
+            throw PostgresError(sqlState: "08000", message: "libpq could not allocate a connection")
+        }
+        guard unsafe PQstatus(connection) == CONNECTION_OK else {
+            let message = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection)))
+            unsafe PQfinish(connection)
+            throw PostgresError(sqlState: "08000", message: "cannot connect: \(message)")
+        }
+        unsafe self.handle = connection
+        self.schema = schema
+        // FNV-1a over schema and lock name: a stable 64-bit advisory lock key per (schema, purpose).
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in "strongroom/\(schema)/\(writeLock)".utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        writeLockKey = Int64(bitPattern: hash)
+        // Notices ("schema already exists, skipping") stay out of the tool's output; a lock wait ends
+        // in an error after 30 s, as SQLite's busy timeout does after 10 s.
+        sessionSetup = """
+            SET client_min_messages = warning; SET lock_timeout = '30s';
+            \(create ? "CREATE SCHEMA IF NOT EXISTS \"\(schema)\";" : "")
+            SET search_path TO "\(schema)"
+            """
+        try execute(sessionSetup)
+    }
+
+    deinit {
+        unsafe PQfinish(handle)
+    }
+
+    /// Splits Strongroom's `schema=` parameter off a connection URI; the schema must be a plain
+    /// lower-case identifier (it is written into SQL, so nothing else is accepted).
+    public static func split(_ url: String) throws(PostgresError) -> (connectionInfo: String, schema: String) {
+        guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+            throw PostgresError(sqlState: "08000", message: "not a PostgreSQL URL (postgresql://user@host:port/database?schema=name)")
+        }
+        guard let question = url.firstIndex(of: "?") else { return (url, defaultSchema) }
+        var schema = defaultSchema
+        var kept: [Substring] = []
+        for parameter in url[url.index(after: question)...].split(separator: "&") {
+            if parameter.hasPrefix("schema=") {
+                schema = String(parameter.dropFirst(7))
+            } else {
+                kept.append(parameter)
+            }
+        }
+        let valid = !schema.isEmpty && schema.utf8.count <= 63 && schema.utf8.allSatisfy {
+            ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "_")
+        } && !(schema.utf8.first! >= UInt8(ascii: "0") && schema.utf8.first! <= UInt8(ascii: "9"))
+        guard valid else {
+            throw PostgresError(sqlState: "08000", message: "schema must be 1–63 characters of a–z, 0–9 and _, not starting with a digit")
+        }
+        let base = String(url[..<question])
+        return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), schema)
+    }
+
+    /// PostgreSQL.
+    public var dialect: SQLDialect { .postgresql }
+
+    /// Runs one or more statements through the simple query protocol.
+    public func execute(_ sql: String) throws(PostgresError) {
+        try reconnectIfLost()
+        let result = PostgresResult(unsafe PQexec(handle, sql))
+        try check(result, sql: sql)
+        lastChanges = result.changes
+    }
+
+    public func run(_ sql: String, _ values: [SQLValue]) throws(PostgresError) {
+        lastChanges = try query(sql, values).changes
+    }
+
+    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws {
+        let result = try query(sql, values)
+        for index in 0..<result.rowCount { try row(PostgresRow(result: result, row: index)) }
+    }
+
+    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T? {
+        let result = try query(sql, values)
+        guard result.rowCount > 0 else { return nil }
+        return try map(PostgresRow(result: result, row: 0))
+    }
+
+    /// Runs `body` in a transaction that first takes this connection's advisory write lock, so write
+    /// transactions on one store's database run one at a time, as on SQLite (`BEGIN IMMEDIATE`): the
+    /// engine's read-then-write steps (current-KEK checks, consent tokens, rotation cursors) rely on it.
+    /// A COMMIT that PostgreSQL turned into a rollback (the transaction had failed) is an error.
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS>
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN; SELECT pg_advisory_xact_lock(\(writeLockKey))")
+        do {
+            let value = try body()
+            let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
+            try check(result, sql: "COMMIT")
+            guard result.commandStatus == "COMMIT" else {
+                throw PostgresError(sqlState: "40000", message: "the transaction was rolled back by the server", sql: "COMMIT")
+            }
+            return value
+        } catch {
+            _ = PostgresResult(unsafe PQexec(handle, "ROLLBACK"))
+            throw error
+        }
+    }
+
+    public var changes: Int { lastChanges }
+
+    /// The version in the schema's `strongroom_schema_version` table (0 when it has none).
+    public func schemaVersion() throws -> Int {
+        guard try scalarText("SELECT to_regclass('strongroom_schema_version')::text") != nil else { return 0 }
+        return Int(try scalarInteger("SELECT version FROM strongroom_schema_version") ?? 0)
+    }
+
+    public func setSchemaVersion(_ version: Int) throws {
+        try execute("""
+            CREATE TABLE IF NOT EXISTS strongroom_schema_version (version BIGINT NOT NULL);
+            DELETE FROM strongroom_schema_version; INSERT INTO strongroom_schema_version VALUES (\(version))
+            """)
+    }
+
+    /// Nothing to do here: PostgreSQL keeps a deleted row's old version until VACUUM reclaims it and
+    /// its WAL until a checkpoint recycles it; SECURITY.md says what that means for erasure.
+    public func discardDeletedContent() {}
+
+    /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
+    private func query(_ sql: String, _ values: [SQLValue]) throws(PostgresError) -> PostgresResult {
+        try reconnectIfLost()
+        let name: String
+        if let known = prepared[sql] {
+            name = known
+        } else {
+            name = "s\(prepared.count + 1)"
+            let result = PostgresResult(unsafe PQprepare(handle, name, PostgresConnection.numberedParameters(sql), 0, nil))
+            try check(result, sql: sql)
+            prepared[sql] = name
+        }
+        // All parameters in one buffer: text as NUL-terminated UTF-8 (libpq reads text parameters up
+        // to their NUL), bytes as binary with a length, so they need no escaping.
+        var buffer: [UInt8] = [0]
+        var offsets: [Int] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        for value in values {
+            var format: Int32 = 0
+            let start = buffer.count
+            switch value {
+            case .null:
+                offsets.append(-1)
+                lengths.append(0)
+                formats.append(0)
+                continue
+            case .integer(let integer):
+                buffer.append(contentsOf: String(integer).utf8)
+            case .real(let real):
+                buffer.append(contentsOf: "\(real)".utf8)
+            case .text(let text):
+                guard !text.utf8.contains(0) else {
+                    throw PostgresError(sqlState: "22000", message: "PostgreSQL text cannot hold a NUL character", sql: sql)
+                }
+                buffer.append(contentsOf: text.utf8)
+            case .blob(let bytes):
+                buffer.append(contentsOf: bytes)
+                format = 1
+            }
+            offsets.append(start)
+            lengths.append(Int32(buffer.count - start))
+            formats.append(format)
+            if format == 0 { buffer.append(0) }
+        }
+        let result = unsafe buffer.withUnsafeBufferPointer { bytes in
+            let base = unsafe UnsafeRawPointer(bytes.baseAddress!)
+            let pointers: [UnsafePointer<CChar>?] = unsafe offsets.map {
+                $0 < 0 ? nil : unsafe (base + $0).assumingMemoryBound(to: CChar.self)
+            }
+            return unsafe PostgresResult(PQexecPrepared(handle, name, Int32(values.count), pointers, lengths, formats, 0))
+        }
+        try check(result, sql: sql)
+        return result
+    }
+
+    /// Rewrites SQLite's placeholders as PostgreSQL's, leaving quoted text and identifiers alone: a
+    /// numbered `?N` becomes `$N`, and a bare `?` takes, as in SQLite, the number one greater than the
+    /// largest already used. Related SQLite documentation: <https://www.sqlite.org/lang_expr.html#varparam>
+    static func numberedParameters(_ sql: String) -> String {
+        var output = ""
+        output.reserveCapacity(sql.utf8.count + 16)
+        var largest = 0
+        var quote: Character?
+        var characters = sql.makeIterator()
+        var pending = characters.next()
+        while let character = pending {
+            pending = characters.next()
+            if let open = quote {
+                if character == open { quote = nil }
+                output.append(character)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                output.append(character)
+            } else if character == "?" {
+                var digits = ""
+                while let next = pending, next.isASCII, next.isNumber {
+                    digits.append(next)
+                    pending = characters.next()
+                }
+                let number = Int(digits) ?? largest + 1
+                largest = max(largest, number)
+                output += "$\(number)"
+            } else {
+                output.append(character)
+            }
+        }
+        return output
+    }
+
+    /// Reconnects once when the server closed the connection (a restart or failover); prepared
+    /// statements are gone with the session, so they are prepared again.
+    private func reconnectIfLost() throws(PostgresError) {
+        guard unsafe PQstatus(handle) != CONNECTION_OK else { return }
+        unsafe PQreset(handle)
+        guard unsafe PQstatus(handle) == CONNECTION_OK else {
+            throw PostgresError(sqlState: "08006", message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
+        }
+        prepared.removeAll()
+        let result = PostgresResult(unsafe PQexec(handle, sessionSetup))
+        try check(result, sql: nil)
+    }
+
+    /// Throws the result's error unless it succeeded.
+    private func check(_ result: PostgresResult, sql: String?) throws(PostgresError) {
+        if let error = result.error(connection: handle, sql: sql) { throw error }
+    }
+
+    static func trimmed(_ message: String) -> String {
+        String(message.split(separator: "\n").first ?? "").trimmingSpaces
+    }
+}
+
+@available(*, unavailable, message: "A PostgresConnection is confined to one thread at a time; keep it behind a lock")
+extension PostgresConnection: Sendable {}
+
+/// A libpq result (`PGresult *`), cleared when the last row referring to it is gone.
+final class PostgresResult {
+    private let handle: OpaquePointer?
+
+    init(_ handle: OpaquePointer?) {
+        unsafe self.handle = handle
+    }
+
+    deinit {
+        unsafe PQclear(handle)
+    }
+
+    /// The error this result reports, or nil when the command succeeded.
+    func error(connection: OpaquePointer, sql: String?) -> PostgresError? {
+        guard let handle else {
+            return PostgresError(sqlState: "08006", message: unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection))), sql: sql)
+        }
+        switch unsafe PQresultStatus(handle) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return nil
+        default:
+            // The primary message only: the DETAIL field can quote the values of a conflicting row.
+            let state = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "C"))).map { unsafe String(cString: $0) } ?? "XX000"
+            let connectionMessage = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection)))
+            let message = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "M"))).map { unsafe String(cString: $0) } ?? connectionMessage
+            return PostgresError(sqlState: state, message: message, sql: sql)
+        }
+    }
+
+    var rowCount: Int32 { unsafe PQntuples(handle) }
+
+    /// Rows changed by an INSERT, UPDATE or DELETE (0 for other commands).
+    var changes: Int { unsafe Int(String(cString: PQcmdTuples(handle))) ?? 0 }
+
+    /// The command tag ("COMMIT", "ROLLBACK", "INSERT 0 1", …).
+    var commandStatus: String { unsafe String(cString: PQcmdStatus(handle)) }
+
+    func isNull(row: Int32, column: Int32) -> Bool { unsafe PQgetisnull(handle, row, column) == 1 }
+
+    /// The column's value as the bytes of its text form.
+    func withText<T>(row: Int32, column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
+        let length = Int(unsafe PQgetlength(handle, row, column))
+        return unsafe PQgetvalue(handle, row, column).withMemoryRebound(to: UInt8.self, capacity: length) {
+            unsafe body(UnsafeBufferPointer(start: $0, count: length))
+        }
+    }
+
+    /// True when the column is `bytea` (its text form is `\x` and hex digits).
+    func isBytes(column: Int32) -> Bool { unsafe PQftype(handle, column) == 17 }
+}
+
+/// One row of a `PostgresResult`.
+struct PostgresRow: Row {
+    let result: PostgresResult
+    let row: Int32
+
+    func isNull(_ index: Int) -> Bool { result.isNull(row: row, column: Int32(index)) }
+
+    func int64(_ index: Int) -> Int64 {
+        result.withText(row: row, column: Int32(index)) { bytes in
+            // Booleans come back as t/f; integers and numerics as decimal text.
+            if bytes.count == 1, bytes[0] == UInt8(ascii: "t") { return 1 }
+            var value: Int64 = 0
+            var negative = false
+            for (position, byte) in bytes.enumerated() {
+                if position == 0, byte == UInt8(ascii: "-") { negative = true; continue }
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
+                value = value &* 10 &+ Int64(byte - UInt8(ascii: "0"))
+            }
+            return negative ? -value : value
+        }
+    }
+
+    func double(_ index: Int) -> Double { text(index).flatMap(Double.init) ?? 0 }
+
+    func text(_ index: Int) -> String? {
+        let column = Int32(index)
+        guard !result.isNull(row: row, column: column) else { return nil }
+        return result.withText(row: row, column: column) { unsafe String(decoding: $0, as: UTF8.self) }
+    }
+
+    func blob(_ index: Int) -> [UInt8]? {
+        let column = Int32(index)
+        guard !result.isNull(row: row, column: column) else { return nil }
+        let isBytes = result.isBytes(column: column)
+        return result.withText(row: row, column: column) { text in
+            guard isBytes, text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x") else { return unsafe Array(text) }
+            func nibble(_ digit: UInt8) -> UInt8 {
+                digit <= UInt8(ascii: "9") ? digit &- UInt8(ascii: "0") : (digit | 0x20) &- UInt8(ascii: "a") &+ 10
+            }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity((text.count - 2) / 2)
+            var position = 2
+            while position + 1 < text.count {
+                bytes.append(nibble(text[position]) << 4 | nibble(text[position + 1]))
+                position += 2
+            }
+            return bytes
+        }
+    }
+}
+
+extension String {
+    /// The string without leading or trailing spaces.
+    fileprivate var trimmingSpaces: String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}
