@@ -1,8 +1,11 @@
 import Foundation
 
-/// One benchmark's figures: Strongroom against plain SQLite doing the same job in the same run.
+/// One benchmark's figures: Strongroom against plain SQLite (or plain PostgreSQL) doing the same job
+/// in the same run.
 struct BenchmarkResult: Encodable {
     let workload: String
+    /// The database both sides ran on: "sqlite" or "postgresql".
+    var backend = "sqlite"
     let n: Int
     let operations: Int
     let opsPerS: Double

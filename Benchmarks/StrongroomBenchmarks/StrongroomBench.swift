@@ -4,7 +4,7 @@ import Foundation
 @main
 enum StrongroomBench {
     static let usage = """
-        Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--json]
+        Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--backend sqlite|postgres] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, audit-overhead, audit-verify,
         field-seal, all. Each reports its figure next to a plain-SQLite baseline
@@ -15,10 +15,16 @@ enum StrongroomBench {
                          import, rotate-kek, rotate-data and audit-overhead 100000;
                          audit-verify: entries, 300000)
           --lookups M    caller-ID lookups to time (default 200000)
+          --backend B    callerid only: sqlite (default) or postgres, which runs the store and a
+                         plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
+                         server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
+                         (default contacts on postgres: 100000)
           --json         one JSON object per workload per line
 
         Example:
           swift run -c release strongroom-bench callerid --contacts 1000000
+          swift run -c release strongroom-bench callerid --backend postgres \\
+              --postgres postgresql://bench@127.0.0.1:5432/bench
         """
 
     static func main() {
@@ -40,6 +46,25 @@ enum StrongroomBench {
         }
         let contacts = option("--contacts")
         let lookups = option("--lookups") ?? 200_000
+        func textOption(_ name: String) -> String? {
+            guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
+            defer { arguments.removeSubrange(index...(index + 1)) }
+            return arguments[index + 1]
+        }
+        let backend: BenchmarkBackend
+        switch textOption("--backend") ?? "sqlite" {
+        case "sqlite":
+            backend = .sqlite
+        case "postgres", "postgresql":
+            guard let url = textOption("--postgres") ?? ProcessInfo.processInfo.environment["STRONGROOM_BENCH_POSTGRES"] else {
+                FileHandle.standardError.write(Data("strongroom-bench: --backend postgres needs --postgres URL or STRONGROOM_BENCH_POSTGRES\n".utf8))
+                exit(2)
+            }
+            backend = .postgres(url: url)
+        default:
+            FileHandle.standardError.write(Data("strongroom-bench: --backend is sqlite or postgres\n".utf8))
+            exit(2)
+        }
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
         let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "audit-overhead", "audit-verify",
@@ -48,10 +73,15 @@ enum StrongroomBench {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
+        if case .postgres = backend, workload != "callerid" {
+            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid workload only\n".utf8))
+            exit(2)
+        }
         do {
             var results: [BenchmarkResult] = []
             if workload == "callerid" || workload == "all" {
-                results.append(try CallerIDWorkload(contacts: contacts ?? 1_000_000, lookups: lookups).run())
+                let defaultContacts = if case .postgres = backend { 100_000 } else { 1_000_000 }
+                results.append(try CallerIDWorkload(contacts: contacts ?? defaultContacts, lookups: lookups, backend: backend).run())
             }
             if workload == "import" || workload == "all" {
                 results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
@@ -89,7 +119,7 @@ enum StrongroomBench {
         print("workload     n         ops/s      baseline ops/s  ratio   p50 µs  p99 µs  p99.9 µs  base p50  peak RSS MB")
         for result in results {
             print(String(format: "%-12@ %-9d %-10.0f %-15.0f %-7.2f %-7.1f %-7.1f %-9.1f %-9.1f %.0f",
-                         result.workload as NSString, result.n, result.opsPerS, result.baselineOpsPerS, result.ratio,
+                         (result.backend == "sqlite" ? result.workload : result.workload + "/pg") as NSString, result.n, result.opsPerS, result.baselineOpsPerS, result.ratio,
                          result.p50Us, result.p99Us, result.p999Us, result.baselineP50Us, result.peakRssMb))
             if !result.notes.isEmpty { print("  \(result.notes)") }
         }

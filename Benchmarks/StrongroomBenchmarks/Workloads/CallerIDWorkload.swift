@@ -6,25 +6,27 @@ import StrongroomStorage
 
 /// Caller ID at scale: N contacts with 1–3 numbers each; random lookups of existing (80%) and absent
 /// (20%) numbers in E.164 as a telephony layer presents them, every decrypt audited. Baseline: the
-/// same contacts in a plain SQLite table with the numbers in clear and an index, queried by
-/// prepared statement.
+/// same contacts in a plain table of the same backend (SQLite, or PostgreSQL on the same server) with
+/// the numbers in clear and an index, queried by prepared statement.
 struct CallerIDWorkload {
     let contacts: Int
     let lookups: Int
+    let backend: BenchmarkBackend
 
     func run() throws -> BenchmarkResult {
         try withScratchDirectory { directory in
-            note("callerid: generating and loading \(contacts) contacts into Strongroom and into plain SQLite")
+            note("callerid: generating and loading \(contacts) contacts into Strongroom and into plain \(backend.name)")
             var configuration = StoreConfiguration()
             configuration.defaultRegion = "GB"
             configuration.plannedPhoneNumbers = contacts * 2
-            let store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),
+            let location = try backend.storeLocation(scratch: directory)
+            defer { backend.dropScratchSchemas() }
+            let store = try Store.create(at: location, keyProvider: StaticKeyProvider(key: try SecretKey.random()),
                                          configuration: configuration)
-            let baseline = try SQLiteConnection(path: directory + "/baseline.sqlite")
+            let baseline = try backend.baselineConnection(scratch: directory)
             try baseline.execute("""
-                PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 1073741824;
-                CREATE TABLE contacts (id INTEGER PRIMARY KEY, name TEXT, last_contacted INTEGER, source TEXT);
-                CREATE TABLE numbers (e164 TEXT NOT NULL, contact_id INTEGER NOT NULL);
+                CREATE TABLE contacts (id BIGINT PRIMARY KEY, name TEXT, last_contacted BIGINT, source TEXT);
+                CREATE TABLE numbers (e164 TEXT NOT NULL, contact_id BIGINT NOT NULL);
                 """)
             let admin = AccessContext(actor: "bench", purpose: .admin)
             let loadStart = Date()
@@ -47,6 +49,7 @@ struct CallerIDWorkload {
                 if start % 100_000 == 0 && start > 0 { note("  loaded \(start) in \(Int(Date().timeIntervalSince(loadStart))) s") }
             }
             try baseline.execute("CREATE INDEX numbers_by_e164 ON numbers (e164, contact_id)")
+            if baseline.dialect == .postgresql { try baseline.execute("ANALYZE contacts; ANALYZE numbers") }
             note("callerid: loaded in \(Int(Date().timeIntervalSince(loadStart))) s; timing \(lookups) lookups each")
 
             var random = SplitMix64(seed: 42)
@@ -90,7 +93,7 @@ struct CallerIDWorkload {
             store.close()
             let status = try store.keyStatus().phoneIndex
             return BenchmarkResult(
-                workload: "callerid", n: contacts, operations: lookups,
+                workload: "callerid", backend: backend.name, n: contacts, operations: lookups,
                 opsPerS: strongroomSample.operationsPerSecond, baselineOpsPerS: baselineSample.operationsPerSecond,
                 ratio: strongroomSample.operationsPerSecond / baselineSample.operationsPerSecond,
                 p50Us: strongroomSample.percentile(0.5), p99Us: strongroomSample.percentile(0.99),

@@ -9,9 +9,12 @@ public enum AuditLogError: Error, Equatable, Sendable {
     case unavailable(FileError)
     /// The MAC of an entry could not be computed.
     case crypto(CryptoError)
-    /// The last entry of the newest segment is not a well-formed, MAC'd line, so the chain cannot
-    /// be continued from it; run `strongroom audit verify`.
+    /// The last entry of the newest segment (or table) is not a well-formed, MAC'd line, so the chain
+    /// cannot be continued from it; run `strongroom audit verify`.
     case unreadableTail(segment: String)
+    /// Other processes kept appending first, this many times in a row (PostgreSQL stores): the
+    /// operation was refused rather than left unaudited.
+    case contended(attempts: Int)
 }
 
 /// When an audit entry counts as kept, before the plaintext it records is returned.

@@ -7,53 +7,80 @@ import Synchronization
 /// store's segment files, one row per entry in the table `audit_log` beside the data, so that every
 /// service instance sharing the store appends to one chain.
 ///
-/// Each `record` call is one transaction on a connection of its own, under an advisory lock that only
-/// audit appends take: it reads the chain's last entry, chains the new entries after it and commits
-/// them before returning, so no plaintext leaves the store before its entry is committed (and, with
-/// PostgreSQL's default `synchronous_commit`, durable). The lock makes concurrent writers in any number
-/// of processes form one chain: no forks, no gaps (the sequence number is also the primary key).
+/// An append is one `INSERT` of the new entries, committed before `record` returns (so no plaintext
+/// leaves the store before its entry is committed and, with PostgreSQL's default `synchronous_commit`,
+/// durable). It chains after the last entry this process knows of. The sequence number is the primary
+/// key, so when another process appended meanwhile the insert fails as a whole; the log then reads the
+/// real last entry and chains again. Entry n+1 can only be written by someone who saw entry n
+/// committed, and never twice: one chain, no forks, no gaps, and one round trip while no one else writes.
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
 final class PostgresAuditLog: AuditTrail {
     /// The table's name, shown as the place of a bad entry.
     static let table = "audit_log"
-    private let connection: Mutex<any Database>
+    /// How many times an append chains again after losing a race before it gives up (fail closed).
+    static let attempts = 1000
+    private let state: Mutex<State>
     private let mac: HMACSHA256
-    private let genesis: [UInt8]
     private let headKeeper: AuditHeadKeeper
+
+    private struct State: ~Copyable {
+        let connection: any Database
+        /// The last entry this process knows of; nil until read.
+        var tail: (sequence: UInt64, mac: [UInt8])?
+    }
 
     init(connection: consuming sending any Database, mac: HMACSHA256, storeID: [UInt8],
          saveHead: @escaping @Sendable (AuditHead) -> Bool) throws(AuditLogError) {
-        do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
-        self.connection = Mutex(connection)
+        self.state = Mutex(State(connection: connection, tail: nil))
         self.mac = mac
         self.headKeeper = AuditHeadKeeper(save: saveHead)
+        do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
     }
+
+    private let genesis: [UInt8]
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        let (sequence, entryMAC) = try connection.withLock { database in
-            try database.transaction {
-                var tail = (sequence: UInt64(0), mac: genesis)
-                if let line = try database.firstRow("SELECT line FROM audit_log ORDER BY sequence DESC LIMIT 1", { $0.blob(0) ?? [] }) {
-                    guard let entry = AuditLineFormat.split(line.dropLast()) else {
-                        throw AuditLogError.unreadableTail(segment: PostgresAuditLog.table)
-                    }
-                    tail = (entry.sequence, entry.mac)
-                }
+        let last = try state.withLock { state in
+            for _ in 0..<PostgresAuditLog.attempts {
+                let tail = try state.tail ?? readTail(state.connection)
                 var output: [UInt8] = []
                 let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
+                var values: [SQLValue] = []
                 var start = 0
                 for sequence in (tail.sequence + 1)...last.sequence {
                     let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
-                    try database.run("INSERT INTO audit_log (sequence, line) VALUES (?, ?)",
-                                     [.integer(Int64(sequence)), .blob(Array(output[start..<end]))])
+                    values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
                     start = end
                 }
+                let rows = Array(repeating: "(?, ?)", count: events.count).joined(separator: ", ")
+                do {
+                    try state.connection.run("INSERT INTO audit_log (sequence, line) VALUES \(rows)", values)
+                } catch let error as any DatabaseError where error.isConstraintViolation {
+                    state.tail = nil   // another process appended: chain after its entries
+                    continue
+                } catch {
+                    state.tail = nil
+                    throw error
+                }
+                state.tail = last
                 return last
             }
+            throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }
-        headKeeper.appended(sequence: sequence, entryMAC: entryMAC)
+        headKeeper.appended(sequence: last.sequence, entryMAC: last.mac)
+    }
+
+    /// The last entry in the table (genesis when it is empty).
+    private func readTail(_ database: any Database) throws -> (sequence: UInt64, mac: [UInt8]) {
+        guard let line = try database.firstRow("SELECT line FROM audit_log ORDER BY sequence DESC LIMIT 1", { $0.blob(0) ?? [] }) else {
+            return (0, genesis)
+        }
+        guard line.last == UInt8(ascii: "\n"), let entry = AuditLineFormat.split(line.dropLast()) else {
+            throw AuditLogError.unreadableTail(segment: PostgresAuditLog.table)
+        }
+        return (entry.sequence, entry.mac)
     }
 
     func flushHead() {
@@ -65,8 +92,8 @@ final class PostgresAuditLog: AuditTrail {
         var after: Int64 = -1
         var position = 0
         while true {
-            let page = try connection.withLock { database in
-                try database.rows("SELECT sequence, line FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT 10000",
+            let page = try state.withLock { state in
+                try state.connection.rows("SELECT sequence, line FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT 10000",
                                   [.integer(after)]) { ($0.int64(0), $0.blob(1) ?? []) }
             }
             guard let last = page.last else { return }

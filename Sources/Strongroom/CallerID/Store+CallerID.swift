@@ -111,20 +111,33 @@ extension Store {
 
     /// The subjects whose index rows seal exactly this number's full tag, with their name ciphertext.
     ///
-    /// The probe reads candidates and their checks from a covering index; only the exact
-    /// matches' rows are then read (at a million subjects, each row read is a cache miss).
+    /// SQLite: the probe reads candidates and their checks from a covering index; only the exact
+    /// matches' rows are then read (at a million subjects, each row read is a cache miss). PostgreSQL:
+    /// a round trip costs more than a few candidates' rows, so they come with their rows in one query.
     private func matchingSubjects(e164: String, in connection: any Database) throws -> [EncryptedSubject] {
         var matches: [EncryptedSubject] = []
         // One index version normally; two while an index rotation builds the new one.
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
-            var exact: [SubjectID] = []
-            try connection.forEachRow("SELECT subject_id, check_mac FROM phone_index WHERE key_version = ? AND tag = ?",
-                                      [.int(Int(index.version)), .integer(tags.truncated)]) { row in
+            let probe: [SQLValue] = [.int(Int(index.version)), .integer(tags.truncated)]
+            func isNewMatch(_ row: any Row) -> Bool {
                 let subject = SubjectID(rawValue: row.int64(0))
-                if index.matches(row.blob(1) ?? [], subject: subject, tags) { exact.append(subject) }
+                return index.matches(row.blob(1) ?? [], subject: subject, tags) && !matches.contains(where: { $0.summary.id == subject })
             }
-            for subject in exact where !matches.contains(where: { $0.summary.id == subject }) {
+            if connection.dialect == .postgresql {
+                try connection.forEachRow("""
+                    SELECT p.subject_id, p.check_mac, \(Store.summaryColumns(of: "s")), s.name_ct
+                    FROM phone_index p JOIN subjects s ON s.id = p.subject_id WHERE p.key_version = ? AND p.tag = ?
+                    """, probe) { row in
+                    if isNewMatch(row) { matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 2)) }
+                }
+                continue
+            }
+            var exact: [SubjectID] = []
+            try connection.forEachRow("SELECT subject_id, check_mac FROM phone_index WHERE key_version = ? AND tag = ?", probe) { row in
+                if isNewMatch(row) { exact.append(SubjectID(rawValue: row.int64(0))) }
+            }
+            for subject in exact {
                 if let row = try connection.firstRow("SELECT \(Store.summaryColumns), name_ct FROM subjects WHERE id = ?",
                                                      [.integer(subject.rawValue)], { Store.encryptedSubject(from: $0, fields: [.name]) }) {
                     matches.append(row)

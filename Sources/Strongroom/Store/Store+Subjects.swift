@@ -31,6 +31,11 @@ extension Store {
     /// The clear columns every subject query reads, in this order.
     static let summaryColumns = "id, kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, restricted, key_version"
 
+    /// `summaryColumns` qualified by the table alias `table`, for joins.
+    static func summaryColumns(of table: String) -> String {
+        summaryColumns.split(separator: ", ").map { "\(table).\($0)" }.joined(separator: ", ")
+    }
+
     /// Creates a lead or contact; its personal fields are sealed under a fresh subject key.
     ///
     /// - Parameter region: the region for phone numbers written without a country code (default: the store's).

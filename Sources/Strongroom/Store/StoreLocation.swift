@@ -11,7 +11,7 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// the schema that `url`'s `schema=` parameter names (default `strongroom`); the key tables at
     /// `keysURL`, by default the same database with the schema `<schema>_keys`. Give `keysURL` another
     /// database so that erasing a subject key also reaches backups of the data database.
-    case postgres(url: String, keysURL: String?)
+    case postgres(url: String, keysURL: String? = nil)
 
     /// Reads the tool's `--store` value: a `postgres://` or `postgresql://` URL, else a folder.
     public init(_ text: String, keysURL: String? = nil) {
@@ -42,9 +42,7 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     static func keysURL(forData url: String, keysURL: String?) -> String {
         if let keysURL { return keysURL }
         let schema = (try? PostgresConnection.split(url).schema) ?? PostgresConnection.defaultSchema
-        guard let question = url.firstIndex(of: "?") else { return url + "?schema=\(schema)_keys" }
-        let others = url[url.index(after: question)...].split(separator: "&").filter { !$0.hasPrefix("schema=") }
-        return String(url[..<question]) + "?" + (others + ["schema=\(schema)_keys"]).joined(separator: "&")
+        return PostgresConnection.url(url, schema: schema + "_keys")
     }
 
     /// The paths of a folder store's files.

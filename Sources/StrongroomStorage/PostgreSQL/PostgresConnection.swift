@@ -20,6 +20,9 @@ public final class PostgresConnection: Database {
     private let writeLockKey: Int64
     /// The statements that set up a session: run after connecting and after a reconnect.
     private let sessionSetup: String
+    /// True inside `transaction`: a connection lost there is not re-established until it ends, so
+    /// the rest of the body cannot run outside the transaction it belonged to.
+    private var inTransaction = false
     /// The schema holding the store's tables.
     public let schema: String
 
@@ -92,6 +95,13 @@ public final class PostgresConnection: Database {
         return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), schema)
     }
 
+    /// `url` with its `schema=` parameter set to `schema` (added, or replacing the one it had).
+    public static func url(_ url: String, schema: String) -> String {
+        guard let question = url.firstIndex(of: "?") else { return url + "?schema=" + schema }
+        let others = url[url.index(after: question)...].split(separator: "&").filter { !$0.hasPrefix("schema=") }
+        return String(url[..<question]) + "?" + (others + ["schema=" + Substring(schema)]).joined(separator: "&")
+    }
+
     /// PostgreSQL.
     public var dialect: SQLDialect { .postgresql }
 
@@ -125,6 +135,8 @@ public final class PostgresConnection: Database {
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS>
     public func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN; SELECT pg_advisory_xact_lock(\(writeLockKey))")
+        inTransaction = true
+        defer { inTransaction = false }
         do {
             let value = try body()
             let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
@@ -252,6 +264,9 @@ public final class PostgresConnection: Database {
     /// statements are gone with the session, so they are prepared again.
     private func reconnectIfLost() throws(PostgresError) {
         guard unsafe PQstatus(handle) != CONNECTION_OK else { return }
+        guard !inTransaction else {
+            throw PostgresError(sqlState: "08006", message: "connection lost inside a transaction, which was rolled back")
+        }
         unsafe PQreset(handle)
         guard unsafe PQstatus(handle) == CONNECTION_OK else {
             throw PostgresError(sqlState: "08006", message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
