@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "StrongroomTests",
                     dependencies: ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomToolTests",
-                    dependencies: ["StrongroomTool", "Strongroom", "StrongroomCrypto", "StrongroomTestSupport"]),
+                    dependencies: ["StrongroomTool", "Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

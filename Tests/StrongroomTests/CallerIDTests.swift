@@ -110,19 +110,39 @@ struct CallerIDRestoreTests {
         let fileManager = FileManager.default
         let restoredFolder = test.directory + "-restored"
         defer { try? fileManager.removeItem(atPath: restoredFolder) }
-        try fileManager.createDirectory(atPath: restoredFolder, withIntermediateDirectories: true)
-        // The data file (and its WAL) as backed up before the erasure…
-        for name in ["data.sqlite", "data.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
-            try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
+        let restored: Store
+        switch backend {
+        case .sqlite:
+            try fileManager.createDirectory(atPath: restoredFolder, withIntermediateDirectories: true)
+            // The data file (and its WAL) as backed up before the erasure…
+            for name in ["data.sqlite", "data.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
+                try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
+            }
+            try test.store.erase(gone, reason: "Art. 17", context: TestStore.admin)
+            test.store.close()
+            // …beside today's key database.
+            for name in ["keys.sqlite", "keys.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
+                try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
+            }
+            restored = try Store.open(at: restoredFolder, keyProvider: StaticKeyProvider(key: test.key))
+        case .postgres:
+            // The subject's rows (subject and blind-index entries) copied out with SQL before the erasure…
+            let raw = try test.database(.data)
+            try raw.run("CREATE TEMP TABLE saved_subjects AS SELECT * FROM subjects WHERE id = ?", [.integer(gone.rawValue)])
+            try raw.run("CREATE TEMP TABLE saved_phone_index AS SELECT * FROM phone_index WHERE subject_id = ?", [.integer(gone.rawValue)])
+            #expect(try raw.scalarInteger("SELECT count(*) FROM saved_phone_index") == 1, "the backup must hold the subject's index entry")
+            try test.store.erase(gone, reason: "Art. 17", context: TestStore.admin)
+            test.store.close()
+            #expect(try raw.scalarInteger("SELECT count(*) FROM subjects WHERE id = ?", [.integer(gone.rawValue)]) == 0)
+            // …and inserted back into today's data schema, beside today's key schema.
+            try raw.execute("""
+                INSERT INTO subjects SELECT * FROM saved_subjects;
+                INSERT INTO phone_index SELECT * FROM saved_phone_index
+                """)
+            restored = try test.reopen()
         }
-        try test.store.erase(gone, reason: "Art. 17", context: TestStore.admin)
-        test.store.close()
-        // …beside today's key database.
-        for name in ["keys.sqlite", "keys.sqlite-wal"] where fileManager.fileExists(atPath: test.directory + "/" + name) {
-            try fileManager.copyItem(atPath: test.directory + "/" + name, toPath: restoredFolder + "/" + name)
-        }
-        let restored = try Store.open(at: restoredFolder, keyProvider: StaticKeyProvider(key: test.key))
-        #expect(try restored.count() == 2, "the restored file holds the erased subject's row")
+        defer { restored.close() }
+        #expect(try restored.count() == 2, "the restored data holds the erased subject's row")
         #expect(try restored.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [kept])
     }
 }

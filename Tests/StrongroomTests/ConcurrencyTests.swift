@@ -39,6 +39,7 @@ struct ConcurrencyTests {
         let verification = try store.verifyAuditLog()
         #expect(verification.isIntact)
         #expect(verification.verifiedEntries == 1 + 120 * 3 + 8)
+        try expectAuditTable(test, entries: verification.verifiedEntries)
     }
 
     @Test("two store instances on one folder (two processes' view) keep one audit chain", arguments: TestBackend.all)
@@ -58,5 +59,16 @@ struct ConcurrencyTests {
         let verification = try other.verifyAuditLog()
         #expect(verification.isIntact, "\(String(describing: verification.problem))")
         #expect(verification.verifiedEntries == 202)
+        try expectAuditTable(test, entries: verification.verifiedEntries)
+    }
+
+    /// PostgreSQL: the audit table holds exactly the entries 1…n, one row each (no fork, no gap); a
+    /// folder store's segment files are covered by the verification alone.
+    func expectAuditTable(_ test: TestStore, entries: Int) throws {
+        guard test.backend == .postgres else { return }
+        let run = try test.database(.data).firstRow("SELECT count(*), min(sequence), max(sequence) FROM audit_log") {
+            [$0.int64(0), $0.int64(1), $0.int64(2)]
+        }
+        #expect(run == [Int64(entries), 1, Int64(entries)], "audit_log (count, min, max)")
     }
 }

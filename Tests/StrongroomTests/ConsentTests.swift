@@ -46,8 +46,8 @@ struct ConsentTests {
     static let newsletter: Purpose = "newsletter"
 
     /// A store with a consent purpose (single opt-in), a double opt-in purpose and one subject.
-    func prepared(hooks: [any AuditHook] = []) throws -> (TestStore, SubjectID) {
-        let test = try TestStore(hooks: hooks)
+    func prepared(_ backend: TestBackend, hooks: [any AuditHook] = []) throws -> (TestStore, SubjectID) {
+        let test = try TestStore(backend, hooks: hooks)
         try test.store.declarePurpose(PurposeDeclaration(name: Self.marketing, description: "Offers by e-mail", lawfulBasis: .consent),
                                       context: TestStore.admin)
         try test.store.declarePurpose(PurposeDeclaration(name: Self.newsletter, description: "Monthly newsletter", lawfulBasis: .consent,
@@ -98,10 +98,10 @@ struct ConsentTests {
         #expect(try test.store.read(id, context: AccessContext(actor: "lawyer", purpose: .legalClaims)).personal.name != nil)
     }
 
-    @Test("a consent-based purpose reads only after a grant; missing and withdrawn consent are refused and audited as refused")
-    func grantAndWithdraw() throws {
+    @Test("a consent-based purpose reads only after a grant; missing and withdrawn consent are refused and audited as refused", arguments: TestBackend.all)
+    func grantAndWithdraw(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let (test, id) = try prepared(hooks: [hook])
+        let (test, id) = try prepared(backend, hooks: [hook])
         defer { test.cleanUp() }
         #expect { try test.store.read(id, fields: [.emails], context: context(Self.marketing)) } throws: {
             isRefusal($0, "no consent for marketing-email")
@@ -131,10 +131,10 @@ struct ConsentTests {
         #expect(try test.store.callerID(number: "+442079460958", context: TestStore.caller).count == 1)
     }
 
-    @Test("no evidence, no consent; consent is only for consent-based, declared purposes; unknown and erased subjects")
-    func preTickedAndUndeclared() throws {
+    @Test("no evidence, no consent; consent is only for consent-based, declared purposes; unknown and erased subjects", arguments: TestBackend.all)
+    func preTickedAndUndeclared(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let (test, id) = try prepared(hooks: [hook])
+        let (test, id) = try prepared(backend, hooks: [hook])
         defer { test.cleanUp() }
         #expect { try test.store.grantConsent(id, purpose: Self.marketing, evidence: "  ", initiator: .import, context: TestStore.admin) }
             throws: { isInvalidInput($0) }
@@ -167,9 +167,9 @@ struct ConsentTests {
         }
     }
 
-    @Test("double opt-in: pending until confirmed with the single-use token; wrong, reused, overtaken and expired tokens are refused")
-    func doubleOptIn() throws {
-        let (test, id) = try prepared()
+    @Test("double opt-in: pending until confirmed with the single-use token; wrong, reused, overtaken and expired tokens are refused", arguments: TestBackend.all)
+    func doubleOptIn(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         let before = Date()
         let pending = try test.store.grantConsent(id, purpose: Self.newsletter, evidence: "newsletter form", initiator: .subject,
@@ -221,9 +221,9 @@ struct ConsentTests {
                                               context: TestStore.admin) } throws: { isInvalidInput($0) }
     }
 
-    @Test("a token confirmed by many threads at once is accepted once")
-    func concurrentConfirmation() throws {
-        let (test, id) = try prepared()
+    @Test("a token confirmed by many threads at once is accepted once", arguments: TestBackend.all)
+    func concurrentConfirmation(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         let token = try #require(try test.store.grantConsent(id, purpose: Self.newsletter, evidence: "form", initiator: .subject,
                                                              context: TestStore.admin).confirmationToken)
@@ -239,9 +239,9 @@ struct ConsentTests {
         #expect(try test.store.consentLedger(of: id, context: TestStore.admin).map(\.state) == [.pending, .confirmed])
     }
 
-    @Test("the ledger is append-only and in order; its address and evidence are not on disk in clear")
-    func ledger() throws {
-        let (test, id) = try prepared()
+    @Test("the ledger is append-only and in order; its address and evidence are not on disk in clear", arguments: TestBackend.all)
+    func ledger(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         let address = "198.51.100.42"
         let evidence = "Formulaire Zéphyr v7: « J'accepte » coché"
@@ -272,7 +272,10 @@ struct ConsentTests {
         #expect(try test.store.consentLedger(of: id, context: TestStore.admin) == entries)
 
         // A sealed part moved to another entry does not open.
-        try raw.run("DROP TRIGGER consent_ledger_reseal_only")
+        switch backend {
+        case .sqlite: try raw.run("DROP TRIGGER consent_ledger_reseal_only")
+        case .postgres: try raw.run("DROP TRIGGER consent_ledger_append_only ON consent_ledger")
+        }
         try raw.run("UPDATE consent_ledger SET client_ct = (SELECT client_ct FROM consent_ledger WHERE id = ?) WHERE id = ?",
                     [.integer(entries[0].id), .integer(entries[1].id)])
         #expect { try test.store.consentLedger(of: id, context: TestStore.admin) } throws: { error in
@@ -280,25 +283,19 @@ struct ConsentTests {
             return false
         }
 
-        // No file of the store holds the address or the evidence, in UTF-8 or UTF-16 (the audit log included).
+        // No file of the store (SQLite), no row of either schema (PostgreSQL), holds the address or the
+        // evidence, in UTF-8 or UTF-16 (the audit log included).
         test.store.close()
-        let scan = NoPlaintextOnDiskTests()
         let secrets = [address, "2001:db8::77", "192.0.2.99", evidence, "Zéphyr", "Quokka-77", "Wombat-5"]
-        let files = test.files()
-        #expect(files.contains { $0.hasSuffix("data.sqlite") } && files.contains { $0.hasSuffix(".jsonl") })
-        for file in files {
-            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-            for secret in secrets {
-                for (encoding, needle) in scan.encodings(secret) {
-                    #expect(!scan.contains(bytes, needle), "\(file) holds \(secret.debugDescription) in \(encoding)")
-                }
-            }
-        }
+        let content = try test.storedContent()
+        #expect(content.contains { $0.place.hasSuffix(backend == .sqlite ? "data.sqlite" : ".consent_ledger") }
+                && content.contains { $0.place.hasSuffix(backend == .sqlite ? ".jsonl" : ".audit_log") })
+        PlaintextScan.expectAbsent(secrets, from: content, backend: backend)
     }
 
-    @Test("the export carries the decrypted ledger under the key consents, layout version 1")
-    func export() throws {
-        let (test, id) = try prepared()
+    @Test("the export carries the decrypted ledger under the key consents, layout version 1", arguments: TestBackend.all)
+    func export(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         _ = try test.store.grantConsent(id, purpose: Self.marketing, evidence: "form A", initiator: .subject, clientAddress: "198.51.100.4",
                                         context: TestStore.admin)
@@ -315,10 +312,10 @@ struct ConsentTests {
         #expect(export.accessLog.contains { $0.action == "consent" && $0.detail == "marketing-email: granted (subject)" })
     }
 
-    @Test("restriction wins over consent, except for the purposes it allows; refusals audited")
-    func restrictionWins() throws {
+    @Test("restriction wins over consent, except for the purposes it allows; refusals audited", arguments: TestBackend.all)
+    func restrictionWins(backend: TestBackend) throws {
         let hook = RecordingHook()
-        let (test, id) = try prepared(hooks: [hook])
+        let (test, id) = try prepared(backend, hooks: [hook])
         defer { test.cleanUp() }
         _ = try test.store.grantConsent(id, purpose: Self.marketing, evidence: "form B", initiator: .subject, context: TestStore.admin)
         try test.store.setRestricted(true, id, context: TestStore.admin)
@@ -333,9 +330,9 @@ struct ConsentTests {
         #expect(try test.store.read(id, fields: [.name], context: context(Self.marketing)).personal.name != nil)
     }
 
-    @Test("data-key rotation re-encrypts the ledger and counts its seals; erasure removes it")
-    func rotationAndErasure() throws {
-        let (test, id) = try prepared()
+    @Test("data-key rotation re-encrypts the ledger and counts its seals; erasure removes it", arguments: TestBackend.all)
+    func rotationAndErasure(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         let raw = try test.database(.data)
         let seals = { try raw.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) }
@@ -356,10 +353,10 @@ struct ConsentTests {
         #expect(try test.store.verifyAuditLog().isIntact)
     }
 
-    @Test("a consent recorded while the subject's data key rotates is never left under the destroyed key")
-    func consentDuringRotation() throws {
+    @Test("a consent recorded while the subject's data key rotates is never left under the destroyed key", arguments: TestBackend.all)
+    func consentDuringRotation(backend: TestBackend) throws {
         let trigger = TriggerHook()
-        let (test, id) = try prepared(hooks: [trigger])
+        let (test, id) = try prepared(backend, hooks: [trigger])
         defer { test.cleanUp() }
         _ = try test.store.grantConsent(id, purpose: Self.marketing, evidence: "form 1", initiator: .subject, clientAddress: "192.0.2.1",
                                         context: TestStore.admin)
@@ -383,9 +380,9 @@ struct ConsentTests {
         #expect(try test.store.read(id, context: TestStore.admin).personal.name == "Zebedee Quixotic-cs")
     }
 
-    @Test("a purpose declared by another process takes effect within the refresh interval")
-    func declarationsFromAnotherProcess() throws {
-        let (test, id) = try prepared()
+    @Test("a purpose declared by another process takes effect within the refresh interval", arguments: TestBackend.all)
+    func declarationsFromAnotherProcess(backend: TestBackend) throws {
+        let (test, id) = try prepared(backend)
         defer { test.cleanUp() }
         let other = try test.reopen()
         defer { other.close() }

@@ -6,10 +6,13 @@ import Testing
 /// The library tour of README.md, kept here so that it compiles and runs: change both together.
 @Suite("README library tour")
 struct ReadmeTourTests {
-    @Test("the tour runs as written")
-    func tour() throws {
+    @Test("the tour runs as written", arguments: TestBackend.all)
+    func tour(backend: TestBackend) throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tour-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        defer { try? FileManager.default.removeItem(atPath: folder); try? FileManager.default.removeItem(atPath: folder + ".key") }
+        // The store's place: the folder (`.directory(folder)`), or a URL with a schema of its own on PostgreSQL.
+        let location = try TestStore.location(backend, directory: folder)
+        defer { TestStore.dropSchemas(of: location) }
 
         // --- README tour begins ---
         // 1. A master key in a 0600 file, and a store locked with it (default phone region GB).
@@ -17,7 +20,7 @@ struct ReadmeTourTests {
         _ = try KeyFile.create(at: keyFile)
         var configuration = StoreConfiguration()
         configuration.defaultRegion = "GB"
-        let store = try Store.create(at: folder, keyProvider: KeyFileProvider(path: keyFile), configuration: configuration)
+        let store = try Store.create(at: location, keyProvider: KeyFileProvider(path: keyFile), configuration: configuration)
         defer { store.close() }
 
         // 2. Every read and write names who acts and why; each decrypt is audited before it returns.

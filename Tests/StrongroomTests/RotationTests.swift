@@ -1,6 +1,8 @@
 import Foundation
 import Strongroom
 import StrongroomCrypto
+import StrongroomStorage
+import StrongroomTestSupport
 import Testing
 
 /// A fault injected into a rotation, standing in for a crash between two batches.
@@ -8,22 +10,22 @@ struct InjectedCrash: Error {}
 
 @Suite("Key rotation: online, resumable, nothing lost")
 struct RotationTests {
-    /// A store with `count` subjects whose numbers are +44 7700 9xxxxx.
-    func populated(_ count: Int = 60) throws -> (TestStore, [SubjectID]) {
-        let test = try TestStore(region: "GB")
+    /// A store on `backend` with `count` subjects whose numbers are +44 7700 9xxxxx.
+    func populated(_ backend: TestBackend, _ count: Int = 60) throws -> (TestStore, [SubjectID]) {
+        let test = try TestStore(backend, region: "GB")
         let ids = try test.store.write((0..<count).map { sampleSubject("r\($0)", phones: [number($0)]) }, context: TestStore.admin).map(\.id)
         return (test, ids)
     }
 
     func number(_ index: Int) -> String { "+4477009" + String(format: "%05d", index) }
 
-    /// Opens the test's folder with a fault that fires at `point` after `batches` batches.
+    /// Opens the test's store with a fault that fires at `point` after `batches` batches.
     func crashing(_ test: TestStore, at point: String, after batches: Int, key: SecretKey? = nil) throws -> Store {
         var configuration = StoreConfiguration()
         configuration.faultInjection = { name, count in
             if name == point && count >= batches { throw InjectedCrash() }
         }
-        return try Store.open(at: test.directory, keyProvider: StaticKeyProvider(key: key ?? test.key), configuration: configuration)
+        return try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: key ?? test.key), configuration: configuration)
     }
 
     /// Every subject reads back whole and is found by caller ID; the audit log verifies.
@@ -37,27 +39,27 @@ struct RotationTests {
         #expect(verification.isIntact, "\(String(describing: verification.problem))")
     }
 
-    @Test("master key rotation re-wraps one key, and the old master key is refused afterwards")
-    func master() throws {
-        let (test, ids) = try populated()
+    @Test("master key rotation re-wraps one key, and the old master key is refused afterwards", arguments: TestBackend.all)
+    func master(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend)
         defer { test.cleanUp() }
         let newKey = try SecretKey.random()
         let report = try test.store.rotateMasterKey(to: newKey, context: TestStore.admin)
         #expect(report.items == 1 && report.toVersion == 2)
         #expect {
-            try Store.open(at: test.directory, keyProvider: StaticKeyProvider(key: test.key))
+            try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key))
         } throws: { error in
             if case StoreError.wrongMasterKey = error { return true }
             return false
         }
-        let reopened = try Store.open(at: test.directory, keyProvider: StaticKeyProvider(key: newKey))
+        let reopened = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: newKey))
         try expectIntact(reopened, ids)
         #expect(try reopened.keyStatus().masterGeneration == 2)
     }
 
-    @Test("KEK rotation interrupted between batches resumes, and destroys the old KEK only at the end")
-    func kekResumes() throws {
-        let (test, ids) = try populated()
+    @Test("KEK rotation interrupted between batches resumes, and destroys the old KEK only at the end", arguments: TestBackend.all)
+    func kekResumes(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend)
         defer { test.cleanUp() }
         let crashing = try crashing(test, at: "rotate-kek.batch", after: 2)
         #expect(throws: StoreError.self) { try crashing.rotateKeyEncryptionKey(batchSize: 10, context: TestStore.admin) }
@@ -74,9 +76,9 @@ struct RotationTests {
         #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM kek") == 1)
     }
 
-    @Test("data key rotation of all subjects resumes after an interruption; every subject gets a fresh key")
-    func dataResumes() throws {
-        let (test, ids) = try populated()
+    @Test("data key rotation of all subjects resumes after an interruption; every subject gets a fresh key", arguments: TestBackend.all)
+    func dataResumes(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend)
         defer { test.cleanUp() }
         let before = try test.database(.keys).rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
         let crashing = try crashing(test, at: "rotate-data.batch", after: 1)
@@ -94,9 +96,9 @@ struct RotationTests {
         #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> 2") == 0)
     }
 
-    @Test("one subject's data key rotates on its own")
-    func dataOne() throws {
-        let (test, ids) = try populated(5)
+    @Test("one subject's data key rotates on its own", arguments: TestBackend.all)
+    func dataOne(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 5)
         defer { test.cleanUp() }
         try test.store.rotateDataKey(of: ids[2], context: TestStore.admin)
         try test.store.rotateDataKey(of: ids[2], context: TestStore.admin)
@@ -104,9 +106,9 @@ struct RotationTests {
         #expect(try test.database(.data).scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(ids[2].rawValue)]) == 3)
     }
 
-    @Test("index rotation: both versions answer while it is interrupted, then the old index is dropped")
-    func indexResumes() throws {
-        let (test, ids) = try populated()
+    @Test("index rotation: both versions answer while it is interrupted, then the old index is dropped", arguments: TestBackend.all)
+    func indexResumes(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend)
         defer { test.cleanUp() }
         let crashing = try crashing(test, at: "rotate-index.batch", after: 1)
         #expect(throws: StoreError.self) { try crashing.rotateIndexKey(bits: 10, batchSize: 20, context: TestStore.admin) }
@@ -124,9 +126,29 @@ struct RotationTests {
         #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM index_keys") == 1)
     }
 
-    @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations")
-    func online() async throws {
-        let (test, ids) = try populated(200)
+    @Test("index rotation stopped right after its switch: lookups answer, and the old index key and rows do not outlive it",
+          arguments: TestBackend.all)
+    func indexStoppedAfterSwitch(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 30)
+        defer { test.cleanUp() }
+        let crashing = try crashing(test, at: "rotate-index.switch", after: 0)
+        #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
+        // Finish as an administrator would: resume whatever is shown as in progress.
+        let store = try test.reopen()
+        for rotation in try store.rotationsInProgress() where rotation.kind == "index" {
+            #expect(try store.rotateIndexKey(context: TestStore.admin).resumed)
+        }
+        try expectIntact(try test.reopen(), ids)
+        #expect(try store.keyStatus().phoneIndex.version == 2)
+        let oldKeys = try test.database(.keys).scalarInteger("SELECT count(*) FROM index_keys WHERE state <> 'active'")
+        let oldRows = try test.database(.data).scalarInteger("SELECT count(*) FROM phone_index WHERE key_version <> 2")
+        #expect(oldKeys == 0, "index keys left that are not active")
+        #expect(oldRows == 0, "index rows left under the old key")
+    }
+
+    @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations", arguments: TestBackend.all)
+    func online(backend: TestBackend) async throws {
+        let (test, ids) = try populated(backend, 200)
         defer { test.cleanUp() }
         let rotator = try test.reopen()
         let service = try test.reopen()
@@ -161,20 +183,32 @@ struct RotationTests {
         try expectIntact(store, ids)
     }
 
-    @Test("a rotation killed with SIGKILL between batches or inside one resumes to completion",
-          arguments: ["kek", "data", "index"], ["batch", "in-batch"])
-    func killed(kind: String, point: String) async throws {
-        let (test, ids) = try populated(80)
+    /// Each rotation kind with each of its kill points, on every backend.
+    struct KillCase: Sendable, CustomTestStringConvertible {
+        let backend: TestBackend
+        let kind: String
+        let point: String
+        var testDescription: String { "\(backend) \(kind) \(point)" }
+        static let all: [KillCase] = TestBackend.all.flatMap { backend in
+            ["kek", "data", "index"].flatMap { kind in ["batch", "in-batch"].map { KillCase(backend: backend, kind: kind, point: $0) } }
+        }
+    }
+
+    @Test("a rotation killed with SIGKILL between batches or inside one resumes to completion", arguments: KillCase.all)
+    func killed(_ killCase: KillCase) async throws {
+        let kind = killCase.kind
+        let (test, ids) = try populated(killCase.backend, 80)
         defer { test.cleanUp() }
-        let directory = test.directory
+        let locationText = test.locationText
         let keyText = String(decoding: test.key.base64EncodedBytes(), as: UTF8.self)
-        await #expect(processExitsWith: .signal(SIGKILL)) { [directory = directory as String, keyText = keyText as String,
-                                                             kind = kind as String, point = point as String] in
+        await #expect(processExitsWith: .signal(SIGKILL)) { [locationText = locationText as String, keyText = keyText as String,
+                                                             kind = kind as String, point = killCase.point as String] in
             var configuration = StoreConfiguration()
             configuration.faultInjection = { name, count in
                 if name.hasSuffix("." + point) && count >= 2 { kill(getpid(), SIGKILL) }
             }
-            let store = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: keyText)!),
+            let store = try Store.open(at: StoreLocation(locationText),
+                                       keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: keyText)!),
                                        configuration: configuration)
             let admin = AccessContext(actor: "test-admin", purpose: .admin)
             switch kind {
@@ -197,15 +231,11 @@ struct RotationTests {
 
 @Suite("Nonce budgets of shared keys")
 struct NonceBudgetTests {
-    @Test("a KEK at its budget refuses to wrap more keys with a typed error, durably; a new KEK counts afresh")
-    func tinyBudget() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-budget-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let key = try SecretKey.random()
-        var configuration = StoreConfiguration()
-        configuration.defaultRegion = "GB"
-        configuration.nonceBudget = 40
-        let store = try Store.create(at: directory, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
+    @Test("a KEK at its budget refuses to wrap more keys with a typed error, durably; a new KEK counts afresh", arguments: TestBackend.all)
+    func tinyBudget(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.nonceBudget = 40 }
+        defer { test.cleanUp() }
+        let store = test.store
         // KEK 1 wraps the audit key, the index key and 19 subject keys: 21 of 40.
         for index in 0..<19 { _ = try store.create(sampleSubject("a\(index)", phones: []), context: TestStore.admin) }
         #expect(try store.keyStatus().keyUsage.first { $0.key == "kek:1" }?.used == 21)
@@ -227,7 +257,10 @@ struct NonceBudgetTests {
             return
         }
         // The count is durable: a new process does not start again from zero.
-        let reopened = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
+        var configuration = StoreConfiguration()
+        configuration.nonceBudget = 40
+        let reopened = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { reopened.close() }
         guard case .keyBudgetExhausted("kek:2", _, 40)? = refusal(reopened) else {
             Issue.record("expected kek:2 to refuse after reopening")
             return
@@ -235,13 +268,12 @@ struct NonceBudgetTests {
         #expect(try reopened.count() == 38)
     }
 
-    @Test("a subject key counts its encryptions in the subject's row; past the budget writes are refused until its key is rotated")
-    func subjectBudget() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-sbudget-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var configuration = StoreConfiguration()
-        configuration.nonceBudget = 20
-        let store = try Store.create(at: directory, keyProvider: StaticKeyProvider(key: try SecretKey.random()), configuration: configuration)
+    @Test("a subject key counts its encryptions in the subject's row; past the budget writes are refused until its key is rotated",
+          arguments: TestBackend.all)
+    func subjectBudget(backend: TestBackend) throws {
+        let test = try TestStore(backend) { $0.nonceBudget = 20 }
+        defer { test.cleanUp() }
+        let store = test.store
         // Eight fields sealed at creation, two per update of name and notes.
         let id = try store.create(sampleSubject("sb"), context: TestStore.admin)
         for round in 0..<6 { try store.update(id, personal: PersonalData(name: "N\(round)", notes: "n"), context: TestStore.admin) }
@@ -258,55 +290,145 @@ struct NonceBudgetTests {
     }
 }
 
-@Suite("Sealing erasures against backups of the key database")
-struct SealErasuresTests {
-    /// Copies the store's databases (with their WAL files) to `folder`.
-    func backUp(_ test: TestStore, to folder: String) throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        for name in try FileManager.default.contentsOfDirectory(atPath: test.directory) where name.hasSuffix(".sqlite") || name.hasSuffix("-wal") {
-            try FileManager.default.copyItem(atPath: test.directory + "/" + name, toPath: folder + "/" + name)
+/// Backups of a test store's databases, and stores restored from them (a backup's data database
+/// beside another key database, as an attacker or an administrator could restore them); `cleanUp`
+/// removes them all.
+///
+/// SQLite: a backup is a copy of `data.sqlite` or `keys.sqlite` with its WAL file. PostgreSQL: a copy
+/// of every table of the database's schema into a schema of its own; a restore makes the full table
+/// structure (functions, triggers) by creating a scratch store at a new location, then replaces every
+/// table's rows with the backup's.
+final class BackupShelf {
+    /// One database, as backed up.
+    enum Backup {
+        case files(folder: String, role: TestStore.DatabaseRole)
+        case schema(String)
+    }
+
+    let location: StoreLocation
+    private var folders: [String] = []
+    private var schemas: [String] = []
+
+    init(_ test: TestStore) {
+        location = test.location
+    }
+
+    /// Backs up one database of the store as it is now.
+    func backUp(_ role: TestStore.DatabaseRole) throws -> Backup {
+        switch location {
+        case .directory(let directory):
+            let folder = directory + "-backup-" + UUID().uuidString
+            folders.append(folder)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let file = role == .data ? "data.sqlite" : "keys.sqlite"
+            for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name == file || name == file + "-wal" {
+                try FileManager.default.copyItem(atPath: directory + "/" + name, toPath: folder + "/" + name)
+            }
+            return .files(folder: folder, role: role)
+        case .postgres:
+            let connection = try TestStore.database(role, at: location)
+            let source = try schemaName(role, of: location)
+            let copy = PostgresTestServer.uniqueSchema()
+            schemas.append(copy)
+            try connection.execute("CREATE SCHEMA \"\(copy)\"")
+            for table in try tables(in: source, connection) {
+                try connection.execute("CREATE TABLE \"\(copy)\".\"\(table)\" AS TABLE \"\(source)\".\"\(table)\"")
+            }
+            return .schema(copy)
         }
     }
 
+    /// A store location holding `data` and `keys`: each a backup, or nil for that database as it is now
+    /// in the test's store (close the store first).
+    func restore(data: Backup?, keys: Backup?) throws -> StoreLocation {
+        switch location {
+        case .directory(let directory):
+            let folder = directory + "-restored-" + UUID().uuidString
+            folders.append(folder)
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for (backup, file) in [(data, "data.sqlite"), (keys, "keys.sqlite")] {
+                var source = directory
+                if case .files(let backupFolder, _)? = backup { source = backupFolder }
+                for name in try FileManager.default.contentsOfDirectory(atPath: source) where name == file || name == file + "-wal" {
+                    try FileManager.default.copyItem(atPath: source + "/" + name, toPath: folder + "/" + name)
+                }
+            }
+            return .directory(folder)
+        case .postgres(let url, _):
+            let schema = PostgresTestServer.uniqueSchema()
+            schemas += [schema, schema + "_keys"]
+            let restored = StoreLocation.postgres(url: PostgresTestServer.url(url, schema: schema), keysURL: nil)
+            try Store.create(at: restored, keyProvider: StaticKeyProvider(key: try SecretKey.random())).close()
+            for (backup, role) in [(data, TestStore.DatabaseRole.data), (keys, .keys)] {
+                var source = try schemaName(role, of: location)
+                if case .schema(let backupSchema)? = backup { source = backupSchema }
+                let target = try schemaName(role, of: restored)
+                let connection = try TestStore.database(role, at: restored)
+                let names = try tables(in: target, connection)
+                try connection.transaction {
+                    try connection.execute("TRUNCATE " + names.map { "\"\(target)\".\"\($0)\"" }.joined(separator: ", "))
+                    // Parents before the tables whose foreign keys name them.
+                    for table in names.sorted(by: { ["store", "purposes", "subjects"].contains($0) && !["store", "purposes", "subjects"].contains($1) }) {
+                        try connection.execute("INSERT INTO \"\(target)\".\"\(table)\" SELECT * FROM \"\(source)\".\"\(table)\"")
+                    }
+                }
+            }
+            return restored
+        }
+    }
+
+    func cleanUp() {
+        for folder in folders { try? FileManager.default.removeItem(atPath: folder) }
+        guard case .postgres(let url, _) = location, !schemas.isEmpty,
+              let connection = try? PostgresConnection(url: url, create: false, writeLock: "test") else { return }
+        for schema in schemas { try? connection.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE") }
+    }
+
+    /// The PostgreSQL schema that holds one database of the store at `location`.
+    private func schemaName(_ role: TestStore.DatabaseRole, of location: StoreLocation) throws -> String {
+        guard case .postgres(let url, _) = location else { return "" }
+        let schema = try PostgresConnection.split(url).schema
+        return role == .data ? schema : schema + "_keys"
+    }
+
+    /// The tables of a PostgreSQL schema, by name.
+    private func tables(in schema: String, _ connection: any Database) throws -> [String] {
+        try connection.rows("SELECT tablename FROM pg_tables WHERE schemaname = ? ORDER BY tablename", [.text(schema)]) { $0.text(0) ?? "" }
+    }
+}
+
+@Suite("Sealing erasures against backups of the key database")
+struct SealErasuresTests {
     @Test("after a seal, an older key-database backup yields no key with today's master key; data backups read for everyone else", arguments: TestBackend.all)
     func backups(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
+        let shelf = BackupShelf(test)
+        defer { shelf.cleanUp() }
         let kept = try test.store.create(sampleSubject("kept"), context: TestStore.admin)
         let erased = try test.store.create(sampleSubject("gone", phones: ["+447700900999"]), context: TestStore.admin)
-        let backup = test.directory + "-backup"
-        defer { try? FileManager.default.removeItem(atPath: backup) }
-        try backUp(test, to: backup)
+        let oldData = try shelf.backUp(.data)
+        let oldKeys = try shelf.backUp(.keys)
         try test.store.erase(erased, reason: "Art. 17 request", context: TestStore.admin)
         let newMaster = try SecretKey.random()
         let report = try test.store.sealErasures(newMaster: newMaster, context: TestStore.admin)
         #expect(report.items == 1)
 
         // The old key database with today's master key: nothing opens, the erased key included.
-        let oldKeys = backup + "/restored-keys"
-        try FileManager.default.createDirectory(atPath: oldKeys, withIntermediateDirectories: true)
-        for name in try FileManager.default.contentsOfDirectory(atPath: backup) where name.hasPrefix("keys") || name.hasPrefix("data") {
-            try FileManager.default.copyItem(atPath: backup + "/" + name, toPath: oldKeys + "/" + name)
-        }
+        let restoredBoth = try shelf.restore(data: oldData, keys: oldKeys)
         #expect {
-            try Store.open(at: oldKeys, keyProvider: StaticKeyProvider(key: newMaster))
+            try Store.open(at: restoredBoth, keyProvider: StaticKeyProvider(key: newMaster))
         } throws: { error in
             if case StoreError.wrongMasterKey = error { return true }
             return false
         }
 
-        // The old data file beside today's key database: the erased subject is unreadable and reported
-        // as erased; everyone else reads.
-        let oldData = backup + "/restored-data"
-        try FileManager.default.createDirectory(atPath: oldData, withIntermediateDirectories: true)
-        for name in try FileManager.default.contentsOfDirectory(atPath: backup) where name.hasPrefix("data") {
-            try FileManager.default.copyItem(atPath: backup + "/" + name, toPath: oldData + "/" + name)
-        }
+        // The old data database beside today's key database: the erased subject is unreadable and
+        // reported as erased; everyone else reads.
         test.store.close()
-        for name in try FileManager.default.contentsOfDirectory(atPath: test.directory) where name.hasPrefix("keys") {
-            try FileManager.default.copyItem(atPath: test.directory + "/" + name, toPath: oldData + "/" + name)
-        }
-        let restored = try Store.open(at: oldData, keyProvider: StaticKeyProvider(key: newMaster))
+        let restoredData = try shelf.restore(data: oldData, keys: nil)
+        let restored = try Store.open(at: restoredData, keyProvider: StaticKeyProvider(key: newMaster))
+        defer { restored.close() }
         #expect(try restored.read(kept, context: TestStore.admin).personal.name == "Zebedee Quixotic-kept")
         #expect {
             try restored.read(erased, context: TestStore.admin)

@@ -1,6 +1,7 @@
 import Foundation
 import Strongroom
 import StrongroomCrypto
+import StrongroomStorage
 import Testing
 
 @Suite("Store: records, keys and access")
@@ -102,23 +103,50 @@ struct StoreTests {
         defer { test.cleanUp() }
         _ = try test.store.create(sampleSubject("wk"), context: TestStore.admin)
         #expect {
-            try Store.open(at: test.directory, keyProvider: StaticKeyProvider(key: try SecretKey.random()))
+            try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: try SecretKey.random()))
         } throws: { error in
             if case StoreError.wrongMasterKey = error { return true }
             return false
         }
-        #expect(throws: StoreError.self) { try Store.open(at: test.directory + "-missing", keyProvider: StaticKeyProvider(key: test.key)) }
+        // A place that holds no store (a folder, or a schema, that does not exist) is not found, and not made.
+        let missing = try TestStore.missingLocation(backend)
+        #expect {
+            try Store.open(at: missing, keyProvider: StaticKeyProvider(key: test.key))
+        } throws: { error in
+            if case StoreError.storeNotFound = error { return true }
+            return false
+        }
+        switch missing {
+        case .directory(let path): #expect(!FileManager.default.fileExists(atPath: path))
+        case .postgres(let url, _):
+            let schema = try PostgresConnection.split(url).schema
+            #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM pg_namespace WHERE nspname IN (?, ?)",
+                                            [.text(schema), .text(schema + "_keys")]) == 0)
+        }
         // The right key still opens it.
         #expect(try test.reopen().count() == 1)
     }
 
-    @Test("a store cannot be created twice in one folder", arguments: TestBackend.all)
+    @Test("a store cannot be created twice in one place (folder or schema), nor over a store's key database alone", arguments: TestBackend.all)
     func createTwice(backend: TestBackend) throws {
         let test = try TestStore(backend)
         defer { test.cleanUp() }
-        #expect(throws: StoreError.self) {
-            try Store.create(at: test.directory, keyProvider: StaticKeyProvider(key: test.key))
+        let id = try test.store.create(sampleSubject("twice"), context: TestStore.admin)
+        func isAlreadyThere(_ error: any Error) -> Bool {
+            if case StoreError.storeAlreadyExists = error { return true }
+            return false
         }
+        #expect { try Store.create(at: test.location, keyProvider: StaticKeyProvider(key: test.key)) } throws: { isAlreadyThere($0) }
+        #expect { try Store.create(at: test.location, keyProvider: StaticKeyProvider(key: try SecretKey.random())) } throws: { isAlreadyThere($0) }
+        // Nothing was overwritten: the store opens with its key and reads its subject.
+        #expect(try test.reopen().read(id, fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-twice")
+        // With the data gone but the key database left, creating there is still refused (the keys are kept).
+        switch backend {
+        case .sqlite: try FileManager.default.removeItem(atPath: test.directory + "/data.sqlite")
+        case .postgres: try test.database(.data).execute("DROP TABLE store CASCADE")
+        }
+        #expect { try Store.create(at: test.location, keyProvider: StaticKeyProvider(key: test.key)) } throws: { isAlreadyThere($0) }
+        #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM subject_keys WHERE subject_id = ?", [.integer(id.rawValue)]) == 1)
     }
 
     @Test("restriction refuses reads but for the purposes GDPR Art. 18(2) allows, and audits the refusal", arguments: TestBackend.all)

@@ -24,6 +24,15 @@ enum Schema {
         dialect == .sqlite ? "PRAGMA data_version" : "SELECT counter FROM key_changes WHERE id = 1"
     }
 
+    /// A query for the id the next consent ledger entry takes (it is sealed into the entry's AAD
+    /// before the insert): SQLite's AUTOINCREMENT counter plus one; PostgreSQL's identity sequence,
+    /// whose value is then taken (a rolled-back entry leaves a gap, never a reused id).
+    static func nextConsentEntryID(_ dialect: SQLDialect) -> String {
+        dialect == .sqlite
+            ? "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'consent_ledger'), 0) + 1"
+            : "SELECT nextval(pg_get_serial_sequence('consent_ledger', 'id'))"
+    }
+
     /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
     private static let sqliteData: [Migration] = [
         Migration(version: 1, sql: """

@@ -88,7 +88,7 @@ extension Store {
                     let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM kek") ?? 0) + 1
                     _ = try Keyring.insertKEK(version: target, current: false, under: keyring.keys.master,
                                               storeID: keyring.storeID, in: connection)
-                    try connection.run("UPDATE kek SET current = (version = ?)", [.int(Int(target))])
+                    try connection.run("UPDATE kek SET current = CASE WHEN version = ? THEN 1 ELSE 0 END", [.int(Int(target))])
                     let total = Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
                     try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('kek', ?, ?, ?)",
                                        [.int(Int(target)), .int(total), .integer(Store.milliseconds(Date()))])
@@ -388,59 +388,117 @@ extension Store {
         var (position, done, _) = try beginWalk("index", targetVersion: Int(target))
         var batches = 0
         while true {
-            let rows = try storeErrors {
-                try data.withLock { connection in
-                    try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                        [.integer(position), .int(batchSize)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
-                }
-            }
-            guard let last = rows.last else { break }
-            let phones = try decrypt(rows, fields: [.phones], context: rotation).personal
-            try storeErrors {
-                try data.withLock { connection in
-                    try connection.transaction {
-                        for (row, personal) in zip(rows, phones) {
-                            try connection.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?",
-                                               [.integer(row.summary.id.rawValue), .int(Int(target))])
-                            _ = try index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer, in: connection,
-                                          into: [building])
-                        }
-                        try faultInjection?("rotate-index.in-batch", batches + 1)
-                    }
-                }
-            }
-            position = last.summary.id.rawValue
-            done += rows.count
+            let count = try reindex(into: building, batch: batches + 1, context: rotation,
+                                    select: "SELECT id FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                    [.integer(position), .int(batchSize)])
+            guard let last = count.last else { break }
+            position = last.rawValue
+            done += count.ids
             try advanceWalk("index", cursor: position, done: done)
             batches += 1
             progress(done, total)
             try storeErrors { try faultInjection?("rotate-index.batch", batches) }
         }
-        // Switch: the new version answers alone; then the old rows and key go.
+        // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
+        // progress until they are gone, so a run stopped in between is finished by the next (the switch
+        // is idempotent).
         try storeErrors {
             try keyring.database.withLock { connection in
                 try connection.transaction {
-                    try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active'")
+                    try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active' AND version <> ?",
+                                       [.int(Int(target))])
                     try connection.run("UPDATE index_keys SET state = 'active' WHERE field = 'phones' AND version = ?", [.int(Int(target))])
-                    try connection.run("DELETE FROM rotations WHERE kind = 'index'")
                 }
             }
         }
         try storeErrors { try faultInjection?("rotate-index.switch", batches) }
         try storeErrors { try keyring.reload() }
+        // Another process that had not yet seen the new key when it wrote (its transaction began before
+        // the key existed) indexed its subjects under the old key only: those are indexed under the new
+        // key before the old rows go, in the transaction that drops them. Writers after the switch see it
+        // inside their own transactions (`write`, `update`).
+        var leftBehind = 0
+        while true {
+            let reindexed = try reindex(into: building, batch: 0, context: rotation, select: """
+                SELECT DISTINCT o.subject_id FROM phone_index o WHERE o.key_version <> ?1 AND NOT EXISTS
+                    (SELECT 1 FROM phone_index n WHERE n.subject_id = o.subject_id AND n.key_version = ?1)
+                ORDER BY o.subject_id LIMIT ?2
+                """, [.int(Int(target)), .int(batchSize)],
+                whenNone: ("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]))
+            guard reindexed.ids > 0 else { break }
+            leftBehind += reindexed.ids
+            guard leftBehind <= max(total, 1) * 2 else {
+                throw .invalidInput("other processes kept writing under the old index key: run the rotation again")
+            }
+        }
         try storeErrors {
-            try data.withLock { try $0.run("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]) }
             try keyring.database.withLock { connection in
-                try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
+                try connection.transaction {
+                    try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
+                    try connection.run("DELETE FROM rotations WHERE kind = 'index'")
+                }
                 try connection.discardDeletedContent()
             }
         }
         try audit([AuditEvent(.keys, context, subject: nil,
-                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done) subjects re-indexed, old index dropped")])
+                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done + leftBehind) subjects re-indexed, old index dropped")])
         return RotationReport(kind: "index", fromVersion: Int(from.version), toVersion: Int(target), items: done, resumed: resumed)
     }
 
     /// Starts (or finds) the walk of a rotation over subjects; returns its cursor, count and whether it resumed.
+    /// Indexes under `index` the phone numbers of the subjects whose ids the query `select` gives (run in
+    /// a data transaction; when it gives none, `whenNone` runs in that same transaction). Their numbers
+    /// are read and decrypted outside the transaction, so a subject changed meanwhile (its `updated_at`
+    /// moved) makes the batch roll back and run again, at most five times; one deleted meanwhile is
+    /// skipped. Returns the last id and how many.
+    private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
+                         whenNone: (sql: String, values: [SQLValue])? = nil) throws(StoreError) -> (last: SubjectID?, ids: Int) {
+        for attempt in 0... {
+            let ids = try storeErrors {
+                try data.withLock { connection in
+                    try connection.transaction {
+                        let ids = try connection.rows(select, values) { SubjectID(rawValue: $0.int64(0)) }
+                        if ids.isEmpty, let whenNone { try connection.run(whenNone.sql, whenNone.values) }
+                        return ids
+                    }
+                }
+            }
+            guard !ids.isEmpty else { return (nil, 0) }
+            let rows = try storeErrors {
+                try data.withLock { connection in
+                    try ids.compactMap { id in
+                        try connection.firstRow("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id = ?",
+                                                [.integer(id.rawValue)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+                    }
+                }
+            }
+            let phones = try decrypt(rows, fields: [.phones], context: context).personal
+            do {
+                try storeErrors {
+                    try data.withLock { connection in
+                        try connection.transaction {
+                            for (row, personal) in zip(rows, phones) {
+                                let id = row.summary.id.rawValue
+                                guard let updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id)])
+                                else { continue }
+                                guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
+                                try connection.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?",
+                                                   [.integer(id), .int(Int(index.version))])
+                                _ = try self.index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer,
+                                                   in: connection, into: [index])
+                            }
+                            try faultInjection?("rotate-index.in-batch", batch)
+                        }
+                    }
+                }
+                return (ids.last, ids.count)
+            } catch .concurrentChange where attempt < 5 {
+                continue
+            }
+        }
+        preconditionFailure("unreachable: the loop returns or throws")
+    }
+
     private func beginWalk(_ kind: String, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
         let total = try count()
         return try storeErrors {

@@ -48,11 +48,12 @@ extension Store {
     public func write(_ subjects: [NewSubject], region: String? = nil,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
-        // Another process may have started or finished a key rotation: write under the keys it left.
-        _ = try storeErrors { try keyring.reloadIfChanged() }
         return try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
+                    // Another process may have started or finished a key rotation: write under the keys it
+                    // left, read inside the transaction so an index rotation's last step cannot pass it by.
+                    _ = try keyring.reloadIfChanged()
                     var results: [WriteResult] = []
                     var created: [(SubjectID, NewSubject)] = []
                     var events: [AuditEvent] = []
@@ -106,6 +107,7 @@ extension Store {
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
+                    _ = try keyring.reloadIfChanged()
                     guard let (keyVersion, current) = try connection.firstRow(
                         "SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
                             (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
@@ -191,7 +193,7 @@ extension Store {
             try data.withLock { connection in
                 try connection.rows("""
                     SELECT \(Store.summaryColumns) FROM subjects
-                    WHERE id > ? AND (?2 IS NULL OR kind = ?2) ORDER BY id LIMIT ?
+                    WHERE id > ? AND (kind = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?
                     """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
             }
         }

@@ -137,18 +137,20 @@ public final class PostgresConnection: Database {
         try execute("BEGIN; SELECT pg_advisory_xact_lock(\(writeLockKey))")
         inTransaction = true
         defer { inTransaction = false }
+        let value: T
         do {
-            let value = try body()
-            let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
-            try check(result, sql: "COMMIT")
-            guard result.commandStatus == "COMMIT" else {
-                throw PostgresError(sqlState: "40000", message: "the transaction was rolled back by the server", sql: "COMMIT")
-            }
-            return value
+            value = try body()
         } catch {
             _ = PostgresResult(unsafe PQexec(handle, "ROLLBACK"))
             throw error
         }
+        // COMMIT ends the transaction whatever it answers: no ROLLBACK after it.
+        let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
+        try check(result, sql: "COMMIT")
+        guard result.commandStatus == "COMMIT" else {
+            throw PostgresError(sqlState: "40000", message: "the transaction was rolled back by the server", sql: "COMMIT")
+        }
+        return value
     }
 
     public var changes: Int { lastChanges }
@@ -351,14 +353,15 @@ struct PostgresRow: Row {
         result.withText(row: row, column: Int32(index)) { bytes in
             // Booleans come back as t/f; integers and numerics as decimal text.
             if bytes.count == 1, bytes[0] == UInt8(ascii: "t") { return 1 }
-            var value: Int64 = 0
+            // The magnitude in 64 unsigned bits, so that Int64.min's reads back without overflow.
+            var magnitude: UInt64 = 0
             var negative = false
             for (position, byte) in bytes.enumerated() {
                 if position == 0, byte == UInt8(ascii: "-") { negative = true; continue }
                 guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
-                value = value &* 10 &+ Int64(byte - UInt8(ascii: "0"))
+                magnitude = magnitude &* 10 &+ UInt64(byte - UInt8(ascii: "0"))
             }
-            return negative ? -value : value
+            return Int64(bitPattern: negative ? 0 &- magnitude : magnitude)
         }
     }
 

@@ -43,7 +43,8 @@ struct TestStore {
     static let caller = AccessContext(actor: "test-pbx", purpose: .callerID)
 
     init(_ backend: TestBackend = .sqlite, region: String = "GB", plannedPhoneNumbers: Int = 1_000_000,
-         hooks: [any AuditHook] = [], durability: AuditDurability = .written) throws {
+         hooks: [any AuditHook] = [], durability: AuditDurability = .written,
+         configure: (inout StoreConfiguration) -> Void = { _ in }) throws {
         self.backend = backend
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-test-\(UUID().uuidString)").path
         location = try TestStore.location(backend, directory: directory)
@@ -53,6 +54,7 @@ struct TestStore {
         configuration.plannedPhoneNumbers = plannedPhoneNumbers
         configuration.additionalAuditHooks = hooks
         configuration.auditDurability = durability
+        configure(&configuration)
         store = try Store.create(at: location, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
     }
 
@@ -108,6 +110,54 @@ struct TestStore {
         }
     }
 
+    /// The schema of the store's data (PostgreSQL; nil for a folder store).
+    var dataSchema: String? {
+        guard case .postgres(let url, _) = location else { return nil }
+        return try? PostgresConnection.split(url).schema
+    }
+
+    /// The schema of the store's key tables (PostgreSQL: `<schema>_keys`; nil for a folder store).
+    var keysSchema: String? { dataSchema.map { $0 + "_keys" } }
+
+    /// A location on `backend` that holds no store: a folder path that does not exist, or a schema
+    /// never created on the test server.
+    static func missingLocation(_ backend: TestBackend) throws -> StoreLocation {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-missing-\(UUID().uuidString)").path
+        switch backend {
+        case .sqlite:
+            return .directory(directory)
+        case .postgres:
+            guard let url = PostgresTestServer.url(schema: PostgresTestServer.uniqueSchema()) else {
+                throw PostgresUnavailable(description: PostgresTestServer.missingMessage ?? "STRONGROOM_TEST_POSTGRES is off")
+            }
+            return .postgres(url: url, keysURL: nil)
+        }
+    }
+
+    /// Everything the store keeps, as places and their bytes, for scans for plaintext: every file under
+    /// the folder (SQLite: databases, their WAL, the audit segments), or every row of every table of
+    /// the data and key schemas rendered as text (PostgreSQL: `SELECT t::text FROM schema.table t`,
+    /// so `bytea` columns, the audit log's lines among them, appear as lower-case hex digits; see
+    /// `PlaintextScan.needles`). PostgreSQL's own files (dead row versions before VACUUM, WAL) are the
+    /// server's, outside what a test can read.
+    func storedContent() throws -> [(place: String, bytes: [UInt8])] {
+        switch location {
+        case .directory:
+            return try files().map { ($0, [UInt8](try Data(contentsOf: URL(fileURLWithPath: $0)))) }
+        case .postgres:
+            let schemas = [dataSchema ?? "", keysSchema ?? ""]
+            let connection = try database(.data)
+            let tables = try connection.rows("""
+                SELECT table_schema::text, table_name::text FROM information_schema.tables
+                WHERE table_schema IN (?, ?) ORDER BY 1, 2
+                """, schemas.map { .text($0) }) { ($0.text(0) ?? "", $0.text(1) ?? "") }
+            return try tables.map { schema, table in
+                let rows = try connection.rows("SELECT t::text FROM \"\(schema)\".\"\(table)\" t") { $0.text(0) ?? "" }
+                return ("\(schema).\(table)", Array(rows.joined(separator: "\n").utf8))
+            }
+        }
+    }
+
     /// Every file under the test's folder.
     func files() -> [String] {
         let enumerator = FileManager.default.enumerator(atPath: directory)
@@ -123,6 +173,11 @@ struct TestStore {
     func cleanUp() {
         store.close()
         try? FileManager.default.removeItem(atPath: directory)
+        TestStore.dropSchemas(of: location)
+    }
+
+    /// Drops a PostgreSQL location's data and key schemas (and anything in them); nothing for a folder.
+    static func dropSchemas(of location: StoreLocation) {
         if case .postgres(let url, _) = location, let schema = try? PostgresConnection.split(url).schema,
            let connection = try? PostgresConnection(url: url, create: false, writeLock: "test") {
             try? connection.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE; DROP SCHEMA IF EXISTS \"\(schema)_keys\" CASCADE")
@@ -157,6 +212,62 @@ final class RecordingHook: AuditHook, @unchecked Sendable {
         try lock.withLock {
             if failing { throw Refused() }
             stored.append(contentsOf: events)
+        }
+    }
+}
+
+/// Looks for values in what a store keeps (`TestStore.storedContent`).
+enum PlaintextScan {
+    /// Whether `needle` occurs in `haystack`.
+    static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, haystack.count >= needle.count else { return false }
+        let first = needle[0]
+        var index = 0
+        while let start = haystack[index...].firstIndex(of: first), start + needle.count <= haystack.count {
+            if haystack[start..<start + needle.count].elementsEqual(needle) { return true }
+            index = start + 1
+        }
+        return false
+    }
+
+    /// `text` in UTF-8, UTF-16LE and UTF-16BE.
+    static func encodings(_ text: String) -> [(String, [UInt8])] {
+        var little: [UInt8] = []
+        var big: [UInt8] = []
+        for unit in text.utf16 {
+            little += [UInt8(unit & 0xFF), UInt8(unit >> 8)]
+            big += [UInt8(unit >> 8), UInt8(unit & 0xFF)]
+        }
+        return [("UTF-8", Array(text.utf8)), ("UTF-16LE", little), ("UTF-16BE", big)]
+    }
+
+    /// Lower-case hex digits of `bytes`, as PostgreSQL renders a `bytea` value as text.
+    static func hex(_ bytes: [UInt8]) -> [UInt8] {
+        let digits = Array("0123456789abcdef".utf8)
+        return bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] }
+    }
+
+    /// The forms in which `bytes` would show in a store's content on `backend`: as they are, and on
+    /// PostgreSQL also as the hex digits of a `bytea` column.
+    static func needles(_ name: String, _ bytes: [UInt8], backend: TestBackend) -> [(String, [UInt8])] {
+        backend == .postgres ? [(name, bytes), (name + " as bytea hex", hex(bytes))] : [(name, bytes)]
+    }
+
+    /// The forms in which `text` would show on `backend`: UTF-8 and UTF-16 in both byte orders, each
+    /// also as `bytea` hex on PostgreSQL.
+    static func needles(_ text: String, backend: TestBackend) -> [(String, [UInt8])] {
+        encodings(text).flatMap { needles($0.0, $0.1, backend: backend) }
+    }
+
+    /// Records an issue for each `secret` found anywhere in `content`, in any of its forms.
+    static func expectAbsent(_ secrets: [String], from content: [(place: String, bytes: [UInt8])], backend: TestBackend,
+                             sourceLocation: SourceLocation = #_sourceLocation) {
+        for (place, bytes) in content {
+            for secret in secrets {
+                for (form, needle) in needles(secret, backend: backend) {
+                    #expect(!contains(bytes, needle), "\(place) holds \(secret.debugDescription) in \(form)", sourceLocation: sourceLocation)
+                }
+            }
         }
     }
 }

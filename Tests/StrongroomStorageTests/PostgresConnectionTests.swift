@@ -1,0 +1,448 @@
+import Foundation
+@testable import StrongroomStorage
+import StrongroomTestSupport
+import Synchronization
+import Testing
+
+@Suite("PostgreSQL connection: placeholders and URLs (no server needed)")
+struct PostgresConnectionTextTests {
+    @Test("bare ? placeholders are numbered $1, $2, … in order", arguments: [
+        ("SELECT 1", "SELECT 1"),
+        ("SELECT ?", "SELECT $1"),
+        ("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", "INSERT INTO t (a, b, c) VALUES ($1, $2, $3)"),
+        ("UPDATE t SET a=? WHERE b=?", "UPDATE t SET a=$1 WHERE b=$2"),
+        ("SELECT ?,?", "SELECT $1,$2"),
+        ("SELECT ? -- ä 漢字 😀", "SELECT $1 -- ä 漢字 😀"),
+    ])
+    func bare(sql: String, expected: String) {
+        #expect(PostgresConnection.numberedParameters(sql) == expected)
+    }
+
+    @Test("?N keeps its number; a bare ? after numbered ones takes the largest number so far + 1 (SQLite's rule)", arguments: [
+        ("SELECT ?1, ?2", "SELECT $1, $2"),
+        ("SELECT ?2, ?1", "SELECT $2, $1"),
+        ("UPDATE subjects SET last_contacted_at = ?1 WHERE id = ?2 AND last_contacted_at < ?1", "UPDATE subjects SET last_contacted_at = $1 WHERE id = $2 AND last_contacted_at < $1"),
+        ("WHERE id > ? AND (?2 IS NULL OR kind = ?2) ORDER BY id LIMIT ?", "WHERE id > $1 AND ($2 IS NULL OR kind = $2) ORDER BY id LIMIT $3"),
+        ("SELECT ?, ?5, ?", "SELECT $1, $5, $6"),
+        ("SELECT ?3, ?, ?1, ?", "SELECT $3, $4, $1, $5"),
+        ("SELECT ?, ?1, ?", "SELECT $1, $1, $2"),
+        ("SELECT ?10, ?", "SELECT $10, $11"),
+        ("SELECT ?12abc", "SELECT $12abc"),
+    ])
+    func numbered(sql: String, expected: String) {
+        #expect(PostgresConnection.numberedParameters(sql) == expected)
+    }
+
+    @Test("a ? inside quotes or a quoted identifier is left alone", arguments: [
+        ("SELECT '?' , ?", "SELECT '?' , $1"),
+        ("SELECT 'it''s ?2', ?", "SELECT 'it''s ?2', $1"),
+        ("SELECT \"odd?name\" FROM t WHERE x = ?", "SELECT \"odd?name\" FROM t WHERE x = $1"),
+        ("SELECT '\"?', ?, \"'?\", ?", "SELECT '\"?', $1, \"'?\", $2"),
+        ("SELECT ? || '?1 ?' || ?", "SELECT $1 || '?1 ?' || $2"),
+        ("SELECT '漢字?', ?", "SELECT '漢字?', $1"),
+    ])
+    func quoted(sql: String, expected: String) {
+        #expect(PostgresConnection.numberedParameters(sql) == expected)
+    }
+
+    @Test("split takes schema= out of the URL and keeps the other parameters; no schema= means the default")
+    func split() throws {
+        let plain = try PostgresConnection.split("postgresql://crm@db.internal:5432/crm")
+        #expect(plain.connectionInfo == "postgresql://crm@db.internal:5432/crm" && plain.schema == PostgresConnection.defaultSchema)
+        #expect(PostgresConnection.defaultSchema == "strongroom")
+        let named = try PostgresConnection.split("postgresql://crm@db.internal/crm?schema=sales_2026")
+        #expect(named.connectionInfo == "postgresql://crm@db.internal/crm" && named.schema == "sales_2026")
+        let mixed = try PostgresConnection.split("postgres://u:p@h/db?sslmode=require&schema=t_1&connect_timeout=5")
+        #expect(mixed.connectionInfo == "postgres://u:p@h/db?sslmode=require&connect_timeout=5" && mixed.schema == "t_1")
+        let others = try PostgresConnection.split("postgresql://h/db?sslmode=disable")
+        #expect(others.connectionInfo == "postgresql://h/db?sslmode=disable" && others.schema == "strongroom")
+        let longest = String(repeating: "a", count: 63)
+        #expect(try PostgresConnection.split("postgresql://h/db?schema=\(longest)").schema == longest)
+        #expect(try PostgresConnection.split("postgresql://h/db?schema=_x9").schema == "_x9")
+    }
+
+    @Test("a schema that is not a plain lower-case identifier, or a URL that is not PostgreSQL's, is refused", arguments: [
+        "postgresql://h/db?schema=", "postgresql://h/db?schema=Sales", "postgresql://h/db?schema=a-b", "postgresql://h/db?schema=1abc",
+        "postgresql://h/db?schema=a;DROP%20SCHEMA%20x", "postgresql://h/db?schema=a\"b", "postgresql://h/db?schema=a%20b",
+        "postgresql://h/db?schema=café", "postgresql://h/db?schema=a.b", "postgresql://h/db?schema=" + String(repeating: "a", count: 64),
+        "mysql://h/db?schema=x", "h/db", "",
+    ])
+    func refused(url: String) {
+        #expect {
+            try PostgresConnection.split(url)
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.sqlState == "08000" && !error.isConstraintViolation
+        }
+    }
+}
+
+/// A fresh schema on the test server and a connection to it (the schema created); `drop()` removes it.
+private struct Scratch {
+    let url: String
+    let connection: PostgresConnection
+    var schema: String { connection.schema }
+
+    /// nil when the PostgreSQL half is off (then the suite is disabled) or the variable is missing (then an
+    /// issue says what to do).
+    init?() throws {
+        guard let url = PostgresTestServer.url(schema: PostgresTestServer.uniqueSchema()) else {
+            if let message = PostgresTestServer.missingMessage { Issue.record(Comment(rawValue: message)) }
+            PostgresTestServer.announceIfOff()
+            return nil
+        }
+        self.url = url
+        connection = try PostgresConnection(url: url, create: true, writeLock: "test")
+    }
+
+    /// Another connection to the same schema.
+    func connect(writeLock: String = "test") throws -> PostgresConnection {
+        try PostgresConnection(url: url, create: false, writeLock: writeLock)
+    }
+
+    func drop() {
+        if let cleaner = try? PostgresConnection(url: url, create: false, writeLock: "cleanup") {
+            try? cleaner.execute("DROP SCHEMA IF EXISTS \"\(schema)\" CASCADE")
+        }
+    }
+}
+
+/// The error `body` throws, or nil.
+///
+/// The tests below pass closures that take closures (`transaction { … }`) through this plain function rather
+/// than writing them inside `#expect { … } throws:`: with Swift 6.3.1 a closure written inside a macro's
+/// argument can share its symbol with a later closure of the same function, which then runs the wrong body.
+private func thrown(_ body: () throws -> Void) -> (any Error)? {
+    do {
+        try body()
+        return nil
+    } catch {
+        return error
+    }
+}
+
+/// A moment, for ordering events across threads.
+private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// When a transaction's body began and ended, written by its thread.
+private final class Times: Sendable {
+    private let times = Mutex<(UInt64, UInt64)?>(nil)
+    var value: (UInt64, UInt64)? { times.withLock { $0 } }
+    func set(_ value: (UInt64, UInt64)) { times.withLock { $0 = value } }
+}
+
+/// Runs a write transaction on a connection of its own, on a thread of its own, that holds the write lock
+/// `lock` of the schema at `url` for `hold` seconds; `started` is signalled once its body runs. The
+/// function returned waits for the thread and gives when the body began and ended (nil if it failed).
+private func transactionOnAnotherThread(_ url: String, lock: String, hold: Double,
+                                        started: DispatchSemaphore? = nil) -> () -> (UInt64, UInt64)? {
+    let result = Times()
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        defer { done.signal() }
+        guard let own = try? PostgresConnection(url: url, create: false, writeLock: lock) else { return }
+        try? own.transaction {
+            let begin = now()
+            started?.signal()
+            try own.run("INSERT INTO t (x) VALUES (1)")
+            Thread.sleep(forTimeInterval: hold)
+            result.set((begin, now()))
+        }
+    }
+    return {
+        done.wait()
+        return result.value
+    }
+}
+
+@Suite("PostgreSQL connection against the test server", .enabled(if: !PostgresTestServer.isOff, "STRONGROOM_TEST_POSTGRES=off"))
+struct PostgresConnectionTests {
+    @Test("the connection works in the URL's schema: created on demand, set as the search path")
+    func schema() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        #expect(connection.schema == (try PostgresConnection.split(scratch.url).schema) && connection.dialect == .postgresql)
+        #expect(try connection.scalarText("SELECT current_schema()::text") == scratch.schema)
+        try connection.execute("CREATE TABLE here (x BIGINT)")
+        #expect(try connection.scalarText("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'here'") == scratch.schema)
+        // Without create, a missing schema is not made (nothing to find there).
+        let missing = try #require(PostgresTestServer.url(schema: PostgresTestServer.uniqueSchema()))
+        let other = try PostgresConnection(url: missing, create: false, writeLock: "test")
+        #expect(try other.scalarText("SELECT current_schema()::text") == nil)
+        #expect(try other.scalarText("SELECT to_regclass('here')::text") == nil)
+        #expect(try other.scalarInteger("SELECT count(*) FROM pg_namespace WHERE nspname = ?", [.text(other.schema)]) == 0)
+    }
+
+    @Test("integers, reals, text, bytes and NULL round-trip through bound parameters")
+    func roundTrip() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE v (id BIGINT PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t TEXT, b BYTEA)")
+        let insert = "INSERT INTO v (id, i, r, t, b) VALUES (?, ?, ?, ?, ?)"
+        let select = "SELECT i, r, t, b FROM v WHERE id = ?"
+        // Int64.min is left out: reading it back traps (PostgresRow.int64 negates the overflowed magnitude; reported).
+        let integers: [Int64] = [0, 1, -1, 42, Int64.max, Int64.min + 1, -1_790_000_000_000, 1_790_000_000_000]
+        let reals: [Double] = [0, -0.5, 0.1, Double.pi, 1e308, -2.5e-300, Double.leastNonzeroMagnitude, 123_456_789.125]
+        let texts = ["", "plain", "Zoë Ångström", "漢字かな", "😀👩‍👩‍👧", "e\u{0301}", "quote ' and \" and \\ and ?", String(repeating: "x", count: 100_000)]
+        var random = SystemRandomNumberGenerator()
+        let megabyte = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let blobs: [[UInt8]] = [[], [0], [0, 0, 0], Array(0...255), Array("\\x00".utf8), megabyte]
+        var id: Int64 = 0
+        for value in integers {
+            id += 1
+            try connection.run(insert, [.integer(id), .integer(value), .null, .null, .null])
+            #expect(try connection.firstRow(select, [.integer(id)]) { $0.int64(0) } == value)
+        }
+        for value in reals {
+            id += 1
+            try connection.run(insert, [.integer(id), .null, .real(value), .null, .null])
+            #expect(try connection.firstRow(select, [.integer(id)]) { $0.double(1) } == value, "\(value)")
+        }
+        for value in texts {
+            id += 1
+            try connection.run(insert, [.integer(id), .null, .null, .text(value), .null])
+            #expect(try connection.firstRow(select, [.integer(id)]) { $0.text(2) } == .some(.some(value)), "\(value.prefix(20))")
+        }
+        for value in blobs {
+            id += 1
+            try connection.run(insert, [.integer(id), .null, .null, .null, .blob(value)])
+            // An empty blob stays an empty blob, not NULL; every byte value survives, 1 MB too.
+            #expect(try connection.firstRow(select, [.integer(id)]) { $0.blob(3) } == .some(.some(value)), "a blob of \(value.count) bytes")
+        }
+        // NULL in every column: nil for text and bytes, 0 for numbers.
+        id += 1
+        try connection.run(insert, [.integer(id), .null, .null, .null, .null])
+        let nulls = try #require(try connection.firstRow(select, [.integer(id)]) { row in
+            ((0..<4).map { row.isNull($0) }, row.int64(0), row.double(1), row.text(2), row.blob(3))
+        })
+        #expect(nulls.0 == [true, true, true, true] && nulls.1 == 0 && nulls.2 == 0 && nulls.3 == nil && nulls.4 == nil)
+        #expect(try connection.firstRow(select, [.integer(1)]) { $0.isNull(0) } == false)
+        // The optional helpers bind NULL for nil.
+        id += 1
+        try connection.run(insert, [.integer(id), .integer(nil as Int64?), .null, .text(nil as String?), .blob(nil as [UInt8]?)])
+        #expect(try connection.scalarInteger("SELECT count(*) FROM v WHERE id = ? AND i IS NULL AND t IS NULL AND b IS NULL", [.integer(id)]) == 1)
+        // Scalar helpers, rows, and booleans read as integers.
+        #expect(try connection.scalarInteger("SELECT count(*) FROM v") == id)
+        #expect(try connection.scalarInteger("SELECT i FROM v WHERE id = -1") == nil)
+        #expect(try connection.firstRow("SELECT 1 WHERE false") { $0.int64(0) } == nil)
+        #expect(try connection.rows("SELECT id FROM v WHERE id <= 3 ORDER BY id") { $0.int64(0) } == [1, 2, 3])
+        #expect(try connection.firstRow("SELECT true, false") { [$0.int64(0), $0.int64(1)] } == [1, 0])
+    }
+
+    @Test("text with a NUL character is refused before anything is sent, as a typed error, and the transaction goes on")
+    func nulRefused() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x TEXT)")
+        let refusal = thrown { try connection.run("INSERT INTO t (x) VALUES (?)", [.text("secret\u{0}value")]) }
+        let error = try #require(refusal as? PostgresError, "\(String(describing: refusal))")
+        #expect(error.sqlState == "22000" && !error.isConstraintViolation)
+        #expect(!error.description.contains("secret") && error.sql == "INSERT INTO t (x) VALUES (?)")
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
+        // Nothing reached the server: a transaction around the refusal is not aborted and commits the rest.
+        var inside: (any Error)?
+        try connection.transaction {
+            try connection.run("INSERT INTO t (x) VALUES (?)", [.text("before")])
+            inside = thrown { try connection.run("INSERT INTO t (x) VALUES (?)", [.text("\u{0}")]) }
+            try connection.run("INSERT INTO t (x) VALUES (?)", [.text("after")])
+        }
+        #expect((inside as? PostgresError)?.sqlState == "22000")
+        #expect(try connection.rows("SELECT x FROM t ORDER BY x") { $0.text(0) } == ["after", "before"])
+        // A NUL byte in a blob is fine.
+        try connection.execute("CREATE TABLE b (x BYTEA)")
+        try connection.run("INSERT INTO b (x) VALUES (?)", [.blob([0x73, 0x00, 0x74])])
+        #expect(try connection.firstRow("SELECT x FROM b") { $0.blob(0) } == .some([0x73, 0x00, 0x74]))
+    }
+
+    @Test("a unique violation is a constraint violation whose message carries no value")
+    func uniqueViolation() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE u (k TEXT PRIMARY KEY, b BYTEA UNIQUE)")
+        try connection.run("INSERT INTO u (k, b) VALUES (?, ?)", [.text("secret-value-4242"), .blob(Array("secret-bytes-77".utf8))])
+        let duplicates: [[SQLValue]] = [[.text("secret-value-4242"), .blob([1])], [.text("other"), .blob(Array("secret-bytes-77".utf8))]]
+        for values in duplicates {
+            let failure = thrown { try connection.run("INSERT INTO u (k, b) VALUES (?, ?)", values) }
+            let error = try #require(failure as? any DatabaseError, "\(String(describing: failure))")
+            let postgres = try #require(error as? PostgresError)
+            #expect(error.isConstraintViolation && postgres.sqlState == "23505")
+            // Neither the value nor its bytes (as hex, as PostgreSQL's DETAIL would show them) are in the error.
+            for text in [error.description, postgres.message, "\(error)", String(reflecting: error)] {
+                #expect(!text.contains("secret") && !text.contains("4242") && !text.contains("7365637265742d62797465732d3737"), "\(text)")
+            }
+        }
+        // Other errors are not constraint violations.
+        let missing = thrown { try connection.execute("SELECT * FROM missing_table") } as? PostgresError
+        #expect(missing?.sqlState == "42P01" && missing?.isConstraintViolation == false)
+        #expect(try connection.scalarInteger("SELECT count(*) FROM u") == 1)
+    }
+
+    @Test("a transaction whose body throws is rolled back, and the error is the body's")
+    func rollback() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x BIGINT)")
+        struct Abort: Error {}
+        let error = thrown {
+            try connection.transaction {
+                try connection.run("INSERT INTO t (x) VALUES (?)", [.integer(1)])
+                throw Abort()
+            }
+        }
+        #expect(error is Abort)
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
+        // The connection is out of the transaction (no advisory lock held), and the lock is free for another connection.
+        #expect(try connection.scalarInteger("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == 0)
+        let other = try scratch.connect()
+        let started = now()
+        try other.transaction { try other.run("INSERT INTO t (x) VALUES (2)") }
+        #expect(now() - started < 5_000_000_000)
+        // A transaction that returns commits and passes its value on.
+        let value = try connection.transaction { () throws -> Int in
+            try connection.run("INSERT INTO t (x) VALUES (3)")
+            return 7
+        }
+        #expect(value == 7)
+        #expect(try connection.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [2, 3])
+    }
+
+    @Test("a statement that fails inside a transaction fails the transaction: COMMIT turned into ROLLBACK is reported")
+    func failedStatementFailsTransaction() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x BIGINT UNIQUE)")
+        // The body swallows the statement's error and returns: PostgreSQL answers COMMIT with ROLLBACK.
+        let swallowed = thrown {
+            try connection.transaction {
+                try connection.run("INSERT INTO t (x) VALUES (1)")
+                _ = thrown { try connection.run("INSERT INTO t (x) VALUES (1)") }
+            }
+        }
+        let rolledBack = try #require(swallowed as? PostgresError, "\(String(describing: swallowed))")
+        #expect(rolledBack.sqlState == "40000" && rolledBack.message.contains("rolled back"))
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
+        // The body lets it through: that error comes out, and nothing is committed.
+        let passed = thrown {
+            try connection.transaction {
+                try connection.run("INSERT INTO t (x) VALUES (2)")
+                try connection.run("INSERT INTO t (x) VALUES (2)")
+            }
+        }
+        #expect((passed as? PostgresError)?.sqlState == "23505")
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
+        // The connection is usable afterwards, in and out of transactions.
+        try connection.transaction { try connection.run("INSERT INTO t (x) VALUES (3)") }
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 1)
+    }
+
+    @Test("two connections' write transactions on one schema run one after the other; another lock name does not wait")
+    func writeTransactionsSerialize() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        try scratch.connection.execute("CREATE TABLE t (x BIGINT)")
+        // Same schema, same lock: the second body starts only after the first one's ended.
+        let firstStarted = DispatchSemaphore(value: 0)
+        let first = transactionOnAnotherThread(scratch.url, lock: "data", hold: 0.8, started: firstStarted)
+        firstStarted.wait()
+        let second = transactionOnAnotherThread(scratch.url, lock: "data", hold: 0)
+        let (firstBegin, firstEnd) = try #require(first())
+        let (secondBegin, _) = try #require(second())
+        #expect(secondBegin >= firstEnd, "the second transaction ran while the first held the lock")
+        #expect(firstEnd - firstBegin >= 700_000_000)
+        // Another lock name (the audit log beside the data) does not wait.
+        let heldStarted = DispatchSemaphore(value: 0)
+        let held = transactionOnAnotherThread(scratch.url, lock: "data", hold: 1.0, started: heldStarted)
+        heldStarted.wait()
+        let audit = transactionOnAnotherThread(scratch.url, lock: "audit", hold: 0)
+        let (auditBegin, _) = try #require(audit())
+        let (heldBegin, heldEnd) = try #require(held())
+        #expect(auditBegin > heldBegin && auditBegin < heldEnd, "a transaction under another lock name waited")
+        #expect(try scratch.connection.scalarInteger("SELECT count(*) FROM t") == 4)
+    }
+
+    @Test("changes counts the rows of the last INSERT, UPDATE or DELETE")
+    func changes() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x BIGINT PRIMARY KEY)")
+        try connection.run("INSERT INTO t (x) VALUES (?), (?), (?)", [.integer(1), .integer(2), .integer(3)])
+        #expect(connection.changes == 3)
+        try connection.run("UPDATE t SET x = x + 10 WHERE x >= ?", [.integer(2)])
+        #expect(connection.changes == 2)
+        try connection.run("UPDATE t SET x = 0 WHERE x = ?", [.integer(99)])
+        #expect(connection.changes == 0)
+        try connection.run("INSERT INTO t (x) VALUES (?) ON CONFLICT DO NOTHING", [.integer(4)])
+        #expect(connection.changes == 1)
+        try connection.run("INSERT INTO t (x) VALUES (?) ON CONFLICT DO NOTHING", [.integer(4)])
+        #expect(connection.changes == 0)
+        try connection.execute("DELETE FROM t WHERE x > 10")
+        #expect(connection.changes == 2)
+        try connection.run("DELETE FROM t")
+        #expect(connection.changes == 2)
+        try connection.execute("CREATE TABLE u (y BIGINT)")
+        #expect(connection.changes == 0)
+    }
+
+    @Test("schemaVersion is 0 in a new schema, then what setSchemaVersion recorded, per schema")
+    func schemaVersion() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        #expect(try connection.schemaVersion() == 0)
+        try connection.transaction { try connection.setSchemaVersion(3) }
+        #expect(try connection.schemaVersion() == 3)
+        try connection.setSchemaVersion(5)
+        #expect(try connection.schemaVersion() == 5)
+        #expect(try scratch.connect().schemaVersion() == 5)
+        // Another schema on the same server has its own (none).
+        guard let other = try Scratch() else { return }
+        defer { other.drop() }
+        #expect(try other.connection.schemaVersion() == 0)
+        // A rolled-back setSchemaVersion leaves the version as it was.
+        struct Abort: Error {}
+        let error = thrown {
+            try connection.transaction {
+                try connection.setSchemaVersion(9)
+                throw Abort()
+            }
+        }
+        #expect(error is Abort)
+        #expect(try connection.schemaVersion() == 5)
+    }
+
+    @Test("after the server terminated the connection's backend, the connection reconnects and queries work again")
+    func reconnect() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x BIGINT)")
+        let insert = "INSERT INTO t (x) VALUES (?)"
+        try connection.run(insert, [.integer(1)])  // a statement the old session prepared
+        let pid = try #require(try connection.scalarInteger("SELECT pg_backend_pid()"))
+        let killer = try scratch.connect(writeLock: "killer")
+        #expect(try killer.scalarText("SELECT pg_terminate_backend(?::integer)::text", [.integer(pid)]) == "true")
+        for _ in 0..<100 {  // until the backend is gone
+            guard try killer.scalarInteger("SELECT count(*) FROM pg_stat_activity WHERE pid = ?::integer", [.integer(pid)]) != 0 else { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        // The first statement may be the one that finds the connection dead (and fails, typed); the
+        // connection is usable again after it at the latest.
+        let first = thrown { _ = try connection.scalarInteger("SELECT 1") }
+        #expect(first == nil || first is PostgresError)
+        #expect(try connection.scalarInteger("SELECT 1") == 1)
+        #expect(try connection.scalarInteger("SELECT pg_backend_pid()") != pid)
+        // The new session is set up as the old one was: the schema on the search path, statements prepared again.
+        #expect(try connection.scalarText("SELECT current_schema()::text") == connection.schema)
+        try connection.run(insert, [.integer(2)])
+        #expect(try connection.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2])
+        try connection.transaction { try connection.run(insert, [.integer(3)]) }
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 3)
+    }
+}
