@@ -22,6 +22,7 @@ final class PostgresAuditLog: AuditTrail {
     static let attempts = 1000
     private let state: Mutex<State>
     private let mac: HMACSHA256
+    private let genesis: [UInt8]
     private let headKeeper: AuditHeadKeeper
 
     private struct State: ~Copyable {
@@ -37,8 +38,6 @@ final class PostgresAuditLog: AuditTrail {
         self.headKeeper = AuditHeadKeeper(save: saveHead)
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
     }
-
-    private let genesis: [UInt8]
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }

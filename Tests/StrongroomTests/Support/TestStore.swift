@@ -48,6 +48,8 @@ struct TestStore {
         self.backend = backend
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-test-\(UUID().uuidString)").path
         location = try TestStore.location(backend, directory: directory)
+        // On PostgreSQL the folder holds only the test's own files (key files, exports, barriers).
+        if backend == .postgres { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         key = try SecretKey.random()
         var configuration = StoreConfiguration()
         configuration.defaultRegion = region
@@ -67,7 +69,6 @@ struct TestStore {
             guard let url = PostgresTestServer.url(schema: PostgresTestServer.uniqueSchema()) else {
                 throw PostgresUnavailable(description: PostgresTestServer.missingMessage ?? "STRONGROOM_TEST_POSTGRES is off")
             }
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             return .postgres(url: url, keysURL: nil)
         }
     }
@@ -122,16 +123,7 @@ struct TestStore {
     /// A location on `backend` that holds no store: a folder path that does not exist, or a schema
     /// never created on the test server.
     static func missingLocation(_ backend: TestBackend) throws -> StoreLocation {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-missing-\(UUID().uuidString)").path
-        switch backend {
-        case .sqlite:
-            return .directory(directory)
-        case .postgres:
-            guard let url = PostgresTestServer.url(schema: PostgresTestServer.uniqueSchema()) else {
-                throw PostgresUnavailable(description: PostgresTestServer.missingMessage ?? "STRONGROOM_TEST_POSTGRES is off")
-            }
-            return .postgres(url: url, keysURL: nil)
-        }
+        try location(backend, directory: FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-missing-\(UUID().uuidString)").path)
     }
 
     /// Everything the store keeps, as places and their bytes, for scans for plaintext: every file under
