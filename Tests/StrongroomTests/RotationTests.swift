@@ -146,6 +146,26 @@ struct RotationTests {
         #expect(oldRows == 0, "index rows left under the old key")
     }
 
+    @Test("a subject indexed under the old index key only (a writer that had not seen the new key) is re-indexed before the old rows go",
+          arguments: TestBackend.all)
+    func indexStrandedSubject(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 30)
+        defer { test.cleanUp() }
+        let crashing = try crashing(test, at: "rotate-index.switch", after: 0)
+        #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
+        // What a writer whose transaction began before the new key existed leaves: rows under version 1 only.
+        let data = try test.database(.data)
+        try data.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = 2", [.integer(ids[5].rawValue)])
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE subject_id = ? AND key_version = 1",
+                                       [.integer(ids[5].rawValue)]) == 1)
+        let report = try test.reopen().rotateIndexKey(context: TestStore.admin)
+        #expect(report.resumed && report.toVersion == 2)
+        try expectIntact(try test.reopen(), ids)
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version <> 2") == 0)
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE subject_id = ? AND key_version = 2",
+                                       [.integer(ids[5].rawValue)]) == 1)
+    }
+
     @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations", arguments: TestBackend.all)
     func online(backend: TestBackend) async throws {
         let (test, ids) = try populated(backend, 200)

@@ -388,12 +388,12 @@ extension Store {
         var (position, done, _) = try beginWalk("index", targetVersion: Int(target))
         var batches = 0
         while true {
-            let count = try reindex(into: building, batch: batches + 1, context: rotation,
-                                    select: "SELECT id FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                    [.integer(position), .int(batchSize)])
-            guard let last = count.last else { break }
+            let subjects = try reindex(into: building, batch: batches + 1, context: rotation,
+                                       select: "SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                       [.integer(position), .int(batchSize)])
+            guard let last = subjects.last else { break }
             position = last.rawValue
-            done += count.ids
+            done += subjects.count
             try advanceWalk("index", cursor: position, done: done)
             batches += 1
             progress(done, total)
@@ -416,20 +416,19 @@ extension Store {
         // Another process that had not yet seen the new key when it wrote (its transaction began before
         // the key existed) indexed its subjects under the old key only: those are indexed under the new
         // key before the old rows go, in the transaction that drops them. Writers after the switch see it
-        // inside their own transactions (`write`, `update`).
-        var leftBehind = 0
+        // inside their own transactions (`write`, `update`). A subject tried once is not tried again: its
+        // numbers do not normalise in the store's region (written with another region), as in the walk.
+        var leftBehind = Set<SubjectID>()
         while true {
             let reindexed = try reindex(into: building, batch: 0, context: rotation, select: """
-                SELECT DISTINCT o.subject_id FROM phone_index o WHERE o.key_version <> ?1 AND NOT EXISTS
-                    (SELECT 1 FROM phone_index n WHERE n.subject_id = o.subject_id AND n.key_version = ?1)
-                ORDER BY o.subject_id LIMIT ?2
-                """, [.int(Int(target)), .int(batchSize)],
+                SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id IN (
+                    SELECT o.subject_id FROM phone_index o WHERE o.key_version <> ?1 AND NOT EXISTS
+                        (SELECT 1 FROM phone_index n WHERE n.subject_id = o.subject_id AND n.key_version = ?1))
+                ORDER BY id LIMIT ?2
+                """, [.int(Int(target)), .int(batchSize + leftBehind.count)], skipping: leftBehind,
                 whenNone: ("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]))
-            guard reindexed.ids > 0 else { break }
-            leftBehind += reindexed.ids
-            guard leftBehind <= max(total, 1) * 2 else {
-                throw .invalidInput("other processes kept writing under the old index key: run the rotation again")
-            }
+            guard !reindexed.isEmpty else { break }
+            leftBehind.formUnion(reindexed)
         }
         try storeErrors {
             try keyring.database.withLock { connection in
@@ -441,37 +440,34 @@ extension Store {
             }
         }
         try audit([AuditEvent(.keys, context, subject: nil,
-                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done + leftBehind) subjects re-indexed, old index dropped")])
+                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done + leftBehind.count) subjects re-indexed, old index dropped")])
         return RotationReport(kind: "index", fromVersion: Int(from.version), toVersion: Int(target), items: done, resumed: resumed)
     }
 
-    /// Starts (or finds) the walk of a rotation over subjects; returns its cursor, count and whether it resumed.
-    /// Indexes under `index` the phone numbers of the subjects whose ids the query `select` gives (run in
-    /// a data transaction; when it gives none, `whenNone` runs in that same transaction). Their numbers
-    /// are read and decrypted outside the transaction, so a subject changed meanwhile (its `updated_at`
-    /// moved) makes the batch roll back and run again, at most five times; one deleted meanwhile is
-    /// skipped. Returns the last id and how many.
+    /// Indexes under `index` the phone numbers of the subjects the query `select` reads (their
+    /// `summaryColumns` and `phones_ct`), but for those in `skipping`; when that leaves none, `whenNone`
+    /// runs in the same transaction. Numbers are decrypted outside the transaction that writes the index
+    /// rows, so a subject changed meanwhile (its `updated_at` moved) makes the batch roll back and run
+    /// again, at most five times; one deleted meanwhile is skipped. Returns the subjects indexed.
     private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
-                         whenNone: (sql: String, values: [SQLValue])? = nil) throws(StoreError) -> (last: SubjectID?, ids: Int) {
-        for attempt in 0... {
-            let ids = try storeErrors {
-                try data.withLock { connection in
-                    try connection.transaction {
-                        let ids = try connection.rows(select, values) { SubjectID(rawValue: $0.int64(0)) }
-                        if ids.isEmpty, let whenNone { try connection.run(whenNone.sql, whenNone.values) }
-                        return ids
-                    }
-                }
-            }
-            guard !ids.isEmpty else { return (nil, 0) }
+                         skipping: Set<SubjectID> = [], whenNone: (sql: String, values: [SQLValue])? = nil) throws(StoreError) -> [SubjectID] {
+        var attempt = 0
+        while true {
             let rows = try storeErrors {
                 try data.withLock { connection in
-                    try ids.compactMap { id in
-                        try connection.firstRow("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id = ?",
-                                                [.integer(id.rawValue)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+                    func read() throws -> [EncryptedSubject] {
+                        try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+                            .filter { !skipping.contains($0.summary.id) }
+                    }
+                    guard let whenNone else { return try read() }
+                    return try connection.transaction {
+                        let rows = try read()
+                        if rows.isEmpty { try connection.run(whenNone.sql, whenNone.values) }
+                        return rows
                     }
                 }
             }
+            guard !rows.isEmpty else { return [] }
             let phones = try decrypt(rows, fields: [.phones], context: context).personal
             do {
                 try storeErrors {
@@ -491,14 +487,14 @@ extension Store {
                         }
                     }
                 }
-                return (ids.last, ids.count)
+                return rows.map(\.summary.id)
             } catch .concurrentChange where attempt < 5 {
-                continue
+                attempt += 1
             }
         }
-        preconditionFailure("unreachable: the loop returns or throws")
     }
 
+    /// Starts (or finds) the walk of a rotation over subjects; returns its cursor, count and whether it resumed.
     private func beginWalk(_ kind: String, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
         let total = try count()
         return try storeErrors {
