@@ -14,7 +14,7 @@ enum ExitStatus: Int32 {
 }
 
 /// A subcommand of `strongroom`.
-protocol Command {
+protocol Command: SendableMetatype {
     /// The words that select it, e.g. "audit verify".
     static var name: String { get }
     /// One line saying what it does, for `strongroom --help`.
