@@ -36,7 +36,7 @@ let package = Package(
         .executableTarget(name: "StrongroomFuzz", dependencies: ["Strongroom"], path: "Tests/Fuzz",
                           swiftSettings: safeSwift),
 
-        .target(name: "StrongroomTestSupport", path: "Tests/Support"),
+        .target(name: "StrongroomTestSupport", dependencies: ["StrongroomStorage"], path: "Tests/Support"),
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomTests",

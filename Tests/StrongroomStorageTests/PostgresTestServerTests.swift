@@ -1,27 +1,28 @@
+import StrongroomStorage
 import StrongroomTestSupport
 import Testing
 
-@Suite("PostgresTestServer: the test server's URL helpers (no server needed)")
+@Suite("PostgreSQL URLs: the schema parameter and the test server (no server needed)")
 struct PostgresTestServerTests {
     @Test("schema= joins a URL without a query with ?")
     func withoutQuery() {
-        #expect(PostgresTestServer.url("postgresql://strongroom@127.0.0.1:55432/postgres", schema: "t_abc")
+        #expect(PostgresConnection.url("postgresql://strongroom@127.0.0.1:55432/postgres", schema: "t_abc")
                 == "postgresql://strongroom@127.0.0.1:55432/postgres?schema=t_abc")
-        #expect(PostgresTestServer.url("postgresql://h/db?", schema: "t_abc") == "postgresql://h/db?schema=t_abc")
+        #expect(PostgresConnection.url("postgresql://h/db?", schema: "t_abc") == "postgresql://h/db?schema=t_abc")
     }
 
     @Test("schema= joins a URL with a query with &, keeping the query and replacing an earlier schema")
     func withQuery() {
-        #expect(PostgresTestServer.url("postgresql://u:p@h:5432/db?sslmode=require&connect_timeout=5", schema: "t_abc")
+        #expect(PostgresConnection.url("postgresql://u:p@h:5432/db?sslmode=require&connect_timeout=5", schema: "t_abc")
                 == "postgresql://u:p@h:5432/db?sslmode=require&connect_timeout=5&schema=t_abc")
-        #expect(PostgresTestServer.url("postgresql://h/db?schema=old&sslmode=disable", schema: "t_new")
+        #expect(PostgresConnection.url("postgresql://h/db?schema=old&sslmode=disable", schema: "t_new")
                 == "postgresql://h/db?sslmode=disable&schema=t_new")
     }
 
     @Test("a schema name is percent-encoded where a query needs it, and goes before a fragment")
     func encodingAndFragment() {
-        #expect(PostgresTestServer.url("postgresql://h/db", schema: "a&b=c d") == "postgresql://h/db?schema=a%26b%3Dc%20d")
-        #expect(PostgresTestServer.url("postgresql://h/db?x=1#frag", schema: "t_1") == "postgresql://h/db?x=1&schema=t_1#frag")
+        #expect(PostgresConnection.url("postgresql://h/db", schema: "a&b=c d") == "postgresql://h/db?schema=a%26b%3Dc%20d")
+        #expect(PostgresConnection.url("postgresql://h/db?x=1#frag", schema: "t_1") == "postgresql://h/db?x=1&schema=t_1#frag")
     }
 
     @Test("unique schema names are t_ and 24 lowercase hex digits, and differ")
@@ -41,7 +42,7 @@ struct PostgresTestServerTests {
             PostgresTestServer.announceIfOff()
         } else if let url = PostgresTestServer.url {
             #expect(PostgresTestServer.missingMessage == nil)
-            #expect(PostgresTestServer.url(schema: "t_x") == PostgresTestServer.url(url, schema: "t_x"))
+            #expect(PostgresTestServer.url(schema: "t_x") == PostgresConnection.url(url, schema: "t_x"))
         } else {
             let message = PostgresTestServer.missingMessage ?? ""
             #expect(message.contains("bash .ci/test") && message.contains(PostgresTestServer.variable))

@@ -377,7 +377,7 @@ final class BackupShelf {
         case .postgres(let url, _):
             let schema = PostgresTestServer.uniqueSchema()
             schemas += [schema, schema + "_keys"]
-            let restored = StoreLocation.postgres(url: PostgresTestServer.url(url, schema: schema), keysURL: nil)
+            let restored = StoreLocation.postgres(url: PostgresConnection.url(url, schema: schema), keysURL: nil)
             try Store.create(at: restored, keyProvider: StaticKeyProvider(key: try SecretKey.random())).close()
             for (backup, role) in [(data, TestStore.DatabaseRole.data), (keys, .keys)] {
                 var source = try schemaName(role, of: location)

@@ -127,6 +127,14 @@ struct StoreTests {
         #expect(try test.reopen().count() == 1)
     }
 
+    @Test("a PostgreSQL location prints without its password, in the user part or as a parameter")
+    func locationWithoutPassword() {
+        #expect(StoreLocation("postgresql://crm:s3cret@db/crm?schema=x").description == "postgresql://crm:***@db/crm?schema=x")
+        #expect(StoreLocation("postgresql://crm@db/crm?password=s3cret&schema=x").description
+                == "postgresql://crm@db/crm?password=***&schema=x")
+        #expect(StoreLocation("/srv/crm-store").description == "/srv/crm-store")
+    }
+
     @Test("a store cannot be created twice in one place (folder or schema), nor over a store's key database alone", arguments: TestBackend.all)
     func createTwice(backend: TestBackend) throws {
         let test = try TestStore(backend)

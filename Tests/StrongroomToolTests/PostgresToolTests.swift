@@ -33,7 +33,7 @@ private func dropSchemas(_ names: [String], on url: String) {
 
 /// A raw connection to `schema` on the server of `url`.
 private func connection(_ url: String, schema: String) throws -> PostgresConnection {
-    try PostgresConnection(url: PostgresTestServer.url(url, schema: schema), create: false, writeLock: "test")
+    try PostgresConnection(url: PostgresConnection.url(url, schema: schema), create: false, writeLock: "test")
 }
 
 /// The tables of `schema`, by name.

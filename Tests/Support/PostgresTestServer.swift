@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomStorage
 
 /// The PostgreSQL server the tests use, from the `STRONGROOM_TEST_POSTGRES` environment variable.
 ///
@@ -66,30 +67,7 @@ public enum PostgresTestServer {
     /// `schema` is Strongroom's own URL parameter: the engine removes it before handing the URL to libpq
     /// and puts the store's tables in that schema.
     public static func url(schema: String) -> String? {
-        url.map { url($0, schema: schema) }
-    }
-
-    /// `base` with `schema=NAME` added as a query parameter: after `&` when `base` already has a query
-    /// (which is kept, except an earlier `schema` parameter, which this one replaces), after `?` when it
-    /// has none, and before any `#fragment`. The name is percent-encoded where a query needs it.
-    public static func url(_ base: String, schema: String) -> String {
-        var rest = Substring(base)
-        var fragment = Substring("")
-        if let hash = rest.firstIndex(of: "#") {
-            fragment = rest[hash...]
-            rest = rest[..<hash]
-        }
-        var query: [Substring] = []
-        if let question = rest.firstIndex(of: "?") {
-            query = rest[rest.index(after: question)...].split(separator: "&")
-                .filter { !$0.isEmpty && $0 != "schema" && !$0.hasPrefix("schema=") }
-            rest = rest[..<question]
-        }
-        var allowed = CharacterSet.urlQueryAllowed
-        allowed.remove(charactersIn: "&=+#")
-        let name = schema.addingPercentEncoding(withAllowedCharacters: allowed) ?? schema
-        query.append(Substring("schema=" + name))
-        return String(rest) + "?" + query.joined(separator: "&") + String(fragment)
+        url.map { PostgresConnection.url($0, schema: schema) }
     }
 
     /// Prints, once per process, a loud banner to standard error when `STRONGROOM_TEST_POSTGRES=off`;

@@ -473,10 +473,16 @@ extension Store {
                 try storeErrors {
                     try data.withLock { connection in
                         try connection.transaction {
+                            // One read for the batch (rows come in id order): each subject's updated_at now. For the
+                            // walk the range holds exactly the batch; for the catch-up, the few subjects left behind.
+                            let updatedAt = Dictionary(uniqueKeysWithValues: try connection.rows(
+                                "SELECT id, updated_at FROM subjects WHERE id BETWEEN ? AND ?",
+                                [.integer(rows[0].summary.id.rawValue), .integer(rows[rows.count - 1].summary.id.rawValue)]) {
+                                    ($0.int64(0), $0.int64(1))
+                                })
                             for (row, personal) in zip(rows, phones) {
                                 let id = row.summary.id.rawValue
-                                guard let updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id)])
-                                else { continue }
+                                guard let updated = updatedAt[id] else { continue }
                                 guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
                                 try connection.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?",
                                                    [.integer(id), .int(Int(index.version))])

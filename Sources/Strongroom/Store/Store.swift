@@ -66,8 +66,6 @@ public final class Store: Sendable {
     /// from `keyProvider`.
     public static func create(at location: StoreLocation, keyProvider: any KeyProvider,
                               configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
-        let existing = try storeErrors { try location.holdsStore() }
-        if existing.data || existing.keys { throw .storeAlreadyExists(path: location.description) }
         let region = configuration.defaultRegion.uppercased()
         guard PhoneNormalizer.supportedRegions.contains(region) else {
             throw .invalidInput("unsupported default region \(configuration.defaultRegion)")
@@ -76,8 +74,8 @@ public final class Store: Sendable {
         do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
         return try storeErrors {
             let storeID = try SecureRandom.bytes(count: 16)
-            let connection = try location.connectData(create: true)
-            let keyring = try Keyring.create(database: try location.connectKeys(create: true), master: master, storeID: storeID,
+            let connection = try location.connect(keys: false, existing: false)
+            let keyring = try Keyring.create(database: try location.connect(keys: true, existing: false), master: master, storeID: storeID,
                                              auditDurability: configuration.auditDurability ?? .written,
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
@@ -98,21 +96,22 @@ public final class Store: Sendable {
     /// reported as `wrongMasterKey` before any data is read.
     public static func open(at location: StoreLocation, keyProvider: any KeyProvider,
                             configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
-        let existing = try storeErrors { try location.holdsStore() }
-        guard existing.data, existing.keys else { throw .storeNotFound(path: location.description) }
-        let master: SecretKey
-        do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
-        return try storeErrors {
-            let keyring = try Keyring.open(database: try location.connectKeys(create: false), master: master,
-                                           cacheCapacity: configuration.subjectKeyCacheCapacity,
+        // Connected before the master key is asked for, so a missing store is reported as such first.
+        do {
+            let keys = try location.connect(keys: true, existing: true)
+            let connection = try location.connect(keys: false, existing: true)
+            let master: SecretKey
+            do { master = try keyProvider.masterKey() } catch { throw StoreError.keyProvider(error) }
+            let keyring = try Keyring.open(database: keys, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
                                            nonceBudget: configuration.nonceBudget)
-            let connection = try location.connectData(create: false)
             try connection.migrate(Schema.data(connection.dialect))
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
                 ($0.blob(0) ?? [], $0.text(1) ?? "US")
             }), storeID == keyring.storeID else { throw StoreError.storeMismatch }
             return try Store(location: location, defaultRegion: region, keyring: keyring, data: connection,
                              configuration: configuration)
+        } catch {
+            throw StoreError.wrap(error)
         }
     }
 
@@ -149,9 +148,8 @@ public final class Store: Sendable {
 extension Store {
     /// The default phone region of the store at `location`, read without its key (it is not secret).
     public static func defaultRegion(at location: StoreLocation) throws(StoreError) -> String {
-        guard try storeErrors({ try location.holdsStore().data }) else { throw .storeNotFound(path: location.description) }
-        return try storeErrors {
-            try location.connectData(create: false).scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US"
+        try storeErrors {
+            try location.connect(keys: false, existing: true).scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US"
         }
     }
 }

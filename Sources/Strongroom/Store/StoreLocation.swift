@@ -30,12 +30,19 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// `url` with the password of its `user:password@` part replaced by `***`.
+    /// `url` with its password replaced by `***`, whether it is in the `user:password@` part or a
+    /// `password=` parameter.
     static func withoutPassword(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"),
-              let at = url[scheme.upperBound...].firstIndex(of: "@"),
-              let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
-        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+        var text = url
+        if let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
+           let colon = text[scheme.upperBound..<at].firstIndex(of: ":") {
+            text = String(text[...colon]) + "***" + String(text[at...])
+        }
+        guard let question = text.firstIndex(of: "?") else { return text }
+        let parameters = text[text.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false).map {
+            $0.hasPrefix("password=") ? "password=***" : String($0)
+        }
+        return String(text[...question]) + parameters.joined(separator: "&")
     }
 
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
@@ -53,50 +60,33 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         var audit: String { directory + "/audit" }
     }
 
-    /// Whether a store (either of its databases) is already at this location.
-    func holdsStore() throws -> (data: Bool, keys: Bool) {
+    /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
+    /// here when `existing`, or of a new one (creating the folder or schema) when not; `storeNotFound`
+    /// or `storeAlreadyExists` when the location says otherwise.
+    func connect(keys: Bool, existing: Bool) throws -> any Database {
+        let mismatch = existing ? StoreError.storeNotFound(path: description) : StoreError.storeAlreadyExists(path: description)
         switch self {
         case .directory(let directory):
             let layout = Layout(directory: directory)
-            return (FileManager.default.fileExists(atPath: layout.data), FileManager.default.fileExists(atPath: layout.keys))
-        case .postgres(let url, let keysURL):
-            func hasStoreTable(_ url: String) throws -> Bool {
-                try PostgresConnection(url: url, create: false, writeLock: "probe").scalarText("SELECT to_regclass('store')::text") != nil
-            }
-            return (try hasStoreTable(url), try hasStoreTable(StoreLocation.keysURL(forData: url, keysURL: keysURL)))
-        }
-    }
-
-    /// Opens the data database with the settings every data connection uses.
-    ///
-    /// SQLite: WAL lets readers work while a writer commits; `synchronous = NORMAL` in WAL mode
-    /// survives a process crash and loses at most the last commits on power loss; `secure_delete`
-    /// overwrites deleted content so an erased subject's ciphertext does not linger in free pages.
-    func connectData(create: Bool) throws -> any Database {
-        switch self {
-        case .directory(let directory):
-            if create { try createDirectory(directory) }
-            let connection = try SQLiteConnection(path: Layout(directory: directory).data, create: create)
-            try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA secure_delete = ON; PRAGMA mmap_size = 1073741824")
-            return connection
-        case .postgres(let url, _):
-            return try PostgresConnection(url: url, create: create, writeLock: "data")
-        }
-    }
-
-    /// Opens the key database with the settings every key database connection uses.
-    ///
-    /// SQLite: `secure_delete` overwrites deleted key rows with zeros; `synchronous = FULL` makes each
-    /// committed key durable; erasure truncates the WAL afterwards (`discardDeletedContent`).
-    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
-    func connectKeys(create: Bool) throws -> any Database {
-        switch self {
-        case .directory(let directory):
-            let connection = try SQLiteConnection(path: Layout(directory: directory).keys, create: create)
-            try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA mmap_size = 1073741824")
+            let path = keys ? layout.keys : layout.data
+            guard FileManager.default.fileExists(atPath: path) == existing else { throw mismatch }
+            if !existing { try createDirectory(directory) }
+            // WAL lets readers work while a writer commits; `secure_delete` overwrites deleted content, so
+            // an erased subject's ciphertext and key do not linger in free pages. Data: `synchronous =
+            // NORMAL` survives a process crash and loses at most the last commits on power loss; keys:
+            // `FULL`, each committed key durable (erasure truncates the WAL: `discardDeletedContent`).
+            // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
+            let connection = try SQLiteConnection(path: path, create: !existing)
+            try connection.execute("""
+                PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
+                PRAGMA mmap_size = 1073741824
+                """)
             return connection
         case .postgres(let url, let keysURL):
-            return try PostgresConnection(url: StoreLocation.keysURL(forData: url, keysURL: keysURL), create: create, writeLock: "keys")
+            let connection = try PostgresConnection(url: keys ? StoreLocation.keysURL(forData: url, keysURL: keysURL) : url,
+                                                    create: !existing, writeLock: keys ? "keys" : "data")
+            guard (try connection.scalarText("SELECT to_regclass('store')::text") != nil) == existing else { throw mismatch }
+            return connection
         }
     }
 

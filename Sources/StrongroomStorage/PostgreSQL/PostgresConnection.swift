@@ -95,11 +95,34 @@ public final class PostgresConnection: Database {
         return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), schema)
     }
 
-    /// `url` with its `schema=` parameter set to `schema` (added, or replacing the one it had).
+    /// `url` with its `schema=` parameter set to `schema`: appended to the query (which is kept, but
+    /// for an earlier `schema` parameter, which this one replaces), before any `#fragment`, the name
+    /// percent-encoded where a query needs it (RFC 3986 §3.4).
     public static func url(_ url: String, schema: String) -> String {
-        guard let question = url.firstIndex(of: "?") else { return url + "?schema=" + schema }
-        let others = url[url.index(after: question)...].split(separator: "&").filter { !$0.hasPrefix("schema=") }
-        return String(url[..<question]) + "?" + (others + ["schema=" + Substring(schema)]).joined(separator: "&")
+        var rest = Substring(url)
+        var fragment = Substring("")
+        if let hash = rest.firstIndex(of: "#") {
+            fragment = rest[hash...]
+            rest = rest[..<hash]
+        }
+        var query: [Substring] = []
+        if let question = rest.firstIndex(of: "?") {
+            query = rest[rest.index(after: question)...].split(separator: "&")
+                .filter { !$0.isEmpty && $0 != "schema" && !$0.hasPrefix("schema=") }
+            rest = rest[..<question]
+        }
+        var name = ""
+        for byte in schema.utf8 {
+            // Unreserved characters and the sub-delimiters a query value may hold, less & = + (RFC 3986 §2).
+            if (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7a) || "-._~!$'()*,;:@/?".utf8.contains(byte) {
+                name.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let digits = Array("0123456789ABCDEF".utf8)
+                name += "%" + String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]], as: UTF8.self)
+            }
+        }
+        query.append(Substring("schema=" + name))
+        return String(rest) + "?" + query.joined(separator: "&") + fragment
     }
 
     /// PostgreSQL.

@@ -106,7 +106,7 @@ struct TestStore {
             return try SQLiteConnection(path: directory + (role == .data ? "/data.sqlite" : "/keys.sqlite"))
         case .postgres(let url, _):
             let schema = try PostgresConnection.split(url).schema
-            return try PostgresConnection(url: PostgresTestServer.url(url, schema: role == .data ? schema : schema + "_keys"),
+            return try PostgresConnection(url: PostgresConnection.url(url, schema: role == .data ? schema : schema + "_keys"),
                                           create: false, writeLock: "test")
         }
     }
