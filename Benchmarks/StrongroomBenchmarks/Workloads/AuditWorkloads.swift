@@ -26,11 +26,7 @@ struct AuditOverheadWorkload {
             configuration.plannedPhoneNumbers = contacts * 2
             note("audit-overhead: loading \(contacts) contacts")
             let loader = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: key), configuration: configuration)
-            for start in stride(from: 0, to: contacts, by: 1000) {
-                _ = try loader.write((start..<min(start + 1000, contacts)).map {
-                    SyntheticContacts.subject(SyntheticContacts.contact($0), externalID: "c\($0)")
-                }, context: AccessContext(actor: "bench", purpose: .admin))
-            }
+            try SyntheticContacts.load(contacts, into: loader)
             loader.close()
             var random = SplitMix64(seed: 7)
             let queries: [String] = (0..<lookups).map { _ in

@@ -28,25 +28,14 @@ struct CallerIDWorkload {
                 CREATE TABLE contacts (id BIGINT PRIMARY KEY, name TEXT, last_contacted BIGINT, source TEXT);
                 CREATE TABLE numbers (e164 TEXT NOT NULL, contact_id BIGINT NOT NULL);
                 """)
-            let admin = AccessContext(actor: "bench", purpose: .admin)
             let loadStart = Date()
-            var batch: [NewSubject] = []
-            for start in stride(from: 0, to: contacts, by: 1000) {
-                batch.removeAll(keepingCapacity: true)
-                try baseline.transaction {
-                    for index in start..<min(start + 1000, contacts) {
-                        let contact = SyntheticContacts.contact(index)
-                        batch.append(SyntheticContacts.subject(contact, externalID: "c\(index)"))
-                        try baseline.run("INSERT INTO contacts (id, name, last_contacted, source) VALUES (?, ?, ?, ?)",
-                                         [.int(index + 1), .text(contact.name), .integer(Int64(contact.lastContacted.timeIntervalSince1970)),
-                                          .text(contact.source)])
-                        for number in contact.e164 {
-                            try baseline.run("INSERT INTO numbers (e164, contact_id) VALUES (?, ?)", [.text(number), .int(index + 1)])
-                        }
-                    }
+            try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { index, contact in
+                try baseline.run("INSERT INTO contacts (id, name, last_contacted, source) VALUES (?, ?, ?, ?)",
+                                 [.int(index + 1), .text(contact.name), .integer(Int64(contact.lastContacted.timeIntervalSince1970)),
+                                  .text(contact.source)])
+                for number in contact.e164 {
+                    try baseline.run("INSERT INTO numbers (e164, contact_id) VALUES (?, ?)", [.text(number), .int(index + 1)])
                 }
-                _ = try store.write(batch, context: admin)
-                if start % 100_000 == 0 && start > 0 { note("  loaded \(start) in \(Int(Date().timeIntervalSince(loadStart))) s") }
             }
             try baseline.execute("CREATE INDEX numbers_by_e164 ON numbers (e164, contact_id)")
             if baseline.dialect == .postgresql { try baseline.execute("ANALYZE contacts; ANALYZE numbers") }

@@ -26,22 +26,13 @@ struct LoadedStores {
             PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
             CREATE TABLE contacts (id INTEGER PRIMARY KEY, name BLOB, company BLOB, phones BLOB, key BLOB);
             """)
-        var batch: [NewSubject] = []
-        for start in stride(from: 0, to: contacts, by: 1000) {
-            batch.removeAll(keepingCapacity: true)
-            try baseline.transaction {
-                for index in start..<min(start + 1000, contacts) {
-                    let contact = SyntheticContacts.contact(index)
-                    batch.append(SyntheticContacts.subject(contact, externalID: "c\(index)"))
-                    // Same sizes as Strongroom's rows: each value padded by the 46-byte envelope overhead.
-                    let pad = [UInt8](repeating: 0, count: 46)
-                    try baseline.run("INSERT INTO contacts (id, name, company, phones, key) VALUES (?, ?, ?, ?, ?)", [
-                        .int(index + 1), .blob(Array(contact.name.utf8) + pad), .blob(Array("Company of \(contact.name)".utf8) + pad),
-                        .blob(Array(contact.typed.joined(separator: ",").utf8) + pad), .blob([UInt8](repeating: 7, count: 78)),
-                    ])
-                }
-            }
-            _ = try store.write(batch, context: Self.admin)
+        try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { [baseline] index, contact in
+            // Same sizes as Strongroom's rows: each value padded by the 46-byte envelope overhead.
+            let pad = [UInt8](repeating: 0, count: 46)
+            try baseline.run("INSERT INTO contacts (id, name, company, phones, key) VALUES (?, ?, ?, ?, ?)", [
+                .int(index + 1), .blob(Array(contact.name.utf8) + pad), .blob(Array("Company of \(contact.name)".utf8) + pad),
+                .blob(Array(contact.typed.joined(separator: ",").utf8) + pad), .blob([UInt8](repeating: 7, count: 78)),
+            ])
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomStorage
 import StrongroomTestSupport
 
 /// Deterministic synthetic contacts with 1–3 phone numbers each, stored in mixed national and
@@ -15,6 +16,26 @@ struct SyntheticContacts {
     }
 
     static let sources = ["Referral", "Website form", "Cold call", "Google Ads", "Trade show", "Call log"]
+
+    /// Writes the first `count` contacts into `store` in batches of 1,000 (external ids `c0`, `c1`, …);
+    /// `baseline`, when given, is called with each contact's index and contents inside one transaction of
+    /// `baselineDatabase` per batch, so both sides are loaded alike. Notes progress every 100,000.
+    static func load(_ count: Int, into store: Store, baselineDatabase: (any Database)? = nil,
+                     baseline: (Int, Contact) throws -> Void = { _, _ in }) throws {
+        let admin = AccessContext(actor: "bench", purpose: .admin)
+        let start = Date()
+        for first in stride(from: 0, to: count, by: 1000) {
+            let indexes = first..<min(first + 1000, count)
+            let contacts = indexes.map(contact)
+            if let baselineDatabase {
+                try baselineDatabase.transaction {
+                    for (index, contact) in zip(indexes, contacts) { try baseline(index, contact) }
+                }
+            }
+            _ = try store.write(zip(indexes, contacts).map { subject($1, externalID: "c\($0)") }, context: admin)
+            if first % 100_000 == 0 && first > 0 { note("  loaded \(first) in \(Int(Date().timeIntervalSince(start))) s") }
+        }
+    }
 
     /// The `index`-th contact (the same for every run).
     static func contact(_ index: Int) -> Contact {
