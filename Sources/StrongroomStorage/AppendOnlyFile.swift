@@ -4,8 +4,9 @@ import Glibc
 import Darwin
 #endif
 
-/// A file that only grows: each `append` is one `write(2)` at the end (`O_APPEND`), so a line written
-/// by one call never interleaves with another process's line.
+/// A file written at its end: each `append` is one `write(2)` at the end (`O_APPEND`), so a line
+/// written by one call never interleaves with another process's line. The audit log appends through
+/// `MappedFile`; this type reads whole files and cuts torn tails.
 ///
 /// Thread safety: not thread-safe; the owner serialises calls. Across processes, hold a `FileLock`.
 public final class AppendOnlyFile {
@@ -39,34 +40,6 @@ public final class AppendOnlyFile {
         }
     }
 
-    /// A handle that flushes this file from any thread, while appends go on through this one.
-    public func synchronizer() throws(FileError) -> FileSynchronizer {
-        let copy = dup(descriptor)
-        guard copy >= 0 else { throw FileError(path: path, operation: "dup", code: errno) }
-        return FileSynchronizer(descriptor: copy, path: path)
-    }
-
-    /// Flushes the file's data to stable storage (`fdatasync`).
-    public func synchronize() throws(FileError) {
-        guard fdatasync(descriptor) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
-    }
-
-    /// The file's current size in bytes.
-    public func size() throws(FileError) -> Int64 {
-        var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
-        return Int64(status.st_size)
-    }
-
-    /// The file's size, or nil when the file was deleted or replaced since it was opened (its link
-    /// count dropped to zero: renaming another file over it, or unlinking it, does that). One `fstat`,
-    /// no path lookup: this runs before every audit append.
-    public func sizeIfStillLinked() throws(FileError) -> Int64? {
-        var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
-        return status.st_nlink == 0 ? nil : Int64(status.st_size)
-    }
-
     /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).
     public func truncate(to length: Int64) throws(FileError) {
         guard ftruncate(descriptor, off_t(length)) == 0 else {
@@ -98,7 +71,8 @@ public final class AppendOnlyFile {
     }
 }
 
-/// Flushes one file's data to stable storage from any thread (`fdatasync` on a duplicated descriptor).
+/// Flushes one file's data to stable storage from any thread (`fdatasync` on a duplicated descriptor;
+/// see `MappedFile.synchronizer`).
 ///
 /// `Sendable` because its only state is an immutable descriptor, and `fdatasync` may be called on one
 /// descriptor from several threads at once.
@@ -140,6 +114,29 @@ public final class FileLock {
     }
 
     deinit { close(descriptor) }
+
+    /// Takes the exclusive lock if no other handle holds the lock, without waiting; true when taken.
+    /// A shared lock this handle holds is replaced, not atomically: a failed attempt leaves none.
+    public func tryLockExclusive() throws(FileError) -> Bool {
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EWOULDBLOCK { return false }
+            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
+        }
+        return true
+    }
+
+    /// Takes the shared lock, waiting while another handle holds it exclusively (an exclusive lock
+    /// this handle holds becomes shared).
+    public func lockShared() throws(FileError) {
+        while flock(descriptor, LOCK_SH) != 0 {
+            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
+        }
+    }
+
+    /// Releases the lock this handle holds (closing the handle does too).
+    public func unlock() {
+        flock(descriptor, LOCK_UN)
+    }
 
     /// Runs `body` holding the exclusive lock; other processes wait.
     public func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {

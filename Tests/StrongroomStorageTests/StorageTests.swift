@@ -65,24 +65,106 @@ struct ConnectionTests {
     }
 }
 
-@Suite("Append-only files and file locks")
+@Suite("Append-only files, mapped files and file locks")
 struct FileTests {
-    @Test("appends grow the file; truncation cuts it; a replaced file is noticed")
+    @Test("appends grow the file and truncation cuts it")
     func appendOnly() throws {
         let path = temporaryPath("log.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try AppendOnlyFile(path: path)
         try file.append(Array("one\n".utf8))
         try file.append(Array("two\n".utf8))
-        #expect(try file.size() == 8)
         #expect(try AppendOnlyFile.readAll(path: path) == Array("one\ntwo\n".utf8))
         try file.truncate(to: 4)
-        #expect(try file.sizeIfStillLinked() == 4)
-        try file.synchronizer().synchronize()
+        #expect(try AppendOnlyFile.readAll(path: path) == Array("one\n".utf8))
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+
+    @Test("a mapped file grows preallocated with zeros, its stores are in the file at once, and it is cut to length")
+    func mapped() throws {
+        let path = temporaryPath("mapped.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try MappedFile(path: path, window: 1 << 16)
+        #expect(file.size == 0)
+        try file.allocate(to: 8192)
+        #expect(file.size == 8192)
+        #expect(try file.sizeIfStillLinked() == 8192)
+        try file.storeRecords(Array("one\ntwo\n".utf8), at: 0, terminator: UInt8(ascii: "\n"))
+        try file.storeRecords(Array("three\n".utf8), at: 8, terminator: UInt8(ascii: "\n"))
+        try file.storeRecords(Array("no end".utf8), at: 8186, terminator: UInt8(ascii: "\n"))
+        // Read back through read(2), not the mapping: the bytes are in the page cache already.
+        let bytes = try AppendOnlyFile.readAll(path: path)
+        #expect(bytes.count == 8192)
+        #expect(Array(bytes[..<14]) == Array("one\ntwo\nthree\n".utf8))
+        #expect(bytes[14..<8186].allSatisfy { $0 == 0 })
+        #expect(Array(bytes[8186...]) == Array("no end".utf8))
+        try file.synchronizer().synchronize()
+        try file.truncate(to: 14)
+        #expect(try AppendOnlyFile.readAll(path: path) == Array("one\ntwo\nthree\n".utf8))
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+
+    @Test("a mapped file's window moves along a long file, and sees growth made through another handle")
+    func mappedWindow() throws {
+        let path = temporaryPath("window.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try MappedFile(path: path, window: 4096)
+        try file.allocate(to: 3 * 4096 + 10)
+        // Within the first window, then past it, then across a page boundary, then back at the start.
+        try file.storeRecords([1, 10], at: 0, terminator: 10)
+        try file.storeRecords([2, 10], at: 3 * 4096 + 8, terminator: 10)
+        try file.storeRecords(Array(repeating: 3, count: 5000) + [10], at: 4090, terminator: 10)
+        try file.storeRecords([4], at: 2, terminator: 10)
+        let bytes = try AppendOnlyFile.readAll(path: path)
+        #expect(Array(bytes[0..<3]) == [1, 10, 4] && Array(bytes[(3 * 4096 + 8)...]) == [2, 10])
+        #expect(bytes[4090..<9090].allSatisfy { $0 == 3 } && bytes[9090] == 10)
+        let other = try MappedFile(path: path, window: 4096)
+        #expect(other.size == 3 * 4096 + 10)
+        try file.allocate(to: 1 << 20)
+        #expect(other.size == 3 * 4096 + 10)
+        #expect(try other.sizeIfStillLinked() == 1 << 20)
+        try other.storeRecords([5], at: (1 << 20) - 1, terminator: 10)
+        #expect(try AppendOnlyFile.readAll(path: path).last == 5)
+    }
+
+    @Test("a mapped block is made whole, zero-filled and 0600, and its fields are shared by every handle")
+    func block() throws {
+        let path = temporaryPath("TAIL")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let first = try MappedBlock(path: path, byteCount: 4096)
+        #expect(try AppendOnlyFile.readAll(path: path) == [UInt8](repeating: 0, count: 4096))
+        first.storeUInt64(0x0102_0304_0506_0708, at: 8)
+        first.store([9, 8, 7], at: 100)
+        let second = try MappedBlock(path: path, byteCount: 4096)
+        #expect(second.loadUInt64(at: 8) == 0x0102_0304_0506_0708)
+        #expect(second.load(count: 3, at: 100) == [9, 8, 7])
+        second.storeUInt64(42, at: 0)
+        #expect(first.loadUInt64(at: 0) == 42)
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+    }
+
+    @Test("a mapped file that was deleted or replaced is noticed")
+    func mappedReplaced() throws {
+        let path = temporaryPath("replaced.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try MappedFile(path: path, window: 4096)
+        #expect(try file.sizeIfStillLinked() == 0)
         try FileManager.default.removeItem(atPath: path)
         try Data("other".utf8).write(to: URL(fileURLWithPath: path))
         #expect(try file.sizeIfStillLinked() == nil)
+    }
+
+    @Test("a mapped file is not created in a folder that is not one")
+    func mappedUnavailable() throws {
+        let folder = temporaryPath("not-a-folder")
+        try Data("file".utf8).write(to: URL(fileURLWithPath: folder))
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        #expect { try MappedFile(path: folder + "/x", window: 4096) } throws: { error in
+            (error as? FileError)?.operation == "open" && (error as? FileError)?.code == ENOTDIR
+        }
     }
 
     @Test("the exclusive lock runs its body and passes on its result and errors")
@@ -92,5 +174,24 @@ struct FileTests {
         struct Failure: Error {}
         #expect(throws: Failure.self) { try lock.withExclusiveLock { throw Failure() } }
         #expect(try lock.withExclusiveLock { "again" } == "again")
+    }
+
+    @Test("shared holders keep out an exclusive try; the last one out can take it")
+    func presence() throws {
+        let path = temporaryPath("PRESENT")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // Two handles on one file behave as two processes do (flock locks belong to the open file).
+        let first = try FileLock(path: path)
+        let second = try FileLock(path: path)
+        #expect(try first.tryLockExclusive())
+        #expect(try !second.tryLockExclusive())
+        try first.lockShared()
+        try second.lockShared()
+        #expect(try !first.tryLockExclusive())
+        // The failed attempt left `first` with no lock at all: `second` is alone now.
+        #expect(try second.tryLockExclusive())
+        second.unlock()
+        #expect(try first.tryLockExclusive())
+        first.unlock()
     }
 }

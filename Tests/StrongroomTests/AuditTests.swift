@@ -322,6 +322,11 @@ struct AuditTests {
             #expect(segments.count > 3)
             // 42 entries, and one segment-end entry closing each segment but the last.
             #expect(try store.verifyAuditLog().verifiedEntries == 42 + segments.count - 1)
+            // A closed segment was cut to its entries when the next one started: no preallocated zeros.
+            for name in segments.sorted().dropLast() {
+                let bytes = try AppendOnlyFile.readAll(path: test.directory + "/audit/" + name)
+                #expect(bytes.last == UInt8(ascii: "\n") && !bytes.contains(0), "\(name)")
+            }
         case .postgres:
             // 42 entries, one row each, in one chain: no segment-end entries.
             let stored = try rows(test)
@@ -329,6 +334,368 @@ struct AuditTests {
             #expect(stored.allSatisfy { $0.line.last == UInt8(ascii: "\n") && $0.line.dropLast().firstIndex(of: UInt8(ascii: "\n")) == nil })
             let verification = try store.verifyAuditLog()
             #expect(verification.isIntact && verification.verifiedEntries == 42)
+        }
+    }
+
+    // MARK: The mapped log under crashes and concurrent processes (folder stores only: a PostgreSQL
+    // store's log is a table, whose rows the server writes whole).
+
+    @Test("a process killed with SIGKILL while appending loses no entry it returned plaintext for; the chain verifies and goes on",
+          arguments: [5, 20, 45, 80, 130, 190], [true, false])
+    func killedWhileAppending(killAfterMilliseconds: Int, parentKeepsLogOpen: Bool) async throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        // With the parent's log open, the shared state stays trusted and the victim's death is found by
+        // its in-progress marker; without, the last process out leaves the files, and the next one in
+        // rebuilds from them.
+        let parent = parentKeepsLogOpen ? try folder.open() : nil
+        if let parent { _ = try parent.read(folder.subject, fields: [.name], context: TestStore.admin) }
+        let victim = AuditChild(folder, actor: "victim", reads: .max, parties: 2, killAfterMilliseconds: killAfterMilliseconds)
+        let survivor = AuditChild(folder, actor: "survivor", reads: 300, parties: 2)
+        // The parent reads too, while the children run: the tasks return how many reads returned.
+        let parentReads = await withTaskGroup(of: Int.self) { group in
+            group.addTask { await victim.spawn(); return 0 }
+            group.addTask { await survivor.spawn(); return 0 }
+            if let parent { group.addTask { AuditTests.reads(200, of: folder.subject, in: parent) } }
+            return await group.reduce(0, +)
+        }
+        let returned = try victim.returnedReads()
+        do {
+            let store = try folder.open()
+            // Read before any process appends again: intact, or (killed inside a copy, with no other
+            // process appending since) a torn last line, as a `write` cut short used to leave.
+            let before = try store.verifyAuditLog()
+            if case .tornLastLine = before.problem {} else {
+                #expect(before.isIntact, "\(String(describing: before.problem))")
+            }
+            // The next append takes over from the dead process: the chain goes on.
+            _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+            let verification = try store.verifyAuditLog()
+            #expect(verification.isIntact, "\(String(describing: verification.problem))")
+            let counts = try entryCounts(store)
+            // Every read whose plaintext came back has its entry; at most the one the kill cut short more.
+            #expect((returned...(returned + 1)).contains(counts["victim", default: 0]), "victim: \(returned) returned, \(counts)")
+            #expect(counts["survivor"] == 300)
+            #expect(counts["test-admin", default: 0] == 2 + (parentKeepsLogOpen ? 1 + parentReads : 0))
+            #expect(verification.verifiedEntries == counts.values.reduce(0, +))
+        }
+        withExtendedLifetime(parent) {}
+    }
+
+    @Test("processes appending at once make one chain, across segment roll-overs and in durable mode",
+          arguments: [(Int64(64 << 20), AuditDurability.written), (4_000, .written), (4_000, .synced)])
+    func concurrentProcesses(segmentByteLimit: Int64, durability: AuditDurability) async throws {
+        let folder = try FolderStore(durability: durability)
+        defer { folder.cleanUp() }
+        let parent = try folder.open(segmentByteLimit: segmentByteLimit)
+        let children = (0..<3).map { AuditChild(folder, actor: "writer-\($0)", reads: 120, parties: 3, segmentByteLimit: segmentByteLimit) }
+        let parentReads = await withTaskGroup(of: Int.self) { group in
+            for child in children { group.addTask { await child.spawn(); return 0 } }
+            group.addTask { AuditTests.reads(120, of: folder.subject, in: parent) }
+            return await group.reduce(0, +)
+        }
+        #expect(parentReads == 120)
+        let verification = try parent.verifyAuditLog()
+        #expect(verification.isIntact, "\(String(describing: verification.problem))")
+        let counts = try entryCounts(parent)
+        for child in children { #expect(counts[child.actor] == 120, "\(child.actor): \(counts)") }
+        #expect(counts["test-admin"] == 1 + 120)
+        #expect(verification.verifiedEntries == counts.values.reduce(0, +))
+        let segments = try folder.segments()
+        if segmentByteLimit < 1 << 20 {
+            #expect(segments.count > 10)
+            #expect(counts[AuditEvent.Action.segmentEnd.rawValue] == segments.count - 1, "one segment-end entry closing each segment but the last")
+            for path in segments.dropLast() {
+                let bytes = try AppendOnlyFile.readAll(path: path)
+                #expect(bytes.last == UInt8(ascii: "\n") && !bytes.contains(0), "\(path)")
+            }
+        } else {
+            #expect(segments.count == 1)
+        }
+    }
+
+    @Test("a folder store's log at rest after a clean close has no trailing zeros; while open it has, and they are not entries")
+    func atRest() throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        let dataOnly = { (bytes: [UInt8]) in bytes.last == UInt8(ascii: "\n") && !bytes.contains(0) }
+        #expect(dataOnly(try folder.segment()))
+        do {
+            let second = try folder.open()
+            do {
+                let first = try folder.open()
+                _ = try first.read(folder.subject, fields: [.name], context: TestStore.admin)
+                _ = try second.read(folder.subject, fields: [.name], context: TestStore.admin)
+                let open = try folder.segment()
+                #expect(open.count == 1 << 20 && open.last == 0, "preallocated while appending")
+                #expect(try first.verifyAuditLog().verifiedEntries == 4)
+            }
+            // The first one out leaves the preallocated space to the one still appending; the last one out cuts it.
+            #expect(try folder.segment().count == 1 << 20)
+            _ = try second.read(folder.subject, fields: [.name], context: TestStore.admin)
+            #expect(try second.verifyAuditLog().verifiedEntries == 5)
+        }
+        try closeAndCheck(folder, entries: 5)
+    }
+
+    /// Opens the folder store with nothing else holding its log, checks the file is data only and the
+    /// chain verifies with `entries` entries.
+    func closeAndCheck(_ folder: FolderStore, entries: Int) throws {
+        let bytes = try folder.segment()
+        #expect(bytes.last == UInt8(ascii: "\n") && !bytes.contains(0), "\(bytes.count) bytes")
+        #expect(try folder.open().verifyAuditLog().verifiedEntries == entries)
+    }
+
+    @Test("trailing zeros and a line torn by a crash are not entries: verify reports the torn line, the next append cuts both")
+    func crashLeftovers() async throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        // A process killed while it had the log open, alone: its preallocated zeros stay in the file.
+        let child = AuditChild(folder, actor: "crashed", reads: 5, parties: 1, killAtEnd: true)
+        await child.spawn()
+        var bytes = try folder.segment()
+        try #require(bytes.count == 1 << 20 && bytes.last == 0, "\(bytes.count) bytes")
+        do {
+            let verification = try folder.open().verifyAuditLog()
+            #expect(verification.isIntact && verification.verifiedEntries == 7, "\(String(describing: verification.problem))")
+        }
+        // What a kill in the middle of a copy leaves: part of a line (no newline yet) before the zeros.
+        let end = try #require(bytes.lastIndex(of: UInt8(ascii: "\n"))) + 1
+        bytes.replaceSubrange(end..<(end + 12), with: Array("{\"seq\":8,\"ti".utf8))
+        try Data(bytes).write(to: URL(fileURLWithPath: folder.segmentPath))
+        do {
+            let verification = try folder.open().verifyAuditLog()
+            guard case .tornLastLine = verification.problem else {
+                Issue.record("expected a torn last line, got \(String(describing: verification.problem))")
+                return
+            }
+            #expect(verification.verifiedEntries == 7)
+        }
+        do {
+            let store = try folder.open()
+            _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+            let verification = try store.verifyAuditLog()
+            #expect(verification.isIntact && verification.verifiedEntries == 8, "\(String(describing: verification.problem))")
+            #expect(try folder.segment().count == 1 << 20, "preallocated again")
+        }
+        try closeAndCheck(folder, entries: 8)
+    }
+
+    @Test("a NUL byte with data after it is reported, wherever it is", arguments: ["in a line", "between lines", "before a last line"])
+    func nulInData(position: String) throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        do {
+            let store = try folder.open()
+            for _ in 0..<3 { _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin) }
+        }
+        var lines = try folder.segment().split(separator: UInt8(ascii: "\n")).map(Array.init)
+        #expect(lines.count == 5)
+        switch position {
+        case "in a line": lines[2][30] = 0
+        case "between lines": lines[2].insert(contentsOf: [0, 0, 0], at: 0)
+        default: lines[4].insert(contentsOf: [UInt8](repeating: 0, count: 4096), at: 0)
+        }
+        try Data(Array(lines.joined(separator: [UInt8(ascii: "\n")])) + [UInt8(ascii: "\n")]).write(to: URL(fileURLWithPath: folder.segmentPath))
+        let verification = try folder.open().verifyAuditLog()
+        guard case .badEntry(let sequence, _, let line, _) = verification.problem else {
+            Issue.record("expected a bad entry, got \(String(describing: verification.problem))")
+            return
+        }
+        let expected = position == "before a last line" ? 5 : 3
+        #expect(sequence == UInt64(expected) && line == expected)
+    }
+
+    @Test("an append a process died in (its in-progress marker left set) is rolled back, even with half-updated shared state")
+    func inProgressMarker() throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        let store = try folder.open()
+        _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+        let tail = folder.directory + "/audit/TAIL"
+        // audit/TAIL: magic, segment, committed length, allocated length, sequence, in-progress, MAC (UInt64s, native order).
+        let state = try Data(contentsOf: URL(fileURLWithPath: tail))
+        let committed = state.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self) }
+        let dataEnd = try #require(try folder.segment().lastIndex(of: UInt8(ascii: "\n"))) + 1
+        #expect(committed == UInt64(dataEnd))
+        // A writer that died after copying part of a line and storing a new length and sequence number, but no MAC.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: folder.segmentPath))
+        try handle.seek(toOffset: committed)
+        try handle.write(contentsOf: Data("{\"seq\":4,\"time\":\"2026-".utf8))
+        try handle.close()
+        let control = try FileHandle(forWritingTo: URL(fileURLWithPath: tail))
+        for (offset, value) in [(16, committed + 23), (32, UInt64(4)), (40, UInt64(1))] {
+            try control.seek(toOffset: UInt64(offset))
+            try control.write(contentsOf: withUnsafeBytes(of: value) { Data($0) })
+        }
+        try control.close()
+        _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+        let verification = try store.verifyAuditLog()
+        #expect(verification.isIntact && verification.verifiedEntries == 4, "\(String(describing: verification.problem))")
+        let after = try Data(contentsOf: URL(fileURLWithPath: tail))
+        #expect(after.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 40, as: UInt64.self) } == 0, "marker cleared")
+        #expect(after.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 32, as: UInt64.self) } == 4)
+    }
+
+    /// Reads `subject` up to `count` times, stopping at the first failure; how many reads returned.
+    static func reads(_ count: Int, of subject: SubjectID, in store: Store) -> Int {
+        for done in 0..<count where (try? store.read(subject, fields: [.name], context: TestStore.admin)) == nil { return done }
+        return count
+    }
+
+    /// How many entries each actor has in `store`'s log (segment-end entries: under their action's name).
+    func entryCounts(_ store: Store) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        try store.auditEntries { entry, _ in
+            counts[entry.action == AuditEvent.Action.segmentEnd.rawValue ? entry.action : entry.actor, default: 0] += 1
+        }
+        return counts
+    }
+}
+
+/// A folder store that no object of this process keeps open: made with one subject (two audit
+/// entries) and dropped, so each test decides who holds its log.
+struct FolderStore: Sendable {
+    let directory: String
+    let keyText: String
+    let subject: SubjectID
+
+    init(durability: AuditDurability = .written) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-audit-\(UUID().uuidString)").path
+        let key = try SecretKey.random()
+        keyText = String(decoding: key.base64EncodedBytes(), as: UTF8.self)
+        var configuration = StoreConfiguration()
+        configuration.auditDurability = durability
+        subject = try Store.create(at: directory, keyProvider: StaticKeyProvider(key: key), configuration: configuration)
+            .create(sampleSubject("fs"), context: TestStore.admin)
+    }
+
+    /// Opens the store (its log is joined at the first append).
+    func open(segmentByteLimit: Int64 = 64 << 20) throws -> Store {
+        var configuration = StoreConfiguration()
+        configuration.auditSegmentByteLimit = segmentByteLimit
+        return try Store.open(at: directory, keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: keyText)!),
+                              configuration: configuration)
+    }
+
+    /// The first segment file.
+    var segmentPath: String { directory + "/audit/00000001.jsonl" }
+
+    /// The first segment's bytes.
+    func segment() throws -> [UInt8] { try AppendOnlyFile.readAll(path: segmentPath) }
+
+    /// The segment files' paths, oldest first.
+    func segments() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory + "/audit").filter { $0.hasSuffix(".jsonl") }.sorted()
+            .map { directory + "/audit/" + $0 }
+    }
+
+    func cleanUp() {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A child process (an exit test of this binary) reading one subject of a folder store again and
+/// again, so that each read appends an audit entry. Children meet at a barrier before they start, so
+/// they really append at once; each notes in a file how many of its reads returned.
+struct AuditChild: Codable, Sendable {
+    let directory: String
+    let key: String
+    let subject: Int64
+    /// The actor of its entries.
+    let actor: String
+    let reads: Int
+    /// How many children meet at the barrier.
+    let parties: Int
+    /// Kills itself (SIGKILL) this long after its first read returned, in the middle of whatever it is doing.
+    var killAfterMilliseconds: Int?
+    /// Kills itself (SIGKILL) after its reads, its log still open.
+    var killAtEnd = false
+    var segmentByteLimit: Int64 = 64 << 20
+
+    init(_ folder: FolderStore, actor: String, reads: Int, parties: Int, killAfterMilliseconds: Int? = nil,
+         killAtEnd: Bool = false, segmentByteLimit: Int64 = 64 << 20) {
+        directory = folder.directory
+        key = folder.keyText
+        subject = folder.subject.rawValue
+        self.actor = actor
+        self.reads = reads
+        self.parties = parties
+        self.killAfterMilliseconds = killAfterMilliseconds
+        self.killAtEnd = killAtEnd
+        self.segmentByteLimit = segmentByteLimit
+    }
+
+    /// Where it counts its returned reads (8 bytes, native order) and leaves its error, if any.
+    var progressFile: String { directory + "/returned-\(actor)" }
+    var errorFile: String { directory + "/error-\(actor)" }
+
+    /// Runs the child and waits for it to end as it should: killed, or exited with success.
+    func spawn() async {
+        let killed = killAfterMilliseconds != nil || killAtEnd
+        await #expect(processExitsWith: killed ? .signal(SIGKILL) : .success, "\(actor)") { [child = self as AuditChild] in
+            child.run()
+        }
+        if let reason = try? String(contentsOfFile: errorFile, encoding: .utf8) { Issue.record("\(actor) failed: \(reason)") }
+    }
+
+    /// How many of its reads returned plaintext.
+    func returnedReads() throws -> Int {
+        let data = try Data(contentsOf: URL(fileURLWithPath: progressFile))
+        return Int(data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    func run() -> Never {
+        do {
+            try perform()
+            exit(EXIT_SUCCESS)
+        } catch {
+            try? "\(error)".write(toFile: errorFile, atomically: true, encoding: .utf8)
+            exit(EXIT_FAILURE)
+        }
+    }
+
+    private func perform() throws {
+        var configuration = StoreConfiguration()
+        configuration.auditSegmentByteLimit = segmentByteLimit
+        let store = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: key)!),
+                                   configuration: configuration)
+        guard FileManager.default.createFile(atPath: progressFile, contents: Data(count: 8)),
+              let progress = FileHandle(forWritingAtPath: progressFile) else { throw Failure(description: "cannot write \(progressFile)") }
+        try meet()
+        let context = AccessContext(actor: actor, purpose: .admin)
+        var returned: UInt64 = 0
+        while returned < UInt64(reads) {
+            _ = try store.read(SubjectID(rawValue: subject), fields: [.name], context: context)
+            returned += 1
+            try progress.seek(toOffset: 0)
+            try progress.write(contentsOf: withUnsafeBytes(of: returned) { Data($0) })
+            // The clock starts once reads are under way (the first one also unwraps keys).
+            if returned == 1, let killAfterMilliseconds {
+                Thread.detachNewThread {
+                    usleep(useconds_t(killAfterMilliseconds * 1000))
+                    kill(getpid(), SIGKILL)
+                }
+            }
+        }
+        // Killed with the store still open: its log is not closed.
+        if killAtEnd { kill(getpid(), SIGKILL) }
+        withExtendedLifetime(store) {}
+    }
+
+    /// Waits until all `parties` children have arrived (a minute at most).
+    private func meet() throws {
+        guard FileManager.default.createFile(atPath: directory + "/ready-\(actor)", contents: nil) else {
+            throw Failure(description: "cannot write in \(directory)")
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while (try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("ready-") }.count) < parties {
+            guard Date() < deadline else { throw Failure(description: "the other children did not come") }
+            usleep(1000)
         }
     }
 }

@@ -19,10 +19,10 @@ public enum AuditLogError: Error, Equatable, Sendable {
 
 /// When an audit entry counts as kept, before the plaintext it records is returned.
 public enum AuditDurability: String, Sendable, Codable {
-    /// Written to the log file with one `write` (it reaches the operating system: a killed process
-    /// loses nothing; a power cut may lose the last entries).
+    /// Stored into the log file's shared mapping (it is in the operating system's page cache at once:
+    /// a killed process loses nothing; a power cut may lose the last entries).
     case written
-    /// Also flushed to stable storage (`fdatasync`) before the plaintext is returned.
+    /// Also flushed to stable storage (`fdatasync`, group-committed) before the plaintext is returned.
     case synced
 }
 
@@ -59,10 +59,18 @@ struct AuditHead: Equatable, Sendable {
 /// The default audit hook: an append-only, hash-chained log of JSON lines in the store's `audit/`
 /// folder, in segment files rotated by size (`00000001.jsonl`, …).
 ///
-/// Each `record` call writes all its entries with one `write(2)` before returning, so no plaintext
-/// leaves the store before its entry has reached the operating system. Several processes may share
-/// a store: appends take an advisory lock on `audit/LOCK` and continue the chain from the file's
-/// real tail when another process wrote since.
+/// An append is a copy into a shared mapping of the newest segment (`MappedFile`), not a `write(2)`:
+/// the entries are in the operating system's page cache before `record` returns, so no plaintext leaves
+/// the store before its entry is kept, and a killed process loses none. The segment grows in
+/// preallocated steps; space not yet written reads as zeros, and readers take a run of zeros at the
+/// end of a segment as its end. The last process to close the log cuts the segment to its entries.
+///
+/// Several processes may share a store. They agree on one writer state (segment, length, sequence
+/// number, last MAC), kept in `audit/TAIL` and mapped by each, read and changed only under the
+/// exclusive lock on `audit/LOCK`. That state is trusted only while some process has the log open:
+/// each holds a shared lock on `audit/PRESENT` from its first append on; one that finds no other
+/// holder (after a crash, a reboot or a clean close) rebuilds the state from the segment files, which
+/// are the truth (the idea of SQLite's "DMS" lock on its shared-memory file).
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
 final class AuditLog: AuditTrail {
@@ -79,19 +87,29 @@ final class AuditLog: AuditTrail {
     /// How many of them are known to be on stable storage, in `.synced` mode.
     private let synced = Mutex<UInt64>(0)
 
-    /// Where the writer stands; valid only while the file is as this process left it.
+    /// How much the active segment grows by at a time: one `posix_fallocate` per megabyte of entries.
+    static let allocationStep: Int64 = 1 << 20
+    /// How much of the active segment a process maps at a time: what the log adds to its resident set.
+    static let windowLength = 4 << 20
+
+    /// This process's hold on the log; the writer state itself is in `TailFile`.
     private struct WriterState: ~Copyable {
+        /// The append lock (`audit/LOCK`), held exclusively around every use of the shared state.
         let lock: FileLock
-        var segmentNumber: Int
-        var file: AppendOnlyFile?
-        var expectedSize: Int64
-        var sequence: UInt64
-        var previousMAC: [UInt8]
+        /// Held shared from this process's first append until the log is dropped (`audit/PRESENT`).
+        var presence: FileLock?
+        /// The shared writer state, mapped at the first append.
+        var tail: TailFile?
+        /// The number of the segment `segment` maps.
+        var segmentNumber = 0
+        /// The active segment, as this process last mapped it.
+        var segment: MappedFile?
         /// Flushes the current segment from outside the lock (`.synced` mode).
         var synchronizer: FileSynchronizer?
     }
 
-    /// Opens the log in `directory` (created if absent), continuing the chain from its tail.
+    /// Opens the log in `directory` (created if absent). Files are first touched at the first append,
+    /// so that reading and verifying see the log as it is.
     init(directory: String, mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability,
          segmentByteLimit: Int64, saveHead: @escaping @Sendable (AuditHead) -> Bool) throws(AuditLogError) {
         do { try createDirectory(directory) } catch { throw .unavailable(error) }
@@ -105,18 +123,51 @@ final class AuditLog: AuditTrail {
         self.durability = durability
         self.segmentByteLimit = segmentByteLimit
         self.headKeeper = AuditHeadKeeper(save: saveHead)
-        self.state = Mutex(WriterState(lock: lock, segmentNumber: 0, file: nil, expectedSize: -1, sequence: 0,
-                                       previousMAC: genesis, synchronizer: nil))
+        self.state = Mutex(WriterState(lock: lock))
     }
 
-    /// The segment files of `directory`, oldest first.
+    /// Leaves the log: the last process to leave cuts the active segment to its entries, so that files
+    /// at rest end with their last line, not with preallocated zeros.
+    deinit {
+        state.withLock { state in
+            guard let presence = state.presence, let tail = state.tail else { return }
+            _ = try? state.lock.withExclusiveLock {
+                // Released under the append lock: a process that joins next finds no holder and rebuilds.
+                defer { presence.unlock() }
+                guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
+                let shared = tail.read()
+                guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
+                if state.segment == nil || state.segmentNumber != shared.segment {
+                    do { try map(shared.segment, into: &state) } catch { return }
+                }
+                guard let segment = state.segment, (try? segment.sizeIfStillLinked()) == shared.allocated,
+                      (try? segment.truncate(to: shared.committed)) != nil else { return }
+                tail.allocated = shared.committed
+            }
+        }
+    }
+
+    /// The segment files of `directory`, oldest first (none when it cannot be listed).
     static func segmentPaths(in directory: String) -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasSuffix(".jsonl") && Int($0.dropLast(6)) != nil }
-            .sorted { Int($0.dropLast(6))! < Int($1.dropLast(6))! }
-            .map { directory + "/" + $0 }
+        (try? listSegments(in: directory)) ?? []
     }
 
+    /// The segment files of `directory`, oldest first: the files named as `segmentName` names them.
+    /// Throws when the folder cannot be listed (a writer must not take that for an empty log).
+    static func listSegments(in directory: String) throws(AuditLogError) -> [String] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            let code = ((error as? CocoaError)?.underlying as? POSIXError)?.code.rawValue ?? EIO
+            throw .unavailable(FileError(path: directory, operation: "list", code: code))
+        }
+        var numbers: [Int] = []
+        for name in names where name.hasSuffix(".jsonl") {
+            if let number = Int(name.dropLast(6)), number > 0, name == segmentName(number) { numbers.append(number) }
+        }
+        return numbers.sorted().map { directory + "/" + segmentName($0) }
+    }
+
+    /// The file name of segment `number`: eight digits or more, then `.jsonl`.
     static func segmentName(_ number: Int) -> String {
         let digits = String(number)
         return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".jsonl"
@@ -126,46 +177,200 @@ final class AuditLog: AuditTrail {
         guard !events.isEmpty else { return }
         let (sequence, entryMAC, written, synchronizer) = try state.withLock {
             (state: inout WriterState) throws -> (UInt64, [UInt8], UInt64, FileSynchronizer?) in
-            try state.lock.withExclusiveLock {
-                try resynchronize(&state)
-                if state.expectedSize >= segmentByteLimit {
-                    // Close the full segment with a chained entry before starting the next: another
-                    // process appending to the old segment then sees its size change and resynchronises.
+            let tail = try state.lock.withExclusiveLock {
+                var tail = try attach(&state)
+                if tail.committed >= segmentByteLimit {
+                    // Close the full segment with a chained entry before starting the next.
                     let closing = AuditEvent(action: .segmentEnd, actor: "strongroom", purpose: "audit", subject: nil,
-                                             detail: "continues in \(AuditLog.segmentName(state.segmentNumber + 1))")
-                    try append([closing], to: &state)
+                                             detail: "continues in \(AuditLog.segmentName(tail.segment + 1))")
+                    tail = try append([closing], after: tail, to: &state)
                     // In durable mode the closed segment is flushed before the next one starts, so a
                     // pending sync only ever needs the current segment.
                     if durability == .synced {
                         do throws(FileError) { try state.synchronizer?.synchronize() } catch { throw AuditLogError.unavailable(error) }
                     }
-                    try openSegment(state.segmentNumber + 1, into: &state)
+                    tail = try rollOver(after: tail, into: &state)
                 }
-                try append(events, to: &state)
+                return try append(events, after: tail, to: &state)
             }
-            return (state.sequence, state.previousMAC, appended.load(ordering: .acquiring), state.synchronizer)
+            return (tail.sequence, tail.mac, appended.load(ordering: .acquiring), state.synchronizer)
         }
         if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }
         headKeeper.appended(sequence: sequence, entryMAC: entryMAC)
     }
 
-    /// Chains `events` onto the log and writes them with one `write`.
-    private func append(_ events: [AuditEvent], to state: inout WriterState) throws {
+    /// Chains `events` after `tail` and copies their lines into the segment's mapping.
+    private func append(_ events: [AuditEvent], after tail: SharedTail, to state: inout WriterState) throws -> SharedTail {
         var output: [UInt8] = []
-        output.reserveCapacity(events.count * 256)
-        let (sequence, previous) = try AuditLineFormat.chain(events, after: state.sequence, previous: state.previousMAC,
+        output.reserveCapacity(events.count * 320)
+        let (sequence, previous) = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac,
                                                              mac: mac, into: &output)
-        do throws(FileError) {
-            try state.file!.append(output)
-        } catch {
-            // The write may have left part of a line; the next append resynchronises from the real tail.
-            state.expectedSize = -1
+        guard let segment = state.segment, let shared = state.tail else { preconditionFailure("append before attach") }
+        var next = tail
+        next.committed += Int64(output.count)
+        if next.committed > tail.allocated {
+            // Reserved before any byte is stored: a full disk fails here, not as a SIGBUS on the store.
+            // If it fails part of the way, the file's size no longer matches the state and the next
+            // append rebuilds.
+            do { try segment.allocate(to: AuditLog.allocation(for: next.committed)) } catch { throw AuditLogError.unavailable(error) }
+            next.allocated = segment.size
+            shared.allocated = next.allocated
+        }
+        // A process killed between here and the end leaves the marker set: the next one rebuilds (so
+        // does the next append after a failed store).
+        shared.isInProgress = true
+        do { try segment.storeRecords(output, at: tail.committed, terminator: UInt8(ascii: "\n")) } catch {
             throw AuditLogError.unavailable(error)
         }
-        state.expectedSize += Int64(output.count)
+        next.sequence = sequence
+        next.mac = previous
+        shared.commit(next)
+        shared.isInProgress = false
         appended.add(UInt64(output.count), ordering: .releasing)
-        state.sequence = sequence
-        state.previousMAC = previous
+        return next
+    }
+
+    /// Starts the next segment after the full one (closed by its segment-end entry): cuts the full one
+    /// to its entries, and points the shared state at a fresh one. Other processes see the segment
+    /// number change and map the new file.
+    private func rollOver(after tail: SharedTail, into state: inout WriterState) throws -> SharedTail {
+        guard let closed = state.segment, let shared = state.tail else { preconditionFailure("roll-over before attach") }
+        shared.isInProgress = true
+        do { try closed.truncate(to: tail.committed) } catch { throw AuditLogError.unavailable(error) }
+        try map(tail.segment + 1, into: &state)
+        guard let segment = state.segment, segment.size == 0 else {
+            // A file already there under the next number: the files decide where the chain goes on.
+            return try rebuild(&state)
+        }
+        do { try segment.allocate(to: AuditLog.allocationStep) } catch { throw AuditLogError.unavailable(error) }
+        let next = SharedTail(segment: tail.segment + 1, committed: 0, allocated: segment.size, sequence: tail.sequence, mac: tail.mac)
+        shared.write(next)
+        shared.isInProgress = false
+        return next
+    }
+
+    /// Under the append lock: the shared writer state, once it is known to hold (else rebuilt), with
+    /// its segment mapped by this process.
+    private func attach(_ state: inout WriterState) throws -> SharedTail {
+        guard let shared = state.tail else { return try join(&state) }
+        if shared.isValid, !shared.isInProgress {
+            let tail = shared.read()
+            guard tail.segment > 0, tail.committed >= 0, tail.committed <= tail.allocated else { return try rebuild(&state) }
+            if state.segment == nil || state.segmentNumber != tail.segment { try map(tail.segment, into: &state) }
+            // One fstat. A segment deleted or replaced under the log has no link left: stores into its
+            // mapping would be lost. A size other than the allocated one means the file was cut or
+            // extended behind the log's back (or an allocation failed part of the way).
+            let size: Int64?
+            do { size = try state.segment?.sizeIfStillLinked() } catch { throw AuditLogError.unavailable(error) }
+            if size == tail.allocated { return tail }
+        }
+        return try rebuild(&state)
+    }
+
+    /// This process's first append: maps the shared state and takes the presence lock. The state is
+    /// trusted only if another process holds the presence lock (it has kept the state current since
+    /// the files were last read); alone, this process rebuilds it from the files first.
+    private func join(_ state: inout WriterState) throws -> SharedTail {
+        let presence: FileLock
+        let file: MappedBlock
+        do {
+            presence = try FileLock(path: directory + "/PRESENT")
+            file = try MappedBlock(path: directory + "/TAIL", byteCount: TailFile.byteCount)
+        } catch {
+            throw AuditLogError.unavailable(error)
+        }
+        state.tail = TailFile(file: file)
+        do {
+            // Alone (no other holder): nobody kept the state current since the files were last read.
+            let rebuilt = try presence.tryLockExclusive() ? try rebuild(&state) : nil
+            // Shared from here on (an exclusive lock turns shared): the next process to join trusts the state.
+            try presence.lockShared()
+            state.presence = presence
+            return try rebuilt ?? attach(&state)
+        } catch {
+            // Not joined: the presence lock goes with its handle, and the next append tries again.
+            if state.presence == nil { state.tail = nil }
+            if let error = error as? FileError { throw AuditLogError.unavailable(error) }
+            throw error
+        }
+    }
+
+    /// Rebuilds the shared writer state from the segment files: the newest segment's last complete,
+    /// well-formed line (or an older segment's, when the newest is empty). A torn last line (a copy cut
+    /// short: its plaintext was never returned) and the unwritten zeros after the data are cut off,
+    /// and the segment is preallocated again from there.
+    private func rebuild(_ state: inout WriterState) throws -> SharedTail {
+        guard let shared = state.tail else { preconditionFailure("rebuild before join") }
+        // Left set if this fails or the process dies: the next process to append rebuilds again.
+        shared.isInProgress = true
+        let segments = try AuditLog.listSegments(in: directory)
+        let number = segments.last.map(AuditLog.segmentNumber(of:)) ?? 1
+        try map(number, into: &state)
+        guard let segment = state.segment else { preconditionFailure("no segment mapped") }
+        var committed: Int64 = 0
+        var last: (sequence: UInt64, mac: [UInt8])?
+        for (index, path) in segments.reversed().enumerated() {
+            let (length, entry) = try cutTail(of: path, file: index == 0 ? segment : nil)
+            if index == 0 { committed = length }
+            // The newest segment may be empty (just started): the chain then continues from an older one.
+            if let entry {
+                last = entry
+                break
+            }
+        }
+        do {
+            try segment.truncate(to: committed)
+            try segment.allocate(to: AuditLog.allocation(for: committed))
+        } catch {
+            throw AuditLogError.unavailable(error)
+        }
+        let tail = SharedTail(segment: number, committed: committed, allocated: segment.size,
+                              sequence: last?.sequence ?? 0, mac: last?.mac ?? genesis)
+        shared.write(tail)
+        shared.isInProgress = false
+        return tail
+    }
+
+    /// The length of the segment at `path` up to its last complete line, which is cut there (through
+    /// `file` when it is mapped), and that line's sequence number and MAC; nil for an empty segment.
+    private func cutTail(of path: String, file: MappedFile?) throws -> (length: Int64, last: (sequence: UInt64, mac: [UInt8])?) {
+        let bytes: [UInt8]
+        do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
+        // Lines are copied in whole, newline last (`MappedFile.storeRecords`): what follows the last
+        // newline is a torn line or unwritten space.
+        let end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        if end < bytes.count {
+            do {
+                if let file { try file.truncate(to: Int64(end)) } else { try AppendOnlyFile(path: path).truncate(to: Int64(end)) }
+            } catch {
+                throw AuditLogError.unavailable(error)
+            }
+        }
+        guard end > 0 else { return (0, nil) }
+        let start = (bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        guard let entry = AuditLineFormat.split(bytes[start..<(end - 1)]) else {
+            throw AuditLogError.unreadableTail(segment: path)
+        }
+        return (Int64(end), (entry.sequence, entry.mac))
+    }
+
+    /// Maps segment `number` (created if absent) as this process's current segment.
+    private func map(_ number: Int, into state: inout WriterState) throws {
+        let path = directory + "/" + AuditLog.segmentName(number)
+        do {
+            let file = try MappedFile(path: path, window: AuditLog.windowLength)
+            state.synchronizer = durability == .synced ? try file.synchronizer() : nil
+            state.segment = file
+            state.segmentNumber = number
+        } catch {
+            state.segment = nil
+            throw AuditLogError.unavailable(error)
+        }
+    }
+
+    /// The allocated length for `length` bytes of entries: the next whole step above it.
+    private static func allocation(for length: Int64) -> Int64 {
+        (length / allocationStep + 1) * allocationStep
     }
 
     /// Group commit (`.synced` mode): returns once the first `target` bytes this process appended are
@@ -189,11 +394,15 @@ final class AuditLog: AuditTrail {
         for (segmentIndex, path) in segments.enumerated() {
             let name = URL(fileURLWithPath: path).lastPathComponent
             let bytes = try AppendOnlyFile.readAll(path: path)
+            // Preallocated space not yet written is zeros: a run of them ends the segment's data. A zero
+            // with data after it stays in its line, which then does not verify.
+            var end = bytes.count
+            while end > 0, bytes[end - 1] == 0 { end -= 1 }
             var lineStart = 0
             var lineNumber = 0
-            while lineStart < bytes.count {
+            while lineStart < end {
                 lineNumber += 1
-                guard let newline = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) else {
+                guard let newline = bytes[lineStart..<end].firstIndex(of: UInt8(ascii: "\n")) else {
                     try body(name, lineNumber, .torn(atEnd: segmentIndex == segments.count - 1))
                     break
                 }
@@ -203,71 +412,80 @@ final class AuditLog: AuditTrail {
         }
     }
 
-    /// Makes the writer state match the files: on first use, after an error, when another process
-    /// wrote since this one last did, or when the segment was deleted or replaced under it (then the
-    /// append fails unless the folder can take a new segment).
-    private func resynchronize(_ state: inout WriterState) throws {
-        if let file = state.file, state.expectedSize >= 0 {
-            // Another process that appended changed the size; one that started a new segment first
-            // closed this one with an entry (so its size changed too); a segment deleted or replaced
-            // under this process has no link left.
-            let size: Int64?
-            do { size = try file.sizeIfStillLinked() } catch { throw AuditLogError.unavailable(error) }
-            if size == state.expectedSize { return }
-        }
-        let segments = AuditLog.segmentPaths(in: directory)
-        guard let newest = segments.last else {
-            try openSegment(1, into: &state)
-            state.sequence = 0
-            state.previousMAC = genesis
-            return
-        }
-        // The newest segment may be empty (just started): the chain then continues from an older one.
-        var tail: (sequence: UInt64, mac: [UInt8])?
-        for path in segments.reversed() {
-            tail = try lastEntry(of: path)
-            if tail != nil { break }
-        }
-        state.sequence = tail?.sequence ?? 0
-        state.previousMAC = tail?.mac ?? genesis
-        try openSegment(AuditLog.segmentNumber(of: newest), into: &state)
-    }
-
     /// The number in a segment file's name.
     static func segmentNumber(of path: String) -> Int {
         Int(URL(fileURLWithPath: path).lastPathComponent.dropLast(6)) ?? 0
     }
+}
 
-    /// The sequence number and MAC of the last complete entry of `path`, after cutting off a torn
-    /// last line (a write cut short by a crash: its plaintext was never returned). Nil for an empty file.
-    private func lastEntry(of path: String) throws -> (sequence: UInt64, mac: [UInt8])? {
-        let bytes: [UInt8]
-        do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
-        guard !bytes.isEmpty else { return nil }
-        var end = bytes.count
-        if bytes[end - 1] != UInt8(ascii: "\n") {
-            end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-            do { try AppendOnlyFile(path: path).truncate(to: Int64(end)) } catch { throw AuditLogError.unavailable(error) }
-            if end == 0 { return nil }
-        }
-        let start = (bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        guard let entry = AuditLineFormat.split(bytes[start..<(end - 1)]) else {
-            throw AuditLogError.unreadableTail(segment: path)
-        }
-        return (entry.sequence, entry.mac)
+/// The writer state all processes appending to one log share, as read from `TailFile`.
+private struct SharedTail {
+    /// The number of the active segment.
+    var segment: Int
+    /// How many bytes of it hold entries.
+    var committed: Int64
+    /// How long the file is (preallocated; zeros after `committed`).
+    var allocated: Int64
+    /// The last entry's sequence number (0 before the first).
+    var sequence: UInt64
+    /// The last entry's MAC (the genesis value before the first).
+    var mac: [UInt8]
+}
+
+/// The shared writer state in `audit/TAIL`, a page mapped by every process appending to the log and
+/// used only under the append lock: fixed fields in native byte order.
+///
+/// A field is stored before the in-progress marker is cleared, so a process killed while changing
+/// them leaves the marker set, and the next one rebuilds the state from the files.
+private struct TailFile {
+    /// `audit/TAIL`, mapped.
+    let file: MappedBlock
+
+    /// The size of the file.
+    static let byteCount = 4096
+    /// "SRTAIL01": the layout below; a file of zeros (just created) is not valid.
+    private static let magic: UInt64 = 0x3130_4C49_4154_5253
+    /// Where each field starts (the tests that forge a dead writer's state use these offsets too).
+    private enum Offset {
+        static let magic = 0, segment = 8, committed = 16, allocated = 24, sequence = 32, inProgress = 40, mac = 48
     }
 
-    private func openSegment(_ number: Int, into state: inout WriterState) throws {
-        let path = directory + "/" + AuditLog.segmentName(number)
-        do {
-            let file = try AppendOnlyFile(path: path)
-            state.expectedSize = try file.size()
-            state.synchronizer = durability == .synced ? try file.synchronizer() : nil
-            state.file = file
-            state.segmentNumber = number
-        } catch {
-            state.expectedSize = -1
-            throw AuditLogError.unavailable(error)
-        }
+    /// Whether the file holds a state written by this layout.
+    var isValid: Bool { file.loadUInt64(at: Offset.magic) == TailFile.magic }
+
+    /// Set while an append, roll-over or rebuild changes the segment or the state.
+    var isInProgress: Bool {
+        get { file.loadUInt64(at: Offset.inProgress) != 0 }
+        nonmutating set { file.storeUInt64(newValue ? 1 : 0, at: Offset.inProgress) }
+    }
+
+    /// The allocated length of the active segment.
+    var allocated: Int64 {
+        get { Int64(bitPattern: file.loadUInt64(at: Offset.allocated)) }
+        nonmutating set { file.storeUInt64(UInt64(bitPattern: newValue), at: Offset.allocated) }
+    }
+
+    /// The fields, as last stored.
+    func read() -> SharedTail {
+        SharedTail(segment: Int(truncatingIfNeeded: file.loadUInt64(at: Offset.segment)),
+                   committed: Int64(bitPattern: file.loadUInt64(at: Offset.committed)),
+                   allocated: allocated,
+                   sequence: file.loadUInt64(at: Offset.sequence),
+                   mac: file.load(count: 32, at: Offset.mac))
+    }
+
+    /// Stores the length, sequence number and MAC after an append.
+    func commit(_ tail: SharedTail) {
+        file.storeUInt64(UInt64(bitPattern: tail.committed), at: Offset.committed)
+        file.storeUInt64(tail.sequence, at: Offset.sequence)
+        file.store(tail.mac, at: Offset.mac)
+    }
+
+    /// Stores every field and marks the file valid.
+    func write(_ tail: SharedTail) {
+        file.storeUInt64(UInt64(tail.segment), at: Offset.segment)
+        allocated = tail.allocated
+        commit(tail)
+        file.storeUInt64(TailFile.magic, at: Offset.magic)
     }
 }
