@@ -46,14 +46,24 @@ struct PhoneBlindIndex: Sendable {
 
     /// The check stored in `subject`'s index row for a number with these tags.
     func check(_ tags: Tags, subject: SubjectID) throws(CryptoError) -> [UInt8] {
-        var subjectBytes: [UInt8] = []
-        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &subjectBytes)
-        return Array(try checkMAC.authenticationCode(for: [subjectBytes, tags.full]).prefix(PhoneBlindIndex.checkByteCount))
+        try check(fullTag: tags.full, subject: subject)
     }
 
-    /// Whether `stored`, from `subject`'s index row, is the check of exactly this number (constant time).
-    func matches(_ stored: [UInt8], subject: SubjectID, _ tags: Tags) -> Bool {
-        guard let expected = try? check(tags, subject: subject) else { return false }
+    /// The check of the number whose full tag is `fullTag`, in `subject`'s index row.
+    private func check(fullTag: [UInt8], subject: SubjectID) throws(CryptoError) -> [UInt8] {
+        var message: [UInt8] = []
+        message.reserveCapacity(8 + fullTag.count)
+        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &message)
+        message.append(contentsOf: fullTag)
+        var code = try checkMAC.authenticationCode(for: message)
+        code.removeLast(code.count - PhoneBlindIndex.checkByteCount)
+        return code
+    }
+
+    /// Whether `stored`, from `subject`'s index row, is the check of exactly the number whose full tag
+    /// is `fullTag` (constant time).
+    func matches(_ stored: [UInt8], subject: SubjectID, fullTag: [UInt8]) -> Bool {
+        guard let expected = try? check(fullTag: fullTag, subject: subject) else { return false }
         return constantTimeEquals(stored, expected)
     }
 }

@@ -20,7 +20,9 @@ public final class HMACSHA256: Sendable {
 
     /// The code of `message`.
     public func authenticationCode(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
-        try authenticationCode(for: [message])
+        try context.withLock { (context: inout MACContext) throws(CryptoError) -> [UInt8] in
+            try context.code(message)
+        }
     }
 
     /// The code of the concatenation of `parts`, without concatenating them.
@@ -68,13 +70,30 @@ private struct MACContext: ~Copyable {
 
     deinit { EVP_MAC_CTX_free(handle) }
 
+    mutating func code(_ message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        try start()
+        try feed(message)
+        return try finish()
+    }
+
     mutating func code(_ parts: [[UInt8]]) throws(CryptoError) -> [UInt8] {
+        try start()
+        for part in parts { try feed(part) }
+        return try finish()
+    }
+
+    private func start() throws(CryptoError) {
         // A null key re-initialises with the key already set (its pads are precomputed).
         guard unsafe EVP_MAC_init(handle, nil, 0, nil) == 1 else { throw CryptoError.openSSL("EVP_MAC_init") }
-        for part in parts where !part.isEmpty {
-            let status = unsafe part.withUnsafeBufferPointer { unsafe EVP_MAC_update(handle, $0.baseAddress, $0.count) }
-            guard status == 1 else { throw CryptoError.openSSL("EVP_MAC_update") }
-        }
+    }
+
+    private func feed(_ bytes: [UInt8]) throws(CryptoError) {
+        guard !bytes.isEmpty else { return }
+        let status = unsafe bytes.withUnsafeBufferPointer { unsafe EVP_MAC_update(handle, $0.baseAddress, $0.count) }
+        guard status == 1 else { throw CryptoError.openSSL("EVP_MAC_update") }
+    }
+
+    private func finish() throws(CryptoError) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
         var length = 0
         let status = unsafe output.withUnsafeMutableBufferPointer {
