@@ -46,6 +46,29 @@ struct PrimitiveTests {
         #expect(hmac.isValidAuthenticationCode(expected, for: message))
     }
 
+    @Test("a truncated HMAC-SHA256 code (RFC 4231 test case 5's 128 bits) is checked against the code's prefix only")
+    func hmacTruncated() throws {
+        let hmac = try HMACSHA256(key: SecretKey(copying: [UInt8](repeating: 0x0c, count: 20)))
+        let message = Array("Test With Truncation".utf8)
+        let truncated = hexBytes("a3b6167473100ee06e0c796c2955552b")
+        #expect(hmac.isValidTruncatedAuthenticationCode(truncated, for: message))
+        let full = try hmac.authenticationCode(for: message)
+        #expect(Array(full.prefix(16)) == truncated)
+        #expect(hmac.isValidTruncatedAuthenticationCode(Array(full.prefix(20)), for: message))
+        #expect(hmac.isValidTruncatedAuthenticationCode(full, for: message))
+        // A flipped bit anywhere, another message, or a code under 128 bits or over 256 bits is refused.
+        for index in truncated.indices {
+            var tampered = truncated
+            tampered[index] ^= 0x01
+            #expect(!hmac.isValidTruncatedAuthenticationCode(tampered, for: message))
+        }
+        #expect(!hmac.isValidTruncatedAuthenticationCode(truncated, for: message + [0]))
+        #expect(!hmac.isValidTruncatedAuthenticationCode(Array(truncated.prefix(15)), for: message))
+        #expect(!hmac.isValidTruncatedAuthenticationCode(full + [0], for: message))
+        // Truncated codes are still refused where the full code is required.
+        #expect(!hmac.isValidAuthenticationCode(truncated, for: message))
+    }
+
     @Test("HMAC-SHA256, RFC 4231 test case 2 (a key shorter than the output)")
     func hmacRFC4231Case2() throws {
         let hmac = try HMACSHA256(key: SecretKey(copying: Array("Jefe".utf8)))

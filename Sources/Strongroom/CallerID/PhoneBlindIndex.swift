@@ -46,14 +46,24 @@ struct PhoneBlindIndex: Sendable {
 
     /// The check stored in `subject`'s index row for a number with these tags.
     func check(_ tags: Tags, subject: SubjectID) throws(CryptoError) -> [UInt8] {
-        var subjectBytes: [UInt8] = []
-        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &subjectBytes)
-        return Array(try checkMAC.authenticationCode(for: [subjectBytes, tags.full]).prefix(PhoneBlindIndex.checkByteCount))
+        var code = try checkMAC.authenticationCode(for: PhoneBlindIndex.checkMessage(fullTag: tags.full, subject: subject))
+        code.removeLast(code.count - PhoneBlindIndex.checkByteCount)
+        return code
     }
 
-    /// Whether `stored`, from `subject`'s index row, is the check of exactly this number (constant time).
-    func matches(_ stored: [UInt8], subject: SubjectID, _ tags: Tags) -> Bool {
-        guard let expected = try? check(tags, subject: subject) else { return false }
-        return constantTimeEquals(stored, expected)
+    /// Whether `stored`, from `subject`'s index row, is the check of exactly the number whose full tag
+    /// is `fullTag` (constant time).
+    func matches(_ stored: [UInt8], subject: SubjectID, fullTag: [UInt8]) -> Bool {
+        stored.count == PhoneBlindIndex.checkByteCount
+            && checkMAC.isValidTruncatedAuthenticationCode(stored, for: PhoneBlindIndex.checkMessage(fullTag: fullTag, subject: subject))
+    }
+
+    /// What the check MACs: the subject id (8 bytes, big-endian), then the full tag.
+    private static func checkMessage(fullTag: [UInt8], subject: SubjectID) -> [UInt8] {
+        var message: [UInt8] = []
+        message.reserveCapacity(8 + fullTag.count)
+        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &message)
+        message.append(contentsOf: fullTag)
+        return message
     }
 }

@@ -109,43 +109,58 @@ extension Store {
         }
     }
 
-    /// The subjects whose index rows seal exactly this number's full tag, with their name ciphertext.
+    /// The subjects whose index rows seal exactly this number's full tag, with their clear columns and
+    /// name ciphertext: one query per index version, joining the candidates of the covering index probe
+    /// with their rows.
     ///
-    /// SQLite: the probe reads candidates and their checks from a covering index; only the exact
-    /// matches' rows are then read (at a million subjects, each row read is a cache miss). PostgreSQL:
-    /// a round trip costs more than a few candidates' rows, so they come with their rows in one query.
+    /// SQLite checks each candidate inside the query (`Store.phoneCheckFunction`), so only exact matches'
+    /// rows are read (at a million subjects each row read is a cache miss), and the probe and the reads
+    /// share one statement's locks. PostgreSQL reads the few candidates' rows with them and the checks are
+    /// made here: a second round trip would cost more.
     private func matchingSubjects(e164: String, in connection: any Database) throws -> [EncryptedSubject] {
         var matches: [EncryptedSubject] = []
         // One index version normally; two while an index rotation builds the new one.
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
+            let exactInQuery = connection.dialect == .sqlite
             let probe: [SQLValue] = [.int(Int(index.version)), .integer(tags.truncated)]
-            func isNewMatch(_ row: any Row) -> Bool {
+            try connection.forEachRow(exactInQuery ? Store.exactMatchesSQL : Store.candidatesSQL,
+                                      exactInQuery ? probe + [.blob(tags.full)] : probe) { row in
                 let subject = SubjectID(rawValue: row.int64(0))
-                return index.matches(row.blob(1) ?? [], subject: subject, tags) && !matches.contains(where: { $0.summary.id == subject })
-            }
-            if connection.dialect == .postgresql {
-                try connection.forEachRow("""
-                    SELECT p.subject_id, p.check_mac, \(Store.summaryColumns(of: "s")), s.name_ct
-                    FROM phone_index p JOIN subjects s ON s.id = p.subject_id WHERE p.key_version = ? AND p.tag = ?
-                    """, probe) { row in
-                    if isNewMatch(row) { matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 2)) }
-                }
-                continue
-            }
-            var exact: [SubjectID] = []
-            try connection.forEachRow("SELECT subject_id, check_mac FROM phone_index WHERE key_version = ? AND tag = ?", probe) { row in
-                if isNewMatch(row) { exact.append(SubjectID(rawValue: row.int64(0))) }
-            }
-            for subject in exact {
-                if let row = try connection.firstRow("SELECT \(Store.summaryColumns), name_ct FROM subjects WHERE id = ?",
-                                                     [.integer(subject.rawValue)], { Store.encryptedSubject(from: $0, fields: [.name]) }) {
-                    matches.append(row)
-                }
+                guard exactInQuery || index.matches(row.blob(1) ?? [], subject: subject, fullTag: tags.full),
+                      !matches.contains(where: { $0.summary.id == subject }) else { return }
+                matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 2))
             }
         }
         return matches
     }
+
+    /// The SQL function, defined on a SQLite store's data connection, that answers whether an index row's
+    /// check (`check_mac`) seals exactly the full tag it is given, under the index key of its version:
+    /// `strongroom_phone_check(key_version, subject_id, check_mac, full_tag)`.
+    static let phoneCheckFunction = "strongroom_phone_check"
+
+    /// Defines `phoneCheckFunction` on `connection` (SQLite data connections only).
+    static func definePhoneCheck(on connection: SQLiteConnection, keyring: Keyring) throws(SQLiteError) {
+        try connection.definePredicate(phoneCheckFunction, argumentCount: 4) { [keyring] arguments in
+            let version = UInt32(truncatingIfNeeded: arguments.int64(0))
+            guard let index = keyring.phoneIndex(version: version) else { return false }
+            return index.matches(arguments.blob(2) ?? [], subject: SubjectID(rawValue: arguments.int64(1)),
+                                 fullTag: arguments.blob(3) ?? [])
+        }
+    }
+
+    /// The probe's candidates with their rows, for the caller to check.
+    private static let candidatesSQL = """
+        SELECT p.subject_id, p.check_mac, \(summaryColumns(of: "s")), s.name_ct
+        FROM phone_index p JOIN subjects s ON s.id = p.subject_id WHERE p.key_version = ?1 AND p.tag = ?2
+        """
+    /// The probe's exact matches with their rows, checked in the query (SQLite).
+    private static let exactMatchesSQL = """
+        SELECT p.subject_id, p.check_mac, \(summaryColumns(of: "s")), s.name_ct
+        FROM phone_index p JOIN subjects s ON s.id = p.subject_id
+        WHERE p.key_version = ?1 AND p.tag = ?2 AND \(phoneCheckFunction)(?1, p.subject_id, p.check_mac, ?3)
+        """
 
     /// Decrypts the names of `candidates` that may be processed, newest activity first.
     private func answer(_ candidates: [EncryptedSubject], context: AccessContext) throws(StoreError) -> [CallerMatch] {

@@ -8,7 +8,7 @@ import Synchronization
 /// live in `keys.sqlite`, apart from the data, so that destroying a subject key reaches every copy of
 /// its ciphertext, backups of the data file included.
 ///
-/// Thread safety: safe from any thread. The key database connection and the cache each sit behind a
+/// Thread safety: safe from any thread. The key database connection and the key cache each sit behind a
 /// lock; never call the audit hook while holding the database lock.
 final class Keyring: Sendable {
     /// The store's random 16-byte id, bound into every envelope's AAD.
@@ -16,10 +16,11 @@ final class Keyring: Sendable {
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
     let database: Mutex<any Database>
-    private let cache: Mutex<SubjectKeyCache<KeyHandle>>
-    /// Unwrapped subject keys beyond the hot set: a miss in `cache` found here costs a key schedule,
-    /// not a key-database read and an unwrap.
-    private let keyBytes: Mutex<SubjectKeyCache<(SecretKey, identifier: UInt32)>>
+    /// Unwrapped subject keys (key bytes, not key schedules): a hit costs a key schedule, about a
+    /// quarter of a microsecond, instead of a key-database read and an unwrap. Schedules are not kept:
+    /// at 1.5 KB each only a small hot set would fit, and with the lookups of a large store spread over
+    /// every subject, replacing them cost more than making one per use.
+    private let subjectKeys: Mutex<SubjectKeyCache<(SecretKey, identifier: UInt32)>>
     private let loaded: Mutex<LoadedKeys>
     /// Encryptions each shared key may make (2^28 by default).
     let nonceBudget: UInt64
@@ -56,8 +57,7 @@ final class Keyring: Sendable {
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
-        self.cache = Mutex(SubjectKeyCache(capacity: cacheCapacity))
-        self.keyBytes = Mutex(SubjectKeyCache(capacity: cacheCapacity * 16))
+        self.subjectKeys = Mutex(SubjectKeyCache(capacity: cacheCapacity))
     }
 
     /// The keys as last loaded.
@@ -68,6 +68,11 @@ final class Keyring: Sendable {
 
     /// The active phone index (the one `keys status` describes).
     var phoneIndex: PhoneBlindIndex { keys.phoneIndexes[0] }
+
+    /// The phone index of `version`, if it answers lookups (without copying the other keys).
+    func phoneIndex(version: UInt32) -> PhoneBlindIndex? {
+        loaded.withLock { $0.phoneIndexes.first { $0.version == version } }
+    }
 
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
     static func create(database connection: consuming sending any Database, master: SecretKey, storeID: [UInt8],
@@ -325,11 +330,8 @@ final class Keyring: Sendable {
             guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
             try reload()
         }
-        keyBytes.withLock { cache in
+        subjectKeys.withLock { cache in
             for (subject, key, handle) in keys { cache.insert((key, handle.identifier), for: .init(subject: subject, version: version)) }
-        }
-        cache.withLock { cache in
-            for (subject, _, handle) in keys { cache.insert(handle, for: .init(subject: subject, version: version)) }
         }
         return keys.map(\.2)
     }
@@ -337,11 +339,8 @@ final class Keyring: Sendable {
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database.
     func subjectKey(for subject: SubjectID, version: UInt32) throws(StoreError) -> KeyHandle {
         let reference = SubjectKeyReference(subject: subject, version: version)
-        if let cached = cache.withLock({ $0.key(for: reference) }) { return cached }
-        if let (key, identifier) = keyBytes.withLock({ $0.key(for: reference) }) {
-            let handle = KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
-            cache.withLock { $0.insert(handle, for: reference) }
-            return handle
+        if let (key, identifier) = subjectKeys.withLock({ $0.key(for: reference) }) {
+            return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
         }
         let row = try storeErrors {
             try database.withLock { connection in
@@ -363,10 +362,8 @@ final class Keyring: Sendable {
         } catch {
             throw .unreadableKey("the key of subject \(subject)", error)
         }
-        let handle = KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
-        keyBytes.withLock { $0.insert((key, identifier), for: reference) }
-        cache.withLock { $0.insert(handle, for: reference) }
-        return handle
+        subjectKeys.withLock { $0.insert((key, identifier), for: reference) }
+        return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
     }
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the
@@ -392,8 +389,7 @@ final class Keyring: Sendable {
 
     /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).
     func forget(_ subject: SubjectID, versions: [UInt32]) {
-        cache.withLock { $0.remove(subject: subject, versions: versions) }
-        keyBytes.withLock { $0.remove(subject: subject, versions: versions) }
+        subjectKeys.withLock { $0.remove(subject: subject, versions: versions) }
     }
 
     /// The audit durability recorded for the store.

@@ -1,6 +1,5 @@
-/// A bounded cache of subject keys: ready key schedules (`KeyHandle`, about 1.5 KB each, so the hot
-/// set) or unwrapped key bytes (a few dozen bytes each, so most of a large store), so that reading a
-/// subject again costs no key-database read and no unwrap.
+/// A bounded cache of unwrapped subject keys, so that reading a subject again costs no key-database
+/// read and no unwrap.
 ///
 /// Two generations approximate least-recently-used eviction at the cost of two dictionary probes:
 /// when the young generation fills, it becomes the old one and the previous old one is dropped;

@@ -32,6 +32,9 @@ public final class Store: Sendable {
         self.defaultRegion = defaultRegion
         self.keyring = keyring
         purposeCache = Mutex(try storeErrors { try Store.loadPurposes(from: data) })
+        if let sqlite = data as? SQLiteConnection {
+            try storeErrors { try Store.definePhoneCheck(on: sqlite, keyring: keyring) }
+        }
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
             throw .invalidInput("unsupported default region \(defaultRegion)")

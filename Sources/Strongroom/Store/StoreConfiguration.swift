@@ -9,10 +9,9 @@ public struct StoreConfiguration: Sendable {
     /// How many encryptions each shared key (master, KEK, index check key) may make before it must be
     /// rotated: 2^28, well inside the 2^32 of NIST SP 800-38D §8.3 for random 96-bit nonces.
     public var nonceBudget: UInt64 = 1 << 28
-    /// How many subject keys stay in memory ready to use (about 1.5 KB each, with their key schedule);
-    /// sixteen times as many more stay as unwrapped key bytes (about 150 bytes each), so that reading a
-    /// subject seen before costs no key-database read.
-    public var subjectKeyCacheCapacity: Int = 65_536
+    /// How many unwrapped subject keys stay in memory (about 150 bytes each), so that reading a subject
+    /// seen before costs no key-database read and no unwrap.
+    public var subjectKeyCacheCapacity: Int = 1 << 20
     /// When an audit entry counts as kept.
     ///
     /// Recorded in the store when it is created (default `.written`); when opening, nil means the

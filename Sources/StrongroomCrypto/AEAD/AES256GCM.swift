@@ -126,7 +126,6 @@ private struct CipherContext: ~Copyable {
         try feed(aad: aad)
         var output = [UInt8](repeating: 0, count: ciphertext.count)
         let handle = handle
-        var tagCopy = Array(tag)
         let verified = unsafe output.withUnsafeMutableBufferPointer { buffer -> Bool in
             var length: Int32 = 0
             if !ciphertext.isEmpty {
@@ -135,9 +134,10 @@ private struct CipherContext: ~Copyable {
                 }
                 guard status == 1 else { return false }
             }
-            // EVP_CIPHER_CTX_ctrl takes a `void *`, so the tag goes in through a mutable copy.
-            let tagSet = unsafe tagCopy.withUnsafeMutableBytes { tagBytes in
-                unsafe EVP_CIPHER_CTX_ctrl(handle, EVP_CTRL_GCM_SET_TAG, Int32(AES256GCM.tagByteCount), tagBytes.baseAddress)
+            // EVP_CIPHER_CTX_ctrl takes a `void *`; EVP_CTRL_GCM_SET_TAG only copies the tag from it.
+            let tagSet = unsafe tag.withUnsafeBytes { tagBytes in
+                unsafe EVP_CIPHER_CTX_ctrl(handle, EVP_CTRL_GCM_SET_TAG, Int32(AES256GCM.tagByteCount),
+                                           UnsafeMutableRawPointer(mutating: tagBytes.baseAddress))
             }
             guard tagSet == 1 else { return false }
             var finalLength: Int32 = 0

@@ -20,7 +20,9 @@ public final class HMACSHA256: Sendable {
 
     /// The code of `message`.
     public func authenticationCode(for message: [UInt8]) throws(CryptoError) -> [UInt8] {
-        try authenticationCode(for: [message])
+        try context.withLock { (context: inout MACContext) throws(CryptoError) -> [UInt8] in
+            try context.code(message)
+        }
     }
 
     /// The code of the concatenation of `parts`, without concatenating them.
@@ -34,6 +36,16 @@ public final class HMACSHA256: Sendable {
     public func isValidAuthenticationCode(_ code: [UInt8], for message: [UInt8]) -> Bool {
         guard code.count == HMACSHA256.codeByteCount, let expected = try? authenticationCode(for: message) else { return false }
         return constantTimeEquals(code, expected)
+    }
+
+    /// Whether `code` (16 to 32 bytes) is the code of `message` cut to its first `code.count` bytes,
+    /// compared in constant time without the full code ever leaving this call. 128 bits or more keep a
+    /// forgery at 2^-128 or less (NIST SP 800-107 §5.3.4 allows truncation to 64 bits).
+    public func isValidTruncatedAuthenticationCode(_ code: [UInt8], for message: [UInt8]) -> Bool {
+        guard (16...HMACSHA256.codeByteCount).contains(code.count) else { return false }
+        return context.withLock { (context: inout MACContext) -> Bool in
+            (try? context.matches(prefix: code, of: message)) ?? false
+        }
     }
 }
 
@@ -68,13 +80,46 @@ private struct MACContext: ~Copyable {
 
     deinit { EVP_MAC_CTX_free(handle) }
 
+    mutating func code(_ message: [UInt8]) throws(CryptoError) -> [UInt8] {
+        try start()
+        try feed(message)
+        return try finish()
+    }
+
     mutating func code(_ parts: [[UInt8]]) throws(CryptoError) -> [UInt8] {
+        try start()
+        for part in parts { try feed(part) }
+        return try finish()
+    }
+
+    /// Whether `prefix` starts the code of `message`; the code is computed into a stack buffer that is
+    /// wiped before returning, so checking a stored tag allocates nothing.
+    mutating func matches(prefix: [UInt8], of message: [UInt8]) throws(CryptoError) -> Bool {
+        try start()
+        try feed(message)
+        let handle = handle
+        return try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HMACSHA256.codeByteCount) { (code) throws(CryptoError) -> Bool in
+            defer { unsafe OPENSSL_cleanse(code.baseAddress, code.count) }
+            var length = 0
+            guard unsafe EVP_MAC_final(handle, code.baseAddress, &length, code.count) == 1, length == code.count else {
+                throw CryptoError.openSSL("EVP_MAC_final")
+            }
+            return unsafe prefix.withUnsafeBytes { unsafe CRYPTO_memcmp($0.baseAddress, code.baseAddress, $0.count) == 0 }
+        }
+    }
+
+    private func start() throws(CryptoError) {
         // A null key re-initialises with the key already set (its pads are precomputed).
         guard unsafe EVP_MAC_init(handle, nil, 0, nil) == 1 else { throw CryptoError.openSSL("EVP_MAC_init") }
-        for part in parts where !part.isEmpty {
-            let status = unsafe part.withUnsafeBufferPointer { unsafe EVP_MAC_update(handle, $0.baseAddress, $0.count) }
-            guard status == 1 else { throw CryptoError.openSSL("EVP_MAC_update") }
-        }
+    }
+
+    private func feed(_ bytes: [UInt8]) throws(CryptoError) {
+        guard !bytes.isEmpty else { return }
+        let status = unsafe bytes.withUnsafeBufferPointer { unsafe EVP_MAC_update(handle, $0.baseAddress, $0.count) }
+        guard status == 1 else { throw CryptoError.openSSL("EVP_MAC_update") }
+    }
+
+    private func finish() throws(CryptoError) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
         var length = 0
         let status = unsafe output.withUnsafeMutableBufferPointer {

@@ -6,9 +6,13 @@ internal import CSQLite
 /// keeps each one behind a lock. It is opened with `SQLITE_OPEN_NOMUTEX` for that reason.
 public final class SQLiteConnection: Database {
     /// The raw handle: `sqlite3 *`, closed in `deinit`.
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     /// Statements compiled once and reused, keyed by their SQL text.
     private var statementCache: [String: Statement] = [:]
+    /// The statement asked for last. A caller that runs the same statement again (the engine's hot
+    /// paths keep their SQL in constants) is answered by one string comparison, which for the same
+    /// string storage is a pointer check, instead of hashing the whole SQL text.
+    private var lastStatement: Statement?
     /// The path the connection was opened on.
     public let path: String
 
@@ -45,6 +49,7 @@ public final class SQLiteConnection: Database {
     }
 
     deinit {
+        lastStatement = nil
         statementCache.removeAll()
         unsafe sqlite3_close_v2(handle)
     }
@@ -58,9 +63,15 @@ public final class SQLiteConnection: Database {
 
     /// Returns a cached prepared statement for `sql`, compiling it on first use.
     public func statement(_ sql: String) throws(SQLiteError) -> Statement {
-        if let cached = statementCache[sql] { return cached }
-        let statement = try unsafe Statement(database: handle, sql: sql, persistent: true)
-        statementCache[sql] = statement
+        if let lastStatement, lastStatement.sql == sql { return lastStatement }
+        let statement: Statement
+        if let cached = statementCache[sql] {
+            statement = cached
+        } else {
+            statement = try unsafe Statement(database: handle, sql: sql, persistent: true)
+            statementCache[sql] = statement
+        }
+        lastStatement = statement
         return statement
     }
 
