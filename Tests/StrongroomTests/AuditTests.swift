@@ -438,6 +438,23 @@ struct AuditTests {
         try closeAndCheck(folder, entries: 5)
     }
 
+    @Test("close() lets go of the log like dropping the store does, and the same store appends again after it")
+    func closeAndAppendAgain() throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        let store = try folder.open()
+        _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+        #expect(try folder.segment().count == 1 << 20, "preallocated while appending")
+        store.close()
+        let closed = try folder.segment()
+        #expect(closed.last == UInt8(ascii: "\n") && !closed.contains(0), "cut to its entries by close()")
+        // Still usable: the next append takes the log up again and the chain goes on.
+        _ = try store.read(folder.subject, fields: [.name], context: TestStore.admin)
+        #expect(try store.verifyAuditLog().verifiedEntries == 4)
+        store.close()
+        try closeAndCheck(folder, entries: 4)
+    }
+
     /// Opens the folder store with nothing else holding its log, checks the file is data only and the
     /// chain verifies with `entries` entries.
     func closeAndCheck(_ folder: FolderStore, entries: Int) throws {

@@ -126,24 +126,37 @@ final class AuditLog: AuditTrail {
         self.state = Mutex(WriterState(lock: lock))
     }
 
-    /// Leaves the log: the last process to leave cuts the active segment to its entries, so that files
-    /// at rest end with their last line, not with preallocated zeros.
     deinit {
-        state.withLock { state in
-            guard let presence = state.presence, let tail = state.tail else { return }
-            _ = try? state.lock.withExclusiveLock {
-                // Released under the append lock: a process that joins next finds no holder and rebuilds.
-                defer { presence.unlock() }
-                guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
-                let shared = tail.read()
-                guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
-                if state.segment == nil || state.segmentNumber != shared.segment {
-                    do { try map(shared.segment, into: &state) } catch { return }
-                }
-                guard let segment = state.segment, (try? segment.sizeIfStillLinked()) == shared.allocated,
-                      (try? segment.truncate(to: shared.committed)) != nil else { return }
-                tail.allocated = shared.committed
+        state.withLock { leave(&$0) }
+    }
+
+    func close() {
+        flushHead()
+        state.withLock { leave(&$0) }
+    }
+
+    /// Leaves the log: the last process to leave cuts the active segment to its entries, so that files
+    /// at rest end with their last line, not with preallocated zeros. The next append joins again.
+    private func leave(_ state: inout WriterState) {
+        guard let presence = state.presence, let tail = state.tail else { return }
+        defer {
+            state.presence = nil
+            state.tail = nil
+            state.segment = nil
+            state.synchronizer = nil
+        }
+        _ = try? state.lock.withExclusiveLock {
+            // Released under the append lock: a process that joins next finds no holder and rebuilds.
+            defer { presence.unlock() }
+            guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
+            let shared = tail.read()
+            guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
+            if state.segment == nil || state.segmentNumber != shared.segment {
+                do { try map(shared.segment, into: &state) } catch { return }
             }
+            guard let segment = state.segment, (try? segment.sizeIfStillLinked()) == shared.allocated,
+                  (try? segment.truncate(to: shared.committed)) != nil else { return }
+            tail.allocated = shared.committed
         }
     }
 

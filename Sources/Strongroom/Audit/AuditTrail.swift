@@ -16,6 +16,9 @@ enum AuditStoredLine {
 protocol AuditTrail: AuditHook {
     /// Saves the signed chain head now if entries were written since the last save.
     func flushHead()
+    /// Saves the head and lets go of what the trail holds between appends (a file log's locks and
+    /// mappings); a later append takes them up again.
+    func close()
     /// Calls `body` with every stored line, oldest first, and where it is (a segment name or table,
     /// and a line number there).
     func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws

@@ -82,6 +82,10 @@ final class PostgresAuditLog: AuditTrail {
         return (entry.sequence, entry.mac)
     }
 
+    func close() {
+        flushHead()
+    }
+
     func flushHead() {
         headKeeper.flush()
     }

@@ -118,14 +118,16 @@ public final class Store: Sendable {
         }
     }
 
-    /// Saves the audit chain head. Call before the process ends; a store that is simply dropped
-    /// leaves at most the last second of entries outside the signed head.
+    /// Saves the audit chain head and lets go of the audit log's files (a folder store's last process
+    /// cuts the newest segment to its entries). Call before the process ends; a store that is simply
+    /// dropped does the same, and one never closed leaves at most the last second of entries outside
+    /// the signed head. A closed store still works: its next audited call takes the log up again.
     public func close() {
-        auditTrail.flushHead()
+        auditTrail.close()
     }
 
     deinit {
-        auditTrail.flushHead()
+        auditTrail.close()
     }
 
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
