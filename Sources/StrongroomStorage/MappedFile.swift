@@ -33,18 +33,11 @@ public final class MappedFile {
     /// Opens `path` for reading and writing (creating it with mode 0600 if absent); stores map it
     /// `window` bytes at a time.
     public init(path: String, window: Int) throws(FileError) {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-        var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else {
-            let code = errno
-            close(descriptor)
-            throw FileError(path: path, operation: "fstat", code: code)
-        }
+        let (descriptor, fileSize) = try openReadWrite(path)
         self.descriptor = descriptor
         self.path = path
         self.windowLength = pageRounded(max(window, 1))
-        self.size = Int64(status.st_size)
+        self.size = fileSize
     }
 
     deinit {
@@ -173,15 +166,8 @@ public final class MappedBlock {
     /// Opens `path` (creating it with mode 0600, zero-filled, if absent or shorter than `byteCount`,
     /// with its blocks reserved) and maps its first `byteCount` bytes.
     public init(path: String, byteCount: Int) throws(FileError) {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-        var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else {
-            let code = errno
-            close(descriptor)
-            throw FileError(path: path, operation: "fstat", code: code)
-        }
-        if Int(status.st_size) < byteCount {
+        let (descriptor, fileSize) = try openReadWrite(path)
+        if fileSize < Int64(byteCount) {
             #if canImport(Glibc)
             var result: Int32
             repeat { result = posix_fallocate(descriptor, 0, off_t(byteCount)) } while result == EINTR
@@ -256,6 +242,19 @@ extension MappedBlock: Sendable {}
 private let pageSize = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
 
 /// `length` rounded up to a whole number of pages.
+/// Opens `path` for reading and writing (created with mode 0600 if absent): its descriptor and size.
+private func openReadWrite(_ path: String) throws(FileError) -> (descriptor: Int32, size: Int64) {
+    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+    var status = stat()
+    guard unsafe fstat(descriptor, &status) == 0 else {
+        let code = errno
+        close(descriptor)
+        throw FileError(path: path, operation: "fstat", code: code)
+    }
+    return (descriptor, Int64(status.st_size))
+}
+
 private func pageRounded(_ length: Int) -> Int {
     (length + pageSize - 1) / pageSize * pageSize
 }
