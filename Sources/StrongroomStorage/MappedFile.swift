@@ -241,7 +241,6 @@ extension MappedBlock: Sendable {}
 /// The size of a memory page.
 private let pageSize = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
 
-/// `length` rounded up to a whole number of pages.
 /// Opens `path` for reading and writing (created with mode 0600 if absent): its descriptor and size.
 private func openReadWrite(_ path: String) throws(FileError) -> (descriptor: Int32, size: Int64) {
     let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -255,6 +254,7 @@ private func openReadWrite(_ path: String) throws(FileError) -> (descriptor: Int
     return (descriptor, Int64(status.st_size))
 }
 
+/// `length` rounded up to a whole number of pages.
 private func pageRounded(_ length: Int) -> Int {
     (length + pageSize - 1) / pageSize * pageSize
 }
