@@ -138,7 +138,7 @@ extension Store {
     /// The SQL function, defined on a SQLite store's data connection, that answers whether an index row's
     /// check (`check_mac`) seals exactly the full tag it is given, under the index key of its version:
     /// `strongroom_phone_check(key_version, subject_id, check_mac, full_tag)`.
-    static let phoneCheckFunction = "strongroom_phone_check"
+    private static let phoneCheckFunction = "strongroom_phone_check"
 
     /// Defines `phoneCheckFunction` on `connection` (SQLite data connections only).
     static func definePhoneCheck(on connection: SQLiteConnection, keyring: Keyring) throws(SQLiteError) {
