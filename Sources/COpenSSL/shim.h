@@ -1,5 +1,10 @@
 #ifndef COPENSSL_SHIM_H
 #define COPENSSL_SHIM_H
+// HMACSHA256 runs over SHA256_Init/Update/Final, which OpenSSL 3 marks deprecated (they stay in its
+// ABI): their context is a plain struct that can be copied, unlike an EVP_MD_CTX, whose copy
+// allocates. See Sources/StrongroomCrypto/MAC/HMACSHA256.swift.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <openssl/evp.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>

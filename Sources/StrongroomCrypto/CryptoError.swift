@@ -14,6 +14,8 @@ public enum CryptoError: Error, Equatable, Sendable {
     case invalidOutputLength(Int)
     /// The random generator failed.
     case randomGenerationFailed
+    /// Memory for keys (this many bytes) could not be reserved.
+    case outOfMemory(bytes: Int)
     /// OpenSSL reported a failure (the code from `ERR_get_error`).
     case openSSLFailure(operation: String, code: UInt)
 }

@@ -20,7 +20,7 @@ final class Keyring: Sendable {
     /// quarter of a microsecond, instead of a key-database read and an unwrap. Schedules are not kept:
     /// at 1.5 KB each only a small hot set would fit, and with the lookups of a large store spread over
     /// every subject, replacing them cost more than making one per use.
-    private let subjectKeys: Mutex<SubjectKeyCache<(SecretKey, identifier: UInt32)>>
+    private let subjectKeys: Mutex<KeyCache>
     private let loaded: Mutex<LoadedKeys>
     /// Encryptions each shared key may make (2^28 by default).
     let nonceBudget: UInt64
@@ -51,13 +51,13 @@ final class Keyring: Sendable {
     }
 
     private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending any Database,
-                 cacheCapacity: Int, nonceBudget: UInt64) {
+                 cacheCapacity: Int, nonceBudget: UInt64) throws(CryptoError) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
-        self.subjectKeys = Mutex(SubjectKeyCache(capacity: cacheCapacity))
+        self.subjectKeys = Mutex(try KeyCache(capacity: cacheCapacity))
     }
 
     /// The keys as last loaded.
@@ -99,7 +99,7 @@ final class Keyring: Sendable {
             return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
                               phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
-        let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
                               cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
@@ -128,7 +128,7 @@ final class Keyring: Sendable {
         } catch {
             throw StoreError.unreadableKey("the audit key", error)
         }
-        let keyring = Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
                               cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
@@ -330,18 +330,22 @@ final class Keyring: Sendable {
             guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
             try reload()
         }
-        subjectKeys.withLock { cache in
-            for (subject, key, handle) in keys { cache.insert((key, handle.identifier), for: .init(subject: subject, version: version)) }
+        try storeErrors {
+            try subjectKeys.withLock { (cache) throws(CryptoError) in
+                for (subject, key, handle) in keys {
+                    try cache.insert(key, identifier: handle.identifier, owner: subject.rawValue, version: version)
+                }
+            }
         }
         return keys.map(\.2)
     }
 
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database.
     func subjectKey(for subject: SubjectID, version: UInt32) throws(StoreError) -> KeyHandle {
-        let reference = SubjectKeyReference(subject: subject, version: version)
-        if let (key, identifier) = subjectKeys.withLock({ $0.key(for: reference) }) {
-            return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
+        let cached = try storeErrors {
+            try subjectKeys.withLock { (cache) throws(CryptoError) in try cache.cipher(owner: subject.rawValue, version: version) }
         }
+        if let (cipher, identifier) = cached { return KeyHandle(cipher: cipher, version: version, identifier: identifier) }
         let row = try storeErrors {
             try database.withLock { connection in
                 try connection.firstRow("SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?",
@@ -362,7 +366,11 @@ final class Keyring: Sendable {
         } catch {
             throw .unreadableKey("the key of subject \(subject)", error)
         }
-        subjectKeys.withLock { $0.insert((key, identifier), for: reference) }
+        try storeErrors {
+            try subjectKeys.withLock { (cache) throws(CryptoError) in
+                try cache.insert(key, identifier: identifier, owner: subject.rawValue, version: version)
+            }
+        }
         return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
     }
 
@@ -389,7 +397,9 @@ final class Keyring: Sendable {
 
     /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).
     func forget(_ subject: SubjectID, versions: [UInt32]) {
-        subjectKeys.withLock { $0.remove(subject: subject, versions: versions) }
+        subjectKeys.withLock { cache in
+            for version in versions { cache.remove(owner: subject.rawValue, version: version) }
+        }
     }
 
     /// The audit durability recorded for the store.

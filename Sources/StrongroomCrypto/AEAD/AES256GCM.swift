@@ -26,6 +26,12 @@ public final class AES256GCM: Sendable {
         context = Mutex(try CipherContext(key: key))
     }
 
+    /// Prepares the 32 key bytes at `keyBytes` (a `KeyCache` slot), without copying them elsewhere.
+    init(keyBytes: UnsafeRawBufferPointer) throws(CryptoError) {
+        precondition(keyBytes.count == AES256GCM.keyByteCount, "an AES-256 key is 32 bytes")
+        context = Mutex(try unsafe CipherContext(keyBytes: keyBytes))
+    }
+
     /// Seals `plaintext` under `nonce` (12 bytes, never reused with this key), authenticating `aad`
     /// too, and appends the ciphertext and then the 16-byte tag to `output`.
     public func seal(_ plaintext: [UInt8], nonce: [UInt8], authenticating aad: [UInt8],
@@ -71,16 +77,31 @@ public final class AES256GCM: Sendable {
 }
 
 /// One `EVP_CIPHER_CTX` holding an expanded AES-256-GCM key, freed (and its key cleansed) on drop.
-private struct CipherContext: ~Copyable {
+///
+/// `@unchecked Sendable` is safe: the context is noncopyable, so its handle has one owner, and that
+/// owner (`AES256GCM`) only uses it under its lock. (Without it, a context keyed from borrowed bytes
+/// could not be handed to the lock.)
+private struct CipherContext: ~Copyable, @unchecked Sendable {
     private let handle: OpaquePointer
 
     init(key: SecretKey) throws(CryptoError) {
         guard let handle = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
-        // Set the cipher and key once: this computes the key schedule that every later call reuses.
-        let status = unsafe key.withUnsafeBytes { bytes in
-            unsafe EVP_EncryptInit_ex2(handle, FetchedAlgorithms.shared.aes256GCM,
-                                       bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, nil)
-        }
+        try self.init(handle: handle, status: unsafe key.withUnsafeBytes { unsafe CipherContext.setKey($0, of: handle) })
+    }
+
+    init(keyBytes: UnsafeRawBufferPointer) throws(CryptoError) {
+        guard let handle = EVP_CIPHER_CTX_new() else { throw CryptoError.openSSL("EVP_CIPHER_CTX_new") }
+        try self.init(handle: handle, status: unsafe CipherContext.setKey(keyBytes, of: handle))
+    }
+
+    /// Sets the cipher and key once: this computes the key schedule that every later call reuses.
+    private static func setKey(_ keyBytes: UnsafeRawBufferPointer, of handle: OpaquePointer) -> Int32 {
+        unsafe EVP_EncryptInit_ex2(handle, FetchedAlgorithms.shared.aes256GCM,
+                                   keyBytes.baseAddress!.assumingMemoryBound(to: UInt8.self), nil, nil)
+    }
+
+    /// Takes `handle`, or frees it when setting its key failed.
+    private init(handle: OpaquePointer, status: Int32) throws(CryptoError) {
         guard status == 1 else {
             EVP_CIPHER_CTX_free(handle)
             throw CryptoError.openSSL("EVP_EncryptInit_ex2")

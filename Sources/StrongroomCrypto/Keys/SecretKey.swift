@@ -51,7 +51,7 @@ public final class SecretKey: @unchecked Sendable {
     }
 
     /// Calls `body` with the key bytes; they must not escape it.
-    func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+    func withUnsafeBytes<T: ~Copyable, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> T) throws(E) -> T {
         try unsafe body(UnsafeRawBufferPointer(rebasing: storage[0..<byteCount]))
     }
 }
