@@ -34,23 +34,24 @@ public struct KeyCache: ~Copyable {
     public let capacity: Int
     private let setShift: UInt64
     private let mapping: UnsafeMutableRawBufferPointer
-    private let owners: UnsafeMutablePointer<Int64>
-    private let versions: UnsafeMutablePointer<UInt32>
-    private let identifiers: UnsafeMutablePointer<UInt32>
-    private let states: UnsafeMutablePointer<UInt8>
-    private let keys: UnsafeMutableRawPointer
     /// Picks the victim when a whole set was used since its last sweep.
     private var evictions: UInt64 = 0
 
+    /// Where a set's fields start within its `setByteCount` bytes. A lookup reads the owners' cache
+    /// line, then the versions and identifiers' line, the states, and one key: adjacent lines of one
+    /// page, so a cache miss costs little more than one memory access.
+    private enum Layout {
+        static let owners = 0, versions = 64, identifiers = 96, states = 128, keys = 192
+        static let setByteCount = keys + KeyCache.ways * KeyCache.keyByteCount
+    }
+
     /// A cache of `capacity` keys (rounded up to a power of two, at least one set).
     ///
-    /// Reserves `capacity` × 49 bytes of address space; memory is used only as slots are filled.
+    /// Reserves 56 bytes of address space a key; memory is used only as slots are filled.
     public init(capacity: Int) throws(CryptoError) {
         var slots = KeyCache.ways
         while slots < capacity { slots <<= 1 }
-        let ownersBytes = slots * MemoryLayout<Int64>.stride
-        let wordsBytes = slots * MemoryLayout<UInt32>.stride
-        let length = ownersBytes + 2 * wordsBytes + slots + slots * KeyCache.keyByteCount
+        let length = slots / KeyCache.ways * Layout.setByteCount
         guard let base = unsafe mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               unsafe base != MAP_FAILED else {
             throw CryptoError.outOfMemory(bytes: length)
@@ -61,17 +62,12 @@ public struct KeyCache: ~Copyable {
         #endif
         self.capacity = slots
         setShift = UInt64(64 - (slots / KeyCache.ways).trailingZeroBitCount)
-        mapping = unsafe UnsafeMutableRawBufferPointer(start: base, count: length)
         // Anonymous pages start zeroed: every slot starts `.empty`.
-        owners = unsafe base.bindMemory(to: Int64.self, capacity: slots)
-        versions = unsafe (base + ownersBytes).bindMemory(to: UInt32.self, capacity: slots)
-        identifiers = unsafe (base + ownersBytes + wordsBytes).bindMemory(to: UInt32.self, capacity: slots)
-        states = unsafe (base + ownersBytes + 2 * wordsBytes).bindMemory(to: UInt8.self, capacity: slots)
-        keys = unsafe base + ownersBytes + 2 * wordsBytes + slots
+        mapping = unsafe UnsafeMutableRawBufferPointer(start: base, count: length)
     }
 
     deinit {
-        for slot in 0..<capacity where unsafe states[slot] != SlotState.empty.rawValue { unsafe wipeKey(slot) }
+        for slot in 0..<capacity where state(slot) != .empty { wipeKey(slot) }
         unsafe munmap(mapping.baseAddress, mapping.count)
     }
 
@@ -79,9 +75,9 @@ public struct KeyCache: ~Copyable {
     /// when it is not cached.
     public mutating func cipher(owner: Int64, version: UInt32) throws(CryptoError) -> (cipher: AES256GCM, identifier: UInt32)? {
         guard let slot = find(owner: owner, version: version) else { return nil }
-        unsafe states[slot] = SlotState.recentlyUsed.rawValue
+        setState(.recentlyUsed, of: slot)
         let cipher = try unsafe AES256GCM(keyBytes: UnsafeRawBufferPointer(start: keyAddress(slot), count: KeyCache.keyByteCount))
-        return (cipher, unsafe identifiers[slot])
+        return (cipher, unsafe field(Layout.identifiers, of: slot).load(as: UInt32.self))
     }
 
     /// Whether the key of (`owner`, `version`) is cached.
@@ -96,25 +92,26 @@ public struct KeyCache: ~Copyable {
             throw .invalidKeyLength(expected: KeyCache.keyByteCount, actual: key.byteCount)
         }
         let slot = find(owner: owner, version: version) ?? victim(inSetOf: owner, version: version)
-        unsafe owners[slot] = owner
-        unsafe versions[slot] = version
-        unsafe identifiers[slot] = identifier
-        unsafe states[slot] = SlotState.present.rawValue
+        unsafe field(Layout.owners, of: slot).storeBytes(of: owner, as: Int64.self)
+        unsafe field(Layout.versions, of: slot).storeBytes(of: version, as: UInt32.self)
+        unsafe field(Layout.identifiers, of: slot).storeBytes(of: identifier, as: UInt32.self)
+        setState(.present, of: slot)
         unsafe key.withUnsafeBytes { unsafe keyAddress(slot).copyMemory(from: $0.baseAddress!, byteCount: KeyCache.keyByteCount) }
     }
 
     /// Forgets the key of (`owner`, `version`), overwriting its bytes.
     public mutating func remove(owner: Int64, version: UInt32) {
         guard let slot = find(owner: owner, version: version) else { return }
-        unsafe wipeKey(slot)
-        unsafe states[slot] = SlotState.empty.rawValue
+        wipeKey(slot)
+        setState(.empty, of: slot)
     }
 
     /// How many keys are cached (counts every slot: for tests and diagnostics).
     public var count: Int {
-        (0..<capacity).reduce(0) { unsafe $0 + (states[$1] == SlotState.empty.rawValue ? 0 : 1) }
+        (0..<capacity).reduce(0) { $0 + (state($1) == .empty ? 0 : 1) }
     }
 
+    /// The first slot of the set that (`owner`, `version`) belongs to.
     private func firstSlot(owner: Int64, version: UInt32) -> Int {
         // Fibonacci hashing (Knuth, TAOCP vol. 3 §6.4) of both halves; the top bits pick the set.
         let hash = (UInt64(bitPattern: owner) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(version) &* 0xC2B2_AE3D_27D4_EB4F)
@@ -125,7 +122,8 @@ public struct KeyCache: ~Copyable {
     private func find(owner: Int64, version: UInt32) -> Int? {
         let first = firstSlot(owner: owner, version: version)
         for slot in first..<(first + KeyCache.ways)
-        where unsafe owners[slot] == owner && versions[slot] == version && states[slot] != SlotState.empty.rawValue {
+        where unsafe field(Layout.owners, of: slot).load(as: Int64.self) == owner
+            && field(Layout.versions, of: slot).load(as: UInt32.self) == version && state(slot) != .empty {
             return slot
         }
         return nil
@@ -136,22 +134,41 @@ public struct KeyCache: ~Copyable {
     private mutating func victim(inSetOf owner: Int64, version: UInt32) -> Int {
         let first = firstSlot(owner: owner, version: version)
         let set = first..<(first + KeyCache.ways)
-        if let empty = set.first(where: { unsafe states[$0] == SlotState.empty.rawValue }) { return empty }
+        if let empty = set.first(where: { state($0) == .empty }) { return empty }
         for slot in set {
-            if unsafe states[slot] == SlotState.present.rawValue {
-                unsafe wipeKey(slot)
+            if state(slot) == .present {
+                wipeKey(slot)
                 return slot
             }
-            unsafe states[slot] = SlotState.present.rawValue
+            setState(.present, of: slot)
         }
         evictions &+= 1
         let slot = first + Int(evictions % UInt64(KeyCache.ways))
-        unsafe wipeKey(slot)
+        wipeKey(slot)
         return slot
     }
 
+    /// The address of `slot`'s entry in the field starting at `offset` of its set (entries as long as
+    /// the field's type: 8 bytes for owners, 4 for versions and identifiers, 1 for states).
+    private func field(_ offset: Int, of slot: Int) -> UnsafeMutableRawPointer {
+        let stride = switch offset {
+        case Layout.owners: MemoryLayout<Int64>.stride
+        case Layout.states: 1
+        default: MemoryLayout<UInt32>.stride
+        }
+        return unsafe mapping.baseAddress! + (slot / KeyCache.ways) * Layout.setByteCount + offset + (slot % KeyCache.ways) * stride
+    }
+
+    private func state(_ slot: Int) -> SlotState {
+        SlotState(rawValue: unsafe field(Layout.states, of: slot).load(as: UInt8.self)) ?? .empty
+    }
+
+    private func setState(_ state: SlotState, of slot: Int) {
+        unsafe field(Layout.states, of: slot).storeBytes(of: state.rawValue, as: UInt8.self)
+    }
+
     private func keyAddress(_ slot: Int) -> UnsafeMutableRawPointer {
-        unsafe keys + slot * KeyCache.keyByteCount
+        unsafe mapping.baseAddress! + (slot / KeyCache.ways) * Layout.setByteCount + Layout.keys + (slot % KeyCache.ways) * KeyCache.keyByteCount
     }
 
     private func wipeKey(_ slot: Int) {
