@@ -26,6 +26,17 @@ public protocol Row {
     func text(_ index: Int) -> String?
     /// Column `index` as bytes, nil for NULL.
     func blob(_ index: Int) -> [UInt8]?
+    /// Calls `body` with column `index`'s bytes (none for NULL), read in place where the backend
+    /// allows it.
+    func withBlob<Result>(_ index: Int, _ body: (Span<UInt8>) -> Result) -> Result
+}
+
+extension Row {
+    /// Calls `body` with a copy of column `index`'s bytes (none for NULL).
+    public func withBlob<Result>(_ index: Int, _ body: (Span<UInt8>) -> Result) -> Result {
+        let bytes = blob(index) ?? []
+        return body(bytes.span)
+    }
 }
 
 /// A connection to one of a store's databases, whatever the backend. The engine writes its SQL in

@@ -69,6 +69,24 @@ struct PrimitiveTests {
         #expect(!hmac.isValidAuthenticationCode(truncated, for: message))
     }
 
+    @Test("a truncated code checked over a message in two pieces agrees wherever the message is split (RFC 4231 case 5)")
+    func hmacTruncatedInTwoPieces() throws {
+        let hmac = try HMACSHA256(key: SecretKey(copying: [UInt8](repeating: 0x0c, count: 20)))
+        let message = Array("Test With Truncation".utf8)
+        let truncated = hexBytes("a3b6167473100ee06e0c796c2955552b")
+        for split in 0...message.count {
+            let (first, second) = (Array(message[..<split]), Array(message[split...]))
+            let valid = hmac.isValidTruncatedAuthenticationCode(truncated.span, forConcatenationOf: first.span, second.span)
+            #expect(valid, "split at \(split)")
+            let reordered = second + first
+            let reorderedValid = hmac.isValidTruncatedAuthenticationCode(truncated.span, forConcatenationOf: reordered.span, [UInt8]().span)
+            #expect(split == 0 || split == message.count || !reorderedValid)
+        }
+        let short = Array(truncated.prefix(15))
+        let shortValid = hmac.isValidTruncatedAuthenticationCode(short.span, forConcatenationOf: message.span, [UInt8]().span)
+        #expect(!shortValid)
+    }
+
     @Test("HMAC-SHA256, RFC 4231 test case 2 (a key shorter than the output)")
     func hmacRFC4231Case2() throws {
         let hmac = try HMACSHA256(key: SecretKey(copying: Array("Jefe".utf8)))

@@ -52,10 +52,13 @@ struct PhoneBlindIndex: Sendable {
     }
 
     /// Whether `stored`, from `subject`'s index row, is the check of exactly the number whose full tag
-    /// is `fullTag` (constant time).
-    func matches(_ stored: [UInt8], subject: SubjectID, fullTag: [UInt8]) -> Bool {
-        stored.count == PhoneBlindIndex.checkByteCount
-            && checkMAC.isValidTruncatedAuthenticationCode(stored, for: PhoneBlindIndex.checkMessage(fullTag: fullTag, subject: subject))
+    /// is `fullTag` (constant time, reading both in place).
+    func matches(_ stored: Span<UInt8>, subject: SubjectID, fullTag: Span<UInt8>) -> Bool {
+        // The message `checkMessage` builds, in two pieces on the stack.
+        var subjectBytes = InlineArray<8, UInt8>(repeating: 0)
+        for index in 0..<8 { subjectBytes[index] = UInt8(truncatingIfNeeded: UInt64(bitPattern: subject.rawValue) >> (56 - 8 * index)) }
+        return stored.count == PhoneBlindIndex.checkByteCount
+            && checkMAC.isValidTruncatedAuthenticationCode(stored, forConcatenationOf: subjectBytes.span, fullTag)
     }
 
     /// What the check MACs: the subject id (8 bytes, big-endian), then the full tag.

@@ -127,7 +127,7 @@ extension Store {
             try connection.forEachRow(exactInQuery ? Store.exactMatchesSQL : Store.candidatesSQL,
                                       exactInQuery ? probe + [.blob(tags.full)] : probe) { row in
                 let subject = SubjectID(rawValue: row.int64(0))
-                guard exactInQuery || index.matches(row.blob(1) ?? [], subject: subject, fullTag: tags.full),
+                guard exactInQuery || row.withBlob(1, { index.matches($0, subject: subject, fullTag: tags.full.span) }),
                       !matches.contains(where: { $0.summary.id == subject }) else { return }
                 matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 2))
             }
@@ -145,8 +145,8 @@ extension Store {
         try connection.definePredicate(phoneCheckFunction, argumentCount: 4) { [keyring] arguments in
             let version = UInt32(truncatingIfNeeded: arguments.int64(0))
             guard let index = keyring.phoneIndex(version: version) else { return false }
-            return index.matches(arguments.blob(2) ?? [], subject: SubjectID(rawValue: arguments.int64(1)),
-                                 fullTag: arguments.blob(3) ?? [])
+            let subject = SubjectID(rawValue: arguments.int64(1))
+            return arguments.withBlob(2) { stored in arguments.withBlob(3) { index.matches(stored, subject: subject, fullTag: $0) } }
         }
     }
 

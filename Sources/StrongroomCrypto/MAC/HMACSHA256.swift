@@ -71,42 +71,50 @@ public final class HMACSHA256: @unchecked Sendable {
     /// compared in constant time without the full code ever leaving this call. 128 bits or more keep a
     /// forgery at 2^-128 or less (NIST SP 800-107 §5.3.4 allows truncation to 64 bits).
     public func isValidTruncatedAuthenticationCode(_ code: [UInt8], for message: [UInt8]) -> Bool {
+        isValidTruncatedAuthenticationCode(code.span, forConcatenationOf: message.span, [UInt8]().span)
+    }
+
+    /// Whether `code` (16 to 32 bytes) is the truncated code of `first` followed by `second`, as
+    /// above, reading all three in place: checking a stored code allocates nothing.
+    public func isValidTruncatedAuthenticationCode(_ code: Span<UInt8>, forConcatenationOf first: Span<UInt8>, _ second: Span<UInt8>) -> Bool {
         guard (16...HMACSHA256.codeByteCount).contains(code.count) else { return false }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HMACSHA256.codeByteCount) { computed in
             defer { unsafe OPENSSL_cleanse(computed.baseAddress, computed.count) }
-            guard (try? unsafe compute(CollectionOfOne(message), into: computed.baseAddress!)) != nil else { return false }
-            return unsafe code.withUnsafeBytes { unsafe CRYPTO_memcmp($0.baseAddress, computed.baseAddress, $0.count) == 0 }
+            let fed = unsafe compute(into: computed.baseAddress!) { context in
+                unsafe first.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 }
+                    && second.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 }
+            }
+            return fed && code.withUnsafeBytes { unsafe CRYPTO_memcmp($0.baseAddress, computed.baseAddress, $0.count) == 0 }
         }
     }
 
     private func authenticationCode<Parts: Collection<[UInt8]>>(for parts: Parts) throws(CryptoError) -> [UInt8] {
         var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
-        try unsafe code.withUnsafeMutableBufferPointer { (buffer) throws(CryptoError) in
-            try unsafe compute(parts, into: buffer.baseAddress!)
+        let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in
+            unsafe compute(into: buffer.baseAddress!) { context in
+                parts.allSatisfy { part in unsafe part.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 } }
+            }
         }
+        guard fed else { throw CryptoError.openSSL("SHA256_Update") }
         return code
     }
 
-    /// H(K ⊕ opad ‖ H(K ⊕ ipad ‖ parts)) into the 32 bytes at `output`, from copies of the kept states;
-    /// the copies and the inner hash are wiped before returning.
-    private func compute<Parts: Collection<[UInt8]>>(_ parts: Parts, into output: UnsafeMutablePointer<UInt8>) throws(CryptoError) {
+    /// H(K ⊕ opad ‖ H(K ⊕ ipad ‖ message)) into the 32 bytes at `output`, where `feed` hashes the
+    /// message into the inner state it is given; false when a step failed. Works on copies of the kept
+    /// states, which are wiped, with the inner hash, before returning.
+    private func compute(into output: UnsafeMutablePointer<UInt8>, feed: (inout SHA256_CTX) -> Bool) -> Bool {
         var context = unsafe pads[0]
         var inner: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         defer {
             unsafe withUnsafeMutableBytes(of: &context) { unsafe OPENSSL_cleanse($0.baseAddress, $0.count) }
             unsafe withUnsafeMutableBytes(of: &inner) { unsafe OPENSSL_cleanse($0.baseAddress, $0.count) }
         }
-        var succeeded = true
-        for part in parts where !part.isEmpty {
-            succeeded = unsafe part.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 } && succeeded
-        }
-        unsafe withUnsafeMutableBytes(of: &inner) { innerBytes in
+        guard feed(&context) else { return false }
+        return unsafe withUnsafeMutableBytes(of: &inner) { innerBytes in
             let innerHash = unsafe innerBytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            succeeded = unsafe SHA256_Final(innerHash, &context) == 1 && succeeded
+            guard unsafe SHA256_Final(innerHash, &context) == 1 else { return false }
             context = unsafe pads[1]
-            succeeded = unsafe SHA256_Update(&context, innerHash, HMACSHA256.codeByteCount) == 1 && succeeded
-            succeeded = unsafe SHA256_Final(output, &context) == 1 && succeeded
+            return unsafe SHA256_Update(&context, innerHash, HMACSHA256.codeByteCount) == 1 && SHA256_Final(output, &context) == 1
         }
-        guard succeeded else { throw CryptoError.openSSL("SHA256_Final") }
     }
 }

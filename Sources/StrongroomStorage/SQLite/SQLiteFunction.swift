@@ -54,6 +54,15 @@ private struct FunctionArguments: Row {
         return unsafe String(decoding: UnsafeBufferPointer(start: pointer, count: Int(sqlite3_value_bytes(argument))), as: UTF8.self)
     }
 
+    /// The argument's bytes where SQLite keeps them, valid for this call: a predicate that only
+    /// compares or hashes them copies nothing.
+    func withBlob<Result>(_ index: Int, _ body: (Span<UInt8>) -> Result) -> Result {
+        let argument = value(index)
+        guard let pointer = unsafe sqlite3_value_blob(argument) else { return body([UInt8]().span) }
+        let bytes = unsafe pointer.assumingMemoryBound(to: UInt8.self)
+        return unsafe body(UnsafeBufferPointer(start: bytes, count: Int(sqlite3_value_bytes(argument))).span)
+    }
+
     func blob(_ index: Int) -> [UInt8]? {
         let argument = value(index)
         if unsafe sqlite3_value_type(argument) == SQLITE_NULL { return nil }
