@@ -20,11 +20,9 @@ enum AuditLineFormat {
         try mac.authenticationCode(for: [Array("strongroom.audit.genesis.v1".utf8), storeID])
     }
 
-    /// The line's body: the JSON object without its MAC member and closing brace. Built as bytes, not
-    /// through string interpolation: it is written for every decrypt.
-    static func body(sequence: UInt64, event: AuditEvent) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
+    /// Appends the line's body: the JSON object without its MAC member and closing brace. Built as
+    /// bytes, not through string interpolation: it is written for every decrypt.
+    static func appendBody(sequence: UInt64, event: AuditEvent, to out: inout [UInt8]) {
         out.append(contentsOf: "{\"seq\":".utf8)
         appendDecimal(sequence, to: &out)
         out.append(contentsOf: ",\"time\":\"".utf8)
@@ -58,7 +56,6 @@ enum AuditLineFormat {
             out.append(contentsOf: ",\"detail\":".utf8)
             appendJSONString(detail, to: &out)
         }
-        return out
     }
 
     /// Appends `value` in decimal.
@@ -83,6 +80,11 @@ enum AuditLineFormat {
     /// The complete line: body, MAC member, closing brace and newline.
     static func line(body: [UInt8], mac: [UInt8], into output: inout [UInt8]) {
         output.append(contentsOf: body)
+        appendMAC(mac, to: &output)
+    }
+
+    /// Ends a line whose body `output` ends with: MAC member, closing brace and newline.
+    static func appendMAC(_ mac: [UInt8], to output: inout [UInt8]) {
         output.append(contentsOf: macPrefix)
         appendHex(mac, to: &output)
         output.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: "}"), UInt8(ascii: "\n")])

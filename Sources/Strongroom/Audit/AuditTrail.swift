@@ -33,14 +33,16 @@ extension AuditLineFormat {
         var previous = previous
         for event in events {
             sequence += 1
-            let body = body(sequence: sequence, event: event)
+            // The body is built in place and MAC'd where it lies.
+            let bodyStart = output.count
+            appendBody(sequence: sequence, event: event, to: &output)
             let code: [UInt8]
             do throws(CryptoError) {
-                code = try mac.authenticationCode(for: [previous, body])
+                code = try mac.authenticationCode(forConcatenationOf: previous.span, output.span.extracting(bodyStart...))
             } catch {
                 throw .crypto(error)
             }
-            line(body: body, mac: code, into: &output)
+            appendMAC(code, to: &output)
             previous = code
         }
         return (sequence, previous)

@@ -62,6 +62,16 @@ public final class HMACSHA256: @unchecked Sendable {
         try authenticationCode(for: parts[...])
     }
 
+    /// The code of `first` followed by `second`, read in place.
+    public func authenticationCode(forConcatenationOf first: Span<UInt8>, _ second: Span<UInt8>) throws(CryptoError) -> [UInt8] {
+        var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
+        let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in
+            unsafe compute(into: buffer.baseAddress!) { HMACSHA256.feed(first, &$0) && HMACSHA256.feed(second, &$0) }
+        }
+        guard fed else { throw CryptoError.openSSL("SHA256_Update") }
+        return code
+    }
+
     /// Whether `code` is the full 32-byte code of `message` (constant-time; truncated codes are refused).
     public func isValidAuthenticationCode(_ code: [UInt8], for message: [UInt8]) -> Bool {
         code.count == HMACSHA256.codeByteCount && isValidTruncatedAuthenticationCode(code, for: message)
@@ -80,10 +90,7 @@ public final class HMACSHA256: @unchecked Sendable {
         guard (16...HMACSHA256.codeByteCount).contains(code.count) else { return false }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: HMACSHA256.codeByteCount) { computed in
             defer { unsafe OPENSSL_cleanse(computed.baseAddress, computed.count) }
-            let fed = unsafe compute(into: computed.baseAddress!) { context in
-                unsafe first.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 }
-                    && second.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 }
-            }
+            let fed = unsafe compute(into: computed.baseAddress!) { HMACSHA256.feed(first, &$0) && HMACSHA256.feed(second, &$0) }
             return fed && code.withUnsafeBytes { unsafe CRYPTO_memcmp($0.baseAddress, computed.baseAddress, $0.count) == 0 }
         }
     }
@@ -91,12 +98,15 @@ public final class HMACSHA256: @unchecked Sendable {
     private func authenticationCode<Parts: Collection<[UInt8]>>(for parts: Parts) throws(CryptoError) -> [UInt8] {
         var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
         let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in
-            unsafe compute(into: buffer.baseAddress!) { context in
-                parts.allSatisfy { part in unsafe part.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 } }
-            }
+            unsafe compute(into: buffer.baseAddress!) { context in parts.allSatisfy { HMACSHA256.feed($0.span, &context) } }
         }
         guard fed else { throw CryptoError.openSSL("SHA256_Update") }
         return code
+    }
+
+    /// Hashes `bytes` into `context`; false when OpenSSL reports a failure.
+    private static func feed(_ bytes: Span<UInt8>, _ context: inout SHA256_CTX) -> Bool {
+        unsafe bytes.withUnsafeBytes { unsafe SHA256_Update(&context, $0.baseAddress, $0.count) == 1 }
     }
 
     /// H(K ⊕ opad ‖ H(K ⊕ ipad ‖ message)) into the 32 bytes at `output`, where `feed` hashes the
