@@ -9,8 +9,9 @@ public struct StoreConfiguration: Sendable {
     /// How many encryptions each shared key (master, KEK, index check key) may make before it must be
     /// rotated: 2^28, well inside the 2^32 of NIST SP 800-38D §8.3 for random 96-bit nonces.
     public var nonceBudget: UInt64 = 1 << 28
-    /// How many unwrapped subject keys stay in memory (about 150 bytes each), so that reading a subject
-    /// seen before costs no key-database read and no unwrap.
+    /// How many unwrapped subject keys stay in memory (56 bytes each, reserved up front and used as
+    /// filled; rounded up to a power of two), so that reading a subject seen before costs no
+    /// key-database read and no unwrap.
     public var subjectKeyCacheCapacity: Int = 1 << 20
     /// When an audit entry counts as kept.
     ///
