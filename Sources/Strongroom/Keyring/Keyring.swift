@@ -102,7 +102,7 @@ final class Keyring: Sendable {
                               phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
         let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                              cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
+                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
     }
@@ -131,7 +131,7 @@ final class Keyring: Sendable {
             throw StoreError.unreadableKey("the audit key", error)
         }
         let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                              cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
+                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
         _ = try keyring.reloadIfChanged()
         return keyring
     }
