@@ -138,12 +138,17 @@ public final class FileLock {
         flock(descriptor, LOCK_UN)
     }
 
-    /// Runs `body` holding the exclusive lock; other processes wait.
-    public func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
+    /// Takes the exclusive lock, waiting while another handle holds the lock.
+    public func lockExclusive() throws(FileError) {
         while flock(descriptor, LOCK_EX) != 0 {
             guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
         }
-        defer { flock(descriptor, LOCK_UN) }
+    }
+
+    /// Runs `body` holding the exclusive lock; other processes wait.
+    public func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
+        try lockExclusive()
+        defer { unlock() }
         return try body()
     }
 }

@@ -233,6 +233,14 @@ public final class MappedBlock {
         precondition(offset >= 0 && offset + 8 <= byteCount, "load past the end of \(path)")
         return unsafe base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
     }
+
+    /// The address of byte `offset`, for a value used in place in the shared mapping (`SharedMutex`).
+    ///
+    /// - Precondition: `offset + count <= byteCount`.
+    func address(of offset: Int, count: Int) -> UnsafeMutableRawPointer {
+        precondition(offset >= 0 && count >= 0 && offset + count <= byteCount, "address past the end of \(path)")
+        return unsafe base + offset
+    }
 }
 
 @available(*, unavailable, message: "A MappedBlock is used by one owner at a time")

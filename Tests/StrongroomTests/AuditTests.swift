@@ -554,6 +554,96 @@ struct AuditTests {
         #expect(after.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 32, as: UInt64.self) } == 4)
     }
 
+    @Test("a process killed holding the append lock does not block the next appender, which rebuilds what it left half done",
+          arguments: [true, false])
+    func killedHoldingAppendLock(parentKeepsLogOpen: Bool) async throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        // With the parent's log open, its next append is told the lock's holder died; without, the
+        // parent joins alone after the death and resets the lock.
+        let parent = try folder.open()
+        if parentKeepsLogOpen { _ = try parent.read(folder.subject, fields: [.name], context: TestStore.admin) }
+        await #expect(processExitsWith: .signal(SIGKILL)) {
+            [directory = folder.directory as String, key = folder.keyText as String, subject = folder.subject.rawValue as Int64] in
+            try AuditTests.dieHoldingAppendLock(directory: directory, key: key, subject: subject)
+        }
+        // On a thread of its own, so that an append blocked for good fails the test instead of hanging it.
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? parent.read(folder.subject, fields: [.name], context: TestStore.admin)
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + 60) == .success else {
+            Issue.record("the append after the holder's death did not return")
+            return
+        }
+        // The lock works on across processes.
+        let after = AuditChild(folder, actor: "after", reads: 50, parties: 1)
+        await after.spawn()
+        let verification = try parent.verifyAuditLog()
+        #expect(verification.isIntact, "\(String(describing: verification.problem))")
+        let counts = try entryCounts(parent)
+        // The subject's creation and the parent's reads; the holder's read, none of its torn line; the child's reads.
+        #expect(counts["test-admin"] == 1 + (parentKeepsLogOpen ? 1 : 0) + 1, "\(counts)")
+        #expect(counts["holder"] == 1 && counts["after"] == 50, "\(counts)")
+        #expect(verification.verifiedEntries == counts.values.reduce(0, +))
+    }
+
+    @Test("an append lock left held by a thread that is gone, as a reboot leaves it, is reset by the first process to join")
+    func staleAppendLock() throws {
+        let folder = try FolderStore()
+        defer { folder.cleanUp() }
+        let tail = folder.directory + "/audit/TAIL"
+        // A thread takes the lock, puts the bytes it had while held back once it has let go, and ends:
+        // the file says the lock is held, by a thread that is no more, with nothing left to release it.
+        let stale = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            if let block = try? MappedBlock(path: tail, byteCount: 4096), let lock = try? SharedMutex(in: block, at: 256),
+               (try? lock.lock()) == false {
+                let held = block.load(count: MemoryLayout<pthread_mutex_t>.size, at: 256)
+                lock.unlock()
+                block.store(held, at: 256)
+            }
+            stale.signal()
+        }
+        stale.wait()
+        let store = try folder.open()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            _ = try? store.read(folder.subject, fields: [.name], context: TestStore.admin)
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + 60) == .success else {
+            Issue.record("the first append waits for the stale lock")
+            return
+        }
+        let verification = try store.verifyAuditLog()
+        #expect(verification.isIntact && verification.verifiedEntries == 3, "\(String(describing: verification.problem))")
+    }
+
+    /// In a child process: joins the log with one read (actor "holder"), then takes the append lock
+    /// itself and, holding it, does half an append without setting the in-progress marker (part of a
+    /// line copied, and the committed length moved past it), and is killed. Only the lock's report
+    /// that its holder died tells the next appender not to trust the state.
+    static func dieHoldingAppendLock(directory: String, key: String, subject: Int64) throws {
+        let store = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: key)!))
+        _ = try store.read(SubjectID(rawValue: subject), fields: [.name], context: AccessContext(actor: "holder", purpose: .admin))
+        // Kept open to the end: dropping it would leave the log, which waits for the append lock.
+        try withExtendedLifetime(store) {
+            // audit/TAIL: the append lock at byte 256; the committed length at 16 (a UInt64, native order).
+            let tail = try MappedBlock(path: directory + "/audit/TAIL", byteCount: 4096)
+            let lock = try SharedMutex(in: tail, at: 256)
+            _ = try lock.lock()
+            let committed = tail.loadUInt64(at: 16)
+            let torn = Data("{\"seq\":99,\"ti".utf8)
+            let segment = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/audit/00000001.jsonl"))
+            try segment.seek(toOffset: committed)
+            try segment.write(contentsOf: torn)
+            tail.storeUInt64(committed + UInt64(torn.count), at: 16)
+            kill(getpid(), SIGKILL)
+        }
+    }
+
     /// Reads `subject` up to `count` times, stopping at the first failure; how many reads returned.
     static func reads(_ count: Int, of subject: SubjectID, in store: Store) -> Int {
         for done in 0..<count where (try? store.read(subject, fields: [.name], context: TestStore.admin)) == nil { return done }

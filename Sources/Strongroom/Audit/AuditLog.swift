@@ -67,10 +67,40 @@ struct AuditHead: Equatable, Sendable {
 ///
 /// Several processes may share a store. They agree on one writer state (segment, length, sequence
 /// number, last MAC), kept in `audit/TAIL` and mapped by each, read and changed only under the
-/// exclusive lock on `audit/LOCK`. That state is trusted only while some process has the log open:
-/// each holds a shared lock on `audit/PRESENT` from its first append on; one that finds no other
-/// holder (after a crash, a reboot or a clean close) rebuilds the state from the segment files, which
-/// are the truth (the idea of SQLite's "DMS" lock on its shared-memory file).
+/// append lock: a process-shared robust mutex stored in `audit/TAIL` itself (`SharedMutex`), which
+/// an append takes and releases without a system call when no other process holds it. That state is
+/// trusted only while some process has the log open: each holds a shared lock on `audit/PRESENT` from
+/// its first append on (it has joined); one that joins and finds no other holder (after a crash, a
+/// reboot or a clean close) has the state rebuilt from the segment files, which are the truth (the
+/// idea of SQLite's "DMS" lock on its shared-memory file). Joining and leaving take the exclusive
+/// `flock` on `audit/LOCK` (the join lock); appends do not.
+///
+/// Why that holds, case by case:
+/// - Only a process between its join and its leave uses the append lock, and it holds `PRESENT`
+///   shared all that time. So a process that finds itself alone under the join lock knows nobody is
+///   waiting on or holding the append lock, and resets it (`initialize()`) before anyone can use it;
+///   it also marks the state in progress, so that the first append under the lock rebuilds it.
+/// - Two processes joining at once: the join lock orders them. The first is alone, resets the lock
+///   and marks the state, and holds `PRESENT` before it lets go of the join lock; the second finds it
+///   there and trusts the state, whose mark sends whichever appends first to rebuild it.
+/// - A process killed while holding the append lock: the kernel releases the robust mutex, and the
+///   next process to take it is told (`EOWNERDEAD`) and rebuilds the state from the files. (The
+///   in-progress mark, set around every change, would send it there too.)
+/// - A process killed while joining or leaving: the kernel drops its `flock`s with its descriptors,
+///   the join lock and its `PRESENT` lock alike; if it was the only one there, the next to join is alone.
+/// - A reboot: the mutex's bytes in `audit/TAIL` are stale (possibly held by a thread that no longer
+///   exists), but `flock`s do not survive it, so the first process to join is alone and resets them.
+/// - Leaving: a process takes the join lock, then the append lock, so no process joins, and no append
+///   of another process is under way, while it finds out whether it is the last and cuts the segment.
+///   It releases the append lock, then `PRESENT`, before the join lock: whoever joins next, and may
+///   reset the append lock, finds it free. The locks are always taken in that order (join lock, then
+///   append lock; an append takes only the append lock), so they cannot deadlock.
+/// - Mixed versions: a process of an earlier version (`SRTAIL01` state) appends under the `flock` on
+///   `audit/LOCK` and knows nothing of the mutex, so it would append alongside one of this version.
+///   All processes sharing a store must run the same version: stop them all before upgrading. (The
+///   first process of the new version is then alone and rebuilds the state in the new layout.)
+/// - Processes sharing a store must run on one machine (the state is a shared mapping) and in one PID
+///   namespace (the mutex tells its holders apart by thread ID).
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
 final class AuditLog: AuditTrail {
@@ -92,11 +122,12 @@ final class AuditLog: AuditTrail {
     /// How much of the active segment a process maps at a time: what the log adds to its resident set.
     static let windowLength = 4 << 20
 
-    /// This process's hold on the log; the writer state itself is in `TailFile`.
+    /// This process's hold on the log; the writer state itself, and the append lock, are in `TailFile`.
     private struct WriterState: ~Copyable {
-        /// The append lock (`audit/LOCK`), held exclusively around every use of the shared state.
-        let lock: FileLock
-        /// Held shared from this process's first append until the log is dropped (`audit/PRESENT`).
+        /// The join lock (`audit/LOCK`), held exclusively while a process joins or leaves the log.
+        let joinLock: FileLock
+        /// Held shared from this process's first append until the log is dropped (`audit/PRESENT`):
+        /// non-nil once this process has joined.
         var presence: FileLock?
         /// The shared writer state, mapped at the first append.
         var tail: TailFile?
@@ -115,15 +146,15 @@ final class AuditLog: AuditTrail {
         do { try createDirectory(directory) } catch { throw .unavailable(error) }
         let genesis: [UInt8]
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
-        let lock: FileLock
-        do { lock = try FileLock(path: directory + "/LOCK") } catch { throw .unavailable(error) }
+        let joinLock: FileLock
+        do { joinLock = try FileLock(path: directory + "/LOCK") } catch { throw .unavailable(error) }
         self.directory = directory
         self.mac = mac
         self.genesis = genesis
         self.durability = durability
         self.segmentByteLimit = segmentByteLimit
         self.headKeeper = AuditHeadKeeper(save: saveHead)
-        self.state = Mutex(WriterState(lock: lock))
+        self.state = Mutex(WriterState(joinLock: joinLock))
     }
 
     deinit {
@@ -145,18 +176,23 @@ final class AuditLog: AuditTrail {
             state.segment = nil
             state.synchronizer = nil
         }
-        _ = try? state.lock.withExclusiveLock {
-            // Released under the append lock: a process that joins next finds no holder and rebuilds.
+        // The join lock, then the append lock: nobody joins, and no other process's append is under
+        // way, while this one finds out whether it is the last and cuts the segment.
+        _ = try? state.joinLock.withExclusiveLock {
+            // Released under the join lock, after the append lock: a process that joins next finds no
+            // holder, and resets a free append lock.
             defer { presence.unlock() }
-            guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
-            let shared = tail.read()
-            guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
-            if state.segment == nil || state.segmentNumber != shared.segment {
-                do { try map(shared.segment, into: &state) } catch { return }
+            try tail.withAppendLock {
+                guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
+                let shared = tail.read()
+                guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
+                if state.segment == nil || state.segmentNumber != shared.segment {
+                    do { try map(shared.segment, into: &state) } catch { return }
+                }
+                guard let segment = state.segment, (try? segment.sizeIfStillLinked()) == shared.allocated,
+                      (try? segment.truncate(to: shared.committed)) != nil else { return }
+                tail.allocated = shared.committed
             }
-            guard let segment = state.segment, (try? segment.sizeIfStillLinked()) == shared.allocated,
-                  (try? segment.truncate(to: shared.committed)) != nil else { return }
-            tail.allocated = shared.committed
         }
     }
 
@@ -190,7 +226,10 @@ final class AuditLog: AuditTrail {
         guard !events.isEmpty else { return }
         let (sequence, entryMAC, written, synchronizer) = try state.withLock {
             (state: inout WriterState) throws -> (UInt64, [UInt8], UInt64, FileSynchronizer?) in
-            let tail = try state.lock.withExclusiveLock {
+            if state.presence == nil { try join(&state) }
+            guard let shared = state.tail else { preconditionFailure("append before join") }
+            // Taken and released by this thread: the closure runs on it, under the state lock.
+            let tail = try shared.withAppendLock {
                 var tail = try attach(&state)
                 if tail.committed >= segmentByteLimit {
                     // Close the full segment with a chained entry before starting the next.
@@ -265,7 +304,7 @@ final class AuditLog: AuditTrail {
     /// Under the append lock: the shared writer state, once it is known to hold (else rebuilt), with
     /// its segment mapped by this process.
     private func attach(_ state: inout WriterState) throws -> SharedTail {
-        guard let shared = state.tail else { return try join(&state) }
+        guard let shared = state.tail else { preconditionFailure("attach before join") }
         if shared.isValid, !shared.isInProgress {
             let tail = shared.read()
             guard tail.segment > 0, tail.committed >= 0, tail.committed <= tail.allocated else { return try rebuild(&state) }
@@ -280,31 +319,29 @@ final class AuditLog: AuditTrail {
         return try rebuild(&state)
     }
 
-    /// This process's first append: maps the shared state and takes the presence lock. The state is
-    /// trusted only if another process holds the presence lock (it has kept the state current since
-    /// the files were last read); alone, this process rebuilds it from the files first.
-    private func join(_ state: inout WriterState) throws -> SharedTail {
-        let presence: FileLock
-        let file: MappedBlock
+    /// This process's first append, before it takes the append lock: under the join lock, maps the
+    /// shared state and takes the presence lock. The state is trusted only if another process holds
+    /// the presence lock (it has kept the state current since the files were last read). Alone, this
+    /// process resets the append lock, which nobody else can be using (see the type's comment), and
+    /// marks the state in progress, so that the first append rebuilds it from the files.
+    private func join(_ state: inout WriterState) throws {
         do {
-            presence = try FileLock(path: directory + "/PRESENT")
-            file = try MappedBlock(path: directory + "/TAIL", byteCount: TailFile.byteCount)
-        } catch {
-            throw AuditLogError.unavailable(error)
-        }
-        state.tail = TailFile(file: file)
-        do {
-            // Alone (no other holder): nobody kept the state current since the files were last read.
-            let rebuilt = try presence.tryLockExclusive() ? try rebuild(&state) : nil
-            // Shared from here on (an exclusive lock turns shared): the next process to join trusts the state.
-            try presence.lockShared()
+            let (presence, tail) = try state.joinLock.withExclusiveLock {
+                let presence = try FileLock(path: directory + "/PRESENT")
+                let tail = try TailFile(path: directory + "/TAIL")
+                if try presence.tryLockExclusive() {
+                    try tail.appendLock.initialize()
+                    tail.isInProgress = true
+                }
+                // Shared from here on (an exclusive lock turns shared): the next process to join trusts the state.
+                try presence.lockShared()
+                return (presence, tail)
+            }
             state.presence = presence
-            return try rebuilt ?? attach(&state)
-        } catch {
+            state.tail = tail
+        } catch let error as FileError {
             // Not joined: the presence lock goes with its handle, and the next append tries again.
-            if state.presence == nil { state.tail = nil }
-            if let error = error as? FileError { throw AuditLogError.unavailable(error) }
-            throw error
+            throw AuditLogError.unavailable(error)
         }
     }
 
@@ -446,21 +483,43 @@ private struct SharedTail {
 }
 
 /// The shared writer state in `audit/TAIL`, a page mapped by every process appending to the log and
-/// used only under the append lock: fixed fields in native byte order.
+/// used only under the append lock, which is stored there too: fixed fields in native byte order.
 ///
 /// A field is stored before the in-progress marker is cleared, so a process killed while changing
 /// them leaves the marker set, and the next one rebuilds the state from the files.
 private struct TailFile {
     /// `audit/TAIL`, mapped.
     let file: MappedBlock
+    /// The append lock, at `Offset.appendLock` in the file.
+    let appendLock: SharedMutex
 
     /// The size of the file.
     static let byteCount = 4096
-    /// "SRTAIL01": the layout below; a file of zeros (just created) is not valid.
-    private static let magic: UInt64 = 0x3130_4C49_4154_5253
+    /// "SRTAIL02": the layout below; a file of zeros (just created) is not valid, nor is one of the
+    /// previous layout ("SRTAIL01", the same fields without the mutex, used under a `flock`).
+    private static let magic: UInt64 = 0x3230_4C49_4154_5253
     /// Where each field starts (the tests that forge a dead writer's state use these offsets too).
+    /// The mutex is past the other fields, aligned, with room for any platform's `pthread_mutex_t`.
     private enum Offset {
         static let magic = 0, segment = 8, committed = 16, allocated = 24, sequence = 32, inProgress = 40, mac = 48
+        static let appendLock = 256
+    }
+
+    /// Maps `path` (created, zero-filled, if absent).
+    init(path: String) throws(FileError) {
+        file = try MappedBlock(path: path, byteCount: TailFile.byteCount)
+        appendLock = try SharedMutex(in: file, at: Offset.appendLock)
+    }
+
+    /// Runs `body` holding the append lock. When its previous holder died holding it, the state is
+    /// marked in progress first: whatever that process was changing may be half done, and the files
+    /// decide (`attach` rebuilds).
+    func withAppendLock<T>(_ body: () throws -> T) throws -> T {
+        let previousHolderDied: Bool
+        do { previousHolderDied = try appendLock.lock() } catch { throw AuditLogError.unavailable(error) }
+        defer { appendLock.unlock() }
+        if previousHolderDied { isInProgress = true }
+        return try body()
     }
 
     /// Whether the file holds a state written by this layout.
