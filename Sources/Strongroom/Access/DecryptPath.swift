@@ -31,7 +31,8 @@ extension Store {
     func decrypt(_ subjects: [EncryptedSubject], fields: [PersonalField], extra: [SubjectID: [SealedValue]] = [:],
                  detail: String? = nil, context: AccessContext) throws(StoreError) -> (personal: [PersonalData], extra: [SubjectID: [[UInt8]]]) {
         let permit = DecryptPermit()
-        let fields = fields.sorted()
+        // Sorted for the audit entry; most callers already pass them sorted, and keep their array.
+        let fields = zip(fields, fields.dropFirst()).allSatisfy({ $0 < $1 }) ? fields : fields.sorted()
         for subject in subjects {
             if let refusal = try refusal(of: subject.summary, for: context.purpose) {
                 try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .refused, detail: refusal)])

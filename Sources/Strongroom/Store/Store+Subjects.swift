@@ -333,7 +333,7 @@ extension Store {
 
     /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`, from column `offset`.
     static func encryptedSubject(from row: any Row, fields: [PersonalField], offset: Int = 0) -> EncryptedSubject {
-        var ciphertexts: [PersonalField: [UInt8]] = [:]
+        var ciphertexts = [PersonalField: [UInt8]](minimumCapacity: fields.count)
         for (position, field) in fields.enumerated() {
             if let blob = row.blob(offset + 11 + position) { ciphertexts[field] = blob }
         }
