@@ -24,7 +24,7 @@ internal import COpenSSL
 public struct KeyCache: ~Copyable {
     /// The bytes of a cached key.
     public static let keyByteCount = 32
-    /// Slots per set: one cache line of owners is scanned per lookup.
+    /// Slots per set: a lookup scans one cache line of owners in each of its (at most two) sets.
     public static let ways = 8
 
     /// What a slot holds.

@@ -34,17 +34,19 @@ public final class HMACSHA256: @unchecked Sendable {
             return unsafe block.withUnsafeMutableBufferPointer { unsafe COpenSSL.SHA256(bytes.baseAddress, bytes.count, $0.baseAddress) != nil }
         }
         guard keyFits else { throw CryptoError.openSSL("SHA256") }
-        pads = .allocate(capacity: 2)
+        let states = UnsafeMutablePointer<SHA256_CTX>.allocate(capacity: 2)
         var padded = block
         defer { cleanse(&padded) }
         for (index, padByte) in [(0, UInt8(0x36)), (1, UInt8(0x5C))] {
             for offset in padded.indices { padded[offset] = block[offset] ^ padByte }
-            guard unsafe SHA256_Init(pads + index) == 1, unsafe SHA256_Update(pads + index, padded, padded.count) == 1 else {
-                unsafe OPENSSL_cleanse(pads, 2 * MemoryLayout<SHA256_CTX>.stride)
-                unsafe pads.deallocate()
+            guard unsafe SHA256_Init(states + index) == 1, unsafe SHA256_Update(states + index, padded, padded.count) == 1 else {
+                unsafe OPENSSL_cleanse(states, 2 * MemoryLayout<SHA256_CTX>.stride)
+                unsafe states.deallocate()
                 throw CryptoError.openSSL("SHA256_Update")
             }
         }
+        // Set last: an instance that failed above was never whole, so `deinit` cannot free them twice.
+        unsafe pads = states
     }
 
     deinit {
