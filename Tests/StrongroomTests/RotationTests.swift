@@ -203,6 +203,22 @@ struct RotationTests {
         try expectIntact(store, ids)
     }
 
+    @Test("after an index rotation finished in another process, a logged call still finds its caller (no duplicate lead)",
+          arguments: TestBackend.all)
+    func recordCallAfterRotationElsewhere(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 20)
+        defer { test.cleanUp() }
+        let service = try test.reopen()
+        // The service has loaded its keys; another process rotates the index to completion.
+        #expect(try service.callerID(number: number(3), context: TestStore.caller).map(\.id) == [ids[3]])
+        _ = try test.reopen().rotateIndexKey(context: TestStore.admin)
+        let record = try service.recordCall(number: number(7), at: Date(timeIntervalSince1970: 1_800_000_000),
+                                            context: TestStore.caller)
+        #expect(record.caller.id == ids[7])
+        #expect(!record.createdLead)
+        #expect(try service.count() == 20)
+    }
+
     /// Each rotation kind with each of its kill points, on every backend.
     struct KillCase: Sendable, CustomTestStringConvertible {
         let backend: TestBackend

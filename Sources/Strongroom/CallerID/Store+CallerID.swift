@@ -43,13 +43,7 @@ extension Store {
     /// subjects the purpose may not process (restricted, or without consent where caller ID is declared
     /// on consent; each refusal audited), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
-        let e164 = try normalize(number, region: region)
-        var candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
-        // No match may mean an index rotation finished in another process: look again under its keys.
-        if candidates.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) {
-            candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
-        }
-        return try answer(candidates, context: context)
+        try answer(try subjectsHolding(try normalize(number, region: region)), context: context)
     }
 
     /// Logs a call: a known number's people get `at` as their last-contacted time (if newer); an
@@ -59,16 +53,14 @@ extension Store {
                            region: String? = nil, context: AccessContext) throws(StoreError) -> CallRecord {
         let e164 = try normalize(number, region: region)
         let milliseconds = Store.milliseconds(time)
-        // Keyed under the active index key, so the number is not recoverable from the key; after an
-        // index rotation, a call logged before it is no longer recognised as a repeat.
+        let matches = try subjectsHolding(e164)
+        // Keyed under the active index key (as reloaded above), so the number is not recoverable from
+        // the key; after an index rotation, a call logged before it is no longer recognised as a repeat.
         let callKey = try storeErrors {
             try keyring.phoneIndex.tags(for: "call|\(e164)|\(milliseconds)|\(direction.rawValue)").full
         }
-        let (matches, alreadyLogged) = try storeErrors {
-            try data.withLock { connection in
-                (try matchingSubjects(e164: e164, in: connection),
-                 try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) != nil)
-            }
+        let alreadyLogged = try storeErrors {
+            try data.withLock { try $0.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) != nil }
         }
         var subjects = matches.map(\.summary.id)
         if subjects.isEmpty {
@@ -107,6 +99,15 @@ extension Store {
         do { return try normalizer.normalize(number).e164 } catch {
             throw .invalidPhoneNumber(reason: error.reason)
         }
+    }
+
+    /// The subjects holding `e164`. No match may mean an index rotation finished in another process
+    /// (this one's keys no longer find the index's rows): then, if the key database changed since the
+    /// keys were loaded, they are reloaded and the index is probed again.
+    private func subjectsHolding(_ e164: String) throws(StoreError) -> [EncryptedSubject] {
+        let candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        guard candidates.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) else { return candidates }
+        return try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
     }
 
     /// The subjects whose index rows seal exactly this number's full tag, with their clear columns and
