@@ -567,13 +567,7 @@ struct AuditTests {
             [directory = folder.directory as String, key = folder.keyText as String, subject = folder.subject.rawValue as Int64] in
             try AuditTests.dieHoldingAppendLock(directory: directory, key: key, subject: subject)
         }
-        // On a thread of its own, so that an append blocked for good fails the test instead of hanging it.
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? parent.read(folder.subject, fields: [.name], context: TestStore.admin)
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + 60) == .success else {
+        guard AuditTests.returnsInTime({ _ = try? parent.read(folder.subject, fields: [.name], context: TestStore.admin) }) else {
             Issue.record("the append after the holder's death did not return")
             return
         }
@@ -608,17 +602,23 @@ struct AuditTests {
         }
         stale.wait()
         let store = try folder.open()
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            _ = try? store.read(folder.subject, fields: [.name], context: TestStore.admin)
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + 60) == .success else {
+        guard AuditTests.returnsInTime({ _ = try? store.read(folder.subject, fields: [.name], context: TestStore.admin) }) else {
             Issue.record("the first append waits for the stale lock")
             return
         }
         let verification = try store.verifyAuditLog()
         #expect(verification.isIntact && verification.verifiedEntries == 3, "\(String(describing: verification.problem))")
+    }
+
+    /// Runs `body` on a thread of its own; false when it has not returned within a minute, so that an
+    /// append blocked for good fails the test instead of hanging it.
+    static func returnsInTime(_ body: @escaping @Sendable () -> Void) -> Bool {
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            body()
+            done.signal()
+        }
+        return done.wait(timeout: .now() + 60) == .success
     }
 
     /// In a child process: joins the log with one read (actor "holder"), then takes the append lock

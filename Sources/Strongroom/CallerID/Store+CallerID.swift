@@ -124,13 +124,13 @@ extension Store {
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
             let exactInQuery = connection.dialect == .sqlite
-            let probe: [SQLValue] = [.int(Int(index.version)), .integer(tags.truncated)]
-            try connection.forEachRow(exactInQuery ? Store.exactMatchesSQL : Store.candidatesSQL,
-                                      exactInQuery ? probe + [.blob(tags.full)] : probe) { row in
+            let (version, tag) = (SQLValue.int(Int(index.version)), SQLValue.integer(tags.truncated))
+            let arguments = exactInQuery ? [version, tag, .blob(tags.full)] : [version, tag]
+            try connection.forEachRow(exactInQuery ? Store.exactMatchesSQL : Store.candidatesSQL, arguments) { row in
                 let subject = SubjectID(rawValue: row.int64(0))
                 guard exactInQuery || row.withBlob(1, { index.matches($0, subject: subject, fullTag: tags.full.span) }),
                       !matches.contains(where: { $0.summary.id == subject }) else { return }
-                matches.append(Store.encryptedSubject(from: row, fields: [.name], offset: 2))
+                matches.append(Store.encryptedSubject(from: row, fields: Store.nameOnly, offset: 2))
             }
         }
         return matches
@@ -151,6 +151,9 @@ extension Store {
         }
     }
 
+    /// The one field a caller-ID answer decrypts.
+    private static let nameOnly: [PersonalField] = [.name]
+
     /// The probe's candidates with their rows, for the caller to check.
     private static let candidatesSQL = """
         SELECT p.subject_id, p.check_mac, \(summaryColumns(of: "s")), s.name_ct
@@ -168,20 +171,20 @@ extension Store {
         // One person at a time through the decrypt path, which checks and audits each: one the purpose
         // may not process (restricted, or no consent where caller ID rests on consent) or whose key is
         // gone (an erased subject's row in a restored data file) is left out, and the others still answer.
-        var names: [PersonalData] = []
-        var allowed: [EncryptedSubject] = []
+        var matches: [CallerMatch] = []
+        matches.reserveCapacity(candidates.count)
         for candidate in candidates {
+            let personal: PersonalData
             do {
-                names += try decrypt([candidate], fields: [.name], context: context).personal
-                allowed.append(candidate)
+                personal = try decrypt([candidate], fields: Store.nameOnly, context: context).personal[0]
             } catch .accessRefused, .subjectErased {
                 continue
             }
+            let metadata = candidate.summary.metadata
+            matches.append(CallerMatch(id: candidate.summary.id, kind: metadata.kind, externalID: metadata.externalID,
+                                       name: personal.name, lastContactedAt: metadata.lastContactedAt, source: metadata.source))
         }
-        return zip(allowed, names).map { subject, personal in
-            CallerMatch(id: subject.summary.id, kind: subject.summary.metadata.kind, externalID: subject.summary.metadata.externalID,
-                        name: personal.name, lastContactedAt: subject.summary.metadata.lastContactedAt,
-                        source: subject.summary.metadata.source)
-        }.sorted { ($0.lastContactedAt ?? .distantPast) > ($1.lastContactedAt ?? .distantPast) }
+        if matches.count > 1 { matches.sort { ($0.lastContactedAt ?? .distantPast) > ($1.lastContactedAt ?? .distantPast) } }
+        return matches
     }
 }
