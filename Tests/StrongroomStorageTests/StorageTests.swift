@@ -23,6 +23,26 @@ struct ConnectionTests {
         #expect(try connection.firstRow("SELECT b FROM t WHERE i IS NULL") { $0.blob(0) } == .some([]))
     }
 
+    @Test("the data version stays while nobody commits and moves when another connection or this one does")
+    func dataVersion() throws {
+        let path = temporaryPath("dv.sqlite")
+        let reader = try SQLiteConnection(path: path)
+        try reader.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
+        let writer = try SQLiteConnection(path: path)
+        func read() throws -> UInt32 {
+            _ = try reader.scalarInteger("SELECT count(*) FROM t")
+            return reader.dataVersion
+        }
+        let first = try read()
+        #expect(try read() == first)
+        try writer.run("INSERT INTO t VALUES (1)", [])
+        let afterOther = try read()
+        #expect(afterOther != first)
+        #expect(try read() == afterOther)
+        try reader.run("INSERT INTO t VALUES (2)", [])
+        #expect(try read() != afterOther)
+    }
+
     @Test("a transaction that throws is rolled back")
     func rollback() throws {
         let connection = try SQLiteConnection(path: temporaryPath("tx.sqlite"))

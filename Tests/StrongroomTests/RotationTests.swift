@@ -209,9 +209,13 @@ struct RotationTests {
         let (test, ids) = try populated(backend, 20)
         defer { test.cleanUp() }
         let service = try test.reopen()
-        // The service has loaded its keys; another process rotates the index to completion.
+        // The service has loaded its keys, and checked them on a miss; another process rotates the
+        // index to completion.
         #expect(try service.callerID(number: number(3), context: TestStore.caller).map(\.id) == [ids[3]])
+        #expect(try service.callerID(number: number(99), context: TestStore.caller).isEmpty)
         _ = try test.reopen().rotateIndexKey(context: TestStore.admin)
+        #expect(try service.callerID(number: number(99), context: TestStore.caller).isEmpty)
+        #expect(try service.callerID(number: number(5), context: TestStore.caller).map(\.id) == [ids[5]])
         let record = try service.recordCall(number: number(7), at: Date(timeIntervalSince1970: 1_800_000_000),
                                             context: TestStore.caller)
         #expect(record.caller.id == ids[7])

@@ -104,9 +104,26 @@ extension Store {
     /// The subjects holding `e164`. No match may mean an index rotation finished in another process
     /// (this one's keys no longer find the index's rows): then, if the key database changed since the
     /// keys were loaded, they are reloaded and the index is probed again.
+    ///
+    /// That check is a key-database read, so on SQLite it is skipped when it was already made for a
+    /// miss on the same data (the data connection's `dataVersion` unchanged). An index rotation can
+    /// hide a number from keys loaded before it only by changing the data: its key changes alone hide
+    /// nothing (until the old version's rows are deleted, the old key finds every subject it found),
+    /// and the new version's rows, the deletion of the old ones and every subject written meanwhile are
+    /// commits to the data. So while the data is as it was when the keys were last found current, a
+    /// miss under them is a miss.
     private func subjectsHolding(_ e164: String) throws(StoreError) -> [EncryptedSubject] {
-        let candidates = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
-        guard candidates.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) else { return candidates }
+        let (candidates, dataVersion) = try storeErrors {
+            try data.withLock { connection in
+                (try matchingSubjects(e164: e164, in: connection), (connection as? SQLiteConnection)?.dataVersion)
+            }
+        }
+        guard candidates.isEmpty else { return candidates }
+        let alreadyChecked = keysCheckedAtDataVersion.withLock { checked in
+            defer { checked = dataVersion }
+            return dataVersion != nil && checked == dataVersion
+        }
+        guard !alreadyChecked, try storeErrors({ try keyring.reloadIfChanged() }) else { return [] }
         return try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
     }
 

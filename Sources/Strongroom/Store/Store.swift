@@ -25,6 +25,9 @@ public final class Store: Sendable {
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
     /// The declared purposes, read at open, kept current by `declarePurpose` and re-read when stale (`PurposeCache`).
     let purposeCache: Mutex<PurposeCache>
+    /// The data version (`SQLiteConnection.dataVersion`) of the last caller-ID miss that had the keys
+    /// checked for a change: a miss on the same data needs no second check (`subjectsHolding`).
+    let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
 
     private init(location: StoreLocation, defaultRegion: String, keyring: Keyring, data: consuming sending any Database,
                  configuration: StoreConfiguration) throws(StoreError) {

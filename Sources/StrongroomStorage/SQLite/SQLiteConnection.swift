@@ -128,6 +128,16 @@ public final class SQLiteConnection: Database {
     /// The number of rows changed by the last statement.
     public var changes: Int { Int(unsafe sqlite3_changes64(handle)) }
 
+    /// A number that changes whenever the main database file changes, by this connection or any other
+    /// (in any process), as of this connection's last read: the same value twice means the statements
+    /// in between read the same data. Costs no system call.
+    /// Related SQLite documentation: <https://www.sqlite.org/c3ref/c_fcntl_begin_atomic_write.html#sqlitefcntldataversion>
+    public var dataVersion: UInt32 {
+        var version: UInt32 = 0
+        _ = unsafe sqlite3_file_control(handle, "main", SQLITE_FCNTL_DATA_VERSION, &version)
+        return version
+    }
+
     /// The schema version recorded in the file (`PRAGMA user_version`).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_user_version>
     public func schemaVersion() throws -> Int {
