@@ -752,18 +752,8 @@ struct AuditChild: Codable, Sendable {
         return Int(data.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
     func run() -> Never {
-        do {
-            try perform()
-            exit(EXIT_SUCCESS)
-        } catch {
-            try? "\(error)".write(toFile: errorFile, atomically: true, encoding: .utf8)
-            exit(EXIT_FAILURE)
-        }
+        runChild(errorFile: errorFile, perform)
     }
 
     private func perform() throws {
@@ -772,8 +762,8 @@ struct AuditChild: Codable, Sendable {
         let store = try Store.open(at: directory, keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: key)!),
                                    configuration: configuration)
         guard FileManager.default.createFile(atPath: progressFile, contents: Data(count: 8)),
-              let progress = FileHandle(forWritingAtPath: progressFile) else { throw Failure(description: "cannot write \(progressFile)") }
-        try meet()
+              let progress = FileHandle(forWritingAtPath: progressFile) else { throw ChildFailure(description: "cannot write \(progressFile)") }
+        try meet(in: directory, prefix: "ready-", name: actor, parties: parties, within: 60)
         let context = AccessContext(actor: actor, purpose: .admin)
         var returned: UInt64 = 0
         while returned < UInt64(reads) {
@@ -792,17 +782,5 @@ struct AuditChild: Codable, Sendable {
         // Killed with the store still open: its log is not closed.
         if killAtEnd { kill(getpid(), SIGKILL) }
         withExtendedLifetime(store) {}
-    }
-
-    /// Waits until all `parties` children have arrived (a minute at most).
-    private func meet() throws {
-        guard FileManager.default.createFile(atPath: directory + "/ready-\(actor)", contents: nil) else {
-            throw Failure(description: "cannot write in \(directory)")
-        }
-        let deadline = Date().addingTimeInterval(60)
-        while (try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("ready-") }.count) < parties {
-            guard Date() < deadline else { throw Failure(description: "the other children did not come") }
-            usleep(1000)
-        }
     }
 }

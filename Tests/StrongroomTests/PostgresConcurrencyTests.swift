@@ -247,21 +247,12 @@ struct ChildJob: Codable, Sendable {
     /// The number of a child's `index`-th subject: +44 7700 9wxxxx (w = worker + 1).
     static func workerNumber(_ worker: Int, _ index: Int) -> String { "+4477009\(worker + 1)" + String(format: "%04d", index) }
 
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// Runs the job and exits: success, or failure with the reason on standard error.
     func run() -> Never {
-        do {
-            try perform()
-            exit(EXIT_SUCCESS)
-        } catch {
-            try? "\(error)".write(toFile: errorFile, atomically: true, encoding: .utf8)
+        runChild(errorFile: errorFile, perform) { error in
             // A rotation that failed is over too: its servers stop.
             if role == .rotator || role == .resumer { _ = FileManager.default.createFile(atPath: doneFile, contents: nil) }
             FileHandle.standardError.write(Data("\(role) \(worker): \(error)\n".utf8))
-            exit(EXIT_FAILURE)
         }
     }
 
@@ -283,24 +274,11 @@ struct ChildJob: Codable, Sendable {
         defer { store.close() }
         let context = AccessContext(actor: "\(role.rawValue)-\(worker)", purpose: .admin)
         let caller = AccessContext(actor: "\(role.rawValue)-\(worker)", purpose: .callerID)
-        try meet()
+        try meet(in: folder, prefix: "ready-\(phase)-", name: "\(role.rawValue)-\(worker)", parties: parties, within: 120)
         switch role {
         case .writer: try write(store, context, caller)
         case .server: try serve(store, context, caller)
         case .rotator, .doomedRotator, .resumer: try rotate(store, context)
-        }
-    }
-
-    /// Waits until all `parties` children of this phase have arrived (two minutes at most).
-    private func meet() throws {
-        let prefix = "ready-\(phase)-"
-        guard FileManager.default.createFile(atPath: folder + "/" + prefix + "\(role.rawValue)-\(worker)", contents: nil) else {
-            throw Failure(description: "cannot write in \(folder)")
-        }
-        let deadline = Date().addingTimeInterval(120)
-        while try FileManager.default.contentsOfDirectory(atPath: folder).filter({ $0.hasPrefix(prefix) }).count < parties {
-            guard Date() < deadline else { throw Failure(description: "the other processes never arrived") }
-            usleep(5_000)
         }
     }
 
@@ -311,18 +289,18 @@ struct ChildJob: Codable, Sendable {
             let id = try store.create(sampleSubject("p\(worker)-\(index)", phones: [ChildJob.workerNumber(worker, index)]), context: context)
             audited += 1
             let own = try store.callerID(number: ChildJob.workerNumber(worker, index), context: caller)
-            guard own.map(\.id) == [id] else { throw Failure(description: "own subject \(index) not found: \(own)") }
+            guard own.map(\.id) == [id] else { throw ChildFailure(description: "own subject \(index) not found: \(own)") }
             audited += own.count
             // Another writer's subject of the same round: there or not yet, never anyone else.
             let neighbour = (worker + 1) % workers
             let other = try store.callerID(number: ChildJob.workerNumber(neighbour, index), context: caller)
             guard other.allSatisfy({ $0.name == "Zebedee Quixotic-p\(neighbour)-\(index)" }), other.count <= 1 else {
-                throw Failure(description: "writer \(neighbour)'s subject \(index) found as \(other)")
+                throw ChildFailure(description: "writer \(neighbour)'s subject \(index) found as \(other)")
             }
             audited += other.count
             let seedIndex = (index * 7 + worker) % seeds.count
             let seed = try store.callerID(number: ChildJob.seedNumber(seedIndex), context: caller)
-            guard seed.map(\.id.rawValue) == [seeds[seedIndex]] else { throw Failure(description: "seed \(seedIndex) not found: \(seed)") }
+            guard seed.map(\.id.rawValue) == [seeds[seedIndex]] else { throw ChildFailure(description: "seed \(seedIndex) not found: \(seed)") }
             audited += 1
         }
         try String(audited).write(toFile: folder + "/tally-\(worker)", atomically: true, encoding: .utf8)
@@ -339,13 +317,13 @@ struct ChildJob: Codable, Sendable {
             if !done { beforeDone += 1 }
             let seedIndex = (round * 13 + worker) % seeds.count
             let found = try store.callerID(number: ChildJob.seedNumber(seedIndex), context: caller)
-            guard found.map(\.id.rawValue) == [seeds[seedIndex]] else { throw Failure(description: "seed \(seedIndex) not found: \(found)") }
+            guard found.map(\.id.rawValue) == [seeds[seedIndex]] else { throw ChildFailure(description: "seed \(seedIndex) not found: \(found)") }
             let read = try store.read(SubjectID(rawValue: seeds[seedIndex]), context: context)
-            guard read.personal.name == "Zebedee Quixotic-seed\(seedIndex)" else { throw Failure(description: "seed \(seedIndex) read wrong") }
+            guard read.personal.name == "Zebedee Quixotic-seed\(seedIndex)" else { throw ChildFailure(description: "seed \(seedIndex) read wrong") }
             let id = try store.create(sampleSubject("s\(worker)-\(round)", phones: [ChildJob.workerNumber(worker, round)]), context: context)
             try store.update(id, personal: PersonalData(notes: "served \(worker)-\(round)"), context: context)
             let own = try store.callerID(number: ChildJob.workerNumber(worker, round), context: caller)
-            guard own.map(\.id) == [id] else { throw Failure(description: "own subject \(round) not found: \(own)") }
+            guard own.map(\.id) == [id] else { throw ChildFailure(description: "own subject \(round) not found: \(own)") }
             round += 1
             // Written every round, so the parent knows what to look for even if a later round fails.
             try "\(round) \(beforeDone)".write(toFile: folder + "/rounds-\(worker)", atomically: true, encoding: .utf8)
@@ -355,7 +333,7 @@ struct ChildJob: Codable, Sendable {
     private func rotate(_ store: Store, _ context: AccessContext) throws {
         if role == .resumer {
             let pending = try store.rotationsInProgress().map(\.kind)
-            guard pending == [kind] else { throw Failure(description: "expected a \(kind) rotation to resume, found \(pending)") }
+            guard pending == [kind] else { throw ChildFailure(description: "expected a \(kind) rotation to resume, found \(pending)") }
         }
         for step in kind.split(separator: "+") {
             // A KEK rotation that saw a key written under the old KEK after its last batch asks to be run
@@ -369,13 +347,13 @@ struct ChildJob: Codable, Sendable {
                     case "data": report = try store.rotateAllDataKeys(batchSize: 10, context: context)
                     default: report = try store.rotateIndexKey(batchSize: 10, context: context)
                     }
-                    guard attempt > 0 || report.resumed == (role == .resumer) else { throw Failure(description: "\(step): resumed = \(report.resumed)") }
+                    guard attempt > 0 || report.resumed == (role == .resumer) else { throw ChildFailure(description: "\(step): resumed = \(report.resumed)") }
                     break
                 } catch StoreError.invalidInput(let message) where message.contains("run it again") && attempt < 3 {
                     attempt += 1
                 }
             }
         }
-        guard FileManager.default.createFile(atPath: doneFile, contents: nil) else { throw Failure(description: "cannot write \(doneFile)") }
+        guard FileManager.default.createFile(atPath: doneFile, contents: nil) else { throw ChildFailure(description: "cannot write \(doneFile)") }
     }
 }

@@ -46,7 +46,8 @@ struct PhoneBlindIndex: Sendable {
 
     /// The check stored in `subject`'s index row for a number with these tags.
     func check(_ tags: Tags, subject: SubjectID) throws(CryptoError) -> [UInt8] {
-        var code = try checkMAC.authenticationCode(for: PhoneBlindIndex.checkMessage(fullTag: tags.full, subject: subject))
+        let subjectBytes = PhoneBlindIndex.checkPrefix(subject)
+        var code = try checkMAC.authenticationCode(forConcatenationOf: subjectBytes.span, tags.full.span)
         code.removeLast(code.count - PhoneBlindIndex.checkByteCount)
         return code
     }
@@ -54,19 +55,15 @@ struct PhoneBlindIndex: Sendable {
     /// Whether `stored`, from `subject`'s index row, is the check of exactly the number whose full tag
     /// is `fullTag` (constant time, reading both in place).
     func matches(_ stored: Span<UInt8>, subject: SubjectID, fullTag: Span<UInt8>) -> Bool {
-        // The message `checkMessage` builds, in two pieces on the stack.
-        var subjectBytes = InlineArray<8, UInt8>(repeating: 0)
-        for index in 0..<8 { subjectBytes[index] = UInt8(truncatingIfNeeded: UInt64(bitPattern: subject.rawValue) >> (56 - 8 * index)) }
+        let subjectBytes = PhoneBlindIndex.checkPrefix(subject)
         return stored.count == PhoneBlindIndex.checkByteCount
             && checkMAC.isValidTruncatedAuthenticationCode(stored, forConcatenationOf: subjectBytes.span, fullTag)
     }
 
-    /// What the check MACs: the subject id (8 bytes, big-endian), then the full tag.
-    private static func checkMessage(fullTag: [UInt8], subject: SubjectID) -> [UInt8] {
-        var message: [UInt8] = []
-        message.reserveCapacity(8 + fullTag.count)
-        appendUInt64(UInt64(bitPattern: subject.rawValue), to: &message)
-        message.append(contentsOf: fullTag)
-        return message
+    /// What the check MACs before the full tag: the subject id, 8 bytes big-endian (on the stack).
+    private static func checkPrefix(_ subject: SubjectID) -> InlineArray<8, UInt8> {
+        var bytes = InlineArray<8, UInt8>(repeating: 0)
+        for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: UInt64(bitPattern: subject.rawValue) >> (56 - 8 * index)) }
+        return bytes
     }
 }
