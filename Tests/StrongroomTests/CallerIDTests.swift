@@ -51,6 +51,27 @@ struct CallerIDTests {
         #expect(try test.store.callerID(number: number, context: TestStore.caller).map(\.id) == [id])
     }
 
+    @Test("an answer shows the person's stored kind, ids, name, source and last contact, and decrypts only the name", arguments: TestBackend.all)
+    func answerColumns(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, region: "GB", hooks: [hook])
+        defer { test.cleanUp() }
+        let leadID = try test.store.create(sampleSubject("lead", kind: .lead, phones: ["+44 20 7946 0001"]), context: TestStore.admin)
+        var contact = sampleSubject("contact", phones: ["+44 20 7946 0002"])
+        contact.metadata.source = "Trade show"
+        let contactID = try test.store.create(contact, context: TestStore.admin)
+        for (number, id, kind, tag, source) in [("020 7946 0001", leadID, SubjectKind.lead, "lead", "Website form"),
+                                                ("020 7946 0002", contactID, .contact, "contact", "Trade show")] {
+            let matches = try test.store.callerID(number: number, context: TestStore.caller)
+            #expect(matches.count == 1)
+            let match = try #require(matches.first)
+            #expect(match.id == id && match.kind == kind && match.externalID == "ext-\(tag)" && match.name == "Zebedee Quixotic-\(tag)")
+            #expect(match.source == source && match.lastContactedAt == Date(timeIntervalSince1970: 1_790_000_000))
+        }
+        let decrypts = hook.events.filter { $0.action == .decrypt && $0.purpose == TestStore.caller.purpose.rawValue }
+        #expect(decrypts.map(\.subject) == [leadID, contactID] && decrypts.allSatisfy { $0.fields == [.name] && $0.outcome == .ok })
+    }
+
     @Test("several matches come newest activity first; erased subjects are never returned", arguments: TestBackend.all)
     func orderAndErasure(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")

@@ -7,11 +7,28 @@ struct DecryptPermit {
     fileprivate init() {}
 }
 
+/// What the decrypt path reads of a stored subject: who it is, whether its processing is restricted,
+/// and the requested fields' ciphertexts with the version of the subject key that sealed them.
+protocol SealedSubject {
+    /// The subject's id.
+    var id: SubjectID { get }
+    /// Whether processing is restricted (GDPR Art. 18).
+    var isRestricted: Bool { get }
+    /// The version of the subject key that sealed the fields.
+    var keyVersion: UInt32 { get }
+    /// The stored ciphertext of `field`, if it was read and the subject has one.
+    func ciphertext(of field: PersonalField) -> [UInt8]?
+}
+
 /// A subject's stored row as read for decryption: clear fields and the requested ciphertexts.
-struct EncryptedSubject {
+struct EncryptedSubject: SealedSubject {
     let summary: SubjectSummary
     let keyVersion: UInt32
     let ciphertexts: [PersonalField: [UInt8]]
+
+    var id: SubjectID { summary.id }
+    var isRestricted: Bool { summary.isRestricted }
+    func ciphertext(of field: PersonalField) -> [UInt8]? { ciphertexts[field] }
 }
 
 /// A sealed value other than a subject field (a consent entry's client address or evidence), to open
@@ -28,15 +45,15 @@ extension Store {
     /// each subject's restriction; opens each requested field, and the `extra` sealed values, under
     /// the subject's key; reports one audit event per subject (refused, failed or ok) to every audit
     /// hook; and only then returns the plaintext. If any step fails, nothing is returned.
-    func decrypt(_ subjects: [EncryptedSubject], fields: [PersonalField], extra: [SubjectID: [SealedValue]] = [:],
+    func decrypt(_ subjects: [some SealedSubject], fields: [PersonalField], extra: [SubjectID: [SealedValue]] = [:],
                  detail: String? = nil, context: AccessContext) throws(StoreError) -> (personal: [PersonalData], extra: [SubjectID: [[UInt8]]]) {
         let permit = DecryptPermit()
         // Sorted for the audit entry; most callers already pass them sorted, and keep their array.
         let fields = zip(fields, fields.dropFirst()).allSatisfy({ $0 < $1 }) ? fields : fields.sorted()
         for subject in subjects {
-            if let refusal = try refusal(of: subject.summary, for: context.purpose) {
-                try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .refused, detail: refusal)])
-                throw .accessRefused(subject.summary.id, purpose: context.purpose, reason: refusal)
+            if let refusal = try refusal(of: subject, for: context.purpose) {
+                try audit([AuditEvent(.decrypt, context, subject: subject.id, fields: fields, outcome: .refused, detail: refusal)])
+                throw .accessRefused(subject.id, purpose: context.purpose, reason: refusal)
             }
         }
         var results: [PersonalData] = []
@@ -48,38 +65,38 @@ extension Store {
         for subject in subjects {
             var personal = PersonalData()
             do throws(StoreError) {
-                let key = try keyring.subjectKey(for: subject.summary.id, version: subject.keyVersion)
+                let key = try keyring.subjectKey(for: subject.id, version: subject.keyVersion)
                 for field in fields {
-                    guard let ciphertext = subject.ciphertexts[field] else { continue }
+                    guard let ciphertext = subject.ciphertext(of: field) else { continue }
                     let plaintext: [UInt8]
                     do {
                         plaintext = try Envelope.openPersonalData(
-                            ciphertext, at: EnvelopeLocation(slot: .field(field), recordID: subject.summary.id.rawValue),
+                            ciphertext, at: EnvelopeLocation(slot: .field(field), recordID: subject.id.rawValue),
                             under: key, storeID: keyring.storeID, permit: permit)
                     } catch {
-                        throw StoreError.unreadableField(subject.summary.id, field: field.rawValue, error)
+                        throw StoreError.unreadableField(subject.id, field: field.rawValue, error)
                     }
                     do { try FieldCodec.decode(field, from: plaintext, into: &personal) } catch {
-                        throw StoreError.unreadableField(subject.summary.id, field: field.rawValue, .authenticationFailed)
+                        throw StoreError.unreadableField(subject.id, field: field.rawValue, .authenticationFailed)
                     }
                 }
-                for value in extra[subject.summary.id] ?? [] {
+                for value in extra[subject.id] ?? [] {
                     do {
-                        opened[subject.summary.id, default: []].append(
+                        opened[subject.id, default: []].append(
                             try Envelope.openPersonalData(value.ciphertext, at: value.location, under: key, storeID: keyring.storeID,
                                                           permit: permit))
                     } catch {
-                        throw StoreError.unreadableField(subject.summary.id, field: value.location.slot.description, error)
+                        throw StoreError.unreadableField(subject.id, field: value.location.slot.description, error)
                     }
                 }
             } catch {
-                try audit([AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields, outcome: .failed,
+                try audit([AuditEvent(.decrypt, context, subject: subject.id, fields: fields, outcome: .failed,
                                       detail: Store.auditDetail(for: error), time: now)])
                 throw error
             }
             results.append(personal)
-            events.append(AuditEvent(.decrypt, context, subject: subject.summary.id, fields: fields,
-                                     detail: extra[subject.summary.id].map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
+            events.append(AuditEvent(.decrypt, context, subject: subject.id, fields: fields,
+                                     detail: extra[subject.id].map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
                                      time: now))
         }
         try audit(events)
@@ -88,7 +105,7 @@ extension Store {
 
     /// Why `purpose` may not process `subject`'s data, or nil when it may: an undeclared purpose,
     /// restriction of processing (GDPR Art. 18), or a consent-based purpose without consent (Art. 6(1)(a)).
-    private func refusal(of subject: SubjectSummary, for purpose: Purpose) throws(StoreError) -> String? {
+    private func refusal(of subject: some SealedSubject, for purpose: Purpose) throws(StoreError) -> String? {
         guard let declaration = purposeDeclaration(purpose) else { return "purpose \(purpose) is not declared" }
         if subject.isRestricted && !Purpose.allowedUnderRestriction.contains(purpose) { return "processing is restricted" }
         if declaration.lawfulBasis == .consent, try consentState(of: subject.id, for: purpose)?.allowsProcessing != true {

@@ -31,11 +31,6 @@ extension Store {
     /// The clear columns every subject query reads, in this order.
     static let summaryColumns = "id, kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, restricted, key_version"
 
-    /// `summaryColumns` qualified by the table alias `table`, for joins.
-    static func summaryColumns(of table: String) -> String {
-        summaryColumns.split(separator: ", ").map { "\(table).\($0)" }.joined(separator: ", ")
-    }
-
     /// Creates a lead or contact; its personal fields are sealed under a fresh subject key.
     ///
     /// - Parameter region: the region for phone numbers written without a country code (default: the store's).
@@ -331,14 +326,14 @@ extension Store {
             isRestricted: row.int64(offset + 9) != 0)
     }
 
-    /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`, from column `offset`.
-    static func encryptedSubject(from row: any Row, fields: [PersonalField], offset: Int = 0) -> EncryptedSubject {
+    /// Maps a row of `summaryColumns` followed by the ciphertext columns of `fields`.
+    static func encryptedSubject(from row: any Row, fields: [PersonalField]) -> EncryptedSubject {
         var ciphertexts = [PersonalField: [UInt8]](minimumCapacity: fields.count)
         for (position, field) in fields.enumerated() {
-            if let blob = row.blob(offset + 11 + position) { ciphertexts[field] = blob }
+            if let blob = row.blob(11 + position) { ciphertexts[field] = blob }
         }
-        return EncryptedSubject(summary: summary(from: row, offset: offset),
-                                keyVersion: UInt32(truncatingIfNeeded: row.int64(offset + 10)), ciphertexts: ciphertexts)
+        return EncryptedSubject(summary: summary(from: row, offset: 0),
+                                keyVersion: UInt32(truncatingIfNeeded: row.int64(10)), ciphertexts: ciphertexts)
     }
 }
 
