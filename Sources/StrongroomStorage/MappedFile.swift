@@ -126,6 +126,14 @@ public final class MappedFile {
         return FileSynchronizer(descriptor: copy, path: path)
     }
 
+    /// A handle that makes this file's pages ready for writing from another thread, ahead of the
+    /// stores that will write them (`PagePopulator`).
+    public func populator() throws(FileError) -> PagePopulator {
+        let copy = dup(descriptor)
+        guard copy >= 0 else { throw FileError(path: path, operation: "dup", code: errno) }
+        return PagePopulator(descriptor: copy, path: path)
+    }
+
     /// The address of the file's byte `offset`, with the `count` bytes from there mapped: the window
     /// moves (a new mapping from the page holding `offset`) when they are not inside it.
     private func address(of offset: Int64, count: Int) throws(FileError) -> UnsafeMutableRawPointer {
@@ -147,6 +155,57 @@ public final class MappedFile {
 
 @available(*, unavailable, message: "A MappedFile is used by one owner at a time")
 extension MappedFile: Sendable {}
+
+/// Makes pages of a file ready for writing before a store reaches them, so that the store does not
+/// wait for the kernel to allocate, zero and account a fresh page-cache page (on a virtual machine
+/// whose memory is handed back to its host when free, about ten microseconds a page).
+///
+/// `populate` maps the range with a shared mapping of its own and asks for it to be faulted in for
+/// writing (`MADV_POPULATE_WRITE`, Linux 5.14): the pages enter the page cache, zero-filled, with their
+/// blocks reserved, and no byte of the file changes (the kernel skips the write the fault was for).
+/// A range past the end of the file, say after a concurrent truncation, fails with `EFAULT`, never a
+/// SIGBUS. Elsewhere, and on kernels without it, nothing is done.
+///
+/// Thread safety: safe from any thread; it keeps no state but its own descriptor and a flag.
+public final class PagePopulator: Sendable {
+    /// The path of the file.
+    public let path: String
+    /// A descriptor of its own (`dup`), closed in `deinit`.
+    private let descriptor: Int32
+    private let unsupported = Atomic<Bool>(false)
+
+    init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    /// False once the system has refused to populate (no `MADV_POPULATE_WRITE`): asking again is useless.
+    public var isSupported: Bool { !unsupported.load(ordering: .relaxed) }
+
+    /// Faults in the pages holding `range` for writing; failures only lose the head start.
+    public func populate(_ range: Range<Int64>) {
+        #if os(Linux)
+        let start = range.lowerBound / Int64(pageSize) * Int64(pageSize)
+        let length = pageRounded(Int(range.upperBound - start))
+        guard length > 0, isSupported else { return }
+        let mapped = unsafe mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, off_t(start))
+        guard let base = unsafe mapped, unsafe base != UnsafeMutableRawPointer(bitPattern: -1) else { return }
+        defer { unsafe munmap(base, length) }
+        if unsafe madvise(base, length, populateWrite) != 0, errno == EINVAL { unsupported.store(true, ordering: .relaxed) }
+        #else
+        unsupported.store(true, ordering: .relaxed)
+        #endif
+    }
+}
+
+#if os(Linux)
+/// `MADV_POPULATE_WRITE` (Linux 5.14, `<linux/mman.h>`), which older C libraries' headers lack.
+private let populateWrite: Int32 = 23
+#endif
 
 /// A small file mapped whole, shared and writable: fixed fields that several processes read and
 /// change in place, under a lock they share. Stores are in the page cache at once, so they outlive a

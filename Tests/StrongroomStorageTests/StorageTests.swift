@@ -166,6 +166,28 @@ struct FileTests {
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
     }
 
+    #if os(Linux)
+    @Test("a populator readies a fresh file's pages for writing and changes no byte, inside the file or past its end")
+    func populate() throws {
+        let path = temporaryPath("populate.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try MappedFile(path: path, window: 1 << 16)
+        try file.allocate(to: 4 << 20)
+        let populator = try file.populator()
+        let ahead = (1 << 20)..<(5 << 18)
+        // Preallocated blocks are not in the page cache until something faults them in.
+        #expect(try residentPages(of: path, in: ahead) == 0)
+        populator.populate(Int64(ahead.lowerBound)..<Int64(ahead.upperBound))
+        populator.populate((8 << 20)..<(9 << 20))
+        #expect(populator.isSupported)
+        #expect(try residentPages(of: path, in: ahead) == ahead.count / 4096)
+        try file.storeRecords(Array("kept\n".utf8), at: 1 << 20, terminator: UInt8(ascii: "\n"))
+        let bytes = try AppendOnlyFile.readAll(path: path)
+        #expect(bytes.count == 4 << 20 && Array(bytes[(1 << 20)..<((1 << 20) + 5)]) == Array("kept\n".utf8))
+        #expect(bytes[..<(1 << 20)].allSatisfy { $0 == 0 } && bytes[((1 << 20) + 5)...].allSatisfy { $0 == 0 })
+    }
+    #endif
+
     @Test("a mapped file that was deleted or replaced is noticed")
     func mappedReplaced() throws {
         let path = temporaryPath("replaced.jsonl")
@@ -215,3 +237,22 @@ struct FileTests {
         first.unlock()
     }
 }
+
+#if os(Linux)
+
+/// How many of the 4 KiB pages holding `range` of the file at `path` are in the page cache: `mincore`
+/// over a read-only mapping of its own, which faults nothing in. (Large folios make residency coarser
+/// than a page: a page next to a touched one may count too.)
+private func residentPages(of path: String, in range: Range<Int>) throws -> Int {
+    let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+    guard descriptor >= 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    defer { close(descriptor) }
+    guard let base = mmap(nil, range.upperBound, PROT_READ, MAP_SHARED, descriptor, 0), base != MAP_FAILED else {
+        throw POSIXError(.init(rawValue: errno) ?? .EIO)
+    }
+    defer { munmap(base, range.upperBound) }
+    var residency = [UInt8](repeating: 0, count: (range.count + 4095) / 4096)
+    guard mincore(base + range.lowerBound, range.count, &residency) == 0 else { throw POSIXError(.init(rawValue: errno) ?? .EIO) }
+    return residency.filter { $0 & 1 == 1 }.count
+}
+#endif

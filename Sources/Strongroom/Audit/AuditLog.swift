@@ -116,11 +116,17 @@ final class AuditLog: AuditTrail {
     private let appended = Atomic<UInt64>(0)
     /// How many of them are known to be on stable storage, in `.synced` mode.
     private let synced = Mutex<UInt64>(0)
+    /// Runs the `PagePopulator` of the active segment, off the appending threads.
+    private let populationQueue = DispatchQueue(label: "strongroom.audit.populate", qos: .utility)
 
     /// How much the active segment grows by at a time: one `posix_fallocate` per megabyte of entries.
     static let allocationStep: Int64 = 1 << 20
     /// How much of the active segment a process maps at a time: what the log adds to its resident set.
     static let windowLength = 4 << 20
+    /// How far past the end of the entries the segment's pages are made ready for writing, on
+    /// `populationQueue`, and in steps of how much: no append waits for a fresh page.
+    static let populationDistance: Int64 = 256 << 10
+    static let populationStep: Int64 = 64 << 10
 
     /// This process's hold on the log; the writer state itself, and the append lock, are in `TailFile`.
     private struct WriterState: ~Copyable {
@@ -137,6 +143,10 @@ final class AuditLog: AuditTrail {
         var segment: MappedFile?
         /// Flushes the current segment from outside the lock (`.synced` mode).
         var synchronizer: FileSynchronizer?
+        /// Readies the current segment's pages ahead of the appends (nil where that cannot be done).
+        var populator: PagePopulator?
+        /// How far into the current segment this process has asked for pages to be readied.
+        var populatedThrough: Int64 = 0
     }
 
     /// Opens the log in `directory` (created if absent). Files are first touched at the first append,
@@ -175,6 +185,7 @@ final class AuditLog: AuditTrail {
             state.tail = nil
             state.segment = nil
             state.synchronizer = nil
+            state.populator = nil
         }
         // The join lock, then the append lock: nobody joins, and no other process's append is under
         // way, while this one finds out whether it is the last and cuts the segment.
@@ -279,7 +290,23 @@ final class AuditLog: AuditTrail {
         shared.commit(next)
         shared.isInProgress = false
         appended.add(UInt64(output.count), ordering: .releasing)
+        populateAhead(of: next, in: &state)
         return next
+    }
+
+    /// Has the pages up to `populationDistance` past the entries' end (within the allocated space)
+    /// readied for writing on `populationQueue`, a step at a time. Else each fresh page costs the
+    /// append that first writes it a page fault, in which the kernel allocates and zeroes the page and
+    /// has the file system reserve it: 0.73 µs an entry when the machine's memory is cold, 0.08 with
+    /// the pages readied (265-byte entries, measured in C on this project's machines). Only speed
+    /// rides on it: an append never waits for it.
+    private func populateAhead(of tail: SharedTail, in state: inout WriterState) {
+        guard let populator = state.populator, populator.isSupported else { return }
+        let from = max(state.populatedThrough, tail.committed)
+        let through = min(tail.committed + AuditLog.populationDistance, tail.allocated)
+        guard through - from >= AuditLog.populationStep else { return }
+        state.populatedThrough = through
+        populationQueue.async { populator.populate(from..<through) }
     }
 
     /// Starts the next segment after the full one (closed by its segment-end entry): cuts the full one
@@ -410,10 +437,13 @@ final class AuditLog: AuditTrail {
         do {
             let file = try MappedFile(path: path, window: AuditLog.windowLength)
             state.synchronizer = durability == .synced ? try file.synchronizer() : nil
+            state.populator = try? file.populator()
+            state.populatedThrough = 0
             state.segment = file
             state.segmentNumber = number
         } catch {
             state.segment = nil
+            state.populator = nil
             throw AuditLogError.unavailable(error)
         }
     }
