@@ -58,7 +58,9 @@ struct CallerIDWorkload {
             func strongroomLookup(_ number: String) throws {
                 blackHole(try store.callerID(number: number, context: caller))
             }
-            // Warm-up, then interleaved passes so that both see the same machine noise.
+            // Warm-up, then interleaved passes so that both see the same machine noise: short ones (5,000
+            // lookups, a few hundredths of a second), because on a shared machine the noise comes and
+            // goes within seconds.
             for number in queries.prefix(5_000) {
                 try baselineLookup(number)
                 try strongroomLookup(number)
@@ -68,8 +70,8 @@ struct CallerIDWorkload {
             strongroomSample.reserve(lookups)
             baselineSample.reserve(lookups)
             var found = 0
-            let passes = 4
-            let chunk = (lookups + passes - 1) / passes
+            let chunk = 5_000
+            let passes = (lookups + chunk - 1) / chunk
             for pass in 0..<passes {
                 let slice = queries[min(pass * chunk, lookups)..<min((pass + 1) * chunk, lookups)]
                 for number in slice { try baselineSample.measure { try baselineLookup(number) } }
