@@ -124,8 +124,9 @@ final class AuditLog: AuditTrail {
     /// How much of the active segment a process maps at a time: what the log adds to its resident set.
     static let windowLength = 4 << 20
     /// How far past the end of the entries the segment's pages are made ready for writing, on
-    /// `populationQueue`, and in steps of how much: no append waits for a fresh page.
+    /// `populationQueue`: no append waits for a fresh page.
     static let populationDistance: Int64 = 256 << 10
+    /// The least that is asked for at a time: one request every 64 KiB of entries.
     static let populationStep: Int64 = 64 << 10
 
     /// This process's hold on the log; the writer state itself, and the append lock, are in `TailFile`.
@@ -143,7 +144,8 @@ final class AuditLog: AuditTrail {
         var segment: MappedFile?
         /// Flushes the current segment from outside the lock (`.synced` mode).
         var synchronizer: FileSynchronizer?
-        /// Readies the current segment's pages ahead of the appends (nil where that cannot be done).
+        /// Readies the current segment's pages ahead of the appends (`.written` mode; nil where that
+        /// cannot be done).
         var populator: PagePopulator?
         /// How far into the current segment this process has asked for pages to be readied.
         var populatedThrough: Int64 = 0
@@ -437,7 +439,10 @@ final class AuditLog: AuditTrail {
         do {
             let file = try MappedFile(path: path, window: AuditLog.windowLength)
             state.synchronizer = durability == .synced ? try file.synchronizer() : nil
-            state.populator = try? file.populator()
+            // Not in `.synced` mode: each append there waits for an `fdatasync` (a quarter of a
+            // millisecond), beside which a page fault is noise, and the pages readied ahead (dirty
+            // zeros) would only make those flushes longer. Failing to make one only loses speed.
+            state.populator = durability == .written ? try? file.populator() : nil
             state.populatedThrough = 0
             state.segment = file
             state.segmentNumber = number
