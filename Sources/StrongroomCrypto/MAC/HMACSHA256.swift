@@ -66,12 +66,7 @@ public final class HMACSHA256: @unchecked Sendable {
 
     /// The code of `first` followed by `second`, read in place.
     public func authenticationCode(forConcatenationOf first: Span<UInt8>, _ second: Span<UInt8>) throws(CryptoError) -> [UInt8] {
-        var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
-        let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in
-            unsafe compute(into: buffer.baseAddress!) { HMACSHA256.feed(first, &$0) && HMACSHA256.feed(second, &$0) }
-        }
-        guard fed else { throw CryptoError.openSSL("SHA256_Update") }
-        return code
+        try authenticationCode(feeding: { HMACSHA256.feed(first, &$0) && HMACSHA256.feed(second, &$0) })
     }
 
     /// Whether `code` is the full 32-byte code of `message` (constant-time; truncated codes are refused).
@@ -98,10 +93,13 @@ public final class HMACSHA256: @unchecked Sendable {
     }
 
     private func authenticationCode<Parts: Collection<[UInt8]>>(for parts: Parts) throws(CryptoError) -> [UInt8] {
+        try authenticationCode(feeding: { context in parts.allSatisfy { HMACSHA256.feed($0.span, &context) } })
+    }
+
+    /// The code of the message `feed` hashes into the inner state, as a new array.
+    private func authenticationCode(feeding feed: (inout SHA256_CTX) -> Bool) throws(CryptoError) -> [UInt8] {
         var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
-        let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in
-            unsafe compute(into: buffer.baseAddress!) { context in parts.allSatisfy { HMACSHA256.feed($0.span, &context) } }
-        }
+        let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in unsafe compute(into: buffer.baseAddress!, feed: feed) }
         guard fed else { throw CryptoError.openSSL("SHA256_Update") }
         return code
     }
