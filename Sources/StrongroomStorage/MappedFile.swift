@@ -25,8 +25,12 @@ public final class MappedFile {
     private let descriptor: Int32
     /// How many bytes a window maps (at least).
     private let windowLength: Int
-    /// The mapped window, unmapped when it moves and in `deinit`; nil before the first store.
-    private var window: (base: UnsafeMutableRawPointer, start: Int64, length: Int)?
+    /// The mapped window, unmapped when it moves and in `deinit`; nil before the first store. Stores
+    /// read this copy; `sharedWindow` is changed with it, for the populators.
+    private var window: MappedWindow?
+    /// The window as this file's populators see it: they ready its pages in place, under its lock,
+    /// which the window is only moved or unmapped under.
+    private let sharedWindow = SharedWindow()
     /// The file's size as this handle last saw or set it: stores stay below it.
     public private(set) var size: Int64
 
@@ -41,7 +45,7 @@ public final class MappedFile {
     }
 
     deinit {
-        if let window = unsafe window { unsafe munmap(window.base, window.length) }
+        sharedWindow.replace(with: nil)
         close(descriptor)
     }
 
@@ -131,13 +135,13 @@ public final class MappedFile {
     public func populator() throws(FileError) -> PagePopulator {
         let copy = dup(descriptor)
         guard copy >= 0 else { throw FileError(path: path, operation: "dup", code: errno) }
-        return PagePopulator(descriptor: copy, path: path)
+        return PagePopulator(descriptor: copy, path: path, window: sharedWindow)
     }
 
     /// The address of the file's byte `offset`, with the `count` bytes from there mapped: the window
     /// moves (a new mapping from the page holding `offset`) when they are not inside it.
     private func address(of offset: Int64, count: Int) throws(FileError) -> UnsafeMutableRawPointer {
-        if let window = unsafe window, offset >= window.start, offset + Int64(count) <= window.start + Int64(window.length) {
+        if let window, offset >= window.start, offset + Int64(count) <= window.end {
             return unsafe window.base + Int(offset - window.start)
         }
         let start = offset / Int64(pageSize) * Int64(pageSize)
@@ -146,9 +150,15 @@ public final class MappedFile {
         guard let base = unsafe mapped, unsafe base != UnsafeMutableRawPointer(bitPattern: -1) else {
             throw FileError(path: path, operation: "mmap", code: errno)
         }
+        #if os(Linux)
+        // No read-ahead from this window's faults: stores only go forward into space `PagePopulator`
+        // readies, and a fault here that read ahead would zero the next pages on the storing thread.
+        _ = unsafe madvise(base, length, MADV_RANDOM)
+        #endif
         // The old window's dirty pages stay in the page cache: unmapping loses nothing.
-        if let old = unsafe window { unsafe munmap(old.base, old.length) }
-        unsafe window = (base, start, length)
+        let moved = unsafe MappedWindow(base: base, start: start, length: length)
+        sharedWindow.replace(with: moved)
+        window = moved
         return unsafe base + Int(offset - start)
     }
 }
@@ -158,25 +168,31 @@ extension MappedFile: Sendable {}
 
 /// Makes pages of a file ready for writing before a store reaches them, so that the store does not
 /// wait for the kernel to allocate, zero and account a fresh page-cache page (on a virtual machine
-/// whose memory is handed back to its host when free, about ten microseconds a page).
+/// whose memory is handed back to its host when free, about ten microseconds a page), nor take a
+/// page fault at all.
 ///
-/// `populate` maps the range with a shared mapping of its own and asks for it to be faulted in for
-/// writing (`MADV_POPULATE_WRITE`, Linux 5.14): the pages enter the page cache, zero-filled, with their
-/// blocks reserved, and no byte of the file changes (the kernel skips the write the fault was for).
-/// A range past the end of the file, say after a concurrent truncation, fails with `EFAULT`, never a
-/// SIGBUS. Elsewhere, and on kernels without it, nothing is done.
+/// `populate` asks for the range to be faulted in for writing (`MADV_POPULATE_WRITE`, Linux 5.14):
+/// the pages enter the page cache, zero-filled, with their blocks reserved, and no byte of the file
+/// changes (the kernel skips the write the fault was for). The part of the range inside the file's
+/// window is readied there, under the window's lock, so the stores find their page-table entries
+/// made; the rest through a shared mapping of the populator's own. A range past the end of the file,
+/// say after a concurrent truncation, fails with `EFAULT`, never a SIGBUS. Elsewhere, and on kernels
+/// without it, nothing is done.
 ///
-/// Thread safety: safe from any thread; it keeps no state but its own descriptor and a flag.
+/// Thread safety: safe from any thread; it keeps no state but its own descriptor, a flag and the
+/// file's shared window.
 public final class PagePopulator: Sendable {
     /// The path of the file.
     public let path: String
     /// A descriptor of its own (`dup`), closed in `deinit`.
     private let descriptor: Int32
     private let unsupported = Atomic<Bool>(false)
+    private let window: SharedWindow
 
-    init(descriptor: Int32, path: String) {
+    init(descriptor: Int32, path: String, window: SharedWindow) {
         self.descriptor = descriptor
         self.path = path
+        self.window = window
     }
 
     deinit {
@@ -190,15 +206,69 @@ public final class PagePopulator: Sendable {
     public func populate(_ range: Range<Int64>) {
         #if os(Linux)
         let start = range.lowerBound / Int64(pageSize) * Int64(pageSize)
-        let length = pageRounded(Int(range.upperBound - start))
-        guard length > 0, isSupported else { return }
-        let mapped = unsafe mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, off_t(start))
-        guard let base = unsafe mapped, unsafe base != UnsafeMutableRawPointer(bitPattern: -1) else { return }
-        defer { unsafe munmap(base, length) }
-        if unsafe madvise(base, length, populateWrite) != 0, errno == EINVAL { unsupported.store(true, ordering: .relaxed) }
+        let end = start + Int64(pageRounded(Int(range.upperBound - start)))
+        guard end > start, isSupported else { return }
+        let outside = window.withLock { window -> [Range<Int64>] in
+            guard let window, start < window.end, window.start < end else { return [start..<end] }
+            let inside = max(start, window.start)..<min(end, window.end)
+            unsafe ready(window.base + Int(inside.lowerBound - window.start), length: inside.count)
+            return [start..<inside.lowerBound, inside.upperBound..<end].filter { !$0.isEmpty }
+        }
+        for part in outside {
+            let mapped = unsafe mmap(nil, part.count, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, off_t(part.lowerBound))
+            guard let base = unsafe mapped, unsafe base != UnsafeMutableRawPointer(bitPattern: -1) else { return }
+            unsafe ready(base, length: part.count)
+            unsafe munmap(base, part.count)
+        }
         #else
         unsupported.store(true, ordering: .relaxed)
         #endif
+    }
+
+    #if os(Linux)
+    /// `MADV_POPULATE_WRITE` on `length` mapped bytes at `base`; an unsupported kernel turns it off.
+    private func ready(_ base: UnsafeMutableRawPointer, length: Int) {
+        if unsafe madvise(base, length, populateWrite) != 0, errno == EINVAL { unsupported.store(true, ordering: .relaxed) }
+    }
+    #endif
+}
+
+/// A mapped window of a file: `length` bytes of it from byte `start`, at `base`.
+private struct MappedWindow: Sendable {
+    /// The mapping's address as a number, so the window can be shared under a lock (`SharedWindow`).
+    private let address: UInt
+    let start: Int64
+    let length: Int
+
+    init(base: UnsafeMutableRawPointer, start: Int64, length: Int) {
+        address = UInt(bitPattern: base)
+        self.start = start
+        self.length = length
+    }
+
+    /// Where the window is mapped.
+    var base: UnsafeMutableRawPointer { unsafe UnsafeMutableRawPointer(bitPattern: address)! }
+
+    /// The file offset just past the window.
+    var end: Int64 { start + Int64(length) }
+}
+
+/// A file's current window, shared by its writer and its populators: moved and unmapped only under
+/// its lock, so a populator never readies pages of a mapping that is gone.
+final class SharedWindow: Sendable {
+    private let current = Mutex<MappedWindow?>(nil)
+
+    /// Runs `body` on the current window (nil when none), holding the lock.
+    fileprivate func withLock<T>(_ body: (borrowing MappedWindow?) -> T) -> T {
+        current.withLock { body($0) }
+    }
+
+    /// Unmaps the current window, if any, and makes `next` current.
+    fileprivate func replace(with next: MappedWindow?) {
+        current.withLock { window in
+            if let old = window { unsafe munmap(old.base, old.length) }
+            window = next
+        }
     }
 }
 

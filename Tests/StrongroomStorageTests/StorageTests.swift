@@ -186,6 +186,27 @@ struct FileTests {
         #expect(bytes.count == 4 << 20 && Array(bytes[(1 << 20)..<((1 << 20) + 5)]) == Array("kept\n".utf8))
         #expect(bytes[..<(1 << 20)].allSatisfy { $0 == 0 } && bytes[((1 << 20) + 5)...].allSatisfy { $0 == 0 })
     }
+
+    @Test("pages readied inside the writer's window take its stores without a page fault; pages outside it still fault")
+    func populateInPlace() throws {
+        let path = temporaryPath("in-place.jsonl")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let file = try MappedFile(path: path, window: 1 << 20)
+        try file.allocate(to: 4 << 20)
+        let populator = try file.populator()
+        let record = [UInt8](repeating: UInt8(ascii: "a"), count: 4095) + [UInt8(ascii: "\n")]
+        // The first store maps the window [0, 1 MiB); 64 pages of it are readied, then stored into.
+        try file.storeRecords(record, at: 0, terminator: UInt8(ascii: "\n"))
+        populator.populate(4096..<(65 * 4096))
+        let readied = try pageFaults { for page in 1...64 { try file.storeRecords(record, at: Int64(page) * 4096, terminator: UInt8(ascii: "\n")) } }
+        // The next 64 pages of the window were not readied: each store's first touch faults.
+        let cold = try pageFaults { for page in 65...128 { try file.storeRecords(record, at: Int64(page) * 4096, terminator: UInt8(ascii: "\n")) } }
+        #expect(readied <= 2)
+        #expect(cold >= 60)
+        let bytes = try AppendOnlyFile.readAll(path: path)
+        #expect(bytes[..<(129 * 4096)].elementsEqual((0..<129).flatMap { _ in record }))
+        #expect(bytes[(129 * 4096)...].allSatisfy { $0 == 0 })
+    }
     #endif
 
     @Test("a mapped file that was deleted or replaced is noticed")
@@ -239,6 +260,18 @@ struct FileTests {
 }
 
 #if os(Linux)
+
+/// How many page faults this thread takes while `body` runs (`getrusage(RUSAGE_THREAD)`: minor and major).
+private func pageFaults(_ body: () throws -> Void) throws -> Int {
+    func count() -> Int {
+        var usage = rusage()
+        getrusage(.init(1), &usage)   // RUSAGE_THREAD (Linux), which Glibc's module leaves out
+        return usage.ru_minflt + usage.ru_majflt
+    }
+    let before = count()
+    try body()
+    return count() - before
+}
 
 /// How many of the 4 KiB pages holding `range` of the file at `path` are in the page cache: `mincore`
 /// over a read-only mapping of its own, which faults nothing in. (Large folios make residency coarser
