@@ -60,9 +60,17 @@ enum AuditLineFormat {
 
     /// Appends `value` in decimal.
     static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        guard value >= 10 else { return out.append(UInt8(48 + value)) }
-        appendDecimal(value / 10, to: &out)
-        out.append(UInt8(48 + value % 10))
+        var digitCount = 1
+        var rest = value / 10
+        while rest > 0 { digitCount += 1; rest /= 10 }
+        out.append(addingCapacity: digitCount) { (text: inout OutputSpan<UInt8>) in
+            var divisor: UInt64 = 1
+            for _ in 1..<digitCount { divisor *= 10 }
+            while divisor > 0 {
+                text.append(UInt8(48 + value / divisor % 10))
+                divisor /= 10
+            }
+        }
     }
 
     /// Appends `value` as a JSON string literal; printable ASCII without quotes or backslashes (the
@@ -134,9 +142,11 @@ enum AuditLineFormat {
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     static func appendHex(_ bytes: [UInt8], to output: inout [UInt8]) {
-        for byte in bytes {
-            output.append(hexDigits[Int(byte >> 4)])
-            output.append(hexDigits[Int(byte & 0x0F)])
+        output.append(addingCapacity: bytes.count * 2) { (text: inout OutputSpan<UInt8>) in
+            for byte in bytes {
+                text.append(hexDigits[Int(byte >> 4)])
+                text.append(hexDigits[Int(byte & 0x0F)])
+            }
         }
     }
 

@@ -16,21 +16,24 @@ enum Timestamp {
         let (seconds, microseconds) = floorDivide(totalMicroseconds, 1_000_000)
         let (days, secondOfDay) = floorDivide(seconds, 86_400)
         let (year, month, day) = civil(fromDays: days)
-        func digits(_ value: Int64, _ width: Int) {
-            var divisor: Int64 = 1
-            for _ in 1..<width { divisor *= 10 }
-            var rest = value
-            while divisor > 0 {
-                out.append(UInt8(48 + (rest / divisor) % 10))
-                rest %= divisor
-                divisor /= 10
+        // Written through an output span: one capacity check for the 27 bytes, not one per byte.
+        out.append(addingCapacity: 27) { (text: inout OutputSpan<UInt8>) in
+            func digits(_ value: Int64, _ width: Int) {
+                var divisor: Int64 = 1
+                for _ in 1..<width { divisor *= 10 }
+                var rest = value
+                while divisor > 0 {
+                    text.append(UInt8(48 + (rest / divisor) % 10))
+                    rest %= divisor
+                    divisor /= 10
+                }
             }
+            digits(year, 4); text.append(UInt8(ascii: "-")); digits(month, 2); text.append(UInt8(ascii: "-")); digits(day, 2)
+            text.append(UInt8(ascii: "T"))
+            digits(secondOfDay / 3600, 2); text.append(UInt8(ascii: ":")); digits(secondOfDay % 3600 / 60, 2)
+            text.append(UInt8(ascii: ":")); digits(secondOfDay % 60, 2)
+            text.append(UInt8(ascii: ".")); digits(microseconds, 6); text.append(UInt8(ascii: "Z"))
         }
-        digits(year, 4); out.append(UInt8(ascii: "-")); digits(month, 2); out.append(UInt8(ascii: "-")); digits(day, 2)
-        out.append(UInt8(ascii: "T"))
-        digits(secondOfDay / 3600, 2); out.append(UInt8(ascii: ":")); digits(secondOfDay % 3600 / 60, 2)
-        out.append(UInt8(ascii: ":")); digits(secondOfDay % 60, 2)
-        out.append(UInt8(ascii: ".")); digits(microseconds, 6); out.append(UInt8(ascii: "Z"))
     }
 
     /// Parses RFC 3339 ("2026-11-23T07:30:00Z", with optional fraction and numeric offset), or a
