@@ -39,12 +39,20 @@ public struct PhoneNormalizer: Sendable {
     /// ITU-T E.164 §6: at most 15 digits, country code included.
     private static let maximumE164Digits = 15
 
-    private static func parse(_ raw: String, home: PhoneRegion) throws(PhoneNumberError) -> PhoneNumber {
-        // 1. One pass: control characters, blank input, and the possible number: from the first "+"
-        //    or digit to the last letter, number or "#", each character classified once.
+    /// What one pass over the raw input finds: the characters from the first "+" or digit on, where
+    /// the possible number ends, and whether an extension or a second number may follow.
+    private struct Scan {
         var chars = PhoneChars()
         var end = 0
-        var started = false, blank = true, mayHaveExtension = false, mayHaveSecondNumber = false
+        var mayHaveExtension = false
+        var mayHaveSecondNumber = false
+    }
+
+    /// Step 1, in one pass: control characters, blank input, and the possible number: from the first
+    /// "+" or digit to the last letter, number or "#", each character classified once.
+    private static func scan(_ raw: String) throws(PhoneNumberError) -> Scan {
+        var scan = Scan()
+        var started = false, blank = true
         var length = 0
         for scalar in raw.unicodeScalars {
             let value = scalar.value
@@ -62,22 +70,31 @@ public struct PhoneNormalizer: Sendable {
                 started = true
             }
             let char = PhoneChar(scalar)
-            chars.append(char)
-            if char.isKeptAtEnd { end = chars.count }
-            if char.mayBeExtension { mayHaveExtension = true }
-            if value == 0x2F || value == 0x5C { mayHaveSecondNumber = true }
+            scan.chars.append(char)
+            if char.isKeptAtEnd { scan.end = scan.chars.count }
+            if char.mayBeExtension { scan.mayHaveExtension = true }
+            if value == 0x2F || value == 0x5C { scan.mayHaveSecondNumber = true }
         }
         if blank { throw .empty }
         if length > maximumInputLength { throw .tooLong }
         guard started else { throw .noDigits }
+        return scan
+    }
+
+    private static func parse(_ raw: String, home: PhoneRegion) throws(PhoneNumberError) -> PhoneNumber {
+        // 1. The characters, read once (a constant from here on: the steps below borrow them, where
+        //    a variable's 200 bytes were copied for each call).
+        let scan = try scan(raw)
+        let chars = scan.chars
+        var end = scan.end
         // "…/ x2303" (or "\ x…") starts a second number: keep the first.
-        if mayHaveSecondNumber { end = secondNumberStart(chars, 0..<end) ?? end }
+        if scan.mayHaveSecondNumber { end = secondNumberStart(chars, 0..<end) ?? end }
 
         // 2. Viability, then the extension.
         guard PhoneText.isViable(chars, 0..<end) else { throw notViable(chars, 0..<end) }
         var numberEnd = end
         var extensionNumber: String?
-        if mayHaveExtension, let extensionStart = PhoneText.extensionStart(chars, 0..<end),
+        if scan.mayHaveExtension, let extensionStart = PhoneText.extensionStart(chars, 0..<end),
            PhoneText.isViable(chars, 0..<extensionStart) {
             numberEnd = extensionStart
             extensionNumber = PhoneText.extensionDigits(chars, from: extensionStart, to: end)
@@ -87,7 +104,7 @@ public struct PhoneNormalizer: Sendable {
         var digitsStart = 0
         while digitsStart < numberEnd, chars[digitsStart].isPlus { digitsStart += 1 }
         let hasPlus = digitsStart != 0
-        let digits = try normalizedDigits(chars, digitsStart..<numberEnd, mayHaveLetters: mayHaveExtension)
+        let digits = try normalizedDigits(chars, digitsStart..<numberEnd, mayHaveLetters: scan.mayHaveExtension)
 
         // 4. Country calling code: after "+", after the region's international prefix, or written
         //    without either before a national number.
