@@ -151,9 +151,7 @@ public struct PhoneNormalizer: Sendable {
         var value = UInt64(countryCode)
         for offset in 0..<national.count { value = value * 10 + UInt64(national[offset]) }
         let e164 = "+" + String(value)
-        return PhoneNumber(e164: e164, countryCode: countryCode,
-                           nationalNumber: String(e164.utf8.dropFirst(1 + codeDigits)) ?? "",
-                           extensionNumber: extensionNumber)
+        return PhoneNumber(e164: e164, countryCode: countryCode, extensionNumber: extensionNumber)
     }
 
     /// libphonenumber's maybeExtractCountryCode: the calling code and the rest, or nil for a national number.

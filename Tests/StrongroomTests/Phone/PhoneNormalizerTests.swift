@@ -139,6 +139,15 @@ struct PhoneNormalizerTests {
         #expect(normalizer.defaultRegion == "GB")
     }
 
+    @Test("the country calling code and the national number split the E.164 form, for codes of one, two and three digits",
+          arguments: [("(415) 555-2671", "US", 1, "4155552671"), ("020 7946 0958", "GB", 44, "2079460958"),
+                      ("01 234 5678", "IE", 353, "12345678"), ("06 6982 1234", "IT", 39, "0669821234")])
+    func nationalNumber(raw: String, region: String, countryCode: Int, national: String) throws {
+        let number = try PhoneNormalizer(defaultRegion: region).normalize(raw)
+        #expect(number.countryCode == countryCode && number.nationalNumber == national)
+        #expect(number.e164 == "+\(countryCode)\(national)")
+    }
+
     @Test("reasons are short, stable and carry no digits of the input")
     func reasons() throws {
         #expect(PhoneNumberError.empty.reason == "empty")
