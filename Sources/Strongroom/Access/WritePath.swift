@@ -139,7 +139,8 @@ extension Store {
                     let result: T
                     do { result = try body(write) } catch is WriteRefused { throw WriteRefused(refusals: write.refusals) }
                     // Inside the transaction: if the log cannot take the entries, nothing is committed.
-                    try audit(write.refusals.map(\.event) + write.events)
+                    let entries = write.refusals.map(\.event) + write.events
+                    if !entries.isEmpty { try audit(entries) }
                     try faultInjection?("write.audited", write.auditedCount + write.events.count)
                     return result
                 }
