@@ -147,6 +147,29 @@ struct PostgresToolTests {
         #expect(try connection(url, schema: schema).scalarInteger("SELECT count(*) FROM audit_log") ?? 0 > 993)
     }
 
+    @Test("call record for a restricted subject exits 3 and changes nothing, as on a folder store; other calls go on")
+    func restrictedCallRecord() throws {
+        guard let url = freshURL() else { return }
+        let schema = try PostgresConnection.split(url).schema
+        defer { dropSchemas([schema, schema + "_keys"], on: url) }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let commands: [[String]] = [
+            ["init", "--region", "GB"], ["import", Fixture.url("contacts-sample.csv").path], ["subject", "restrict", "crm-4242-0"],
+            ["call", "record", "--at", "2026-12-01T09:00:00Z", "+447400142870"],
+            ["call", "record", "--at", "2026-12-01T09:05:00Z", "+821020007045"],
+            ["subject", "unrestrict", "crm-4242-0"],
+            ["call", "record", "--at", "2026-12-01T09:15:00Z", "+447400142870"], ["audit", "verify"],
+        ]
+        let postgres = session(commands, store: url, key: directory + "/postgres.key")
+        try compare(postgres, with: session(commands, store: directory + "/store", key: directory + "/folder.key"))
+        #expect(postgres.map(\.1.status) == [.success, .success, .success, .integrity, .success, .success, .success, .success])
+        let data = try connection(url, schema: schema)
+        #expect(try data.scalarInteger("SELECT count(*) FROM calls") == 2)
+        #expect(try data.scalarInteger("SELECT count(*) FROM audit_log WHERE position('\"refused\"' in convert_from(line, 'UTF8')) > 0") == 1)
+    }
+
     @Test("--keys-store puts the key tables in another schema: there, and not in the data schema nor in <schema>_keys")
     func keysStore() throws {
         guard let url = freshURL(), let other = freshURL() else { return }
