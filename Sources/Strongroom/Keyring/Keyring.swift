@@ -283,15 +283,22 @@ final class Keyring: Sendable {
     /// Stores made before the master key's identifier had a key of its own wrapped their KEKs under an
     /// identifier computed with the master key itself (HMAC-SHA256(master, "strongroom.master-key-id.v1")).
     /// Each such KEK is opened once under that identifier — AES-GCM checks the master key — and wrapped
-    /// again under `master` with its current identifier, in one key-database transaction. No write when
-    /// nothing is left to migrate (every open after the first).
+    /// again under `master` with its current identifier, in one key-database transaction. The legacy
+    /// identifier is computed only when a KEK's header does not name the current one (an unmigrated
+    /// store, or a wrong key); once migrated, an open neither computes it nor writes.
     private static func migrateLegacyMasterKeyIdentifier(_ master: SecretKey, to handle: KeyHandle, storeID: [UInt8],
                                                          in connection: any Database) throws {
+        func identifiers() throws -> [(version: Int64, wrapped: [UInt8], identifier: UInt32?)] {
+            try connection.rows("SELECT version, wrapped FROM kek") { row in
+                let wrapped = row.blob(1) ?? []
+                return (row.int64(0), wrapped, try? Envelope.header(of: wrapped).keyIdentifier)
+            }
+        }
+        guard try identifiers().contains(where: { $0.identifier != handle.identifier }) else { return }
         let legacy = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
         let legacyHandle = KeyHandle(cipher: handle.cipher, version: handle.version, identifier: readUInt32(legacy, at: 0))
         func legacyRows() throws -> [(Int64, [UInt8])] {
-            try connection.rows("SELECT version, wrapped FROM kek") { ($0.int64(0), $0.blob(1) ?? []) }
-                .filter { (try? Envelope.header(of: $0.1).keyIdentifier) == legacyHandle.identifier }
+            try identifiers().filter { $0.identifier == legacyHandle.identifier }.map { ($0.version, $0.wrapped) }
         }
         guard try !legacyRows().isEmpty else { return }
         try connection.transaction {
