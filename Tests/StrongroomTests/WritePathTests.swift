@@ -111,6 +111,29 @@ struct WritePathTests {
         #expect(hook.writes(of: free, from: seen).map(\.outcome) == [.ok])
     }
 
+    @Test("a call for a purpose resting on consent: refused with nothing changed, no lead made, until consent is given",
+          arguments: TestBackend.all)
+    func consentBasedCallRecord(backend: TestBackend) throws {
+        let hook = WriteFailingHook()
+        let test = try TestStore(backend, hooks: [hook])
+        defer { test.cleanUp() }
+        try test.store.declarePurpose(PurposeDeclaration(name: "sales-calls", description: "Sales calls", lawfulBasis: .consent),
+                                      context: TestStore.admin)
+        let sales = AccessContext(actor: "test-pbx", purpose: "sales-calls")
+        let id = try test.store.create(sampleSubject("c", phones: [Self.number]), context: TestStore.admin)
+        let before = try dataState(test)
+        let seen = hook.events.count
+        #expect(throws: StoreError.self) { _ = try test.store.recordCall(number: Self.number, context: sales) }
+        #expect(throws: StoreError.self) { _ = try test.store.recordCall(number: Self.otherNumber, context: sales) }
+        #expect(try dataState(test) == before, "a refused call changed the store or made a lead")
+        #expect(hook.events.dropFirst(seen).filter { $0.action != .decrypt }.map(\.outcome) == [.refused, .refused])
+
+        // Second act: with consent the call is logged.
+        _ = try test.store.grantConsent(id, purpose: "sales-calls", evidence: "call script v2", initiator: .subject, context: TestStore.admin)
+        #expect(try test.store.recordCall(number: Self.number, context: sales).caller.id == id)
+        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM calls") == 1)
+    }
+
     /// One write of each kind, run against `subject` (a restricted-free lead with a consent-based purpose
     /// declared as "newsletter").
     static let writeKinds: [(name: String, run: @Sendable (Store, SubjectID) throws -> Void)] = [

@@ -65,7 +65,7 @@ extension Store {
         let callKey = try storeErrors {
             try keyring.phoneIndex.callKey(e164: e164, milliseconds: milliseconds, direction: direction.rawValue)
         }
-        let logged = try writeSubjects(context: context) { write -> Bool in
+        let (subjects, logged) = try writeSubjects(context: context) { write -> ([SubjectID], Bool) in
             let connection = write.connection
             var subjects = try matches.map(\.id).filter { try write.admits($0, .callRecord) }
             if subjects.isEmpty {
@@ -73,8 +73,12 @@ extension Store {
                 let lead = NewSubject(metadata: SubjectMetadata(kind: .lead, source: "Call log", lastContactedAt: time),
                                       personal: PersonalData(phones: [LabeledPhone(label: "phone", number: e164)]))
                 subjects = [try createOrUpdate([lead], normalizer: phoneNormalizer, in: write)[0].id]
+                // A purpose resting on consent may not process a person who just appeared: no lead then.
+                try write.require(subjects[0], .callRecord)
             }
-            guard try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) == nil else { return false }
+            guard try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) == nil else {
+                return (subjects, false)
+            }
             try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                                [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
             for subject in subjects {
@@ -84,11 +88,11 @@ extension Store {
                     """, [.integer(milliseconds), .integer(subject.rawValue)])
                 write.record(subject, .callRecord, detail: "call \(direction.rawValue) logged")
             }
-            return true
+            return (subjects, true)
         }
         let refreshed = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
         guard let caller = try answer(refreshed, context: context).first else {
-            throw .accessRefused(refreshed.first?.id ?? SubjectID(rawValue: 0), purpose: context.purpose,
+            throw .accessRefused(subjects[0], purpose: context.purpose,
                                  reason: "this purpose may not process the caller's data (restricted, or no consent)")
         }
         return CallRecord(caller: caller, createdLead: matches.isEmpty, logged: logged)
