@@ -5,25 +5,7 @@ import StrongroomStorage
 import Synchronization
 import Testing
 
-/// An audit hook that keeps events, and refuses every event but decrypts while told to (so a write's own
-/// entry fails after the reads it needs went through).
-final class WriteFailingHook: AuditHook, @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: [AuditEvent] = []
-    private var failing = false
-
-    var events: [AuditEvent] { lock.withLock { stored } }
-    func fail(_ value: Bool) { lock.withLock { failing = value } }
-
-    struct Refused: Error {}
-
-    func record(_ events: [AuditEvent]) throws {
-        try lock.withLock {
-            if failing, events.contains(where: { $0.action != .decrypt }) { throw Refused() }
-            stored.append(contentsOf: events)
-        }
-    }
-
+extension RecordingHook {
     /// The entries about `subject` that are not decrypts, after the first `from`.
     func writes(of subject: SubjectID, from: Int = 0) -> [AuditEvent] {
         events.dropFirst(from).filter { $0.subject == subject && $0.action != .decrypt }
@@ -53,7 +35,7 @@ struct WritePathTests {
     @Test("a call for a restricted subject is refused: nothing changed, the refusal audited; then calls work again",
           arguments: TestBackend.all)
     func restrictedCallRecord(backend: TestBackend) throws {
-        let hook = WriteFailingHook()
+        let hook = RecordingHook()
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let restricted = try test.store.create(sampleSubject("r", phones: [Self.number]), context: TestStore.admin)
@@ -94,7 +76,7 @@ struct WritePathTests {
     @Test("a number held by a restricted and an unrestricted subject logs the call for the unrestricted one only",
           arguments: TestBackend.all)
     func sharedNumber(backend: TestBackend) throws {
-        let hook = WriteFailingHook()
+        let hook = RecordingHook()
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let restricted = try test.store.create(sampleSubject("r", phones: [Self.number]), context: TestStore.admin)
@@ -114,7 +96,7 @@ struct WritePathTests {
     @Test("a call for a purpose resting on consent: refused with nothing changed, no lead made, until consent is given",
           arguments: TestBackend.all)
     func consentBasedCallRecord(backend: TestBackend) throws {
-        let hook = WriteFailingHook()
+        let hook = RecordingHook()
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         try test.store.declarePurpose(PurposeDeclaration(name: "sales-calls", description: "Sales calls", lawfulBasis: .consent),
@@ -155,7 +137,7 @@ struct WritePathTests {
     @Test("each write kind leaves exactly one write entry; with the audit refusing, it leaves nothing",
           arguments: TestBackend.all)
     func oneEntryPerWrite(backend: TestBackend) throws {
-        let hook = WriteFailingHook()
+        let hook = RecordingHook()
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         try test.store.declarePurpose(PurposeDeclaration(name: "newsletter", description: "news", lawfulBasis: .consent),
@@ -168,9 +150,9 @@ struct WritePathTests {
             let keysBefore = try test.database(.keys).scalarInteger("SELECT count(*) FROM subject_keys WHERE subject_id = ?",
                                                                     [.integer(id.rawValue)])
             let before = try dataState(test)
-            hook.fail(true)
+            hook.failWrites(true)
             #expect(throws: StoreError.self, "\(name) with the audit refusing") { try run(test.store, id) }
-            hook.fail(false)
+            hook.failWrites(false)
             #expect(try dataState(test) == before, "\(name) wrote with its audit entry refused")
             if ["erase", "delete"].contains(name) {
                 #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM subject_keys WHERE subject_id = ?",
@@ -191,7 +173,7 @@ struct WritePathTests {
     @Test("while restricted: processing writes are refused and change nothing; storage, erasure and the subject's own requests are not",
           arguments: TestBackend.all)
     func restrictionRule(backend: TestBackend) throws {
-        let hook = WriteFailingHook()
+        let hook = RecordingHook()
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         try test.store.declarePurpose(PurposeDeclaration(name: "newsletter", description: "news", lawfulBasis: .consent),

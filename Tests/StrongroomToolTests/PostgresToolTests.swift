@@ -25,6 +25,28 @@ private func freshURL() -> String? {
     return url
 }
 
+/// A fresh schema on the test server and a scratch folder, for a PostgreSQL store and a folder store
+/// compared side by side; nil when the PostgreSQL half is off.
+private struct ScratchPlace {
+    let url: String
+    let schema: String
+    let directory: String
+
+    init?() throws {
+        guard let url = freshURL() else { return nil }
+        self.url = url
+        schema = try PostgresConnection.split(url).schema
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Drops the schemas and removes the folder.
+    func cleanUp() {
+        dropSchemas([schema, schema + "_keys"], on: url)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
 /// Drops the schemas a test made on the server.
 private func dropSchemas(_ names: [String], on url: String) {
     guard let connection = try? PostgresConnection(url: url, create: false, writeLock: "test") else { return }
@@ -103,12 +125,9 @@ struct PostgresToolTests {
 
     @Test("init, import, lookup (text and JSON), call record, subject export, keys rotate-kek, keys status, audit verify: the same exits and lines as a folder store")
     func endToEnd() throws {
-        guard let url = freshURL() else { return }
-        let schema = try PostgresConnection.split(url).schema
-        defer { dropSchemas([schema, schema + "_keys"], on: url) }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard let place = try ScratchPlace() else { return }
+        defer { place.cleanUp() }
+        let (url, schema, directory) = (place.url, place.schema, place.directory)
         let folderStore = directory + "/store", folderKey = directory + "/folder.key", postgresKey = directory + "/postgres.key"
 
         let postgres = session(Self.commands, store: url, key: postgresKey)
@@ -149,12 +168,9 @@ struct PostgresToolTests {
 
     @Test("call record for a restricted subject exits 3 and changes nothing, as on a folder store; other calls go on")
     func restrictedCallRecord() throws {
-        guard let url = freshURL() else { return }
-        let schema = try PostgresConnection.split(url).schema
-        defer { dropSchemas([schema, schema + "_keys"], on: url) }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard let place = try ScratchPlace() else { return }
+        defer { place.cleanUp() }
+        let (url, schema, directory) = (place.url, place.schema, place.directory)
         let commands: [[String]] = [
             ["init", "--region", "GB"], ["import", Fixture.url("contacts-sample.csv").path], ["subject", "restrict", "crm-4242-0"],
             ["call", "record", "--at", "2026-12-01T09:00:00Z", "+447400142870"],
