@@ -142,6 +142,14 @@ struct WritePathTests {
         defer { test.cleanUp() }
         try test.store.declarePurpose(PurposeDeclaration(name: "newsletter", description: "news", lawfulBasis: .consent),
                                       context: TestStore.admin)
+        let before = try dataState(test)
+        hook.failWrites(true)
+        #expect(throws: StoreError.self) { _ = try test.store.create(sampleSubject("refused"), context: TestStore.admin) }
+        hook.failWrites(false)
+        #expect(try dataState(test) == before, "create wrote with its audit entry refused")
+        let seen = hook.events.count
+        let created = try test.store.create(sampleSubject("created"), context: TestStore.admin)
+        #expect(hook.writes(of: created, from: seen).map(\.action) == [.create])
         for (name, run) in Self.writeKinds {
             let id = try test.store.create(sampleSubject(name, kind: .lead, phones: [Self.number]), context: TestStore.admin)
             if name == "consent withdrawal" {

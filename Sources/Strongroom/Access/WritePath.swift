@@ -72,8 +72,9 @@ final class SubjectWriteTransaction {
     /// purpose and is checked as the decrypt path checks a read (`Store.processingRefusal`); other writes
     /// against restriction only. A refusal is kept, to be audited as refused.
     func admits(_ subject: SubjectID, _ kind: SubjectWriteKind) throws -> Bool {
-        let restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
         let allowed = kind.isAllowedUnderRestriction(for: context.purpose)
+        guard kind == .callRecord || !allowed else { return true }
+        let restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
         let reason: String?
         if kind == .callRecord {
             reason = try store.processingRefusal(restricted: restricted, allowedUnderRestriction: allowed, for: context.purpose) {
