@@ -83,7 +83,7 @@ struct FieldSizeLimitTests {
         #expect(report.created == 2)
         #expect(report.rejected.map(\.line) == [3, 5])
         #expect(report.rejected.map(\.column) == ["notes", "external_id"])
-        #expect(report.rejected[0].reason == "notes is 25 bytes, over the limit of 16 bytes per field")
+        #expect(report.rejected.first?.reason == "notes is 25 bytes, over the limit of 16 bytes per field")
         #expect(!report.rejected.contains { $0.reason.contains("Xylophone") })
         #expect(throws: StoreError.self) { try test.store.resolve("i2") }
 
