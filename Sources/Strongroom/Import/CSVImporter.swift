@@ -26,6 +26,7 @@ public struct ImportReport: Sendable, Equatable {
         /// Why it was refused.
         public let reason: String
 
+        /// A rejected row; `column` when one column is at fault.
         init(line: Int, column: String? = nil, reason: String) {
             self.line = line
             self.column = column

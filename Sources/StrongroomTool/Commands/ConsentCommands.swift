@@ -259,7 +259,7 @@ enum PurposeListCommand: Command {
         } else {
             for purpose in purposes {
                 console.printEscaped("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
-                              + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
+                                     + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
             }
         }
         return .success

@@ -136,8 +136,8 @@ enum DemoCommand: Command {
         lines.suffix(8).forEach { console.printEscaped("  " + $0) }
         let verification = try store.verifyAuditLog()
         console.printEscaped(verification.isIntact
-                      ? "audit verify: intact, \(verification.verifiedEntries) entries chained under HMAC-SHA256"
-                      : "audit verify: FAILED: \(verification.problem!)")
+                             ? "audit verify: intact, \(verification.verifiedEntries) entries chained under HMAC-SHA256"
+                             : "audit verify: FAILED: \(verification.problem!)")
 
         console.print("\nTry the tool on this store:")
         console.print("  export STRONGROOM_STORE=\(storePath) STRONGROOM_KEY_FILE=\(newKeyPath)")
