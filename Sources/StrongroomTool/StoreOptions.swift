@@ -61,9 +61,9 @@ struct StoreOptions {
                             context: AccessContext(actor: actor, purpose: purpose, clientAddress: client))
     }
 
-    /// Opens the store.
-    func open() throws -> Store {
-        try Store.open(at: location, keyProvider: keyProvider)
+    /// Opens the store, with `configuration` for this process.
+    func open(_ configuration: StoreConfiguration = StoreConfiguration()) throws -> Store {
+        try Store.open(at: location, keyProvider: keyProvider, configuration: configuration)
     }
 
     /// Reads `--store` and `--keys-store` (or their environment variables); nil when no store is named.

@@ -39,7 +39,7 @@ enum AuditVerifyCommand: Command {
                                          lastSequence: result.lastSequence, headSequence: result.headSequence,
                                          problem: result.problem?.description))
         } else if let problem = result.problem {
-            console.print("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
+            console.printEscaped("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
         } else {
             console.print("audit log intact: \(result.verifiedEntries) entries verified, signed head at entry \(result.headSequence)")
         }
@@ -97,7 +97,7 @@ enum AuditShowCommand: Command {
                 if !entry.fields.isEmpty { text += "  [\(entry.fields.joined(separator: ","))]" }
                 if let client = entry.client { text += "  from \(client)" }
                 if let detail = entry.detail { text += "  (\(detail))" }
-                console.print(text)
+                console.printEscaped(text)
             }
         }
         if !json && count == 0 { console.print("no matching entries") }

@@ -189,7 +189,7 @@ enum ConsentShowCommand: Command {
                 if let client = entry.clientAddress { line += "  from \(client)" }
                 if let confirms = entry.confirms { line += "  (confirms #\(confirms))" }
                 if let evidence = entry.evidence { line += "  evidence: \(evidence)" }
-                console.print(line)
+                console.printEscaped(line)
             }
         }
         return .success
@@ -258,8 +258,8 @@ enum PurposeListCommand: Command {
             try console.printJSON(purposes)
         } else {
             for purpose in purposes {
-                console.print("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
-                              + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
+                console.printEscaped("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
+                                     + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
             }
         }
         return .success

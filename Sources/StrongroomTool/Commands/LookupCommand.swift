@@ -19,13 +19,13 @@ struct MatchOutput: Encodable {
         source = match.source
     }
 
-    /// One line for people: name, kind and ids, last contact, source.
+    /// One line for people: name, kind and ids, last contact, source; stored text escaped (`TerminalText`).
     var line: String {
         var text = "\(name ?? "(no name)")  \(kind) \(id)"
         if let externalId { text += " (\(externalId))" }
         text += "  last contacted \(lastContacted ?? "never")"
         if let source { text += "  source \(source)" }
-        return text
+        return TerminalText.escaping(text)
     }
 }
 

@@ -29,18 +29,18 @@ enum SubjectExportCommand: Command {
         let store = try options.open()
         defer { store.close() }
         let export = try store.export(try store.resolve(reference), context: options.context)
-        let json = try export.jsonData()
+        // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
+        let json = TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self))
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil, attributes: [.posixPermissions: 0o600]),
                   let handle = FileHandle(forWritingAtPath: out) else {
                 throw ToolError(message: "cannot write \(out)", status: .usage)
             }
-            handle.write(json)
-            handle.write(Data("\n".utf8))
+            handle.write(Data((json + "\n").utf8))
             try handle.close()
             console.print("exported subject \(export.subject.id) to \(out)")
         } else {
-            console.print(String(decoding: json, as: UTF8.self))
+            console.print(json)
         }
         return .success
     }
