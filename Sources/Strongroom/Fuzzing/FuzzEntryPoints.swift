@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomPhone
 import StrongroomStorage
 
 /// The parsers that read untrusted bytes, each behind one function that takes arbitrary input and must

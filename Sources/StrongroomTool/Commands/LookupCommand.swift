@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomPhone
 
 /// The JSON form of a caller-ID match (`lookup --json`, `call record --json`).
 struct MatchOutput: Encodable {
