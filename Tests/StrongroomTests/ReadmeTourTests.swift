@@ -44,16 +44,19 @@ struct ReadmeTourTests {
     }
 
     /// `swiftc` flags that build against the library modules of this test run: their interfaces, the
-    /// C modules' maps, and their object files (the build folder is the one this test binary is in).
+    /// C modules' maps, and their object files (the build folder is the one this test binary is in;
+    /// the C libraries are linked through the module maps' `link` lines).
     static func libraryFlags() throws -> [String] {
         let products = try #require(Bundle.main.executableURL).resolvingSymlinksInPath().deletingLastPathComponent()
         let sources = Fixture.directory.deletingLastPathComponent().appendingPathComponent("Sources")
         var flags = ["-I", products.appendingPathComponent("Modules").path]
         for module in ["COpenSSL", "CSQLite", "CPostgreSQL"] { flags += ["-I", sources.appendingPathComponent(module).path] }
         for module in ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomPhone"] {
-            let folder = products.appendingPathComponent("\(module).build")
-            flags += try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".o") }.sorted()
-                .map { folder.appendingPathComponent($0).path }
+            // The objects of the module's current sources, as its build's output file map names them (the
+            // folder may also hold objects of sources since moved or deleted).
+            let map = products.appendingPathComponent("\(module).build/output-file-map.json")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: map)) as? [String: Any])
+            flags += entries.values.compactMap { ($0 as? [String: String])?["object"] }.sorted()
         }
         return flags
     }
