@@ -36,7 +36,7 @@ struct StoreOptions {
           strongroom init && strongroom keys status
         """
 
-    /// The line each store command's help shows in place of `help`.
+    /// What each store command's help shows in place of `help`: where to find it.
     static let helpPointer = """
         Store, master key and access context (--store, --key-file, --key-command, --actor,
         --purpose, --client, or STRONGROOM_STORE, STRONGROOM_KEY_FILE...): see strongroom --help.

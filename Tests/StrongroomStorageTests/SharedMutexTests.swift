@@ -30,7 +30,6 @@ struct SharedMutexTests {
     @Test("lock and unlock; another handle waits while one holds it")
     func exclusion() throws {
         let (path, _, mutex) = try freshMutex("exclusion", in: scratch)
-        defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(try mutex.lock() == false)
         mutex.unlock()
         #expect(try mutex.lock() == false)
@@ -50,7 +49,6 @@ struct SharedMutexTests {
           arguments: ["killed", "exited"])
     func holderDied(how: String) async throws {
         let (path, _, mutex) = try freshMutex("died", in: scratch)
-        defer { try? FileManager.default.removeItem(atPath: path) }
         await #expect(processExitsWith: how == "killed" ? .signal(SIGKILL) : .success) { [path = path as String, how = how as String] in
             let (_, mutex) = try openMutex(path)
             _ = try mutex.lock()
@@ -75,7 +73,6 @@ struct SharedMutexTests {
     @Test("processes incrementing a counter in the block under it lose no increment")
     func counter() async throws {
         let (path, block, _) = try freshMutex("counter", in: scratch)
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let increments = 50_000
         // Each child adds itself to the arrivals (offset 8) under the mutex and waits for the other
         // before it starts, so that they really contend; then it adds `increments` to the counter
@@ -109,7 +106,6 @@ struct SharedMutexTests {
     @Test("initialize() frees a mutex whose bytes say it is held, as a reboot leaves them")
     func staleAfterReboot() throws {
         let (path, block, mutex) = try freshMutex("reboot", in: scratch)
-        defer { try? FileManager.default.removeItem(atPath: path) }
         // The bytes of a held mutex, put back once it is free: held by a thread that will never release it.
         let size = MemoryLayout<pthread_mutex_t>.size
         _ = try mutex.lock()
@@ -127,7 +123,6 @@ struct SharedMutexTests {
           arguments: [4, 4096 - 8])
     func badOffset(offset: Int) async throws {
         let path = scratch.path("offset")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         _ = try MappedBlock(path: path, byteCount: 4096)
         await #expect(processExitsWith: .failure) { [path = path as String, offset = offset as Int] in
             _ = try SharedMutex(in: MappedBlock(path: path, byteCount: 4096), at: offset)

@@ -92,7 +92,6 @@ struct FileTests {
     @Test("appends grow the file and truncation cuts it")
     func appendOnly() throws {
         let path = scratch.path("log.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try AppendOnlyFile(path: path)
         try file.append(Array("one\n".utf8))
         try file.append(Array("two\n".utf8))
@@ -106,7 +105,6 @@ struct FileTests {
     @Test("a mapped file grows preallocated with zeros, its stores are in the file at once, and it is cut to length")
     func mapped() throws {
         let path = scratch.path("mapped.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try MappedFile(path: path, window: 1 << 16)
         #expect(file.size == 0)
         try file.allocate(to: 8192)
@@ -131,7 +129,6 @@ struct FileTests {
     @Test("a mapped file's window moves along a long file, and sees growth made through another handle")
     func mappedWindow() throws {
         let path = scratch.path("window.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try MappedFile(path: path, window: 4096)
         try file.allocate(to: 3 * 4096 + 10)
         // Within the first window, then past it, then across a page boundary, then back at the start.
@@ -154,7 +151,6 @@ struct FileTests {
     @Test("a mapped block is made whole, zero-filled and 0600, and its fields are shared by every handle")
     func block() throws {
         let path = scratch.path("TAIL")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let first = try MappedBlock(path: path, byteCount: 4096)
         #expect(try AppendOnlyFile.readAll(path: path) == [UInt8](repeating: 0, count: 4096))
         first.storeUInt64(0x0102_0304_0506_0708, at: 8)
@@ -172,7 +168,6 @@ struct FileTests {
     @Test("a populator readies a fresh file's pages for writing and changes no byte, inside the file or past its end")
     func populate() throws {
         let path = scratch.path("populate.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try MappedFile(path: path, window: 1 << 16)
         try file.allocate(to: 4 << 20)
         let populator = try file.populator()
@@ -192,7 +187,6 @@ struct FileTests {
     @Test("pages readied inside the writer's window take its stores without a page fault; pages outside it still fault")
     func populateInPlace() throws {
         let path = scratch.path("in-place.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try MappedFile(path: path, window: 1 << 20)
         try file.allocate(to: 4 << 20)
         let populator = try file.populator()
@@ -214,7 +208,6 @@ struct FileTests {
     @Test("a mapped file that was deleted or replaced is noticed")
     func mappedReplaced() throws {
         let path = scratch.path("replaced.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         let file = try MappedFile(path: path, window: 4096)
         #expect(try file.sizeIfStillLinked() == 0)
         try FileManager.default.removeItem(atPath: path)
@@ -226,7 +219,6 @@ struct FileTests {
     func mappedUnavailable() throws {
         let folder = scratch.path("not-a-folder")
         try Data("file".utf8).write(to: URL(fileURLWithPath: folder))
-        defer { try? FileManager.default.removeItem(atPath: folder) }
         #expect { try MappedFile(path: folder + "/x", window: 4096) } throws: { error in
             (error as? FileError)?.operation == "open" && (error as? FileError)?.code == ENOTDIR
         }
@@ -244,7 +236,6 @@ struct FileTests {
     @Test("shared holders keep out an exclusive try; the last one out can take it")
     func presence() throws {
         let path = scratch.path("PRESENT")
-        defer { try? FileManager.default.removeItem(atPath: path) }
         // Two handles on one file behave as two processes do (flock locks belong to the open file).
         let first = try FileLock(path: path)
         let second = try FileLock(path: path)

@@ -73,7 +73,7 @@ enum ConsentGrantCommand: Command {
           --initiator WHO      who brought it about: subject, staff (default) or import
           --client IP          the subject's network address when consenting: kept encrypted in the
                                ledger and never written to the audit log (for consent commands it
-                               takes the place of the access context's --client below)
+                               takes the place of the access context's --client)
           --json               print the entry as JSON (with confirmation_token when pending)
 
         \(StoreOptions.helpPointer)

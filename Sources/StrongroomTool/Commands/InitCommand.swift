@@ -11,8 +11,8 @@ enum InitCommand: Command {
 
         Creates an encrypted store in DIR (--store, or STRONGROOM_STORE). If the key file (--key-file,
         or STRONGROOM_KEY_FILE) does not exist, it is created with a fresh random 256-bit master key,
-        mode 0600 from its first instant. Keep the key file away from backups of
-        the store: whoever holds both can read everything.
+        mode 0600 from its first instant. Keep the key file away from backups of the store: whoever
+        holds both can read everything.
 
           --region R            default phone region of the store, ISO 3166 code (default US)
           --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
