@@ -1,7 +1,7 @@
 import Foundation
 import Strongroom
 
-/// The tool's exit statuses (`../shared/CLI.md`).
+/// The tool's exit statuses (README.md, "Command reference").
 enum ExitStatus: Int32 {
     /// Done.
     case success = 0
@@ -87,7 +87,7 @@ struct ToolError: Error {
 }
 
 extension StoreError {
-    /// The exit status for this error (`../shared/CLI.md`).
+    /// The exit status for this error (README.md, "Command reference").
     var exitStatus: ExitStatus {
         switch self {
         case .subjectNotFound, .subjectErased, .concurrentChange: return .failure

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomPhone
 
 /// Options of a CSV import.
 public struct ImportOptions: Sendable {

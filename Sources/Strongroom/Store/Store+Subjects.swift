@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomPhone
 import StrongroomStorage
 
 /// A new lead or contact: clear metadata and the personal data to encrypt.

@@ -13,7 +13,7 @@ enum AuditVerifyCommand: Command {
         first bad entry (edited, deleted, inserted, reordered), or the sequence number it expected when
         entries are missing from the end, or a torn last line.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit verify --store ./crm-store --key-file ./crm-store.key
@@ -71,7 +71,7 @@ enum AuditShowCommand: Command {
           --actor A      entries by this actor
           --since T      entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
         (Here --actor filters the entries: reading the log decrypts nothing, so nothing is logged.)
 
         Example:
@@ -117,7 +117,7 @@ enum AuditExportCommand: Command {
           --format jsonl   the only format
           --since T        entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit export --format jsonl --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key > audit.jsonl

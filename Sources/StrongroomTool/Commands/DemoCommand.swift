@@ -1,6 +1,7 @@
 import Foundation
 import Strongroom
 import StrongroomCrypto
+import StrongroomPhone
 
 /// `strongroom demo`: a guided tour on a new embedded store.
 enum DemoCommand: Command {

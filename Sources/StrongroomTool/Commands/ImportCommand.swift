@@ -26,7 +26,7 @@ enum ImportCommand: Command {
           --strict     import nothing if any row is bad
           --json       print the summary as JSON
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom import --store ./crm-store --key-file ./crm-store.key Fixtures/contacts-sample.csv

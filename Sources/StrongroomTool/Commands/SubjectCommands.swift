@@ -6,16 +6,18 @@ enum SubjectExportCommand: Command {
     static let name = "subject export"
     static let abstract = "everything held on a subject, as JSON (right of access, portability)"
     static let help = """
-        Usage: strongroom subject export ID [--out FILE]
+        Usage: strongroom subject export ID [--purpose P] [--out FILE]
 
         Prints everything the store holds on the subject as JSON (layout "strongroom.subject-export",
         version 1): clear fields, every personal field decrypted, phone numbers with their E.164 form,
         logged calls, the consent ledger, and the audit trail of who accessed the subject's data and
         why. The export is itself audited. ID is the store's id or the external_id given at import.
 
+          --purpose P  why, as the audit log records it: subject-request for a data subject's
+                       request (Art. 15 or 20, allowed while restricted), else admin (default)
           --out FILE   write to FILE (mode 0600) instead of standard output
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject export crm-4242-2 --store ./crm-store --key-file ./crm-store.key --purpose subject-request
@@ -58,7 +60,7 @@ enum SubjectEraseCommand: Command {
         database still hold the wrapped key until `strongroom keys seal-erasures` runs. The audit log
         records the erasure with the subject id and TEXT (a ticket or legal basis: no personal data).
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject erase crm-4242-2 --reason "Art. 17 request 2026-114" --store ./crm-store --key-file ./crm-store.key
@@ -88,7 +90,7 @@ enum SubjectRestrictCommand: Command {
         While restricted, the subject's data is decrypted only for the purposes legal-claims and
         subject-request; every other read (caller ID included) is refused and audited as refused.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject restrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
@@ -106,7 +108,7 @@ enum SubjectUnrestrictCommand: Command {
     static let help = """
         Usage: strongroom subject unrestrict ID
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject unrestrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
