@@ -85,12 +85,12 @@ extension StoreError {
     /// The exit status for this error (`../shared/CLI.md`).
     var exitStatus: ExitStatus {
         switch self {
-        case .subjectNotFound, .subjectErased, .concurrentChange: return .failure
+        case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
              .consentTokenRejected:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
-             .auditFailed, .database, .crypto, .file, .keyBudgetExhausted:
+             .auditFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted:
             return .integrity
         }
     }

@@ -428,16 +428,19 @@ final class Keyring: Sendable {
     }
 
     /// Saves the audit chain head unless a newer one is already saved (another process may share the
-    /// log); false when the key database could not take it now.
-    func saveAuditHead(_ head: AuditHead) -> Bool {
+    /// log), or, `replacing` (an acknowledged gap, whose entry comes after fewer entries than the lost
+    /// head named), whatever is saved; false when the key database could not take it now.
+    func saveAuditHead(_ head: AuditHead, replacing: Bool) -> Bool {
         guard let code = try? head.authenticationCode(auditMAC) else { return false }
         return (try? database.withLock { connection in
             try connection.run("""
                 INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
                     time = excluded.time, head_mac = excluded.head_mac
-                WHERE excluded.sequence > audit_head.sequence
+                \(replacing ? "" : "WHERE excluded.sequence > audit_head.sequence")
                 """, [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)])
         }) != nil
     }
 }
+
+extension Keyring: AuditHeadStore {}
