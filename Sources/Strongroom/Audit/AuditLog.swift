@@ -248,13 +248,17 @@ final class AuditLog: AuditTrail {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
+        var previous: UInt64 = 0
         let (dueHead, written, synchronizer) = try state.withLock {
             (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
             if state.presence == nil { try join(&state) }
             guard let shared = state.tail else { preconditionFailure("append before join") }
             // Taken and released by this thread: the closure runs on it, under the state lock.
             let tail = try shared.withAppendLock {
+                // A head found deleted: the files decide again, and the end is checked against the head.
+                if headKeeper.takeHeadFoundMissing() { shared.isInProgress = true }
                 var tail = try attach(&state)
+                previous = tail.sequence
                 if tail.committed >= segmentByteLimit {
                     // Close the full segment with a chained entry before starting the next.
                     let closing = AuditEvent(action: .segmentEnd, actor: "strongroom", purpose: "audit", subject: nil,
@@ -270,7 +274,7 @@ final class AuditLog: AuditTrail {
                 return try append(events, after: tail, to: &state)
             }
             // Noted in chain order, under the state lock; saved (when due) outside it, after any sync.
-            return (headKeeper.noteAppended(sequence: tail.sequence, entryMAC: tail.mac), appended.load(ordering: .acquiring),
+            return (headKeeper.noteAppended(sequence: tail.sequence, entryMAC: tail.mac, after: previous), appended.load(ordering: .acquiring),
                     state.synchronizer)
         }
         if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }

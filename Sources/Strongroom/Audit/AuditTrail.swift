@@ -59,9 +59,30 @@ extension AuditLineFormat {
 protocol AuditHeadStore: Sendable {
     /// The saved head with its MAC; nil when none was saved.
     func auditHead() throws -> (head: AuditHead, code: [UInt8])?
-    /// Saves `head` unless a newer one is saved (or, `replacing`, whatever is saved: only an
-    /// acknowledged gap moves the head back); false when the key database could not take it now.
-    func saveAuditHead(_ head: AuditHead, replacing: Bool) -> Bool
+    /// Saves `head` as `mode` says.
+    func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave
+}
+
+/// How a head may be saved.
+enum AuditHeadSaveMode: Equatable, Sendable {
+    /// Moves the saved head forward; does nothing if it is newer, and reports a missing one.
+    case advance
+    /// As `advance`, but creates the head if there is none: for a log whose first entries this
+    /// process wrote (after an empty log with no head).
+    case create
+    /// Replaces whatever is saved: an acknowledged gap, whose entry may come before the lost head.
+    case replace
+}
+
+/// How saving the signed head went.
+enum AuditHeadSave: Equatable, Sendable {
+    /// Saved, or a newer head was already there.
+    case saved
+    /// The key database could not take it now (busy): try again later.
+    case failed
+    /// No head is saved and this one may not create it (the head was deleted): the trail must check
+    /// its end against the head before it appends again.
+    case missing
 }
 
 /// Decides when the signed chain head is saved to the key database: at once for the first entry after
@@ -76,6 +97,11 @@ final class AuditHeadKeeper: Sendable {
         var isCurrent = true
         /// A timed save is scheduled.
         var isTimerArmed = false
+        /// A save found the head deleted: the trail checks its end before its next append.
+        var headFoundMissing = false
+        /// This keeper's next save may create the head: its trail started the log (an empty log, no
+        /// head), and it was not saved since.
+        var startedLog = false
     }
 
     /// How long after an entry its head is saved at the latest (SECURITY.md states this window).
@@ -93,8 +119,9 @@ final class AuditHeadKeeper: Sendable {
     /// Called under the trail's append lock, in chain order: notes that the chain now ends at
     /// `sequence` with `entryMAC`. Returns the head to save now (outside the lock, with `save`) when
     /// one is due; otherwise a timed save is scheduled.
-    func noteAppended(sequence: UInt64, entryMAC: [UInt8]) -> AuditHead? {
+    func noteAppended(sequence: UInt64, entryMAC: [UInt8], after previous: UInt64) -> AuditHead? {
         let (head, arm): (AuditHead?, Bool) = state.withLock { state in
+            if previous == 0 { state.startedLog = true }
             state.sequence = sequence
             state.entryMAC = entryMAC
             state.isCurrent = false
@@ -114,9 +141,13 @@ final class AuditHeadKeeper: Sendable {
 
     /// Saves a head `noteAppended` returned; a failure leaves the timer to try again.
     func save(_ head: AuditHead) {
-        guard !store.saveAuditHead(head, replacing: false) else { return }
-        state.withLock { $0.isCurrent = false; $0.lastSave = .distantPast }
-        armTimerIfIdle()
+        switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
+        case .saved: state.withLock { $0.startedLog = false }
+        case .missing: state.withLock { $0.headFoundMissing = true }
+        case .failed:
+            state.withLock { $0.isCurrent = false; $0.lastSave = .distantPast }
+            armTimerIfIdle()
+        }
     }
 
     /// Saves the head now if entries were appended since the last save.
@@ -127,8 +158,20 @@ final class AuditHeadKeeper: Sendable {
             state.lastSave = Date()
             return AuditHead(sequence: state.sequence, entryMAC: state.entryMAC, time: state.lastSave)
         }
-        if let head, !store.saveAuditHead(head, replacing: false) {
-            state.withLock { $0.isCurrent = false }
+        guard let head else { return }
+        switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
+        case .saved: state.withLock { $0.startedLog = false }
+        case .missing: state.withLock { $0.headFoundMissing = true }
+        case .failed: state.withLock { $0.isCurrent = false }
+        }
+    }
+
+    /// Whether a save found the head deleted since the last call: the trail then checks its end
+    /// against the head (and refuses) before it appends again.
+    func takeHeadFoundMissing() -> Bool {
+        state.withLock { state in
+            defer { state.headFoundMissing = false }
+            return state.headFoundMissing
         }
     }
 
@@ -142,7 +185,7 @@ final class AuditHeadKeeper: Sendable {
             state.isCurrent = true
             state.lastSave = now
         }
-        return store.saveAuditHead(AuditHead(sequence: sequence, entryMAC: entryMAC, time: now), replacing: true)
+        return store.saveAuditHead(AuditHead(sequence: sequence, entryMAC: entryMAC, time: now), mode: .replace) == .saved
     }
 
     /// Schedules a timed save unless one is scheduled.

@@ -46,6 +46,8 @@ final class PostgresAuditLog: AuditTrail {
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
         let dueHead = try state.withLock { state in
+            // A head found deleted: the tail is read back and checked against the head.
+            if headKeeper.takeHeadFoundMissing() { state.tail = nil }
             for _ in 0..<PostgresAuditLog.attempts {
                 let tail = try state.tail ?? checkedTail(state.connection)
                 var output: [UInt8] = []
@@ -57,9 +59,18 @@ final class PostgresAuditLog: AuditTrail {
                     values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
                     start = end
                 }
-                let rows = Array(repeating: "(?, ?)", count: events.count).joined(separator: ", ")
+                let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
                 do {
-                    try state.connection.run("INSERT INTO audit_log (sequence, line) VALUES \(rows)", values)
+                    // Inserted only while the entry chained after is still there: rows cut off the end
+                    // under a running process make its next append read the tail back and check it.
+                    try state.connection.run("""
+                        INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
+                        WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
+                        """, values + [.integer(Int64(tail.sequence)), .integer(Int64(tail.sequence))])
+                    guard state.connection.changes == events.count else {
+                        state.tail = nil
+                        continue
+                    }
                 } catch let error as any DatabaseError where error.isConstraintViolation {
                     state.tail = nil   // another process appended: chain after its entries
                     continue
@@ -69,7 +80,7 @@ final class PostgresAuditLog: AuditTrail {
                 }
                 state.tail = last
                 // Noted in chain order, under the state lock; saved (when due) outside it.
-                return headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac)
+                return headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence)
             }
             throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }

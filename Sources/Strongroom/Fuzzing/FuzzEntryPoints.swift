@@ -145,5 +145,5 @@ public enum FuzzEntryPoints {
 /// No signed head: the fuzzer verifies segments on their own and appends nothing.
 private struct NoAuditHead: AuditHeadStore {
     func auditHead() throws -> (head: AuditHead, code: [UInt8])? { nil }
-    func saveAuditHead(_ head: AuditHead, replacing: Bool) -> Bool { true }
+    func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave { .saved }
 }
