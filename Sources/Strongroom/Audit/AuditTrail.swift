@@ -97,8 +97,6 @@ final class AuditHeadKeeper: Sendable {
         var isCurrent = true
         /// A timed save is scheduled.
         var isTimerArmed = false
-        /// A save found the head deleted: the trail checks its end before its next append.
-        var headFoundMissing = false
         /// This keeper's next save may create the head: its trail started the log (an empty log, no
         /// head), and it was not saved since.
         var startedLog = false
@@ -108,6 +106,9 @@ final class AuditHeadKeeper: Sendable {
     static let interval: TimeInterval = 1
 
     private let state = Mutex(State())
+    /// A save found the head deleted: the trail checks its end before its next append (an atomic, as
+    /// every append looks at it).
+    private let headFoundMissing = Atomic<Bool>(false)
     let store: any AuditHeadStore
     /// Runs the timed saves, off the appending threads.
     private let timerQueue = DispatchQueue(label: "strongroom.audit.head", qos: .utility)
@@ -143,7 +144,7 @@ final class AuditHeadKeeper: Sendable {
     func save(_ head: AuditHead) {
         switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
         case .saved: state.withLock { $0.startedLog = false }
-        case .missing: state.withLock { $0.headFoundMissing = true }
+        case .missing: headFoundMissing.store(true, ordering: .releasing)
         case .failed:
             state.withLock { $0.isCurrent = false; $0.lastSave = .distantPast }
             armTimerIfIdle()
@@ -161,7 +162,7 @@ final class AuditHeadKeeper: Sendable {
         guard let head else { return }
         switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
         case .saved: state.withLock { $0.startedLog = false }
-        case .missing: state.withLock { $0.headFoundMissing = true }
+        case .missing: headFoundMissing.store(true, ordering: .releasing)
         case .failed: state.withLock { $0.isCurrent = false }
         }
     }
@@ -169,10 +170,7 @@ final class AuditHeadKeeper: Sendable {
     /// Whether a save found the head deleted since the last call: the trail then checks its end
     /// against the head (and refuses) before it appends again.
     func takeHeadFoundMissing() -> Bool {
-        state.withLock { state in
-            defer { state.headFoundMissing = false }
-            return state.headFoundMissing
-        }
+        headFoundMissing.load(ordering: .acquiring) && headFoundMissing.exchange(false, ordering: .acquiringAndReleasing)
     }
 
     /// After an acknowledged gap: the chain now ends at the acknowledgement, whose head replaces the
