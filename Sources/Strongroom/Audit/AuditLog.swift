@@ -289,8 +289,8 @@ final class AuditLog: AuditTrail {
                 // The files decide where the log really ends; the gap is named against the head.
                 let segments = try AuditLog.listSegments(in: directory)
                 let tail = try rebuild(&state, checkingHead: false)
-                guard let (gap, headMAC) = try endCheck.findGap(last: (tail.sequence, tail.mac),
-                                                                linesFrom: { try AuditLog.lines(from: $0, in: segments) }) else {
+                guard let (gap, headMAC) = try endCheck.findGap(readEnd: { (tail.sequence, tail.mac) },
+                                                                linesFrom: { first, _ in try AuditLog.lines(from: first, in: segments) }).gap else {
                     throw AuditLogError.noGap
                 }
                 return (gap, try append([acknowledgement(gap, headMAC)], after: tail, to: &state))
@@ -442,7 +442,9 @@ final class AuditLog: AuditTrail {
             }
         }
         if checkingHead {
-            try endCheck.check(last: last ?? (0, genesis), linesFrom: { try AuditLog.lines(from: $0, in: segments) })
+            // Under the append lock no entry is added meanwhile, and the head covers only entries
+            // already written: reading it after the files is safe here.
+            _ = try endCheck.check(readEnd: { last ?? (0, genesis) }, linesFrom: { first, _ in try AuditLog.lines(from: first, in: segments) })
         }
         do {
             try segment.truncate(to: committed)

@@ -109,7 +109,8 @@ final class AuditHeadKeeper: Sendable {
     /// A save found the head deleted: the trail checks its end before its next append (an atomic, as
     /// every append looks at it).
     private let headFoundMissing = Atomic<Bool>(false)
-    let store: any AuditHeadStore
+    /// Where the head is saved.
+    private let store: any AuditHeadStore
     /// Runs the timed saves, off the appending threads.
     private let timerQueue = DispatchQueue(label: "strongroom.audit.head", qos: .utility)
 
@@ -279,18 +280,32 @@ struct AuditEndCheck {
     let mac: HMACSHA256
     let headStore: any AuditHeadStore
 
-    /// Checks a log ending at `last`; `linesFrom(sequence)` gives the complete lines (without
-    /// newlines) from the entry `sequence` on, oldest first. Throws `AuditLogError.gap` on a mismatch.
-    func check(last: (sequence: UInt64, mac: [UInt8]),
-               linesFrom: (UInt64) throws -> [ArraySlice<UInt8>]) throws {
-        guard let gap = try findGap(last: last, linesFrom: linesFrom) else { return }
-        throw AuditLogError.gap(gap.gap)
+    /// Checks the log's end, read by `readEnd` once the head is read: the head only ever covers
+    /// entries already written, so read in this order a log that lost nothing is never shorter than
+    /// its head, whatever other processes append meanwhile. `linesFrom(sequence)` gives the complete
+    /// lines (without newlines) from the entry `sequence` on, oldest first. Returns the end; throws
+    /// `AuditLogError.gap` on a mismatch.
+    func check(readEnd: () throws -> (sequence: UInt64, mac: [UInt8]),
+               linesFrom: (UInt64, _ last: UInt64) throws -> [ArraySlice<UInt8>]) throws -> (sequence: UInt64, mac: [UInt8]) {
+        let (last, gap) = try findGap(readEnd: readEnd, linesFrom: linesFrom)
+        if let gap { throw AuditLogError.gap(gap.gap) }
+        return last
     }
 
-    /// The gap, with the saved head's entry MAC (nil when there is no valid head); nil when the end agrees.
-    func findGap(last: (sequence: UInt64, mac: [UInt8]),
-                 linesFrom: (UInt64) throws -> [ArraySlice<UInt8>]) throws -> (gap: AuditGap, headMAC: [UInt8]?)? {
-        guard let saved = try headStore.auditHead() else {
+    /// The log's end (read after the head) and its gap, with the saved head's entry MAC (nil when
+    /// there is no valid head); no gap when the end agrees with the head.
+    func findGap(readEnd: () throws -> (sequence: UInt64, mac: [UInt8]),
+                 linesFrom: (UInt64, _ last: UInt64) throws -> [ArraySlice<UInt8>])
+        throws -> (last: (sequence: UInt64, mac: [UInt8]), gap: (gap: AuditGap, headMAC: [UInt8]?)?) {
+        let saved = try headStore.auditHead()
+        let last = try readEnd()
+        return (last, try gap(at: last, head: saved, linesFrom: { try linesFrom($0, last.sequence) }))
+    }
+
+    /// The gap between a log ending at `last` and the saved head.
+    private func gap(at last: (sequence: UInt64, mac: [UInt8]), head saved: (head: AuditHead, code: [UInt8])?,
+                     linesFrom: (UInt64) throws -> [ArraySlice<UInt8>]) throws -> (gap: AuditGap, headMAC: [UInt8]?)? {
+        guard let saved else {
             return last.sequence == 0 ? nil : (AuditGap(kind: .headMissing, expected: 0, found: last.sequence), nil)
         }
         let head = saved.head

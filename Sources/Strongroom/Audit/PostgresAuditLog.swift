@@ -87,11 +87,10 @@ final class PostgresAuditLog: AuditTrail {
         if let dueHead { headKeeper.save(dueHead) }
     }
 
-    /// The last entry in the table, once its end is known to agree with the signed head.
+    /// The last entry in the table, once its end is known to agree with the signed head (read
+    /// first: other processes may append and save heads meanwhile).
     private func checkedTail(_ database: any Database) throws -> (sequence: UInt64, mac: [UInt8]) {
-        let tail = try readTail(database)
-        try endCheck.check(last: tail, linesFrom: { try lines(from: $0, through: tail.sequence, in: database) })
-        return tail
+        try endCheck.check(readEnd: { try readTail(database) }, linesFrom: { try lines(from: $0, through: $1, in: database) })
     }
 
     /// The lines (without newlines) of the entries `from` through `last`, in sequence order.
@@ -107,10 +106,10 @@ final class PostgresAuditLog: AuditTrail {
         let (gap, last) = try state.withLock { state in
             state.tail = nil
             for _ in 0..<PostgresAuditLog.attempts {
-                let tail = try readTail(state.connection)
-                guard let (gap, headMAC) = try endCheck.findGap(last: tail, linesFrom: {
-                    try lines(from: $0, through: tail.sequence, in: state.connection)
-                }) else { throw AuditLogError.noGap }
+                let (tail, found) = try endCheck.findGap(readEnd: { try readTail(state.connection) }, linesFrom: {
+                    try lines(from: $0, through: $1, in: state.connection)
+                })
+                guard let (gap, headMAC) = found else { throw AuditLogError.noGap }
                 var output: [UInt8] = []
                 let last = try AuditLineFormat.chain([acknowledgement(gap, headMAC)], after: tail.sequence, previous: tail.mac,
                                                      mac: mac, into: &output)
