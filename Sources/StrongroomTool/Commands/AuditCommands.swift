@@ -19,7 +19,7 @@ enum AuditVerifyCommand: Command {
 
           --accept-acknowledged   exit 0 when the only findings are acknowledged gaps (still listed)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit verify --store ./crm-store --key-file ./crm-store.key
@@ -50,9 +50,10 @@ enum AuditVerifyCommand: Command {
                                          acknowledgedGaps: result.acknowledgedGaps.map(\.description)))
             return passed ? .success : .failure
         }
-        for gap in result.acknowledgedGaps { console.print("acknowledged gap: \(gap)") }
+        // An acknowledgement's actor and reason are stored text: escaped like every stored value.
+        for gap in result.acknowledgedGaps { console.printEscaped("acknowledged gap: \(gap)") }
         if let problem = result.problem {
-            console.print("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
+            console.printEscaped("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
         } else if result.acknowledgedGaps.isEmpty {
             console.print("audit log intact: \(result.verifiedEntries) entries verified, signed head at entry \(result.headSequence)")
         } else {
@@ -71,7 +72,7 @@ enum AuditAcknowledgeGapCommand: Command {
     static let name = "audit acknowledge-gap"
     static let abstract = "record entries lost from the audit log's end, so the store works again"
     static let help = """
-        Usage: strongroom audit acknowledge-gap --reason TEXT [--actor A] [--json]
+        Usage: strongroom audit acknowledge-gap --reason TEXT [--json]
 
         When the audit log ends before its signed chain head (entries cut off), or the head is missing
         or names another entry, the store refuses every read and write (exit 3), and `audit verify`
@@ -84,7 +85,7 @@ enum AuditAcknowledgeGapCommand: Command {
 
           --reason TEXT   why the gap is acknowledged (required)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit acknowledge-gap --reason "incident 2026-31: segment cut, see ticket 881" --actor dpo \\
@@ -140,7 +141,7 @@ enum AuditShowCommand: Command {
           --actor A      entries by this actor
           --since T      entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
         (Here --actor filters the entries: reading the log decrypts nothing, so nothing is logged.)
 
         Example:
@@ -166,7 +167,7 @@ enum AuditShowCommand: Command {
                 if !entry.fields.isEmpty { text += "  [\(entry.fields.joined(separator: ","))]" }
                 if let client = entry.client { text += "  from \(client)" }
                 if let detail = entry.detail { text += "  (\(detail))" }
-                console.print(text)
+                console.printEscaped(text)
             }
         }
         if !json && count == 0 { console.print("no matching entries") }
@@ -188,7 +189,7 @@ enum AuditExportCommand: Command {
           --format jsonl   the only format
           --since T        entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit export --format jsonl --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key > audit.jsonl
