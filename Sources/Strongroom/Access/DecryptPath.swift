@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomStorage
 
 /// Proof that the caller is the audited decrypt path: only this file can make one, and
 /// `Envelope.openPersonalData` requires one, so no other code can turn a personal value into plaintext.
@@ -56,6 +57,9 @@ extension Store {
                 throw .accessRefused(subject.id, purpose: context.purpose, reason: refusal)
             }
         }
+        // A key cached before another process erased its subject must not open a restored copy of its rows.
+        let dataVersion = data.withLock { ($0 as? SQLiteConnection)?.dataVersion }
+        try storeErrors { try keyring.noticeErasures(dataVersion: dataVersion) }
         var results: [PersonalData] = []
         results.reserveCapacity(subjects.count)
         var opened: [SubjectID: [[UInt8]]] = [:]

@@ -192,8 +192,9 @@ public final class PostgresConnection: Database {
     }
 
     /// Nothing to do here: PostgreSQL keeps a deleted row's old version until VACUUM reclaims it and
-    /// its WAL until a checkpoint recycles it; SECURITY.md says what that means for erasure.
-    public func discardDeletedContent() {}
+    /// its WAL until a checkpoint recycles it, both beyond a client's reach; SECURITY.md says what that
+    /// means for erasure. Always true: no reader of this connection's making holds anything back.
+    public func discardDeletedContent(waitingUpTo milliseconds: Int32?) -> Bool { true }
 
     /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
     private func query(_ sql: String, _ values: [SQLValue]) throws(PostgresError) -> PostgresResult {
