@@ -71,6 +71,43 @@ public enum KeyFile {
         try syncDirectory(containing: path)
     }
 
+    /// Destroys the key file at `path`: its bytes are overwritten in place with as many random bytes
+    /// and synced, then the file is unlinked and the directory synced. Refuses what is not a regular
+    /// file (a symbolic link is not followed). What the storage keeps beneath the file system (SSD
+    /// wear levelling, snapshots, copies elsewhere) is beyond it (SECURITY.md).
+    public static func destroy(at path: String) throws(KeyFileError) {
+        let descriptor = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard descriptor >= 0 else {
+            switch errno {
+            case ENOENT: throw .notFound(path: path)
+            case ELOOP: throw .notARegularFile(path: path)
+            default: throw .io(path: path, operation: "open", errno: errno)
+            }
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard unsafe fstat(descriptor, &status) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
+        guard status.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(path: path) }
+        let noise: [UInt8]
+        do { noise = try SecureRandom.bytes(count: Int(status.st_size)) } catch {
+            throw .io(path: path, operation: "random overwrite", errno: 0)
+        }
+        var written = 0
+        while written < noise.count {
+            let count = unsafe noise.withUnsafeBytes { raw in
+                unsafe pwrite(descriptor, raw.baseAddress! + written, raw.count - written, off_t(written))
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, operation: "overwrite", errno: errno)
+            }
+            written += count
+        }
+        guard fsync(descriptor) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
+        guard unlink(path) == 0 else { throw .io(path: path, operation: "unlink", errno: errno) }
+        try syncDirectory(containing: path)
+    }
+
     /// Reads the key in `path`, refusing a file that is not regular or that group or others can read.
     public static func load(from path: String) throws(KeyFileError) -> SecretKey {
         // O_NONBLOCK: opening a named pipe must not wait for a writer; fstat below then refuses it.
