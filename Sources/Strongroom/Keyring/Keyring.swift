@@ -222,16 +222,19 @@ final class Keyring: Sendable {
     /// Reloads the keys, and drops the cached keys of subjects erased by another process, if another
     /// connection committed to the key database since they were loaded; returns whether it did.
     func reloadIfChanged() throws -> Bool {
-        let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
-        let changed = loadedDataVersion.withLock { seen in
-            defer { seen = version }
-            return seen != 0 && seen != version
+        // One check at a time: a caller that finds the counter unchanged must not go on to use a cached
+        // key while another, which saw it move, is still dropping the erased subjects' keys. The
+        // counter is recorded only once the reload succeeded, so a failed one is tried again.
+        try loadedDataVersion.withLock { seen in
+            let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
+            let changed = seen != 0 && seen != version
+            if changed {
+                try reload()
+                try forgetErasedSubjects()
+            }
+            seen = version
+            return changed
         }
-        if changed {
-            try reload()
-            try forgetErasedSubjects()
-        }
-        return changed
     }
 
     /// Makes sure no cached key of a subject erased by any process is used to open rows read from the

@@ -23,15 +23,16 @@ extension Store {
     /// "Art. 17 request 2026-114": it must not hold personal data).
     ///
     /// Returns whether old pages of the key database still hold the wrapped key because a reader kept
-    /// them (`ErasureCompletion`). The data file's WAL is checkpointed and cut too, as far as its
-    /// readers allow within the same wait (best effort: what is left there is ciphertext without a key).
+    /// them (`ErasureCompletion`). The data file's WAL is checkpointed and cut too if no reader holds
+    /// it: one attempt, no wait, so a long reader of the data (an online backup) never stalls this
+    /// process's reads (best effort: what is left there is ciphertext without its key).
     @discardableResult
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> ErasureCompletion {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
         try remove(id, event: AuditEvent(.erase, context, subject: id, detail: reason))
         return try storeErrors {
-            _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: keyring.erasureWait) }
+            _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: 0) }
             return try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete
         }
     }
