@@ -159,19 +159,21 @@ struct ErasureReachTests {
         #expect(try reopened.read(ids[1], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-p1")
     }
 
-    @Test("a key database of schema version 4 (before erasure numbers) opens, is migrated, and erases")
-    func olderKeyDatabaseOpens() throws {
-        let test = try TestStore()
+    @Test("a key database of schema version 4 (before erasure numbers) opens, is migrated, and erases", arguments: TestBackend.all)
+    func olderKeyDatabaseOpens(backend: TestBackend) throws {
+        let test = try TestStore(backend)
         defer { test.cleanUp() }
         let ids = try test.store.write((0..<3).map { sampleSubject("v\($0)") }, context: TestStore.admin).map(\.id)
         try test.store.erase(ids[0], reason: Self.reason, context: TestStore.admin)
         test.store.close()
         // Back to version 4: the columns and index of version 5 removed, the erasure kept without a number.
         let keys = try test.database(.keys)
+        if backend == .postgres { try keys.execute("DROP TRIGGER erasure_changes ON erased_subjects") }
         try keys.execute("""
             DROP INDEX erased_subjects_by_number; ALTER TABLE erased_subjects DROP COLUMN erasure_number;
-            ALTER TABLE store DROP COLUMN erased_pages_since; PRAGMA user_version = 4
+            ALTER TABLE store DROP COLUMN erased_pages_since
             """)
+        try keys.setSchemaVersion(4)
         let reopened = try test.reopen()
         defer { reopened.close() }
         #expect(try keys.schemaVersion() == 5)
