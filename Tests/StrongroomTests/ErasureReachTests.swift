@@ -28,6 +28,15 @@ struct ErasureReachTests {
         } ?? nil)
     }
 
+    /// A folder store of 200 subjects (enough for the key database to span several pages), subject i
+    /// holding +44 7700 9xxxxx with i as the last digits.
+    static func storeOf200(erasureWait: Duration) throws -> (TestStore, [SubjectID]) {
+        let test = try TestStore { $0.erasureWait = erasureWait }
+        let ids = try test.store.write((0..<200).map { sampleSubject("s\($0)", phones: ["+44 7700 9\(String(format: "%05d", $0))"]) },
+                                       context: TestStore.admin).map(\.id)
+        return (test, ids)
+    }
+
     /// Another connection to keys.sqlite with an open read transaction (an online backup, another
     /// process's long read), ended by `end`.
     final class KeyDatabaseReader: @unchecked Sendable {
@@ -42,10 +51,8 @@ struct ErasureReachTests {
 
     @Test("an erasure under a reader that ends within the wait leaves no copy of the wrapped key in keys.sqlite, its WAL or journal; the store works on")
     func readerEndsWithinTheWait() throws {
-        let test = try TestStore { $0.erasureWait = .seconds(5) }
+        let (test, ids) = try Self.storeOf200(erasureWait: .seconds(5))
         defer { test.cleanUp() }
-        let ids = try test.store.write((0..<200).map { sampleSubject("r\($0)", phones: ["+44 7700 9\(String(format: "%05d", $0))"]) },
-                                       context: TestStore.admin).map(\.id)
         let victim = ids[117]
         let wrapped = try Self.wrappedKey(of: victim, in: test)
         let nameCiphertext = try #require(try test.database(.data).firstRow("SELECT name_ct FROM subjects WHERE id = ?",
@@ -72,10 +79,8 @@ struct ErasureReachTests {
 
     @Test("an erasure under a reader that outlasts the wait destroys the key, reports old pages; keys compact or the next open overwrites them once the reader ends")
     func readerOutlastsTheWait() throws {
-        let test = try TestStore { $0.erasureWait = .milliseconds(200) }
+        let (test, ids) = try Self.storeOf200(erasureWait: .milliseconds(200))
         defer { test.cleanUp() }
-        let ids = try test.store.write((0..<200).map { sampleSubject("o\($0)", phones: ["+44 7700 9\(String(format: "%05d", $0))"]) },
-                                       context: TestStore.admin).map(\.id)
         for (victim, finish) in [(ids[42], "keys compact"), (ids[43], "reopen")] {
             let wrapped = try Self.wrappedKey(of: victim, in: test)
             let reader = try KeyDatabaseReader(test)

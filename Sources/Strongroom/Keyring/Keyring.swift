@@ -471,9 +471,13 @@ final class Keyring: Sendable {
     func finishErasures(waitingUpTo milliseconds: Int32) throws -> Bool {
         try database.withLock { connection in
             guard try connection.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1") != nil else { return true }
+            let latest = try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
             guard try connection.discardDeletedContent(waitingUpTo: milliseconds) else { return false }
-            // This small write leaves the store row's page in the WAL again: it holds no key.
-            try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1")
+            // Cleared only if no other process erased since `latest` was read: that erasure's pages may
+            // have missed this checkpoint, and its own clears the record once they are gone. (This small
+            // write leaves the store row's page in the WAL again: it holds no key.)
+            try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1 AND (\(Schema.latestErasureNumber)) = ?",
+                               [.integer(latest)])
             return true
         }
     }
