@@ -44,13 +44,15 @@ struct ErasureToolTests {
         #expect(try Self.keyFilesHold(held, store))
         let (stillHeld, heldJSON, _) = store.run(["keys", "compact", "--wait", "0.1", "--json"])
         #expect(stillHeld == .failure && heldJSON.contains("\"complete\":false"), "\(heldJSON)")
-        // The key is gone all the same.
+        // The key is gone all the same; keys status names the waiting pages.
         #expect(store.run(["subject", "export", "crm-4242-2"]).0 == .failure)
+        #expect(store.run(["keys", "status"]).1.contains("old pages wait for a reader of keys.sqlite"))
 
         try reader.execute("COMMIT")
         let (compacted, compactOut, _) = store.run(["keys", "compact"])
         #expect(compacted == .success, "\(compactOut)")
         #expect(try !Self.keyFilesHold(held, store))
+        #expect(!store.run(["keys", "status"]).1.contains("old pages"))
 
         // Without a reader: exit 0 and no copy at once.
         let free = try Self.wrappedKey("crm-4242-3", store)

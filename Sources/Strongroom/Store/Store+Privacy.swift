@@ -37,6 +37,12 @@ extension Store {
         }
     }
 
+    /// Since when old pages of the key database hold a destroyed key because a reader of an older
+    /// snapshot kept them (nil when none do): `compactKeyDatabase()` overwrites them once it has ended.
+    public func oldKeyPagesSince() throws(StoreError) -> Date? {
+        try storeErrors { try keyring.erasedPagesSince() }
+    }
+
     /// Overwrites the old pages of destroyed keys that an erasure had to leave to a reader of an older
     /// snapshot (`ErasureCompletion.oldPagesRemain`), waiting up to `StoreConfiguration.erasureWait`
     /// for such readers to end; `.complete` when none remain.

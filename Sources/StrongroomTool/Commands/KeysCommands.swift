@@ -11,7 +11,8 @@ enum KeysStatusCommand: Command {
 
         Shows the master key generation, the key-encryption key's version, how many subject keys it
         protects, the blind index (key version, tag bits, planned and actual population, expected
-        numbers per tag) and the audit key and signed chain head.
+        numbers per tag) and the audit key and signed chain head; and, if a reader of keys.sqlite kept
+        an erased key's old pages, since when (see `strongroom keys compact`).
 
         \(StoreOptions.help)
 
@@ -41,6 +42,10 @@ enum KeysStatusCommand: Command {
         for usage in status.keyUsage {
             console.print("key use              \(usage.key): \(usage.used) of \(usage.budget) encryptions"
                           + (usage.nearBudget ? "  (near its budget: rotate it)" : ""))
+        }
+        if let since = try store.oldKeyPagesSince() {
+            console.print("erased keys           old pages wait for a reader of keys.sqlite since \(formatTime(since)); "
+                          + "`strongroom keys compact` overwrites them once it has ended")
         }
         if index.needsReplanning {
             console.print("warning: the index holds more than 4x its plan; re-plan with `strongroom keys rotate-index --bits N`")
