@@ -152,7 +152,9 @@ final class Keyring: Sendable {
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait,
                                   latestErasure: latestErasure)
         _ = try keyring.reloadIfChanged()
-        _ = try keyring.finishErasures(waitingUpTo: 0)
+        // Best effort: a store must open even where this cannot finish (a reader still there, a
+        // read-only key database); the record stays for `keys status` and `keys compact` to name.
+        _ = try? keyring.finishErasures(waitingUpTo: 0)
         return keyring
     }
 
