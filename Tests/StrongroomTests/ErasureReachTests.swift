@@ -164,6 +164,32 @@ struct ErasureReachTests {
         #expect(try reopened.read(ids[1], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-p1")
     }
 
+    @Test("an erasure by another instance is noticed at once, within the second after this one's last check (PostgreSQL: by its announcement)",
+          arguments: TestBackend.all)
+    func erasureNoticedAtOnce(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let other = try test.reopen()
+        defer { other.close() }
+        let ids = try test.store.write((0..<3).map { sampleSubject("n\($0)") }, context: TestStore.admin).map(\.id)
+        let data = try test.database(.data)
+        for victim in ids.prefix(2) {
+            #expect(try test.store.read(victim, fields: [.name], context: TestStore.admin).personal.name != nil)
+            try data.execute("CREATE TABLE saved_\(victim.rawValue) AS SELECT * FROM subjects WHERE id = \(victim.rawValue)")
+            #expect(try other.erase(victim, reason: Self.reason, context: TestStore.admin) == .complete)
+            try data.execute("INSERT INTO subjects SELECT * FROM saved_\(victim.rawValue)")
+            #expect { try test.store.read(victim, fields: [.name], context: TestStore.admin) } throws: { error in
+                if case StoreError.subjectErased(victim) = error { return true }
+                return false
+            }
+        }
+        // Second act: the third subject reads in both, and after a pause with nothing announced too.
+        Thread.sleep(forTimeInterval: 1.1)
+        #expect(try test.store.read(ids[2], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-n2")
+        #expect(try other.read(ids[2], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-n2")
+        #expect(throws: StoreError.self) { try test.store.read(ids[0], fields: [.name], context: TestStore.admin) }
+    }
+
     @Test("a key database of schema version 4 (before erasure numbers) opens, is migrated, and erases", arguments: TestBackend.all)
     func olderKeyDatabaseOpens(backend: TestBackend) throws {
         let test = try TestStore(backend)
@@ -173,7 +199,12 @@ struct ErasureReachTests {
         test.store.close()
         // Back to version 4: the columns and index of version 5 removed, the erasure kept without a number.
         let keys = try test.database(.keys)
-        if backend == .postgres { try keys.execute("DROP TRIGGER erasure_changes ON erased_subjects") }
+        if backend == .postgres {
+            try keys.execute("""
+                DROP TRIGGER erasure_changes ON erased_subjects; DROP TRIGGER erasure_announcement ON erased_subjects;
+                DROP FUNCTION announce_erasure()
+                """)
+        }
         try keys.execute("""
             DROP INDEX erased_subjects_by_number; ALTER TABLE erased_subjects DROP COLUMN erasure_number;
             ALTER TABLE store DROP COLUMN erased_pages_since

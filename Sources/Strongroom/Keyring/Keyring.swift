@@ -41,12 +41,18 @@ final class Keyring: Sendable {
     /// that old pages remain (`destroySubjectKeys`), in milliseconds.
     let erasureWait: Int32
 
-    /// The latest erasure whose subject's keys this process dropped from its cache, and the data
-    /// version (`SQLiteConnection.dataVersion` of the data connection) at which that was last checked.
+    /// The latest erasure whose subject's keys this process dropped from its cache, and when that was
+    /// last checked: at which data version (`SQLiteConnection.dataVersion` of the data connection), and
+    /// at what time (PostgreSQL, between announcements).
     struct ErasureWatch: Sendable {
         var latestNumber: Int64
         var checkedAtDataVersion: UInt32?
+        var checkedAt: ContinuousClock.Instant?
     }
+
+    /// How long a PostgreSQL process relies on erasure announcements alone before it reads the key
+    /// change counter anyway (an announcement is delivered asynchronously, after its commit).
+    static let announcementTrust: Duration = .seconds(1)
 
     /// The unwrapped upper keys, as read from the key database: replaced as a whole when rotation
     /// (in this process or another) changes them.
@@ -70,7 +76,7 @@ final class Keyring: Sendable {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
         self.erasureWait = Int32(clamping: erasureWait.components.seconds * 1000 + erasureWait.components.attoseconds / 1_000_000_000_000_000)
-        self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil))
+        self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil, checkedAt: nil))
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
@@ -96,6 +102,7 @@ final class Keyring: Sendable {
                        auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
                        nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
         try connection.migrate(Schema.keys(connection.dialect))
+        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
@@ -128,6 +135,7 @@ final class Keyring: Sendable {
     static func open(database connection: consuming sending any Database, master: SecretKey, cacheCapacity: Int,
                      nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
         try connection.migrate(Schema.keys(connection.dialect))
+        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
         guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         }) else { throw StoreError.storeMismatch }
@@ -224,18 +232,36 @@ final class Keyring: Sendable {
     /// Reloads the keys, and drops the cached keys of subjects erased by another process, if another
     /// connection committed to the key database since they were loaded; returns whether it did.
     func reloadIfChanged() throws -> Bool {
-        // One check at a time: a caller that finds the counter unchanged must not go on to use a cached
-        // key while another, which saw it move, is still dropping the erased subjects' keys. The
-        // counter is recorded only once the reload succeeded, so a failed one is tried again.
+        try reloadIfChanged(trustingAnnouncementsFor: nil)
+    }
+
+    /// `reloadIfChanged`, but with `trust`, on PostgreSQL, nothing is read while no erasure was
+    /// announced and the last check is younger than `trust` (`noticeErasures`).
+    private func reloadIfChanged(trustingAnnouncementsFor trust: Duration?) throws -> Bool {
+        // One check at a time: a caller that finds nothing changed must not go on to use a cached key
+        // while another, which saw a change, is still dropping the erased subjects' keys. The counter
+        // is recorded only once the reload succeeded, so a failed one is tried again.
         try loadedDataVersion.withLock { seen in
-            let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
-            let changed = seen != 0 && seen != version
-            if changed {
-                try reload()
-                try forgetErasedSubjects()
+            let now = ContinuousClock.now
+            if let trust, database.withLock({ ($0 as? PostgresConnection)?.takeNotifications() }) == false,
+               erasures.withLock({ $0.checkedAt.map { now - $0 < trust } ?? false }) {
+                return false
             }
-            seen = version
-            return changed
+            do {
+                let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
+                let changed = seen != 0 && seen != version
+                if changed {
+                    try reload()
+                    try forgetErasedSubjects()
+                }
+                seen = version
+                erasures.withLock { $0.checkedAt = now }
+                return changed
+            } catch {
+                // An announcement taken above is spent: the next call must read the counter.
+                erasures.withLock { $0.checkedAt = nil }
+                throw error
+            }
         }
     }
 
@@ -245,13 +271,15 @@ final class Keyring: Sendable {
     /// A cached key is the one thing an erasure in another process cannot reach, and an erased
     /// subject's rows come back only with a write to the data (a restored backup): its own erasure
     /// deleted them. So while the data is as it was at the last check, the cache is as current as that
-    /// check made it, and the common path costs a comparison. When the data changed (or, on
-    /// PostgreSQL, every time: one read of the key change counter), the key database's change counter
-    /// is read, and if it moved, the erasures numbered since the last check have their subjects' keys
-    /// dropped (`reloadIfChanged`).
+    /// check made it, and the common path costs a comparison. PostgreSQL has no data version: there an
+    /// erasure is announced when it commits (`Schema.erasureChannel`), and while none has arrived the
+    /// common path reads what the server already sent, without a round trip; as the announcement comes
+    /// asynchronously, the check is made anyway once `announcementTrust` has passed since the last.
+    /// The check reads the key database's change counter, and if it moved, the erasures numbered since
+    /// the last check have their subjects' keys dropped (`reloadIfChanged`).
     func noticeErasures(dataVersion: UInt32?) throws {
         if let dataVersion, erasures.withLock({ $0.checkedAtDataVersion == dataVersion }) { return }
-        _ = try reloadIfChanged()
+        _ = try reloadIfChanged(trustingAnnouncementsFor: dataVersion == nil ? Keyring.announcementTrust : nil)
         // Set only after the check, which began after `dataVersion` was read: rows read at that
         // version whose subject's key was destroyed before were seen to be erased.
         erasures.withLock { $0.checkedAtDataVersion = dataVersion }

@@ -246,6 +246,10 @@ enum Schema {
         ALTER TABLE store ADD COLUMN erased_pages_since BIGINT;
         """
 
+    /// The PostgreSQL notification channel on which an erasure is announced when it commits (one for
+    /// every store on the server: another store's erasure only costs a listener one needless check).
+    static let erasureChannel = "strongroom_erasures"
+
     /// A query for the number of the latest erasure (0 when none has one).
     static let latestErasureNumber = "SELECT coalesce(max(erasure_number), 0) FROM erased_subjects"
 
@@ -437,9 +441,17 @@ enum Schema {
             CREATE TRIGGER index_key_changes AFTER INSERT OR UPDATE OR DELETE ON index_keys FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
             CREATE TRIGGER audit_key_changes AFTER INSERT OR UPDATE OR DELETE ON audit_keys FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
             """),
-        // An erasure moves the change counter too, so that every process's next check notices it.
+        // An erasure moves the change counter too, so that every process's next check notices it, and
+        // is announced on `erasureChannel` when it commits, so that processes know when to check.
         Migration(version: 5, sql: erasureTracking + """
             CREATE TRIGGER erasure_changes AFTER INSERT OR UPDATE OR DELETE ON erased_subjects FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
+            CREATE FUNCTION announce_erasure() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('\(erasureChannel)', '');
+                RETURN NULL;
+            END
+            $$;
+            CREATE TRIGGER erasure_announcement AFTER INSERT ON erased_subjects FOR EACH STATEMENT EXECUTE FUNCTION announce_erasure();
             """),
     ]
 }
