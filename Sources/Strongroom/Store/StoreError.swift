@@ -28,6 +28,15 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case unreadableKey(String, EnvelopeError)
     /// The audit record could not be written, so the operation was refused (fail closed).
     case auditFailed(String)
+    /// The audit log's end does not match its signed head (entries cut off, head deleted or
+    /// replaced): nothing is read or written until an operator records the gap
+    /// (`acknowledgeAuditGap`, `strongroom audit acknowledge-gap`).
+    case auditGap(AuditGap)
+    /// `acknowledgeAuditGap` found nothing to acknowledge: the log's end matches its signed head.
+    case noAuditGap
+    /// The audit log does not verify, so its entries are not shown (a partial or forged list could
+    /// mislead): the first problem, naming the bad entry's place and sequence number.
+    case auditLogUnverified(AuditVerification.Problem)
     /// A double opt-in confirmation token was wrong, already used, expired, or overtaken by a later change.
     case consentTokenRejected(reason: String)
     /// The subject was changed by another writer while a key rotation was re-encrypting it; the rotation
@@ -42,6 +51,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case invalidPhoneNumber(reason: String)
     /// Input the store cannot take, with the reason.
     case invalidInput(String)
+    /// A personal text value is longer than the store's limit (`StoreConfiguration.maxFieldBytes`):
+    /// names the field (for a custom field, its name) and the sizes, never the value.
+    case fieldTooLarge(field: String, bytes: Int, limit: Int)
     /// A failure of the database backend (SQLite or PostgreSQL): its code and message, no values.
     case database(any DatabaseError)
     /// A cryptographic failure.
@@ -65,6 +77,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .unreadableField(let id, let field, let error): return "field \(field) of subject \(id) is unreadable: \(error)"
         case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
         case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
+        case .auditGap(let gap):
+            return "\(gap); nothing is read or written until the gap is recorded (strongroom audit verify, then strongroom audit acknowledge-gap --reason TEXT)"
+        case .noAuditGap: return "no gap to acknowledge: the audit log's end matches its signed head"
+        case .auditLogUnverified(let problem):
+            return "the audit log does not verify, so no entries are shown: \(problem) (strongroom audit verify)"
         case .consentTokenRejected(let reason): return "consent confirmation refused: \(reason)"
         case .concurrentChange(let id): return "subject \(id) changed during its key rotation; nothing was changed: run the rotation again"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
@@ -72,6 +89,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"
         case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"
         case .invalidInput(let reason): return "invalid input: \(reason)"
+        case .fieldTooLarge(let field, let bytes, let limit):
+            return "field \(field) is \(bytes) bytes, over the limit of \(limit) bytes per value: nothing was written"
         case .database(let error): return error.description
         case .crypto(let error): return "cryptographic failure: \(error)"
         case .file(let error): return error.description
@@ -90,6 +109,8 @@ extension StoreError {
         case let error as CryptoError: return .crypto(error)
         case let error as FileError: return .file(error)
         case let error as KeyProviderError: return .keyProvider(error)
+        case AuditLogError.gap(let gap): return .auditGap(gap)
+        case AuditLogError.noGap: return .noAuditGap
         case let error as AuditLogError: return .auditFailed("\(error)")
         case let error as MigrationError:
             if case .schemaNewerThanBuild(let found, let supported) = error { return .schemaTooNew(found: found, supported: supported) }

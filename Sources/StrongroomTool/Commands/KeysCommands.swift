@@ -14,7 +14,7 @@ enum KeysStatusCommand: Command {
         numbers per tag) and the audit key and signed chain head; and, if a reader of keys.sqlite kept
         an erased key's old pages, since when (see `strongroom keys compact`).
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys status --store ./crm-store --key-file ./crm-store.key
@@ -102,7 +102,7 @@ enum KeysRotateMasterCommand: Command {
         FILE. FILE may be the current key file: the new key is then written to FILE.new (0600, synced)
         and renamed over FILE once the store uses it. Running it again after a crash is safe.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-master --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
@@ -136,7 +136,7 @@ enum KeysSealErasuresCommand: Command {
                                    is kept. With FILE the current key file, the old key in it is
                                    overwritten just before the new one is renamed into its place.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --destroy-old-key-file --store ./crm-store --key-file ./crm-store.key
@@ -221,7 +221,7 @@ enum KeysCompactCommand: Command {
           --wait SECONDS   how long to wait for such readers to end (default 5)
           --json           print {"complete": BOOL, "old_pages_since": TIME or null}
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys compact --store ./crm-store --key-file ./crm-store.key
@@ -293,7 +293,7 @@ enum KeysRotateKEKCommand: Command {
         of subjects, not with the data. Reads and writes go on meanwhile. If it is interrupted (even by
         kill -9), run it again: it resumes.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-kek --store ./crm-store --key-file ./crm-store.key
@@ -322,7 +322,7 @@ enum KeysRotateDataCommand: Command {
         key-rotation. --all walks every subject in batches committed with their progress; if it is
         interrupted, run it again to resume.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-data --subject crm-4242-2 --store ./crm-store --key-file ./crm-store.key
@@ -361,7 +361,7 @@ enum KeysRotateIndexCommand: Command {
 
           --bits N   tag length of the new index, 8 to 32 (default: the current length)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-index --bits 20 --store ./crm-store --key-file ./crm-store.key
