@@ -75,13 +75,20 @@ public protocol Database: AnyObject {
     /// Records `version` as the schema version (inside a migration's transaction).
     func setSchemaVersion(_ version: Int) throws
 
-    /// Makes deleted rows' bytes leave the database's journal where the backend allows it (SQLite:
-    /// truncate the WAL; PostgreSQL keeps old row versions until VACUUM and its own WAL recycling).
-    /// Call outside a transaction.
-    func discardDeletedContent() throws
+    /// Makes deleted rows' bytes leave the database's files where the backend allows it, waiting up to
+    /// `milliseconds` (nil: the connection's usual lock wait) for readers of older snapshots; returns
+    /// false when a reader still holds pages with deleted content, which the next successful call
+    /// removes. SQLite: the WAL is copied into the main file, whose deleted content `secure_delete`
+    /// has overwritten, and cut to zero bytes. PostgreSQL: returns true at once; the server keeps old
+    /// row versions until VACUUM, and its own WAL, beyond a client's reach. Call outside a transaction.
+    func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws -> Bool
 }
 
 extension Database {
+    /// `discardDeletedContent(waitingUpTo:)` with the connection's usual lock wait, for callers that
+    /// leave what a reader holds to a later call.
+    public func discardDeletedContent() throws { _ = try discardDeletedContent(waitingUpTo: nil) }
+
     /// Runs a statement that takes no parameters and returns no rows.
     public func run(_ sql: String) throws { try run(sql, []) }
 

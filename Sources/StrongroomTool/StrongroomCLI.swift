@@ -12,7 +12,7 @@ enum StrongroomCLI {
         ConsentGrantCommand.self, ConsentWithdrawCommand.self, ConsentConfirmCommand.self, ConsentShowCommand.self,
         PurposeDeclareCommand.self, PurposeListCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
-        KeysRotateIndexCommand.self, KeysSealErasuresCommand.self,
+        KeysRotateIndexCommand.self, KeysSealErasuresCommand.self, KeysCompactCommand.self,
         AuditVerifyCommand.self, AuditAcknowledgeGapCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
     ]
 

@@ -29,6 +29,32 @@ func writeFile(_ path: String, _ text: String, mode: Int = 0o600) throws {
 
 @Suite("Key files")
 struct KeyFileTests {
+    @Test("destroy overwrites the key's bytes in place (seen through a hard link), deletes the file, and refuses links and missing files")
+    func destroy() throws {
+        try withTemporaryDirectory { directory in
+            let path = directory.appendingPathComponent("old.key").path
+            _ = try KeyFile.create(at: path)
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            // A second name for the same inode shows what became of its bytes.
+            let witness = directory.appendingPathComponent("witness").path
+            #expect(link(path, witness) == 0)
+            try KeyFile.destroy(at: path)
+            #expect(!FileManager.default.fileExists(atPath: path))
+            let after = try Data(contentsOf: URL(fileURLWithPath: witness))
+            #expect(after.count == original.count && after != original)
+            #expect(throws: KeyFileError.malformed(path: witness)) { try KeyFile.load(from: witness) }
+
+            #expect(throws: KeyFileError.notFound(path: path)) { try KeyFile.destroy(at: path) }
+            let target = directory.appendingPathComponent("target.key").path
+            _ = try KeyFile.create(at: target)
+            let symbolic = directory.appendingPathComponent("link.key").path
+            try FileManager.default.createSymbolicLink(atPath: symbolic, withDestinationPath: target)
+            #expect(throws: KeyFileError.notARegularFile(path: symbolic)) { try KeyFile.destroy(at: symbolic) }
+            // Second act: the link's target is untouched and still loads.
+            _ = try KeyFile.load(from: target)
+        }
+    }
+
     @Test("create writes a 0600 file of 44 base64 characters and a newline, and load returns the key")
     func createAndLoad() throws {
         try withTemporaryDirectory { directory in

@@ -265,7 +265,7 @@ struct ErasureBackupTests {
         let test = try TestStore(backend)
         defer { test.cleanUp() }
         let nobody = SubjectID(rawValue: 4242)
-        for attempt in [{ try test.store.erase(nobody, reason: Self.reason, context: TestStore.admin) },
+        for attempt in [{ _ = try test.store.erase(nobody, reason: Self.reason, context: TestStore.admin) },
                         { _ = try test.store.export(nobody, context: AccessContext(actor: "dpo", purpose: .subjectRequest)) }] {
             #expect(performing: attempt, throws: { error in
                 guard case StoreError.subjectNotFound("4242") = error else { return false }
@@ -278,7 +278,7 @@ struct ErasureBackupTests {
         }
         let id = try test.store.create(sampleSubject("once"), context: TestStore.admin)
         try test.store.erase(id, reason: Self.reason, context: TestStore.admin)
-        for attempt in [{ try test.store.erase(id, reason: Self.reason, context: TestStore.admin) },
+        for attempt in [{ _ = try test.store.erase(id, reason: Self.reason, context: TestStore.admin) },
                         { _ = try test.store.export(id, context: AccessContext(actor: "dpo", purpose: .subjectRequest)) },
                         { _ = try test.store.resolve(String(id.rawValue)) }] {
             #expect(performing: attempt, throws: { error in

@@ -186,7 +186,7 @@ struct FaultInjectionTests {
             }
         }
         if (try? store.read(victim, context: TestStore.admin)) != nil || (try? store.resolve(String(victim.rawValue))) != nil {
-            try? store.erase(victim, reason: "finish", context: TestStore.admin)
+            _ = try? store.erase(victim, reason: "finish", context: TestStore.admin)
         }
         store.close()
         try expectConsistent(test.location, key: test.key)

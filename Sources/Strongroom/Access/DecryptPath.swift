@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomStorage
 
 /// Proof that the caller is the audited decrypt path: only this file can make one, and
 /// `Envelope.openPersonalData` requires one, so no other code can turn a personal value into plaintext.
@@ -56,6 +57,11 @@ extension Store {
                 throw .accessRefused(subject.id, purpose: context.purpose, reason: refusal)
             }
         }
+        // A key cached before another process erased its subject must not open a restored copy of its rows.
+        // The data version is read only if the data connection is free (never wait, never deadlock on a
+        // caller holding it): without it, `noticeErasures` asks the key database.
+        let dataVersion = data.withLockIfAvailable { ($0 as? SQLiteConnection)?.dataVersion } ?? nil
+        try storeErrors { try keyring.noticeErasures(dataVersion: dataVersion) }
         var results: [PersonalData] = []
         results.reserveCapacity(subjects.count)
         var opened: [SubjectID: [[UInt8]]] = [:]

@@ -34,6 +34,25 @@ final class Keyring: Sendable {
     /// changes when another connection commits, so a rotation by another process is noticed without
     /// re-reading every time.
     private let loadedDataVersion = Mutex<Int64>(0)
+    /// What this process knows of erasures, so that no cached key of a subject erased by another
+    /// process is used (`noticeErasures`).
+    private let erasures: Mutex<ErasureWatch>
+    /// How long an erasure waits for readers of older snapshots of the key database before it reports
+    /// that old pages remain (`destroySubjectKeys`), in milliseconds.
+    let erasureWait: Int32
+
+    /// The latest erasure whose subject's keys this process dropped from its cache, and when that was
+    /// last checked: at which data version (`SQLiteConnection.dataVersion` of the data connection), and
+    /// at what time (PostgreSQL, between announcements).
+    struct ErasureWatch: Sendable {
+        var latestNumber: Int64
+        var checkedAtDataVersion: UInt32?
+        var checkedAt: ContinuousClock.Instant?
+    }
+
+    /// How long a PostgreSQL process relies on erasure announcements alone before it reads the key
+    /// change counter anyway (an announcement is delivered asynchronously, after its commit).
+    static let announcementTrust: Duration = .seconds(1)
 
     /// The unwrapped upper keys, as read from the key database: replaced as a whole when rotation
     /// (in this process or another) changes them.
@@ -53,9 +72,11 @@ final class Keyring: Sendable {
     }
 
     private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending any Database,
-                 cacheCapacity: Int, nonceBudget: UInt64) throws(CryptoError) {
+                 cacheCapacity: Int, nonceBudget: UInt64, erasureWait: Duration, latestErasure: Int64) throws(CryptoError) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
+        self.erasureWait = Int32(clamping: erasureWait.components.seconds * 1000 + erasureWait.components.attoseconds / 1_000_000_000_000_000)
+        self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil, checkedAt: nil))
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
         self.database = Mutex(database)
@@ -79,8 +100,9 @@ final class Keyring: Sendable {
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
     static func create(database connection: consuming sending any Database, master: SecretKey, storeID: [UInt8],
                        auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
-                       nonceBudget: UInt64) throws -> Keyring {
+                       nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
         try connection.migrate(Schema.keys(connection.dialect))
+        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
                                                usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
@@ -103,15 +125,18 @@ final class Keyring: Sendable {
                               phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
         let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
+                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait, latestErasure: 0)
         _ = try keyring.reloadIfChanged()
         return keyring
     }
 
     /// Opens the key database and unwraps the upper keys with `master`, touching no data.
+    /// An erasure whose old pages a reader held back is finished here when the reader has gone (no
+    /// wait: a reader still there leaves it for later).
     static func open(database connection: consuming sending any Database, master: SecretKey, cacheCapacity: Int,
-                     nonceBudget: UInt64) throws -> Keyring {
+                     nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
         try connection.migrate(Schema.keys(connection.dialect))
+        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
         guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         }) else { throw StoreError.storeMismatch }
@@ -132,9 +157,14 @@ final class Keyring: Sendable {
         } catch {
             throw StoreError.unreadableKey("the audit key", error)
         }
+        let latestErasure = try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
         let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
-                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget)
+                                  cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait,
+                                  latestErasure: latestErasure)
         _ = try keyring.reloadIfChanged()
+        // Best effort: a store must open even where this cannot finish (a reader still there, a
+        // read-only key database); the record stays for `keys status` and `keys compact` to name.
+        _ = try? keyring.finishErasures(waitingUpTo: 0)
         return keyring
     }
 
@@ -201,16 +231,72 @@ final class Keyring: Sendable {
         loaded.withLock { $0 = fresh }
     }
 
-    /// Reloads the keys if another connection committed to the key database since they were loaded;
-    /// returns whether it did.
+    /// Reloads the keys, and drops the cached keys of subjects erased by another process, if another
+    /// connection committed to the key database since they were loaded; returns whether it did.
     func reloadIfChanged() throws -> Bool {
-        let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
-        let changed = loadedDataVersion.withLock { seen in
-            defer { seen = version }
-            return seen != 0 && seen != version
+        try reloadIfChanged(trustingAnnouncementsFor: nil)
+    }
+
+    /// `reloadIfChanged`, but with `trust`, on PostgreSQL, nothing is read while no erasure was
+    /// announced and the last check is younger than `trust` (`noticeErasures`).
+    private func reloadIfChanged(trustingAnnouncementsFor trust: Duration?) throws -> Bool {
+        // One check at a time: a caller that finds nothing changed must not go on to use a cached key
+        // while another, which saw a change, is still dropping the erased subjects' keys. The counter
+        // is recorded only once the reload succeeded, so a failed one is tried again.
+        try loadedDataVersion.withLock { seen in
+            let now = ContinuousClock.now
+            if let trust, database.withLock({ ($0 as? PostgresConnection)?.takeNotifications() }) == false,
+               erasures.withLock({ $0.checkedAt.map { now - $0 < trust } ?? false }) {
+                return false
+            }
+            do {
+                let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
+                let changed = seen != 0 && seen != version
+                if changed {
+                    try reload()
+                    try forgetErasedSubjects()
+                }
+                seen = version
+                erasures.withLock { $0.checkedAt = now }
+                return changed
+            } catch {
+                // An announcement taken above is spent: the next call must read the counter.
+                erasures.withLock { $0.checkedAt = nil }
+                throw error
+            }
         }
-        if changed { try reload() }
-        return changed
+    }
+
+    /// Makes sure no cached key of a subject erased by any process is used to open rows read from the
+    /// data at `dataVersion` (the data connection's `dataVersion`, nil when the backend has none).
+    ///
+    /// A cached key is the one thing an erasure in another process cannot reach, and an erased
+    /// subject's rows come back only with a write to the data (a restored backup): its own erasure
+    /// deleted them. So while the data is as it was at the last check, the cache is as current as that
+    /// check made it, and the common path costs a comparison. PostgreSQL has no data version: there an
+    /// erasure is announced when it commits (`Schema.erasureChannel`), and while none has arrived the
+    /// common path reads what the server already sent, without a round trip; as the announcement comes
+    /// asynchronously, the check is made anyway once `announcementTrust` has passed since the last.
+    /// The check reads the key database's change counter, and if it moved, the erasures numbered since
+    /// the last check have their subjects' keys dropped (`reloadIfChanged`).
+    func noticeErasures(dataVersion: UInt32?) throws {
+        if let dataVersion, erasures.withLock({ $0.checkedAtDataVersion == dataVersion }) { return }
+        _ = try reloadIfChanged(trustingAnnouncementsFor: dataVersion == nil ? Keyring.announcementTrust : nil)
+        // Set only after the check, which began after `dataVersion` was read: rows read at that
+        // version whose subject's key was destroyed before were seen to be erased.
+        erasures.withLock { $0.checkedAtDataVersion = dataVersion }
+    }
+
+    /// Drops from the cache every key of the subjects erased (by any process) since the last check.
+    private func forgetErasedSubjects() throws {
+        let known = erasures.withLock { $0.latestNumber }
+        let erased = try database.withLock { connection in
+            try connection.rows("SELECT subject_id, erasure_number FROM erased_subjects WHERE erasure_number > ?",
+                                [.integer(known)]) { (SubjectID(rawValue: $0.int64(0)), $0.int64(1)) }
+        }
+        guard let latest = erased.map(\.1).max() else { return }
+        subjectKeys.withLock { $0.removeAll(owners: Set(erased.map(\.0.rawValue))) }
+        erasures.withLock { $0.latestNumber = max($0.latestNumber, latest) }
     }
 
     /// Replaces the loaded keys (after this process changed them in the key database).
@@ -389,7 +475,8 @@ final class Keyring: Sendable {
         return keys.map(\.2)
     }
 
-    /// The key of `subject` at `version`: from the cache, or unwrapped from the key database.
+    /// The key of `subject` at `version`: from the cache, or unwrapped from the key database. Before
+    /// opening stored rows with it, have `noticeErasures` check for erasures by other processes.
     func subjectKey(for subject: SubjectID, version: UInt32) throws(StoreError) -> KeyHandle {
         let cached = try storeErrors {
             try subjectKeys.withLock { (cache) throws(CryptoError) in try cache.cipher(owner: subject.rawValue, version: version) }
@@ -424,9 +511,13 @@ final class Keyring: Sendable {
     }
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the
-    /// erasure. Then has the key database drop the deleted row from its journal where it can (SQLite:
-    /// the WAL is truncated, and `secure_delete` has already overwritten the row in the page).
-    func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws {
+    /// erasure under the next erasure number (other processes drop the subject's cached keys when they
+    /// see it). Then has the key database drop the deleted row from its files (`finishErasures`, waiting
+    /// up to `erasureWait` for readers of older snapshots); returns false when a reader held old pages
+    /// back, which the store row then records for the next open or `keys compact` to finish.
+    @discardableResult
+    func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws -> Bool {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
         let versions = try database.withLock { connection in
             let versions = try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
                 UInt32(truncatingIfNeeded: $0.int64(0))
@@ -434,14 +525,45 @@ final class Keyring: Sendable {
             try connection.transaction {
                 try connection.run("DELETE FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)])
                 if tombstone {
-                    try connection.run("INSERT INTO erased_subjects (subject_id, erased_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                       [.integer(subject.rawValue), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
+                    // The number is taken under the key database's write lock, so no two erasures share one.
+                    try connection.run("""
+                        INSERT INTO erased_subjects (subject_id, erased_at, erasure_number)
+                        VALUES (?, ?, (SELECT coalesce(max(erasure_number), 0) + 1 FROM erased_subjects)) ON CONFLICT DO NOTHING
+                        """, [.integer(subject.rawValue), .integer(now)])
                 }
+                // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
+                // the job to the next open.
+                try connection.run("UPDATE store SET erased_pages_since = coalesce(erased_pages_since, ?) WHERE id = 1", [.integer(now)])
             }
-            try connection.discardDeletedContent()
             return versions
         }
         forget(subject, versions: versions)
+        return try finishErasures(waitingUpTo: erasureWait)
+    }
+
+    /// Overwrites the old pages of destroyed keys if an erasure left them (`erasedPagesSince`), waiting
+    /// up to `milliseconds` for readers of older snapshots; returns true when none remain. SQLite: the
+    /// WAL is checkpointed into the main file, whose deleted rows `secure_delete` overwrote, and cut
+    /// to zero bytes; PostgreSQL keeps what it keeps (SECURITY.md) and this is always true.
+    func finishErasures(waitingUpTo milliseconds: Int32) throws -> Bool {
+        try database.withLock { connection in
+            guard try connection.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1") != nil else { return true }
+            let latest = try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
+            guard try connection.discardDeletedContent(waitingUpTo: milliseconds) else { return false }
+            // Cleared only if no other process erased since `latest` was read: that erasure's pages may
+            // have missed this checkpoint, and its own clears the record once they are gone. (This small
+            // write leaves the store row's page in the WAL again: it holds no key.)
+            try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1 AND (\(Schema.latestErasureNumber)) = ?",
+                               [.integer(latest)])
+            return true
+        }
+    }
+
+    /// Since when old pages of a destroyed key have waited for a reader of an older snapshot of the
+    /// key database to end (nil when none wait).
+    func erasedPagesSince() throws -> Date? {
+        try database.withLock { try $0.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1") }
+            .map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 
     /// Drops `subject`'s cached keys of `versions` (after erasure or data-key rotation).

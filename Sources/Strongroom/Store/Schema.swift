@@ -15,10 +15,11 @@ enum Schema {
         dialect == .sqlite ? sqliteKeys : postgresKeys
     }
 
-    /// A query whose integer result changes whenever another connection changed the upper keys, so a
-    /// process notices a rotation made by another without re-reading the keys every time. SQLite's
-    /// `data_version` changes with any commit by another connection; PostgreSQL's counter is kept by
-    /// triggers on the tables of the upper keys.
+    /// A query whose integer result changes whenever another connection changed the upper keys or
+    /// erased a subject, so a process notices a rotation or an erasure made by another without
+    /// re-reading the keys every time. SQLite's `data_version` changes with any commit by another
+    /// connection; PostgreSQL's counter is kept by triggers on the tables of the upper keys and on
+    /// `erased_subjects`.
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_data_version>
     static func keyChangeCounter(_ dialect: SQLDialect) -> String {
         dialect == .sqlite ? "PRAGMA data_version" : "SELECT counter FROM key_changes WHERE id = 1"
@@ -231,7 +232,26 @@ enum Schema {
             ALTER TABLE store ADD COLUMN audit_durability TEXT NOT NULL DEFAULT 'written'
                 CHECK (audit_durability IN ('written', 'synced'));
             """),
+        Migration(version: 5, sql: erasureTracking),
     ]
+
+    /// Version 5 of the key database, the same on both backends: each erasure gets a number, so that
+    /// another process learns which of its cached subject keys to drop (`Keyring.noticeErasures`); and
+    /// the store row says since when an erasure's old pages wait to be overwritten (a reader of an older
+    /// snapshot held them), so that the next open or `keys compact` finishes the job. Erasures made
+    /// before this version have no number: no process running this version cached their keys.
+    private static let erasureTracking = """
+        ALTER TABLE erased_subjects ADD COLUMN erasure_number BIGINT;
+        CREATE UNIQUE INDEX erased_subjects_by_number ON erased_subjects (erasure_number);
+        ALTER TABLE store ADD COLUMN erased_pages_since BIGINT;
+        """
+
+    /// The PostgreSQL notification channel on which an erasure is announced when it commits (one for
+    /// every store on the server: another store's erasure only costs a listener one needless check).
+    static let erasureChannel = "strongroom_erasures"
+
+    /// A query for the number of the latest erasure (0 when none has one).
+    static let latestErasureNumber = "SELECT coalesce(max(erasure_number), 0) FROM erased_subjects"
 
     /// The data schema on PostgreSQL: the SQLite tables at version 4 (see there for what each holds),
     /// with identity columns for AUTOINCREMENT (never reused, not even after a rollback), plpgsql
@@ -420,6 +440,18 @@ enum Schema {
             CREATE TRIGGER kek_changes AFTER INSERT OR UPDATE OR DELETE ON kek FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
             CREATE TRIGGER index_key_changes AFTER INSERT OR UPDATE OR DELETE ON index_keys FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
             CREATE TRIGGER audit_key_changes AFTER INSERT OR UPDATE OR DELETE ON audit_keys FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
+            """),
+        // An erasure moves the change counter too, so that every process's next check notices it, and
+        // is announced on `erasureChannel` when it commits, so that processes know when to check.
+        Migration(version: 5, sql: erasureTracking + """
+            CREATE TRIGGER erasure_changes AFTER INSERT OR UPDATE OR DELETE ON erased_subjects FOR EACH STATEMENT EXECUTE FUNCTION count_key_change();
+            CREATE FUNCTION announce_erasure() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('\(erasureChannel)', '');
+                RETURN NULL;
+            END
+            $$;
+            CREATE TRIGGER erasure_announcement AFTER INSERT ON erased_subjects FOR EACH STATEMENT EXECUTE FUNCTION announce_erasure();
             """),
     ]
 }

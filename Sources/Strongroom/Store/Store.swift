@@ -90,7 +90,7 @@ public final class Store: Sendable {
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
                                              cacheCapacity: configuration.subjectKeyCacheCapacity,
-                                             nonceBudget: configuration.nonceBudget)
+                                             nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
             try connection.migrate(Schema.data(connection.dialect))
             try connection.run("INSERT INTO store (id, store_id, default_region, created_at) VALUES (1, ?, ?, ?)",
                                [.blob(storeID), .text(region), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
@@ -113,7 +113,7 @@ public final class Store: Sendable {
             let master: SecretKey
             do { master = try keyProvider.masterKey() } catch { throw StoreError.keyProvider(error) }
             let keyring = try Keyring.open(database: keys, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
-                                           nonceBudget: configuration.nonceBudget)
+                                           nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
             try connection.migrate(Schema.data(connection.dialect))
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
                 ($0.blob(0) ?? [], $0.text(1) ?? "US")

@@ -29,6 +29,11 @@ public struct StoreConfiguration: Sendable {
     /// only `additionalAuditHooks`, of which there must then be at least one: for services that audit
     /// to a system of their own, and to measure what the file log costs. Every decrypt is still audited.
     public var auditLogFile = true
+    /// How long an erasure waits for readers of an older snapshot of `keys.sqlite` (an online backup,
+    /// another process's long read) to end, so that the destroyed key's old pages can be overwritten.
+    /// Past it the key is still destroyed, and `erase` reports that old pages remain
+    /// (`ErasureCompletion.oldPagesRemain`).
+    public var erasureWait: Duration = .seconds(5)
     /// Hooks called with every audit event after the built-in log (a SIEM forwarder, syslog, …).
     public var additionalAuditHooks: [any AuditHook] = []
 

@@ -107,6 +107,17 @@ public struct KeyCache: ~Copyable {
         setState(.empty, of: slot)
     }
 
+    /// Forgets every key of the owners in `owners`, whatever its version, overwriting their bytes: one
+    /// pass over all slots, for when the versions are no longer known (a subject erased by another
+    /// process).
+    public mutating func removeAll(owners: Set<Int64>) {
+        guard !owners.isEmpty else { return }
+        for slot in 0..<capacity where state(slot) != .empty && owners.contains(unsafe field(Layout.owners, of: slot).load(as: Int64.self)) {
+            wipeKey(slot)
+            setState(.empty, of: slot)
+        }
+    }
+
     /// How many keys are cached (counts every slot: for tests and diagnostics).
     public var count: Int {
         (0..<capacity).reduce(0) { $0 + (state($1) == .empty ? 0 : 1) }

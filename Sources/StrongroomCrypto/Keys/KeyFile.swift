@@ -71,10 +71,28 @@ public enum KeyFile {
         try syncDirectory(containing: path)
     }
 
-    /// Reads the key in `path`, refusing a file that is not regular or that group or others can read.
-    public static func load(from path: String) throws(KeyFileError) -> SecretKey {
+    /// Destroys the key file at `path`: its bytes are overwritten in place with as many random bytes
+    /// and synced, then the file is unlinked and the directory synced. Refuses what is not a regular
+    /// file (a symbolic link is not followed). What the storage keeps beneath the file system (SSD
+    /// wear levelling, snapshots, copies elsewhere) is beyond it (SECURITY.md).
+    public static func destroy(at path: String) throws(KeyFileError) {
+        let (descriptor, status) = try openRegularFile(path, O_WRONLY)
+        defer { close(descriptor) }
+        let noise: [UInt8]
+        do { noise = try SecureRandom.bytes(count: Int(status.st_size)) } catch {
+            throw .io(path: path, operation: "random overwrite", errno: 0)
+        }
+        try writeAll(noise, to: descriptor, path: path)
+        guard fsync(descriptor) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
+        guard unlink(path) == 0 else { throw .io(path: path, operation: "unlink", errno: errno) }
+        try syncDirectory(containing: path)
+    }
+
+    /// Opens `path` with `access` (no symbolic link followed, a named pipe not waited for) and checks
+    /// that it is a regular file; returns the descriptor and its status.
+    private static func openRegularFile(_ path: String, _ access: Int32) throws(KeyFileError) -> (Int32, stat) {
         // O_NONBLOCK: opening a named pipe must not wait for a writer; fstat below then refuses it.
-        let descriptor = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        let descriptor = open(path, access | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else {
             switch errno {
             case ENOENT: throw .notFound(path: path)
@@ -82,10 +100,23 @@ public enum KeyFile {
             default: throw .io(path: path, operation: "open", errno: errno)
             }
         }
-        defer { close(descriptor) }
         var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else { throw .io(path: path, operation: "fstat", errno: errno) }
-        guard status.st_mode & S_IFMT == S_IFREG else { throw .notARegularFile(path: path) }
+        guard unsafe fstat(descriptor, &status) == 0 else {
+            let code = errno
+            close(descriptor)
+            throw .io(path: path, operation: "fstat", errno: code)
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw .notARegularFile(path: path)
+        }
+        return (descriptor, status)
+    }
+
+    /// Reads the key in `path`, refusing a file that is not regular or that group or others can read.
+    public static func load(from path: String) throws(KeyFileError) -> SecretKey {
+        let (descriptor, status) = try openRegularFile(path, O_RDONLY)
+        defer { close(descriptor) }
         guard status.st_mode & 0o077 == 0 else {
             throw .permissionsTooOpen(path: path, mode: UInt32(status.st_mode & 0o7777))
         }
@@ -127,9 +158,16 @@ public enum KeyFile {
         var text = key.base64EncodedBytes()
         text.append(UInt8(ascii: "\n"))
         defer { cleanse(&text) }
+        try writeAll(text, to: descriptor, path: path)
+        guard fsync(descriptor) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
+        succeeded = true
+    }
+
+    /// Writes all of `bytes` at the descriptor's position, retrying interrupted and short writes.
+    private static func writeAll(_ bytes: [UInt8], to descriptor: Int32, path: String) throws(KeyFileError) {
         var written = 0
-        while written < text.count {
-            let count = unsafe text.withUnsafeBytes { raw in
+        while written < bytes.count {
+            let count = unsafe bytes.withUnsafeBytes { raw in
                 unsafe write(descriptor, raw.baseAddress! + written, raw.count - written)
             }
             if count < 0 {
@@ -138,8 +176,6 @@ public enum KeyFile {
             }
             written += count
         }
-        guard fsync(descriptor) == 0 else { throw .io(path: path, operation: "fsync", errno: errno) }
-        succeeded = true
     }
 
     private static func syncDirectory(containing path: String) throws(KeyFileError) {

@@ -25,6 +25,10 @@ public final class PostgresConnection: Database {
     private var inTransaction = false
     /// The schema holding the store's tables.
     public let schema: String
+    /// The channel this connection listens on (`listen`), subscribed again after a reconnect.
+    private var listeningChannel: String?
+    /// Set when the connection was re-established while listening: notifications sent meanwhile are lost.
+    private var notificationsMayBeLost = false
 
     /// The schema a URL without `schema=` uses.
     public static let defaultSchema = "strongroom"
@@ -192,8 +196,9 @@ public final class PostgresConnection: Database {
     }
 
     /// Nothing to do here: PostgreSQL keeps a deleted row's old version until VACUUM reclaims it and
-    /// its WAL until a checkpoint recycles it; SECURITY.md says what that means for erasure.
-    public func discardDeletedContent() {}
+    /// its WAL until a checkpoint recycles it, both beyond a client's reach; SECURITY.md says what that
+    /// means for erasure. Always true: no reader of this connection's making holds anything back.
+    public func discardDeletedContent(waitingUpTo milliseconds: Int32?) -> Bool { true }
 
     /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
     private func query(_ sql: String, _ values: [SQLValue]) throws(PostgresError) -> PostgresResult {
@@ -299,6 +304,37 @@ public final class PostgresConnection: Database {
         prepared.removeAll()
         let result = PostgresResult(unsafe PQexec(handle, sessionSetup))
         try check(result, sql: nil)
+        if let listeningChannel {
+            notificationsMayBeLost = true
+            try check(PostgresResult(unsafe PQexec(handle, PostgresConnection.listenSQL(listeningChannel))), sql: nil)
+        }
+    }
+
+    /// Subscribes the connection to notifications on `channel` (`LISTEN`), again after any reconnect.
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-listen.html>
+    public func listen(_ channel: String) throws(PostgresError) {
+        try execute(PostgresConnection.listenSQL(channel))
+        listeningChannel = channel
+    }
+
+    /// Whether a notification arrived on the channel the connection listens on since the last call, or
+    /// may have been missed (the connection was re-established, or cannot be read). Reads only what the
+    /// server has already sent: no round trip.
+    /// The corresponding C functions are `PQconsumeInput` and `PQnotifies`.
+    public func takeNotifications() -> Bool {
+        var arrived = notificationsMayBeLost
+        notificationsMayBeLost = false
+        guard unsafe PQconsumeInput(handle) == 1 else { return true }
+        while let notification = unsafe PQnotifies(handle) {
+            arrived = true
+            unsafe PQfreemem(notification)
+        }
+        return arrived
+    }
+
+    /// `LISTEN` for `channel`, quoted as an identifier.
+    private static func listenSQL(_ channel: String) -> String {
+        "LISTEN \"\(channel.split(separator: "\"", omittingEmptySubsequences: false).joined(separator: "\"\""))\""
     }
 
     /// Throws the result's error unless it succeeded.

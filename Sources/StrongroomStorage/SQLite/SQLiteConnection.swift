@@ -15,6 +15,8 @@ public final class SQLiteConnection: Database {
     private var lastStatement: Statement?
     /// The path the connection was opened on.
     public let path: String
+    /// How long a statement waits for another connection's lock.
+    let busyTimeoutMilliseconds: Int32
 
     /// Opens (or creates) the database file at `path`, in defensive mode with foreign keys on.
     ///
@@ -45,6 +47,7 @@ public final class SQLiteConnection: Database {
         _ = unsafe CSQLite_enableDefensive(database)
         unsafe self.handle = database
         self.path = path
+        self.busyTimeoutMilliseconds = busyTimeoutMilliseconds
         try execute("PRAGMA foreign_keys = ON")
     }
 
@@ -149,11 +152,17 @@ public final class SQLiteConnection: Database {
         try execute("PRAGMA user_version = \(version)")
     }
 
-    /// Copies the WAL into the database and truncates it, so deleted rows (already overwritten in
-    /// their pages by `secure_delete`) leave no copy in the journal.
+    /// Copies the WAL into the database and truncates it to zero bytes, so deleted rows (already
+    /// overwritten in their pages by `secure_delete`) leave no copy in the journal nor, in their old
+    /// page versions, in the main file. A connection reading an older snapshot needs those old pages:
+    /// the checkpoint then waits for it (the busy handler, `milliseconds` or the usual lock wait) and,
+    /// if it is still reading, leaves the rest undone and reports it by returning false (the pragma's
+    /// "busy" column, which SQLite reports as a result and not as an error).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
-    public func discardDeletedContent() throws(SQLiteError) {
-        try execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    public func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws -> Bool {
+        if let milliseconds { unsafe sqlite3_busy_timeout(handle, milliseconds) }
+        defer { if milliseconds != nil { unsafe sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) } }
+        return try firstRow("PRAGMA wal_checkpoint(TRUNCATE)", []) { $0.int64(0) } == 0
     }
 
     /// Builds an error from the connection's last error, keeping the SQL but no bound values.

@@ -11,7 +11,8 @@ enum KeysStatusCommand: Command {
 
         Shows the master key generation, the key-encryption key's version, how many subject keys it
         protects, the blind index (key version, tag bits, planned and actual population, expected
-        numbers per tag) and the audit key and signed chain head.
+        numbers per tag) and the audit key and signed chain head; and, if a reader of keys.sqlite kept
+        an erased key's old pages, since when (see `strongroom keys compact`).
 
         \(StoreOptions.helpPointer)
 
@@ -41,6 +42,10 @@ enum KeysStatusCommand: Command {
         for usage in status.keyUsage {
             console.print("key use              \(usage.key): \(usage.used) of \(usage.budget) encryptions"
                           + (usage.nearBudget ? "  (near its budget: rotate it)" : ""))
+        }
+        if let since = try store.oldKeyPagesSince() {
+            console.print("erased keys           old pages wait for a reader of keys.sqlite since \(formatTime(since)); "
+                          + "`strongroom keys compact` overwrites them once it has ended")
         }
         if index.needsReplanning {
             console.print("warning: the index holds more than 4x its plan; re-plan with `strongroom keys rotate-index --bits N`")
@@ -104,7 +109,7 @@ enum KeysRotateMasterCommand: Command {
         """
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try replaceMasterKey(&arguments, console) { store, key, context in
+        try replaceMasterKey(&arguments, console, sealing: false) { store, key, context in
             try store.rotateMasterKey(to: key, context: context)
         }
     }
@@ -115,23 +120,30 @@ enum KeysSealErasuresCommand: Command {
     static let name = "keys seal-erasures"
     static let abstract = "rotate the KEK and the master key so no older key-database backup yields an erased key"
     static let help = """
-        Usage: strongroom keys seal-erasures --new-key-file FILE [--json]
+        Usage: strongroom keys seal-erasures --new-key-file FILE [--destroy-old-key-file] [--json]
 
         Erasure destroys a subject's key in keys.sqlite at once, but a backup of keys.sqlite taken
         before still holds it. This re-wraps every key under a new key-encryption key (destroying the
         old one), then the KEK under the master key in FILE (created, mode 0600, if absent): afterwards
-        no key-database backup older than the seal opens with today's master key. Destroy the old key
-        file. Each step is crash-safe; run it again after an interruption. Seal at least as often as
-        your backups of keys.sqlite expire (see SECURITY.md).
+        no key-database backup older than the seal opens with today's master key. The old master key
+        still opens those backups: it must be destroyed. Each step is crash-safe; run it again after an
+        interruption. Seal at least as often as your backups of keys.sqlite expire (see SECURITY.md).
+
+          --destroy-old-key-file   once the store uses the new key, overwrite the old key file with
+                                   random bytes, sync it, delete it and sync its folder. Only for a
+                                   key file (--key-file or STRONGROOM_KEY_FILE); a key from
+                                   --key-command or STRONGROOM_MASTER_KEY must be destroyed where it
+                                   is kept. With FILE the current key file, the old key in it is
+                                   overwritten just before the new one is renamed into its place.
 
         \(StoreOptions.helpPointer)
 
         Example:
-          strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
+          strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --destroy-old-key-file --store ./crm-store --key-file ./crm-store.key
         """
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try replaceMasterKey(&arguments, console) { store, key, context in
+        try replaceMasterKey(&arguments, console, sealing: true) { store, key, context in
             try withProgress("re-wrapping subject keys", console) { try store.sealErasures(newMaster: key, context: context, progress: $0) }
         }
     }
@@ -139,13 +151,19 @@ enum KeysSealErasuresCommand: Command {
 
 /// Reads `--new-key-file` (created with a fresh key if absent, synced before the store depends on
 /// it), opens the store with the current key and runs `rotate`. When the store already opens only with
-/// the new key, a rotation committed before a crash: says so.
-private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
+/// the new key, a rotation committed before a crash: says so. When `sealing`, says that the old key must
+/// be destroyed, and destroys its file with `--destroy-old-key-file`.
+private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console, sealing: Bool,
                               _ rotate: (Store, SecretKey, AccessContext) throws -> RotationReport) throws -> ExitStatus {
     guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
     let json = arguments.flag("--json")
+    let destroyOldKeyFile = sealing && arguments.flag("--destroy-old-key-file")
     let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
     try arguments.finish()
+    if destroyOldKeyFile && options.keyFile == nil {
+        throw UsageError(message: "--destroy-old-key-file destroys a key file, and the current key comes from --key-command or "
+                         + "STRONGROOM_MASTER_KEY: destroy that key where it is kept")
+    }
     // FILE may be the current key file: the new key is then written beside it as FILE.new and renamed
     // over it once the store uses it, so that a crash at any point leaves one working key on disk.
     let inPlace = options.keyFile.map { URL(fileURLWithPath: $0).standardized == URL(fileURLWithPath: newKeyFile).standardized } ?? false
@@ -165,13 +183,102 @@ private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console,
     }
     defer { store.close() }
     try report(try rotate(store, newKey, options.context), json: json, console)
+    let oldKeyFile = destroyOldKeyFile ? options.keyFile : nil
     if inPlace {
+        if let oldKeyFile { try KeyFile.destroy(at: oldKeyFile) }
         try KeyFile.install(staging, at: newKeyFile)
         if !json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
-    } else if !json {
-        console.print("the store now opens only with \(newKeyFile); the old key is refused: destroy it")
+    } else {
+        if let oldKeyFile { try KeyFile.destroy(at: oldKeyFile) }
+        if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
+    }
+    guard sealing, !json else { return .success }
+    if destroyOldKeyFile {
+        console.print("old key file \(options.keyFile ?? "") destroyed: overwritten, synced and deleted")
+    } else {
+        // The old master key opens every key-database backup older than the seal, erased keys and all.
+        console.print("the old master key must now be destroyed: it still opens key-database backups from before the seal, "
+                      + (options.keyFile.map { "erased subjects' keys included (run with --destroy-old-key-file, or overwrite and delete \($0))" }
+                         ?? "erased subjects' keys included (it came from --key-command or STRONGROOM_MASTER_KEY: destroy it where it is kept)"))
     }
     return .success
+}
+
+/// `strongroom keys compact`: overwrites old pages of erased keys that a reader held back.
+enum KeysCompactCommand: Command {
+    static let name = "keys compact"
+    static let abstract = "overwrite old pages of erased keys that a reader of keys.sqlite held back"
+    static let help = """
+        Usage: strongroom keys compact [--wait SECONDS] [--json]
+
+        An erasure destroys the subject's key at once, but while another connection reads an older
+        snapshot of keys.sqlite (an online backup, a long read by another process) the pages that held
+        the wrapped key must stay, and `subject erase` says so (exit 1). Once that reader has ended,
+        this overwrites them (checkpoint of the WAL into keys.sqlite, whose deleted rows are already
+        zeroed, and the WAL cut to zero bytes). Opening the store does the same without waiting.
+        Exit 0 when no old page remains, 1 when a reader still holds them (run it again later).
+
+          --wait SECONDS   how long to wait for such readers to end (default 5)
+          --json           print {"complete": BOOL, "old_pages_since": TIME or null}
+
+        \(StoreOptions.helpPointer)
+
+        Example:
+          strongroom keys compact --store ./crm-store --key-file ./crm-store.key
+        """
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let json = arguments.flag("--json")
+        let wait = try erasureWait(&arguments)
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try openForErasure(options, wait: wait)
+        defer { store.close() }
+        let completion = try store.compactKeyDatabase()
+        if json {
+            try console.printJSON(ErasureCompletionJSON(completion))
+        } else if case .oldPagesRemain(let since) = completion {
+            console.printError(oldPagesMessage(since: since))
+        } else {
+            console.print("keys.sqlite holds no old page of an erased key")
+        }
+        return completion == .complete ? .success : .failure
+    }
+}
+
+/// Reads `--wait SECONDS`, how long an erasure or compaction waits for readers of keys.sqlite.
+func erasureWait(_ arguments: inout Arguments) throws -> Duration {
+    guard let text = try arguments.option("--wait") else { return StoreConfiguration().erasureWait }
+    guard let seconds = Double(text), seconds >= 0, seconds <= 3600 else { throw UsageError(message: "--wait takes 0 to 3600 seconds") }
+    return .milliseconds(Int(seconds * 1000))
+}
+
+/// Opens the store with an erasure wait of `wait`.
+func openForErasure(_ options: StoreOptions, wait: Duration) throws -> Store {
+    var configuration = StoreConfiguration()
+    configuration.erasureWait = wait
+    return try Store.open(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
+}
+
+/// The line that says old pages of an erased key remain, since when, and what removes them.
+func oldPagesMessage(since: Date) -> String {
+    "old pages of keys.sqlite still hold an erased key's wrapped copy (since \(formatTime(since))): a reader of an older snapshot "
+        + "(an online backup, another process) holds them; they are overwritten once it ends, at the next open of the store "
+        + "or by `strongroom keys compact`"
+}
+
+/// An erasure's or compaction's outcome as JSON.
+struct ErasureCompletionJSON: Encodable {
+    let complete: Bool
+    let oldPagesSince: Date?
+
+    init(_ completion: ErasureCompletion) {
+        if case .oldPagesRemain(let since) = completion {
+            (complete, oldPagesSince) = (false, since)
+        } else {
+            (complete, oldPagesSince) = (true, nil)
+        }
+    }
 }
 
 /// `strongroom keys rotate-kek`: a new key-encryption key.

@@ -53,12 +53,19 @@ enum SubjectEraseCommand: Command {
     static let name = "subject erase"
     static let abstract = "erase a subject by crypto-shredding"
     static let help = """
-        Usage: strongroom subject erase ID --reason TEXT
+        Usage: strongroom subject erase ID --reason TEXT [--wait SECONDS]
 
         Destroys the subject's key, then deletes its rows, index entries, consent ledger and call
-        history. Copies of its ciphertext in backups of the data file can no longer be decrypted. Backups of the key
-        database still hold the wrapped key until `strongroom keys seal-erasures` runs. The audit log
-        records the erasure with the subject id and TEXT (a ticket or legal basis: no personal data).
+        history. Copies of its ciphertext in backups of the data file can no longer be decrypted, by
+        this process or any other. Backups of the key database still hold the wrapped key until
+        `strongroom keys seal-erasures` runs. The audit log records the erasure with the subject id and
+        TEXT (a ticket or legal basis: no personal data).
+
+        While another connection reads an older snapshot of keys.sqlite (an online backup, another
+        process), the old pages holding the wrapped key must stay: the erasure waits up to SECONDS
+        (default 5) for it to end. If it has not, the key is still destroyed, but the tool says that
+        old pages remain and exits 1; `strongroom keys compact` (or the next open) overwrites them
+        once the reader has ended.
 
         \(StoreOptions.helpPointer)
 
@@ -68,15 +75,18 @@ enum SubjectEraseCommand: Command {
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
         guard let reason = try arguments.option("--reason") else { throw UsageError(message: "an erasure needs --reason TEXT") }
+        let wait = try erasureWait(&arguments)
         let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
         guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
         try arguments.finish()
-        let store = try options.open()
+        let store = try openForErasure(options, wait: wait)
         defer { store.close() }
         let id = try store.resolve(reference)
-        try store.erase(id, reason: reason, context: options.context)
+        let completion = try store.erase(id, reason: reason, context: options.context)
         console.print("erased subject \(id): key destroyed, rows deleted")
-        return .success
+        guard case .oldPagesRemain(let since) = completion else { return .success }
+        console.printError(oldPagesMessage(since: since))
+        return .failure
     }
 }
 
