@@ -111,7 +111,8 @@ public enum FuzzEntryPoints {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         guard writeScratchFile(bytes, to: directory + "/" + AuditLog.segmentName(1)) else { return }
         guard let log = try? AuditLog(directory: directory, mac: fixedAuditMAC, storeID: [], durability: .written,
-                                      segmentByteLimit: .max, saveHead: { _ in true }) else { return }
+                                      segmentByteLimit: .max, lockTimeout: StoreConfiguration().auditLockTimeout,
+                                      saveHead: { _ in true }) else { return }
         _ = try? AuditVerifier(trail: log, mac: fixedAuditMAC, genesis: fixedAuditGenesis, head: nil).verify()
     }
 

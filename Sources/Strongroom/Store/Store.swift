@@ -46,6 +46,7 @@ public final class Store: Sendable {
             try location.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
                                         durability: configuration.auditDurability ?? keyring.auditDurability(),
                                         segmentByteLimit: configuration.auditSegmentByteLimit,
+                                        lockTimeout: configuration.auditLockTimeout,
                                         saveHead: { [keyring] head in keyring.saveAuditHead(head) })
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
