@@ -43,14 +43,17 @@ public final class AppendOnlyFile {
         }
     }
 
-    /// Reads the whole regular file at `path`; anything else there (a symbolic link, a FIFO, a device,
-    /// a folder) is refused at once (`FileProblem.wrongKind`), never read through or waited on.
+    /// Reads the whole regular file at `path`, to its end; anything else there (a symbolic link, a FIFO,
+    /// a device, a folder) is refused at once (`FileProblem.wrongKind`), never read through or waited on.
     public static func readAll(path: String) throws(FileError) -> [UInt8] {
         let (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
         defer { close(descriptor) }
-        var bytes = [UInt8](repeating: 0, count: Int(size))
+        // The size is a first guess (files of /proc say 0): read until a read finds the end, for which
+        // the buffer keeps a byte more.
+        var bytes = [UInt8](repeating: 0, count: Int(size) + 1)
         var filled = 0
-        while filled < bytes.count {
+        while true {
+            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(bytes.count, 4096))) }
             let count = retryingOnInterrupt {
                 unsafe bytes.withUnsafeMutableBytes { raw in unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled) }
             }
@@ -58,7 +61,8 @@ public final class AppendOnlyFile {
             if count == 0 { break }
             filled += count
         }
-        return filled == bytes.count ? bytes : Array(bytes[..<filled])
+        bytes.removeSubrange(filled...)
+        return bytes
     }
 }
 

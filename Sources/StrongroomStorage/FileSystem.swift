@@ -141,6 +141,9 @@ public func createDirectory(_ path: String, existing: ExistingAccess) throws(Fil
 /// tightened); nothing happens when nothing is there. True when its permissions were tightened.
 @discardableResult
 public func makePrivate(_ path: String, expected: FileKind, existing: ExistingAccess) throws(FileError) -> Bool {
+    // `lstat("link/")` would follow the link: the trailing slashes go first.
+    var path = path
+    while path.count > 1, path.hasSuffix("/") { path.removeLast() }
     var status = stat()
     guard unsafe lstat(path, &status) == 0 else {
         if errno == ENOENT { return false }
@@ -148,16 +151,16 @@ public func makePrivate(_ path: String, expected: FileKind, existing: ExistingAc
     }
     let kind = FileKind(mode: status.st_mode)
     guard kind == expected else {
-        throw FileError(path: path, operation: "check", code: kind == .symbolicLink ? ELOOP : EINVAL,
+        throw FileError(path: path, operation: "refused", code: kind == .symbolicLink ? ELOOP : EINVAL,
                         problem: .wrongKind(found: kind, expected: expected))
     }
     guard status.st_uid == geteuid() else {
-        throw FileError(path: path, operation: "check", code: EPERM, problem: .ownedByAnotherUser(uid: UInt32(status.st_uid)))
+        throw FileError(path: path, operation: "refused", code: EPERM, problem: .ownedByAnotherUser(uid: UInt32(status.st_uid)))
     }
     let mode = UInt32(status.st_mode) & 0o777
     guard mode & 0o077 != 0 else { return false }
     guard existing == .tighten else {
-        throw FileError(path: path, operation: "check", code: EACCES, problem: .openToOthers(mode: mode))
+        throw FileError(path: path, operation: "refused", code: EACCES, problem: .openToOthers(mode: mode))
     }
     guard chmod(path, mode_t(mode & 0o700)) == 0 else { throw FileError(path: path, operation: "chmod", code: errno) }
     return true

@@ -94,6 +94,8 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
                 try layout.tightenPermissions()
             } else {
                 try createDirectory(directory, existing: .refuse)
+                // An audit folder already there must be a real, private one too (no symbolic link).
+                try makePrivate(layout.audit, expected: .directory, existing: .refuse)
                 // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
                 // database file's mode.
                 try createPrivateFile(path)
