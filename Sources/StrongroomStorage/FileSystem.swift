@@ -71,8 +71,10 @@ public enum FileProblem: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .wrongKind(let found, let expected) where expected == .directory:
+            return "a \(found.rawValue) is there, where a folder of its own belongs: use a real folder (a link is not followed)"
         case .wrongKind(let found, let expected):
-            return "a \(found.rawValue) is there, where a \(expected.rawValue) belongs: remove it (nothing is read through it)"
+            return "a \(found.rawValue) is there, where a \(expected.rawValue) belongs: remove it (nothing is read or written through it)"
         case .openToOthers(let mode):
             return "open to group or others (mode \(String(mode, radix: 8))): use a new folder, or `chmod 700` the folder "
                 + "(and `chmod 600` its files) if nobody else could have used it"

@@ -1,50 +1,7 @@
 import Foundation
 import StrongroomStorage
-import Synchronization
+import StrongroomTestSupport
 import Testing
-
-/// Something other than a regular file, put where one belongs.
-enum HostileKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case fifo
-    case symbolicLink
-    case directory
-
-    var testDescription: String { rawValue }
-
-    /// The kind `lstat` reports for it.
-    var fileKind: FileKind {
-        switch self {
-        case .fifo: return .fifo
-        case .symbolicLink: return .symbolicLink
-        case .directory: return .directory
-        }
-    }
-
-    /// Makes one at `path`; a symbolic link points at `target`, a regular file that would be readable.
-    func make(at path: String, linkTarget target: String) throws {
-        switch self {
-        case .fifo: guard mkfifo(path, 0o600) == 0 else { throw FileError(path: path, operation: "mkfifo", code: errno) }
-        case .symbolicLink: try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
-        case .directory: try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
-        }
-    }
-}
-
-/// Runs `body` on a thread of its own and returns its result with how long it took; nil when it has
-/// not returned within `limit` seconds (a hang fails the test instead of hanging it; the thread is
-/// left behind).
-func timed<T: Sendable>(limit: Double = 30, _ body: @escaping @Sendable () -> T) -> (result: T, seconds: Double)? {
-    let box = Mutex<T?>(nil)
-    let done = DispatchSemaphore(value: 0)
-    let start = Date()
-    Thread.detachNewThread {
-        let result = body()
-        box.withLock { $0 = result }
-        done.signal()
-    }
-    guard done.wait(timeout: .now() + limit) == .success, let result = box.withLock({ $0 }) else { return nil }
-    return (result, Date().timeIntervalSince(start))
-}
 
 /// The `FileProblem` of `error` when it is a `FileError` carrying one.
 func problem(_ error: (any Error)?) -> FileProblem? {
@@ -170,29 +127,28 @@ struct BoundedLockTests {
         let block = try MappedBlock(path: path, byteCount: 4096)
         let mutex = try SharedMutex(in: block, at: 256)
         try mutex.initialize()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                await #expect(processExitsWith: .signal(SIGKILL)) { [path = path as String] in
-                    try stopHolding(path)
-                }
-            }
-            let child = try await waitForStoppedChild(pidFile: path + ".pid")
-            let outcome = timed { [path = path as String] in
+        let watch = watchStoppedChild(pidFile: path + ".pid") { [path = path as String] _ in
+            timed { () -> FileProblem? in
                 // A handle of this thread's own (a handle is used by one owner at a time).
                 do {
                     let block = try MappedBlock(path: path, byteCount: 4096)
                     _ = try withExtendedLifetime(block) { try SharedMutex(in: block, at: 256).lock(until: LockDeadline(secondsFromNow: 0.5)) }
-                    return FileProblem?.none
+                    return nil
                 } catch {
                     return problem(error)
                 }
             }
-            kill(child, SIGKILL)
-            let (seen, seconds) = try #require(outcome, "the wait did not end")
-            #expect(seen == .lockHeld(holder: child, waitedSeconds: 0.5))
-            #expect(seconds >= 0.45 && seconds < 3, "waited \(seconds) s")
-            try await group.waitForAll()
         }
+        await #expect(processExitsWith: .signal(SIGKILL)) { [path = path as String] in
+            // Kept mapped: the kernel releases a dead holder's robust mutex through its mapping.
+            let mutex = try SharedMutex(in: MappedBlock(path: path, byteCount: 4096), at: 256)
+            _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
+            try withExtendedLifetime(mutex) { try stopForGood(writingPIDTo: path + ".pid") }
+        }
+        let (child, outcome) = try #require(watch(), "the child did not stop holding the mutex")
+        let (seen, seconds) = try #require(outcome, "the wait did not end")
+        #expect(seen == .lockHeld(holder: child, waitedSeconds: 0.5))
+        #expect(seconds >= 0.45 && seconds < 3, "waited \(seconds) s")
         // The second act: the holder killed, the mutex is taken (its death reported), and sound after.
         #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 5)) == true)
         mutex.unlock()
@@ -220,29 +176,4 @@ struct BoundedLockTests {
         #expect(try waiter.withExclusiveLock(until: LockDeadline(secondsFromNow: 5)) { "taken" } == "taken")
         #expect(try holder.tryLockExclusive())
     }
-}
-
-/// In a test's child: takes the shared mutex in the block at `path` (at byte 256), writes this
-/// process's ID to `path.pid`, and stops itself holding it, for good: continued (something may send
-/// SIGCONT to a stopped process), it stops again. The test ends it with SIGKILL.
-func stopHolding(_ path: String) throws -> Never {
-    let block = try MappedBlock(path: path, byteCount: 4096)
-    let mutex = try SharedMutex(in: block, at: 256)
-    _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
-    try String(getpid()).write(toFile: path + ".pid", atomically: true, encoding: .utf8)
-    while true { kill(getpid(), SIGSTOP) }
-}
-
-/// The pid a test's child wrote to `pidFile`, once that child has stopped (its `/proc` state is `T`).
-func waitForStoppedChild(pidFile: String, within seconds: Double = 60) async throws -> pid_t {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if let text = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = pid_t(text),
-           let status = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-           let close = status.lastIndex(of: ")"), status[status.index(close, offsetBy: 2)] == "T" {
-            return pid
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    throw FileError(path: pidFile, operation: "wait for the stopped child", code: ETIMEDOUT)
 }
