@@ -13,6 +13,11 @@ enum InitCommand: Command {
         256-bit master key, mode 0600 from its first instant. Keep the key file away from backups of
         the store: whoever holds both can read everything.
 
+        DIR is created mode 0700, and every file in it is 0600, whatever the umask. An existing DIR
+        must be a real folder of yours that the group and others cannot use: one open to them
+        (chmod 700 it, or use a new folder), or a symbolic link (use a real folder), is refused with
+        exit status 3 before anything is written.
+
           --region R            default phone region of the store, ISO 3166 code (default US)
           --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
                                 sets the blind index's tag length (see SECURITY.md)
@@ -43,7 +48,8 @@ enum InitCommand: Command {
         }
         let store = try Store.create(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
         store.close()
-        console.print("created store \(options.location) (default region \(store.defaultRegion), audit "
+        let privacy = if case .directory = options.location { "folder 0700, files 0600; " } else { "" }
+        console.print("created store \(options.location) (\(privacy)default region \(store.defaultRegion), audit "
                       + (configuration.auditDurability == .synced ? "durable: each entry fsync'd)" : "entries written before plaintext returns)"))
         if let keyFile = options.keyFile {
             console.print(createdKey ? "created master key file \(keyFile) (mode 0600): keep it apart from the store's backups"
