@@ -10,9 +10,12 @@ func problem(_ error: (any Error)?) -> FileProblem? {
 
 @Suite("Hostile files: FIFOs, symbolic links and folders where regular files belong are refused at once")
 struct HostileFileTests {
-    /// A folder with a regular file `real` in it and a hostile file `name` beside it; removed by the caller.
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
+    /// A folder in the scratch folder with a regular file `real` in it and a hostile file beside it.
     func folder(with kind: HostileKind) throws -> (folder: String, hostile: String, real: String) {
-        let folder = temporaryPath("hostile")
+        let folder = scratch.path("hostile")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         let real = folder + "/real"
         try Data("line\n".utf8).write(to: URL(fileURLWithPath: real))
@@ -25,7 +28,6 @@ struct HostileFileTests {
           arguments: HostileKind.allCases)
     func refused(kind: HostileKind) throws {
         let (folder, hostile, real) = try self.folder(with: kind)
-        defer { try? FileManager.default.removeItem(atPath: folder) }
         let attempts: [(String, @Sendable () -> (any Error)?)] = [
             ("readAll", { do { _ = try AppendOnlyFile.readAll(path: hostile); return nil } catch { return error } }),
             ("AppendOnlyFile", { do { _ = try AppendOnlyFile(path: hostile); return nil } catch { return error } }),
@@ -59,8 +61,7 @@ struct HostileFileTests {
 
     @Test("files the storage layer creates are 0600 and folders 0700 under umask 000; an existing folder open to others is refused or tightened")
     func privateModes() async throws {
-        let folder = temporaryPath("modes")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let folder = scratch.path("modes")
         // The umask is the process's: changed in a child of its own, not under the other tests.
         await #expect(processExitsWith: .success) { [folder = folder as String] in
             umask(0)
@@ -86,7 +87,6 @@ struct HostileFileTests {
         // A symbolic link to a private folder is refused, never followed.
         let link = folder + "-link"
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: folder)
-        defer { try? FileManager.default.removeItem(atPath: link) }
         for existing in [ExistingAccess.refuse, .tighten] {
             #expect(problem(DirectoryAttempt.create(link, existing)) == .wrongKind(found: .symbolicLink, expected: .directory))
             #expect(problem(DirectoryAttempt.create(link + "/", existing)) == .wrongKind(found: .symbolicLink, expected: .directory),
@@ -117,13 +117,12 @@ enum DirectoryAttempt {
 
 @Suite("Locks that cannot hang: a holder that is stopped, not dead, makes the wait end in a typed error naming it")
 struct BoundedLockTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
     @Test("a process stopped holding the shared mutex: the wait ends at the deadline naming its pid; once it is gone, the mutex works on")
     func stoppedMutexHolder() async throws {
-        let path = temporaryPath("stopped")
-        defer {
-            try? FileManager.default.removeItem(atPath: path)
-            try? FileManager.default.removeItem(atPath: path + ".pid")
-        }
+        let path = scratch.path("stopped")
         let block = try MappedBlock(path: path, byteCount: 4096)
         let mutex = try SharedMutex(in: block, at: 256)
         try mutex.initialize()
@@ -158,8 +157,7 @@ struct BoundedLockTests {
 
     @Test("an flock held by another handle: the wait ends at the deadline; released, the lock is taken")
     func heldFileLock() throws {
-        let path = temporaryPath("LOCK")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("LOCK")
         let holder = try FileLock(path: path)
         let waiter = try FileLock(path: path)
         try holder.lockExclusive(until: LockDeadline(secondsFromNow: 5))

@@ -83,3 +83,28 @@ public func watchStoppedChild<T: Sendable>(pidFile: String, _ body: @escaping @S
         return outcome.withLock { $0 }
     }
 }
+
+/// The permission bits of every folder and file under `directory` (the folder itself included), not
+/// following symbolic links, by path.
+public func modes(under directory: String) -> [String: UInt32] {
+    var found: [String: UInt32] = [:]
+    func visit(_ path: String) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else { return }
+        found[path] = UInt32(status.st_mode) & 0o7777
+        if status.st_mode & S_IFMT == S_IFDIR {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] { visit(path + "/" + name) }
+        }
+    }
+    visit(directory)
+    return found
+}
+
+/// What is not private among `modes`: folders other than 0700, files other than 0600.
+public func notPrivate(_ modes: [String: UInt32]) -> [String] {
+    modes.compactMap { path, mode in
+        var isDirectory: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+        return mode == (isDirectory.boolValue ? 0o700 : 0o600) ? nil : "\(path): \(String(mode, radix: 8))"
+    }.sorted()
+}

@@ -13,6 +13,11 @@ public struct StoreConfiguration: Sendable {
     /// filled; rounded up to a power of two), so that reading a subject seen before costs no
     /// key-database read and no unwrap.
     public var subjectKeyCacheCapacity: Int = 1 << 20
+    /// The most UTF-8 bytes a personal text value may have: a name, company, address or notes, each
+    /// e-mail address, phone number and custom field (name and value). A longer value is refused
+    /// (`StoreError.fieldTooLarge`) on create and update, and the importer reports its row instead of
+    /// writing it. Photos are bytes, not text, and are not limited by it. Default 64 KiB; per process.
+    public var maxFieldBytes: Int = 64 << 10
     /// When an audit entry counts as kept.
     ///
     /// Recorded in the store when it is created (default `.written`); when opening, nil means the
@@ -37,8 +42,9 @@ public struct StoreConfiguration: Sendable {
     /// ("rotate-kek.batch", "rotate-data.batch", "rotate-index.batch"), inside a batch's transaction
     /// before it commits ("rotate-kek.in-batch", "rotate-data.in-batch", "rotate-index.in-batch") and at
     /// the index switch ("rotate-index.switch"); in a write ("write.rows", "write.keys", "write.sealed",
-    /// "write.audited", each before the commit) and in an erasure or deletion ("erase.audited",
-    /// "erase.key-destroyed"). For fault-injection tests only: a test throws or kills the process here
+    /// each before the commit), after the audit entries of any write-path transaction ("write.audited",
+    /// before its commit, with the count of entries), in an erasure or deletion ("erase.audited",
+    /// "erase.key-destroyed") and in a master-key rotation ("rotate-master.in-transaction", before its commit). For fault-injection tests only: a test throws or kills the process here
     /// to prove the store stays consistent and the work can be finished.
     public var faultInjection: (@Sendable (String, Int) throws -> Void)?
 

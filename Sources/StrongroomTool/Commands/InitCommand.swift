@@ -7,11 +7,12 @@ enum InitCommand: Command {
     static let name = "init"
     static let abstract = "create a store (and a master key file with a fresh random key if absent)"
     static let help = """
-        Usage: strongroom init [--region R] [--planned-numbers N] [--durable-audit] --store DIR --key-file FILE
+        Usage: strongroom init [--region R] [--planned-numbers N] [--durable-audit] [--store DIR|URL] [--key-file FILE]
 
-        Creates an encrypted store in DIR. If FILE does not exist, it is created with a fresh random
-        256-bit master key, mode 0600 from its first instant. Keep the key file away from backups of
-        the store: whoever holds both can read everything.
+        Creates an encrypted store in DIR (--store, or STRONGROOM_STORE). If the key file (--key-file,
+        or STRONGROOM_KEY_FILE) does not exist, it is created with a fresh random 256-bit master key,
+        mode 0600 from its first instant. Keep the key file away from backups of the store: whoever
+        holds both can read everything.
 
         DIR is created mode 0700, and every file in it is 0600, whatever the umask. An existing DIR
         must be a real folder of yours that the group and others cannot use: one open to them
@@ -25,7 +26,7 @@ enum InitCommand: Command {
                                 across concurrent readers) before returning plaintext, instead
                                 of only writing it to the OS (slower; survives power loss)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom init --region GB --store ./crm-store --key-file ./crm-store.key
@@ -48,8 +49,7 @@ enum InitCommand: Command {
         }
         let store = try Store.create(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
         store.close()
-        let privacy = if case .directory = options.location { "folder 0700, files 0600; " } else { "" }
-        console.print("created store \(options.location) (\(privacy)default region \(store.defaultRegion), audit "
+        console.print("created store \(options.location) (default region \(store.defaultRegion), audit "
                       + (configuration.auditDurability == .synced ? "durable: each entry fsync'd)" : "entries written before plaintext returns)"))
         if let keyFile = options.keyFile {
             console.print(createdKey ? "created master key file \(keyFile) (mode 0600): keep it apart from the store's backups"
