@@ -14,20 +14,20 @@ struct HostileFileTests {
     let scratch = TemporaryDirectory("strongroom-storage")
 
     /// A folder in the scratch folder with a regular file `real` in it and a hostile file beside it.
-    func folder(with kind: HostileKind) throws -> (folder: String, hostile: String, real: String) {
+    func folder(with kind: HostileKind) throws -> (hostile: String, real: String) {
         let folder = scratch.path("hostile")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         let real = folder + "/real"
         try Data("line\n".utf8).write(to: URL(fileURLWithPath: real))
         let hostile = folder + "/hostile"
         try kind.make(at: hostile, linkTarget: real)
-        return (folder, hostile, real)
+        return (hostile, real)
     }
 
     @Test("reading, appending, mapping and locking a FIFO, a symbolic link or a folder fails at once with its kind named",
           arguments: HostileKind.allCases)
     func refused(kind: HostileKind) throws {
-        let (folder, hostile, real) = try self.folder(with: kind)
+        let (hostile, real) = try self.folder(with: kind)
         let attempts: [(String, @Sendable () -> (any Error)?)] = [
             ("readAll", { do { _ = try AppendOnlyFile.readAll(path: hostile); return nil } catch { return error } }),
             ("AppendOnlyFile", { do { _ = try AppendOnlyFile(path: hostile); return nil } catch { return error } }),
