@@ -14,16 +14,15 @@ func fileProblem(_ error: (any Error)?) -> FileProblem? {
 
 @Suite("Store files: private from creation, refused when others could reach them")
 struct StoreFilesTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-files")
     static let reader = AccessContext(actor: "files-test", purpose: .admin)
 
     @Test("under umask 000 a store's folders are 0700 and every file 0600: databases with their WAL and shared memory, audit files, key file")
     func umaskZero() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-files-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = directory + "/store"
-        let keyFile = directory + "/master.key"
-        let errorFile = directory + "/error"
+        let store = scratch.path("store")
+        let keyFile = scratch.path("master.key")
+        let errorFile = scratch.path("error")
         // The umask is the process's: changed in a child of its own, not under the other tests. The
         // child walks the folder while its store is open (the WAL and shared-memory files exist then).
         await #expect(processExitsWith: .success) { [store = store as String, keyFile = keyFile as String, errorFile = errorFile as String] in
@@ -106,23 +105,18 @@ struct StoreFilesTests {
     @Test("a new store is refused in a folder others could use, or through a symbolic link; put right, the same path works",
           arguments: UnfitFolder.allCases)
     func unfitFolder(_ unfit: UnfitFolder) throws {
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-unfit-\(UUID().uuidString)").path
-        let path = base + "-store"
-        let scratch = base + "-elsewhere"
-        defer {
-            try? FileManager.default.removeItem(atPath: path)
-            try? FileManager.default.removeItem(atPath: scratch)
-        }
-        let expected = try unfit.make(at: path, scratch: scratch)
+        let path = scratch.path("store")
+        let elsewhere = scratch.path("elsewhere")
+        let expected = try unfit.make(at: path, scratch: elsewhere)
         let key = try SecretKey.random()
-        let before = modes(under: path).merging(modes(under: scratch)) { $1 }
+        let before = modes(under: path).merging(modes(under: elsewhere)) { $1 }
         var refusal: (any Error)?
         do { _ = try Store.create(at: path, keyProvider: StaticKeyProvider(key: key)) } catch { refusal = error }
         #expect(fileProblem(refusal) == expected, "\(String(describing: refusal))")
         let message = refusal.map { "\($0)" } ?? ""
         #expect(message.contains(expected == .wrongKind(found: .symbolicLink, expected: .directory) ? "symbolic link" : "chmod 700"), "\(message)")
         // Nothing was written, here or where a link points.
-        #expect(modes(under: path).merging(modes(under: scratch)) { $1 } == before)
+        #expect(modes(under: path).merging(modes(under: elsewhere)) { $1 } == before)
         // Put right: a store is made there, works, and is private.
         try unfit.fix(path)
         let store = try Store.create(at: path, keyProvider: StaticKeyProvider(key: key))
