@@ -474,17 +474,30 @@ final class Keyring: Sendable {
         }
     }
 
-    /// Saves the audit chain head unless a newer one is already saved (another process may share the
-    /// log); false when the key database could not take it now.
-    func saveAuditHead(_ head: AuditHead) -> Bool {
-        guard let code = try? head.authenticationCode(auditMAC) else { return false }
-        return (try? database.withLock { connection in
+    /// Saves the audit chain head as `mode` says (`AuditHeadSaveMode`): a writer's head only moves
+    /// forward (another process may share the log and have saved a newer one) and is created only for
+    /// the log's first entries, never again once deleted; an acknowledged gap replaces it.
+    func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave {
+        guard let code = try? head.authenticationCode(auditMAC) else { return .failed }
+        let values: [SQLValue] = [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)]
+        let saved: AuditHeadSave? = try? database.withLock { connection in
+            if mode != .advance {
+                try connection.run("""
+                    INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
+                        time = excluded.time, head_mac = excluded.head_mac
+                    \(mode == .replace ? "" : "WHERE excluded.sequence > audit_head.sequence")
+                    """, values)
+                return .saved
+            }
             try connection.run("""
-                INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
-                ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
-                    time = excluded.time, head_mac = excluded.head_mac
-                WHERE excluded.sequence > audit_head.sequence
-                """, [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)])
-        }) != nil
+                UPDATE audit_head SET sequence = ?, entry_mac = ?, time = ?, head_mac = ? WHERE id = 1 AND sequence < ?
+                """, values + [.integer(Int64(head.sequence))])
+            guard connection.changes == 0 else { return .saved }
+            return try connection.scalarInteger("SELECT 1 FROM audit_head WHERE id = 1") == nil ? .missing : .saved
+        }
+        return saved ?? .failed
     }
 }
+
+extension Keyring: AuditHeadStore {}

@@ -122,14 +122,14 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// Opens the store's audit log: segment files in the folder, or a table beside the data.
     /// `lockTimeout`: how long a folder store's appends wait for the log's locks (seconds).
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, saveHead: @escaping @Sendable (AuditHead) -> Bool) throws -> any AuditTrail {
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail {
         switch self {
         case .directory(let directory):
             return try AuditLog(directory: Layout(directory: directory).audit, mac: mac, storeID: storeID, durability: durability,
-                                segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, saveHead: saveHead)
+                                segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
         case .postgres(let url, _):
             return try PostgresAuditLog(connection: PostgresConnection(url: url, create: false, writeLock: "audit"),
-                                        mac: mac, storeID: storeID, saveHead: saveHead)
+                                        mac: mac, storeID: storeID, headStore: headStore)
         }
     }
 }
