@@ -98,7 +98,7 @@ extension Double {
 /// Calls `operation` (a system call returning -1 and setting `errno` on failure) again as long as it
 /// fails with `EINTR`, a signal that arrived during the call; its result otherwise.
 @inline(__always)
-public func retryingOnInterrupt<Result: BinaryInteger>(_ operation: () -> Result) -> Result {
+func retryingOnInterrupt<Result: BinaryInteger>(_ operation: () -> Result) -> Result {
     var result: Result
     repeat { result = operation() } while result == -1 && errno == EINTR
     return result
