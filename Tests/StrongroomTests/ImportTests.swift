@@ -47,6 +47,31 @@ struct ImportTests {
         #expect(updated.personal.name == "New Name" && updated.metadata.kind == .contact)
     }
 
+    @Test("a re-import skips a restricted subject's row alone (reported, audited as refused, nothing of it changed); the rest lands",
+          arguments: TestBackend.all)
+    func restrictedRowInReimport(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, region: "GB", hooks: [hook])
+        defer { test.cleanUp() }
+        let first = header + "r1,lead,Kept Name,,,,,,,,,,,\nr2,lead,Two,,,,,,,,,,,\n"
+        _ = try CSVImporter(store: test.store).run(Array(first.utf8), context: TestStore.admin)
+        let restricted = try test.store.resolve("r1")
+        try test.store.setRestricted(true, restricted, context: TestStore.admin)
+        let second = header + "r1,lead,Changed Name,,,,,,,,,,,\nr2,lead,Two Changed,,,,,,,,,,,\nr3,lead,Three,,,,,,,,,,,\n"
+        let report = try CSVImporter(store: test.store).run(Array(second.utf8), context: TestStore.admin)
+        #expect(report.created == 1 && report.updated == 1)
+        #expect(report.rejected.map(\.line) == [2])
+        #expect(report.rejected.first?.reason.contains("restricted") == true)
+        #expect(hook.writes(of: restricted, from: 0).map(\.outcome).last == .refused)
+        try test.store.setRestricted(false, restricted, context: TestStore.admin)
+        #expect(try test.store.read(restricted, context: TestStore.admin).personal.name == "Kept Name")
+        #expect(try test.store.read(try test.store.resolve("r2"), context: TestStore.admin).personal.name == "Two Changed")
+        // Second act: once the restriction is lifted, the same file updates the subject.
+        let again = try CSVImporter(store: test.store).run(Array(second.utf8), context: TestStore.admin)
+        #expect(again.rejected.isEmpty && again.updated == 3)
+        #expect(try test.store.read(restricted, context: TestStore.admin).personal.name == "Changed Name")
+    }
+
     @Test("with strict, one bad row refuses the whole file", arguments: TestBackend.all)
     func strict(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")

@@ -112,9 +112,18 @@ public struct CSVImporter: Sendable {
 
         func flush() throws {
             guard !batch.isEmpty else { return }
-            let results = try store.write(batch.map(\.subject), region: options.region, context: context)
-            for result in results {
-                if result.created { report.created += 1 } else { report.updated += 1 }
+            // A restricted subject's row is refused alone (and audited as refused), not the batch; with
+            // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
+            let results = try store.write(batch.map(\.subject), region: options.region, skippingRefused: !options.strict,
+                                          context: context)
+            for (row, result) in zip(batch, results) {
+                if result.refused {
+                    report.rejected.append(.init(line: row.line, reason: "the subject's processing is restricted: row not applied"))
+                } else if result.created {
+                    report.created += 1
+                } else {
+                    report.updated += 1
+                }
             }
             rowsDone += batch.count
             batch.removeAll(keepingCapacity: true)

@@ -21,11 +21,21 @@ public struct NewSubject: Sendable, Hashable {
 public struct WriteResult: Sendable, Hashable {
     /// The subject written.
     public let id: SubjectID
-    /// Whether it was created (false: an existing subject was updated).
+    /// Whether it was created (false: an existing subject was updated, or its update was refused).
     public let created: Bool
+    /// Whether the update was refused and nothing of it written (a restricted subject, with
+    /// `skippingRefused`; the refusal is in the audit log).
+    public let refused: Bool
     /// How many of its phone numbers could not be normalised: they are stored, encrypted, but caller
     /// ID cannot find them.
     public let unindexedPhoneNumbers: Int
+
+    init(id: SubjectID, created: Bool, refused: Bool = false, unindexedPhoneNumbers: Int) {
+        self.id = id
+        self.created = created
+        self.refused = refused
+        self.unindexedPhoneNumbers = unindexedPhoneNumbers
+    }
 }
 
 extension Store {
@@ -41,17 +51,19 @@ extension Store {
 
     /// Creates or, where the external id is already known, updates each subject, in one transaction.
     /// Used by the importer: a re-import of the same external ids updates rather than duplicates. An
-    /// update of a restricted subject is refused for the whole batch (see `SubjectWriteKind`).
-    public func write(_ subjects: [NewSubject], region: String? = nil,
+    /// update of a restricted subject is refused (see `SubjectWriteKind`): for the whole batch, or with
+    /// `skippingRefused` for that subject alone (its result says `refused`; the rest is written, and the
+    /// refusal audited with them), so that one restricted person does not stop a nightly sync.
+    public func write(_ subjects: [NewSubject], region: String? = nil, skippingRefused: Bool = false,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
         return try writeSubjects(context: context) { write in
-            try createOrUpdate(subjects, normalizer: normalizer, in: write)
+            try createOrUpdate(subjects, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
         }
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
-    func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer,
+    func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
                         in write: SubjectWriteTransaction) throws -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
@@ -64,7 +76,14 @@ extension Store {
             if let externalID = subject.metadata.externalID,
                let existing = try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
                                                       [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }) {
-                try write.require(existing.0, .update)
+                if skippingRefused {
+                    guard try write.admits(existing.0, .update) else {
+                        results.append(WriteResult(id: existing.0, created: false, refused: true, unindexedPhoneNumbers: 0))
+                        continue
+                    }
+                } else {
+                    try write.require(existing.0, .update)
+                }
                 let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata,
                                          personal: subject.personal, normalizer: normalizer, now: now, in: connection)
                 results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
