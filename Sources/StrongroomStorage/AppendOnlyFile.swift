@@ -15,11 +15,10 @@ public final class AppendOnlyFile {
     /// The path it was opened on.
     public let path: String
 
-    /// Opens `path` for appending, creating it with mode 0600 if absent.
+    /// Opens the regular file `path` for appending, creating it with mode 0600 if absent; anything
+    /// else there (a symbolic link, a FIFO, a device, a folder) is refused (`FileProblem.wrongKind`).
     public init(path: String) throws(FileError) {
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-        self.descriptor = descriptor
+        self.descriptor = try openRegularFile(path, flags: O_WRONLY | O_APPEND, create: true).descriptor
         self.path = path
     }
 
@@ -29,45 +28,41 @@ public final class AppendOnlyFile {
     public func append(_ bytes: [UInt8]) throws(FileError) {
         var written = 0
         while written < bytes.count {
-            let count = unsafe bytes.withUnsafeBytes { raw in
-                unsafe write(descriptor, raw.baseAddress! + written, raw.count - written)
+            let count = retryingOnInterrupt {
+                unsafe bytes.withUnsafeBytes { raw in unsafe write(descriptor, raw.baseAddress! + written, raw.count - written) }
             }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: path, operation: "write", code: errno)
-            }
+            guard count >= 0 else { throw FileError(path: path, operation: "write", code: errno) }
             written += count
         }
     }
 
     /// Cuts the file to `length` bytes (used to drop a torn last line a crashed writer left).
     public func truncate(to length: Int64) throws(FileError) {
-        guard ftruncate(descriptor, off_t(length)) == 0 else {
+        guard retryingOnInterrupt({ ftruncate(descriptor, off_t(length)) }) == 0 else {
             throw FileError(path: path, operation: "ftruncate", code: errno)
         }
     }
 
-    /// Reads the whole file at `path`.
+    /// Reads the whole regular file at `path`, to its end; anything else there (a symbolic link, a FIFO,
+    /// a device, a folder) is refused at once (`FileProblem.wrongKind`), never read through or waited on.
     public static func readAll(path: String) throws(FileError) -> [UInt8] {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
+        let (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
         defer { close(descriptor) }
-        var status = stat()
-        guard unsafe fstat(descriptor, &status) == 0 else { throw FileError(path: path, operation: "fstat", code: errno) }
-        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        // The size is a first guess (files of /proc say 0): read until a read finds the end, for which
+        // the buffer keeps a byte more.
+        var bytes = [UInt8](repeating: 0, count: Int(size) + 1)
         var filled = 0
-        while filled < bytes.count {
-            let count = unsafe bytes.withUnsafeMutableBytes { raw in
-                unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled)
+        while true {
+            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(bytes.count, 4096))) }
+            let count = retryingOnInterrupt {
+                unsafe bytes.withUnsafeMutableBytes { raw in unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled) }
             }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path: path, operation: "read", code: errno)
-            }
+            guard count >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
             if count == 0 { break }
             filled += count
         }
-        return filled == bytes.count ? bytes : Array(bytes[..<filled])
+        bytes.removeSubrange(filled...)
+        return bytes
     }
 }
 
@@ -90,7 +85,7 @@ public final class FileSynchronizer: Sendable {
 
     /// Flushes everything written to the file so far (`fdatasync`).
     public func synchronize() throws(FileError) {
-        guard fdatasync(descriptor) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
+        guard retryingOnInterrupt({ fdatasync(descriptor) }) == 0 else { throw FileError(path: path, operation: "fdatasync", code: errno) }
     }
 }
 
@@ -105,11 +100,10 @@ public final class FileLock {
     /// The lock file.
     public let path: String
 
-    /// Opens (creating, mode 0600) the lock file at `path`.
+    /// Opens (creating, mode 0600) the regular file `path` as a lock file; anything else there (a
+    /// symbolic link, a FIFO, a device, a folder) is refused (`FileProblem.wrongKind`).
     public init(path: String) throws(FileError) {
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-        self.descriptor = descriptor
+        self.descriptor = try openRegularFile(path, flags: O_RDWR, create: true).descriptor
         self.path = path
     }
 
@@ -118,19 +112,13 @@ public final class FileLock {
     /// Takes the exclusive lock if no other handle holds the lock, without waiting; true when taken.
     /// A shared lock this handle holds is replaced, not atomically: a failed attempt leaves none.
     public func tryLockExclusive() throws(FileError) -> Bool {
-        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EWOULDBLOCK { return false }
-            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
-        }
-        return true
+        try tryLock(LOCK_EX)
     }
 
     /// Takes the shared lock, waiting while another handle holds it exclusively (an exclusive lock
-    /// this handle holds becomes shared).
-    public func lockShared() throws(FileError) {
-        while flock(descriptor, LOCK_SH) != 0 {
-            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
-        }
+    /// this handle holds becomes shared), until `deadline` at most (`FileProblem.lockHeld` then).
+    public func lockShared(until deadline: LockDeadline) throws(FileError) {
+        try lock(LOCK_SH, until: deadline)
     }
 
     /// Releases the lock this handle holds (closing the handle does too).
@@ -138,18 +126,41 @@ public final class FileLock {
         flock(descriptor, LOCK_UN)
     }
 
-    /// Takes the exclusive lock, waiting while another handle holds the lock.
-    public func lockExclusive() throws(FileError) {
-        while flock(descriptor, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw FileError(path: path, operation: "flock", code: errno) }
-        }
+    /// Takes the exclusive lock, waiting while another handle holds the lock, until `deadline` at most
+    /// (`FileProblem.lockHeld` then).
+    public func lockExclusive(until deadline: LockDeadline) throws(FileError) {
+        try lock(LOCK_EX, until: deadline)
     }
 
-    /// Runs `body` holding the exclusive lock; other processes wait.
-    public func withExclusiveLock<T>(_ body: () throws -> T) throws -> T {
-        try lockExclusive()
+    /// Runs `body` holding the exclusive lock; other processes wait. The lock is waited for until
+    /// `deadline` at most (`FileProblem.lockHeld` then, and `body` does not run).
+    public func withExclusiveLock<T>(until deadline: LockDeadline, _ body: () throws -> T) throws -> T {
+        try lockExclusive(until: deadline)
         defer { unlock() }
         return try body()
+    }
+
+    /// `flock(operation | LOCK_NB)`: true when taken, false when another handle holds it.
+    private func tryLock(_ operation: Int32) throws(FileError) -> Bool {
+        guard retryingOnInterrupt({ flock(descriptor, operation | LOCK_NB) }) != 0 else { return true }
+        guard errno == EWOULDBLOCK else { throw FileError(path: path, operation: "flock", code: errno) }
+        return false
+    }
+
+    /// Tries `flock(operation)` without blocking until it is taken or `deadline` passes, sleeping a
+    /// little between tries (`flock` has no timed wait; the sleep grows from 1 to 10 ms, so a lock
+    /// let go is taken soon after, and a long wait costs little).
+    private func lock(_ operation: Int32, until deadline: LockDeadline) throws(FileError) {
+        var pause: UInt32 = 1_000
+        while try !tryLock(operation) {
+            let remaining = deadline.remainingMicroseconds
+            guard remaining > 0 else {
+                throw FileError(path: path, operation: "flock", code: EWOULDBLOCK,
+                                problem: .lockHeld(holder: nil, waitedSeconds: deadline.seconds))
+            }
+            usleep(UInt32(min(Int64(pause), remaining)))
+            pause = min(pause * 2, 10_000)
+        }
     }
 }
 

@@ -34,8 +34,8 @@ public final class MappedFile {
     /// The file's size as this handle last saw or set it: stores stay below it.
     public private(set) var size: Int64
 
-    /// Opens `path` for reading and writing (creating it with mode 0600 if absent); stores map it
-    /// `window` bytes at a time.
+    /// Opens the regular file `path` for reading and writing (creating it with mode 0600 if absent;
+    /// anything else there is refused, `FileProblem.wrongKind`); stores map it `window` bytes at a time.
     public init(path: String, window: Int) throws(FileError) {
         let (descriptor, fileSize) = try openReadWrite(path)
         self.descriptor = descriptor
@@ -66,8 +66,7 @@ public final class MappedFile {
         guard length > size else { return }
         #if canImport(Glibc)
         // posix_fallocate returns the error instead of setting errno; a signal may interrupt it.
-        var result: Int32
-        repeat { result = posix_fallocate(descriptor, off_t(size), off_t(length - size)) } while result == EINTR
+        let result = retryingOnInterruptResult { posix_fallocate(descriptor, off_t(size), off_t(length - size)) }
         #else
         // Darwin has no posix_fallocate: the file is extended sparse.
         let result = ftruncate(descriptor, off_t(length)) == 0 ? 0 : errno
@@ -79,7 +78,7 @@ public final class MappedFile {
 
     /// Cuts (or extends with zeros) the file to `length` bytes.
     public func truncate(to length: Int64) throws(FileError) {
-        guard ftruncate(descriptor, off_t(length)) == 0 else {
+        guard retryingOnInterrupt({ ftruncate(descriptor, off_t(length)) }) == 0 else {
             throw FileError(path: path, operation: "ftruncate", code: errno)
         }
         size = length
@@ -292,14 +291,14 @@ public final class MappedBlock {
     /// The block's size in bytes.
     public let byteCount: Int
 
-    /// Opens `path` (creating it with mode 0600, zero-filled, if absent or shorter than `byteCount`,
-    /// with its blocks reserved) and maps its first `byteCount` bytes.
+    /// Opens the regular file `path` (creating it with mode 0600, zero-filled, if absent or shorter than
+    /// `byteCount`, with its blocks reserved; anything else there is refused, `FileProblem.wrongKind`)
+    /// and maps its first `byteCount` bytes.
     public init(path: String, byteCount: Int) throws(FileError) {
         let (descriptor, fileSize) = try openReadWrite(path)
         if fileSize < Int64(byteCount) {
             #if canImport(Glibc)
-            var result: Int32
-            repeat { result = posix_fallocate(descriptor, 0, off_t(byteCount)) } while result == EINTR
+            let result = retryingOnInterruptResult { posix_fallocate(descriptor, 0, off_t(byteCount)) }
             #else
             let result = ftruncate(descriptor, off_t(byteCount)) == 0 ? 0 : errno
             #endif
@@ -378,17 +377,11 @@ extension MappedBlock: Sendable {}
 /// The size of a memory page.
 private let pageSize = max(Int(sysconf(Int32(_SC_PAGESIZE))), 4096)
 
-/// Opens `path` for reading and writing (created with mode 0600 if absent): its descriptor and size.
+/// Opens the regular file `path` for reading and writing (created with mode 0600 if absent): its
+/// descriptor and size. Anything else there (a symbolic link, a FIFO, a device, a folder) is refused
+/// (`FileProblem.wrongKind`): a mapping must reach the file the log's readers read.
 private func openReadWrite(_ path: String) throws(FileError) -> (descriptor: Int32, size: Int64) {
-    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-    guard descriptor >= 0 else { throw FileError(path: path, operation: "open", code: errno) }
-    var status = stat()
-    guard unsafe fstat(descriptor, &status) == 0 else {
-        let code = errno
-        close(descriptor)
-        throw FileError(path: path, operation: "fstat", code: code)
-    }
-    return (descriptor, Int64(status.st_size))
+    try openRegularFile(path, flags: O_RDWR, create: true)
 }
 
 /// `length` rounded up to a whole number of pages.

@@ -4,6 +4,34 @@ import Glibc
 import Darwin
 #endif
 
+/// A moment on the monotonic clock (`CLOCK_MONOTONIC`, which setting the wall clock does not move) up
+/// to which a lock is waited for: one deadline can bound several waits in a row.
+public struct LockDeadline: Sendable {
+    /// The moment, as `clock_gettime(CLOCK_MONOTONIC)` counts.
+    private let time: timespec
+    /// The wait it was set for, in seconds (for errors).
+    public let seconds: Double
+
+    /// The moment `seconds` from now (a negative or not-a-number wait counts as none; one over a
+    /// billion seconds as a billion).
+    public init(secondsFromNow wait: Double) {
+        let seconds = wait.isNaN ? 0 : min(max(wait, 0), 1e9)
+        var now = timespec()
+        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        let nanoseconds = Int(now.tv_nsec) + Int((seconds - seconds.rounded(.towardZero)) * 1e9)
+        time = timespec(tv_sec: now.tv_sec + Int(seconds.rounded(.towardZero)) + nanoseconds / 1_000_000_000,
+                        tv_nsec: nanoseconds % 1_000_000_000)
+        self.seconds = seconds
+    }
+
+    /// Microseconds left until the moment (zero or less once it has passed).
+    var remainingMicroseconds: Int64 {
+        var now = timespec()
+        _ = unsafe clock_gettime(CLOCK_MONOTONIC, &now)
+        return (Int64(time.tv_sec) - Int64(now.tv_sec)) * 1_000_000 + (Int64(time.tv_nsec) - Int64(now.tv_nsec)) / 1_000
+    }
+}
+
 /// A lock shared by every process that maps the same file: a process-shared, robust pthread mutex
 /// stored in place in a `MappedBlock`. Taking it while nobody holds it makes no system call (glibc
 /// takes a free mutex with one atomic compare-and-swap on its futex word, and releases it without a
@@ -71,19 +99,25 @@ public final class SharedMutex {
         #endif
     }
 
-    /// Takes the mutex, waiting while another thread (of this process or another) holds it. Returns
-    /// true when the previous holder died holding it: the mutex is taken and usable, but what it
-    /// protects may be half changed.
+    /// Takes the mutex, waiting while another thread (of this process or another) holds it, until
+    /// `deadline` at most. Returns true when the previous holder died holding it: the mutex is taken
+    /// and usable, but what it protects may be half changed. A free mutex is taken even when the
+    /// deadline has passed.
     ///
-    /// - Throws: when the mutex cannot be taken: `ENOTRECOVERABLE` if a holder that found its
-    ///   predecessor dead released it without repairing it (see `pthread_mutex_consistent`); then it
-    ///   stays unusable until `initialize()`.
-    public func lock() throws(FileError) -> Bool {
+    /// - Throws: when the mutex cannot be taken: `FileProblem.lockHeld` (`ETIMEDOUT`) with the
+    ///   holder's process ID when it is still held at `deadline` (a holder that is stopped or stuck,
+    ///   not dead: a dead one's is released by the kernel); `ENOTRECOVERABLE` if a holder that found its
+    ///   predecessor dead released it without repairing it (see `pthread_mutex_consistent`), and then
+    ///   it stays unusable until `initialize()`.
+    public func lock(until deadline: LockDeadline) throws(FileError) -> Bool {
         #if canImport(Glibc)
-        let result = unsafe pthread_mutex_lock(mutex)
+        let result = timedLock(until: deadline)
         switch result {
         case 0:
             return false
+        case ETIMEDOUT:
+            throw FileError(path: block.path, operation: "pthread_mutex_timedlock", code: result,
+                            problem: .lockHeld(holder: holderProcessID(), waitedSeconds: deadline.seconds))
         case EOWNERDEAD:
             // Held now, but marked inconsistent: unlocked as it is, it would become ENOTRECOVERABLE
             // for every process. The caller repairs the state; the mutex is declared sound first.
@@ -99,10 +133,52 @@ public final class SharedMutex {
             throw FileError(path: block.path, operation: "pthread_mutex_lock", code: result)
         }
         #else
-        try file.lockExclusive()
+        try file.lockExclusive(until: deadline)
         return false
         #endif
     }
+
+    #if canImport(Glibc)
+    /// `pthread_mutex_timedlock` until `deadline`: 0, `EOWNERDEAD`, `ETIMEDOUT` or another error.
+    ///
+    /// Its timeout is a moment of the wall clock (`CLOCK_REALTIME`; `pthread_mutex_clocklock`, which
+    /// takes `CLOCK_MONOTONIC`, is a GNU extension the Swift Glibc module does not declare), which may be
+    /// set while waiting. So the wait goes in slices of at most a second of wall-clock time, and ends
+    /// when the monotonic `deadline` has passed: setting the clock forward cannot cut the wait short,
+    /// and setting it back stretches one slice only.
+    private func timedLock(until deadline: LockDeadline) -> Int32 {
+        // A free mutex (the common case) is taken without reading the clock.
+        let tried = unsafe pthread_mutex_trylock(mutex)
+        guard tried == EBUSY else { return tried }
+        while true {
+            let slice = min(max(deadline.remainingMicroseconds, 0), 1_000_000)
+            var time = timespec()
+            _ = unsafe clock_gettime(CLOCK_REALTIME, &time)
+            let nanoseconds = Int(time.tv_nsec) + Int(slice) * 1_000
+            time.tv_sec += nanoseconds / 1_000_000_000
+            time.tv_nsec = nanoseconds % 1_000_000_000
+            // A free mutex is taken even when the moment has passed (POSIX): a zero slice is a try.
+            let result = unsafe pthread_mutex_timedlock(mutex, &time)
+            guard result == ETIMEDOUT, deadline.remainingMicroseconds > 0 else { return result }
+        }
+    }
+
+    /// The process whose thread holds the mutex, read from the mutex itself: a robust mutex's futex word
+    /// holds its owner's thread ID (the kernel's robust-futex ABI, `FUTEX_TID_MASK`; Linux
+    /// Documentation/locking/robust-futex-ABI.rst), and `/proc/<tid>/status` names the thread's process
+    /// (`Tgid`). Nil when it cannot be told (released meanwhile, or no `/proc`).
+    private func holderProcessID() -> Int32? {
+        // The futex word is the first field of glibc's `struct __pthread_mutex_s` (`__lock`).
+        let word = unsafe UnsafeRawPointer(mutex).load(as: Int32.self)
+        let thread = word & 0x3FFF_FFFF
+        guard thread > 0 else { return nil }
+        guard let status = try? AppendOnlyFile.readAll(path: "/proc/\(thread)/status") else { return nil }
+        for line in String(decoding: status, as: UTF8.self).split(separator: "\n") where line.hasPrefix("Tgid:") {
+            return Int32(line.dropFirst(5).trimmingPrefix(while: { $0 == " " || $0 == "\t" }))
+        }
+        return nil
+    }
+    #endif
 
     /// Releases the mutex.
     ///

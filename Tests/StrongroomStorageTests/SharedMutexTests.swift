@@ -30,13 +30,13 @@ struct SharedMutexTests {
     @Test("lock and unlock; another handle waits while one holds it")
     func exclusion() throws {
         let (path, _, mutex) = try freshMutex("exclusion", in: scratch)
-        #expect(try mutex.lock() == false)
+        #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == false)
         mutex.unlock()
-        #expect(try mutex.lock() == false)
+        #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == false)
         let taken = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             // Its own mapping of the file, as another process has.
-            guard let (_, other) = try? openMutex(path), (try? other.lock()) == false else { return }
+            guard let (_, other) = try? openMutex(path), (try? other.lock(until: LockDeadline(secondsFromNow: 30))) == false else { return }
             taken.signal()
             other.unlock()
         }
@@ -51,22 +51,22 @@ struct SharedMutexTests {
         let (path, _, mutex) = try freshMutex("died", in: scratch)
         await #expect(processExitsWith: how == "killed" ? .signal(SIGKILL) : .success) { [path = path as String, how = how as String] in
             let (_, mutex) = try openMutex(path)
-            _ = try mutex.lock()
+            _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
             if how == "killed" { kill(getpid(), SIGKILL) }
             // Ending the process ends the thread that holds it, just as a kill does.
             exit(EXIT_SUCCESS)
         }
-        #expect(try mutex.lock() == true, "the dead holder is reported")
+        #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == true, "the dead holder is reported")
         mutex.unlock()
-        #expect(try mutex.lock() == false, "reported once, then sound")
+        #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == false, "reported once, then sound")
         mutex.unlock()
         // Another process takes it and lets it go as usual.
         await #expect(processExitsWith: .success) { [path = path as String] in
             let (_, mutex) = try openMutex(path)
-            guard try mutex.lock() == false else { exit(EXIT_FAILURE) }
+            guard try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == false else { exit(EXIT_FAILURE) }
             mutex.unlock()
         }
-        #expect(try mutex.lock() == false)
+        #expect(try mutex.lock(until: LockDeadline(secondsFromNow: 30)) == false)
         mutex.unlock()
     }
 
@@ -82,17 +82,17 @@ struct SharedMutexTests {
                 group.addTask {
                     await #expect(processExitsWith: .success) { [path = path as String, increments = increments as Int] in
                         let (block, mutex) = try openMutex(path)
-                        _ = try mutex.lock()
+                        _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
                         block.storeUInt64(block.loadUInt64(at: 8) + 1, at: 8)
                         mutex.unlock()
                         var arrived = UInt64(0)
                         while arrived < 2 {
-                            _ = try mutex.lock()
+                            _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
                             arrived = block.loadUInt64(at: 8)
                             mutex.unlock()
                         }
                         for _ in 0..<increments {
-                            _ = try mutex.lock()
+                            _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
                             block.storeUInt64(block.loadUInt64(at: 0) + 1, at: 0)
                             mutex.unlock()
                         }
@@ -108,14 +108,14 @@ struct SharedMutexTests {
         let (path, block, mutex) = try freshMutex("reboot", in: scratch)
         // The bytes of a held mutex, put back once it is free: held by a thread that will never release it.
         let size = MemoryLayout<pthread_mutex_t>.size
-        _ = try mutex.lock()
+        _ = try mutex.lock(until: LockDeadline(secondsFromNow: 30))
         let held = block.load(count: size, at: mutexOffset)
         mutex.unlock()
         #expect(block.load(count: size, at: mutexOffset) != held)
         block.store(held, at: mutexOffset)
         try mutex.initialize()
         let (_, other) = try openMutex(path)
-        #expect(try other.lock() == false)
+        #expect(try other.lock(until: LockDeadline(secondsFromNow: 30)) == false)
         other.unlock()
     }
 

@@ -227,10 +227,10 @@ struct FileTests {
     @Test("the exclusive lock runs its body and passes on its result and errors")
     func lock() throws {
         let lock = try FileLock(path: scratch.path("LOCK"))
-        #expect(try lock.withExclusiveLock { 7 } == 7)
+        #expect(try lock.withExclusiveLock(until: LockDeadline(secondsFromNow: 30)) { 7 } == 7)
         struct Failure: Error {}
-        #expect(throws: Failure.self) { try lock.withExclusiveLock { throw Failure() } }
-        #expect(try lock.withExclusiveLock { "again" } == "again")
+        #expect(throws: Failure.self) { try lock.withExclusiveLock(until: LockDeadline(secondsFromNow: 30)) { throw Failure() } }
+        #expect(try lock.withExclusiveLock(until: LockDeadline(secondsFromNow: 30)) { "again" } == "again")
     }
 
     @Test("shared holders keep out an exclusive try; the last one out can take it")
@@ -241,8 +241,8 @@ struct FileTests {
         let second = try FileLock(path: path)
         #expect(try first.tryLockExclusive())
         #expect(try !second.tryLockExclusive())
-        try first.lockShared()
-        try second.lockShared()
+        try first.lockShared(until: LockDeadline(secondsFromNow: 30))
+        try second.lockShared(until: LockDeadline(secondsFromNow: 30))
         #expect(try !first.tryLockExclusive())
         // The failed attempt left `first` with no lock at all: `second` is alone now.
         #expect(try second.tryLockExclusive())

@@ -593,7 +593,7 @@ struct AuditTests {
         let stale = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
             if let block = try? MappedBlock(path: tail, byteCount: 4096), let lock = try? SharedMutex(in: block, at: 256),
-               (try? lock.lock()) == false {
+               (try? lock.lock(until: LockDeadline(secondsFromNow: 30))) == false {
                 let held = block.load(count: MemoryLayout<pthread_mutex_t>.size, at: 256)
                 lock.unlock()
                 block.store(held, at: 256)
@@ -633,7 +633,7 @@ struct AuditTests {
             // audit/TAIL: the append lock at byte 256; the committed length at 16 (a UInt64, native order).
             let tail = try MappedBlock(path: directory + "/audit/TAIL", byteCount: 4096)
             let lock = try SharedMutex(in: tail, at: 256)
-            _ = try lock.lock()
+            _ = try lock.lock(until: LockDeadline(secondsFromNow: 30))
             let committed = tail.loadUInt64(at: 16)
             let torn = Data("{\"seq\":99,\"ti".utf8)
             let segment = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/audit/00000001.jsonl"))

@@ -164,6 +164,42 @@ struct ToolTests {
         #expect(out.contains("entry 5"))
     }
 
+    @Test("init refuses a folder open to others with one line saying what to do (exit 3); chmod 700, and it works")
+    func initUnfitFolder() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = directory + "/store"
+        try FileManager.default.createDirectory(atPath: store, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o777])
+        let tool = ToolRun(environment: ["STRONGROOM_STORE": store, "STRONGROOM_KEY_FILE": directory + "/master.key"])
+        #expect(tool.run(["init"]) == .integrity)
+        #expect(tool.err.split(separator: "\n").count == 1 && tool.err.contains("open to group or others") && tool.err.contains("chmod 700"),
+                "\(tool.err)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store).isEmpty, "nothing written in the refused folder")
+        chmod(store, 0o700)
+        let again = ToolRun(environment: tool.environment)
+        #expect(again.run(["init"]) == .success)
+        #expect(notPrivate(modes(under: store)) == [])
+        #expect(again.run(["audit", "verify"]) == .success)
+    }
+
+    @Test("audit verify and show end at once with exit 3 on a FIFO where a segment belongs; removed, verify passes")
+    func fifoSegment() throws {
+        let store = try ToolStore(importSample: false)
+        defer { store.cleanUp() }
+        let fifo = store.store + "/audit/00000002.jsonl"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        for words in [["audit", "verify"], ["audit", "show"]] {
+            let start = Date()
+            let (status, _, err) = store.run(words)
+            #expect(status == .integrity, "\(words)")
+            #expect(err.contains("FIFO") && err.split(separator: "\n").count == 1, "\(err)")
+            #expect(Date().timeIntervalSince(start) < 5, "\(words)")
+        }
+        try FileManager.default.removeItem(atPath: fifo)
+        #expect(store.run(["audit", "verify"]).0 == .success)
+    }
+
     @Test("call record makes a lead for an unknown number, as JSON")
     func callRecord() throws {
         let store = try ToolStore(importSample: false)

@@ -118,6 +118,8 @@ final class AuditLog: AuditTrail {
     private let genesis: [UInt8]
     private let durability: AuditDurability
     private let segmentByteLimit: Int64
+    /// How long an append (or a join or leave) waits for the log's locks before it fails closed.
+    private let lockTimeout: Double
     private let headKeeper: AuditHeadKeeper
     /// Checks a rebuilt end against the signed head before the chain is continued from it.
     private let endCheck: AuditEndCheck
@@ -161,11 +163,13 @@ final class AuditLog: AuditTrail {
         var populatedThrough: Int64 = 0
     }
 
-    /// Opens the log in `directory` (created if absent). Files are first touched at the first append,
-    /// so that reading and verifying see the log as it is.
+    /// Opens the log in `directory` (created if absent, mode 0700; an existing one must be a real
+    /// folder of this user's, and loses any permission of the group's and others'). Files are first
+    /// touched at the first append, so that reading and verifying see the log as it is. Appends wait
+    /// `lockTimeout` seconds at most for the log's locks.
     init(directory: String, mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability,
-         segmentByteLimit: Int64, headStore: any AuditHeadStore) throws(AuditLogError) {
-        do { try createDirectory(directory) } catch { throw .unavailable(error) }
+         segmentByteLimit: Int64, lockTimeout: Double, headStore: any AuditHeadStore) throws(AuditLogError) {
+        do { try createDirectory(directory, existing: .tighten) } catch { throw .unavailable(error) }
         let genesis: [UInt8]
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
         let joinLock: FileLock
@@ -175,6 +179,7 @@ final class AuditLog: AuditTrail {
         self.genesis = genesis
         self.durability = durability
         self.segmentByteLimit = segmentByteLimit
+        self.lockTimeout = lockTimeout
         self.headKeeper = AuditHeadKeeper(store: headStore)
         self.endCheck = AuditEndCheck(mac: mac, headStore: headStore)
         self.state = Mutex(WriterState(joinLock: joinLock))
@@ -201,12 +206,14 @@ final class AuditLog: AuditTrail {
             state.populator = nil
         }
         // The join lock, then the append lock: nobody joins, and no other process's append is under
-        // way, while this one finds out whether it is the last and cuts the segment.
-        _ = try? state.joinLock.withExclusiveLock {
+        // way, while this one finds out whether it is the last and cuts the segment. (When a lock stays
+        // held past the timeout, the segment is left uncut: readers take its zeros as its end.)
+        let deadline = LockDeadline(secondsFromNow: lockTimeout)
+        _ = try? state.joinLock.withExclusiveLock(until: deadline) {
             // Released under the join lock, after the append lock: a process that joins next finds no
             // holder, and resets a free append lock.
             defer { presence.unlock() }
-            try tail.withAppendLock {
+            try tail.withAppendLock(until: deadline) {
                 guard (try? presence.tryLockExclusive()) == true, tail.isValid, !tail.isInProgress else { return }
                 let shared = tail.read()
                 guard shared.segment > 0, shared.committed >= 0, shared.committed <= shared.allocated else { return }
@@ -248,13 +255,16 @@ final class AuditLog: AuditTrail {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
+        // Set before this process's own lock: the whole wait, behind this process's other appending
+        // threads and then behind other processes, is bounded by one timeout.
+        let deadline = LockDeadline(secondsFromNow: lockTimeout)
         var previous: UInt64 = 0
         let (dueHead, written, synchronizer) = try state.withLock {
             (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
-            if state.presence == nil { try join(&state) }
+            if state.presence == nil { try join(&state, until: deadline) }
             guard let shared = state.tail else { preconditionFailure("append before join") }
             // Taken and released by this thread: the closure runs on it, under the state lock.
-            let tail = try shared.withAppendLock {
+            let tail = try shared.withAppendLock(until: deadline) {
                 // A head found deleted: the files decide again, and the end is checked against the head.
                 if headKeeper.takeHeadFoundMissing() { shared.isInProgress = true }
                 var tail = try attach(&state)
@@ -282,10 +292,11 @@ final class AuditLog: AuditTrail {
     }
 
     func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap {
+        let deadline = LockDeadline(secondsFromNow: lockTimeout)
         let (gap, last) = try state.withLock { (state: inout WriterState) throws -> (AuditGap, SharedTail) in
-            if state.presence == nil { try join(&state) }
+            if state.presence == nil { try join(&state, until: deadline) }
             guard let shared = state.tail else { preconditionFailure("append before join") }
-            return try shared.withAppendLock {
+            return try shared.withAppendLock(until: deadline) {
                 // The files decide where the log really ends; the gap is named against the head.
                 let segments = try AuditLog.listSegments(in: directory)
                 let tail = try rebuild(&state, checkingHead: false)
@@ -392,10 +403,11 @@ final class AuditLog: AuditTrail {
     /// shared state and takes the presence lock. The state is trusted only if another process holds
     /// the presence lock (it has kept the state current since the files were last read). Alone, this
     /// process resets the append lock, which nobody else can be using (see the type's comment), and
-    /// marks the state in progress, so that the first append rebuilds it from the files.
-    private func join(_ state: inout WriterState) throws {
+    /// marks the state in progress, so that the first append rebuilds it from the files. The locks are
+    /// waited for until `deadline` at most.
+    private func join(_ state: inout WriterState, until deadline: LockDeadline) throws {
         do {
-            let (presence, tail) = try state.joinLock.withExclusiveLock {
+            let (presence, tail) = try state.joinLock.withExclusiveLock(until: deadline) {
                 let presence = try FileLock(path: directory + "/PRESENT")
                 let tail = try TailFile(path: directory + "/TAIL")
                 if try presence.tryLockExclusive() {
@@ -403,7 +415,7 @@ final class AuditLog: AuditTrail {
                     tail.isInProgress = true
                 }
                 // Shared from here on (an exclusive lock turns shared): the next process to join trusts the state.
-                try presence.lockShared()
+                try presence.lockShared(until: deadline)
                 return (presence, tail)
             }
             state.presence = presence
@@ -614,12 +626,15 @@ private struct TailFile {
         appendLock = try SharedMutex(in: file, at: Offset.appendLock)
     }
 
-    /// Runs `body` holding the append lock. When its previous holder died holding it, the state is
-    /// marked in progress first: whatever that process was changing may be half done, and the files
-    /// decide (`attach` rebuilds).
-    func withAppendLock<T>(_ body: () throws -> T) throws -> T {
+    /// Runs `body` holding the append lock, waited for until `deadline` at most: past it, the lock's
+    /// holder (a process stopped or stuck holding it; a dead one's is released by the kernel) is named
+    /// in the error (`FileProblem.lockHeld`, read from the mutex, see `SharedMutex`) and `body` does not
+    /// run, so the decrypt that needed the entry fails closed. When its previous holder died holding
+    /// it, the state is marked in progress first: whatever that process was changing may be half
+    /// done, and the files decide (`attach` rebuilds).
+    func withAppendLock<T>(until deadline: LockDeadline, _ body: () throws -> T) throws -> T {
         let previousHolderDied: Bool
-        do { previousHolderDied = try appendLock.lock() } catch { throw AuditLogError.unavailable(error) }
+        do { previousHolderDied = try appendLock.lock(until: deadline) } catch { throw AuditLogError.unavailable(error) }
         defer { appendLock.unlock() }
         if previousHolderDied { isInProgress = true }
         return try body()

@@ -113,7 +113,8 @@ package enum FuzzEntryPoints {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         guard writeScratchFile(bytes, to: directory + "/" + AuditLog.segmentName(1)) else { return }
         guard let log = try? AuditLog(directory: directory, mac: fixedAuditMAC, storeID: [], durability: .written,
-                                      segmentByteLimit: .max, headStore: NoAuditHead()) else { return }
+                                      segmentByteLimit: .max, lockTimeout: StoreConfiguration().auditLockTimeout,
+                                      headStore: NoAuditHead()) else { return }
         _ = try? AuditVerifier(trail: log, mac: fixedAuditMAC, genesis: fixedAuditGenesis, head: nil).verify()
     }
 

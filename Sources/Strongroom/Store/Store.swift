@@ -50,7 +50,7 @@ public final class Store: Sendable {
             try location.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
                                         durability: configuration.auditDurability ?? keyring.auditDurability(),
                                         segmentByteLimit: configuration.auditSegmentByteLimit,
-                                        headStore: keyring)
+                                        lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")

@@ -25,6 +25,12 @@ public struct StoreConfiguration: Sendable {
     public var auditDurability: AuditDurability?
     /// Size at which the audit log starts a new segment file.
     public var auditSegmentByteLimit: Int64 = 64 << 20
+    /// How long, in seconds, an audited operation waits for the audit log's locks (a folder store's
+    /// append lock, and the join lock of its first append) while another process holds them. Past it,
+    /// the operation fails closed (`StoreError.auditFailed`, naming the holding process where known):
+    /// a process stopped or stuck holding the lock cannot block every decrypt of every process.
+    public var auditLockTimeout: Double = 10
+
     /// Whether the built-in, hash-chained log file in `audit/` records events. Turning it off leaves
     /// only `additionalAuditHooks`, of which there must then be at least one: for services that audit
     /// to a system of their own, and to measure what the file log costs. Every decrypt is still audited.

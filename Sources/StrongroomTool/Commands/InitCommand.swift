@@ -14,6 +14,11 @@ enum InitCommand: Command {
         mode 0600 from its first instant. Keep the key file away from backups of the store: whoever
         holds both can read everything.
 
+        DIR is created mode 0700, and every file in it is 0600, whatever the umask. An existing DIR
+        must be a real folder of yours that the group and others cannot use: one open to them
+        (chmod 700 it, or use a new folder), or a symbolic link (use a real folder), is refused with
+        exit status 3 before anything is written.
+
           --region R            default phone region of the store, ISO 3166 code (default US)
           --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
                                 sets the blind index's tag length (see SECURITY.md)
