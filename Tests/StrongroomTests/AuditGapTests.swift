@@ -283,7 +283,7 @@ struct AuditGapTests {
             _ = try store.read(SubjectID(rawValue: 1), fields: [.name], context: AccessContext(actor: "idle", purpose: .admin))
         }
         Thread.sleep(forTimeInterval: 2)
-        withExtendedLifetime(store) { kill(getpid(), SIGKILL) }
+        _ = withExtendedLifetime(store) { kill(getpid(), SIGKILL) }
     }
 
     @Test("an idle writer's last entries are signed within a second: killed after 2 s of idling, its cut tail is caught",
