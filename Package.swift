@@ -24,10 +24,12 @@ let package = Package(
         .target(name: "StrongroomCrypto", dependencies: ["COpenSSL"]),
         .target(name: "StrongroomStorage", dependencies: ["CSQLite", "CPostgreSQL"]),
 
-        // Engine, tool and benchmarks: memory-safe Swift only.
-        .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage"],
+        // Phone normaliser, engine, tool and benchmarks: memory-safe Swift only.
+        .target(name: "StrongroomPhone", swiftSettings: safeSwift),
+        .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage", "StrongroomPhone"],
                 swiftSettings: safeSwift),
-        .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom"], swiftSettings: safeSwift),
+        .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom", "StrongroomPhone", "StrongroomCrypto"],
+                          swiftSettings: safeSwift),
         .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "CBaseline", "DeterministicRandom"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
         // The benchmarks' plain-SQLite baselines in C, against the sqlite3 API directly (CBaseline.h).
@@ -44,7 +46,7 @@ let package = Package(
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomTests",
-                    dependencies: ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
+                    dependencies: ["Strongroom", "StrongroomPhone", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomToolTests",
                     dependencies: ["StrongroomTool", "Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomTestSupport"]),
     ],

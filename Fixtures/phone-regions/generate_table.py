@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes Sources/Strongroom/Phone/PhoneRegionTable.swift from Google libphonenumber's metadata.
+"""Writes Sources/StrongroomPhone/PhoneRegionTable.swift from Google libphonenumber's metadata.
 
 Kept in the repository as Fixtures/phone-regions/generate_table.py.
 
@@ -7,7 +7,7 @@ The metadata (PhoneNumberMetadata.xml) is read through the `phonenumbers` packag
 the version that produced Fixtures/phone-numbers-dev.csv:
 
     pip install phonenumbers==9.0.43
-    python3 Fixtures/phone-regions/generate_table.py > Sources/Strongroom/Phone/PhoneRegionTable.swift
+    python3 Fixtures/phone-regions/generate_table.py > Sources/StrongroomPhone/PhoneRegionTable.swift
 
 Only facts are taken, per region: the calling code, the international (IDD) prefix pattern, the
 national-prefix-for-parsing pattern and its transform rule, the general description's possible

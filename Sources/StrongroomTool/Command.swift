@@ -1,7 +1,7 @@
 import Foundation
 import Strongroom
 
-/// The tool's exit statuses (`../shared/CLI.md`).
+/// The tool's exit statuses (README.md, "Command reference").
 enum ExitStatus: Int32 {
     /// Done.
     case success = 0
@@ -54,10 +54,14 @@ final class Console {
 
     /// Writes a line to standard output.
     func print(_ line: String) { writeOut(line + "\n") }
+    /// Writes a line that holds stored or imported text to standard output, its terminal control
+    /// characters shown as escapes (`TerminalText.escaping`).
+    func printEscaped(_ line: String) { print(TerminalText.escaping(line)) }
     /// Writes text to standard output as is.
     func write(_ text: String) { writeOut(text) }
-    /// Writes a line to standard error.
-    func printError(_ line: String) { writeError(line + "\n") }
+    /// Writes a line to standard error, its terminal control characters shown as escapes: an error may
+    /// name an imported value's column or an external id.
+    func printError(_ line: String) { writeError(TerminalText.escaping(line) + "\n") }
     /// Reads a line of standard input, nil at its end.
     func readLine() -> String? { readInput() }
 
@@ -71,7 +75,8 @@ final class Console {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+        // The same JSON value with no raw character a terminal acts on (`TerminalText.escapingJSON`).
+        print(TerminalText.escapingJSON(String(decoding: try encoder.encode(value), as: UTF8.self)))
     }
 }
 
@@ -82,12 +87,13 @@ struct ToolError: Error {
 }
 
 extension StoreError {
-    /// The exit status for this error (`../shared/CLI.md`).
+    /// The exit status for this error (README.md, "Command reference").
     var exitStatus: ExitStatus {
         switch self {
         case .subjectNotFound, .subjectErased, .concurrentChange: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
-             .consentTokenRejected:
+             .consentTokenRejected,
+             .fieldTooLarge:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
              .auditFailed, .database, .crypto, .file, .keyBudgetExhausted:

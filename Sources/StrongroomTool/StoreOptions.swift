@@ -2,7 +2,7 @@ import Foundation
 import Strongroom
 
 /// The options every store command shares: the store (a folder or a PostgreSQL URL), the master
-/// key's provider and the access context (`../shared/CLI.md`, "Common to every subcommand").
+/// key's provider and the access context (README.md, "Command reference", "Common options").
 struct StoreOptions {
     /// Where the store is.
     let location: StoreLocation
@@ -13,9 +13,9 @@ struct StoreOptions {
     /// Who acts and why.
     let context: AccessContext
 
-    /// The help text for these options, appended to each command's help.
+    /// The help text for these options, shown once by `strongroom --help`.
     static let help = """
-        Store and key (first given wins):
+        Choosing the store and its key (every command but demo; phone normalize reads only the store):
           --store DIR|URL      the store folder, or a PostgreSQL URL such as
                                postgresql://crm@db.internal/crm?schema=strongroom
                                (or STRONGROOM_STORE)
@@ -24,11 +24,22 @@ struct StoreOptions {
                                or STRONGROOM_KEYS_STORE)
           --key-file FILE      master key file, mode 0600 (or STRONGROOM_KEY_FILE)
           --key-command CMD    a command that prints the base64 master key (a KMS hook)
-                               STRONGROOM_MASTER_KEY: the base64 master key itself
-        Access context:
+          The master key is the first given of --key-file, --key-command, STRONGROOM_KEY_FILE
+          and STRONGROOM_MASTER_KEY (the base64 key itself). A key file readable by group or
+          others is refused.
+        Access context, written to the audit log with everything the command reads:
           --actor NAME         who is acting (default: the OS user)
           --purpose NAME       why (each command has a default)
-          --client ADDRESS     the client's network address, for the audit log
+          --client ADDRESS     the client's network address
+        Example:
+          export STRONGROOM_STORE=./crm-store STRONGROOM_KEY_FILE=./crm-store.key
+          strongroom init && strongroom keys status
+        """
+
+    /// What each store command's help shows in place of `help`: where to find it.
+    static let helpPointer = """
+        Store, master key and access context (--store, --key-file, --key-command, --actor,
+        --purpose, --client, or STRONGROOM_STORE, STRONGROOM_KEY_FILE...): see strongroom --help.
         """
 
     /// Reads the options from `arguments` and the environment.
@@ -61,9 +72,9 @@ struct StoreOptions {
                             context: AccessContext(actor: actor, purpose: purpose, clientAddress: client))
     }
 
-    /// Opens the store.
-    func open() throws -> Store {
-        try Store.open(at: location, keyProvider: keyProvider)
+    /// Opens the store, with `configuration` for this process.
+    func open(_ configuration: StoreConfiguration = StoreConfiguration()) throws -> Store {
+        try Store.open(at: location, keyProvider: keyProvider, configuration: configuration)
     }
 
     /// Reads `--store` and `--keys-store` (or their environment variables); nil when no store is named.

@@ -21,12 +21,23 @@ enum StrongroomCLI {
         exit(status.rawValue)
     }
 
-    static let overview = """
+    /// What `strongroom --help` prints: usage, the commands, the options every store command shares
+    /// (said here once; each command's help points here) and the exit statuses.
+    static var overview: String {
+        """
         strongroom — the admin tool of a Strongroom encrypted CRM store
 
         Usage: strongroom COMMAND [OPTIONS]   (strongroom COMMAND --help for each)
 
+        Commands:
+        \(commands.map { "  \($0.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \($0.abstract)" }.joined(separator: "\n"))
+
+        \(StoreOptions.help)
+
+        Exit status: 0 done, 1 not found or verification failed, 2 usage or input error, 3 key or integrity error.
+
         """
+    }
 
     /// Runs the command line `words` (without the program name) and returns its exit status.
     static func run(_ words: [String], _ console: Console) -> ExitStatus {
@@ -35,8 +46,7 @@ enum StrongroomCLI {
             return words.count >= name.count && Array(words.prefix(name.count)) == name
         }) else {
             if words.isEmpty || words == ["--help"] || words == ["-h"] || words == ["help"] {
-                console.write(overview + commands.map { "  \($0.name.padding(toLength: 20, withPad: " ", startingAt: 0)) \($0.abstract)" }
-                    .joined(separator: "\n") + "\n\nExit status: 0 done, 1 not found or verification failed, 2 usage or input error, 3 key or integrity error.\n")
+                console.write(overview)
                 return words.isEmpty ? .usage : .success
             }
             let group = words.first.map { first in commands.filter { $0.name.hasPrefix(first + " ") } } ?? []

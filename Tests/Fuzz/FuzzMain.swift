@@ -1,7 +1,8 @@
 import Foundation
 import Strongroom
 
-// One executable for every fuzz target: STRONGROOM_FUZZ_TARGET names it (see FuzzEntryPoints.targets).
+// One executable for every fuzz target: STRONGROOM_FUZZ_TARGET names it (see FuzzEntryPoints.targets);
+// STRONGROOM_FUZZ_LIST=1 prints the targets' names, one a line, and exits (`.ci/fuzz` reads them so).
 //
 // Built two ways from this one file:
 // - by `.ci/fuzz` with `-sanitize=fuzzer,address -DFUZZING`: libFuzzer drives the target;
@@ -17,12 +18,20 @@ import Strongroom
 private let selectedTarget: (@Sendable ([UInt8]) -> Void)? =
     ProcessInfo.processInfo.environment["STRONGROOM_FUZZ_TARGET"].flatMap { FuzzEntryPoints.targets[$0] }
 
+/// When STRONGROOM_FUZZ_LIST is set: prints every target's name, one a line, sorted, and exits with status 0.
+private func listTargetsIfAsked() {
+    guard ProcessInfo.processInfo.environment["STRONGROOM_FUZZ_LIST"] != nil else { return }
+    print(FuzzEntryPoints.targets.keys.sorted().joined(separator: "\n"))
+    exit(0)
+}
+
 /// Says how to choose a target and exits with status 2.
 private func usage() -> Never {
     let names = FuzzEntryPoints.targets.keys.sorted().joined(separator: "|")
     FileHandle.standardError.write(Data("""
         usage: STRONGROOM_FUZZ_TARGET=\(names) StrongroomFuzz FILE...            (plain build: replay files)
                STRONGROOM_FUZZ_TARGET=\(names) StrongroomFuzz [libFuzzer flags] [CORPUS_DIR...]   (.ci/fuzz build)
+               STRONGROOM_FUZZ_LIST=1 StrongroomFuzz                                (the targets, one a line)
 
         """.utf8))
     exit(2)
@@ -39,6 +48,7 @@ private func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
 /// The executable's entry point under the name SwiftPM links as `main`: starts libFuzzer's driver.
 @_cdecl("StrongroomFuzz_main")
 public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    listTargetsIfAsked()
     guard selectedTarget != nil else { usage() }
     var count = argc
     var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = unsafe argv
@@ -61,6 +71,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 @main
 enum StrongroomFuzz {
     static func main() {
+        listTargetsIfAsked()
         guard let target = selectedTarget else { usage() }
         for path in CommandLine.arguments.dropFirst() {
             guard let data = FileManager.default.contents(atPath: path) else {

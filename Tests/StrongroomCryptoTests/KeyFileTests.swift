@@ -11,11 +11,8 @@ import Darwin
 
 /// A fresh directory under the system's temporary directory, removed after `body`.
 func withTemporaryDirectory<T>(_ body: (URL) throws -> T) throws -> T {
-    let directory = FileManager.default.temporaryDirectory
-        .appendingPathComponent("strongroom-keyfile-tests-\(UUID().uuidString)", isDirectory: true)
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: false)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    return try body(directory)
+    let directory = TemporaryDirectory("strongroom-keyfile-tests")
+    return try withExtendedLifetime(directory) { try body(URL(fileURLWithPath: directory.path, isDirectory: true)) }
 }
 
 /// The permission bits of the file at `path` (not following a final symbolic link).

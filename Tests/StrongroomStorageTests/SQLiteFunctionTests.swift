@@ -1,11 +1,15 @@
 import StrongroomStorage
+import StrongroomTestSupport
 import Testing
 
 @Suite("SQLite functions defined by the engine")
 struct SQLiteFunctionTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
     @Test("a predicate sees its arguments as typed columns and filters rows inside the query")
     func predicate() throws {
-        let connection = try SQLiteConnection(path: temporaryPath("fn.sqlite"))
+        let connection = try SQLiteConnection(path: scratch.path("fn.sqlite"))
         try connection.execute("CREATE TABLE t (id INTEGER, b BLOB, s TEXT, r REAL)")
         for id in 1...6 {
             try connection.run("INSERT INTO t VALUES (?, ?, ?, ?)", [.int(id), .blob([UInt8(id), 7]), .text("row \(id)"), .real(Double(id) / 2)])
@@ -26,7 +30,7 @@ struct SQLiteFunctionTests {
 
     @Test("a predicate cannot be called from the schema (a trigger or view), only from the connection's own statements")
     func directOnly() throws {
-        let connection = try SQLiteConnection(path: temporaryPath("fn-direct.sqlite"))
+        let connection = try SQLiteConnection(path: scratch.path("fn-direct.sqlite"))
         try connection.definePredicate("secret_check", argumentCount: 1) { _ in true }
         try connection.execute("CREATE TABLE t (x INTEGER); CREATE VIEW v AS SELECT x FROM t WHERE secret_check(x)")
         try connection.run("INSERT INTO t VALUES (1)")

@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomStorage
+import StrongroomTestSupport
 import Testing
 
 /// The byte at which the tests keep their mutex, as the audit log keeps its own in `audit/TAIL`.
@@ -7,8 +8,8 @@ private let mutexOffset = 256
 
 /// A mapped block with an initialised mutex in it, on a fresh file; other handles (threads, child
 /// processes) open the same path as other processes would.
-private func freshMutex(_ name: String) throws -> (path: String, block: MappedBlock, mutex: SharedMutex) {
-    let path = temporaryPath(name)
+private func freshMutex(_ name: String, in scratch: TemporaryDirectory) throws -> (path: String, block: MappedBlock, mutex: SharedMutex) {
+    let path = scratch.path(name)
     let block = try MappedBlock(path: path, byteCount: 4096)
     let mutex = try SharedMutex(in: block, at: mutexOffset)
     try mutex.initialize()
@@ -23,10 +24,12 @@ private func openMutex(_ path: String) throws -> (block: MappedBlock, mutex: Sha
 
 @Suite("Process-shared robust mutex in a mapped block")
 struct SharedMutexTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
     @Test("lock and unlock; another handle waits while one holds it")
     func exclusion() throws {
-        let (path, _, mutex) = try freshMutex("exclusion")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (path, _, mutex) = try freshMutex("exclusion", in: scratch)
         #expect(try mutex.lock() == false)
         mutex.unlock()
         #expect(try mutex.lock() == false)
@@ -45,8 +48,7 @@ struct SharedMutexTests {
     @Test("a holder that dies holding it is reported to the next one to lock it, and the mutex works on",
           arguments: ["killed", "exited"])
     func holderDied(how: String) async throws {
-        let (path, _, mutex) = try freshMutex("died")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (path, _, mutex) = try freshMutex("died", in: scratch)
         await #expect(processExitsWith: how == "killed" ? .signal(SIGKILL) : .success) { [path = path as String, how = how as String] in
             let (_, mutex) = try openMutex(path)
             _ = try mutex.lock()
@@ -70,8 +72,7 @@ struct SharedMutexTests {
 
     @Test("processes incrementing a counter in the block under it lose no increment")
     func counter() async throws {
-        let (path, block, _) = try freshMutex("counter")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (path, block, _) = try freshMutex("counter", in: scratch)
         let increments = 50_000
         // Each child adds itself to the arrivals (offset 8) under the mutex and waits for the other
         // before it starts, so that they really contend; then it adds `increments` to the counter
@@ -104,8 +105,7 @@ struct SharedMutexTests {
 
     @Test("initialize() frees a mutex whose bytes say it is held, as a reboot leaves them")
     func staleAfterReboot() throws {
-        let (path, block, mutex) = try freshMutex("reboot")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let (path, block, mutex) = try freshMutex("reboot", in: scratch)
         // The bytes of a held mutex, put back once it is free: held by a thread that will never release it.
         let size = MemoryLayout<pthread_mutex_t>.size
         _ = try mutex.lock()
@@ -122,8 +122,7 @@ struct SharedMutexTests {
     @Test("a mutex at a misaligned offset, or one that does not fit in the block, is refused",
           arguments: [4, 4096 - 8])
     func badOffset(offset: Int) async throws {
-        let path = temporaryPath("offset")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("offset")
         _ = try MappedBlock(path: path, byteCount: 4096)
         await #expect(processExitsWith: .failure) { [path = path as String, offset = offset as Int] in
             _ = try SharedMutex(in: MappedBlock(path: path, byteCount: 4096), at: offset)

@@ -1,17 +1,16 @@
 import Foundation
 import StrongroomStorage
+import StrongroomTestSupport
 import Testing
-
-/// A fresh path in the temporary folder.
-func temporaryPath(_ name: String) -> String {
-    FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-storage-\(UUID().uuidString)-\(name)").path
-}
 
 @Suite("SQLite connection, statements, transactions and migrations")
 struct ConnectionTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
     @Test("values of every type round-trip through bound parameters")
     func roundTrip() throws {
-        let connection = try SQLiteConnection(path: temporaryPath("rt.sqlite"))
+        let connection = try SQLiteConnection(path: scratch.path("rt.sqlite"))
         try connection.execute("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n BLOB)")
         try connection.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", [.integer(-42), .real(2.5), .text("zeta ζ"), .blob([0, 1, 255]), .null])
         try connection.run("INSERT INTO t (b) VALUES (?)", [.blob([])])
@@ -25,7 +24,7 @@ struct ConnectionTests {
 
     @Test("the data version stays while nobody commits and moves when another connection or this one does")
     func dataVersion() throws {
-        let path = temporaryPath("dv.sqlite")
+        let path = scratch.path("dv.sqlite")
         let reader = try SQLiteConnection(path: path)
         try reader.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
         let writer = try SQLiteConnection(path: path)
@@ -45,7 +44,7 @@ struct ConnectionTests {
 
     @Test("a transaction that throws is rolled back")
     func rollback() throws {
-        let connection = try SQLiteConnection(path: temporaryPath("tx.sqlite"))
+        let connection = try SQLiteConnection(path: scratch.path("tx.sqlite"))
         try connection.execute("CREATE TABLE t (x INTEGER)")
         struct Abort: Error {}
         #expect(throws: Abort.self) {
@@ -60,7 +59,7 @@ struct ConnectionTests {
 
     @Test("errors carry SQLite's code and message, never the bound values")
     func errors() throws {
-        let connection = try SQLiteConnection(path: temporaryPath("err.sqlite"))
+        let connection = try SQLiteConnection(path: scratch.path("err.sqlite"))
         try connection.execute("CREATE TABLE t (x TEXT UNIQUE)")
         try connection.run("INSERT INTO t VALUES (?)", [.text("secret-value-1")])
         #expect {
@@ -70,12 +69,12 @@ struct ConnectionTests {
             return error.isConstraintViolation && !error.description.contains("secret-value-1")
         }
         #expect(throws: SQLiteError.self) { try connection.execute("SELECT * FROM missing") }
-        #expect(throws: SQLiteError.self) { try SQLiteConnection(path: temporaryPath("absent.sqlite"), create: false) }
+        #expect(throws: SQLiteError.self) { try SQLiteConnection(path: scratch.path("absent.sqlite"), create: false) }
     }
 
     @Test("migrations apply once, in order, and a file from a newer build is refused")
     func migrations() throws {
-        let path = temporaryPath("mig.sqlite")
+        let path = scratch.path("mig.sqlite")
         let steps = [Migration(version: 1, sql: "CREATE TABLE a (x)"), Migration(version: 2, sql: "CREATE TABLE b (y)")]
         let connection = try SQLiteConnection(path: path)
         try connection.migrate(steps)
@@ -87,10 +86,12 @@ struct ConnectionTests {
 
 @Suite("Append-only files, mapped files and file locks")
 struct FileTests {
+    /// The test's files, removed after it.
+    let scratch = TemporaryDirectory("strongroom-storage")
+
     @Test("appends grow the file and truncation cuts it")
     func appendOnly() throws {
-        let path = temporaryPath("log.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("log.jsonl")
         let file = try AppendOnlyFile(path: path)
         try file.append(Array("one\n".utf8))
         try file.append(Array("two\n".utf8))
@@ -103,8 +104,7 @@ struct FileTests {
 
     @Test("a mapped file grows preallocated with zeros, its stores are in the file at once, and it is cut to length")
     func mapped() throws {
-        let path = temporaryPath("mapped.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("mapped.jsonl")
         let file = try MappedFile(path: path, window: 1 << 16)
         #expect(file.size == 0)
         try file.allocate(to: 8192)
@@ -128,8 +128,7 @@ struct FileTests {
 
     @Test("a mapped file's window moves along a long file, and sees growth made through another handle")
     func mappedWindow() throws {
-        let path = temporaryPath("window.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("window.jsonl")
         let file = try MappedFile(path: path, window: 4096)
         try file.allocate(to: 3 * 4096 + 10)
         // Within the first window, then past it, then across a page boundary, then back at the start.
@@ -151,8 +150,7 @@ struct FileTests {
 
     @Test("a mapped block is made whole, zero-filled and 0600, and its fields are shared by every handle")
     func block() throws {
-        let path = temporaryPath("TAIL")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("TAIL")
         let first = try MappedBlock(path: path, byteCount: 4096)
         #expect(try AppendOnlyFile.readAll(path: path) == [UInt8](repeating: 0, count: 4096))
         first.storeUInt64(0x0102_0304_0506_0708, at: 8)
@@ -169,8 +167,7 @@ struct FileTests {
     #if os(Linux)
     @Test("a populator readies a fresh file's pages for writing and changes no byte, inside the file or past its end")
     func populate() throws {
-        let path = temporaryPath("populate.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("populate.jsonl")
         let file = try MappedFile(path: path, window: 1 << 16)
         try file.allocate(to: 4 << 20)
         let populator = try file.populator()
@@ -189,8 +186,7 @@ struct FileTests {
 
     @Test("pages readied inside the writer's window take its stores without a page fault; pages outside it still fault")
     func populateInPlace() throws {
-        let path = temporaryPath("in-place.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("in-place.jsonl")
         let file = try MappedFile(path: path, window: 1 << 20)
         try file.allocate(to: 4 << 20)
         let populator = try file.populator()
@@ -211,8 +207,7 @@ struct FileTests {
 
     @Test("a mapped file that was deleted or replaced is noticed")
     func mappedReplaced() throws {
-        let path = temporaryPath("replaced.jsonl")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("replaced.jsonl")
         let file = try MappedFile(path: path, window: 4096)
         #expect(try file.sizeIfStillLinked() == 0)
         try FileManager.default.removeItem(atPath: path)
@@ -222,9 +217,8 @@ struct FileTests {
 
     @Test("a mapped file is not created in a folder that is not one")
     func mappedUnavailable() throws {
-        let folder = temporaryPath("not-a-folder")
+        let folder = scratch.path("not-a-folder")
         try Data("file".utf8).write(to: URL(fileURLWithPath: folder))
-        defer { try? FileManager.default.removeItem(atPath: folder) }
         #expect { try MappedFile(path: folder + "/x", window: 4096) } throws: { error in
             (error as? FileError)?.operation == "open" && (error as? FileError)?.code == ENOTDIR
         }
@@ -232,7 +226,7 @@ struct FileTests {
 
     @Test("the exclusive lock runs its body and passes on its result and errors")
     func lock() throws {
-        let lock = try FileLock(path: temporaryPath("LOCK"))
+        let lock = try FileLock(path: scratch.path("LOCK"))
         #expect(try lock.withExclusiveLock { 7 } == 7)
         struct Failure: Error {}
         #expect(throws: Failure.self) { try lock.withExclusiveLock { throw Failure() } }
@@ -241,8 +235,7 @@ struct FileTests {
 
     @Test("shared holders keep out an exclusive try; the last one out can take it")
     func presence() throws {
-        let path = temporaryPath("PRESENT")
-        defer { try? FileManager.default.removeItem(atPath: path) }
+        let path = scratch.path("PRESENT")
         // Two handles on one file behave as two processes do (flock locks belong to the open file).
         let first = try FileLock(path: path)
         let second = try FileLock(path: path)

@@ -2,6 +2,7 @@ import Foundation
 import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
+import StrongroomTestSupport
 import Testing
 
 @Suite("Erasure reaches backups of the data file")
@@ -20,7 +21,9 @@ struct ErasureBackupTests {
         let location: StoreLocation
         let key: SecretKey
         var data: String { directory + "/data.sqlite" }
-        var backupFile: String { directory + "-data.sqlite.backup" }
+        /// The backup's folder, apart from the store's (removed with its WAL files when the place goes).
+        let backupFolder = TemporaryDirectory("strongroom-backup")
+        var backupFile: String { backupFolder.path("data.sqlite.backup") }
         /// The data schema's name (PostgreSQL).
         var schema: String {
             guard case .postgres(let url, _) = location else { return "" }
@@ -128,7 +131,6 @@ struct ErasureBackupTests {
 
         func cleanUp() {
             try? FileManager.default.removeItem(atPath: directory)
-            try? FileManager.default.removeItem(atPath: backupFile)
             if backend == .postgres, let connection = try? database(.data) {
                 for name in [schema, schema + "_keys", backupSchema] {
                     try? connection.execute("DROP SCHEMA IF EXISTS \"\(name)\" CASCADE")

@@ -54,7 +54,7 @@ struct ImportTests {
         var options = ImportOptions()
         options.strict = true
         let csv = header + "s1,lead,Good,,,,,,,,,,,\ns2,alien,Bad,,,,,,,,,,,\n"
-        #expect(throws: ImportError.rejectedRows([.init(line: 3, reason: "kind must be lead or contact")])) {
+        #expect(throws: ImportError.rejectedRows([.init(line: 3, column: "kind", reason: "kind must be lead or contact")])) {
             try CSVImporter(store: test.store, options: options).run(Array(csv.utf8), context: TestStore.admin)
         }
         #expect(try test.store.count() == 0)

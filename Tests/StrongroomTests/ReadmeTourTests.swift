@@ -1,59 +1,78 @@
 import Foundation
-import Strongroom
-import StrongroomCrypto
+import StrongroomTestSupport
 import Testing
 
-/// The library tour of README.md, kept here so that it compiles and runs: change both together.
+/// README.md's library tour, taken from README.md itself: compiled as a program against the library
+/// this test run was built with, then run twice (a newcomer runs it more than once).
 @Suite("README library tour")
 struct ReadmeTourTests {
-    @Test("the tour runs as written", arguments: TestBackend.all)
-    func tour(backend: TestBackend) throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("tour-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: folder); try? FileManager.default.removeItem(atPath: folder + ".key") }
-        // The store's place: the folder (`.directory(folder)`), or a URL with a schema of its own on PostgreSQL.
-        let location = try TestStore.location(backend, directory: folder)
-        defer { TestStore.dropSchemas(of: location) }
+    /// The test's files: the program, its binary, and the temporary folder the tour works in.
+    let scratch = TemporaryDirectory("strongroom-readme-tour")
 
-        // --- README tour begins ---
-        // 1. A master key in a 0600 file, and a store locked with it (default phone region GB).
-        let keyFile = folder + ".key"
-        _ = try KeyFile.create(at: keyFile)
-        var configuration = StoreConfiguration()
-        configuration.defaultRegion = "GB"
-        let store = try Store.create(at: location, keyProvider: KeyFileProvider(path: keyFile), configuration: configuration)
-        defer { store.close() }
+    @Test("the tour compiles as written and runs twice, printing what its comments say")
+    func tour() throws {
+        let code = try Self.tourCode()
+        // What each `print(...)` line's trailing comment says it prints.
+        let expected = code.split(separator: "\n").filter { $0.contains("print(") }.map { line in
+            line.range(of: "// ").map { String(line[$0.upperBound...]).trimmingCharacters(in: .whitespaces) } ?? "(no comment)"
+        }
+        #expect(!expected.isEmpty && !expected.contains("(no comment)"), "every print of the tour says in a comment what it prints")
 
-        // 2. Every read and write names who acts and why; each decrypt is audited before it returns.
-        let crm = AccessContext(actor: "crm-api", purpose: .admin, clientAddress: "10.0.0.7")
-        let id = try store.create(NewSubject(
-            metadata: SubjectMetadata(kind: .lead, externalID: "crm-1", source: "Website form"),
-            personal: PersonalData(name: "Ada Lovelace", emails: ["ada@example.org"],
-                                   phones: [LabeledPhone(label: "mobile", number: "07700 900123")])),
-            context: crm)
-        let ada = try store.read(id, fields: [.name, .emails], context: crm)
-        print(ada.personal.name ?? "")                                  // Ada Lovelace
+        let source = scratch.path("main.swift"), binary = scratch.path("tour"), tourTemporary = scratch.path("tmp")
+        try Data(code.utf8).write(to: URL(fileURLWithPath: source))
+        try FileManager.default.createDirectory(atPath: tourTemporary, withIntermediateDirectories: false)
+        let compiled = try Self.run("/usr/bin/env", ["swiftc", source, "-o", binary] + Self.libraryFlags())
+        try #require(compiled.status == 0, "the README tour does not compile:\n\(compiled.output)")
 
-        // 3. Caller ID: the number as the telephony layer gives it finds the person.
-        let pbx = AccessContext(actor: "pbx", purpose: .callerID)
-        let callers = try store.callerID(number: "+447700900123", context: pbx)
-        print(callers.first?.name ?? "unknown caller")                  // Ada Lovelace
+        for run in 1...2 {
+            let result = try Self.run(binary, [], environment: ["TMPDIR": tourTemporary])
+            #expect(result.status == 0, "run \(run) failed:\n\(result.output)")
+            #expect(result.output.split(separator: "\n").map(String.init) == expected, "run \(run)")
+            // The tour removes its scratch folder: nothing is left for the next run to trip over.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: tourTemporary).isEmpty, "run \(run) left files")
+        }
+    }
 
-        // 4. Rectify, convert, export, restrict and erase.
-        try store.update(id, personal: PersonalData(company: "Analytical Engines Ltd"), context: crm)
-        try store.convertToContact(id, context: crm)
-        let export = try store.export(id, context: AccessContext(actor: "dpo", purpose: .subjectRequest))
-        print(String(decoding: try export.jsonData(), as: UTF8.self).count > 0)
-        try store.setRestricted(true, id, context: crm)
-        try store.erase(id, reason: "Art. 17 request 2026-114", context: crm)
+    /// The first `swift` code block after README.md's "Five-minute tour: the library" heading.
+    static func tourCode() throws -> String {
+        let readme = String(decoding: try Data(contentsOf: Fixture.directory.deletingLastPathComponent().appendingPathComponent("README.md")),
+                            as: UTF8.self)
+        let section = try #require(readme.range(of: "## Five-minute tour: the library"))
+        let start = try #require(readme.range(of: "```swift\n", range: section.upperBound..<readme.endIndex))
+        let end = try #require(readme.range(of: "\n```", range: start.upperBound..<readme.endIndex))
+        return String(readme[start.upperBound..<end.lowerBound]) + "\n"
+    }
 
-        // 5. The audit log verifies: every entry chained under HMAC-SHA256, its head signed.
-        let verification = try store.verifyAuditLog()
-        print(verification.isIntact)                                    // true
-        // --- README tour ends ---
+    /// `swiftc` flags that build against the library modules of this test run: their interfaces, the
+    /// C modules' maps, and their object files (the build folder is the one this test binary is in;
+    /// the C libraries are linked through the module maps' `link` lines).
+    static func libraryFlags() throws -> [String] {
+        let products = try #require(Bundle.main.executableURL).resolvingSymlinksInPath().deletingLastPathComponent()
+        let sources = Fixture.directory.deletingLastPathComponent().appendingPathComponent("Sources")
+        var flags = ["-I", products.appendingPathComponent("Modules").path]
+        for module in ["COpenSSL", "CSQLite", "CPostgreSQL"] { flags += ["-I", sources.appendingPathComponent(module).path] }
+        for module in ["Strongroom", "StrongroomCrypto", "StrongroomStorage", "StrongroomPhone"] {
+            // The objects of the module's current sources, as its build's output file map names them (the
+            // folder may also hold objects of sources since moved or deleted).
+            let map = products.appendingPathComponent("\(module).build/output-file-map.json")
+            let entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: map)) as? [String: Any])
+            flags += entries.values.compactMap { ($0 as? [String: String])?["object"] }.sorted()
+        }
+        return flags
+    }
 
-        #expect(ada.personal.name == "Ada Lovelace")
-        #expect(callers.map(\.id) == [id])
-        #expect(export.personal.company == "Analytical Engines Ltd")
-        #expect(verification.isIntact)
+    /// Runs `executable` with `arguments` and returns its exit status and its standard output and error.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }

@@ -130,9 +130,9 @@ enum AuditLineFormat {
             case "\n": result += "\\n"
             case "\r": result += "\\r"
             case "\t": result += "\\t"
-            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            // Beyond RFC 8259's C0 controls, everything a terminal acts on (DEL, C1, U+2028/9, bidi
+            // overrides) is escaped too, so `audit export` prints no raw control character.
+            case _ where scalar.isTerminalControl: result += scalar.jsonEscape
             default: result.unicodeScalars.append(scalar)
             }
         }

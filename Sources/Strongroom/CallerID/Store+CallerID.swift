@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomPhone
 import StrongroomStorage
 
 /// A person found by caller ID: who, when last spoken to, where they came from.

@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomPhone
 import StrongroomStorage
 
 /// The parsers that read untrusted bytes, each behind one function that takes arbitrary input and must
@@ -8,9 +9,10 @@ import StrongroomStorage
 ///
 /// They only parse and validate. They never print, log or return what they read; a broken invariant
 /// stops the process (a `precondition`), which the fuzzer records as a crash.
-public enum FuzzEntryPoints {
-    /// The fuzz targets by name, as `.ci/fuzz`, `STRONGROOM_FUZZ_TARGET` and `Fixtures/fuzz-corpus/` name them.
-    public static let targets: [String: @Sendable ([UInt8]) -> Void] = [
+package enum FuzzEntryPoints {
+    /// The fuzz targets by name, as `.ci/fuzz`, `STRONGROOM_FUZZ_TARGET` and `Fixtures/fuzz-corpus/` name them:
+    /// the one list of them (`.ci/fuzz` reads it from the fuzz binary, `STRONGROOM_FUZZ_LIST=1`).
+    package static let targets: [String: @Sendable ([UInt8]) -> Void] = [
         "envelope": envelope, "csv": csv, "phone": phone, "key-file": keyFile, "audit-log": auditLog,
     ]
 
@@ -20,7 +22,7 @@ public enum FuzzEntryPoints {
     /// An input reaches the open when its header names slot `subjectKey`, record 1, key version 1 and
     /// key identifier 0; the GCM tag then fails (the fuzzer cannot forge it), so what is exercised is
     /// every length and field the parser and the crypto layer see before authentication.
-    public static func envelope(_ data: [UInt8]) {
+    package static func envelope(_ data: [UInt8]) {
         _ = try? Envelope.header(of: data)
         _ = try? Envelope.openKey(data, at: EnvelopeLocation(slot: .subjectKey, recordID: 1), under: fixedEnvelopeKey,
                                   storeID: [UInt8](repeating: 1, count: 16))
@@ -30,7 +32,7 @@ public enum FuzzEntryPoints {
     ///
     /// Checks that every call consumes input (so `count + 2` calls reach the end: more is a hang) and
     /// that the records' line numbers increase.
-    public static func csv(_ data: [UInt8]) {
+    package static func csv(_ data: [UInt8]) {
         var reader = CSVReader(bytes: data)
         var lastLine = 0
         for _ in 0...(data.count + 1) {
@@ -50,7 +52,7 @@ public enum FuzzEntryPoints {
     /// when it is 0xF0 or more, the next two bytes are also passed as the `region:` argument (a region
     /// code in any case, or garbage). The rest is the number, decoded as UTF-8 with replacement, as a
     /// `String` from any caller would be.
-    public static func phone(_ data: [UInt8]) {
+    package static func phone(_ data: [UInt8]) {
         guard let first = data.first else { return }
         let regions = supportedRegions
         guard let normalizer = try? PhoneNormalizer(defaultRegion: regions[Int(first) % regions.count]) else { return }
@@ -65,7 +67,7 @@ public enum FuzzEntryPoints {
 
     /// The key-file loader (`KeyFile.load(from:)`) on the input written to a fresh file of mode 0600, as
     /// a key file is.
-    public static func keyFile(_ data: [UInt8]) {
+    package static func keyFile(_ data: [UInt8]) {
         let path = scratchPath("key")
         defer { try? FileManager.default.removeItem(atPath: path) }
         guard writeScratchFile(data, to: path) else { return }
@@ -77,7 +79,7 @@ public enum FuzzEntryPoints {
     /// as a log segment by `AuditVerifier`, twice, under a fixed key: as it is (which stops at the first
     /// MAC), and with the MAC of every line that splits replaced by its correct chain MAC, so that the
     /// sequence, torn-line and ordering checks after the first line are reached too.
-    public static func auditLog(_ data: [UInt8]) {
+    package static func auditLog(_ data: [UInt8]) {
         let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         for line in lines {
             if let entry = AuditLineFormat.split(line) {

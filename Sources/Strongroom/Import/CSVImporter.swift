@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomPhone
 
 /// Options of a CSV import.
 public struct ImportOptions: Sendable {
@@ -21,8 +22,17 @@ public struct ImportReport: Sendable, Equatable {
     public struct RejectedRow: Sendable, Equatable {
         /// The 1-based line of the file where the row starts.
         public let line: Int
+        /// The column at fault, when one is.
+        public let column: String?
         /// Why it was refused.
         public let reason: String
+
+        /// A rejected row; `column` when one column is at fault.
+        init(line: Int, column: String? = nil, reason: String) {
+            self.line = line
+            self.column = column
+            self.reason = reason
+        }
     }
 
     /// A phone number that is stored (encrypted) but could not be normalised, so caller ID cannot find it.
@@ -65,6 +75,7 @@ public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Imports the CSV format of `strongroom import`: a header row naming the columns (any order)
 /// `external_id, kind, name, company, email, phone, mobile, work_phone, address, notes, source, owner,
 /// last_contacted`; other columns become custom fields. RFC 4180 quoting, UTF-8, a BOM tolerated.
+/// A value longer than the store's `maxFieldBytes` (UTF-8 bytes) makes its row a rejected row: never stored.
 public struct CSVImporter: Sendable {
     /// The columns with a meaning of their own; any other column is a custom field.
     public static let knownColumns = ["external_id", "kind", "name", "company", "email", "phone", "mobile",
@@ -87,6 +98,9 @@ public struct CSVImporter: Sendable {
         guard let header = try reader.next() else { throw ImportError.badHeader("the file is empty") }
         let columns = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard Set(columns).count == columns.count else { throw ImportError.badHeader("a column appears twice") }
+        guard columns.allSatisfy({ $0.utf8.count <= store.maxFieldBytes }) else {
+            throw ImportError.badHeader("a column name is longer than \(store.maxFieldBytes) bytes")
+        }
         guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
             throw ImportError.badHeader("no name, email or phone column")
         }
@@ -120,7 +134,7 @@ public struct CSVImporter: Sendable {
             if record.fields == [""] { continue }
             switch subject(from: record, columns: columns) {
             case .failure(let reason):
-                report.rejected.append(.init(line: record.line, reason: reason.message))
+                report.rejected.append(.init(line: record.line, column: reason.column, reason: reason.message))
             case .success(let subject):
                 for (column, label) in CSVImporter.phoneColumns {
                     guard let phone = subject.personal.phones?.first(where: { $0.label == label }) else { continue }
@@ -148,7 +162,10 @@ public struct CSVImporter: Sendable {
         return report
     }
 
-    private struct RowProblem: Error { let message: String }
+    private struct RowProblem: Error {
+        let message: String
+        var column: String?
+    }
 
     /// The subject a record describes, or why it cannot be imported.
     private func subject(from record: CSVRecord, columns: [String]) -> Result<NewSubject, RowProblem> {
@@ -158,6 +175,13 @@ public struct CSVImporter: Sendable {
         var values: [String: String] = [:]
         var custom: [String: String] = [:]
         for (column, value) in zip(columns, record.fields) {
+            // Checked here, before anything is written, with the limit the store enforces on every
+            // write (`PersonalData.checkValueSizes`), so an oversized value rejects its row alone.
+            let bytes = value.utf8.count
+            guard bytes <= store.maxFieldBytes else {
+                return .failure(RowProblem(message: "\(column) is \(bytes) bytes, over the limit of \(store.maxFieldBytes) bytes per field",
+                                           column: column))
+            }
             let trimmed = value.trimmingCharacters(in: .whitespaces)
             if CSVImporter.knownColumns.contains(column) {
                 if !trimmed.isEmpty { values[column] = trimmed }
@@ -168,14 +192,14 @@ public struct CSVImporter: Sendable {
         var kind = options.defaultKind
         if let text = values["kind"] {
             guard let parsed = SubjectKind(rawValue: text.lowercased()) else {
-                return .failure(RowProblem(message: "kind must be lead or contact"))
+                return .failure(RowProblem(message: "kind must be lead or contact", column: "kind"))
             }
             kind = parsed
         }
         var lastContacted: Date?
         if let text = values["last_contacted"] {
             guard let date = Timestamp.parse(text) else {
-                return .failure(RowProblem(message: "last_contacted is not an RFC 3339 time or a date (YYYY-MM-DD)"))
+                return .failure(RowProblem(message: "last_contacted is not an RFC 3339 time or a date (YYYY-MM-DD)", column: "last_contacted"))
             }
             lastContacted = date
         }

@@ -3,7 +3,7 @@ import StrongroomCrypto
 import StrongroomStorage
 import Synchronization
 
-/// The store's key hierarchy (DESIGN.md): the master key wraps the key-encryption key (KEK); the KEK
+/// The store's key hierarchy (SECURITY.md, "Design"): the master key wraps the key-encryption key (KEK); the KEK
 /// wraps one random 256-bit key per subject, the blind-index keys and the audit key. All wrapped keys
 /// live in `keys.sqlite`, apart from the data, so that destroying a subject key reaches every copy of
 /// its ciphertext, backups of the data file included.

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomPhone
 
 /// Everything a store holds on one subject, in the stable export layout (version 1): the answer to a
 /// right-of-access or portability request (GDPR Art. 15 and 20).

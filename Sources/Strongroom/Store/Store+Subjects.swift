@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomPhone
 import StrongroomStorage
 
 /// A new lead or contact: clear metadata and the personal data to encrypt.
@@ -223,6 +224,7 @@ extension Store {
     /// Seals every present field of `personal` into the subject's row; returns the fields written.
     private func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
                       in connection: any Database) throws -> [PersonalField] {
+        try personal.checkValueSizes(limit: maxFieldBytes)
         var assignments: [String] = []
         var values: [SQLValue] = []
         var written: [PersonalField] = []

@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomPhone
 import StrongroomStorage
 import Synchronization
 
@@ -17,6 +18,8 @@ public final class Store: Sendable {
     public let location: StoreLocation
     /// The default region for phone numbers written without a country code.
     public let defaultRegion: String
+    /// The most UTF-8 bytes a personal text value may have (`StoreConfiguration.maxFieldBytes`).
+    public let maxFieldBytes: Int
     let keyring: Keyring
     let data: Mutex<any Database>
     let auditTrail: any AuditTrail
@@ -33,6 +36,7 @@ public final class Store: Sendable {
                  configuration: StoreConfiguration) throws(StoreError) {
         self.location = location
         self.defaultRegion = defaultRegion
+        maxFieldBytes = configuration.maxFieldBytes
         self.keyring = keyring
         purposeCache = Mutex(try storeErrors { try Store.loadPurposes(from: data) })
         if let sqlite = data as? SQLiteConnection {

@@ -13,6 +13,11 @@ public struct StoreConfiguration: Sendable {
     /// filled; rounded up to a power of two), so that reading a subject seen before costs no
     /// key-database read and no unwrap.
     public var subjectKeyCacheCapacity: Int = 1 << 20
+    /// The most UTF-8 bytes a personal text value may have: a name, company, address or notes, each
+    /// e-mail address, phone number and custom field (name and value). A longer value is refused
+    /// (`StoreError.fieldTooLarge`) on create and update, and the importer reports its row instead of
+    /// writing it. Photos are bytes, not text, and are not limited by it. Default 64 KiB; per process.
+    public var maxFieldBytes: Int = 64 << 10
     /// When an audit entry counts as kept.
     ///
     /// Recorded in the store when it is created (default `.written`); when opening, nil means the

@@ -42,6 +42,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case invalidPhoneNumber(reason: String)
     /// Input the store cannot take, with the reason.
     case invalidInput(String)
+    /// A personal text value is longer than the store's limit (`StoreConfiguration.maxFieldBytes`):
+    /// names the field (for a custom field, its name) and the sizes, never the value.
+    case fieldTooLarge(field: String, bytes: Int, limit: Int)
     /// A failure of the database backend (SQLite or PostgreSQL): its code and message, no values.
     case database(any DatabaseError)
     /// A cryptographic failure.
@@ -72,6 +75,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"
         case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"
         case .invalidInput(let reason): return "invalid input: \(reason)"
+        case .fieldTooLarge(let field, let bytes, let limit):
+            return "field \(field) is \(bytes) bytes, over the limit of \(limit) bytes per value: nothing was written"
         case .database(let error): return error.description
         case .crypto(let error): return "cryptographic failure: \(error)"
         case .file(let error): return error.description

@@ -13,7 +13,7 @@ enum AuditVerifyCommand: Command {
         first bad entry (edited, deleted, inserted, reordered), or the sequence number it expected when
         entries are missing from the end, or a torn last line.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit verify --store ./crm-store --key-file ./crm-store.key
@@ -39,7 +39,7 @@ enum AuditVerifyCommand: Command {
                                          lastSequence: result.lastSequence, headSequence: result.headSequence,
                                          problem: result.problem?.description))
         } else if let problem = result.problem {
-            console.print("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
+            console.printEscaped("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
         } else {
             console.print("audit log intact: \(result.verifiedEntries) entries verified, signed head at entry \(result.headSequence)")
         }
@@ -71,7 +71,7 @@ enum AuditShowCommand: Command {
           --actor A      entries by this actor
           --since T      entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
         (Here --actor filters the entries: reading the log decrypts nothing, so nothing is logged.)
 
         Example:
@@ -97,7 +97,7 @@ enum AuditShowCommand: Command {
                 if !entry.fields.isEmpty { text += "  [\(entry.fields.joined(separator: ","))]" }
                 if let client = entry.client { text += "  from \(client)" }
                 if let detail = entry.detail { text += "  (\(detail))" }
-                console.print(text)
+                console.printEscaped(text)
             }
         }
         if !json && count == 0 { console.print("no matching entries") }
@@ -117,7 +117,7 @@ enum AuditExportCommand: Command {
           --format jsonl   the only format
           --since T        entries at or after T (RFC 3339 or YYYY-MM-DD)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom audit export --format jsonl --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key > audit.jsonl

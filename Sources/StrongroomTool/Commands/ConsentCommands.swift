@@ -73,10 +73,10 @@ enum ConsentGrantCommand: Command {
           --initiator WHO      who brought it about: subject, staff (default) or import
           --client IP          the subject's network address when consenting: kept encrypted in the
                                ledger and never written to the audit log (for consent commands it
-                               takes the place of the access context's --client below)
+                               takes the place of the access context's --client)
           --json               print the entry as JSON (with confirmation_token when pending)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom consent grant crm-4242-2 --purpose marketing-email --initiator subject --client 203.0.113.7 \\
@@ -108,7 +108,7 @@ enum ConsentWithdrawCommand: Command {
         subject's address) are optional and stored encrypted; the --client is not written to the
         audit log.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom consent withdraw crm-4242-2 --purpose marketing-email --initiator subject --evidence "unsubscribe link"
@@ -137,7 +137,7 @@ enum ConsentConfirmCommand: Command {
         while the grant is the latest change for its purpose; a wrong, reused, expired or overtaken
         token is exit status 2. --client is the subject's address, stored encrypted in the ledger.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom consent confirm crm-4242-2 --token 3f9c…e1 --client 203.0.113.7
@@ -165,7 +165,7 @@ enum ConsentShowCommand: Command {
         Every consent change of the subject, oldest first: purpose, state, time, initiator, client
         address and evidence (decrypted; the read is audited).
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom consent show crm-4242-2 --purpose subject-request
@@ -189,7 +189,7 @@ enum ConsentShowCommand: Command {
                 if let client = entry.clientAddress { line += "  from \(client)" }
                 if let confirms = entry.confirms { line += "  (confirms #\(confirms))" }
                 if let evidence = entry.evidence { line += "  evidence: \(evidence)" }
-                console.print(line)
+                console.printEscaped(line)
             }
         }
         return .success
@@ -210,7 +210,7 @@ enum PurposeDeclareCommand: Command {
         subject-request and legal-claims (legal obligation), key-rotation (legitimate interest); the
         last three are what restriction still allows and cannot be put on consent.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom purpose declare marketing-email --basis consent --double-opt-in --description "Offers by e-mail"
@@ -241,7 +241,7 @@ enum PurposeListCommand: Command {
     static let help = """
         Usage: strongroom purpose list [--json]
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom purpose list --store ./crm-store --key-file ./crm-store.key
@@ -258,8 +258,8 @@ enum PurposeListCommand: Command {
             try console.printJSON(purposes)
         } else {
             for purpose in purposes {
-                console.print("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
-                              + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
+                console.printEscaped("\(purpose.name.rawValue.padding(toLength: 18, withPad: " ", startingAt: 0)) \(purpose.lawfulBasis.rawValue)"
+                                     + (purpose.requiresDoubleOptIn ? ", double opt-in" : "") + "  \(purpose.description)")
             }
         }
         return .success

@@ -1,6 +1,7 @@
 import Foundation
 import Strongroom
 import StrongroomCrypto
+import StrongroomPhone
 
 /// `strongroom demo`: a guided tour on a new embedded store.
 enum DemoCommand: Command {
@@ -66,8 +67,8 @@ enum DemoCommand: Command {
         step("3. Read a contact back (audited)")
         guard let first = try store.list(limit: 1).first else { throw ToolError(message: "the sample imported nothing", status: .failure) }
         let subject = try store.read(first.id, fields: [.name, .phones, .emails], context: admin)
-        console.print("subject \(subject.id) (\(subject.metadata.externalID ?? "-")): \(subject.personal.name ?? "")")
-        for phone in subject.personal.phones ?? [] { console.print("  \(phone.label): \(phone.number)") }
+        console.printEscaped("subject \(subject.id) (\(subject.metadata.externalID ?? "-")): \(subject.personal.name ?? "")")
+        for phone in subject.personal.phones ?? [] { console.printEscaped("  \(phone.label): \(phone.number)") }
 
         step("4. Caller ID: an incoming call, in the form the telephony layer gives it")
         let caller = AccessContext(actor: "pbx", purpose: .callerID)
@@ -88,7 +89,7 @@ enum DemoCommand: Command {
         do {
             _ = try store.read(first.id, fields: [.emails], context: mailer)
         } catch {
-            console.print("before consent, the mailer is refused: \(error)")
+            console.printEscaped("before consent, the mailer is refused: \(error)")
         }
         let grant = try store.grantConsent(first.id, purpose: "marketing-email", evidence: "signup form v3, box ticked",
                                            initiator: .subject, clientAddress: "203.0.113.7", context: admin)
@@ -111,7 +112,7 @@ enum DemoCommand: Command {
         do {
             _ = try store.read(first.id, context: admin)
         } catch {
-            console.print("erased subject \(first.id): reading it now fails: \(error)")
+            console.printEscaped("erased subject \(first.id): reading it now fails: \(error)")
         }
 
         step("9. Rotate the master key (constant time), then check the old one is refused")
@@ -123,7 +124,7 @@ enum DemoCommand: Command {
             _ = try Store.open(at: storePath, keyProvider: KeyFileProvider(path: keyPath))
             console.print("the old key still opened the store: this should not happen")
         } catch {
-            console.print("opening with the old key: \(error)")
+            console.printEscaped("opening with the old key: \(error)")
         }
 
         step("10. The audit log")
@@ -133,11 +134,11 @@ enum DemoCommand: Command {
                          + (entry.subject.map { " subject \($0)" } ?? "") + (entry.fields.isEmpty ? "" : " [\(entry.fields.joined(separator: ","))]"))
         }
         console.print("\(lines.count) entries; the last ones:")
-        lines.suffix(8).forEach { console.print("  " + $0) }
+        lines.suffix(8).forEach { console.printEscaped("  " + $0) }
         let verification = try store.verifyAuditLog()
-        console.print(verification.isIntact
-                      ? "audit verify: intact, \(verification.verifiedEntries) entries chained under HMAC-SHA256"
-                      : "audit verify: FAILED: \(verification.problem!)")
+        console.printEscaped(verification.isIntact
+                             ? "audit verify: intact, \(verification.verifiedEntries) entries chained under HMAC-SHA256"
+                             : "audit verify: FAILED: \(verification.problem!)")
 
         console.print("\nTry the tool on this store:")
         console.print("  export STRONGROOM_STORE=\(storePath) STRONGROOM_KEY_FILE=\(newKeyPath)")

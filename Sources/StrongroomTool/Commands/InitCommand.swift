@@ -7,11 +7,12 @@ enum InitCommand: Command {
     static let name = "init"
     static let abstract = "create a store (and a master key file with a fresh random key if absent)"
     static let help = """
-        Usage: strongroom init [--region R] [--planned-numbers N] [--durable-audit] --store DIR --key-file FILE
+        Usage: strongroom init [--region R] [--planned-numbers N] [--durable-audit] [--store DIR|URL] [--key-file FILE]
 
-        Creates an encrypted store in DIR. If FILE does not exist, it is created with a fresh random
-        256-bit master key, mode 0600 from its first instant. Keep the key file away from backups of
-        the store: whoever holds both can read everything.
+        Creates an encrypted store in DIR (--store, or STRONGROOM_STORE). If the key file (--key-file,
+        or STRONGROOM_KEY_FILE) does not exist, it is created with a fresh random 256-bit master key,
+        mode 0600 from its first instant. Keep the key file away from backups of the store: whoever
+        holds both can read everything.
 
           --region R            default phone region of the store, ISO 3166 code (default US)
           --planned-numbers N   how many phone numbers the store is planned for (default 1000000);
@@ -20,7 +21,7 @@ enum InitCommand: Command {
                                 across concurrent readers) before returning plaintext, instead
                                 of only writing it to the OS (slower; survives power loss)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom init --region GB --store ./crm-store --key-file ./crm-store.key

@@ -13,7 +13,7 @@ enum KeysStatusCommand: Command {
         protects, the blind index (key version, tag bits, planned and actual population, expected
         numbers per tag) and the audit key and signed chain head.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys status --store ./crm-store --key-file ./crm-store.key
@@ -97,7 +97,7 @@ enum KeysRotateMasterCommand: Command {
         FILE. FILE may be the current key file: the new key is then written to FILE.new (0600, synced)
         and renamed over FILE once the store uses it. Running it again after a crash is safe.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-master --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
@@ -124,7 +124,7 @@ enum KeysSealErasuresCommand: Command {
         file. Each step is crash-safe; run it again after an interruption. Seal at least as often as
         your backups of keys.sqlite expire (see SECURITY.md).
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
@@ -186,7 +186,7 @@ enum KeysRotateKEKCommand: Command {
         of subjects, not with the data. Reads and writes go on meanwhile. If it is interrupted (even by
         kill -9), run it again: it resumes.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-kek --store ./crm-store --key-file ./crm-store.key
@@ -215,7 +215,7 @@ enum KeysRotateDataCommand: Command {
         key-rotation. --all walks every subject in batches committed with their progress; if it is
         interrupted, run it again to resume.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-data --subject crm-4242-2 --store ./crm-store --key-file ./crm-store.key
@@ -254,7 +254,7 @@ enum KeysRotateIndexCommand: Command {
 
           --bits N   tag length of the new index, 8 to 32 (default: the current length)
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom keys rotate-index --bits 20 --store ./crm-store --key-file ./crm-store.key

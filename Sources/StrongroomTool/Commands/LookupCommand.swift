@@ -1,5 +1,6 @@
 import Foundation
 import Strongroom
+import StrongroomPhone
 
 /// The JSON form of a caller-ID match (`lookup --json`, `call record --json`).
 struct MatchOutput: Encodable {
@@ -19,13 +20,13 @@ struct MatchOutput: Encodable {
         source = match.source
     }
 
-    /// One line for people: name, kind and ids, last contact, source.
+    /// One line for people: name, kind and ids, last contact, source; stored text escaped (`TerminalText`).
     var line: String {
         var text = "\(name ?? "(no name)")  \(kind) \(id)"
         if let externalId { text += " (\(externalId))" }
         text += "  last contacted \(lastContacted ?? "never")"
         if let source { text += "  source \(source)" }
-        return text
+        return TerminalText.escaping(text)
     }
 }
 
@@ -51,7 +52,7 @@ enum LookupCommand: Command {
           --region R   region of a number written without a country code
           --json       an array of matches: id, external_id, kind, name, last_contacted, source
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom lookup --store ./crm-store --key-file ./crm-store.key "+44 121 242 9247"
@@ -94,7 +95,7 @@ enum CallRecordCommand: Command {
           --region R          region of a number written without a country code
           --json              the person touched as JSON, plus created_lead and logged
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom call record --store ./crm-store --key-file ./crm-store.key --at 2026-11-23T09:15:00Z +447700900123

@@ -6,16 +6,18 @@ enum SubjectExportCommand: Command {
     static let name = "subject export"
     static let abstract = "everything held on a subject, as JSON (right of access, portability)"
     static let help = """
-        Usage: strongroom subject export ID [--out FILE]
+        Usage: strongroom subject export ID [--purpose P] [--out FILE]
 
         Prints everything the store holds on the subject as JSON (layout "strongroom.subject-export",
         version 1): clear fields, every personal field decrypted, phone numbers with their E.164 form,
         logged calls, the consent ledger, and the audit trail of who accessed the subject's data and
         why. The export is itself audited. ID is the store's id or the external_id given at import.
 
+          --purpose P  why, as the audit log records it: subject-request for a data subject's
+                       request (Art. 15 or 20, allowed while restricted), else admin (default)
           --out FILE   write to FILE (mode 0600) instead of standard output
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject export crm-4242-2 --store ./crm-store --key-file ./crm-store.key --purpose subject-request
@@ -29,18 +31,18 @@ enum SubjectExportCommand: Command {
         let store = try options.open()
         defer { store.close() }
         let export = try store.export(try store.resolve(reference), context: options.context)
-        let json = try export.jsonData()
+        // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
+        let json = TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self))
         if let out {
             guard FileManager.default.createFile(atPath: out, contents: nil, attributes: [.posixPermissions: 0o600]),
                   let handle = FileHandle(forWritingAtPath: out) else {
                 throw ToolError(message: "cannot write \(out)", status: .usage)
             }
-            handle.write(json)
-            handle.write(Data("\n".utf8))
+            handle.write(Data((json + "\n").utf8))
             try handle.close()
             console.print("exported subject \(export.subject.id) to \(out)")
         } else {
-            console.print(String(decoding: json, as: UTF8.self))
+            console.print(json)
         }
         return .success
     }
@@ -58,7 +60,7 @@ enum SubjectEraseCommand: Command {
         database still hold the wrapped key until `strongroom keys seal-erasures` runs. The audit log
         records the erasure with the subject id and TEXT (a ticket or legal basis: no personal data).
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject erase crm-4242-2 --reason "Art. 17 request 2026-114" --store ./crm-store --key-file ./crm-store.key
@@ -88,7 +90,7 @@ enum SubjectRestrictCommand: Command {
         While restricted, the subject's data is decrypted only for the purposes legal-claims and
         subject-request; every other read (caller ID included) is refused and audited as refused.
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject restrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
@@ -106,7 +108,7 @@ enum SubjectUnrestrictCommand: Command {
     static let help = """
         Usage: strongroom subject unrestrict ID
 
-        \(StoreOptions.help)
+        \(StoreOptions.helpPointer)
 
         Example:
           strongroom subject unrestrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key

@@ -1,5 +1,6 @@
 import Foundation
 @testable import Strongroom
+import StrongroomPhone
 import Testing
 
 /// Agreement with Google libphonenumber on `Fixtures/phone-numbers-dev.csv`, and caller ID over the

@@ -1,21 +1,12 @@
 import Foundation
+import StrongroomTestSupport
 
-/// The CSV fixtures of the phone tests, read from the package's top-level `Fixtures/` folder.
-///
-/// The folder is found from this file's path (`#filePath`), as swift-crypto finds its vectors. In
-/// the main repository, switch to the shared helper by making `url(_:)` return
-/// `Fixture.url(name)` (and `import StrongroomTestSupport`): that is the only line to change.
+/// The CSV fixtures of the phone tests (`Fixtures/`), read with a small reader of their own, so that
+/// the normaliser's tests do not depend on the importer's CSV reader.
 enum PhoneFixtures {
-    /// The URL of `name` inside `Fixtures/`.
-    static func url(_ name: String) -> URL {
-        URL(fileURLWithPath: #filePath)   // …/Tests/StrongroomTests/Phone/PhoneFixtures.swift
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Fixtures").appendingPathComponent(name)
-    }
-
     /// The records of a CSV fixture, each keyed by the header's names.
     static func rows(_ name: String) throws -> [[String: String]] {
-        let records = csvRecords(String(decoding: try Data(contentsOf: url(name)), as: UTF8.self))
+        let records = csvRecords(String(decoding: try Fixture.data(name), as: UTF8.self))
         guard let header = records.first else { return [] }
         return records.dropFirst().map { Dictionary(zip(header, $0), uniquingKeysWith: { first, _ in first }) }
     }

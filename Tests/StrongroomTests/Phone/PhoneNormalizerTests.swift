@@ -1,4 +1,4 @@
-@testable import Strongroom
+@testable import StrongroomPhone
 import StrongroomTestSupport
 import Testing
 
