@@ -114,7 +114,7 @@ enum StrongroomBench {
             report(results, json: json)
             let failures = results.filter { $0.smallN != nil && $0.ratio > ScalingWorkload.limit }
             for failure in failures {
-                FileHandle.standardError.write(Data(String(format: "FAIL %@: %.2f× the time per operation at %d contacts as at %d (limit %.1f×)\n",
+                FileHandle.standardError.write(Data(String(format: "FAIL %@: %.2f× the CPU time per operation at %d contacts as at %d (limit %.1f×)\n",
                                                            failure.workload as NSString, failure.ratio, failure.n, failure.smallN ?? 0,
                                                            ScalingWorkload.limit).utf8))
             }
