@@ -11,15 +11,14 @@ typedef struct {
     int length;
 } text;
 
-/// Copies column `column` of the current row of `statement`.
+/// Copies column `column` of the current row of `statement`; a length of -1 when memory ran out.
 static text copy_text(sqlite3_stmt *statement, int column) {
     const unsigned char *bytes = sqlite3_column_text(statement, column);
     int length = sqlite3_column_bytes(statement, column);
     text copy = {malloc((size_t)length + 1), length};
-    if (copy.bytes) {
-        if (bytes) memcpy(copy.bytes, bytes, (size_t)length);
-        copy.bytes[length] = 0;
-    }
+    if (!copy.bytes) return (text){NULL, -1};
+    if (bytes) memcpy(copy.bytes, bytes, (size_t)length);
+    copy.bytes[length] = 0;
     return copy;
 }
 
@@ -74,7 +73,9 @@ cbaseline_callerid *cbaseline_callerid_open(const char *path) {
     sqlite3_finalize(count);
     lookup->queries = calloc((size_t)(expected > 0 ? expected : 1), sizeof(text));
     while (lookup->queries && lookup->query_count < expected && sqlite3_step(numbers) == SQLITE_ROW) {
-        lookup->queries[lookup->query_count++] = copy_text(numbers, 0);
+        text number = copy_text(numbers, 0);
+        if (number.length < 0) break;
+        lookup->queries[lookup->query_count++] = number;
     }
     sqlite3_finalize(numbers);
     if (!lookup->queries || lookup->query_count != expected) {
@@ -134,6 +135,7 @@ int64_t cbaseline_import(const char *source_path, const char *target_path, int32
     sqlite3_stmt *read = NULL;
     import_row *rows = NULL;
     int64_t count = 0, capacity = 0;
+    int complete = 1;
     if (!source
         || sqlite3_prepare_v2(source, "SELECT external_id, name, company, source, phone1, phone2, phone3 FROM source_rows ORDER BY rowid",
                               -1, &read, NULL) != SQLITE_OK) {
@@ -144,14 +146,25 @@ int64_t cbaseline_import(const char *source_path, const char *target_path, int32
         if (count == capacity) {
             capacity = capacity ? capacity * 2 : 1024;
             import_row *grown = realloc(rows, (size_t)capacity * sizeof *rows);
-            if (!grown) break;
+            if (!grown) {
+                complete = 0;
+                break;
+            }
             rows = grown;
         }
-        for (int field = 0; field < 7; field++) rows[count].fields[field] = copy_text(read, field);
+        for (int field = 0; field < 7; field++) {
+            rows[count].fields[field] = copy_text(read, field);
+            if (rows[count].fields[field].length < 0) complete = 0;
+        }
         count += 1;
+        if (!complete) break;
     }
     sqlite3_finalize(read);
     sqlite3_close(source);
+    if (!complete) {
+        free_rows(rows, count);
+        return -1;
+    }
 
     sqlite3 *target = open_database(target_path);
     sqlite3_stmt *contact = NULL, *number = NULL, *begin = NULL, *commit = NULL;
