@@ -90,13 +90,13 @@ extension StoreError {
     /// The exit status for this error (README.md, "Command reference").
     var exitStatus: ExitStatus {
         switch self {
-        case .subjectNotFound, .subjectErased, .concurrentChange: return .failure
+        case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
              .consentTokenRejected,
              .fieldTooLarge:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
-             .auditFailed, .database, .crypto, .file, .keyBudgetExhausted:
+             .auditFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted:
             return .integrity
         }
     }

@@ -13,7 +13,7 @@ enum StrongroomCLI {
         PurposeDeclareCommand.self, PurposeListCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
         KeysRotateIndexCommand.self, KeysSealErasuresCommand.self,
-        AuditVerifyCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
+        AuditVerifyCommand.self, AuditAcknowledgeGapCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
     ]
 
     static func main() {

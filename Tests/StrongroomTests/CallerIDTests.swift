@@ -163,6 +163,12 @@ struct CallerIDRestoreTests {
             restored = try test.reopen()
         }
         defer { restored.close() }
+        if backend == .sqlite {
+            // The folder was restored without today's audit log, which ends before today's signed
+            // head: the store refuses until the gap is recorded.
+            #expect(throws: StoreError.self) { try restored.callerID(number: "+442079460958", context: TestStore.caller) }
+            try restored.acknowledgeAuditGap(reason: "data restored from a backup", context: TestStore.admin)
+        }
         #expect(try restored.count() == 2, "the restored data holds the erased subject's row")
         #expect(try restored.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [kept])
     }

@@ -469,6 +469,8 @@ struct SealErasuresTests {
         let restoredData = try shelf.restore(data: oldData, keys: nil)
         let restored = try Store.open(at: restoredData, keyProvider: StaticKeyProvider(key: newMaster))
         defer { restored.close() }
+        // Its audit log ends before today's signed head (the data backup's): recorded, so it works again.
+        try restored.acknowledgeAuditGap(reason: "data restored from a backup", context: TestStore.admin)
         #expect(try restored.read(kept, context: TestStore.admin).personal.name == "Zebedee Quixotic-kept")
         #expect {
             try restored.read(erased, context: TestStore.admin)

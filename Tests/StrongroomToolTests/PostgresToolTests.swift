@@ -25,6 +25,28 @@ private func freshURL() -> String? {
     return url
 }
 
+/// A fresh schema on the test server and a scratch folder, for a PostgreSQL store and a folder store
+/// compared side by side; nil when the PostgreSQL half is off.
+private struct ScratchPlace {
+    let url: String
+    let schema: String
+    let directory: String
+
+    init?() throws {
+        guard let url = freshURL() else { return nil }
+        self.url = url
+        schema = try PostgresConnection.split(url).schema
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    /// Drops the schemas and removes the folder.
+    func cleanUp() {
+        dropSchemas([schema, schema + "_keys"], on: url)
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
 /// Drops the schemas a test made on the server.
 private func dropSchemas(_ names: [String], on url: String) {
     guard let connection = try? PostgresConnection(url: url, create: false, writeLock: "test") else { return }
@@ -103,12 +125,9 @@ struct PostgresToolTests {
 
     @Test("init, import, lookup (text and JSON), call record, subject export, keys rotate-kek, keys status, audit verify: the same exits and lines as a folder store")
     func endToEnd() throws {
-        guard let url = freshURL() else { return }
-        let schema = try PostgresConnection.split(url).schema
-        defer { dropSchemas([schema, schema + "_keys"], on: url) }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-tool-pg-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard let place = try ScratchPlace() else { return }
+        defer { place.cleanUp() }
+        let (url, schema, directory) = (place.url, place.schema, place.directory)
         let folderStore = directory + "/store", folderKey = directory + "/folder.key", postgresKey = directory + "/postgres.key"
 
         let postgres = session(Self.commands, store: url, key: postgresKey)
@@ -145,6 +164,26 @@ struct PostgresToolTests {
         #expect(try tables(url, schema: schema + "_keys").isSuperset(of: ["store", "subject_keys", "kek", "audit_head"]))
         #expect(try connection(url, schema: schema + "_keys").scalarInteger("SELECT count(*) FROM subject_keys") == 993)
         #expect(try connection(url, schema: schema).scalarInteger("SELECT count(*) FROM audit_log") ?? 0 > 993)
+    }
+
+    @Test("call record for a restricted subject exits 3 and changes nothing, as on a folder store; other calls go on")
+    func restrictedCallRecord() throws {
+        guard let place = try ScratchPlace() else { return }
+        defer { place.cleanUp() }
+        let (url, schema, directory) = (place.url, place.schema, place.directory)
+        let commands: [[String]] = [
+            ["init", "--region", "GB"], ["import", Fixture.url("contacts-sample.csv").path], ["subject", "restrict", "crm-4242-0"],
+            ["call", "record", "--at", "2026-12-01T09:00:00Z", "+447400142870"],
+            ["call", "record", "--at", "2026-12-01T09:05:00Z", "+821020007045"],
+            ["subject", "unrestrict", "crm-4242-0"],
+            ["call", "record", "--at", "2026-12-01T09:15:00Z", "+447400142870"], ["audit", "verify"],
+        ]
+        let postgres = session(commands, store: url, key: directory + "/postgres.key")
+        try compare(postgres, with: session(commands, store: directory + "/store", key: directory + "/folder.key"))
+        #expect(postgres.map(\.1.status) == [.success, .success, .success, .integrity, .success, .success, .success, .success])
+        let data = try connection(url, schema: schema)
+        #expect(try data.scalarInteger("SELECT count(*) FROM calls") == 2)
+        #expect(try data.scalarInteger("SELECT count(*) FROM audit_log WHERE position('\"refused\"' in convert_from(line, 'UTF8')) > 0") == 1)
     }
 
     @Test("--keys-store puts the key tables in another schema: there, and not in the data schema nor in <schema>_keys")

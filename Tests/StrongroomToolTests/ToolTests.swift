@@ -1,6 +1,7 @@
 import Foundation
 import Strongroom
 import StrongroomCrypto
+import StrongroomStorage
 import StrongroomTestSupport
 import Testing
 @testable import StrongroomTool
@@ -173,6 +174,34 @@ struct ToolTests {
         #expect(json["created_lead"] as? Bool == true)
         #expect(json["source"] as? String == "Call log")
         #expect(json["last_contacted"] as? String == "2026-11-23T09:15:00Z")
+    }
+
+    @Test("call record for a restricted subject exits 3 and changes nothing; the refusal is in the audit log; other calls still work")
+    func restrictedCallRecord() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        #expect(store.run(["subject", "restrict", "crm-4242-0"]).0 == .success)
+        func state() throws -> [String] {
+            let data = try SQLiteConnection(path: store.store + "/data.sqlite")
+            return [try data.scalarText("SELECT coalesce(last_contacted_at, 0) || '' FROM subjects WHERE external_id = 'crm-4242-0'") ?? "",
+                    String(try data.scalarInteger("SELECT count(*) FROM calls") ?? -1),
+                    String(try data.scalarInteger("SELECT count(*) FROM subjects") ?? -1)]
+        }
+        let before = try state()
+        let (status, out, err) = store.run(["call", "record", "--at", "2026-12-01T09:00:00Z", "+447400142870"])
+        #expect(status == .integrity && out.isEmpty && err.contains("restricted"))
+        #expect(try state() == before)
+        let (shown, log, _) = store.run(["audit", "show", "--subject", "crm-4242-0"])
+        #expect(shown == .success && log.contains("update refused"))
+
+        // Second act: another caller is logged; the restricted one stays refused until the restriction is lifted.
+        #expect(store.run(["call", "record", "--at", "2026-12-01T09:05:00Z", "+821020007045"]).0 == .success)
+        #expect(store.run(["call", "record", "--at", "2026-12-01T09:10:00Z", "+447400142870"]).0 == .integrity)
+        #expect(try state()[0] == before[0])
+        #expect(store.run(["subject", "unrestrict", "crm-4242-0"]).0 == .success)
+        #expect(store.run(["call", "record", "--at", "2026-12-01T09:15:00Z", "+447400142870"]).0 == .success)
+        #expect(try state()[0] != before[0])
+        #expect(store.run(["audit", "verify"]).0 == .success)
     }
 
     @Test("the demo runs end to end")

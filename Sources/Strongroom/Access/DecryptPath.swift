@@ -103,12 +103,21 @@ extension Store {
         return (results, opened)
     }
 
-    /// Why `purpose` may not process `subject`'s data, or nil when it may: an undeclared purpose,
-    /// restriction of processing (GDPR Art. 18), or a consent-based purpose without consent (Art. 6(1)(a)).
+    /// Why `purpose` may not process `subject`'s data, or nil when it may.
     private func refusal(of subject: some SealedSubject, for purpose: Purpose) throws(StoreError) -> String? {
+        try processingRefusal(restricted: subject.isRestricted, allowedUnderRestriction: Purpose.allowedUnderRestriction.contains(purpose),
+                              for: purpose) { () throws(StoreError) in try consentState(of: subject.id, for: purpose) }
+    }
+
+    /// Why `purpose` may not process a subject's data, or nil when it may: an undeclared purpose,
+    /// restriction of processing (GDPR Art. 18) unless `allowedUnderRestriction`, or a consent-based
+    /// purpose without consent (Art. 6(1)(a)); `consent` reads the subject's consent to `purpose`.
+    /// Shared by the decrypt path and the write path.
+    func processingRefusal(restricted: Bool, allowedUnderRestriction: Bool, for purpose: Purpose,
+                           consent: () throws(StoreError) -> ConsentState?) throws(StoreError) -> String? {
         guard let declaration = purposeDeclaration(purpose) else { return "purpose \(purpose) is not declared" }
-        if subject.isRestricted && !Purpose.allowedUnderRestriction.contains(purpose) { return "processing is restricted" }
-        if declaration.lawfulBasis == .consent, try consentState(of: subject.id, for: purpose)?.allowsProcessing != true {
+        if restricted && !allowedUnderRestriction { return "processing is restricted" }
+        if declaration.lawfulBasis == .consent, try consent()?.allowsProcessing != true {
             return "no consent for \(purpose)"
         }
         return nil

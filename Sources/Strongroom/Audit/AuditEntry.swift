@@ -45,20 +45,31 @@ public struct AuditFilter: Sendable {
 }
 
 extension Store {
-    /// The audit entries that pass `filter`, oldest first, with each entry's line as written.
-    /// Lines that do not parse are skipped here; `verifyAuditLog` reports them.
+    /// The audit entries that pass `filter`, oldest first, with each entry's line as written — only
+    /// from a log that verifies: every entry's MAC and chain, and its end against the signed head
+    /// (acknowledged gaps are accepted; their `acknowledge-gap` entries are entries like any other).
+    /// Otherwise `StoreError.auditLogUnverified` names the first bad entry and no entry is passed on:
+    /// a partial or forged list could mislead (an access report built from forged lines is worse than
+    /// none). The log is read twice, each time in order: once to verify it, once to pass on the
+    /// entries, each checked again before it is (linear in the log's length).
     public func auditEntries(_ filter: AuditFilter = AuditFilter(),
                              _ body: (AuditEntry, ArraySlice<UInt8>) throws -> Void) throws {
+        if let problem = try verifyAuditLog().problem { throw StoreError.auditLogUnverified(problem) }
         let decoder = JSONDecoder()
-        let subject = filter.subject.map { "\"subject\":\"\($0.rawValue)\"" }
-        try auditTrail.forEachLine { _, _, stored in
-            guard case .complete(let line) = stored else { return }
+        let subject = filter.subject.map { Array("\"subject\":\"\($0.rawValue)\"".utf8) }
+        // The second pass verifies again (the log may have changed in between), entry by entry.
+        let verification = try auditVerifier().verify { place, number, line in
             // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
-            if let subject, !String(decoding: line, as: UTF8.self).contains(subject) { return }
-            guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else { return }
+            if let subject, line.firstRange(of: subject) == nil { return }
+            guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else {
+                let sequence = AuditLineFormat.split(line)?.sequence ?? 0
+                throw StoreError.auditLogUnverified(.badEntry(sequence: sequence, segment: place, line: number,
+                                                              reason: "its MAC verifies but it is not a readable entry"))
+            }
             if let actor = filter.actor, entry.actor != actor { return }
             if let since = filter.since, let time = Timestamp.parse(entry.time), time < since { return }
             try body(entry, line)
         }
+        if let problem = verification.problem { throw StoreError.auditLogUnverified(problem) }
     }
 }

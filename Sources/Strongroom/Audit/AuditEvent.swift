@@ -30,6 +30,9 @@ public struct AuditEvent: Sendable, Equatable {
         case initialize = "init"
         /// The audit log's segment file ended; the chain continues in the next one.
         case segmentEnd = "segment-end"
+        /// An operator acknowledged entries lost from the log's end (`Store.acknowledgeAuditGap`): the
+        /// detail names the gap and the signed head it replaces, and the reason.
+        case acknowledgeGap = "acknowledge-gap"
     }
 
     /// How it ended.

@@ -15,6 +15,14 @@ public enum AuditLogError: Error, Equatable, Sendable {
     /// Other processes kept appending first, this many times in a row (PostgreSQL stores): the
     /// operation was refused rather than left unaudited.
     case contended(attempts: Int)
+    /// The log's end does not match its signed head (entries lost, head removed or replaced): nothing
+    /// is appended, so nothing is read, until `strongroom audit acknowledge-gap` records the gap.
+    case gap(AuditGap)
+    /// `acknowledge-gap` found no gap: the log's end matches its signed head.
+    case noGap
+    /// The acknowledgement of a gap was appended, but the signed head could not be moved to it (the
+    /// key database was busy): writers still refuse; acknowledge again.
+    case headNotSaved
 }
 
 /// When an audit entry counts as kept, before the plaintext it records is returned.
@@ -27,7 +35,7 @@ public enum AuditDurability: String, Sendable, Codable {
 }
 
 /// The signed position of the newest audit entry, kept in the key database so that a log whose
-/// last entries were cut off is caught by `audit verify`.
+/// last entries were cut off is caught by `audit verify`, and refused by writers.
 struct AuditHead: Equatable, Sendable {
     /// Sequence number of the newest entry covered.
     let sequence: UInt64
@@ -111,6 +119,8 @@ final class AuditLog: AuditTrail {
     private let durability: AuditDurability
     private let segmentByteLimit: Int64
     private let headKeeper: AuditHeadKeeper
+    /// Checks a rebuilt end against the signed head before the chain is continued from it.
+    private let endCheck: AuditEndCheck
     private let state: Mutex<WriterState>
     /// Bytes appended by this process so far (written under the state lock, read by syncers).
     private let appended = Atomic<UInt64>(0)
@@ -154,7 +164,7 @@ final class AuditLog: AuditTrail {
     /// Opens the log in `directory` (created if absent). Files are first touched at the first append,
     /// so that reading and verifying see the log as it is.
     init(directory: String, mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability,
-         segmentByteLimit: Int64, saveHead: @escaping @Sendable (AuditHead) -> Bool) throws(AuditLogError) {
+         segmentByteLimit: Int64, headStore: any AuditHeadStore) throws(AuditLogError) {
         do { try createDirectory(directory) } catch { throw .unavailable(error) }
         let genesis: [UInt8]
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
@@ -165,7 +175,8 @@ final class AuditLog: AuditTrail {
         self.genesis = genesis
         self.durability = durability
         self.segmentByteLimit = segmentByteLimit
-        self.headKeeper = AuditHeadKeeper(save: saveHead)
+        self.headKeeper = AuditHeadKeeper(store: headStore)
+        self.endCheck = AuditEndCheck(mac: mac, headStore: headStore)
         self.state = Mutex(WriterState(joinLock: joinLock))
     }
 
@@ -237,13 +248,17 @@ final class AuditLog: AuditTrail {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        let (sequence, entryMAC, written, synchronizer) = try state.withLock {
-            (state: inout WriterState) throws -> (UInt64, [UInt8], UInt64, FileSynchronizer?) in
+        var previous: UInt64 = 0
+        let (dueHead, written, synchronizer) = try state.withLock {
+            (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
             if state.presence == nil { try join(&state) }
             guard let shared = state.tail else { preconditionFailure("append before join") }
             // Taken and released by this thread: the closure runs on it, under the state lock.
             let tail = try shared.withAppendLock {
+                // A head found deleted: the files decide again, and the end is checked against the head.
+                if headKeeper.takeHeadFoundMissing() { shared.isInProgress = true }
                 var tail = try attach(&state)
+                previous = tail.sequence
                 if tail.committed >= segmentByteLimit {
                     // Close the full segment with a chained entry before starting the next.
                     let closing = AuditEvent(action: .segmentEnd, actor: "strongroom", purpose: "audit", subject: nil,
@@ -258,10 +273,35 @@ final class AuditLog: AuditTrail {
                 }
                 return try append(events, after: tail, to: &state)
             }
-            return (tail.sequence, tail.mac, appended.load(ordering: .acquiring), state.synchronizer)
+            // Noted in chain order, under the state lock; saved (when due) outside it, after any sync.
+            return (headKeeper.noteAppended(sequence: tail.sequence, entryMAC: tail.mac, after: previous), appended.load(ordering: .acquiring),
+                    state.synchronizer)
         }
         if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }
-        headKeeper.appended(sequence: sequence, entryMAC: entryMAC)
+        if let dueHead { headKeeper.save(dueHead) }
+    }
+
+    func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap {
+        let (gap, last) = try state.withLock { (state: inout WriterState) throws -> (AuditGap, SharedTail) in
+            if state.presence == nil { try join(&state) }
+            guard let shared = state.tail else { preconditionFailure("append before join") }
+            return try shared.withAppendLock {
+                // The files decide where the log really ends; the gap is named against the head.
+                let segments = try AuditLog.listSegments(in: directory)
+                let tail = try rebuild(&state, checkingHead: false)
+                guard let (gap, headMAC) = try endCheck.findGap(readEnd: { (tail.sequence, tail.mac) },
+                                                                linesFrom: { first, _ in try AuditLog.lines(from: first, in: segments) }).gap else {
+                    throw AuditLogError.noGap
+                }
+                return (gap, try append([acknowledgement(gap, headMAC)], after: tail, to: &state))
+            }
+        }
+        guard headKeeper.replace(sequence: last.sequence, entryMAC: last.mac) else {
+            // The acknowledgement is in the log, but the head still names the lost entries: writers
+            // go on refusing, and running the acknowledgement again records it again.
+            throw AuditLogError.headNotSaved
+        }
+        return gap
     }
 
     /// Chains `events` after `tail` and copies their lines into the segment's mapping.
@@ -378,7 +418,11 @@ final class AuditLog: AuditTrail {
     /// well-formed line (or an older segment's, when the newest is empty). A torn last line (a copy cut
     /// short: its plaintext was never returned) and the unwritten zeros after the data are cut off,
     /// and the segment is preallocated again from there.
-    private func rebuild(_ state: inout WriterState) throws -> SharedTail {
+    ///
+    /// Unless `checkingHead` is false (an acknowledgement), the end found must agree with the signed
+    /// head (`AuditEndCheck`); if not, `AuditLogError.gap` is thrown and the state stays marked in
+    /// progress, so every later append, of any process, checks again and refuses too.
+    private func rebuild(_ state: inout WriterState, checkingHead: Bool = true) throws -> SharedTail {
         guard let shared = state.tail else { preconditionFailure("rebuild before join") }
         // Left set if this fails or the process dies: the next process to append rebuilds again.
         shared.isInProgress = true
@@ -396,6 +440,11 @@ final class AuditLog: AuditTrail {
                 last = entry
                 break
             }
+        }
+        if checkingHead {
+            // Under the append lock no entry is added meanwhile, and the head covers only entries
+            // already written: reading it after the files is safe here.
+            _ = try endCheck.check(readEnd: { last ?? (0, genesis) }, linesFrom: { first, _ in try AuditLog.lines(from: first, in: segments) })
         }
         do {
             try segment.truncate(to: committed)
@@ -431,6 +480,25 @@ final class AuditLog: AuditTrail {
             throw AuditLogError.unreadableTail(segment: path)
         }
         return (Int64(end), (entry.sequence, entry.mac))
+    }
+
+    /// The complete lines (without newlines) of the entries from `sequence` on, oldest first, read
+    /// from the newest of `segments` back to the one that holds that entry (the head lags the log by
+    /// about a second of entries, so that is usually the newest alone).
+    private static func lines(from sequence: UInt64, in segments: [String]) throws -> [ArraySlice<UInt8>] {
+        var newestFirst: [[ArraySlice<UInt8>]] = []
+        for path in segments.reversed() {
+            let bytes: [UInt8]
+            do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
+            let end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+            let lines = bytes[..<end].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
+            guard let first = lines.first else { continue }
+            newestFirst.append(Array(lines))
+            if let entry = AuditLineFormat.split(first), entry.sequence <= sequence { break }
+        }
+        let all = newestFirst.reversed().joined()
+        // A line that does not split keeps its place (the caller's chain check then fails on it).
+        return Array(all.drop { AuditLineFormat.split($0).map { $0.sequence < sequence } ?? false })
     }
 
     /// Maps segment `number` (created if absent) as this process's current segment.

@@ -3,7 +3,8 @@ import StrongroomCrypto
 /// The blind index of phone numbers: a truncated keyed tag to find candidates, and a keyed check per
 /// row to keep only the exact matches.
 ///
-/// Both keys come from the index key through HKDF-SHA256 (RFC 5869) with distinct labels. The check is
+/// Its keys come from the index key through HKDF-SHA256 (RFC 5869), each with its own label: the tag
+/// key, the check key and the call-record key (which names a logged call, `callKey`). The check is
 /// HMAC-SHA256(check key, subject id ‖ full tag) cut to 128 bits: it confirms a candidate exactly, and,
 /// because it mixes in the subject id, the same number held by two subjects gives two unrelated checks,
 /// so the stored checks reveal no equality the truncated tags do not.
@@ -14,6 +15,7 @@ struct PhoneBlindIndex: Sendable {
     let bits: Int
     private let tagMAC: HMACSHA256
     private let checkMAC: HMACSHA256
+    private let callMAC: HMACSHA256
 
     /// The length of a row's check: 128 bits, so a false match needs a 2^-128 accident.
     static let checkByteCount = 16
@@ -35,6 +37,19 @@ struct PhoneBlindIndex: Sendable {
         checkMAC = try HMACSHA256(key: try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
                                                                 info: Array("strongroom.phone-index.check.v2".utf8),
                                                                 outputByteCount: 32))
+        callMAC = try HMACSHA256(key: try HKDFSHA256.deriveKey(inputKeyMaterial: indexKey, salt: storeID,
+                                                               info: PhoneBlindIndex.callKeyLabel, outputByteCount: 32))
+    }
+
+    /// The HKDF label of the call-record key. Before it had one, a call's key was the tag of
+    /// "call|number|time|direction" under the tag key; those rows are left as they are (see `callKey`).
+    static let callKeyLabel = Array("strongroom.phone-index.call.v1".utf8)
+
+    /// The key of a logged call (`calls.call_key`): HMAC-SHA256 under the call-record key of the E.164
+    /// number, the time in milliseconds and the direction, so the same call logged twice is recognised
+    /// without the number being recoverable from the row.
+    func callKey(e164: String, milliseconds: Int64, direction: String) throws(CryptoError) -> [UInt8] {
+        try callMAC.authenticationCode(for: Array("\(e164)|\(milliseconds)|\(direction)".utf8))
     }
 
     /// The tags of an E.164 number.

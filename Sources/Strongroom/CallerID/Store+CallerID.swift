@@ -50,48 +50,53 @@ extension Store {
     /// Logs a call: a known number's people get `at` as their last-contacted time (if newer); an
     /// unknown number becomes a new lead (source "Call log") holding it, so the next call is recognised.
     /// Logging the same call (number, time, direction) again changes nothing.
+    ///
+    /// A call record is processing: it goes through the write path, in one transaction, and is refused
+    /// for a person the purpose may not process (restricted, or no consent where the purpose rests on
+    /// consent), audited as refused. When every person holding the number is refused, nothing is changed
+    /// and `accessRefused` is thrown; otherwise the call is logged for the others only.
     public func recordCall(number: String, at time: Date = Date(), direction: CallDirection = .incoming,
                            region: String? = nil, context: AccessContext) throws(StoreError) -> CallRecord {
         let e164 = try normalize(number, region: region)
         let milliseconds = Store.milliseconds(time)
         let matches = try subjectsHolding(e164)
-        // Keyed under the active index key (as reloaded above), so the number is not recoverable from
-        // the key; after an index rotation, a call logged before it is no longer recognised as a repeat.
+        // Keyed under the active index's call-record key, so the number is not recoverable from the row;
+        // after an index rotation (or from before the call-record key had its own label), a call logged
+        // earlier is not recognised as a repeat and is logged again.
         let callKey = try storeErrors {
-            try keyring.phoneIndex.tags(for: "call|\(e164)|\(milliseconds)|\(direction.rawValue)").full
+            try keyring.phoneIndex.callKey(e164: e164, milliseconds: milliseconds, direction: direction.rawValue)
         }
-        let alreadyLogged = try storeErrors {
-            try data.withLock { try $0.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) != nil }
+        let (subjects, logged) = try writeSubjects(context: context) { write -> ([SubjectID], Bool) in
+            let connection = write.connection
+            var subjects = try matches.map(\.id).filter { try write.admits($0, .callRecord) }
+            if subjects.isEmpty {
+                guard matches.isEmpty else { try write.refuse() }
+                let lead = NewSubject(metadata: SubjectMetadata(kind: .lead, source: "Call log", lastContactedAt: time),
+                                      personal: PersonalData(phones: [LabeledPhone(label: "phone", number: e164)]))
+                subjects = [try createOrUpdate([lead], normalizer: phoneNormalizer, in: write)[0].id]
+                // A purpose resting on consent may not process a person who just appeared: no lead then.
+                try write.require(subjects[0], .callRecord)
+            }
+            guard try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) == nil else {
+                return (subjects, false)
+            }
+            try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                               [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
+            for subject in subjects {
+                try connection.run("""
+                    UPDATE subjects SET last_contacted_at = ?1
+                    WHERE id = ?2 AND (last_contacted_at IS NULL OR last_contacted_at < ?1)
+                    """, [.integer(milliseconds), .integer(subject.rawValue)])
+                write.record(subject, .callRecord, detail: "call \(direction.rawValue) logged")
+            }
+            return (subjects, true)
         }
-        var subjects = matches.map(\.id)
-        if subjects.isEmpty {
-            subjects = [try create(NewSubject(metadata: SubjectMetadata(kind: .lead, source: "Call log", lastContactedAt: time),
-                                              personal: PersonalData(phones: [LabeledPhone(label: "phone", number: e164)])),
-                                   context: context)]
-        }
-        if !alreadyLogged { try logCall(callKey, subjects: subjects, at: milliseconds, direction: direction) }
         let refreshed = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
         guard let caller = try answer(refreshed, context: context).first else {
-            throw .accessRefused(subjects[0], purpose: context.purpose, reason: "this purpose may not process the caller's data (restricted, or no consent)")
+            throw .accessRefused(subjects[0], purpose: context.purpose,
+                                 reason: "this purpose may not process the caller's data (restricted, or no consent)")
         }
-        return CallRecord(caller: caller, createdLead: matches.isEmpty, logged: !alreadyLogged)
-    }
-
-    private func logCall(_ callKey: [UInt8], subjects: [SubjectID], at milliseconds: Int64, direction: CallDirection) throws(StoreError) {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                       [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
-                    for subject in subjects {
-                        try connection.run("""
-                            UPDATE subjects SET last_contacted_at = ?1
-                            WHERE id = ?2 AND (last_contacted_at IS NULL OR last_contacted_at < ?1)
-                            """, [.integer(milliseconds), .integer(subject.rawValue)])
-                    }
-                }
-            }
-        }
+        return CallRecord(caller: caller, createdLead: matches.isEmpty, logged: logged)
     }
 
     /// The E.164 form of `number`, or `invalidPhoneNumber`.

@@ -68,12 +68,13 @@ extension Store {
 
     /// The latest consent state of `subject` for `purpose`, nil when the ledger has none.
     func consentState(of subject: SubjectID, for purpose: Purpose) throws(StoreError) -> ConsentState? {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.scalarText("SELECT state FROM consent_ledger WHERE subject_id = ? AND purpose = ? ORDER BY id DESC LIMIT 1",
-                                          [.integer(subject.rawValue), .text(purpose.rawValue)]).flatMap(ConsentState.init(rawValue:))
-            }
-        }
+        try storeErrors { try data.withLock { try Store.consentState(of: subject, for: purpose, in: $0) } }
+    }
+
+    /// The latest consent state of `subject` for `purpose` read through `connection` (inside a transaction).
+    static func consentState(of subject: SubjectID, for purpose: Purpose, in connection: any Database) throws -> ConsentState? {
+        try connection.scalarText("SELECT state FROM consent_ledger WHERE subject_id = ? AND purpose = ? ORDER BY id DESC LIMIT 1",
+                                  [.integer(subject.rawValue), .text(purpose.rawValue)]).flatMap(ConsentState.init(rawValue:))
     }
 
     /// Records consent of `subject` to `purpose`, with the evidence of how it was given (a consent cannot
@@ -157,52 +158,51 @@ extension Store {
     }
 
     /// Appends a ledger entry (sealing its personal parts under the subject's current key) and audits it,
-    /// in one transaction; a confirmation's token is checked inside it. Returns the entry's id and facts.
+    /// in one write-path transaction; a confirmation's token is checked inside it. A grant or confirmation
+    /// for a restricted subject is refused; a withdrawal is not (`SubjectWriteKind`). Returns the entry's id and facts.
     private func appendConsent(_ subject: SubjectID, _ change: LedgerChange, initiator: ConsentInitiator, clientAddress: String?,
                                evidence: String?, context: AccessContext) throws(StoreError) -> (Int64, LedgerFacts) {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    guard let keyVersion = try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
-                    else { throw try notFoundOrErased(subject) }
-                    let entry: LedgerFacts
-                    switch change {
-                    case .facts(let facts): entry = facts
-                    case .confirmation(let tokenHash): entry = try confirmationFacts(subject, tokenHash: tokenHash, in: connection)
-                    }
-                    let key = try keyring.subjectKey(for: subject, version: UInt32(keyVersion))
-                    // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
-                    // (the write lock held by this transaction keeps it free).
-                    let id = try connection.scalarInteger(Schema.nextConsentEntryID(connection.dialect)) ?? 1
-                    func seal(_ text: String?, _ slot: EnvelopeSlot) throws -> SQLValue {
-                        guard let text else { return .null }
-                        return .blob(try Envelope.seal(Array(text.utf8), at: EnvelopeLocation(slot: slot, recordID: id), under: key,
-                                                       storeID: keyring.storeID))
-                    }
-                    try connection.run("""
-                        INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
-                                                    token_hash, token_expires_at, confirms)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
-                              .integer(Store.milliseconds(Date())), .text(initiator.rawValue), .integer(keyVersion),
-                              try seal(clientAddress, .consentClientAddress), try seal(evidence, .consentEvidence),
-                              .blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
-                    // The sealed parts count against the subject key's nonce budget like its fields do.
-                    let sealed = [clientAddress, evidence].compactMap { $0 }.count
-                    if sealed > 0 {
-                        try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
-                                           [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
-                        guard connection.changes == 1 else {
-                            let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
-                            throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
-                                                                budget: keyring.nonceBudget)
-                        }
-                    }
-                    try audit([AuditEvent(.consent, context, subject: subject,
-                                          detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")])
-                    return (id, entry)
+        try writeSubjects(context: context) { write in
+            let connection = write.connection
+            guard let keyVersion = try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+            else { throw try notFoundOrErased(subject) }
+            let entry: LedgerFacts
+            switch change {
+            case .facts(let facts): entry = facts
+            case .confirmation(let tokenHash): entry = try confirmationFacts(subject, tokenHash: tokenHash, in: connection)
+            }
+            let kind: SubjectWriteKind = entry.state == .withdrawn ? .consentWithdrawal : .consentGrant
+            try write.require(subject, kind)
+            let key = try keyring.subjectKey(for: subject, version: UInt32(keyVersion))
+            // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
+            // (the write lock held by this transaction keeps it free).
+            let id = try connection.scalarInteger(Schema.nextConsentEntryID(connection.dialect)) ?? 1
+            func seal(_ text: String?, _ slot: EnvelopeSlot) throws -> SQLValue {
+                guard let text else { return .null }
+                return .blob(try Envelope.seal(Array(text.utf8), at: EnvelopeLocation(slot: slot, recordID: id), under: key,
+                                               storeID: keyring.storeID))
+            }
+            try connection.run("""
+                INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
+                                            token_hash, token_expires_at, confirms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
+                      .integer(Store.milliseconds(Date())), .text(initiator.rawValue), .integer(keyVersion),
+                      try seal(clientAddress, .consentClientAddress), try seal(evidence, .consentEvidence),
+                      .blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
+            // The sealed parts count against the subject key's nonce budget like its fields do.
+            let sealed = [clientAddress, evidence].compactMap { $0 }.count
+            if sealed > 0 {
+                try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
+                                   [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
+                guard connection.changes == 1 else {
+                    let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+                    throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
+                                                        budget: keyring.nonceBudget)
                 }
             }
+            write.record(subject, kind, detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")
+            return (id, entry)
         }
     }
 

@@ -82,7 +82,8 @@ final class Keyring: Sendable {
                        nonceBudget: UInt64) throws -> Keyring {
         try connection.migrate(Schema.keys(connection.dialect))
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let masterHandle = try masterKeyHandle(master, generation: 1, usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
+        let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
+                                               usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
         let keys = try connection.transaction {
             try connection.run("INSERT INTO store (id, store_id, master_generation, created_at, audit_durability) VALUES (1, ?, 1, ?, ?)",
@@ -117,8 +118,9 @@ final class Keyring: Sendable {
         let masterUsage = KeyUsage(name: "master:\(generation)", budget: nonceBudget,
                                    reserved: UInt64(try connection.scalarInteger("SELECT reserved FROM key_usage WHERE key = ?",
                                                                                  [.text("master:\(generation)")]) ?? 0))
-        let keys = try load(from: connection, master: try masterKeyHandle(master, generation: generation, usage: masterUsage),
-                            storeID: storeID, known: nil, budget: nonceBudget)
+        let masterHandle = try masterKeyHandle(master, generation: generation, storeID: storeID, usage: masterUsage)
+        try migrateLegacyMasterKeyIdentifier(master, to: masterHandle, storeID: storeID, in: connection)
+        let keys = try load(from: connection, master: masterHandle, storeID: storeID, known: nil, budget: nonceBudget)
         guard let (version, kekVersion, wrapped) = try connection.firstRow(
             "SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", [], {
                 ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
@@ -263,12 +265,57 @@ final class Keyring: Sendable {
         return key
     }
 
-    /// The master key as an envelope key: its identifier is the first 32 bits of
-    /// HMAC-SHA256(master, label), so a wrong master key is recognised before any decryption is tried.
-    static func masterKeyHandle(_ master: SecretKey, generation: UInt32, usage: KeyUsage) throws -> KeyHandle {
-        let fingerprint = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
+    /// The HKDF label (RFC 5869 `info`) of the key the master key's identifier is computed under.
+    static let masterKeyIdentifierLabel = Array("strongroom.master.key-id.v1".utf8)
+
+    /// The master key as an envelope key. Its identifier, written into the header of each wrapped KEK so
+    /// that a wrong master key is recognised before any decryption is tried, is the first 32 bits of
+    /// HMAC-SHA256(K, label) where K = HKDF-SHA256(master, salt: store id, info: label): the master key
+    /// itself is used only to wrap (AES-256-GCM) and as HKDF input, never as a MAC key.
+    static func masterKeyHandle(_ master: SecretKey, generation: UInt32, storeID: [UInt8], usage: KeyUsage) throws -> KeyHandle {
+        let identifierKey = try HKDFSHA256.deriveKey(inputKeyMaterial: master, salt: storeID, info: masterKeyIdentifierLabel,
+                                                     outputByteCount: 32)
+        let fingerprint = try HMACSHA256(key: identifierKey).authenticationCode(for: masterKeyIdentifierLabel)
         return KeyHandle(cipher: try AES256GCM(key: master), version: generation, identifier: readUInt32(fingerprint, at: 0),
                          usage: usage)
+    }
+
+    /// Stores made before the master key's identifier had a key of its own wrapped their KEKs under an
+    /// identifier computed with the master key itself (HMAC-SHA256(master, "strongroom.master-key-id.v1")).
+    /// Each such KEK is opened once under that identifier — AES-GCM checks the master key — and wrapped
+    /// again under `master` with its current identifier, in one key-database transaction. The legacy
+    /// identifier is computed only when a KEK's header does not name the current one (an unmigrated
+    /// store, or a wrong key); once migrated, an open neither computes it nor writes.
+    private static func migrateLegacyMasterKeyIdentifier(_ master: SecretKey, to handle: KeyHandle, storeID: [UInt8],
+                                                         in connection: any Database) throws {
+        func identifiers() throws -> [(version: Int64, wrapped: [UInt8], identifier: UInt32?)] {
+            try connection.rows("SELECT version, wrapped FROM kek") { row in
+                let wrapped = row.blob(1) ?? []
+                return (row.int64(0), wrapped, try? Envelope.header(of: wrapped).keyIdentifier)
+            }
+        }
+        guard try identifiers().contains(where: { $0.identifier != handle.identifier }) else { return }
+        let legacy = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
+        let legacyHandle = KeyHandle(cipher: handle.cipher, version: handle.version, identifier: readUInt32(legacy, at: 0))
+        func legacyRows() throws -> [(Int64, [UInt8])] {
+            try identifiers().filter { $0.identifier == legacyHandle.identifier }.map { ($0.version, $0.wrapped) }
+        }
+        guard try !legacyRows().isEmpty else { return }
+        try connection.transaction {
+            let rows = try legacyRows()
+            try reserve(handle.usage!, count: rows.count, in: connection)
+            for (version, wrapped) in rows {
+                let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: version)
+                let kek: SecretKey
+                do throws(EnvelopeError) {
+                    kek = try Envelope.openKey(wrapped, at: location, under: legacyHandle, storeID: storeID)
+                } catch {
+                    throw StoreError.unreadableKey("the key-encryption key", error)
+                }
+                try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?",
+                                   [.blob(try Envelope.seal(key: kek, at: location, under: handle, storeID: storeID)), .integer(version)])
+            }
+        }
     }
 
     /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block to
@@ -427,17 +474,30 @@ final class Keyring: Sendable {
         }
     }
 
-    /// Saves the audit chain head unless a newer one is already saved (another process may share the
-    /// log); false when the key database could not take it now.
-    func saveAuditHead(_ head: AuditHead) -> Bool {
-        guard let code = try? head.authenticationCode(auditMAC) else { return false }
-        return (try? database.withLock { connection in
+    /// Saves the audit chain head as `mode` says (`AuditHeadSaveMode`): a writer's head only moves
+    /// forward (another process may share the log and have saved a newer one) and is created only for
+    /// the log's first entries, never again once deleted; an acknowledged gap replaces it.
+    func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave {
+        guard let code = try? head.authenticationCode(auditMAC) else { return .failed }
+        let values: [SQLValue] = [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)]
+        let saved: AuditHeadSave? = try? database.withLock { connection in
+            if mode != .advance {
+                try connection.run("""
+                    INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
+                    ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
+                        time = excluded.time, head_mac = excluded.head_mac
+                    \(mode == .replace ? "" : "WHERE excluded.sequence > audit_head.sequence")
+                    """, values)
+                return .saved
+            }
             try connection.run("""
-                INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
-                ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
-                    time = excluded.time, head_mac = excluded.head_mac
-                WHERE excluded.sequence > audit_head.sequence
-                """, [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)])
-        }) != nil
+                UPDATE audit_head SET sequence = ?, entry_mac = ?, time = ?, head_mac = ? WHERE id = 1 AND sequence < ?
+                """, values + [.integer(Int64(head.sequence))])
+            guard connection.changes == 0 else { return .saved }
+            return try connection.scalarInteger("SELECT 1 FROM audit_head WHERE id = 1") == nil ? .missing : .saved
+        }
+        return saved ?? .failed
     }
 }
+
+extension Keyring: AuditHeadStore {}

@@ -9,21 +9,19 @@ extension Store {
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
-        try remove(id, event: AuditEvent(.erase, context, subject: id, detail: reason))
+        try remove(id, .erase, detail: reason, context: context)
     }
 
     /// Sets or lifts restriction of processing (GDPR Art. 18). While restricted, decrypting for any
-    /// purpose but those in `Purpose.allowedUnderRestriction` is refused and audited as refused.
+    /// purpose but those in `Purpose.allowedUnderRestriction` is refused and audited as refused, and so
+    /// are the writes `SubjectWriteKind` names as processing (a call record, a consent grant, …).
     public func setRestricted(_ restricted: Bool, _ id: SubjectID, context: AccessContext) throws(StoreError) {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    try connection.run("UPDATE subjects SET restricted = ?, updated_at = ? WHERE id = ?",
-                                       [.int(restricted ? 1 : 0), .integer(Store.milliseconds(Date())), .integer(id.rawValue)])
-                    guard connection.changes == 1 else { throw try notFoundOrErased(id) }
-                    try audit([AuditEvent(.restrict, context, subject: id, detail: restricted ? "restricted" : "unrestricted")])
-                }
-            }
+        try writeSubjects(context: context) { write in
+            try write.require(id, .restriction)
+            try write.connection.run("UPDATE subjects SET restricted = ?, updated_at = ? WHERE id = ?",
+                                     [.int(restricted ? 1 : 0), .integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            guard write.connection.changes == 1 else { throw try notFoundOrErased(id) }
+            write.record(id, .restriction, detail: restricted ? "restricted" : "unrestricted")
         }
     }
 }

@@ -38,12 +38,12 @@ extension Store {
     /// that exists nowhere.
     public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
         guard newMaster.byteCount == KeyFile.keyByteCount else { throw .invalidInput("a master key has 32 bytes") }
-        let report: RotationReport = try storeErrors {
+        let (report, rotated): (RotationReport, Keyring.LoadedKeys) = try storeErrors {
             try keyring.database.withLock { connection in
                 try connection.transaction {
                     let keys = keyring.keys
                     let generation = UInt32(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 1)
-                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1,
+                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1, storeID: keyring.storeID,
                                                                 usage: KeyUsage(name: "master:\(generation + 1)", budget: keyring.nonceBudget, reserved: 0))
                     let rows = try connection.rows("SELECT version, wrapped FROM kek") { ($0.int64(0), $0.blob(1) ?? []) }
                     // Reserved in this transaction: if it rolls back, the new master key is never used.
@@ -56,13 +56,17 @@ extension Store {
                                             .integer(version)])
                     }
                     try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation + 1))])
-                    keyring.replaceKeys(Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
-                                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
-                    return RotationReport(kind: "master", fromVersion: Int(generation), toVersion: Int(generation + 1),
-                                          items: rows.count, resumed: false)
+                    try faultInjection?("rotate-master.in-transaction", 1)
+                    return (RotationReport(kind: "master", fromVersion: Int(generation), toVersion: Int(generation + 1),
+                                           items: rows.count, resumed: false),
+                            Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
+                                               currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
                 }
             }
         }
+        // Only now, with the new wrapping committed: had the commit failed, this process would hold a
+        // master key the store does not know, and its next KEK rotation would wrap under it.
+        keyring.replaceKeys(rotated)
         try storeErrors { try keyring.database.withLock { try $0.discardDeletedContent() } }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
@@ -221,7 +225,6 @@ extension Store {
     @discardableResult
     public func rotateDataKey(of subject: SubjectID, context: AccessContext) throws(StoreError) -> RotationReport {
         guard try reencrypt([subject], batch: 1, context: context) == 1 else { throw try notFoundOrErased(subject) }
-        try audit([AuditEvent(.keys, context, subject: subject, detail: "rotate-data: subject key replaced")])
         return RotationReport(kind: "data", fromVersion: 0, toVersion: 0, items: 1, resumed: false)
     }
 
@@ -292,56 +295,56 @@ extension Store {
                 }
             }
         }
-        var newKeys: [SubjectID: KeyHandle] = [:]
+        var madeKeys: [SubjectID: KeyHandle] = [:]
         for (version, group) in Dictionary(grouping: rows, by: { $0.keyVersion + 1 }) {
             let ids = group.map(\.summary.id)
             let keys = try storeErrors { try keyring.createSubjectKeys(for: ids, version: version) }
-            for (id, key) in zip(ids, keys) { newKeys[id] = key }
+            for (id, key) in zip(ids, keys) { madeKeys[id] = key }
         }
         // The consent ledger's sealed parts are under the same key: they are re-encrypted with the fields.
         let (plaintexts, consentPlaintexts) = try decrypt(rows, fields: fields, extra: consents.mapValues { $0.flatMap(\.sealedValues) },
                                                           detail: "consent ledger", context: rotation)
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    for (row, personal) in zip(rows, plaintexts) {
-                        let key = newKeys[row.summary.id]!
-                        // A fresh key starts a fresh count of its encryptions.
-                        var assignments = ["key_version = ?", "seal_count = ?"]
-                        var values: [SQLValue] = [.int(Int(key.version)), .int(row.ciphertexts.count)]
-                        for field in fields where row.ciphertexts[field] != nil {
-                            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
-                            assignments.append("\(field.column) = ?")
-                            values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
-                                                                  under: key, storeID: keyring.storeID)))
-                        }
-                        // Only if nobody changed the subject since it was read: else the old values would
-                        // overwrite a rectification made meanwhile; the batch is then rolled back and retried.
-                        try connection.run("""
-                            UPDATE subjects SET \(assignments.joined(separator: ", "))
-                            WHERE id = ? AND key_version = ? AND updated_at = ?
-                            """, values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion)),
-                                           .integer(Store.milliseconds(row.summary.updatedAt))])
-                        guard connection.changes == 1 else { throw StoreError.concurrentChange(row.summary.id) }
-                        var opened = (consentPlaintexts[row.summary.id] ?? []).makeIterator()
-                        for entry in consents[row.summary.id] ?? [] {
-                            func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
-                                guard sealed != nil, let plaintext = opened.next() else { return .null }
-                                return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: entry.id), under: key,
-                                                               storeID: keyring.storeID))
-                            }
-                            let client = try reseal(entry.client, .consentClientAddress)
-                            let evidence = try reseal(entry.evidence, .consentEvidence)
-                            try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
-                                               [client, evidence, .int(Int(key.version)), .integer(entry.id)])
-                        }
-                        // Counts the re-sealed parts; an entry appended since the ledger was read is still under
-                        // the old key, destroyed next: that refuses the batch (rolled back) rather than lose it.
-                        try finishLedgerReseal(row.summary.id, version: key.version, in: connection)
-                    }
-                    try faultInjection?("rotate-data.in-batch", batch)
+        let newKeys = madeKeys
+        // Through the write path: one write entry per subject re-encrypted, audited before the commit.
+        try writeSubjects(context: rotation) { write in
+            let connection = write.connection
+            for (row, personal) in zip(rows, plaintexts) {
+                let key = newKeys[row.summary.id]!
+                // A fresh key starts a fresh count of its encryptions.
+                var assignments = ["key_version = ?", "seal_count = ?"]
+                var values: [SQLValue] = [.int(Int(key.version)), .int(row.ciphertexts.count)]
+                for field in fields where row.ciphertexts[field] != nil {
+                    guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
+                    assignments.append("\(field.column) = ?")
+                    values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
+                                                          under: key, storeID: keyring.storeID)))
                 }
+                // Only if nobody changed the subject since it was read: else the old values would
+                // overwrite a rectification made meanwhile; the batch is then rolled back and retried.
+                try connection.run("""
+                    UPDATE subjects SET \(assignments.joined(separator: ", "))
+                    WHERE id = ? AND key_version = ? AND updated_at = ?
+                    """, values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion)),
+                                   .integer(Store.milliseconds(row.summary.updatedAt))])
+                guard connection.changes == 1 else { throw StoreError.concurrentChange(row.summary.id) }
+                var opened = (consentPlaintexts[row.summary.id] ?? []).makeIterator()
+                for entry in consents[row.summary.id] ?? [] {
+                    func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
+                        guard sealed != nil, let plaintext = opened.next() else { return .null }
+                        return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: entry.id), under: key,
+                                                       storeID: keyring.storeID))
+                    }
+                    let client = try reseal(entry.client, .consentClientAddress)
+                    let evidence = try reseal(entry.evidence, .consentEvidence)
+                    try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
+                                       [client, evidence, .int(Int(key.version)), .integer(entry.id)])
+                }
+                // Counts the re-sealed parts; an entry appended since the ledger was read is still under
+                // the old key, destroyed next: that refuses the batch (rolled back) rather than lose it.
+                try finishLedgerReseal(row.summary.id, version: key.version, in: connection)
+                write.record(row.summary.id, .reencryption, detail: "rotate-data: re-encrypted under key version \(key.version)")
             }
+            try faultInjection?("rotate-data.in-batch", batch)
         }
         try storeErrors {
             try keyring.database.withLock { connection in

@@ -40,124 +40,122 @@ extension Store {
     }
 
     /// Creates or, where the external id is already known, updates each subject, in one transaction.
-    /// Used by the importer: a re-import of the same external ids updates rather than duplicates.
+    /// Used by the importer: a re-import of the same external ids updates rather than duplicates. An
+    /// update of a restricted subject is refused for the whole batch (see `SubjectWriteKind`).
     public func write(_ subjects: [NewSubject], region: String? = nil,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
-        return try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    // Another process may have started or finished a key rotation: write under the keys it
-                    // left, read inside the transaction so an index rotation's last step cannot pass it by.
-                    _ = try keyring.reloadIfChanged()
-                    var results: [WriteResult] = []
-                    var created: [(SubjectID, NewSubject)] = []
-                    var events: [AuditEvent] = []
-                    let now = Store.milliseconds(Date())
-                    for subject in subjects {
-                        if let externalID = subject.metadata.externalID,
-                           let existing = try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
-                                                                  [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }) {
-                            let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata,
-                                                     personal: subject.personal, normalizer: normalizer, now: now, in: connection)
-                            results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
-                            events.append(AuditEvent(.update, context, subject: existing.0, fields: fields.written))
-                        } else {
-                            let id = try connection.scalarInteger("""
-                                INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
-                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
-                                """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
-                                                                                .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
-                            created.append((SubjectID(rawValue: id ?? 0), subject))
-                            results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
-                        }
-                    }
-                    try faultInjection?("write.rows", subjects.count)
-                    let keys = try keyring.createSubjectKeys(for: created.map(\.0))
-                    try faultInjection?("write.keys", subjects.count)
-                    var createdIndex = 0
-                    for (position, result) in results.enumerated() where result.created {
-                        let (id, subject) = created[createdIndex]
-                        let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
-                        let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
-                        if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
-                        results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
-                        events.append(AuditEvent(.create, context, subject: id, fields: written))
-                        createdIndex += 1
-                    }
-                    try faultInjection?("write.sealed", subjects.count)
-                    // Audited inside the transaction: if the log cannot be written, nothing is committed.
-                    try audit(events)
-                    try faultInjection?("write.audited", subjects.count)
-                    return results
-                }
-            }
+        return try writeSubjects(context: context) { write in
+            try createOrUpdate(subjects, normalizer: normalizer, in: write)
         }
     }
 
+    /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
+    func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer,
+                        in write: SubjectWriteTransaction) throws -> [WriteResult] {
+        let connection = write.connection
+        // Another process may have started or finished a key rotation: write under the keys it
+        // left, read inside the transaction so an index rotation's last step cannot pass it by.
+        _ = try keyring.reloadIfChanged()
+        var results: [WriteResult] = []
+        var created: [(SubjectID, NewSubject)] = []
+        let now = Store.milliseconds(Date())
+        for subject in subjects {
+            if let externalID = subject.metadata.externalID,
+               let existing = try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
+                                                      [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }) {
+                try write.require(existing.0, .update)
+                let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata,
+                                         personal: subject.personal, normalizer: normalizer, now: now, in: connection)
+                results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
+                write.record(existing.0, .update, fields: fields.written)
+            } else {
+                let id = try connection.scalarInteger("""
+                    INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
+                    """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
+                                                                    .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
+                created.append((SubjectID(rawValue: id ?? 0), subject))
+                results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
+            }
+        }
+        try faultInjection?("write.rows", subjects.count)
+        let keys = try keyring.createSubjectKeys(for: created.map(\.0))
+        try faultInjection?("write.keys", subjects.count)
+        var createdIndex = 0
+        for (position, result) in results.enumerated() where result.created {
+            let (id, subject) = created[createdIndex]
+            let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
+            let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
+            if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
+            results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
+            write.record(id, .create, fields: written)
+            createdIndex += 1
+        }
+        try faultInjection?("write.sealed", subjects.count)
+        return results
+    }
+
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
-    /// Fields left `nil` in `personal` are kept; changed phone numbers are re-indexed.
+    /// Fields left `nil` in `personal` are kept; changed phone numbers are re-indexed. A restricted
+    /// subject is rectified only on its own request or for legal claims (purpose `subject-request`
+    /// or `legal-claims`); for any other purpose the update is refused (`SubjectWriteKind`).
     public func update(_ id: SubjectID, metadata: SubjectMetadata? = nil, personal: PersonalData,
                        region: String? = nil, context: AccessContext) throws(StoreError) {
         let normalizer = try normalizer(for: region)
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    _ = try keyring.reloadIfChanged()
-                    guard let (keyVersion, current) = try connection.firstRow(
-                        "SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
-                            (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
-                        }) else { throw try notFoundOrErased(id) }
-                    let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
-                                             normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
-                    try audit([AuditEvent(.update, context, subject: id, fields: fields.written)])
-                }
-            }
+        try writeSubjects(context: context) { write in
+            let connection = write.connection
+            _ = try keyring.reloadIfChanged()
+            guard let (keyVersion, current) = try connection.firstRow(
+                "SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
+                    (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
+                }) else { throw try notFoundOrErased(id) }
+            try write.require(id, .update)
+            let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
+                                     normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
+            write.record(id, .update, fields: fields.written)
         }
     }
 
     /// Deletes a subject: destroys its key first (so copies of its ciphertext in backups of the data
     /// file become unreadable), then its row and index entries.
     public func delete(_ id: SubjectID, context: AccessContext) throws(StoreError) {
-        try remove(id, event: AuditEvent(.delete, context, subject: id))
+        try remove(id, .delete, context: context)
     }
 
-    /// Removes a subject for `delete` and `erase`. Order: audit, destroy the key (the decisive step,
-    /// committed in the key database), then delete the rows. A crash after the key is gone leaves rows
-    /// nobody can read, reported as erased; running the removal again deletes them.
-    func remove(_ id: SubjectID, event: AuditEvent) throws(StoreError) {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    guard try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil else {
-                        throw try notFoundOrErased(id)
-                    }
-                    try audit([event])
-                    try faultInjection?("erase.audited", 1)
-                    try keyring.destroySubjectKeys(of: id, tombstone: true)
-                    try faultInjection?("erase.key-destroyed", 1)
-                    try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
-                }
+    /// Removes a subject for `delete` and `erase` through the write path (a restricted subject may be
+    /// erased, not deleted). Order: audit, destroy the key (the decisive step, committed in the key
+    /// database), then delete the rows. A crash after the key is gone leaves rows nobody can read,
+    /// reported as erased; running the removal again deletes them.
+    func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil, context: AccessContext) throws(StoreError) {
+        try writeSubjects(context: context) { write in
+            let connection = write.connection
+            guard try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil else {
+                throw try notFoundOrErased(id)
             }
+            try write.require(id, kind)
+            write.record(id, kind, detail: detail)
+            // Audited before the key is destroyed: a removal the log cannot take never starts.
+            try write.auditNow()
+            try faultInjection?("erase.audited", 1)
+            try keyring.destroySubjectKeys(of: id, tombstone: true)
+            try faultInjection?("erase.key-destroyed", 1)
+            try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
         }
     }
 
     /// Turns a lead into a contact, keeping its id, fields, history and consents.
     public func convertToContact(_ id: SubjectID, context: AccessContext) throws(StoreError) {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ? AND kind = 'lead'",
-                                       [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
-                    guard connection.changes == 1 else {
-                        if try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil {
-                            throw StoreError.invalidInput("subject \(id) is not a lead")
-                        }
-                        throw try notFoundOrErased(id)
-                    }
-                    try audit([AuditEvent(.convert, context, subject: id, detail: "lead to contact")])
-                }
+        try writeSubjects(context: context) { write in
+            let connection = write.connection
+            guard let kind = try connection.scalarText("SELECT kind FROM subjects WHERE id = ?", [.integer(id.rawValue)]) else {
+                throw try notFoundOrErased(id)
             }
+            guard kind == SubjectKind.lead.rawValue else { throw StoreError.invalidInput("subject \(id) is not a lead") }
+            try write.require(id, .convert)
+            try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ?",
+                               [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            write.record(id, .convert, detail: "lead to contact")
         }
     }
 

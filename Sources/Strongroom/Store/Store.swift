@@ -50,7 +50,7 @@ public final class Store: Sendable {
             try location.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
                                         durability: configuration.auditDurability ?? keyring.auditDurability(),
                                         segmentByteLimit: configuration.auditSegmentByteLimit,
-                                        saveHead: { [keyring] head in keyring.saveAuditHead(head) })
+                                        headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
@@ -140,20 +140,55 @@ public final class Store: Sendable {
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
     func audit(_ events: [AuditEvent]) throws(StoreError) {
         for hook in auditHooks {
-            do { try hook.record(events) } catch {
+            do { try hook.record(events) } catch AuditLogError.gap(let gap) {
+                throw .auditGap(gap)
+            } catch {
                 throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
             }
         }
     }
 
-    /// Checks the audit log's chain and its signed head.
+    /// Checks the audit log's chain and its signed head, and lists the gaps acknowledged in it.
     public func verifyAuditLog() throws(StoreError) -> AuditVerification {
+        let verifier = try auditVerifier()
+        return try storeErrors { try verifier.verify() }
+    }
+
+    /// A verifier of the log against the head saved now (saved first, so that it covers this
+    /// process's own last entries).
+    func auditVerifier() throws(StoreError) -> AuditVerifier {
         auditTrail.flushHead()
         return try storeErrors {
             try AuditVerifier(trail: auditTrail, mac: keyring.auditMAC,
                               genesis: AuditLineFormat.genesis(mac: keyring.auditMAC, storeID: keyring.storeID),
-                              head: keyring.auditHead()).verify()
+                              head: keyring.auditHead())
         }
+    }
+
+    /// Records, for ever, that the audit log lost entries at its end (`StoreError.auditGap`): appends
+    /// a signed `acknowledge-gap` entry naming the gap (the lost head's sequence number and MAC, the
+    /// last entry left), `context`'s actor and `reason`, after the log's real last entry, and moves the
+    /// signed head to it, so that reads and writes work again. `verifyAuditLog` goes on listing the
+    /// gap. Additional audit hooks receive the entry too. Throws `noAuditGap` when the log's end
+    /// matches its head. Keep personal data out of `reason`: it is kept in clear in the log.
+    @discardableResult
+    public func acknowledgeAuditGap(reason: String, context: AccessContext) throws(StoreError) -> AuditGap {
+        guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidInput("give the reason the gap is acknowledged") }
+        var event: AuditEvent?
+        let gap = try storeErrors {
+            try auditTrail.acknowledgeGap { gap, headMAC in
+                let made = AuditEvent(.acknowledgeGap, context, subject: nil,
+                                      detail: gap.acknowledgementDetail(headMAC: headMAC, reason: reason))
+                event = made
+                return made
+            }
+        }
+        if let event {
+            for hook in auditHooks where !(hook is any AuditTrail) {
+                do { try hook.record([event]) } catch { throw .auditFailed("hook \(type(of: hook)) failed") }
+            }
+        }
+        return gap
     }
 }
 

@@ -36,8 +36,9 @@ public struct StoreConfiguration: Sendable {
     /// ("rotate-kek.batch", "rotate-data.batch", "rotate-index.batch"), inside a batch's transaction
     /// before it commits ("rotate-kek.in-batch", "rotate-data.in-batch", "rotate-index.in-batch") and at
     /// the index switch ("rotate-index.switch"); in a write ("write.rows", "write.keys", "write.sealed",
-    /// "write.audited", each before the commit) and in an erasure or deletion ("erase.audited",
-    /// "erase.key-destroyed"). For fault-injection tests only: a test throws or kills the process here
+    /// each before the commit), after the audit entries of any write-path transaction ("write.audited",
+    /// before its commit, with the count of entries), in an erasure or deletion ("erase.audited",
+    /// "erase.key-destroyed") and in a master-key rotation ("rotate-master.in-transaction", before its commit). For fault-injection tests only: a test throws or kills the process here
     /// to prove the store stays consistent and the work can be finished.
     public var faultInjection: (@Sendable (String, Int) throws -> Void)?
 

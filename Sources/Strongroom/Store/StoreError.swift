@@ -28,6 +28,15 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case unreadableKey(String, EnvelopeError)
     /// The audit record could not be written, so the operation was refused (fail closed).
     case auditFailed(String)
+    /// The audit log's end does not match its signed head (entries cut off, head deleted or
+    /// replaced): nothing is read or written until an operator records the gap
+    /// (`acknowledgeAuditGap`, `strongroom audit acknowledge-gap`).
+    case auditGap(AuditGap)
+    /// `acknowledgeAuditGap` found nothing to acknowledge: the log's end matches its signed head.
+    case noAuditGap
+    /// The audit log does not verify, so its entries are not shown (a partial or forged list could
+    /// mislead): the first problem, naming the bad entry's place and sequence number.
+    case auditLogUnverified(AuditVerification.Problem)
     /// A double opt-in confirmation token was wrong, already used, expired, or overtaken by a later change.
     case consentTokenRejected(reason: String)
     /// The subject was changed by another writer while a key rotation was re-encrypting it; the rotation
@@ -68,6 +77,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .unreadableField(let id, let field, let error): return "field \(field) of subject \(id) is unreadable: \(error)"
         case .unreadableKey(let what, let error): return "\(what) did not unwrap: \(error)"
         case .auditFailed(let reason): return "the audit record could not be written, so the operation was refused: \(reason)"
+        case .auditGap(let gap):
+            return "\(gap); nothing is read or written until the gap is recorded (strongroom audit verify, then strongroom audit acknowledge-gap --reason TEXT)"
+        case .noAuditGap: return "no gap to acknowledge: the audit log's end matches its signed head"
+        case .auditLogUnverified(let problem):
+            return "the audit log does not verify, so no entries are shown: \(problem) (strongroom audit verify)"
         case .consentTokenRejected(let reason): return "consent confirmation refused: \(reason)"
         case .concurrentChange(let id): return "subject \(id) changed during its key rotation; nothing was changed: run the rotation again"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
@@ -95,6 +109,8 @@ extension StoreError {
         case let error as CryptoError: return .crypto(error)
         case let error as FileError: return .file(error)
         case let error as KeyProviderError: return .keyProvider(error)
+        case AuditLogError.gap(let gap): return .auditGap(gap)
+        case AuditLogError.noGap: return .noAuditGap
         case let error as AuditLogError: return .auditFailed("\(error)")
         case let error as MigrationError:
             if case .schemaNewerThanBuild(let found, let supported) = error { return .schemaTooNew(found: found, supported: supported) }

@@ -92,14 +92,14 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
 
     /// Opens the store's audit log: segment files in the folder, or a table beside the data.
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        saveHead: @escaping @Sendable (AuditHead) -> Bool) throws -> any AuditTrail {
+                        headStore: any AuditHeadStore) throws -> any AuditTrail {
         switch self {
         case .directory(let directory):
             return try AuditLog(directory: Layout(directory: directory).audit, mac: mac, storeID: storeID, durability: durability,
-                                segmentByteLimit: segmentByteLimit, saveHead: saveHead)
+                                segmentByteLimit: segmentByteLimit, headStore: headStore)
         case .postgres(let url, _):
             return try PostgresAuditLog(connection: PostgresConnection(url: url, create: false, writeLock: "audit"),
-                                        mac: mac, storeID: storeID, saveHead: saveHead)
+                                        mac: mac, storeID: storeID, headStore: headStore)
         }
     }
 }

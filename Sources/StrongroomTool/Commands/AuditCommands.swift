@@ -6,12 +6,18 @@ enum AuditVerifyCommand: Command {
     static let name = "audit verify"
     static let abstract = "check the audit log: every MAC, the chain, and the signed head"
     static let help = """
-        Usage: strongroom audit verify [--json]
+        Usage: strongroom audit verify [--accept-acknowledged] [--json]
 
         Recomputes every entry's HMAC-SHA256 chain under the audit key and compares the log's end with
         the signed chain head in the key database. Exit status 0 when the log is intact; 1 naming the
         first bad entry (edited, deleted, inserted, reordered), or the sequence number it expected when
-        entries are missing from the end, or a torn last line.
+        entries are missing from the end, a missing signed head, or a torn last line.
+
+        Gaps recorded with `strongroom audit acknowledge-gap` are listed (who, when, why, which
+        entries were lost) and, being entries lost for good, still make the exit status 1 unless
+        --accept-acknowledged is given.
+
+          --accept-acknowledged   exit 0 when the only findings are acknowledged gaps (still listed)
 
         \(StoreOptions.helpPointer)
 
@@ -25,25 +31,87 @@ enum AuditVerifyCommand: Command {
         let lastSequence: UInt64
         let headSequence: UInt64
         let problem: String?
+        let acknowledgedGaps: [String]
     }
 
     static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
         let json = arguments.flag("--json")
+        let acceptAcknowledged = arguments.flag("--accept-acknowledged")
         let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
         try arguments.finish()
         let store = try options.open()
         defer { store.close() }
         let result = try store.verifyAuditLog()
+        let passed = acceptAcknowledged ? result.isIntactExceptAcknowledgedGaps : result.isIntact
         if json {
-            try console.printJSON(Output(intact: result.isIntact, verifiedEntries: result.verifiedEntries,
+            try console.printJSON(Output(intact: passed, verifiedEntries: result.verifiedEntries,
                                          lastSequence: result.lastSequence, headSequence: result.headSequence,
-                                         problem: result.problem?.description))
-        } else if let problem = result.problem {
-            console.printEscaped("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
-        } else {
-            console.print("audit log intact: \(result.verifiedEntries) entries verified, signed head at entry \(result.headSequence)")
+                                         problem: result.problem?.description,
+                                         acknowledgedGaps: result.acknowledgedGaps.map(\.description)))
+            return passed ? .success : .failure
         }
-        return result.isIntact ? .success : .failure
+        // An acknowledgement's actor and reason are stored text: escaped like every stored value.
+        for gap in result.acknowledgedGaps { console.printEscaped("acknowledged gap: \(gap)") }
+        if let problem = result.problem {
+            console.printEscaped("audit log verification FAILED after \(result.verifiedEntries) good entries: \(problem)")
+        } else if result.acknowledgedGaps.isEmpty {
+            console.print("audit log intact: \(result.verifiedEntries) entries verified, signed head at entry \(result.headSequence)")
+        } else {
+            console.print("""
+                audit log intact but for \(result.acknowledgedGaps.count) acknowledged gap(s): \(result.verifiedEntries) entries \
+                verified, signed head at entry \(result.headSequence)\(passed ? "" : " (--accept-acknowledged to accept them)")
+                """)
+        }
+        return passed ? .success : .failure
+    }
+}
+
+/// `strongroom audit acknowledge-gap`: records, for ever, entries lost from the log's end, so that the
+/// store reads and writes again.
+enum AuditAcknowledgeGapCommand: Command {
+    static let name = "audit acknowledge-gap"
+    static let abstract = "record entries lost from the audit log's end, so the store works again"
+    static let help = """
+        Usage: strongroom audit acknowledge-gap --reason TEXT [--json]
+
+        When the audit log ends before its signed chain head (entries cut off), or the head is missing
+        or names another entry, the store refuses every read and write (exit 3), and `audit verify`
+        reports it. This appends a signed entry naming the lost range (the head's sequence number and
+        MAC, the last entry left), who (--actor) and why (--reason), chained after the last entry left,
+        and moves the signed head to it: the store works again. The gap is never erased: `audit verify`
+        lists it and exits 1 unless given --accept-acknowledged. Investigate first (what removed the
+        entries?), and keep personal data out of the reason: it is kept in clear in the log.
+        Exit status 0 when recorded; 1 when there is no gap to acknowledge.
+
+          --reason TEXT   why the gap is acknowledged (required)
+
+        \(StoreOptions.helpPointer)
+
+        Example:
+          strongroom audit acknowledge-gap --reason "incident 2026-31: segment cut, see ticket 881" --actor dpo \\
+            --store ./crm-store --key-file ./crm-store.key
+        """
+
+    struct Output: Encodable {
+        let kind: String
+        let expected: UInt64
+        let found: UInt64
+    }
+
+    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let json = arguments.flag("--json")
+        guard let reason = try arguments.option("--reason") else { throw UsageError(message: "give --reason TEXT") }
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        try arguments.finish()
+        let store = try options.open()
+        defer { store.close() }
+        let gap = try store.acknowledgeAuditGap(reason: reason, context: options.context)
+        if json {
+            try console.printJSON(Output(kind: gap.kind.rawValue, expected: gap.expected, found: gap.found))
+        } else {
+            console.print("gap acknowledged and recorded in the audit log: \(gap)")
+        }
+        return .success
     }
 }
 
@@ -65,7 +133,9 @@ enum AuditShowCommand: Command {
 
         One line per entry: time, sequence number, action, outcome, actor, purpose, subject and the
         fields touched (names only: the log never holds personal data). --json prints each entry as
-        a JSON object per line.
+        a JSON object per line. Only a log that verifies is shown (every MAC, the chain, the end
+        against the signed head; acknowledged gaps accepted): otherwise nothing is printed and the
+        exit status is 1, naming the first bad entry (segment, line, sequence number).
 
           --subject ID   entries about this subject (store id or external id)
           --actor A      entries by this actor
@@ -113,6 +183,8 @@ enum AuditExportCommand: Command {
         Usage: strongroom audit export --format jsonl [--since T]
 
         Prints the log's entries, as written (each with its chain MAC), one JSON object per line.
+        Only a log that verifies is exported (as for `audit show`): otherwise nothing is printed and
+        the exit status is 1, naming the first bad entry.
 
           --format jsonl   the only format
           --since T        entries at or after T (RFC 3339 or YYYY-MM-DD)

@@ -88,7 +88,9 @@ enum CallRecordCommand: Command {
         A known number's people get T as their last-contacted time (if it is newer); an unknown number
         becomes a new lead (source "Call log") holding it, so the next call from it is recognised.
         Logging the same call (number, time, direction) again changes nothing. Prints the person
-        touched, as lookup does.
+        touched, as lookup does. A person whose processing is restricted (or who has not consented,
+        where the purpose rests on consent) is not touched: when nobody else holds the number, the
+        call is refused with exit 3, nothing is changed and the refusal is in the audit log.
 
           --at T              when the call happened, RFC 3339 (default now)
           --direction in|out  incoming (default) or outgoing

@@ -194,15 +194,19 @@ final class RecordingHook: AuditHook, @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [AuditEvent] = []
     private var failing = false
+    private var failingWrites = false
 
     var events: [AuditEvent] { lock.withLock { stored } }
     func fail(_ value: Bool) { lock.withLock { failing = value } }
+    /// Refuses every batch holding more than decrypts while set: a write's own entry fails after the
+    /// reads it needs went through.
+    func failWrites(_ value: Bool) { lock.withLock { failingWrites = value } }
 
     struct Refused: Error {}
 
     func record(_ events: [AuditEvent]) throws {
         try lock.withLock {
-            if failing { throw Refused() }
+            if failing || (failingWrites && events.contains(where: { $0.action != .decrypt })) { throw Refused() }
             stored.append(contentsOf: events)
         }
     }
