@@ -30,15 +30,19 @@ let package = Package(
                 swiftSettings: safeSwift),
         .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom", "StrongroomPhone", "StrongroomCrypto"],
                           swiftSettings: safeSwift),
-        .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "StrongroomTestSupport"],
+        .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "CBaseline", "DeterministicRandom"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
+        // The benchmarks' plain-SQLite baselines in C, against the sqlite3 API directly (CBaseline.h).
+        .target(name: "CBaseline", dependencies: ["CSQLite"], path: "Benchmarks/CBaseline"),
+        // The seeded generator benchmarks and tests share (re-exported by StrongroomTestSupport).
+        .target(name: "DeterministicRandom", path: "Tests/DeterministicRandom", swiftSettings: safeSwift),
 
         // Fuzzing (.ci/fuzz builds it with -sanitize=fuzzer,address -DFUZZING); a plain build replays
         // inputs instead. Its few unsafe pointers (libFuzzer's C interface) are marked `unsafe`.
         .executableTarget(name: "StrongroomFuzz", dependencies: ["Strongroom"], path: "Tests/Fuzz",
                           swiftSettings: safeSwift),
 
-        .target(name: "StrongroomTestSupport", dependencies: ["StrongroomStorage"], path: "Tests/Support"),
+        .target(name: "StrongroomTestSupport", dependencies: ["StrongroomStorage", "DeterministicRandom"], path: "Tests/Support"),
         .testTarget(name: "StrongroomCryptoTests", dependencies: ["StrongroomCrypto", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomStorageTests", dependencies: ["StrongroomStorage", "StrongroomTestSupport"]),
         .testTarget(name: "StrongroomTests",

@@ -18,6 +18,13 @@ struct BenchmarkResult: Encodable {
     let baselineP99Us: Double
     let peakRssMb: Double
     let notes: String
+    /// Where the baseline is the C one (CBaseline.h): what the previous baseline, through the
+    /// project's own Swift storage layer, made of the same job in the same run.
+    var swiftBaselineOpsPerS: Double? = nil
+    /// The Swift-layer baseline's median latency, where it was timed per operation.
+    var swiftBaselineP50Us: Double? = nil
+    /// Scaling workloads: the size of the smaller store, whose time is the baseline's.
+    var smallN: Int? = nil
 }
 
 /// Latencies of single operations, in nanoseconds.

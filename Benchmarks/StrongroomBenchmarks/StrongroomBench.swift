@@ -4,16 +4,21 @@ import Foundation
 @main
 enum StrongroomBench {
     static let usage = """
-        Usage: strongroom-bench WORKLOAD [--contacts N] [--lookups M] [--backend sqlite|postgres] [--json]
+        Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres] [--json]
 
-        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, audit-overhead, audit-verify,
-        field-seal, all. Each reports its figure next to a plain-SQLite baseline
-        doing the same job in the same run (numbers in clear, an index, prepared statements), and
-        the ratio. Build with -c release: a debug build is refused.
+        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, audit-overhead,
+        audit-verify, field-seal, all (every one but scaling), scaling. Each reports its figure next to a
+        plain-SQLite baseline doing the same job in the same run (numbers in clear, an index, prepared
+        statements; for callerid and import written in C against the sqlite3 API), and the ratio.
+        scaling times each per-subject operation (create, update, erase, call record, consent, a step
+        of each rotation) in a store of --small contacts (default 10000) and one of --contacts, and fails
+        (exit 1, a FAIL line) when one costs more than 1.5 times the CPU time in the large store.
+        Build with -c release: a debug build is refused.
 
           --contacts N   contacts to load (default: callerid 1000000, rotate-master 1000000,
-                         import, rotate-kek, rotate-data and audit-overhead 100000;
-                         audit-verify: entries, 300000)
+                         import, rotate-kek, rotate-data, rotate-index and audit-overhead 100000;
+                         scaling: the large store, 200000; audit-verify: entries, 300000)
+          --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
           --backend B    callerid only: sqlite (default) or postgres, which runs the store and a
                          plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
@@ -23,6 +28,7 @@ enum StrongroomBench {
 
         Example:
           swift run -c release strongroom-bench callerid --contacts 1000000
+          swift run -c release strongroom-bench scaling --contacts 1000000 --json
           swift run -c release strongroom-bench callerid --backend postgres \\
               --postgres postgresql://bench@127.0.0.1:5432/bench
         """
@@ -46,6 +52,7 @@ enum StrongroomBench {
         }
         let contacts = option("--contacts")
         let lookups = option("--lookups") ?? 200_000
+        let small = option("--small")
         func textOption(_ name: String) -> String? {
             guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
             defer { arguments.removeSubrange(index...(index + 1)) }
@@ -67,8 +74,8 @@ enum StrongroomBench {
         }
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
-        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "audit-overhead", "audit-verify",
-                         "field-seal"]
+        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "rotate-index", "audit-overhead",
+                         "audit-verify", "field-seal", "scaling"]
         guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
@@ -89,7 +96,7 @@ enum StrongroomBench {
             if workload == "rotate-master" || workload == "all" {
                 results.append(try RotateMasterWorkload(contacts: contacts ?? 1_000_000).run())
             }
-            for kind in ["kek", "data"] where workload == "rotate-\(kind)" || workload == "all" {
+            for kind in ["kek", "data", "index"] where workload == "rotate-\(kind)" || workload == "all" {
                 results.append(try RotateWorkload(kind: kind, contacts: contacts ?? 100_000).run())
             }
             if workload == "audit-overhead" || workload == "all" {
@@ -101,7 +108,17 @@ enum StrongroomBench {
             if workload == "field-seal" || workload == "all" {
                 results.append(try FieldSealWorkload().run())
             }
+            if workload == "scaling" {
+                results.append(contentsOf: try ScalingWorkload(small: small ?? 10_000, large: contacts ?? 200_000).run())
+            }
             report(results, json: json)
+            let failures = results.filter { $0.smallN != nil && $0.ratio > ScalingWorkload.limit }
+            for failure in failures {
+                FileHandle.standardError.write(Data(String(format: "FAIL %@: %.2f× the CPU time per operation at %d contacts as at %d (limit %.1f×)\n",
+                                                           failure.workload as NSString, failure.ratio, failure.n, failure.smallN ?? 0,
+                                                           ScalingWorkload.limit).utf8))
+            }
+            if !failures.isEmpty { exit(1) }
         } catch {
             FileHandle.standardError.write(Data("strongroom-bench: \(error)\n".utf8))
             exit(1)
@@ -116,8 +133,20 @@ enum StrongroomBench {
             for result in results { print(String(decoding: try! encoder.encode(result), as: UTF8.self)) }
             return
         }
+        let scaling = results.filter { $0.smallN != nil }
+        if let first = scaling.first {
+            print("operation (CPU µs each)  at \(first.smallN ?? 0)".padding(toLength: 36, withPad: " ", startingAt: 0)
+                  + "at \(first.n)".padding(toLength: 14, withPad: " ", startingAt: 0) + "ratio")
+            for result in scaling {
+                print(result.workload.padding(toLength: 24, withPad: " ", startingAt: 0)
+                      + String(format: "%-12.1f %-13.1f %.2f  ", result.baselineP50Us, result.p50Us, result.ratio) + result.notes)
+            }
+            print(String(format: "peak RSS %.0f MB", first.peakRssMb))
+        }
+        let others = results.filter { $0.smallN == nil }
+        guard !others.isEmpty else { return }
         print("workload     n         ops/s      baseline ops/s  ratio   p50 µs  p99 µs  p99.9 µs  base p50  peak RSS MB")
-        for result in results {
+        for result in others {
             print(String(format: "%-12@ %-9d %-10.0f %-15.0f %-7.2f %-7.1f %-7.1f %-9.1f %-9.1f %.0f",
                          (result.backend == "sqlite" ? result.workload : result.workload + "/pg") as NSString, result.n, result.opsPerS, result.baselineOpsPerS, result.ratio,
                          result.p50Us, result.p99Us, result.p999Us, result.baselineP50Us, result.peakRssMb))

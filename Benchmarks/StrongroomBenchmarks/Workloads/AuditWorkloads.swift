@@ -1,6 +1,6 @@
 import Foundation
 import Strongroom
-import StrongroomTestSupport
+import DeterministicRandom
 import StrongroomCrypto
 import StrongroomStorage
 import Synchronization

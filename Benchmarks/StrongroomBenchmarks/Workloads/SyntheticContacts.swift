@@ -1,7 +1,7 @@
 import Foundation
 import Strongroom
 import StrongroomStorage
-import StrongroomTestSupport
+import DeterministicRandom
 
 /// Deterministic synthetic contacts with 1–3 phone numbers each, stored in mixed national and
 /// international styles, as a GB store would receive them.

@@ -79,14 +79,14 @@ extension Store {
     public func rotateKeyEncryptionKey(batchSize: Int = 1000, context: AccessContext,
                                        progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
         try storeErrors { try keyring.reserve(keyring.keys.master.usage, count: 1) }
-        let (target, from, resumed, alreadyDone) = try storeErrors { () throws -> (UInt32, UInt32, Bool, Int) in
+        let (target, from, resumed, alreadyDone, cursor) = try storeErrors { () throws -> (UInt32, UInt32, Bool, Int, Int64) in
             try keyring.database.withLock { connection in
                 try connection.transaction {
-                    if let (target, done) = try connection.firstRow("SELECT target_version, done FROM rotations WHERE kind = 'kek'", [], {
-                        (UInt32($0.int64(0)), Int($0.int64(1)))
+                    if let (target, done, cursor) = try connection.firstRow("SELECT target_version, done, cursor FROM rotations WHERE kind = 'kek'", [], {
+                        (UInt32($0.int64(0)), Int($0.int64(1)), $0.int64(2))
                     }) {
                         let from = UInt32(try connection.scalarInteger("SELECT min(version) FROM kek") ?? Int64(target))
-                        return (target, from, true, done)
+                        return (target, from, true, done, cursor)
                     }
                     let from = keyring.keys.currentVersion
                     let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM kek") ?? 0) + 1
@@ -96,7 +96,7 @@ extension Store {
                     let total = Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
                     try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('kek', ?, ?, ?)",
                                        [.int(Int(target)), .int(total), .integer(Store.milliseconds(Date()))])
-                    return (target, from, false, 0)
+                    return (target, from, false, 0, 0)
                 }
             }
         }
@@ -131,30 +131,39 @@ extension Store {
                 }
             }
         }
+        // The subject keys in primary-key order, from the committed cursor: each batch starts where the
+        // last ended instead of passing over the keys already done (that made the rotation quadratic).
+        // A key another process wrote under the old KEK behind the cursor (it had not yet seen the new
+        // one) is found by one more pass from the start once the walk is through.
+        var position = cursor
+        var sweptFromStart = false
         while true {
             let count: Int = try storeErrors {
-                let remaining = try keyring.database.withLock {
-                    Int(try $0.scalarInteger("SELECT count(*) FROM subject_keys WHERE kek_version <> ?", [.int(Int(target))]) ?? 0)
-                }
-                try keyring.reserve(try keyring.kek(target).usage, count: min(batchSize, remaining))
-                return try keyring.database.withLock { connection in
+                try keyring.database.withLock { connection in
                     try connection.transaction {
-                        let rows = try connection.rows("""
-                            SELECT subject_id, version, kek_version, wrapped FROM subject_keys WHERE kek_version <> ? LIMIT ?
-                            """, [.int(Int(target)), .int(batchSize)]) {
+                        let rows = try connection.rows(RotationStatements.subjectKeysToRewrap,
+                                                       [.integer(position), .int(Int(target)), .int(batchSize)]) {
                             ($0.int64(0), $0.int64(1), UInt32($0.int64(2)), $0.blob(3) ?? [])
                         }
+                        // Reserved in this transaction: if it rolls back, no key sealed under it is stored.
+                        if let usage = try keyring.kek(target).usage { try Keyring.reserve(usage, count: rows.count, in: connection) }
                         for (subject, version, kekVersion, wrapped) in rows {
                             let rewrapped = try rewrap(wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: subject),
                                                        from: kekVersion, to: target)
-                            try connection.run("UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?",
+                            try connection.run(RotationStatements.rewrapSubjectKey,
                                                [.blob(rewrapped), .int(Int(target)), .integer(subject), .integer(version)])
                         }
-                        try connection.run("UPDATE rotations SET done = done + ? WHERE kind = 'kek'", [.int(rows.count)])
+                        position = rows.last?.0 ?? position
+                        try connection.run("UPDATE rotations SET done = done + ?, cursor = ? WHERE kind = 'kek'",
+                                           [.int(rows.count), .integer(position)])
                         try faultInjection?("rotate-kek.in-batch", batches + 1)
                         return rows.count
                     }
                 }
+            }
+            guard count > 0 || !sweptFromStart else {
+                (position, sweptFromStart) = (0, true)
+                continue
             }
             guard count > 0 else { break }
             done += count
@@ -167,7 +176,7 @@ extension Store {
         let finished: Bool = try storeErrors {
             try keyring.database.withLock { connection in
                 let finished = try connection.transaction {
-                    guard try connection.scalarInteger("SELECT count(*) FROM subject_keys WHERE kek_version <> ?", [.int(Int(target))]) == 0
+                    guard try connection.scalarInteger(RotationStatements.subjectKeysLeftBehind, [.int(Int(target))]) == 0
                     else { return false }
                     try connection.run("DELETE FROM kek WHERE version <> ?", [.int(Int(target))])
                     try connection.run("DELETE FROM rotations WHERE kind = 'kek'")
@@ -423,13 +432,9 @@ extension Store {
         // numbers do not normalise in the store's region (written with another region), as in the walk.
         var leftBehind = Set<SubjectID>()
         while true {
-            let reindexed = try reindex(into: building, batch: 0, context: rotation, select: """
-                SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id IN (
-                    SELECT o.subject_id FROM phone_index o WHERE o.key_version <> ?1 AND NOT EXISTS
-                        (SELECT 1 FROM phone_index n WHERE n.subject_id = o.subject_id AND n.key_version = ?1))
-                ORDER BY id LIMIT ?2
-                """, [.int(Int(target)), .int(batchSize + leftBehind.count)], skipping: leftBehind,
-                whenNone: ("DELETE FROM phone_index WHERE key_version <> ?", [.int(Int(target))]))
+            let reindexed = try reindex(into: building, batch: 0, context: rotation, select: RotationStatements.subjectsLeftBehind,
+                                        [.int(Int(target)), .int(batchSize + leftBehind.count)], skipping: leftBehind,
+                                        whenNone: (RotationStatements.dropOldIndexRows, [.int(Int(target))]))
             guard !reindexed.isEmpty else { break }
             leftBehind.formUnion(reindexed)
         }
@@ -487,8 +492,7 @@ extension Store {
                                 let id = row.summary.id.rawValue
                                 guard let updated = updatedAt[id] else { continue }
                                 guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
-                                try connection.run("DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?",
-                                                   [.integer(id), .int(Int(index.version))])
+                                try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
                                 _ = try self.index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer,
                                                    in: connection, into: [index])
                             }
@@ -541,4 +545,35 @@ extension Store {
             }
         }
     }
+}
+
+/// The statements a rotation runs once per subject or per batch, shared with the tests that pin their
+/// query plans (QueryPlanTests): each must find its rows through an index, whatever the store's size.
+enum RotationStatements {
+    /// The next batch of subject keys the KEK rotation re-wraps, after the cursor: the primary key's range.
+    static let subjectKeysToRewrap = """
+        SELECT subject_id, version, kek_version, wrapped FROM subject_keys
+        WHERE subject_id > ? AND kek_version <> ? ORDER BY subject_id, version LIMIT ?
+        """
+    /// One subject key re-wrapped under the new KEK: by primary key.
+    static let rewrapSubjectKey = "UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?"
+    /// A subject's rows of the index version being built, dropped before they are written again (a
+    /// batch run twice): through `phone_index_by_subject (subject_id, key_version)`.
+    static let dropSubjectIndexRows = "DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?"
+
+    /// Subject keys still under another KEK, counted once when the KEK rotation finishes.
+    static let subjectKeysLeftBehind = "SELECT count(*) FROM subject_keys WHERE kek_version <> ?"
+    /// Subjects indexed under an old index version but not the new (?1), once the walk is through: a few
+    /// passes over the blind index at the end of an index rotation.
+    static let subjectsLeftBehind = """
+        SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id IN (
+            SELECT o.subject_id FROM phone_index o WHERE o.key_version <> ?1 AND NOT EXISTS
+                (SELECT 1 FROM phone_index n WHERE n.subject_id = o.subject_id AND n.key_version = ?1))
+        ORDER BY id LIMIT ?2
+        """
+    /// The old index versions' rows, dropped once when the new version answers alone.
+    static let dropOldIndexRows = "DELETE FROM phone_index WHERE key_version <> ?"
+    /// The statements that read or change a whole table on purpose: each runs once (or a few times) per
+    /// rotation, never per subject, so the rotation stays linear.
+    static let onceOverTheWholeTable = [subjectKeysLeftBehind, subjectsLeftBehind, dropOldIndexRows]
 }

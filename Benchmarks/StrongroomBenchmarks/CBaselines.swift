@@ -1,0 +1,51 @@
+import CBaseline
+
+/// Why a C baseline could not run.
+enum CBaselineError: Error, CustomStringConvertible {
+    /// The baseline's database could not be opened or lacks its tables.
+    case unavailable(String)
+    /// A statement of the baseline failed.
+    case failed(String)
+
+    var description: String {
+        switch self {
+        case .unavailable(let what): return "the C baseline could not open \(what)"
+        case .failed(let what): return "the C baseline failed: \(what)"
+        }
+    }
+}
+
+/// Caller-ID lookups by the C baseline (CBaseline.h) on a plain database the workload filled, with
+/// the numbers to look up in its `queries` table. The benchmarks' only C calls, marked `unsafe`: a
+/// path and an opaque handle cross, nothing else.
+@safe final class CCallerIDBaseline {
+    private let handle: OpaquePointer
+
+    /// Opens the plain database at `path` and reads its `queries`.
+    init(path: String) throws {
+        guard let handle = unsafe cbaseline_callerid_open(path) else { throw CBaselineError.unavailable(path) }
+        unsafe self.handle = handle
+    }
+
+    deinit { unsafe cbaseline_callerid_close(handle) }
+
+    /// How many numbers `queries` holds.
+    var queryCount: Int { Int(unsafe cbaseline_callerid_query_count(handle)) }
+
+    /// Looks up the `query`-th number; returns the contacts found.
+    @inline(__always)
+    func lookup(_ query: Int) throws -> Int {
+        let rows = unsafe cbaseline_callerid_lookup(handle, Int64(query))
+        guard rows >= 0 else { throw CBaselineError.failed("lookup \(query)") }
+        return Int(rows)
+    }
+}
+
+/// The C baseline of an import: every row of `source_rows` in the database at `sourcePath` inserted
+/// into `contacts` and `numbers` of the database at `targetPath`, `batch` rows to a transaction.
+/// Returns the seconds the inserts took.
+func cBaselineImport(sourcePath: String, targetPath: String, batch: Int) throws -> Double {
+    let nanoseconds = unsafe cbaseline_import(sourcePath, targetPath, Int32(batch))
+    guard nanoseconds >= 0 else { throw CBaselineError.failed("import into \(targetPath)") }
+    return Double(nanoseconds) / 1e9
+}

@@ -1,0 +1,252 @@
+import Foundation
+@testable import Strongroom
+import StrongroomCrypto
+@testable import StrongroomStorage
+import Testing
+
+/// The query plan of every statement a per-subject path runs, on both backends: a schema or planner
+/// change that turns a probe into a walk over a table fails here, not at a million subjects.
+///
+/// The statements are not copied into the test: each path runs once on a real store, and the test asks
+/// each connection which statements it prepared (SQLite's `sqlite_stmt` table, PostgreSQL's
+/// `pg_prepared_statements`), so a statement added to a path later is checked too. The tables are then
+/// filled (20,000 subjects, their index rows, keys, calls and ledger entries; PostgreSQL analyses them)
+/// and each statement's plan is asked for.
+@Suite("Query plans: every per-subject statement finds its rows through an index", .serialized)
+struct QueryPlanTests {
+    /// Tables that grow with the subjects: a full scan of one of them per subject is quadratic.
+    static let growingTables: Set<String> = ["subjects", "phone_index", "calls", "consent_ledger", "subject_keys", "erased_subjects",
+                                             "audit_log"]
+
+    /// Subjects in the store when plans are asked for.
+    static let plannedSubjects = 20_000
+
+    @Test("every statement of create, update, erase, caller ID, call record, consent and each rotation uses an index",
+          arguments: TestBackend.all)
+    func perSubjectStatementsUseIndexes(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        try runEveryPerSubjectPath(test.store)
+        let statements = try preparedStatements(of: test.store)
+        // The rotation's own statements are among them (the code and this test share the constants).
+        for pinned in [RotationStatements.subjectKeysToRewrap, RotationStatements.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows] {
+            #expect(statements.contains { $0.matches(pinned) }, "not run by the paths: \(pinned)")
+        }
+        #expect(statements.count > 40, "only \(statements.count) statements were seen: the paths did not run")
+        try fillGrowingTables(of: test, subjects: Self.plannedSubjects)
+
+        var checked = 0
+        for statement in statements where statement.touchesGrowingTable {
+            let plan = try statement.plan()
+            checked += 1
+            if RotationStatements.onceOverTheWholeTable.contains(where: statement.matches) || statement.isWholeTableCount { continue }
+            let scans = plan.filter(backend == .sqlite ? Self.isSQLiteScanOfGrowingTable : Self.isPostgresScanOfGrowingTable)
+            #expect(scans.isEmpty, "\(backend): \(statement.sql)\nplan:\n\(plan.joined(separator: "\n"))")
+        }
+        #expect(checked > 30)
+
+        // The statements whose index matters most, pinned by name.
+        let expected: [(sql: String, sqlite: String, postgres: String)] = [
+            (RotationStatements.dropSubjectIndexRows, "phone_index_by_subject (subject_id=? AND key_version=?)",
+             "phone_index_by_subject"),
+            (RotationStatements.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
+            (RotationStatements.rewrapSubjectKey, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
+        ]
+        for (sql, sqlitePlan, postgresIndex) in expected {
+            let statement = try #require(statements.first { $0.matches(sql) })
+            let plan = try statement.plan().joined(separator: "\n")
+            #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
+        }
+        // The caller-ID probe reads candidates from the covering blind index.
+        let probes = statements.filter { $0.sql.contains("FROM phone_index") && $0.sql.contains("tag") && !$0.sql.contains("DELETE") }
+        #expect(!probes.isEmpty)
+        for probe in probes {
+            let plan = try probe.plan().joined(separator: "\n")
+            #expect(plan.contains("phone_index_by_tag"), "\(backend): \(probe.sql)\nplan:\n\(plan)")
+        }
+    }
+
+    @Test("a store made before the blind index's (subject, version) index opens, gains it, and rotates its index",
+          arguments: TestBackend.all)
+    func storeOfSchemaFourOpens(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("old", phones: ["+44 20 7946 0958"]), context: TestStore.admin)
+        test.store.close()
+        // The data database as version 4 made it.
+        let raw = try test.database(.data)
+        try raw.transaction {
+            try raw.execute("DROP INDEX phone_index_by_subject; CREATE INDEX phone_index_by_subject ON phone_index (subject_id)")
+            try raw.setSchemaVersion(4)
+        }
+        #expect(try indexColumns(raw) == ["subject_id"])
+
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try raw.schemaVersion() == 5)
+        #expect(try indexColumns(raw) == ["subject_id", "key_version"])
+        #expect(try reopened.callerID(number: "020 7946 0958", context: TestStore.caller).map(\.id) == [id])
+        _ = try reopened.rotateIndexKey(context: TestStore.admin)
+        // Second act: after the rotation, and from yet another opening, the caller is still found.
+        #expect(try reopened.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [id])
+        let again = try test.reopen()
+        defer { again.close() }
+        #expect(try again.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [id])
+        #expect(try raw.schemaVersion() == 5)
+    }
+
+    // MARK: - The paths
+
+    /// Runs once each path whose statements run per subject or per batch of subjects.
+    private func runEveryPerSubjectPath(_ store: Store) throws {
+        let marketing: Purpose = "marketing-email"
+        try store.declarePurpose(PurposeDeclaration(name: marketing, description: "Offers", lawfulBasis: .consent), context: TestStore.admin)
+        let ids = try store.write((0..<6).map { sampleSubject("plan\($0)", phones: ["+44 20 7946 09\(10 + $0)", "07700 9001\(10 + $0)"]) },
+                                  context: TestStore.admin).map(\.id)
+        _ = try store.create(sampleSubject("single"), context: TestStore.admin)
+        _ = try store.read(ids[0], context: TestStore.admin)
+        try store.update(ids[0], personal: PersonalData(name: "Renamed", phones: [LabeledPhone(label: "m", number: "07700 900999")]),
+                         context: TestStore.admin)
+        _ = try store.callerID(number: "07700 900999", context: TestStore.caller)
+        _ = try store.callerID(number: "+33 6 12 34 56 78", context: TestStore.caller)
+        _ = try store.recordCall(number: "+44 20 7946 0911", context: TestStore.caller)
+        _ = try store.recordCall(number: "+44 20 7946 0999", context: TestStore.caller)
+        _ = try store.grantConsent(ids[1], purpose: marketing, evidence: "web form", initiator: .subject, context: TestStore.admin)
+        _ = try store.withdrawConsent(ids[1], purpose: marketing, initiator: .subject, context: TestStore.admin)
+        try store.setRestricted(true, ids[2], context: TestStore.admin)
+        try store.erase(ids[3], reason: "request", context: TestStore.admin)
+        try store.delete(ids[4], context: TestStore.admin)
+        _ = try store.rotateMasterKey(to: try SecretKey.random(), context: TestStore.admin)
+        _ = try store.rotateKeyEncryptionKey(batchSize: 2, context: TestStore.admin)
+        _ = try store.rotateDataKey(of: ids[1], context: TestStore.admin)
+        _ = try store.rotateAllDataKeys(batchSize: 2, context: TestStore.admin)
+        _ = try store.rotateIndexKey(batchSize: 2, context: TestStore.admin)
+    }
+
+    // MARK: - Statements and plans
+
+    /// A statement a connection of the store prepared, and how to ask that connection for its plan.
+    struct PreparedStatement {
+        let sql: String
+        let plan: () throws -> [String]
+
+        /// Whether this is `sql` (PostgreSQL's copy has `$n` for `?`).
+        func matches(_ sql: String) -> Bool {
+            self.sql == sql || self.sql == PostgresConnection.numberedParameters(sql)
+        }
+
+        var touchesGrowingTable: Bool {
+            let words = Set(sql.split { !($0.isLetter || $0 == "_") }.map(String.init))
+            return !words.isDisjoint(with: QueryPlanTests.growingTables)
+        }
+
+        /// `SELECT count(*) FROM table`: the size of a table, read once by a command (a rotation's total),
+        /// never per subject.
+        var isWholeTableCount: Bool {
+            sql.hasPrefix("SELECT count(*) FROM ") && !sql.contains("WHERE")
+        }
+    }
+
+    /// Columns that hold a handful of values over the whole table (a key or index version, a kind): an
+    /// index probe constrained by them alone walks most of the table, as a scan does.
+    static let fewValuedColumns: Set<String> = ["key_version", "kek_version", "version", "kind", "purpose", "state"]
+
+    /// SQLite: `SCAN t` (a walk over a table or a whole index) of anything but a small table, or a
+    /// `SEARCH` constrained only by few-valued columns (`phone_index_by_tag (key_version=?)`).
+    static func isSQLiteScanOfGrowingTable(_ line: String) -> Bool {
+        if line.hasPrefix("SEARCH "), line.hasSuffix(")"), let open = line.lastIndex(of: "(") {
+            let columns = line[line.index(after: open)..<line.index(before: line.endIndex)].components(separatedBy: " AND ")
+                .map { String($0.prefix { $0.isLetter || $0 == "_" }) }
+            return columns.allSatisfy(fewValuedColumns.contains)
+        }
+        guard line.hasPrefix("SCAN ") else { return false }
+        let table = line.dropFirst(5).prefix { $0 != " " }
+        return !["CONSTANT", "store", "purposes", "kek", "index_keys", "audit_keys", "rotations", "key_usage", "audit_head",
+                 "sqlite_sequence", "json_each"].contains(String(table))
+    }
+
+    /// PostgreSQL: `Seq Scan on t` of a growing table, or an index condition only on few-valued columns.
+    static func isPostgresScanOfGrowingTable(_ line: String) -> Bool {
+        if let range = line.range(of: "Index Cond: ") {
+            let columns = line[range.upperBound...].components(separatedBy: " AND ")
+                .map { String($0.drop { !$0.isLetter }.prefix { $0.isLetter || $0 == "_" || $0 == "." }.split(separator: ".").last ?? "") }
+            return columns.allSatisfy(fewValuedColumns.contains)
+        }
+        guard let range = line.range(of: "Seq Scan on ") else { return false }
+        let table = line[range.upperBound...].prefix { $0 != " " }
+        return growingTables.contains(String(table))
+    }
+
+    /// The statements the store's data and key connections prepared while the paths ran.
+    private func preparedStatements(of store: Store) throws -> [PreparedStatement] {
+        try [store.data.withLock { $0 }, store.keyring.database.withLock { $0 }].flatMap { connection in
+            switch connection.dialect {
+            case .sqlite:
+                // `sqlite_stmt` (SQLITE_ENABLE_STMTVTAB) lists the connection's prepared statements.
+                let texts = try connection.rows("SELECT sql FROM sqlite_stmt") { $0.text(0) ?? "" }
+                return Set(texts).filter { !$0.hasPrefix("SELECT sql FROM sqlite_stmt") }.sorted().map { sql in
+                    PreparedStatement(sql: sql) { try connection.rows("EXPLAIN QUERY PLAN " + sql) { $0.text(3) ?? "" } }
+                }
+            case .postgresql:
+                let rows = try connection.rows("""
+                    SELECT name, statement, coalesce(array_length(parameter_types, 1), 0) FROM pg_prepared_statements
+                    WHERE statement NOT LIKE '%pg_prepared_statements%'
+                    """) { ($0.text(0) ?? "", $0.text(1) ?? "", Int($0.int64(2))) }
+                return rows.map { name, sql, parameters in
+                    PreparedStatement(sql: sql) {
+                        // The plan for any parameter values: the one a statement prepared once and run per subject
+                        // settles on.
+                        try connection.execute("SET plan_cache_mode = force_generic_plan")
+                        let arguments = Array(repeating: "NULL", count: parameters).joined(separator: ", ")
+                        return try connection.rows("EXPLAIN EXECUTE \(name)" + (parameters > 0 ? "(\(arguments))" : "")) { $0.text(0) ?? "" }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds `subjects` rows to each growing table (of no use but to their size), then on PostgreSQL
+    /// gathers the statistics its planner chooses by.
+    private func fillGrowingTables(of test: TestStore, subjects: Int) throws {
+        let first = 1_000_000, last = first + subjects - 1
+        let data = try test.database(.data), keys = try test.database(.keys)
+        let series = test.backend == .sqlite
+            ? "WITH RECURSIVE g(i) AS (SELECT \(first) UNION ALL SELECT i + 1 FROM g WHERE i < \(last)) SELECT i FROM g"
+            : "SELECT i FROM generate_series(\(first), \(last)) AS g(i)"
+        let bytes = test.backend == .sqlite ? "randomblob(16)" : "decode(md5(i::text), 'hex')"
+        try data.transaction {
+            try data.execute("""
+                INSERT INTO subjects (id, kind, created_at, updated_at, key_version, last_contacted_at)
+                    SELECT i, 'contact', i, i, 1, i FROM (\(series)) AS s;
+                INSERT INTO phone_index (key_version, tag, subject_id, check_mac) SELECT 1, i, i, \(bytes) FROM (\(series)) AS s;
+                INSERT INTO phone_index (key_version, tag, subject_id, check_mac) SELECT 1, i + 7, i, \(bytes) FROM (\(series)) AS s;
+                INSERT INTO calls (call_key, subject_id, at, direction) SELECT \(bytes), i, i, 'in' FROM (\(series)) AS s;
+                INSERT INTO consent_ledger (subject_id, purpose, state, at, initiator, key_version)
+                    SELECT i, 'marketing-email', 'granted', i, 'staff', 1 FROM (\(series)) AS s;
+                """)
+        }
+        try keys.transaction {
+            try keys.execute("""
+                INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
+                    SELECT i, 1, i, 1, \(bytes), i FROM (\(series)) AS s;
+                INSERT INTO erased_subjects (subject_id, erased_at) SELECT i + \(subjects), i FROM (\(series)) AS s;
+                """)
+        }
+        if test.backend == .postgres {
+            try data.execute("ANALYZE")
+            try keys.execute("ANALYZE")
+        }
+    }
+
+    /// The columns of `phone_index_by_subject`, in order.
+    private func indexColumns(_ connection: any Database) throws -> [String] {
+        switch connection.dialect {
+        case .sqlite:
+            return try connection.rows("SELECT name FROM pragma_index_info('phone_index_by_subject') ORDER BY seqno") { $0.text(0) ?? "" }
+        case .postgresql:
+            let definition = try connection.scalarText("SELECT indexdef FROM pg_indexes WHERE indexname = 'phone_index_by_subject' AND schemaname = current_schema()") ?? ""
+            guard let open = definition.lastIndex(of: "("), let close = definition.lastIndex(of: ")") else { return [] }
+            return definition[definition.index(after: open)..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+    }
+}
