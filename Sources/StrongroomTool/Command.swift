@@ -21,6 +21,9 @@ protocol Command: SendableMetatype {
     static var abstract: String { get }
     /// Usage, options and an example, for `--help`.
     static var help: String { get }
+    /// Whether it takes `--json` (its result as JSON on standard output): the dispatcher reads that
+    /// flag, and the command asks `Console.json`.
+    static var takesJSON: Bool { get }
     /// Reads the command's own options and positional words; the dispatcher reads the store options
     /// and rejects whatever is left, all before anything is opened.
     init(parsing arguments: inout Arguments) throws(UsageError)
@@ -53,8 +56,18 @@ protocol StoreCommand: StoreOptionsCommand {
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus
 }
 
+extension Command {
+    static var takesJSON: Bool { false }
+
+    /// `console`, printing JSON if the command takes `--json` and it is given (consumed).
+    static func outputConsole(_ console: Console, _ arguments: inout Arguments) -> Console {
+        takesJSON ? console.printing(json: arguments.flag("--json")) : console
+    }
+}
+
 extension StandaloneCommand {
     static func parseThenRun(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let console = outputConsole(console, &arguments)
         let command = try Self(parsing: &arguments)
         try arguments.finish()
         return try command.run(console: console)
@@ -67,6 +80,7 @@ extension StoreOptionsCommand {
     static func parseThenRun(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
         // The command reads its positional words before the store options are read: `--store DIR` is not one.
         arguments.expectValuedOptions(StoreOptions.valuedOptionNames)
+        let console = outputConsole(console, &arguments)
         let command = try Self(parsing: &arguments)
         let options = try StoreOptions.parse(&arguments, console, defaultPurpose: defaultPurpose)
         try arguments.finish()
@@ -93,14 +107,22 @@ final class Console {
     private let readInput: () -> String?
     /// Whether standard error is a terminal (progress lines are shown only then).
     let isTerminal: Bool
+    /// Whether the command was given `--json`: it then prints its result as JSON (`printJSON`).
+    let json: Bool
 
-    init(environment: [String: String], isTerminal: Bool, out: @escaping (String) -> Void,
+    init(environment: [String: String], isTerminal: Bool, json: Bool = false, out: @escaping (String) -> Void,
          error: @escaping (String) -> Void, input: @escaping () -> String?) {
         self.environment = environment
         self.isTerminal = isTerminal
+        self.json = json
         writeOut = out
         writeError = error
         readInput = input
+    }
+
+    /// This console, with `json` set as given.
+    func printing(json: Bool) -> Console {
+        Console(environment: environment, isTerminal: isTerminal, json: json, out: writeOut, error: writeError, input: readInput)
     }
 
     /// The console of this process.

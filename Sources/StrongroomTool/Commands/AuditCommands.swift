@@ -34,18 +34,17 @@ struct AuditVerifyCommand: StoreCommand {
         let acknowledgedGaps: [String]
     }
 
-    let json: Bool
+    static let takesJSON = true
     let acceptAcknowledged: Bool
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
         acceptAcknowledged = arguments.flag("--accept-acknowledged")
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let result = try store.verifyAuditLog()
         let passed = acceptAcknowledged ? result.isIntactExceptAcknowledgedGaps : result.isIntact
-        if json {
+        if console.json {
             try console.printJSON(Output(intact: passed, verifiedEntries: result.verifiedEntries,
                                          lastSequence: result.lastSequence, headSequence: result.headSequence,
                                          problem: result.problem?.description,
@@ -100,18 +99,17 @@ struct AuditAcknowledgeGapCommand: StoreCommand {
         let found: UInt64
     }
 
-    let json: Bool
+    static let takesJSON = true
     let reason: String
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
         guard let reason = try arguments.option("--reason") else { throw UsageError(message: "give --reason TEXT") }
         self.reason = reason
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let gap = try store.acknowledgeAuditGap(reason: reason, context: context)
-        if json {
+        if console.json {
             try console.printJSON(Output(kind: gap.kind.rawValue, expected: gap.expected, found: gap.found))
         } else {
             console.print("gap acknowledged and recorded in the audit log: \(gap)")
@@ -153,11 +151,10 @@ struct AuditShowCommand: StoreCommand {
           strongroom audit show --subject crm-4242-2 --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key
         """
 
-    let json: Bool
+    static let takesJSON = true
     let selection: AuditSelection
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
         selection = try AuditSelection(parsing: &arguments)
     }
 
@@ -165,7 +162,7 @@ struct AuditShowCommand: StoreCommand {
         var count = 0
         try store.auditEntries(try selection.filter(in: store)) { entry, line in
             count += 1
-            if json {
+            if console.json {
                 console.print(String(decoding: line, as: UTF8.self))
             } else {
                 var text = "\(entry.time)  #\(entry.seq)  \(entry.action) \(entry.outcome)  \(entry.actor) for \(entry.purpose)"
@@ -176,7 +173,7 @@ struct AuditShowCommand: StoreCommand {
                 console.printEscaped(text)
             }
         }
-        if !json && count == 0 { console.print("no matching entries") }
+        if !console.json && count == 0 { console.print("no matching entries") }
         return .success
     }
 }

@@ -8,7 +8,6 @@ private struct ConsentOptions {
     let initiator: ConsentInitiator
     let client: String?
     let evidence: String?
-    let json: Bool
 
     init(parsing arguments: inout Arguments, needsPurpose: Bool) throws(UsageError) {
         let purpose = try arguments.option("--purpose").map(Purpose.init(rawValue:))
@@ -18,12 +17,11 @@ private struct ConsentOptions {
             throw UsageError(message: "--initiator takes subject, staff or import")
         }
         let evidence = try arguments.option("--evidence")
-        let json = arguments.flag("--json")
         // --client here is the subject's address: personal data, kept encrypted in the ledger. It is read
         // before the store options so that it never becomes the audit context's address, which the log keeps in clear.
         let client = try arguments.option("--client")
         reference = try subjectReference(&arguments)
-        (self.purpose, self.initiator, self.client, self.evidence, self.json) = (purpose, initiator, client, evidence, json)
+        (self.purpose, self.initiator, self.client, self.evidence) = (purpose, initiator, client, evidence)
     }
 }
 
@@ -37,8 +35,8 @@ private struct ChangeOutput: Encodable {
     let tokenExpiresAt: String?
 }
 
-private func print(_ change: ConsentChange, subject: SubjectID, json: Bool, _ console: Console) throws {
-    if json {
+private func print(_ change: ConsentChange, subject: SubjectID, _ console: Console) throws {
+    if console.json {
         try console.printJSON(ChangeOutput(subject: String(subject.rawValue), entry: change.entryID, purpose: change.purpose.rawValue,
                                            state: change.state.rawValue,
                                            confirmationToken: change.confirmationToken, tokenExpiresAt: change.tokenExpiresAt.map(formatTime)))
@@ -54,6 +52,7 @@ private func print(_ change: ConsentChange, subject: SubjectID, json: Bool, _ co
 struct ConsentGrantCommand: StoreCommand {
     static let name = "consent grant"
     static let abstract = "record a consent (pending until confirmed, for double opt-in purposes)"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent grant ID --purpose P --evidence TEXT [--initiator subject|staff|import] [--client IP] [--json]
 
@@ -92,7 +91,7 @@ struct ConsentGrantCommand: StoreCommand {
         let id = try store.resolve(options.reference)
         let change = try store.grantConsent(id, purpose: options.purpose!, evidence: evidence, initiator: options.initiator,
                                             clientAddress: options.client, context: context)
-        try print(change, subject: id, json: options.json, console)
+        try print(change, subject: id, console)
         return .success
     }
 }
@@ -101,6 +100,7 @@ struct ConsentGrantCommand: StoreCommand {
 struct ConsentWithdrawCommand: StoreCommand {
     static let name = "consent withdraw"
     static let abstract = "record that a consent was withdrawn"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent withdraw ID --purpose P [--evidence TEXT] [--initiator subject|staff|import] [--client IP] [--json]
 
@@ -125,7 +125,7 @@ struct ConsentWithdrawCommand: StoreCommand {
         let id = try store.resolve(options.reference)
         let change = try store.withdrawConsent(id, purpose: options.purpose!, evidence: options.evidence, initiator: options.initiator,
                                                clientAddress: options.client, context: context)
-        try print(change, subject: id, json: options.json, console)
+        try print(change, subject: id, console)
         return .success
     }
 }
@@ -134,6 +134,7 @@ struct ConsentWithdrawCommand: StoreCommand {
 struct ConsentConfirmCommand: StoreCommand {
     static let name = "consent confirm"
     static let abstract = "confirm a pending double opt-in consent with its token"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent confirm ID --token T [--client IP] [--json]
 
@@ -159,7 +160,7 @@ struct ConsentConfirmCommand: StoreCommand {
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(options.reference)
         let change = try store.confirmConsent(id, token: token, clientAddress: options.client, context: context)
-        try print(change, subject: id, json: options.json, console)
+        try print(change, subject: id, console)
         return .success
     }
 }
@@ -180,17 +181,16 @@ struct ConsentShowCommand: StoreCommand {
           strongroom consent show crm-4242-2 --purpose subject-request
         """
 
-    let json: Bool
+    static let takesJSON = true
     let reference: String
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
         reference = try subjectReference(&arguments)
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let entries = try store.consentLedger(of: try store.resolve(reference), context: context)
-        if json {
+        if console.json {
             try console.printJSON(entries)
         } else if entries.isEmpty {
             console.print("no consent entries")
@@ -265,15 +265,13 @@ struct PurposeListCommand: StoreCommand {
           strongroom purpose list --store ./crm-store --key-file ./crm-store.key
         """
 
-    let json: Bool
+    static let takesJSON = true
 
-    init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
-    }
+    init(parsing arguments: inout Arguments) {}
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let purposes = store.purposes()
-        if json {
+        if console.json {
             try console.printJSON(purposes)
         } else {
             for purpose in purposes {

@@ -48,7 +48,7 @@ struct ImportCommand: StoreCommand {
     let path: String
     let options: ImportOptions
     let configuration: StoreConfiguration
-    let json: Bool
+    static let takesJSON = true
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         var options = ImportOptions()
@@ -63,7 +63,6 @@ struct ImportCommand: StoreCommand {
             guard let limit = Int(text), limit > 0 else { throw UsageError(message: "--max-field-bytes takes a positive number of bytes") }
             configuration.maxFieldBytes = limit
         }
-        json = arguments.flag("--json")
         guard let path = arguments.positional() else { throw UsageError(message: "give the CSV file to import") }
         (self.path, self.options, self.configuration) = (path, options, configuration)
     }
@@ -80,7 +79,7 @@ struct ImportCommand: StoreCommand {
             progress.advance(to: done)
         }
         progress.finish()
-        if json {
+        if console.json {
             try console.printJSON(Summary(
                 created: report.created, updated: report.updated,
                 rejected: report.rejected.map { .init(line: $0.line, column: $0.column, reason: $0.reason) },

@@ -19,15 +19,13 @@ struct KeysStatusCommand: StoreCommand {
           strongroom keys status --store ./crm-store --key-file ./crm-store.key
         """
 
-    let json: Bool
+    static let takesJSON = true
 
-    init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
-    }
+    init(parsing arguments: inout Arguments) {}
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let status = try store.keyStatus()
-        if json {
+        if console.json {
             try console.printJSON(status)
             return .success
         }
@@ -71,8 +69,8 @@ private func withProgress(_ label: String, _ console: Console,
 }
 
 /// The summary a rotation prints with `--json`, and the line it prints for people.
-private func report(_ report: RotationReport, json: Bool, _ console: Console) throws {
-    if json {
+private func report(_ report: RotationReport, _ console: Console) throws {
+    if console.json {
         try console.printJSON(report)
     } else {
         let what: String
@@ -92,6 +90,7 @@ private func report(_ report: RotationReport, json: Bool, _ console: Console) th
 /// `strongroom keys rotate-master`: re-wraps the KEK under a new master key.
 struct KeysRotateMasterCommand: StoreOptionsCommand {
     static let name = "keys rotate-master"
+    static let takesJSON = true
     static let abstract = "re-wrap the key-encryption key under a new master key (constant time)"
     static let help = """
         Usage: strongroom keys rotate-master --new-key-file FILE [--json]
@@ -124,6 +123,7 @@ struct KeysRotateMasterCommand: StoreOptionsCommand {
 /// `strongroom keys seal-erasures`: a new KEK and a new master key, so old key-database backups are useless.
 struct KeysSealErasuresCommand: StoreOptionsCommand {
     static let name = "keys seal-erasures"
+    static let takesJSON = true
     static let abstract = "rotate the KEK and the master key so no older key-database backup yields an erased key"
     static let help = """
         Usage: strongroom keys seal-erasures --new-key-file FILE [--destroy-old-key-file] [--json]
@@ -163,10 +163,9 @@ struct KeysSealErasuresCommand: StoreOptionsCommand {
 }
 
 /// What `keys rotate-master` and `keys seal-erasures` read: `--new-key-file` (created with a fresh key
-/// if absent, synced before the store depends on it), `--json`, and when sealing `--destroy-old-key-file`.
+/// if absent, synced before the store depends on it), and when sealing `--destroy-old-key-file`.
 struct MasterKeyReplacement {
     let newKeyFile: String
-    let json: Bool
     /// Whether this is `keys seal-erasures`: it then says that the old key must be destroyed.
     let sealing: Bool
     let destroyOldKeyFile: Bool
@@ -174,7 +173,6 @@ struct MasterKeyReplacement {
     init(parsing arguments: inout Arguments, sealing: Bool) throws(UsageError) {
         guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
         self.newKeyFile = newKeyFile
-        json = arguments.flag("--json")
         self.sealing = sealing
         destroyOldKeyFile = sealing && arguments.flag("--destroy-old-key-file")
     }
@@ -207,17 +205,17 @@ struct MasterKeyReplacement {
             return .success
         }
         defer { store.close() }
-        try report(try rotate(store, newKey, options.context), json: json, console)
+        try report(try rotate(store, newKey, options.context), console)
         let oldKeyFile = destroyOldKeyFile ? options.keyFile : nil
         if inPlace {
             if let oldKeyFile { try MasterKeyFile.destroy(at: oldKeyFile) }
             try MasterKeyFile.install(staging, at: newKeyFile)
-            if !json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
+            if !console.json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
         } else {
             if let oldKeyFile { try MasterKeyFile.destroy(at: oldKeyFile) }
-            if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
+            if !console.json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
         }
-        guard sealing, !json else { return .success }
+        guard sealing, !console.json else { return .success }
         if destroyOldKeyFile {
             console.print("old key file \(options.keyFile ?? "") destroyed: overwritten, synced and deleted")
         } else {
@@ -253,17 +251,16 @@ struct KeysCompactCommand: StoreCommand {
           strongroom keys compact --store ./crm-store --key-file ./crm-store.key
         """
 
-    let json: Bool
+    static let takesJSON = true
     let configuration: StoreConfiguration
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
         configuration = try erasureConfiguration(&arguments)
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let completion = try store.compactKeyDatabase()
-        if json {
+        if console.json {
             try console.printJSON(ErasureCompletionJSON(completion))
         } else if case .oldPagesRemain(let since) = completion {
             console.printError(oldPagesMessage(since: since))
@@ -323,14 +320,12 @@ struct KeysRotateKEKCommand: StoreCommand {
           strongroom keys rotate-kek --store ./crm-store --key-file ./crm-store.key
         """
 
-    let json: Bool
+    static let takesJSON = true
 
-    init(parsing arguments: inout Arguments) throws(UsageError) {
-        json = arguments.flag("--json")
-    }
+    init(parsing arguments: inout Arguments) {}
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        try report(try withProgress("re-wrapping subject keys", console) { try store.rotateKeyEncryptionKey(context: context, progress: $0) }, json: json, console)
+        try report(try withProgress("re-wrapping subject keys", console) { try store.rotateKeyEncryptionKey(context: context, progress: $0) }, console)
         return .success
     }
 }
@@ -355,22 +350,21 @@ struct KeysRotateDataCommand: StoreCommand {
 
     /// The subject to rotate; nil for `--all`.
     let subject: String?
-    let json: Bool
+    static let takesJSON = true
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         subject = try arguments.option("--subject")
         let all = arguments.flag("--all")
-        json = arguments.flag("--json")
         guard (subject != nil) != all else { throw UsageError(message: "give either --subject ID or --all") }
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         if let subject {
             let id = try store.resolve(subject)
-            try report(try store.rotateDataKey(of: id, context: context), json: json, console)
+            try report(try store.rotateDataKey(of: id, context: context), console)
             return .success
         }
-        try report(try withProgress("re-encrypting subjects", console) { try store.rotateAllDataKeys(context: context, progress: $0) }, json: json, console)
+        try report(try withProgress("re-encrypting subjects", console) { try store.rotateAllDataKeys(context: context, progress: $0) }, console)
         return .success
     }
 }
@@ -397,18 +391,17 @@ struct KeysRotateIndexCommand: StoreCommand {
 
     /// The new tag length; nil keeps the current one.
     let bits: Int?
-    let json: Bool
+    static let takesJSON = true
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         bits = try arguments.option("--bits").map { text throws(UsageError) -> Int in
             guard let bits = Int(text), (8...32).contains(bits) else { throw UsageError(message: "--bits takes 8 to 32") }
             return bits
         }
-        json = arguments.flag("--json")
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        try report(try withProgress("re-indexing subjects", console) { try store.rotateIndexKey(bits: bits, context: context, progress: $0) }, json: json, console)
+        try report(try withProgress("re-indexing subjects", console) { try store.rotateIndexKey(bits: bits, context: context, progress: $0) }, console)
         return .success
     }
 }

@@ -61,18 +61,17 @@ struct LookupCommand: StoreCommand {
     static let defaultPurpose = Purpose.callerID
     let number: String
     let region: String?
-    let json: Bool
+    static let takesJSON = true
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         region = try arguments.option("--region")
-        json = arguments.flag("--json")
         guard let number = arguments.positional() else { throw UsageError(message: "give the NUMBER to look up") }
         self.number = number
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let matches = try store.callerID(number: number, region: region, context: context).map(MatchOutput.init)
-        if json {
+        if console.json {
             try console.printJSON(matches)
         } else if matches.isEmpty {
             console.print("no match")
@@ -126,7 +125,7 @@ struct CallRecordCommand: StoreCommand {
     let time: Date
     let direction: CallDirection
     let region: String?
-    let json: Bool
+    static let takesJSON = true
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         var time = Date()
@@ -142,7 +141,6 @@ struct CallRecordCommand: StoreCommand {
             direction = parsed
         }
         region = try arguments.option("--region")
-        json = arguments.flag("--json")
         guard let number = arguments.positional() else { throw UsageError(message: "give the NUMBER that called") }
         (self.number, self.time, self.direction) = (number, time, direction)
     }
@@ -150,7 +148,7 @@ struct CallRecordCommand: StoreCommand {
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let record = try store.recordCall(number: number, at: time, direction: direction, region: region, context: context)
         let match = MatchOutput(record.caller)
-        if json {
+        if console.json {
             try console.printJSON(Output(match: match, createdLead: record.createdLead, logged: record.logged))
         } else {
             console.print(match.line)
