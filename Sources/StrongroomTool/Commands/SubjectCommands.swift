@@ -98,7 +98,7 @@ struct SubjectEraseCommand: StoreCommand {
 }
 
 /// `strongroom subject restrict`: restriction of processing.
-struct SubjectRestrictCommand: StoreCommand {
+struct SubjectRestrictCommand: RestrictionCommand {
     static let name = "subject restrict"
     static let abstract = "restrict processing of a subject"
     static let help = """
@@ -112,20 +112,13 @@ struct SubjectRestrictCommand: StoreCommand {
         Example:
           strongroom subject restrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
         """
+    static let restricts = true
 
     let reference: String
-
-    init(parsing arguments: inout Arguments) throws(UsageError) {
-        reference = try subjectReference(&arguments)
-    }
-
-    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        try setRestriction(true, of: reference, store, context, console)
-    }
 }
 
 /// `strongroom subject unrestrict`: lifts restriction of processing.
-struct SubjectUnrestrictCommand: StoreCommand {
+struct SubjectUnrestrictCommand: RestrictionCommand {
     static let name = "subject unrestrict"
     static let abstract = "lift restriction of processing"
     static let help = """
@@ -136,25 +129,31 @@ struct SubjectUnrestrictCommand: StoreCommand {
         Example:
           strongroom subject unrestrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
         """
+    static let restricts = false
 
     let reference: String
+}
 
+/// `subject restrict` and `subject unrestrict`: sets or lifts one subject's restriction of processing.
+protocol RestrictionCommand: StoreCommand {
+    /// True to restrict, false to lift the restriction.
+    static var restricts: Bool { get }
+    /// The subject, as given (store id or external id).
+    var reference: String { get }
+    init(reference: String)
+}
+
+extension RestrictionCommand {
     init(parsing arguments: inout Arguments) throws(UsageError) {
-        reference = try subjectReference(&arguments)
+        self.init(reference: try subjectReference(&arguments))
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        try setRestriction(false, of: reference, store, context, console)
+        let id = try store.resolve(reference)
+        try store.setRestricted(Self.restricts, id, context: context)
+        console.print(Self.restricts ? "processing of subject \(id) is restricted" : "restriction of subject \(id) lifted")
+        return .success
     }
-}
-
-/// Restricts or lifts restriction of the subject `reference` names.
-private func setRestriction(_ restricted: Bool, of reference: String, _ store: Store, _ context: AccessContext,
-                            _ console: Console) throws -> ExitStatus {
-    let id = try store.resolve(reference)
-    try store.setRestricted(restricted, id, context: context)
-    console.print(restricted ? "processing of subject \(id) is restricted" : "restriction of subject \(id) lifted")
-    return .success
 }
 
 /// Reads the subject's ID (the store's id or an external id), the command's positional word.
