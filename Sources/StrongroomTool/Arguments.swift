@@ -11,7 +11,8 @@ struct UsageError: Error, Equatable {
 ///   `+44 20 7946 0958`; after a lone `--`, every word is.
 /// - In `--name VALUE`, the value is the next word, even one starting with a single `-`; a word
 ///   starting with `--` is not taken as a value. Empty values are refused.
-/// - Read flags and options before positionals: until `--name` is read, its value looks positional.
+/// - Read flags and options before positionals: until `--name` is read, its value looks positional
+///   (unless `--name` was declared with `expectValuedOptions`).
 /// - `finish()` rejects whatever is left, so a misspelt option is an error, not silently ignored.
 struct Arguments {
     private let words: [String]

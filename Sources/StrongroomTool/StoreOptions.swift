@@ -83,7 +83,9 @@ struct StoreOptions {
 
 /// `--store` and `--keys-store` as given on the command line, resolved against the environment later.
 struct StoreLocationArguments {
+    /// `--store`: a folder or a PostgreSQL URL.
     let store: String?
+    /// `--keys-store`: where a PostgreSQL store's key tables live.
     let keysStore: String?
 
     /// Reads `--store` and `--keys-store`.
