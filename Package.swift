@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "StrongroomPhone", swiftSettings: safeSwift),
         .target(name: "Strongroom", dependencies: ["StrongroomCrypto", "StrongroomStorage", "StrongroomPhone"],
                 swiftSettings: safeSwift),
-        .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom", "StrongroomPhone", "StrongroomCrypto"],
+        .executableTarget(name: "StrongroomTool", dependencies: ["Strongroom", "StrongroomPhone"],
                           swiftSettings: safeSwift),
         .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "CBaseline", "DeterministicRandom"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),

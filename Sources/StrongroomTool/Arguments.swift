@@ -11,7 +11,8 @@ struct UsageError: Error, Equatable {
 ///   `+44 20 7946 0958`; after a lone `--`, every word is.
 /// - In `--name VALUE`, the value is the next word, even one starting with a single `-`; a word
 ///   starting with `--` is not taken as a value. Empty values are refused.
-/// - Read flags and options before positionals: until `--name` is read, its value looks positional.
+/// - Read flags and options before positionals: until `--name` is read, its value looks positional
+///   (unless `--name` was declared with `expectValuedOptions`).
 /// - `finish()` rejects whatever is left, so a misspelt option is an error, not silently ignored.
 struct Arguments {
     private let words: [String]
@@ -20,6 +21,8 @@ struct Arguments {
     private let endOfOptions: Int
     /// The names read as flags, so `finish()` can say that `--flag=VALUE` takes no value.
     private var flagNames: Set<String> = []
+    /// Options that take a value but are read later (`expectValuedOptions`): their values are not positional.
+    private var expectedValuedOptions: Set<String> = []
 
     /// The words after the command's name.
     init(_ words: [String]) {
@@ -81,11 +84,27 @@ struct Arguments {
         return values
     }
 
-    /// The next positional word (not starting with `--`, except after a lone `--` which ends options), consumed.
+    /// Declares options that take a value and will be read after the positional words, so that in
+    /// `--name VALUE` the VALUE is not taken as positional meanwhile.
+    mutating func expectValuedOptions(_ names: [String]) {
+        expectedValuedOptions.formUnion(names)
+    }
+
+    /// The next positional word (not starting with `--`, except after a lone `--` which ends options;
+    /// not the value of an expected option), consumed.
     mutating func positional() -> String? {
-        for index in words.indices where !consumed[index] && !isOption(index) {
-            consumed[index] = true
-            return words[index]
+        var index = 0
+        while index < words.count {
+            defer { index += 1 }
+            guard !consumed[index] else { continue }
+            guard isOption(index) else {
+                consumed[index] = true
+                return words[index]
+            }
+            if expectedValuedOptions.contains(words[index]), index + 1 < endOfOptions, !consumed[index + 1],
+               !words[index + 1].hasPrefix("--") {
+                index += 1
+            }
         }
         return nil
     }

@@ -13,7 +13,7 @@ enum ExitStatus: Int32 {
     case integrity = 3
 }
 
-/// A subcommand of `strongroom`.
+/// A subcommand of `strongroom`: a value parsed from its words, then run by `StrongroomCLI`.
 protocol Command: SendableMetatype {
     /// The words that select it, e.g. "audit verify".
     static var name: String { get }
@@ -21,8 +21,81 @@ protocol Command: SendableMetatype {
     static var abstract: String { get }
     /// Usage, options and an example, for `--help`.
     static var help: String { get }
-    /// Reads its options from `arguments` and runs.
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus
+    /// Whether it takes `--json` (its result as JSON on standard output): the dispatcher reads that
+    /// flag, and the command asks `Console.json`.
+    static var takesJSON: Bool { get }
+    /// Reads the command's own options and positional words; the dispatcher reads the store options
+    /// and rejects whatever is left, all before anything is opened.
+    init(parsing arguments: inout Arguments) throws(UsageError)
+    /// Parses the command (and the store options if it takes them), rejects any word left over, and
+    /// only then runs it: a usage error (exit 2) is reported before any store or file is opened.
+    /// `StandaloneCommand` and `StoreOptionsCommand` provide it.
+    static func parseThenRun(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus
+}
+
+/// A command that needs no store options: `demo`, `phone normalize`.
+protocol StandaloneCommand: Command {
+    /// Does the work.
+    func run(console: Console) throws -> ExitStatus
+}
+
+/// A command that reads the store options (`StoreOptions`) but opens or creates the store itself:
+/// `init`, and the commands that replace the master key.
+protocol StoreOptionsCommand: Command {
+    /// The purpose in the access context when `--purpose` is not given.
+    static var defaultPurpose: Purpose { get }
+    /// Does the work with the store, key and access context the command line and environment chose.
+    func run(with options: StoreOptions, console: Console) throws -> ExitStatus
+}
+
+/// A command run against a store the dispatcher opened, and closes once the command is done.
+protocol StoreCommand: StoreOptionsCommand {
+    /// The configuration to open the store with.
+    var configuration: StoreConfiguration { get }
+    /// Does the work on `store`, on behalf of `context`.
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus
+}
+
+extension Command {
+    static var takesJSON: Bool { false }
+
+    /// `console`, printing JSON if the command takes `--json` and it is given (consumed).
+    static func outputConsole(_ console: Console, _ arguments: inout Arguments) -> Console {
+        takesJSON ? console.printing(json: arguments.flag("--json")) : console
+    }
+}
+
+extension StandaloneCommand {
+    static func parseThenRun(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        let console = outputConsole(console, &arguments)
+        let command = try Self(parsing: &arguments)
+        try arguments.finish()
+        return try command.run(console: console)
+    }
+}
+
+extension StoreOptionsCommand {
+    static var defaultPurpose: Purpose { .admin }
+
+    static func parseThenRun(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+        // The command reads its positional words before the store options are read: `--store DIR` is not one.
+        arguments.expectValuedOptions(StoreOptions.valuedOptionNames)
+        let console = outputConsole(console, &arguments)
+        let command = try Self(parsing: &arguments)
+        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: defaultPurpose)
+        try arguments.finish()
+        return try command.run(with: options, console: console)
+    }
+}
+
+extension StoreCommand {
+    var configuration: StoreConfiguration { StoreConfiguration() }
+
+    func run(with options: StoreOptions, console: Console) throws -> ExitStatus {
+        let store = try options.open(configuration)
+        defer { store.close() }
+        return try run(on: store, context: options.context, console: console)
+    }
 }
 
 /// Where a command reads and writes: the process's streams and environment, or a test's buffers.
@@ -34,14 +107,22 @@ final class Console {
     private let readInput: () -> String?
     /// Whether standard error is a terminal (progress lines are shown only then).
     let isTerminal: Bool
+    /// Whether the command was given `--json`: it then prints its result as JSON (`printJSON`).
+    let json: Bool
 
-    init(environment: [String: String], isTerminal: Bool, out: @escaping (String) -> Void,
+    init(environment: [String: String], isTerminal: Bool, json: Bool = false, out: @escaping (String) -> Void,
          error: @escaping (String) -> Void, input: @escaping () -> String?) {
         self.environment = environment
         self.isTerminal = isTerminal
+        self.json = json
         writeOut = out
         writeError = error
         readInput = input
+    }
+
+    /// This console, with `json` set as given.
+    func printing(json: Bool) -> Console {
+        Console(environment: environment, isTerminal: isTerminal, json: json, out: writeOut, error: writeError, input: readInput)
     }
 
     /// The console of this process.

@@ -42,10 +42,13 @@ struct StoreOptions {
         --purpose, --client, or STRONGROOM_STORE, STRONGROOM_KEY_FILE...): see strongroom --help.
         """
 
+    /// The store options that take a value, read after a command's positional words.
+    static let valuedOptionNames = ["--store", "--keys-store", "--key-file", "--key-command", "--actor", "--purpose", "--client"]
+
     /// Reads the options from `arguments` and the environment.
     static func parse(_ arguments: inout Arguments, _ console: Console, defaultPurpose: Purpose) throws -> StoreOptions {
         let environment = console.environment
-        guard let location = try storeLocation(&arguments, environment: environment) else {
+        guard let location = try StoreLocationArguments(parsing: &arguments).location(environment: environment) else {
             throw UsageError(message: "no store: give --store DIR|URL or set STRONGROOM_STORE")
         }
         let keyFileOption = try arguments.option("--key-file")
@@ -76,11 +79,25 @@ struct StoreOptions {
     func open(_ configuration: StoreConfiguration = StoreConfiguration()) throws -> Store {
         try Store.open(at: location, keyProvider: keyProvider, configuration: configuration)
     }
+}
 
-    /// Reads `--store` and `--keys-store` (or their environment variables); nil when no store is named.
-    static func storeLocation(_ arguments: inout Arguments, environment: [String: String]) throws -> StoreLocation? {
-        guard let store = try arguments.option("--store") ?? environment["STRONGROOM_STORE"] else { return nil }
-        let keysStore = try arguments.option("--keys-store") ?? environment["STRONGROOM_KEYS_STORE"]
+/// `--store` and `--keys-store` as given on the command line, resolved against the environment later.
+struct StoreLocationArguments {
+    /// `--store`: a folder or a PostgreSQL URL.
+    let store: String?
+    /// `--keys-store`: where a PostgreSQL store's key tables live.
+    let keysStore: String?
+
+    /// Reads `--store` and `--keys-store`.
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        store = try arguments.option("--store")
+        keysStore = try arguments.option("--keys-store")
+    }
+
+    /// The store named here or by STRONGROOM_STORE (with STRONGROOM_KEYS_STORE); nil when none is named.
+    func location(environment: [String: String]) throws(UsageError) -> StoreLocation? {
+        guard let store = store ?? environment["STRONGROOM_STORE"] else { return nil }
+        let keysStore = keysStore ?? environment["STRONGROOM_KEYS_STORE"]
         let location = StoreLocation(store, keysURL: keysStore)
         if keysStore != nil, case .directory = location {
             throw UsageError(message: "--keys-store is for PostgreSQL stores; a folder store keeps its keys in keys.sqlite")

@@ -1,6 +1,5 @@
 import Foundation
 import Strongroom
-import StrongroomCrypto
 
 /// `strongroom`, the admin tool: dispatches to the subcommand named by the first words.
 @main
@@ -63,7 +62,7 @@ enum StrongroomCLI {
             return .success
         }
         do {
-            return try command.run(&arguments, console)
+            return try command.parseThenRun(&arguments, console)
         } catch let error as UsageError {
             console.printError("strongroom \(command.name): \(error.message) (see strongroom \(command.name) --help)")
             return .usage
@@ -79,7 +78,6 @@ enum StrongroomCLI {
         switch error {
         case let error as ToolError: return (error.message, error.status)
         case let error as StoreError: return (error.description, error.exitStatus)
-        case let error as KeyFileError: return (error.description, .integrity)
         case let error as KeyProviderError: return (error.description, .integrity)
         case let error as ImportError: return (error.description, .usage)
         default: return ("\(error)", .integrity)

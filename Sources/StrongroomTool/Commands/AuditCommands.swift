@@ -2,7 +2,7 @@ import Foundation
 import Strongroom
 
 /// `strongroom audit verify`: checks the audit chain and its signed head.
-enum AuditVerifyCommand: Command {
+struct AuditVerifyCommand: StoreCommand {
     static let name = "audit verify"
     static let abstract = "check the audit log: every MAC, the chain, and the signed head"
     static let help = """
@@ -34,16 +34,17 @@ enum AuditVerifyCommand: Command {
         let acknowledgedGaps: [String]
     }
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let acceptAcknowledged = arguments.flag("--accept-acknowledged")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
+    static let takesJSON = true
+    let acceptAcknowledged: Bool
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        acceptAcknowledged = arguments.flag("--accept-acknowledged")
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let result = try store.verifyAuditLog()
         let passed = acceptAcknowledged ? result.isIntactExceptAcknowledgedGaps : result.isIntact
-        if json {
+        if console.json {
             try console.printJSON(Output(intact: passed, verifiedEntries: result.verifiedEntries,
                                          lastSequence: result.lastSequence, headSequence: result.headSequence,
                                          problem: result.problem?.description,
@@ -68,7 +69,7 @@ enum AuditVerifyCommand: Command {
 
 /// `strongroom audit acknowledge-gap`: records, for ever, entries lost from the log's end, so that the
 /// store reads and writes again.
-enum AuditAcknowledgeGapCommand: Command {
+struct AuditAcknowledgeGapCommand: StoreCommand {
     static let name = "audit acknowledge-gap"
     static let abstract = "record entries lost from the audit log's end, so the store works again"
     static let help = """
@@ -98,15 +99,17 @@ enum AuditAcknowledgeGapCommand: Command {
         let found: UInt64
     }
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
+    static let takesJSON = true
+    let reason: String
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         guard let reason = try arguments.option("--reason") else { throw UsageError(message: "give --reason TEXT") }
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        let gap = try store.acknowledgeAuditGap(reason: reason, context: options.context)
-        if json {
+        self.reason = reason
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let gap = try store.acknowledgeAuditGap(reason: reason, context: context)
+        if console.json {
             try console.printJSON(Output(kind: gap.kind.rawValue, expected: gap.expected, found: gap.found))
         } else {
             console.print("gap acknowledged and recorded in the audit log: \(gap)")
@@ -125,7 +128,7 @@ extension ISO8601DateFormatter {
 }
 
 /// `strongroom audit show`: entries for people, or JSON for tools.
-enum AuditShowCommand: Command {
+struct AuditShowCommand: StoreCommand {
     static let name = "audit show"
     static let abstract = "show audit entries, filtered by subject, actor or time"
     static let help = """
@@ -148,18 +151,18 @@ enum AuditShowCommand: Command {
           strongroom audit show --subject crm-4242-2 --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let (filter, subject, options) = try parseFilter(&arguments, console)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        var resolved = filter
-        if let subject { resolved.subject = try auditSubject(subject, in: store) }
+    static let takesJSON = true
+    let selection: AuditSelection
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        selection = try AuditSelection(parsing: &arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         var count = 0
-        try store.auditEntries(resolved) { entry, line in
+        try store.auditEntries(try selection.filter(in: store)) { entry, line in
             count += 1
-            if json {
+            if console.json {
                 console.print(String(decoding: line, as: UTF8.self))
             } else {
                 var text = "\(entry.time)  #\(entry.seq)  \(entry.action) \(entry.outcome)  \(entry.actor) for \(entry.purpose)"
@@ -170,13 +173,13 @@ enum AuditShowCommand: Command {
                 console.printEscaped(text)
             }
         }
-        if !json && count == 0 { console.print("no matching entries") }
+        if !console.json && count == 0 { console.print("no matching entries") }
         return .success
     }
 }
 
 /// `strongroom audit export`: JSON lines for SIEM ingestion.
-enum AuditExportCommand: Command {
+struct AuditExportCommand: StoreCommand {
     static let name = "audit export"
     static let abstract = "export audit entries as JSON lines for a SIEM"
     static let help = """
@@ -195,36 +198,48 @@ enum AuditExportCommand: Command {
           strongroom audit export --format jsonl --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key > audit.jsonl
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    let selection: AuditSelection
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         guard let format = try arguments.option("--format") else { throw UsageError(message: "give --format jsonl") }
         guard format == "jsonl" else { throw UsageError(message: "unknown format \(format): only jsonl is supported") }
-        let (filter, subject, options) = try parseFilter(&arguments, console)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        var resolved = filter
-        if let subject { resolved.subject = try auditSubject(subject, in: store) }
-        try store.auditEntries(resolved) { _, line in console.print(String(decoding: line, as: UTF8.self)) }
+        selection = try AuditSelection(parsing: &arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        try store.auditEntries(try selection.filter(in: store)) { _, line in console.print(String(decoding: line, as: UTF8.self)) }
         return .success
     }
 }
 
-/// The subject an audit filter names: an erased subject's id still selects its (kept) audit trail.
-private func auditSubject(_ reference: String, in store: Store) throws -> SubjectID {
-    do { return try store.resolve(reference) } catch StoreError.subjectErased(let id) { return id }
-}
+/// Which audit entries `audit show` and `audit export` print: `--subject`, `--actor`, `--since`.
+/// `--actor` is taken as the filter here, before the store options: reading the log decrypts nothing,
+/// so no access context is logged.
+struct AuditSelection {
+    /// The filter without its subject, which only the store resolves.
+    let filter: AuditFilter
+    /// The subject as given (store id or external id).
+    let subject: String?
 
-/// Reads the filter options, then the store options. `--actor` is taken as the filter here: reading
-/// the log decrypts nothing, so no access context is logged.
-private func parseFilter(_ arguments: inout Arguments, _ console: Console) throws -> (AuditFilter, String?, StoreOptions) {
-    var filter = AuditFilter()
-    let subject = try arguments.option("--subject")
-    filter.actor = try arguments.option("--actor")
-    if let since = try arguments.option("--since") {
-        guard let date = ISO8601DateFormatter().date(from: since) ?? ISO8601DateFormatter.dateOnly.date(from: since) else {
-            throw UsageError(message: "--since takes an RFC 3339 time or a date (YYYY-MM-DD)")
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        var filter = AuditFilter()
+        subject = try arguments.option("--subject")
+        filter.actor = try arguments.option("--actor")
+        if let since = try arguments.option("--since") {
+            guard let date = ISO8601DateFormatter().date(from: since) ?? ISO8601DateFormatter.dateOnly.date(from: since) else {
+                throw UsageError(message: "--since takes an RFC 3339 time or a date (YYYY-MM-DD)")
+            }
+            filter.since = date
         }
-        filter.since = date
+        self.filter = filter
     }
-    return (filter, subject, try StoreOptions.parse(&arguments, console, defaultPurpose: .admin))
+
+    /// The filter with the subject resolved in `store`: an erased subject's id still selects its (kept) audit trail.
+    func filter(in store: Store) throws -> AuditFilter {
+        var resolved = filter
+        if let subject {
+            do { resolved.subject = try store.resolve(subject) } catch StoreError.subjectErased(let id) { resolved.subject = id }
+        }
+        return resolved
+    }
 }

@@ -8,10 +8,8 @@ private struct ConsentOptions {
     let initiator: ConsentInitiator
     let client: String?
     let evidence: String?
-    let json: Bool
-    let store: StoreOptions
 
-    static func parse(_ arguments: inout Arguments, _ console: Console, needsPurpose: Bool) throws -> ConsentOptions {
+    init(parsing arguments: inout Arguments, needsPurpose: Bool) throws(UsageError) {
         let purpose = try arguments.option("--purpose").map(Purpose.init(rawValue:))
         if needsPurpose && purpose == nil { throw UsageError(message: "give --purpose NAME") }
         let initiatorText = try arguments.option("--initiator") ?? "staff"
@@ -19,15 +17,11 @@ private struct ConsentOptions {
             throw UsageError(message: "--initiator takes subject, staff or import")
         }
         let evidence = try arguments.option("--evidence")
-        let json = arguments.flag("--json")
         // --client here is the subject's address: personal data, kept encrypted in the ledger. It is read
-        // before StoreOptions so that it never becomes the audit context's address, which the log keeps in clear.
+        // before the store options so that it never becomes the audit context's address, which the log keeps in clear.
         let client = try arguments.option("--client")
-        let store = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
-        try arguments.finish()
-        return ConsentOptions(reference: reference, purpose: purpose, initiator: initiator, client: client,
-                              evidence: evidence, json: json, store: store)
+        reference = try subjectReference(&arguments)
+        (self.purpose, self.initiator, self.client, self.evidence) = (purpose, initiator, client, evidence)
     }
 }
 
@@ -41,8 +35,8 @@ private struct ChangeOutput: Encodable {
     let tokenExpiresAt: String?
 }
 
-private func print(_ change: ConsentChange, subject: SubjectID, json: Bool, _ console: Console) throws {
-    if json {
+private func print(_ change: ConsentChange, subject: SubjectID, _ console: Console) throws {
+    if console.json {
         try console.printJSON(ChangeOutput(subject: String(subject.rawValue), entry: change.entryID, purpose: change.purpose.rawValue,
                                            state: change.state.rawValue,
                                            confirmationToken: change.confirmationToken, tokenExpiresAt: change.tokenExpiresAt.map(formatTime)))
@@ -55,9 +49,10 @@ private func print(_ change: ConsentChange, subject: SubjectID, json: Bool, _ co
 }
 
 /// `strongroom consent grant`.
-enum ConsentGrantCommand: Command {
+struct ConsentGrantCommand: StoreCommand {
     static let name = "consent grant"
     static let abstract = "record a consent (pending until confirmed, for double opt-in purposes)"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent grant ID --purpose P --evidence TEXT [--initiator subject|staff|import] [--client IP] [--json]
 
@@ -83,23 +78,29 @@ enum ConsentGrantCommand: Command {
             --evidence "newsletter form v3: 'Send me offers by e-mail' ticked"
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: true)
+    private let options: ConsentOptions
+    private let evidence: String
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        options = try ConsentOptions(parsing: &arguments, needsPurpose: true)
         guard let evidence = options.evidence else { throw UsageError(message: "give --evidence TEXT: a consent cannot be pre-ticked") }
-        let store = try options.store.open()
-        defer { store.close() }
+        self.evidence = evidence
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(options.reference)
         let change = try store.grantConsent(id, purpose: options.purpose!, evidence: evidence, initiator: options.initiator,
-                                            clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, json: options.json, console)
+                                            clientAddress: options.client, context: context)
+        try print(change, subject: id, console)
         return .success
     }
 }
 
 /// `strongroom consent withdraw`.
-enum ConsentWithdrawCommand: Command {
+struct ConsentWithdrawCommand: StoreCommand {
     static let name = "consent withdraw"
     static let abstract = "record that a consent was withdrawn"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent withdraw ID --purpose P [--evidence TEXT] [--initiator subject|staff|import] [--client IP] [--json]
 
@@ -114,22 +115,26 @@ enum ConsentWithdrawCommand: Command {
           strongroom consent withdraw crm-4242-2 --purpose marketing-email --initiator subject --evidence "unsubscribe link"
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: true)
-        let store = try options.store.open()
-        defer { store.close() }
+    private let options: ConsentOptions
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        options = try ConsentOptions(parsing: &arguments, needsPurpose: true)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(options.reference)
         let change = try store.withdrawConsent(id, purpose: options.purpose!, evidence: options.evidence, initiator: options.initiator,
-                                               clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, json: options.json, console)
+                                               clientAddress: options.client, context: context)
+        try print(change, subject: id, console)
         return .success
     }
 }
 
 /// `strongroom consent confirm`.
-enum ConsentConfirmCommand: Command {
+struct ConsentConfirmCommand: StoreCommand {
     static let name = "consent confirm"
     static let abstract = "confirm a pending double opt-in consent with its token"
+    static let takesJSON = true
     static let help = """
         Usage: strongroom consent confirm ID --token T [--client IP] [--json]
 
@@ -143,20 +148,25 @@ enum ConsentConfirmCommand: Command {
           strongroom consent confirm crm-4242-2 --token 3f9c…e1 --client 203.0.113.7
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    private let options: ConsentOptions
+    private let token: String
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         guard let token = try arguments.option("--token") else { throw UsageError(message: "give --token T") }
-        let options = try ConsentOptions.parse(&arguments, console, needsPurpose: false)
-        let store = try options.store.open()
-        defer { store.close() }
+        self.token = token
+        options = try ConsentOptions(parsing: &arguments, needsPurpose: false)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(options.reference)
-        let change = try store.confirmConsent(id, token: token, clientAddress: options.client, context: options.store.context)
-        try print(change, subject: id, json: options.json, console)
+        let change = try store.confirmConsent(id, token: token, clientAddress: options.client, context: context)
+        try print(change, subject: id, console)
         return .success
     }
 }
 
 /// `strongroom consent show`.
-enum ConsentShowCommand: Command {
+struct ConsentShowCommand: StoreCommand {
     static let name = "consent show"
     static let abstract = "a subject's consent ledger"
     static let help = """
@@ -171,15 +181,16 @@ enum ConsentShowCommand: Command {
           strongroom consent show crm-4242-2 --purpose subject-request
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        let entries = try store.consentLedger(of: try store.resolve(reference), context: options.context)
-        if json {
+    static let takesJSON = true
+    let reference: String
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        reference = try subjectReference(&arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let entries = try store.consentLedger(of: try store.resolve(reference), context: context)
+        if console.json {
             try console.printJSON(entries)
         } else if entries.isEmpty {
             console.print("no consent entries")
@@ -197,7 +208,7 @@ enum ConsentShowCommand: Command {
 }
 
 /// `strongroom purpose declare`.
-enum PurposeDeclareCommand: Command {
+struct PurposeDeclareCommand: StoreCommand {
     static let name = "purpose declare"
     static let abstract = "declare a purpose of processing and its lawful basis"
     static let help = """
@@ -216,26 +227,33 @@ enum PurposeDeclareCommand: Command {
           strongroom purpose declare marketing-email --basis consent --double-opt-in --description "Offers by e-mail"
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    let name: String
+    let basis: LawfulBasis
+    let description: String
+    let doubleOptIn: Bool
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         guard let basisText = try arguments.option("--basis"), let basis = LawfulBasis(rawValue: basisText) else {
             throw UsageError(message: "give --basis consent, contract, legitimate-interest or legal-obligation")
         }
+        self.basis = basis
         guard let description = try arguments.option("--description") else { throw UsageError(message: "give --description TEXT") }
-        let doubleOptIn = arguments.flag("--double-opt-in")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+        self.description = description
+        doubleOptIn = arguments.flag("--double-opt-in")
         guard let name = arguments.positional() else { throw UsageError(message: "give the purpose's NAME") }
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
+        self.name = name
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         try store.declarePurpose(PurposeDeclaration(name: Purpose(rawValue: name), description: description, lawfulBasis: basis,
-                                                    requiresDoubleOptIn: doubleOptIn), context: options.context)
+                                                    requiresDoubleOptIn: doubleOptIn), context: context)
         console.print("declared \(name) on \(basis.rawValue)" + (doubleOptIn && basis == .consent ? ", double opt-in" : ""))
         return .success
     }
 }
 
 /// `strongroom purpose list`.
-enum PurposeListCommand: Command {
+struct PurposeListCommand: StoreCommand {
     static let name = "purpose list"
     static let abstract = "the store's purposes and their lawful bases"
     static let help = """
@@ -247,14 +265,13 @@ enum PurposeListCommand: Command {
           strongroom purpose list --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) {}
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let purposes = store.purposes()
-        if json {
+        if console.json {
             try console.printJSON(purposes)
         } else {
             for purpose in purposes {

@@ -1,10 +1,9 @@
 import Foundation
 import Strongroom
-import StrongroomCrypto
 import StrongroomPhone
 
 /// `strongroom demo`: a guided tour on a new embedded store.
-enum DemoCommand: Command {
+struct DemoCommand: StandaloneCommand {
     static let name = "demo"
     static let abstract = "a guided tour of the product on a new embedded store"
     static let help = """
@@ -30,11 +29,18 @@ enum DemoCommand: Command {
         demo-4,lead,Bruno Tanaka,Acme Realty,bruno@example.org,+41 78 173 65 32,,,"259 Šimek Street, Springfield",,Website form,agent-8,2026-08-11T20:51:00Z
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let directory = try arguments.option("--dir")
+    /// Where the demo's store and keys go.
+    let directory: String
+    /// A CSV to import instead of the sample.
+    let samplePath: String?
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        directory = try arguments.option("--dir")
             ?? (NSTemporaryDirectory() + "strongroom-demo-" + UUID().uuidString.prefix(8).lowercased())
-        let samplePath = try arguments.option("--sample")
-        try arguments.finish()
+        samplePath = try arguments.option("--sample")
+    }
+
+    func run(console: Console) throws -> ExitStatus {
         let storePath = directory + "/store"
         let keyPath = directory + "/master.key"
         let admin = AccessContext(actor: "demo-admin", purpose: .admin)
@@ -43,7 +49,7 @@ enum DemoCommand: Command {
 
         step("1. Create a store and its master key")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        _ = try KeyFile.create(at: keyPath)
+        try MasterKeyFile.create(at: keyPath)
         var configuration = StoreConfiguration()
         configuration.defaultRegion = "GB"
         let store = try Store.create(at: storePath, keyProvider: KeyFileProvider(path: keyPath), configuration: configuration)
@@ -57,7 +63,7 @@ enum DemoCommand: Command {
            let data = FileManager.default.contents(atPath: path) {
             sample = (path, [UInt8](data))
         } else {
-            sample = ("the built-in sample", Array(builtInSample.utf8))
+            sample = ("the built-in sample", Array(Self.builtInSample.utf8))
         }
         let report = try CSVImporter(store: store).run(sample.bytes, context: admin)
         console.print("imported \(sample.name): \(report.created) created, \(report.rejected.count) rows skipped, "
@@ -117,8 +123,8 @@ enum DemoCommand: Command {
 
         step("9. Rotate the master key (constant time), then check the old one is refused")
         let newKeyPath = directory + "/master.key.2"
-        let newKey = try KeyFile.create(at: newKeyPath)
-        let rotation = try store.rotateMasterKey(to: newKey, context: admin)
+        try MasterKeyFile.create(at: newKeyPath)
+        let rotation = try store.rotateMasterKey(to: KeyFileProvider(path: newKeyPath).masterKey(), context: admin)
         console.print(String(format: "re-wrapped %d key-encryption key under %@ (generation %d)", rotation.items, newKeyPath, rotation.toVersion))
         do {
             _ = try Store.open(at: storePath, keyProvider: KeyFileProvider(path: keyPath))

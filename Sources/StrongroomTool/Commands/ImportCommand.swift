@@ -2,7 +2,7 @@ import Foundation
 import Strongroom
 
 /// `strongroom import`: loads a CSV file of leads and contacts.
-enum ImportCommand: Command {
+struct ImportCommand: StoreCommand {
     static let name = "import"
     static let abstract = "import leads and contacts from a CSV file"
     static let help = """
@@ -45,7 +45,12 @@ enum ImportCommand: Command {
         }
     }
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    let path: String
+    let options: ImportOptions
+    let configuration: StoreConfiguration
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         var options = ImportOptions()
         if let kind = try arguments.option("--kind") {
             guard let parsed = SubjectKind(rawValue: kind) else { throw UsageError(message: "--kind takes lead or contact") }
@@ -58,24 +63,23 @@ enum ImportCommand: Command {
             guard let limit = Int(text), limit > 0 else { throw UsageError(message: "--max-field-bytes takes a positive number of bytes") }
             configuration.maxFieldBytes = limit
         }
-        let json = arguments.flag("--json")
-        let storeOptions = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
         guard let path = arguments.positional() else { throw UsageError(message: "give the CSV file to import") }
-        try arguments.finish()
+        (self.path, self.options, self.configuration) = (path, options, configuration)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ToolError(message: "cannot read \(path)", status: .usage)
         }
-        let store = try storeOptions.open(configuration)
-        defer { store.close() }
         let bytes = [UInt8](data)
         // Lines are an estimate of rows (quoted fields may hold newlines): good enough for an ETA.
         let progress = console.progress("importing \(URL(fileURLWithPath: path).lastPathComponent)",
                                         total: max(1, bytes.count(where: { $0 == UInt8(ascii: "\n") }) - 1))
-        let report = try CSVImporter(store: store, options: options).run(bytes, context: storeOptions.context) { done in
+        let report = try CSVImporter(store: store, options: options).run(bytes, context: context) { done in
             progress.advance(to: done)
         }
         progress.finish()
-        if json {
+        if console.json {
             try console.printJSON(Summary(
                 created: report.created, updated: report.updated,
                 rejected: report.rejected.map { .init(line: $0.line, column: $0.column, reason: $0.reason) },

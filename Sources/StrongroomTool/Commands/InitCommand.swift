@@ -1,9 +1,8 @@
 import Foundation
 import Strongroom
-import StrongroomCrypto
 
 /// `strongroom init`: creates a store, and its master key file if absent.
-enum InitCommand: Command {
+struct InitCommand: StoreOptionsCommand {
     static let name = "init"
     static let abstract = "create a store (and a master key file with a fresh random key if absent)"
     static let help = """
@@ -32,7 +31,9 @@ enum InitCommand: Command {
           strongroom init --region GB --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    let configuration: StoreConfiguration
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         var configuration = StoreConfiguration()
         if let region = try arguments.option("--region") { configuration.defaultRegion = region.uppercased() }
         if let planned = try arguments.option("--planned-numbers") {
@@ -40,13 +41,11 @@ enum InitCommand: Command {
             configuration.plannedPhoneNumbers = count
         }
         if arguments.flag("--durable-audit") { configuration.auditDurability = .synced }
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        var createdKey = false
-        if let keyFile = options.keyFile, !FileManager.default.fileExists(atPath: keyFile) {
-            _ = try KeyFile.create(at: keyFile)
-            createdKey = true
-        }
+        self.configuration = configuration
+    }
+
+    func run(with options: StoreOptions, console: Console) throws -> ExitStatus {
+        let createdKey = try options.keyFile.map { try MasterKeyFile.createIfAbsent(at: $0) } ?? false
         let store = try Store.create(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
         store.close()
         console.print("created store \(options.location) (default region \(store.defaultRegion), audit "

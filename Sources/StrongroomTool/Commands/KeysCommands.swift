@@ -1,9 +1,8 @@
 import Foundation
 import Strongroom
-import StrongroomCrypto
 
 /// `strongroom keys status`: the key hierarchy at a glance.
-enum KeysStatusCommand: Command {
+struct KeysStatusCommand: StoreCommand {
     static let name = "keys status"
     static let abstract = "key versions, what each protects, the blind index plan"
     static let help = """
@@ -20,14 +19,13 @@ enum KeysStatusCommand: Command {
           strongroom keys status --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) {}
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let status = try store.keyStatus()
-        if json {
+        if console.json {
             try console.printJSON(status)
             return .success
         }
@@ -71,8 +69,8 @@ private func withProgress(_ label: String, _ console: Console,
 }
 
 /// The summary a rotation prints with `--json`, and the line it prints for people.
-private func report(_ report: RotationReport, json: Bool, _ console: Console) throws {
-    if json {
+private func report(_ report: RotationReport, _ console: Console) throws {
+    if console.json {
         try console.printJSON(report)
     } else {
         let what: String
@@ -90,8 +88,9 @@ private func report(_ report: RotationReport, json: Bool, _ console: Console) th
 }
 
 /// `strongroom keys rotate-master`: re-wraps the KEK under a new master key.
-enum KeysRotateMasterCommand: Command {
+struct KeysRotateMasterCommand: StoreOptionsCommand {
     static let name = "keys rotate-master"
+    static let takesJSON = true
     static let abstract = "re-wrap the key-encryption key under a new master key (constant time)"
     static let help = """
         Usage: strongroom keys rotate-master --new-key-file FILE [--json]
@@ -108,16 +107,23 @@ enum KeysRotateMasterCommand: Command {
           strongroom keys rotate-master --new-key-file ./crm-store.key.2026-12 --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try replaceMasterKey(&arguments, console, sealing: false) { store, key, context in
-            try store.rotateMasterKey(to: key, context: context)
+    let replacement: MasterKeyReplacement
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        replacement = try MasterKeyReplacement(parsing: &arguments, sealing: false)
+    }
+
+    func run(with options: StoreOptions, console: Console) throws -> ExitStatus {
+        try replacement.run(with: options, console) { store, newKey, context in
+            try store.rotateMasterKey(to: newKey.masterKey(), context: context)
         }
     }
 }
 
 /// `strongroom keys seal-erasures`: a new KEK and a new master key, so old key-database backups are useless.
-enum KeysSealErasuresCommand: Command {
+struct KeysSealErasuresCommand: StoreOptionsCommand {
     static let name = "keys seal-erasures"
+    static let takesJSON = true
     static let abstract = "rotate the KEK and the master key so no older key-database backup yields an erased key"
     static let help = """
         Usage: strongroom keys seal-erasures --new-key-file FILE [--destroy-old-key-file] [--json]
@@ -142,70 +148,88 @@ enum KeysSealErasuresCommand: Command {
           strongroom keys seal-erasures --new-key-file ./crm-store.key.2026-12 --destroy-old-key-file --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try replaceMasterKey(&arguments, console, sealing: true) { store, key, context in
-            try withProgress("re-wrapping subject keys", console) { try store.sealErasures(newMaster: key, context: context, progress: $0) }
+    let replacement: MasterKeyReplacement
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        replacement = try MasterKeyReplacement(parsing: &arguments, sealing: true)
+    }
+
+    func run(with options: StoreOptions, console: Console) throws -> ExitStatus {
+        try replacement.run(with: options, console) { store, newKey, context in
+            let newMaster = try newKey.masterKey()
+            return try withProgress("re-wrapping subject keys", console) { try store.sealErasures(newMaster: newMaster, context: context, progress: $0) }
         }
     }
 }
 
-/// Reads `--new-key-file` (created with a fresh key if absent, synced before the store depends on
-/// it), opens the store with the current key and runs `rotate`. When the store already opens only with
-/// the new key, a rotation committed before a crash: says so. When `sealing`, says that the old key must
-/// be destroyed, and destroys its file with `--destroy-old-key-file`.
-private func replaceMasterKey(_ arguments: inout Arguments, _ console: Console, sealing: Bool,
-                              _ rotate: (Store, SecretKey, AccessContext) throws -> RotationReport) throws -> ExitStatus {
-    guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
-    let json = arguments.flag("--json")
-    let destroyOldKeyFile = sealing && arguments.flag("--destroy-old-key-file")
-    let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-    try arguments.finish()
-    if destroyOldKeyFile && options.keyFile == nil {
-        throw UsageError(message: "--destroy-old-key-file destroys a key file, and the current key comes from --key-command or "
-                         + "STRONGROOM_MASTER_KEY: destroy that key where it is kept")
+/// What `keys rotate-master` and `keys seal-erasures` read: `--new-key-file` (created with a fresh key
+/// if absent, synced before the store depends on it), and when sealing `--destroy-old-key-file`.
+struct MasterKeyReplacement {
+    let newKeyFile: String
+    /// Whether this is `keys seal-erasures`: it then says that the old key must be destroyed.
+    let sealing: Bool
+    let destroyOldKeyFile: Bool
+
+    init(parsing arguments: inout Arguments, sealing: Bool) throws(UsageError) {
+        guard let newKeyFile = try arguments.option("--new-key-file") else { throw UsageError(message: "give --new-key-file FILE") }
+        self.newKeyFile = newKeyFile
+        self.sealing = sealing
+        destroyOldKeyFile = sealing && arguments.flag("--destroy-old-key-file")
     }
-    // FILE may be the current key file: the new key is then written beside it as FILE.new and renamed
-    // over it once the store uses it, so that a crash at any point leaves one working key on disk.
-    let inPlace = options.keyFile.map { URL(fileURLWithPath: $0).standardized == URL(fileURLWithPath: newKeyFile).standardized } ?? false
-    let staging = inPlace ? newKeyFile + ".new" : newKeyFile
-    // The new key is on disk, synced, before the store depends on it.
-    let newKey = FileManager.default.fileExists(atPath: staging) ? try KeyFile.load(from: staging) : try KeyFile.create(at: staging)
-    let store: Store
-    do {
-        store = try options.open()
-    } catch StoreError.wrongMasterKey {
-        // A rotation that committed before a crash: the store already opens with the new key.
-        let rotated = try Store.open(at: options.location, keyProvider: StaticKeyProvider(key: newKey))
-        rotated.close()
-        if inPlace { try KeyFile.install(staging, at: newKeyFile) }
-        console.print("the store already opens with the key in \(newKeyFile): the master key was rotated")
+
+    /// Opens the store with the current key and runs `rotate` with the new key. When the store already
+    /// opens only with the new key, a rotation committed before a crash: says so. When sealing, says that
+    /// the old key must be destroyed, and destroys its file with `--destroy-old-key-file`.
+    func run(with options: StoreOptions, _ console: Console,
+             _ rotate: (Store, KeyFileProvider, AccessContext) throws -> RotationReport) throws -> ExitStatus {
+        if destroyOldKeyFile && options.keyFile == nil {
+            throw UsageError(message: "--destroy-old-key-file destroys a key file, and the current key comes from --key-command or "
+                             + "STRONGROOM_MASTER_KEY: destroy that key where it is kept")
+        }
+        // FILE may be the current key file: the new key is then written beside it as FILE.new and renamed
+        // over it once the store uses it, so that a crash at any point leaves one working key on disk.
+        let inPlace = options.keyFile.map { URL(fileURLWithPath: $0).standardized == URL(fileURLWithPath: newKeyFile).standardized } ?? false
+        let staging = inPlace ? newKeyFile + ".new" : newKeyFile
+        // The new key is on disk, synced, before the store depends on it.
+        try MasterKeyFile.createIfAbsent(at: staging)
+        let newKey = KeyFileProvider(path: staging)
+        let store: Store
+        do {
+            store = try options.open()
+        } catch StoreError.wrongMasterKey {
+            // A rotation that committed before a crash: the store already opens with the new key.
+            let rotated = try Store.open(at: options.location, keyProvider: newKey)
+            rotated.close()
+            if inPlace { try MasterKeyFile.install(staging, at: newKeyFile) }
+            console.print("the store already opens with the key in \(newKeyFile): the master key was rotated")
+            return .success
+        }
+        defer { store.close() }
+        try report(try rotate(store, newKey, options.context), console)
+        let oldKeyFile = destroyOldKeyFile ? options.keyFile : nil
+        if inPlace {
+            if let oldKeyFile { try MasterKeyFile.destroy(at: oldKeyFile) }
+            try MasterKeyFile.install(staging, at: newKeyFile)
+            if !console.json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
+        } else {
+            if let oldKeyFile { try MasterKeyFile.destroy(at: oldKeyFile) }
+            if !console.json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
+        }
+        guard sealing, !console.json else { return .success }
+        if destroyOldKeyFile {
+            console.print("old key file \(options.keyFile ?? "") destroyed: overwritten, synced and deleted")
+        } else {
+            // The old master key opens every key-database backup older than the seal, erased keys and all.
+            console.print("the old master key must now be destroyed: it still opens key-database backups from before the seal, "
+                          + (options.keyFile.map { "erased subjects' keys included (run with --destroy-old-key-file, or overwrite and delete \($0))" }
+                             ?? "erased subjects' keys included (it came from --key-command or STRONGROOM_MASTER_KEY: destroy it where it is kept)"))
+        }
         return .success
     }
-    defer { store.close() }
-    try report(try rotate(store, newKey, options.context), json: json, console)
-    let oldKeyFile = destroyOldKeyFile ? options.keyFile : nil
-    if inPlace {
-        if let oldKeyFile { try KeyFile.destroy(at: oldKeyFile) }
-        try KeyFile.install(staging, at: newKeyFile)
-        if !json { console.print("\(newKeyFile) now holds the new key (replaced atomically); the old key is refused") }
-    } else {
-        if let oldKeyFile { try KeyFile.destroy(at: oldKeyFile) }
-        if !json { console.print("the store now opens only with \(newKeyFile); the old key is refused") }
-    }
-    guard sealing, !json else { return .success }
-    if destroyOldKeyFile {
-        console.print("old key file \(options.keyFile ?? "") destroyed: overwritten, synced and deleted")
-    } else {
-        // The old master key opens every key-database backup older than the seal, erased keys and all.
-        console.print("the old master key must now be destroyed: it still opens key-database backups from before the seal, "
-                      + (options.keyFile.map { "erased subjects' keys included (run with --destroy-old-key-file, or overwrite and delete \($0))" }
-                         ?? "erased subjects' keys included (it came from --key-command or STRONGROOM_MASTER_KEY: destroy it where it is kept)"))
-    }
-    return .success
 }
 
 /// `strongroom keys compact`: overwrites old pages of erased keys that a reader held back.
-enum KeysCompactCommand: Command {
+struct KeysCompactCommand: StoreCommand {
     static let name = "keys compact"
     static let abstract = "overwrite old pages of erased keys that a reader of keys.sqlite held back"
     static let help = """
@@ -227,15 +251,16 @@ enum KeysCompactCommand: Command {
           strongroom keys compact --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let wait = try erasureWait(&arguments)
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try openForErasure(options, wait: wait)
-        defer { store.close() }
+    static let takesJSON = true
+    let configuration: StoreConfiguration
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        configuration = try erasureConfiguration(&arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let completion = try store.compactKeyDatabase()
-        if json {
+        if console.json {
             try console.printJSON(ErasureCompletionJSON(completion))
         } else if case .oldPagesRemain(let since) = completion {
             console.printError(oldPagesMessage(since: since))
@@ -246,18 +271,14 @@ enum KeysCompactCommand: Command {
     }
 }
 
-/// Reads `--wait SECONDS`, how long an erasure or compaction waits for readers of keys.sqlite.
-func erasureWait(_ arguments: inout Arguments) throws -> Duration {
-    guard let text = try arguments.option("--wait") else { return StoreConfiguration().erasureWait }
-    guard let seconds = Double(text), seconds >= 0, seconds <= 3600 else { throw UsageError(message: "--wait takes 0 to 3600 seconds") }
-    return .milliseconds(Int(seconds * 1000))
-}
-
-/// Opens the store with an erasure wait of `wait`.
-func openForErasure(_ options: StoreOptions, wait: Duration) throws -> Store {
+/// The configuration with `--wait SECONDS`, how long an erasure or compaction waits for readers of keys.sqlite.
+func erasureConfiguration(_ arguments: inout Arguments) throws(UsageError) -> StoreConfiguration {
     var configuration = StoreConfiguration()
-    configuration.erasureWait = wait
-    return try Store.open(at: options.location, keyProvider: options.keyProvider, configuration: configuration)
+    if let text = try arguments.option("--wait") {
+        guard let seconds = Double(text), seconds >= 0, seconds <= 3600 else { throw UsageError(message: "--wait takes 0 to 3600 seconds") }
+        configuration.erasureWait = .milliseconds(Int(seconds * 1000))
+    }
+    return configuration
 }
 
 /// The line that says old pages of an erased key remain, since when, and what removes them.
@@ -282,7 +303,7 @@ struct ErasureCompletionJSON: Encodable {
 }
 
 /// `strongroom keys rotate-kek`: a new key-encryption key.
-enum KeysRotateKEKCommand: Command {
+struct KeysRotateKEKCommand: StoreCommand {
     static let name = "keys rotate-kek"
     static let abstract = "a new key-encryption key; every subject, index and audit key re-wrapped (resumable)"
     static let help = """
@@ -299,19 +320,18 @@ enum KeysRotateKEKCommand: Command {
           strongroom keys rotate-kek --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        try report(try withProgress("re-wrapping subject keys", console) { try store.rotateKeyEncryptionKey(context: options.context, progress: $0) }, json: json, console)
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) {}
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        try report(try withProgress("re-wrapping subject keys", console) { try store.rotateKeyEncryptionKey(context: context, progress: $0) }, console)
         return .success
     }
 }
 
 /// `strongroom keys rotate-data`: fresh subject keys, fields re-encrypted.
-enum KeysRotateDataCommand: Command {
+struct KeysRotateDataCommand: StoreCommand {
     static let name = "keys rotate-data"
     static let abstract = "fresh subject keys, fields re-encrypted (one subject, or all: resumable)"
     static let help = """
@@ -328,27 +348,29 @@ enum KeysRotateDataCommand: Command {
           strongroom keys rotate-data --subject crm-4242-2 --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let subject = try arguments.option("--subject")
+    /// The subject to rotate; nil for `--all`.
+    let subject: String?
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        subject = try arguments.option("--subject")
         let all = arguments.flag("--all")
-        let json = arguments.flag("--json")
         guard (subject != nil) != all else { throw UsageError(message: "give either --subject ID or --all") }
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         if let subject {
             let id = try store.resolve(subject)
-            try report(try store.rotateDataKey(of: id, context: options.context), json: json, console)
+            try report(try store.rotateDataKey(of: id, context: context), console)
             return .success
         }
-        try report(try withProgress("re-encrypting subjects", console) { try store.rotateAllDataKeys(context: options.context, progress: $0) }, json: json, console)
+        try report(try withProgress("re-encrypting subjects", console) { try store.rotateAllDataKeys(context: context, progress: $0) }, console)
         return .success
     }
 }
 
 /// `strongroom keys rotate-index`: rebuilds the blind index under a new key.
-enum KeysRotateIndexCommand: Command {
+struct KeysRotateIndexCommand: StoreCommand {
     static let name = "keys rotate-index"
     static let abstract = "rebuild the blind index under a new key (and tag length); lookups answer throughout"
     static let help = """
@@ -367,17 +389,19 @@ enum KeysRotateIndexCommand: Command {
           strongroom keys rotate-index --bits 20 --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let bits = try arguments.option("--bits").map { text throws(UsageError) -> Int in
+    /// The new tag length; nil keeps the current one.
+    let bits: Int?
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        bits = try arguments.option("--bits").map { text throws(UsageError) -> Int in
             guard let bits = Int(text), (8...32).contains(bits) else { throw UsageError(message: "--bits takes 8 to 32") }
             return bits
         }
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        try report(try withProgress("re-indexing subjects", console) { try store.rotateIndexKey(bits: bits, context: options.context, progress: $0) }, json: json, console)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        try report(try withProgress("re-indexing subjects", console) { try store.rotateIndexKey(bits: bits, context: context, progress: $0) }, console)
         return .success
     }
 }

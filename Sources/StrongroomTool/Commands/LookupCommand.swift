@@ -38,7 +38,7 @@ func formatTime(_ date: Date) -> String {
 }
 
 /// `strongroom lookup`: caller ID.
-enum LookupCommand: Command {
+struct LookupCommand: StoreCommand {
     static let name = "lookup"
     static let abstract = "caller ID: who holds this phone number"
     static let help = """
@@ -58,16 +58,20 @@ enum LookupCommand: Command {
           strongroom lookup --store ./crm-store --key-file ./crm-store.key "+44 121 242 9247"
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let region = try arguments.option("--region")
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .callerID)
+    static let defaultPurpose = Purpose.callerID
+    let number: String
+    let region: String?
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        region = try arguments.option("--region")
         guard let number = arguments.positional() else { throw UsageError(message: "give the NUMBER to look up") }
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        let matches = try store.callerID(number: number, region: region, context: options.context).map(MatchOutput.init)
-        if json {
+        self.number = number
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let matches = try store.callerID(number: number, region: region, context: context).map(MatchOutput.init)
+        if console.json {
             try console.printJSON(matches)
         } else if matches.isEmpty {
             console.print("no match")
@@ -79,7 +83,7 @@ enum LookupCommand: Command {
 }
 
 /// `strongroom call record`: logs a call.
-enum CallRecordCommand: Command {
+struct CallRecordCommand: StoreCommand {
     static let name = "call record"
     static let abstract = "log a call: update last contact, or make a lead for an unknown number"
     static let help = """
@@ -116,7 +120,14 @@ enum CallRecordCommand: Command {
         enum Keys: String, CodingKey { case createdLead, logged }
     }
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    static let defaultPurpose = Purpose.callerID
+    let number: String
+    let time: Date
+    let direction: CallDirection
+    let region: String?
+    static let takesJSON = true
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         var time = Date()
         if let text = try arguments.option("--at") {
             guard let parsed = ISO8601DateFormatter().date(from: text) else {
@@ -129,16 +140,15 @@ enum CallRecordCommand: Command {
             guard let parsed = CallDirection(rawValue: text) else { throw UsageError(message: "--direction takes in or out") }
             direction = parsed
         }
-        let region = try arguments.option("--region")
-        let json = arguments.flag("--json")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .callerID)
+        region = try arguments.option("--region")
         guard let number = arguments.positional() else { throw UsageError(message: "give the NUMBER that called") }
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        let record = try store.recordCall(number: number, at: time, direction: direction, region: region, context: options.context)
+        (self.number, self.time, self.direction) = (number, time, direction)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let record = try store.recordCall(number: number, at: time, direction: direction, region: region, context: context)
         let match = MatchOutput(record.caller)
-        if json {
+        if console.json {
             try console.printJSON(Output(match: match, createdLead: record.createdLead, logged: record.logged))
         } else {
             console.print(match.line)
@@ -150,7 +160,7 @@ enum CallRecordCommand: Command {
 }
 
 /// `strongroom phone normalize`: E.164 forms of phone numbers.
-enum PhoneNormalizeCommand: Command {
+struct PhoneNormalizeCommand: StandaloneCommand {
     static let name = "phone normalize"
     static let abstract = "print the E.164 form of phone numbers"
     static let help = """
@@ -168,16 +178,27 @@ enum PhoneNormalizeCommand: Command {
           strongroom phone normalize --region GB "020 7946 0958" "+1 (415) 555-2671"
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let storeLocation = try StoreOptions.storeLocation(&arguments, environment: console.environment)
-        var region = try arguments.option("--region")
-        if region == nil, let storeLocation { region = try Store.defaultRegion(at: storeLocation) }
+    /// The store whose default region applies, as given (`--store`, `--keys-store`).
+    let store: StoreLocationArguments
+    let region: String?
+    let numbers: [String]
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        store = try StoreLocationArguments(parsing: &arguments)
+        region = try arguments.option("--region")
+        numbers = arguments.remainingPositionals()
+    }
+
+    func run(console: Console) throws -> ExitStatus {
+        var region = region
+        if region == nil, let storeLocation = try store.location(environment: console.environment) {
+            region = try Store.defaultRegion(at: storeLocation)
+        }
         let normalizer: PhoneNormalizer
         do { normalizer = try PhoneNormalizer(defaultRegion: region ?? "US") } catch {
             throw UsageError(message: "unsupported region \(region ?? "")")
         }
-        var numbers = arguments.remainingPositionals()
-        try arguments.finish()
+        var numbers = numbers
         let fromInput = numbers.isEmpty
         var allValid = true
         while true {

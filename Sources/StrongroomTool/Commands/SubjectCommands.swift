@@ -2,7 +2,7 @@ import Foundation
 import Strongroom
 
 /// `strongroom subject export`: everything held on a subject, as JSON.
-enum SubjectExportCommand: Command {
+struct SubjectExportCommand: StoreCommand {
     static let name = "subject export"
     static let abstract = "everything held on a subject, as JSON (right of access, portability)"
     static let help = """
@@ -23,14 +23,17 @@ enum SubjectExportCommand: Command {
           strongroom subject export crm-4242-2 --store ./crm-store --key-file ./crm-store.key --purpose subject-request
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        let out = try arguments.option("--out")
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
-        try arguments.finish()
-        let store = try options.open()
-        defer { store.close() }
-        let export = try store.export(try store.resolve(reference), context: options.context)
+    let reference: String
+    /// The file to write; nil for standard output.
+    let out: String?
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        out = try arguments.option("--out")
+        reference = try subjectReference(&arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let export = try store.export(try store.resolve(reference), context: context)
         // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
         let json = TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self))
         if let out {
@@ -49,7 +52,7 @@ enum SubjectExportCommand: Command {
 }
 
 /// `strongroom subject erase`: erasure by crypto-shredding.
-enum SubjectEraseCommand: Command {
+struct SubjectEraseCommand: StoreCommand {
     static let name = "subject erase"
     static let abstract = "erase a subject by crypto-shredding"
     static let help = """
@@ -73,16 +76,20 @@ enum SubjectEraseCommand: Command {
           strongroom subject erase crm-4242-2 --reason "Art. 17 request 2026-114" --store ./crm-store --key-file ./crm-store.key
         """
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
+    let reference: String
+    let reason: String
+    let configuration: StoreConfiguration
+
+    init(parsing arguments: inout Arguments) throws(UsageError) {
         guard let reason = try arguments.option("--reason") else { throw UsageError(message: "an erasure needs --reason TEXT") }
-        let wait = try erasureWait(&arguments)
-        let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
-        guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
-        try arguments.finish()
-        let store = try openForErasure(options, wait: wait)
-        defer { store.close() }
+        self.reason = reason
+        configuration = try erasureConfiguration(&arguments)
+        reference = try subjectReference(&arguments)
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(reference)
-        let completion = try store.erase(id, reason: reason, context: options.context)
+        let completion = try store.erase(id, reason: reason, context: context)
         console.print("erased subject \(id): key destroyed, rows deleted")
         guard case .oldPagesRemain(let since) = completion else { return .success }
         console.printError(oldPagesMessage(since: since))
@@ -91,7 +98,7 @@ enum SubjectEraseCommand: Command {
 }
 
 /// `strongroom subject restrict`: restriction of processing.
-enum SubjectRestrictCommand: Command {
+struct SubjectRestrictCommand: RestrictionCommand {
     static let name = "subject restrict"
     static let abstract = "restrict processing of a subject"
     static let help = """
@@ -105,14 +112,13 @@ enum SubjectRestrictCommand: Command {
         Example:
           strongroom subject restrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
         """
+    static let restricts = true
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try setRestriction(true, &arguments, console)
-    }
+    let reference: String
 }
 
 /// `strongroom subject unrestrict`: lifts restriction of processing.
-enum SubjectUnrestrictCommand: Command {
+struct SubjectUnrestrictCommand: RestrictionCommand {
     static let name = "subject unrestrict"
     static let abstract = "lift restriction of processing"
     static let help = """
@@ -123,20 +129,35 @@ enum SubjectUnrestrictCommand: Command {
         Example:
           strongroom subject unrestrict crm-4242-2 --store ./crm-store --key-file ./crm-store.key
         """
+    static let restricts = false
 
-    static func run(_ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-        try setRestriction(false, &arguments, console)
+    let reference: String
+}
+
+/// `subject restrict` and `subject unrestrict`: sets or lifts one subject's restriction of processing.
+protocol RestrictionCommand: StoreCommand {
+    /// True to restrict, false to lift the restriction.
+    static var restricts: Bool { get }
+    /// The subject, as given (store id or external id).
+    var reference: String { get }
+    init(reference: String)
+}
+
+extension RestrictionCommand {
+    init(parsing arguments: inout Arguments) throws(UsageError) {
+        self.init(reference: try subjectReference(&arguments))
+    }
+
+    func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let id = try store.resolve(reference)
+        try store.setRestricted(Self.restricts, id, context: context)
+        console.print(Self.restricts ? "processing of subject \(id) is restricted" : "restriction of subject \(id) lifted")
+        return .success
     }
 }
 
-private func setRestriction(_ restricted: Bool, _ arguments: inout Arguments, _ console: Console) throws -> ExitStatus {
-    let options = try StoreOptions.parse(&arguments, console, defaultPurpose: .admin)
+/// Reads the subject's ID (the store's id or an external id), the command's positional word.
+func subjectReference(_ arguments: inout Arguments) throws(UsageError) -> String {
     guard let reference = arguments.positional() else { throw UsageError(message: "give the subject's ID") }
-    try arguments.finish()
-    let store = try options.open()
-    defer { store.close() }
-    let id = try store.resolve(reference)
-    try store.setRestricted(restricted, id, context: options.context)
-    console.print(restricted ? "processing of subject \(id) is restricted" : "restriction of subject \(id) lifted")
-    return .success
+    return reference
 }
