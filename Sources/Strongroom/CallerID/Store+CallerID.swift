@@ -111,8 +111,8 @@ extension Store {
     /// (this one's keys no longer find the index's rows): then, if the key database changed since the
     /// keys were loaded, they are reloaded and the index is probed again.
     ///
-    /// That check is a key-database read, so where the backend has a data version (SQLite) it is skipped when it was already made for a
-    /// miss on the same data (the data connection's `dataVersion` unchanged). An index rotation can
+    /// That check is a key-database read, so where the backend has a data version (SQLite) it is skipped
+    /// when it was already made for a miss on the same data (`StoreBackend.dataVersion` unchanged). An index rotation can
     /// hide a number from keys loaded before it only by changing the data: its key changes alone hide
     /// nothing (until the old version's rows are deleted, the old key finds every subject it found),
     /// and the new version's rows, the deletion of the old ones and every subject written meanwhile are

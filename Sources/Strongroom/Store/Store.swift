@@ -30,14 +30,14 @@ public final class Store: Sendable {
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
     /// The declared purposes, read at open, kept current by `declarePurpose` and re-read when stale (`PurposeCache`).
     let purposeCache: Mutex<PurposeCache>
-    /// The caller-ID probe's statement, set up once at open for the backend (`Store.probeSQL`).
+    /// The caller-ID probe's statement, set up once at open for the backend.
     let callerIDProbe: CallerIDProbe
     /// The data version (`StoreBackend.dataVersion`) of the last caller-ID miss that had the keys
     /// checked for a change: a miss on the same data needs no second check (`subjectsHolding`).
     let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
 
-    private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring, data: consuming sending any Database,
-                 configuration: StoreConfiguration) throws(StoreError) {
+    private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring,
+                 data: consuming sending any Database, configuration: StoreConfiguration) throws(StoreError) {
         self.location = location
         self.backend = backend
         self.defaultRegion = defaultRegion
@@ -51,9 +51,9 @@ public final class Store: Sendable {
         }
         auditTrail = try storeErrors {
             try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
-                                        durability: configuration.auditDurability ?? keyring.auditDurability(),
-                                        segmentByteLimit: configuration.auditSegmentByteLimit,
-                                        lockTimeout: configuration.auditLockTimeout, headStore: keyring)
+                                       durability: configuration.auditDurability ?? keyring.auditDurability(),
+                                       segmentByteLimit: configuration.auditSegmentByteLimit,
+                                       lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
