@@ -60,7 +60,7 @@ extension Store {
         // A key cached before another process erased its subject must not open a restored copy of its rows.
         // The data version is read only if the data connection is free (never wait, never deadlock on a
         // caller holding it): without it, `noticeErasures` asks the key database.
-        let dataVersion = data.withLockIfAvailable { ($0 as? SQLiteConnection)?.dataVersion } ?? nil
+        let dataVersion = data.withLockIfAvailable { backend.dataVersion(of: $0) } ?? nil
         try storeErrors { try keyring.noticeErasures(dataVersion: dataVersion) }
         var results: [PersonalData] = []
         results.reserveCapacity(subjects.count)

@@ -111,8 +111,8 @@ extension Store {
     /// (this one's keys no longer find the index's rows): then, if the key database changed since the
     /// keys were loaded, they are reloaded and the index is probed again.
     ///
-    /// That check is a key-database read, so on SQLite it is skipped when it was already made for a
-    /// miss on the same data (the data connection's `dataVersion` unchanged). An index rotation can
+    /// That check is a key-database read, so where the backend has a data version (SQLite) it is skipped
+    /// when it was already made for a miss on the same data (`StoreBackend.dataVersion` unchanged). An index rotation can
     /// hide a number from keys loaded before it only by changing the data: its key changes alone hide
     /// nothing (until the old version's rows are deleted, the old key finds every subject it found),
     /// and the new version's rows, the deletion of the old ones and every subject written meanwhile are
@@ -121,7 +121,7 @@ extension Store {
     private func subjectsHolding(_ e164: String) throws(StoreError) -> [CallerCandidate] {
         let (candidates, dataVersion) = try storeErrors {
             try data.withLock { connection in
-                (try matchingSubjects(e164: e164, in: connection), (connection as? SQLiteConnection)?.dataVersion)
+                (try matchingSubjects(e164: e164, in: connection), backend.dataVersion(of: connection))
             }
         }
         guard candidates.isEmpty else { return candidates }
@@ -137,21 +137,21 @@ extension Store {
     /// name ciphertext an answer needs: one query per index version, joining the candidates of the
     /// covering index probe with their rows.
     ///
-    /// SQLite checks each candidate inside the query (`Store.phoneCheckFunction`), so only exact matches'
-    /// rows are read (at a million subjects each row read is a cache miss), and the probe and the reads
-    /// share one statement's locks. PostgreSQL reads the few candidates' rows with them and the checks are
-    /// made here: a second round trip would cost more.
+    /// Where the backend checks candidates inside the query (`CallerIDProbe.checksInQuery`, SQLite), only
+    /// exact matches' rows are read; otherwise the few candidates' rows come with their checks, which are
+    /// made here.
     private func matchingSubjects(e164: String, in connection: any Database) throws -> [CallerCandidate] {
         var matches: [CallerCandidate] = []
+        let probe = callerIDProbe
         // One index version normally; two while an index rotation builds the new one.
         for index in keyring.keys.phoneIndexes {
             let tags = try index.tags(for: e164)
-            let exactInQuery = connection.dialect == .sqlite
             let (version, tag) = (SQLValue.int(Int(index.version)), SQLValue.integer(tags.truncated))
-            let arguments = exactInQuery ? [version, tag, .blob(tags.full)] : [version, tag]
-            try connection.forEachRow(exactInQuery ? Store.exactMatchesSQL : Store.candidatesSQL, arguments) { row in
+            let arguments = probe.checksInQuery ? [version, tag, .blob(tags.full)] : [version, tag]
+            try connection.forEachRow(probe.sql, arguments) { row in
                 let subject = SubjectID(rawValue: row.int64(0))
-                guard exactInQuery || row.withBlob(CallerCandidate.columnCount, { index.matches($0, subject: subject, fullTag: tags.full.span) }),
+                guard probe.checksInQuery
+                        || row.withBlob(CallerCandidate.columnCount, { index.matches($0, subject: subject, fullTag: tags.full.span) }),
                       !matches.contains(where: { $0.id == subject }) else { return }
                 matches.append(CallerCandidate(row))
             }
@@ -159,35 +159,8 @@ extension Store {
         return matches
     }
 
-    /// The SQL function, defined on a SQLite store's data connection, that answers whether an index row's
-    /// check (`check_mac`) seals exactly the full tag it is given, under the index key of its version:
-    /// `strongroom_phone_check(key_version, subject_id, check_mac, full_tag)`.
-    private static let phoneCheckFunction = "strongroom_phone_check"
-
-    /// Defines `phoneCheckFunction` on `connection` (SQLite data connections only).
-    static func definePhoneCheck(on connection: SQLiteConnection, keyring: Keyring) throws(SQLiteError) {
-        try connection.definePredicate(phoneCheckFunction, argumentCount: 4) { [keyring] arguments in
-            let version = UInt32(truncatingIfNeeded: arguments.int64(0))
-            guard let index = keyring.phoneIndex(version: version) else { return false }
-            let subject = SubjectID(rawValue: arguments.int64(1))
-            return arguments.withBlob(2) { stored in arguments.withBlob(3) { index.matches(stored, subject: subject, fullTag: $0) } }
-        }
-    }
-
     /// The one field a caller-ID answer decrypts.
     private static let nameOnly: [PersonalField] = [.name]
-
-    /// The probe's candidates with their rows and, after them, their checks, for the caller to check.
-    private static let candidatesSQL = """
-        SELECT \(CallerCandidate.columns), p.check_mac
-        FROM phone_index p JOIN subjects s ON s.id = p.subject_id WHERE p.key_version = ?1 AND p.tag = ?2
-        """
-    /// The probe's exact matches with their rows, checked in the query (SQLite).
-    private static let exactMatchesSQL = """
-        SELECT \(CallerCandidate.columns)
-        FROM phone_index p JOIN subjects s ON s.id = p.subject_id
-        WHERE p.key_version = ?1 AND p.tag = ?2 AND \(phoneCheckFunction)(?1, p.subject_id, p.check_mac, ?3)
-        """
 
     /// Decrypts the names of `candidates` that may be processed, newest activity first.
     private func answer(_ candidates: [CallerCandidate], context: AccessContext) throws(StoreError) -> [CallerMatch] {
@@ -208,6 +181,27 @@ extension Store {
         }
         if matches.count > 1 { matches.sort { ($0.lastContactedAt ?? .distantPast) > ($1.lastContactedAt ?? .distantPast) } }
         return matches
+    }
+}
+
+/// The caller-ID probe's statement for a store's backend, made once at open.
+struct CallerIDProbe: Sendable {
+    /// The query, over `?1` (index version), `?2` (truncated tag) and, when `checksInQuery`, `?3` (full tag).
+    let sql: String
+    /// True when the query keeps only exact matches; false when it returns each candidate's `check_mac`
+    /// after `CallerCandidate.columns`, for the caller to check.
+    let checksInQuery: Bool
+
+    /// The probe keeping only the rows for which `exactCheck` (`StoreBackend.prepareCallerIDProbe`) holds,
+    /// or, without one, returning the candidates with their checks.
+    init(exactCheck: String?) {
+        let join = "FROM phone_index p JOIN subjects s ON s.id = p.subject_id WHERE p.key_version = ?1 AND p.tag = ?2"
+        if let exactCheck {
+            sql = "SELECT \(CallerCandidate.columns) \(join) AND \(exactCheck)"
+        } else {
+            sql = "SELECT \(CallerCandidate.columns), p.check_mac \(join)"
+        }
+        checksInQuery = exactCheck != nil
     }
 }
 

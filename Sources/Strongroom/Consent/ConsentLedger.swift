@@ -176,7 +176,7 @@ extension Store {
             let key = try keyring.subjectKey(for: subject, version: UInt32(keyVersion))
             // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
             // (the write lock held by this transaction keeps it free).
-            let id = try connection.scalarInteger(Schema.nextConsentEntryID(connection.dialect)) ?? 1
+            let id = try connection.scalarInteger(type(of: backend).nextConsentEntryIDSQL) ?? 1
             func seal(_ text: String?, _ slot: EnvelopeSlot) throws -> SQLValue {
                 guard let text else { return .null }
                 return .blob(try Envelope.seal(Array(text.utf8), at: EnvelopeLocation(slot: slot, recordID: id), under: key,

@@ -33,6 +33,21 @@ public struct PurposeDeclaration: Sendable, Codable, Equatable {
     }
 }
 
+extension PurposeDeclaration {
+    /// The purposes every store declares when it is made, in this order: they rest on legitimate interest
+    /// or legal obligation, so they need no consent; restriction still limits them. The one list of them
+    /// (the schemas seed it: `Schema.builtInPurposes`).
+    static let builtIns: [PurposeDeclaration] = [
+        PurposeDeclaration(name: .callerID, description: "Identifying an incoming caller", lawfulBasis: .legitimateInterest),
+        PurposeDeclaration(name: .admin, description: "Administration of the store: imports, exports, corrections",
+                           lawfulBasis: .legitimateInterest),
+        PurposeDeclaration(name: .subjectRequest, description: "Answering the data subject's own request", lawfulBasis: .legalObligation),
+        PurposeDeclaration(name: .legalClaims, description: "Establishing, exercising or defending legal claims",
+                           lawfulBasis: .legalObligation),
+        PurposeDeclaration(name: .keyRotation, description: "Re-encrypting stored data under new keys", lawfulBasis: .legitimateInterest),
+    ]
+}
+
 /// The store's purpose declarations as last read from the data database, and when they were read.
 ///
 /// Reads check purposes against this copy, so a purpose on legitimate interest costs no query per read;

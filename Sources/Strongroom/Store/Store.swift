@@ -20,6 +20,8 @@ public final class Store: Sendable {
     public let defaultRegion: String
     /// The most UTF-8 bytes a personal text value may have (`StoreConfiguration.maxFieldBytes`).
     public let maxFieldBytes: Int
+    /// What this store's location does its own way (`StoreLocation.backend`).
+    let backend: any StoreBackend
     let keyring: Keyring
     let data: Mutex<any Database>
     let auditTrail: any AuditTrail
@@ -28,29 +30,30 @@ public final class Store: Sendable {
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
     /// The declared purposes, read at open, kept current by `declarePurpose` and re-read when stale (`PurposeCache`).
     let purposeCache: Mutex<PurposeCache>
-    /// The data version (`SQLiteConnection.dataVersion`) of the last caller-ID miss that had the keys
+    /// The caller-ID probe's statement, set up once at open for the backend.
+    let callerIDProbe: CallerIDProbe
+    /// The data version (`StoreBackend.dataVersion`) of the last caller-ID miss that had the keys
     /// checked for a change: a miss on the same data needs no second check (`subjectsHolding`).
     let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
 
-    private init(location: StoreLocation, defaultRegion: String, keyring: Keyring, data: consuming sending any Database,
-                 configuration: StoreConfiguration) throws(StoreError) {
+    private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring,
+                 data: consuming sending any Database, configuration: StoreConfiguration) throws(StoreError) {
         self.location = location
+        self.backend = backend
         self.defaultRegion = defaultRegion
         maxFieldBytes = configuration.maxFieldBytes
         self.keyring = keyring
         purposeCache = Mutex(try storeErrors { try Store.loadPurposes(from: data) })
-        if let sqlite = data as? SQLiteConnection {
-            try storeErrors { try Store.definePhoneCheck(on: sqlite, keyring: keyring) }
-        }
+        callerIDProbe = CallerIDProbe(exactCheck: try storeErrors { try backend.prepareCallerIDProbe(on: data, keyring: keyring) })
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
             throw .invalidInput("unsupported default region \(defaultRegion)")
         }
         auditTrail = try storeErrors {
-            try location.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
-                                        durability: configuration.auditDurability ?? keyring.auditDurability(),
-                                        segmentByteLimit: configuration.auditSegmentByteLimit,
-                                        lockTimeout: configuration.auditLockTimeout, headStore: keyring)
+            try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
+                                       durability: configuration.auditDurability ?? keyring.auditDurability(),
+                                       segmentByteLimit: configuration.auditSegmentByteLimit,
+                                       lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
@@ -82,19 +85,20 @@ public final class Store: Sendable {
         }
         let master: SecretKey
         do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
+        let backend = location.backend
         return try storeErrors {
             let storeID = try SecureRandom.bytes(count: 16)
-            let connection = try location.connect(keys: false, existing: false)
-            let keyring = try Keyring.create(database: try location.connect(keys: true, existing: false), master: master, storeID: storeID,
+            let connection = try backend.connect(keys: false, existing: false)
+            let keyring = try Keyring.create(database: try backend.connect(keys: true, existing: false), master: master, storeID: storeID,
                                              auditDurability: configuration.auditDurability ?? .written,
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
                                              cacheCapacity: configuration.subjectKeyCacheCapacity,
                                              nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
-            try connection.migrate(Schema.data(connection.dialect))
+            try connection.migrate(type(of: backend).dataMigrations)
             try connection.run("INSERT INTO store (id, store_id, default_region, created_at) VALUES (1, ?, ?, ?)",
                                [.blob(storeID), .text(region), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
-            let store = try Store(location: location, defaultRegion: region, keyring: keyring, data: connection,
+            let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
                                   configuration: configuration)
             try store.audit([AuditEvent(time: Date(), action: .initialize, actor: ProcessInfo.processInfo.userName,
                                         purpose: Purpose.admin.rawValue, subject: nil)])
@@ -107,18 +111,19 @@ public final class Store: Sendable {
     public static func open(at location: StoreLocation, keyProvider: any KeyProvider,
                             configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
         // Connected before the master key is asked for, so a missing store is reported as such first.
+        let backend = location.backend
         do {
-            let keys = try location.connect(keys: true, existing: true)
-            let connection = try location.connect(keys: false, existing: true)
+            let keys = try backend.connect(keys: true, existing: true)
+            let connection = try backend.connect(keys: false, existing: true)
             let master: SecretKey
             do { master = try keyProvider.masterKey() } catch { throw StoreError.keyProvider(error) }
             let keyring = try Keyring.open(database: keys, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
                                            nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
-            try connection.migrate(Schema.data(connection.dialect))
+            try connection.migrate(type(of: backend).dataMigrations)
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
                 ($0.blob(0) ?? [], $0.text(1) ?? "US")
             }), storeID == keyring.storeID else { throw StoreError.storeMismatch }
-            return try Store(location: location, defaultRegion: region, keyring: keyring, data: connection,
+            return try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
                              configuration: configuration)
         } catch {
             throw StoreError.wrap(error)
@@ -196,7 +201,7 @@ extension Store {
     /// The default phone region of the store at `location`, read without its key (it is not secret).
     public static func defaultRegion(at location: StoreLocation) throws(StoreError) -> String {
         try storeErrors {
-            try location.connect(keys: false, existing: true).scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US"
+            try location.backend.connect(keys: false, existing: true).scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US"
         }
     }
 }

@@ -1,6 +1,4 @@
 import Foundation
-import StrongroomCrypto
-import StrongroomStorage
 
 /// Where a store keeps its data, keys and audit log.
 public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
@@ -45,91 +43,11 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         return String(text[...question]) + parameters.joined(separator: "&")
     }
 
-    /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
-    static func keysURL(forData url: String, keysURL: String?) -> String {
-        if let keysURL { return keysURL }
-        let schema = (try? PostgresConnection.split(url).schema) ?? PostgresConnection.defaultSchema
-        return PostgresConnection.url(url, schema: schema + "_keys")
-    }
-
-    /// The paths of a folder store's files.
-    struct Layout {
-        let directory: String
-        var data: String { directory + "/data.sqlite" }
-        var keys: String { directory + "/keys.sqlite" }
-        var audit: String { directory + "/audit" }
-
-        /// The store's own files (not the folders), where they exist or may: the databases and the
-        /// files SQLite keeps beside them, the audit log's segments and its shared files.
-        var files: [String] {
-            [data, keys].flatMap { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] }
-                + ["TAIL", "LOCK", "PRESENT"].map { audit + "/" + $0 } + AuditLog.segmentPaths(in: audit)
-        }
-
-        /// Makes an existing store private again: the folder, the audit folder and the store's files
-        /// lose any permission of the group's and others' (a copy or a restore may have given them some).
-        /// A symbolic link or another kind of file in their place, or one owned by another user, is
-        /// refused (`FileProblem`).
-        func tightenPermissions() throws(FileError) {
-            try makePrivate(directory, expected: .directory, existing: .tighten)
-            try makePrivate(audit, expected: .directory, existing: .tighten)
-            for file in files { try makePrivate(file, expected: .regularFile, existing: .tighten) }
-        }
-    }
-
-    /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
-    /// here when `existing`, or of a new one (creating the folder or schema) when not; `storeNotFound`
-    /// or `storeAlreadyExists` when the location says otherwise.
-    func connect(keys: Bool, existing: Bool) throws -> any Database {
-        let mismatch = existing ? StoreError.storeNotFound(path: description) : StoreError.storeAlreadyExists(path: description)
+    /// The backend that keeps a store here (chosen here, once: the engine never asks which it has).
+    var backend: any StoreBackend {
         switch self {
-        case .directory(let directory):
-            let layout = Layout(directory: directory)
-            let path = keys ? layout.keys : layout.data
-            guard FileManager.default.fileExists(atPath: path) == existing else { throw mismatch }
-            // A new store's folder is made private (0700), or must be already: a folder others could
-            // use, or a symbolic link (whose target others may control), is refused before anything
-            // is written. An existing store is made private again (see `Layout.tightenPermissions`).
-            if existing {
-                try layout.tightenPermissions()
-            } else {
-                try createDirectory(directory, existing: .refuse)
-                // An audit folder already there must be a real, private one too (no symbolic link).
-                try makePrivate(layout.audit, expected: .directory, existing: .refuse)
-                // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
-                // database file's mode.
-                try createPrivateFile(path)
-            }
-            // WAL lets readers work while a writer commits; `secure_delete` overwrites deleted content, so
-            // an erased subject's ciphertext and key do not linger in free pages. Data: `synchronous =
-            // NORMAL` survives a process crash and loses at most the last commits on power loss; keys:
-            // `FULL`, each committed key durable (erasure truncates the WAL: `discardDeletedContent`).
-            // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
-            let connection = try SQLiteConnection(path: path, create: !existing)
-            try connection.execute("""
-                PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
-                PRAGMA mmap_size = 1073741824
-                """)
-            return connection
-        case .postgres(let url, let keysURL):
-            let connection = try PostgresConnection(url: keys ? StoreLocation.keysURL(forData: url, keysURL: keysURL) : url,
-                                                    create: !existing, writeLock: keys ? "keys" : "data")
-            guard (try connection.scalarText("SELECT to_regclass('store')::text") != nil) == existing else { throw mismatch }
-            return connection
-        }
-    }
-
-    /// Opens the store's audit log: segment files in the folder, or a table beside the data.
-    /// `lockTimeout`: how long a folder store's appends wait for the log's locks (seconds).
-    func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail {
-        switch self {
-        case .directory(let directory):
-            return try AuditLog(directory: Layout(directory: directory).audit, mac: mac, storeID: storeID, durability: durability,
-                                segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
-        case .postgres(let url, _):
-            return try PostgresAuditLog(connection: PostgresConnection(url: url, create: false, writeLock: "audit"),
-                                        mac: mac, storeID: storeID, headStore: headStore)
+        case .directory(let directory): SQLiteBackend(directory: directory)
+        case .postgres(let url, let keysURL): PostgresBackend(url: url, keysURL: keysURL)
         }
     }
 }

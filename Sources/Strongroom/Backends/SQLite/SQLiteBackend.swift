@@ -1,0 +1,108 @@
+import Foundation
+import StrongroomCrypto
+import StrongroomStorage
+
+/// A store in one folder (the embedded default): `data.sqlite`, `keys.sqlite` and the `audit/` log.
+struct SQLiteBackend: StoreBackend {
+    /// The store's files.
+    let layout: Layout
+
+    /// The backend of the store in `directory`.
+    init(directory: String) {
+        layout = Layout(directory: directory)
+    }
+
+    static let dataMigrations = SQLiteSchema.data
+    static let keyMigrations = SQLiteSchema.keys
+    /// `data_version` changes with any commit by another connection to the key database.
+    /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_data_version>
+    static let keyChangeCounterSQL = "PRAGMA data_version"
+    /// AUTOINCREMENT's counter plus one (the write lock held by the inserting transaction keeps it free).
+    static let nextConsentEntryIDSQL = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'consent_ledger'), 0) + 1"
+
+    /// The paths of a folder store's files.
+    struct Layout: Sendable {
+        let directory: String
+        var data: String { directory + "/data.sqlite" }
+        var keys: String { directory + "/keys.sqlite" }
+        var audit: String { directory + "/audit" }
+
+        /// The store's own files (not the folders), where they exist or may: the databases and the
+        /// files SQLite keeps beside them, the audit log's segments and its shared files.
+        var files: [String] {
+            [data, keys].flatMap { [$0, $0 + "-wal", $0 + "-shm", $0 + "-journal"] }
+                + ["TAIL", "LOCK", "PRESENT"].map { audit + "/" + $0 } + AuditLog.segmentPaths(in: audit)
+        }
+
+        /// Makes an existing store private again: the folder, the audit folder and the store's files
+        /// lose any permission of the group's and others' (a copy or a restore may have given them some).
+        /// A symbolic link or another kind of file in their place, or one owned by another user, is
+        /// refused (`FileProblem`).
+        func tightenPermissions() throws(FileError) {
+            try makePrivate(directory, expected: .directory, existing: .tighten)
+            try makePrivate(audit, expected: .directory, existing: .tighten)
+            for file in files { try makePrivate(file, expected: .regularFile, existing: .tighten) }
+        }
+    }
+
+    func connect(keys: Bool, existing: Bool) throws -> any Database {
+        let mismatch = existing ? StoreError.storeNotFound(path: layout.directory)
+                                : StoreError.storeAlreadyExists(path: layout.directory)
+        let directory = layout.directory
+        let path = keys ? layout.keys : layout.data
+        guard FileManager.default.fileExists(atPath: path) == existing else { throw mismatch }
+        // A new store's folder is made private (0700), or must be already: a folder others could
+        // use, or a symbolic link (whose target others may control), is refused before anything
+        // is written. An existing store is made private again (see `Layout.tightenPermissions`).
+        if existing {
+            try layout.tightenPermissions()
+        } else {
+            try createDirectory(directory, existing: .refuse)
+            // An audit folder already there must be a real, private one too (no symbolic link).
+            try makePrivate(layout.audit, expected: .directory, existing: .refuse)
+            // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
+            // database file's mode.
+            try createPrivateFile(path)
+        }
+        // WAL lets readers work while a writer commits; `secure_delete` overwrites deleted content, so
+        // an erased subject's ciphertext and key do not linger in free pages. Data: `synchronous =
+        // NORMAL` survives a process crash and loses at most the last commits on power loss; keys:
+        // `FULL`, each committed key durable (erasure truncates the WAL: `discardDeletedContent`).
+        // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
+        let connection = try SQLiteConnection(path: path, create: !existing)
+        try connection.execute("""
+            PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
+            PRAGMA mmap_size = 1073741824
+            """)
+        return connection
+    }
+
+    func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail {
+        try AuditLog(directory: layout.audit, mac: mac, storeID: storeID, durability: durability,
+                     segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
+    }
+
+    /// Defines `phoneCheckFunction` on the data connection: each candidate is checked inside the probe's
+    /// query, so only exact matches' rows are read (at a million subjects each row read is a cache
+    /// miss), and the probe and the reads share one statement's locks.
+    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String? {
+        guard let connection = data as? SQLiteConnection else { return nil }
+        try connection.definePredicate(Self.phoneCheckFunction, argumentCount: 4) { [keyring] arguments in
+            let version = UInt32(truncatingIfNeeded: arguments.int64(0))
+            guard let index = keyring.phoneIndex(version: version) else { return false }
+            let subject = SubjectID(rawValue: arguments.int64(1))
+            return arguments.withBlob(2) { stored in arguments.withBlob(3) { index.matches(stored, subject: subject, fullTag: $0) } }
+        }
+        return "\(Self.phoneCheckFunction)(?1, p.subject_id, p.check_mac, ?3)"
+    }
+
+    /// The SQL function, defined on the data connection, that answers whether an index row's check
+    /// (`check_mac`) seals exactly the full tag it is given, under the index key of its version:
+    /// `strongroom_phone_check(key_version, subject_id, check_mac, full_tag)`.
+    private static let phoneCheckFunction = "strongroom_phone_check"
+
+    func dataVersion(of data: any Database) -> UInt32? {
+        (data as? SQLiteConnection)?.dataVersion
+    }
+}

@@ -1,0 +1,58 @@
+import StrongroomCrypto
+import StrongroomStorage
+
+/// What differs between the places a store can live (a folder of SQLite files, a PostgreSQL server):
+/// everything the engine needs from them, so that it never asks which one it has. `StoreLocation`
+/// chooses the backend once (`StoreLocation.backend`); a new backend is one more folder beside
+/// Backends/SQLite and Backends/PostgreSQL implementing this protocol.
+protocol StoreBackend: Sendable {
+    /// The data database's migrations (ciphertext, clear operational fields, the blind index).
+    static var dataMigrations: [Migration] { get }
+    /// The key database's migrations (the wrapped key hierarchy, the audit head, erasure tombstones).
+    static var keyMigrations: [Migration] { get }
+    /// A query whose integer result changes whenever another connection changed the upper keys or
+    /// erased a subject, so a process notices a rotation or an erasure made by another without
+    /// re-reading the keys every time.
+    static var keyChangeCounterSQL: String { get }
+    /// A query for the id the next consent ledger entry takes (it is sealed into the entry's AAD before
+    /// the insert, so it must never be reused, not even after a rollback).
+    static var nextConsentEntryIDSQL: String { get }
+
+    /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
+    /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the
+    /// place says otherwise.
+    func connect(keys: Bool, existing: Bool) throws -> any Database
+
+    /// Opens the store's audit trail. `lockTimeout`: how long appends may wait for the trail's locks
+    /// (seconds), where it has any.
+    func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail
+
+    /// Readies `data`, a connection this backend made, for caller-ID probes under `keyring`'s index keys,
+    /// and returns the SQL condition, over `?1` (the index version), `p.subject_id`, `p.check_mac` and
+    /// `?3` (the full tag), that keeps only exact matches inside the probe's query; nil when the backend
+    /// cannot check in the query, and the engine checks each candidate's `check_mac` itself.
+    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String?
+
+    /// A number that changes with every commit made to `data` (a connection this backend made) by
+    /// another connection, read without a query; nil when the backend has none.
+    func dataVersion(of data: any Database) -> UInt32?
+}
+
+extension SQLDialect {
+    /// The backend whose connections speak this dialect, for code that holds only a connection.
+    var backend: any StoreBackend.Type {
+        switch self {
+        case .sqlite: SQLiteBackend.self
+        case .postgresql: PostgresBackend.self
+        }
+    }
+}
+
+extension Schema {
+    /// The key database's migrations for a connection in `dialect`.
+    static func keys(_ dialect: SQLDialect) -> [Migration] { dialect.backend.keyMigrations }
+
+    /// The key change counter's query (`StoreBackend.keyChangeCounterSQL`) for a connection in `dialect`.
+    static func keyChangeCounter(_ dialect: SQLDialect) -> String { dialect.backend.keyChangeCounterSQL }
+}
