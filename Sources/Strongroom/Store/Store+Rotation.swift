@@ -4,8 +4,8 @@ import StrongroomStorage
 
 /// What a rotation did.
 public struct RotationReport: Sendable, Codable, Equatable {
-    /// "master", "kek", "data" or "index".
-    public let kind: String
+    /// What was rotated.
+    public let kind: RotationKind
     /// The key version (or master generation) before.
     public let fromVersion: Int
     /// The key version (or master generation) after.
@@ -18,8 +18,8 @@ public struct RotationReport: Sendable, Codable, Equatable {
 
 /// A rotation in progress, as `keys status` shows it.
 public struct RotationProgress: Sendable, Codable, Equatable {
-    /// "kek", "data" or "index".
-    public let kind: String
+    /// What is being rotated (`kek`, `data` or `index`: the kinds that walk subjects).
+    public let kind: RotationKind
     /// The key version being rotated to.
     public let targetVersion: Int
     /// Items done so far.
@@ -57,7 +57,7 @@ extension Store {
                     }
                     try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation + 1))])
                     try faultInjection?("rotate-master.in-transaction", 1)
-                    return (RotationReport(kind: "master", fromVersion: Int(generation), toVersion: Int(generation + 1),
+                    return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
                                            items: rows.count, resumed: false),
                             Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
                                                currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
@@ -104,7 +104,7 @@ extension Store {
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-kek: \(resumed ? "resumed" : "started"), version \(from) -> \(target)")])
         var done = alreadyDone
-        let total = try rotationTotal("kek")
+        let total = try rotationTotal(.kek)
         var batches = 0
         // The few keys first: index and audit keys.
         try storeErrors {
@@ -190,7 +190,7 @@ extension Store {
         try storeErrors { try keyring.reload() }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-kek: finished, version \(target) current, \(done) subject keys re-wrapped, old KEK destroyed")])
-        return RotationReport(kind: "kek", fromVersion: Int(from), toVersion: Int(target), items: done, resumed: resumed)
+        return RotationReport(kind: .kek, fromVersion: Int(from), toVersion: Int(target), items: done, resumed: resumed)
     }
 
     /// Seals erasures against backups of the key database: rotates the KEK (every key re-wrapped, the
@@ -204,7 +204,7 @@ extension Store {
         let master = try rotateMasterKey(to: newMaster, context: context)
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "seal-erasures: KEK version \(kek.toVersion), master generation \(master.toVersion); older key-database backups no longer open")])
-        return RotationReport(kind: "seal-erasures", fromVersion: master.fromVersion, toVersion: master.toVersion,
+        return RotationReport(kind: .sealErasures, fromVersion: master.fromVersion, toVersion: master.toVersion,
                               items: kek.items, resumed: kek.resumed)
     }
 
@@ -214,9 +214,9 @@ extension Store {
         return try Envelope.seal(key: key, at: location, under: try keyring.kek(to), storeID: keyring.storeID)
     }
 
-    private func rotationTotal(_ kind: String) throws(StoreError) -> Int {
+    private func rotationTotal(_ kind: RotationKind) throws(StoreError) -> Int {
         try storeErrors {
-            try keyring.database.withLock { Int(try $0.scalarInteger("SELECT total FROM rotations WHERE kind = ?", [.text(kind)]) ?? 0) }
+            try keyring.database.withLock { Int(try $0.scalarInteger("SELECT total FROM rotations WHERE kind = ?", [.text(kind.rawValue)]) ?? 0) }
         }
     }
 
@@ -225,7 +225,7 @@ extension Store {
     @discardableResult
     public func rotateDataKey(of subject: SubjectID, context: AccessContext) throws(StoreError) -> RotationReport {
         guard try reencrypt([subject], batch: 1, context: context) == 1 else { throw try notFoundOrErased(subject) }
-        return RotationReport(kind: "data", fromVersion: 0, toVersion: 0, items: 1, resumed: false)
+        return RotationReport(kind: .data, fromVersion: 0, toVersion: 0, items: 1, resumed: false)
     }
 
     /// Rotates every subject's data key, in batches walked by subject id with the position committed
@@ -233,11 +233,11 @@ extension Store {
     /// fresh keys anyway.
     public func rotateAllDataKeys(batchSize: Int = 200, context: AccessContext,
                                   progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
-        let (cursor, done, resumed) = try beginWalk("data", targetVersion: 0)
+        let (cursor, done, resumed) = try beginWalk(.data, targetVersion: 0)
         try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: \(resumed ? "resumed" : "started") for all subjects")])
         var position = cursor
         var count = done
-        let total = try rotationTotal("data")
+        let total = try rotationTotal(.data)
         var batches = 0
         while true {
             let ids = try storeErrors {
@@ -259,14 +259,14 @@ extension Store {
                 }
             }
             position = last.rawValue
-            try advanceWalk("data", cursor: position, done: count)
+            try advanceWalk(.data, cursor: position, done: count)
             batches += 1
             progress(count, total)
             try storeErrors { try faultInjection?("rotate-data.batch", batches) }
         }
         try storeErrors { try keyring.database.withLock { try $0.run("DELETE FROM rotations WHERE kind = 'data'") } }
         try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: finished, \(count) subjects re-encrypted under fresh keys")])
-        return RotationReport(kind: "data", fromVersion: 0, toVersion: 0, items: count, resumed: resumed)
+        return RotationReport(kind: .data, fromVersion: 0, toVersion: 0, items: count, resumed: resumed)
     }
 
     /// Re-encrypts `subjects` under fresh keys; returns how many existed. Safe to repeat after a crash
@@ -397,7 +397,7 @@ extension Store {
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-index: \(resumed ? "resumed" : "started"), version \(from.version) -> \(target), \(building.bits) bits")])
         let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
-        var (position, done, _) = try beginWalk("index", targetVersion: Int(target))
+        var (position, done, _) = try beginWalk(.index, targetVersion: Int(target))
         var batches = 0
         while true {
             let subjects = try reindex(into: building, batch: batches + 1, context: rotation,
@@ -406,7 +406,7 @@ extension Store {
             guard let last = subjects.last else { break }
             position = last.rawValue
             done += subjects.count
-            try advanceWalk("index", cursor: position, done: done)
+            try advanceWalk(.index, cursor: position, done: done)
             batches += 1
             progress(done, total)
             try storeErrors { try faultInjection?("rotate-index.batch", batches) }
@@ -449,7 +449,7 @@ extension Store {
         }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done + leftBehind.count) subjects re-indexed, old index dropped")])
-        return RotationReport(kind: "index", fromVersion: Int(from.version), toVersion: Int(target), items: done, resumed: resumed)
+        return RotationReport(kind: .index, fromVersion: Int(from.version), toVersion: Int(target), items: done, resumed: resumed)
     }
 
     /// Indexes under `index` the phone numbers of the subjects the query `select` reads (their
@@ -508,11 +508,11 @@ extension Store {
     }
 
     /// Starts (or finds) the walk of a rotation over subjects; returns its cursor, count and whether it resumed.
-    private func beginWalk(_ kind: String, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
+    private func beginWalk(_ kind: RotationKind, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
         let total = try count()
         return try storeErrors {
             try keyring.database.withLock { connection in
-                if let (cursor, done) = try connection.firstRow("SELECT cursor, done FROM rotations WHERE kind = ?", [.text(kind)], {
+                if let (cursor, done) = try connection.firstRow("SELECT cursor, done FROM rotations WHERE kind = ?", [.text(kind.rawValue)], {
                     ($0.int64(0), Int($0.int64(1)))
                 }), cursor > 0 || done > 0 {
                     return (cursor, done, true)
@@ -520,16 +520,16 @@ extension Store {
                 try connection.run("""
                     INSERT INTO rotations (kind, target_version, total, started_at) VALUES (?, ?, ?, ?)
                     ON CONFLICT (kind) DO UPDATE SET total = excluded.total
-                    """, [.text(kind), .int(targetVersion), .int(total), .integer(Store.milliseconds(Date()))])
+                    """, [.text(kind.rawValue), .int(targetVersion), .int(total), .integer(Store.milliseconds(Date()))])
                 return (0, 0, false)
             }
         }
     }
 
-    private func advanceWalk(_ kind: String, cursor: Int64, done: Int) throws(StoreError) {
+    private func advanceWalk(_ kind: RotationKind, cursor: Int64, done: Int) throws(StoreError) {
         try storeErrors {
             try keyring.database.withLock {
-                try $0.run("UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?", [.integer(cursor), .int(done), .text(kind)])
+                try $0.run("UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?", [.integer(cursor), .int(done), .text(kind.rawValue)])
             }
         }
     }
@@ -538,10 +538,13 @@ extension Store {
     public func rotationsInProgress() throws(StoreError) -> [RotationProgress] {
         try storeErrors {
             try keyring.database.withLock { connection in
-                try connection.rows("SELECT kind, target_version, done, total, started_at FROM rotations ORDER BY kind") {
-                    RotationProgress(kind: $0.text(0) ?? "", targetVersion: Int($0.int64(1)), done: Int($0.int64(2)),
-                                     total: Int($0.int64(3)), startedAt: Store.date(milliseconds: $0.int64(4)))
-                }
+                // A kind this version does not know (none is ever written) is not shown.
+                try connection.rows("SELECT kind, target_version, done, total, started_at FROM rotations ORDER BY kind") { row in
+                    RotationKind(rawValue: row.text(0) ?? "").map { kind in
+                        RotationProgress(kind: kind, targetVersion: Int(row.int64(1)), done: Int(row.int64(2)),
+                                         total: Int(row.int64(3)), startedAt: Store.date(milliseconds: row.int64(4)))
+                    }
+                }.compactMap { $0 }
             }
         }
     }
