@@ -39,35 +39,32 @@ extension Store {
     public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
         guard newMaster.byteCount == KeyFile.keyByteCount else { throw .invalidInput("a master key has 32 bytes") }
         let (report, rotated): (RotationReport, Keyring.LoadedKeys) = try storeErrors {
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    let keys = keyring.keys
-                    let generation = UInt32(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 1)
-                    let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1, storeID: keyring.storeID,
-                                                                usage: KeyUsage(name: "master:\(generation + 1)", budget: keyring.nonceBudget, reserved: 0))
-                    let rows = try connection.rows("SELECT version, wrapped FROM kek") { ($0.int64(0), $0.blob(1) ?? []) }
-                    // Reserved in this transaction: if it rolls back, the new master key is never used.
-                    try Keyring.reserve(newHandle.usage!, count: rows.count, in: connection)
-                    for (version, wrapped) in rows {
-                        let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: version)
-                        let kek = try Envelope.openKey(wrapped, at: location, under: keys.master, storeID: keyring.storeID)
-                        try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?",
-                                           [.blob(try Envelope.seal(key: kek, at: location, under: newHandle, storeID: keyring.storeID)),
-                                            .integer(version)])
-                    }
-                    try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation + 1))])
-                    try faultInjection?("rotate-master.in-transaction", 1)
-                    return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
-                                           items: rows.count, resumed: false),
-                            Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
-                                               currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
+            try keyring.database.transaction { tables in
+                let keys = keyring.keys
+                let generation = try tables.masterGeneration() ?? 1
+                let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1, storeID: keyring.storeID,
+                                                            usage: KeyUsage(name: "master:\(generation + 1)", budget: keyring.nonceBudget, reserved: 0))
+                let rows = try tables.wrappedKEKs()
+                // Reserved in this transaction: if it rolls back, the new master key is never used.
+                try tables.reserve(newHandle.usage!, count: rows.count)
+                for row in rows {
+                    let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(row.version))
+                    let kek = try Envelope.openKey(row.wrapped, at: location, under: keys.master, storeID: keyring.storeID)
+                    try tables.updateKEK(version: row.version,
+                                         wrapped: try Envelope.seal(key: kek, at: location, under: newHandle, storeID: keyring.storeID))
                 }
+                try tables.setMasterGeneration(generation + 1)
+                try faultInjection?("rotate-master.in-transaction", 1)
+                return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
+                                       items: rows.count, resumed: false),
+                        Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
+                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
             }
         }
         // Only now, with the new wrapping committed: had the commit failed, this process would hold a
         // master key the store does not know, and its next KEK rotation would wrap under it.
         keyring.replaceKeys(rotated)
-        try storeErrors { try keyring.database.withLock { try $0.discardDeletedContent() } }
+        try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
         return report
@@ -80,24 +77,19 @@ extension Store {
                                        progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
         try storeErrors { try keyring.reserve(keyring.keys.master.usage, count: 1) }
         let (target, from, resumed, alreadyDone, cursor) = try storeErrors { () throws -> (UInt32, UInt32, Bool, Int, Int64) in
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    if let (target, done, cursor) = try connection.firstRow("SELECT target_version, done, cursor FROM rotations WHERE kind = 'kek'", [], {
-                        (UInt32($0.int64(0)), Int($0.int64(1)), $0.int64(2))
-                    }) {
-                        let from = UInt32(try connection.scalarInteger("SELECT min(version) FROM kek") ?? Int64(target))
-                        return (target, from, true, done, cursor)
-                    }
-                    let from = keyring.keys.currentVersion
-                    let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM kek") ?? 0) + 1
-                    _ = try Keyring.insertKEK(version: target, current: false, under: keyring.keys.master,
-                                              storeID: keyring.storeID, in: connection)
-                    try connection.run("UPDATE kek SET current = CASE WHEN version = ? THEN 1 ELSE 0 END", [.int(Int(target))])
-                    let total = Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
-                    try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('kek', ?, ?, ?)",
-                                       [.int(Int(target)), .int(total), .integer(Store.milliseconds(Date()))])
-                    return (target, from, false, 0, 0)
+            try keyring.database.transaction { tables in
+                if let rotation = try tables.rotation(.kek) {
+                    let from = try tables.kekVersionRange()?.oldest ?? rotation.targetVersion
+                    return (rotation.targetVersion, from, true, rotation.done, rotation.cursor)
                 }
+                let from = keyring.keys.currentVersion
+                let target = (try tables.kekVersionRange()?.newest ?? 0) + 1
+                _ = try Keyring.insertKEK(version: target, current: false, under: keyring.keys.master,
+                                          storeID: keyring.storeID, in: tables)
+                try tables.makeKEKCurrent(target)
+                try tables.startRotation(.kek, targetVersion: target, total: try tables.subjectKeyCount(),
+                                         startedAt: Store.milliseconds(Date()))
+                return (target, from, false, 0, 0)
             }
         }
         try storeErrors { try keyring.reload() }
@@ -108,26 +100,15 @@ extension Store {
         var batches = 0
         // The few keys first: index and audit keys.
         try storeErrors {
-            let few = try keyring.database.withLock { connection in
-                try ["index_keys", "audit_keys"].reduce(0) { count, table in
-                    count + Int(try connection.scalarInteger("SELECT count(*) FROM \(table) WHERE kek_version <> ?", [.int(Int(target))]) ?? 0)
-                }
-            }
+            let few = try keyring.database.read { try $0.sharedKeys(notUnder: target).count }
             try keyring.reserve(try keyring.kek(target).usage, count: few)
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    // Both tables are keyed by version within their field ("phones" for index keys).
-                    for (table, slot) in [("index_keys", EnvelopeSlot.indexKey), ("audit_keys", EnvelopeSlot.auditKey)] {
-                        let rows = try connection.rows("SELECT version, kek_version, wrapped FROM \(table) WHERE kek_version <> ?",
-                                                       [.int(Int(target))]) {
-                            ($0.int64(0), UInt32($0.int64(1)), $0.blob(2) ?? [])
-                        }
-                        for (version, kekVersion, wrapped) in rows {
-                            let rewrapped = try rewrap(wrapped, at: EnvelopeLocation(slot: slot, recordID: version), from: kekVersion, to: target)
-                            try connection.run("UPDATE \(table) SET wrapped = ?, kek_version = ? WHERE version = ?",
-                                               [.blob(rewrapped), .int(Int(target)), .integer(version)])
-                        }
-                    }
+            try keyring.database.transaction { tables in
+                // Both tables are keyed by version within their field ("phones" for index keys).
+                for key in try tables.sharedKeys(notUnder: target) {
+                    let slot: EnvelopeSlot = key.table == .indexKeys ? .indexKey : .auditKey
+                    let rewrapped = try rewrap(key.wrapped, at: EnvelopeLocation(slot: slot, recordID: key.version),
+                                               from: key.kekVersion, to: target)
+                    try tables.rewrapSharedKey(key, wrapped: rewrapped, kekVersion: target)
                 }
             }
         }
@@ -139,27 +120,22 @@ extension Store {
         var sweptFromStart = false
         while true {
             let count: Int = try storeErrors {
-                try keyring.database.withLock { connection in
-                    try connection.transaction {
-                        let rows = try connection.rows(RotationStatements.subjectKeysToRewrap,
-                                                       [.integer(position), .int(Int(target)), .int(batchSize)]) {
-                            ($0.int64(0), $0.int64(1), UInt32($0.int64(2)), $0.blob(3) ?? [])
-                        }
-                        // Reserved in this transaction: if it rolls back, no key sealed under it is stored.
-                        if let usage = try keyring.kek(target).usage { try Keyring.reserve(usage, count: rows.count, in: connection) }
-                        for (subject, version, kekVersion, wrapped) in rows {
-                            let rewrapped = try rewrap(wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: subject),
-                                                       from: kekVersion, to: target)
-                            try connection.run(RotationStatements.rewrapSubjectKey,
-                                               [.blob(rewrapped), .int(Int(target)), .integer(subject), .integer(version)])
-                        }
-                        position = rows.last?.0 ?? position
-                        try connection.run("UPDATE rotations SET done = done + ?, cursor = ? WHERE kind = 'kek'",
-                                           [.int(rows.count), .integer(position)])
-                        try faultInjection?("rotate-kek.in-batch", batches + 1)
-                        return rows.count
+                let (count, last) = try keyring.database.transaction { tables in
+                    let rows = try tables.subjectKeysToRewrap(after: position, notUnder: target, limit: batchSize)
+                    // Reserved in this transaction: if it rolls back, no key sealed under it is stored.
+                    if let usage = try keyring.kek(target).usage { try tables.reserve(usage, count: rows.count) }
+                    for row in rows {
+                        let rewrapped = try rewrap(row.wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: row.subject),
+                                                   from: row.kekVersion, to: target)
+                        try tables.rewrapSubjectKey(subject: row.subject, version: row.version, wrapped: rewrapped, kekVersion: target)
                     }
+                    let last = rows.last?.subject ?? position
+                    try tables.advanceKEKRotation(by: rows.count, cursor: last)
+                    try faultInjection?("rotate-kek.in-batch", batches + 1)
+                    return (rows.count, last)
                 }
+                position = last
+                return count
             }
             guard count > 0 || !sweptFromStart else {
                 (position, sweptFromStart) = (0, true)
@@ -174,17 +150,14 @@ extension Store {
         // Finish: in one transaction, so a key another process wrapped under the old KEK meanwhile
         // keeps it alive until the next run.
         let finished: Bool = try storeErrors {
-            try keyring.database.withLock { connection in
-                let finished = try connection.transaction {
-                    guard try connection.scalarInteger(RotationStatements.subjectKeysLeftBehind, [.int(Int(target))]) == 0
-                    else { return false }
-                    try connection.run("DELETE FROM kek WHERE version <> ?", [.int(Int(target))])
-                    try connection.run("DELETE FROM rotations WHERE kind = 'kek'")
-                    return true
-                }
-                try connection.discardDeletedContent()
-                return finished
+            let finished = try keyring.database.transaction { tables in
+                guard try tables.subjectKeysLeftBehind(notUnder: target) == 0 else { return false }
+                try tables.deleteKEKs(except: target)
+                try tables.finishRotation(.kek)
+                return true
             }
+            try keyring.database.read { try $0.discardDeletedContent() }
+            return finished
         }
         guard finished else { throw .invalidInput("keys were written under the old KEK during the rotation: run it again") }
         try storeErrors { try keyring.reload() }
@@ -216,7 +189,7 @@ extension Store {
 
     private func rotationTotal(_ kind: RotationKind) throws(StoreError) -> Int {
         try storeErrors {
-            try keyring.database.withLock { Int(try $0.scalarInteger("SELECT total FROM rotations WHERE kind = ?", [.text(kind.rawValue)]) ?? 0) }
+            try keyring.database.read { try $0.rotation(kind)?.total ?? 0 }
         }
     }
 
@@ -264,7 +237,7 @@ extension Store {
             progress(count, total)
             try storeErrors { try faultInjection?("rotate-data.batch", batches) }
         }
-        try storeErrors { try keyring.database.withLock { try $0.run("DELETE FROM rotations WHERE kind = 'data'") } }
+        try storeErrors { try keyring.database.read { try $0.finishRotation(.data) } }
         try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: finished, \(count) subjects re-encrypted under fresh keys")])
         return RotationReport(kind: .data, fromVersion: 0, toVersion: 0, items: count, resumed: resumed)
     }
@@ -286,13 +259,8 @@ extension Store {
         // Keys first (committed in the key database), then the data that uses them, then the old keys go.
         // A key left by a run that crashed before its data committed is unused: it is replaced.
         try storeErrors {
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    for row in rows {
-                        try connection.run("DELETE FROM subject_keys WHERE subject_id = ? AND version > ?",
-                                           [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion))])
-                    }
-                }
+            try keyring.database.transaction { tables in
+                for row in rows { try tables.deleteSubjectKeys(row.summary.id, newerThan: row.keyVersion) }
             }
         }
         var madeKeys: [SubjectID: KeyHandle] = [:]
@@ -347,13 +315,8 @@ extension Store {
             try faultInjection?("rotate-data.in-batch", batch)
         }
         try storeErrors {
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    for row in rows {
-                        try connection.run("DELETE FROM subject_keys WHERE subject_id = ? AND version <> ?",
-                                           [.integer(row.summary.id.rawValue), .int(Int(newKeys[row.summary.id]!.version))])
-                    }
-                }
+            try keyring.database.transaction { tables in
+                for row in rows { try tables.deleteSubjectKeys(row.summary.id, except: newKeys[row.summary.id]!.version) }
             }
         }
         rows.forEach { keyring.forget($0.summary.id, versions: [$0.keyVersion]) }
@@ -370,26 +333,21 @@ extension Store {
         let from = keyring.phoneIndex
         try storeErrors { try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1) }
         let (target, resumed) = try storeErrors { () throws -> (UInt32, Bool) in
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    if let target = try connection.scalarInteger("SELECT target_version FROM rotations WHERE kind = 'index'") {
-                        return (UInt32(target), true)
-                    }
-                    let target = UInt32(try connection.scalarInteger("SELECT max(version) FROM index_keys") ?? 0) + 1
-                    let planned = Int(try connection.scalarInteger("SELECT planned_population FROM index_keys WHERE state = 'active'") ?? 0)
+            try keyring.database.transaction { tables in
+                    if let rotation = try tables.rotation(.index) { return (rotation.targetVersion, true) }
+                    let target = try tables.newestIndexKeyVersion() + 1
+                    let planned = try tables.plannedPopulation(ofIndexVersion: nil)
                     let chosen = bits ?? from.bits
                     // Re-planning with more bits plans for the population those bits suit (CipherSweet's rule).
                     let population = bits == nil ? planned : 2 << chosen
                     try Keyring.insertIndexKey(version: target, bits: chosen, plannedPopulation: population, state: "building",
-                                               under: keyring.keyEncryptionKey, storeID: keyring.storeID, in: connection)
-                    try connection.run("INSERT INTO rotations (kind, target_version, total, started_at) VALUES ('index', ?, 0, ?)",
-                                       [.int(Int(target)), .integer(Store.milliseconds(Date()))])
+                                               under: keyring.keyEncryptionKey, storeID: keyring.storeID, in: tables)
+                    try tables.startRotation(.index, targetVersion: target, total: 0, startedAt: Store.milliseconds(Date()))
                     return (target, false)
-                }
             }
         }
         let total = try count()
-        try storeErrors { try keyring.database.withLock { try $0.run("UPDATE rotations SET total = ? WHERE kind = 'index'", [.int(total)]) } }
+        try storeErrors { try keyring.database.read { try $0.setRotationTotal(.index, total) } }
         try storeErrors { try keyring.reload() }
         guard let building = keyring.keys.phoneIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new phone index key", .keyVersionUnavailable(target))
@@ -415,13 +373,7 @@ extension Store {
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
         try storeErrors {
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active' AND version <> ?",
-                                       [.int(Int(target))])
-                    try connection.run("UPDATE index_keys SET state = 'active' WHERE field = 'phones' AND version = ?", [.int(Int(target))])
-                }
-            }
+            try keyring.database.transaction { try $0.activateIndexKey(target) }
         }
         try storeErrors { try faultInjection?("rotate-index.switch", batches) }
         try storeErrors { try keyring.reload() }
@@ -439,13 +391,11 @@ extension Store {
             leftBehind.formUnion(reindexed)
         }
         try storeErrors {
-            try keyring.database.withLock { connection in
-                try connection.transaction {
-                    try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
-                    try connection.run("DELETE FROM rotations WHERE kind = 'index'")
-                }
-                try connection.discardDeletedContent()
+            try keyring.database.transaction { tables in
+                try tables.deleteRetiredIndexKeys()
+                try tables.finishRotation(.index)
             }
+            try keyring.database.read { try $0.discardDeletedContent() }
         }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(done + leftBehind.count) subjects re-indexed, old index dropped")])
@@ -511,16 +461,11 @@ extension Store {
     private func beginWalk(_ kind: RotationKind, targetVersion: Int) throws(StoreError) -> (Int64, Int, Bool) {
         let total = try count()
         return try storeErrors {
-            try keyring.database.withLock { connection in
-                if let (cursor, done) = try connection.firstRow("SELECT cursor, done FROM rotations WHERE kind = ?", [.text(kind.rawValue)], {
-                    ($0.int64(0), Int($0.int64(1)))
-                }), cursor > 0 || done > 0 {
-                    return (cursor, done, true)
+            try keyring.database.read { tables in
+                if let rotation = try tables.rotation(kind), rotation.cursor > 0 || rotation.done > 0 {
+                    return (rotation.cursor, rotation.done, true)
                 }
-                try connection.run("""
-                    INSERT INTO rotations (kind, target_version, total, started_at) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (kind) DO UPDATE SET total = excluded.total
-                    """, [.text(kind.rawValue), .int(targetVersion), .int(total), .integer(Store.milliseconds(Date()))])
+                try tables.startRotation(kind, targetVersion: UInt32(targetVersion), total: total, startedAt: Store.milliseconds(Date()))
                 return (0, 0, false)
             }
         }
@@ -528,24 +473,14 @@ extension Store {
 
     private func advanceWalk(_ kind: RotationKind, cursor: Int64, done: Int) throws(StoreError) {
         try storeErrors {
-            try keyring.database.withLock {
-                try $0.run("UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?", [.integer(cursor), .int(done), .text(kind.rawValue)])
-            }
+            try keyring.database.read { try $0.advanceRotation(kind, cursor: cursor, done: done) }
         }
     }
 
     /// Rotations in progress (interrupted, or running in another process).
     public func rotationsInProgress() throws(StoreError) -> [RotationProgress] {
         try storeErrors {
-            try keyring.database.withLock { connection in
-                // A kind this version does not know (none is ever written) is not shown.
-                try connection.rows("SELECT kind, target_version, done, total, started_at FROM rotations ORDER BY kind") { row in
-                    RotationKind(rawValue: row.text(0) ?? "").map { kind in
-                        RotationProgress(kind: kind, targetVersion: Int(row.int64(1)), done: Int(row.int64(2)),
-                                         total: Int(row.int64(3)), startedAt: Store.date(milliseconds: row.int64(4)))
-                    }
-                }.compactMap { $0 }
-            }
+            try keyring.database.read { try $0.rotationsInProgress() }
         }
     }
 }
@@ -553,19 +488,10 @@ extension Store {
 /// The statements a rotation runs once per subject or per batch, shared with the tests that pin their
 /// query plans (QueryPlanTests): each must find its rows through an index, whatever the store's size.
 enum RotationStatements {
-    /// The next batch of subject keys the KEK rotation re-wraps, after the cursor: the primary key's range.
-    static let subjectKeysToRewrap = """
-        SELECT subject_id, version, kek_version, wrapped FROM subject_keys
-        WHERE subject_id > ? AND kek_version <> ? ORDER BY subject_id, version LIMIT ?
-        """
-    /// One subject key re-wrapped under the new KEK: by primary key.
-    static let rewrapSubjectKey = "UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?"
     /// A subject's rows of the index version being built, dropped before they are written again (a
     /// batch run twice): through `phone_index_by_subject (subject_id, key_version)`.
     static let dropSubjectIndexRows = "DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?"
 
-    /// Subject keys still under another KEK, counted once when the KEK rotation finishes.
-    static let subjectKeysLeftBehind = "SELECT count(*) FROM subject_keys WHERE kek_version <> ?"
     /// Subjects indexed under an old index version but not the new (?1), once the walk is through: a few
     /// passes over the blind index at the end of an index rotation.
     static let subjectsLeftBehind = """
@@ -578,5 +504,5 @@ enum RotationStatements {
     static let dropOldIndexRows = "DELETE FROM phone_index WHERE key_version <> ?"
     /// The statements that read or change a whole table on purpose: each runs once (or a few times) per
     /// rotation, never per subject, so the rotation stays linear.
-    static let onceOverTheWholeTable = [subjectKeysLeftBehind, subjectsLeftBehind, dropOldIndexRows]
+    static let onceOverTheWholeTable = [KeyDatabase.subjectKeysLeftBehind, subjectsLeftBehind, dropOldIndexRows]
 }
