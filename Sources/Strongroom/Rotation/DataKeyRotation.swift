@@ -78,35 +78,9 @@ extension Store {
             let connection = write.connection
             for (row, personal) in zip(rows, plaintexts) {
                 let key = newKeys[row.summary.id]!
-                // A fresh key starts a fresh count of its encryptions.
-                var assignments = ["key_version = ?", "seal_count = ?"]
-                var values: [SQLValue] = [.int(Int(key.version)), .int(row.ciphertexts.count)]
-                for field in fields where row.ciphertexts[field] != nil {
-                    guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
-                    assignments.append("\(field.column) = ?")
-                    values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
-                                                          under: key, storeID: keyring.storeID)))
-                }
-                // Only if nobody changed the subject since it was read: else the old values would
-                // overwrite a rectification made meanwhile; the batch is then rolled back and retried.
-                try connection.run("""
-                    UPDATE subjects SET \(assignments.joined(separator: ", "))
-                    WHERE id = ? AND key_version = ? AND updated_at = ?
-                    """, values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion)),
-                                   .integer(Store.milliseconds(row.summary.updatedAt))])
-                guard connection.changes == 1 else { throw StoreError.concurrentChange(row.summary.id) }
-                var opened = (consentPlaintexts[row.summary.id] ?? []).makeIterator()
-                for entry in consents[row.summary.id] ?? [] {
-                    func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
-                        guard sealed != nil, let plaintext = opened.next() else { return .null }
-                        return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: entry.id), under: key,
-                                                       storeID: keyring.storeID))
-                    }
-                    let client = try reseal(entry.client, .consentClientAddress)
-                    let evidence = try reseal(entry.evidence, .consentEvidence)
-                    try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
-                                       [client, evidence, .int(Int(key.version)), .integer(entry.id)])
-                }
+                try writeReencryptedFields(of: row, personal, under: key, in: connection)
+                try resealConsents(consents[row.summary.id] ?? [], opened: consentPlaintexts[row.summary.id] ?? [], under: key,
+                                   in: connection)
                 // Counts the re-sealed parts; an entry appended since the ledger was read is still under
                 // the old key, destroyed next: that refuses the batch (rolled back) rather than lose it.
                 try finishLedgerReseal(row.summary.id, version: key.version, in: connection)
@@ -121,5 +95,43 @@ extension Store {
         }
         rows.forEach { keyring.forget($0.summary.id, versions: [$0.keyVersion]) }
         return rows.count
+    }
+
+    /// Writes `row`'s fields sealed again under `key` (and a fresh seal count), only if nobody changed
+    /// the subject since it was read: else the old values would overwrite a rectification made
+    /// meanwhile, so that throws `concurrentChange` and the batch is rolled back and retried.
+    private func writeReencryptedFields(of row: EncryptedSubject, _ personal: PersonalData, under key: KeyHandle,
+                                        in connection: any Database) throws {
+        // A fresh key starts a fresh count of its encryptions.
+        var assignments = ["key_version = ?", "seal_count = ?"]
+        var values: [SQLValue] = [.int(Int(key.version)), .int(row.ciphertexts.count)]
+        for field in PersonalField.allCases where row.ciphertexts[field] != nil {
+            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
+            assignments.append("\(field.column) = ?")
+            values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: row.summary.id.rawValue),
+                                                  under: key, storeID: keyring.storeID)))
+        }
+        try connection.run("""
+            UPDATE subjects SET \(assignments.joined(separator: ", "))
+            WHERE id = ? AND key_version = ? AND updated_at = ?
+            """, values + [.integer(row.summary.id.rawValue), .int(Int(row.keyVersion)),
+                           .integer(Store.milliseconds(row.summary.updatedAt))])
+        guard connection.changes == 1 else { throw StoreError.concurrentChange(row.summary.id) }
+    }
+
+    /// Seals the consent ledger `entries`' sealed parts (their `opened` plaintexts, in order) again under `key`.
+    private func resealConsents(_ entries: [ConsentRow], opened: [[UInt8]], under key: KeyHandle, in connection: any Database) throws {
+        var opened = opened.makeIterator()
+        for entry in entries {
+            func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
+                guard sealed != nil, let plaintext = opened.next() else { return .null }
+                return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: entry.id), under: key,
+                                               storeID: keyring.storeID))
+            }
+            let client = try reseal(entry.client, .consentClientAddress)
+            let evidence = try reseal(entry.evidence, .consentEvidence)
+            try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
+                               [client, evidence, .int(Int(key.version)), .integer(entry.id)])
+        }
     }
 }
