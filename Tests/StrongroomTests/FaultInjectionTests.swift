@@ -180,8 +180,8 @@ struct FaultInjectionTests {
         let store = try test.reopen()
         for rotation in try store.rotationsInProgress() {
             switch rotation.kind {
-            case "kek": _ = try store.rotateKeyEncryptionKey(context: TestStore.admin)
-            case "data": _ = try store.rotateAllDataKeys(context: TestStore.admin)
+            case .kek: _ = try store.rotateKeyEncryptionKey(context: TestStore.admin)
+            case .data: _ = try store.rotateAllDataKeys(context: TestStore.admin)
             default: _ = try store.rotateIndexKey(context: TestStore.admin)
             }
         }

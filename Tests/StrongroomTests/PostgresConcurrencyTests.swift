@@ -128,7 +128,7 @@ struct PostgresConcurrencyTests {
         await run([ChildJob(role: .doomedRotator, worker: 0, parties: 2, kind: kind, seeds: seeds, test: test),
                    ChildJob(role: .server, worker: 1, parties: 2, seeds: seeds, test: test)])
         let interrupted = try test.reopen().rotationsInProgress()
-        #expect(interrupted.map(\.kind) == [kind])
+        #expect(interrupted.map(\.kind.rawValue) == [kind])
         #expect(interrupted.first.map { $0.done > 0 && $0.done < seeds.count } == true, "stopped mid-way: \(interrupted)")
         // Phase 2: another process resumes it while a second server works.
         await run([ChildJob(role: .resumer, worker: 0, parties: 2, kind: kind, seeds: seeds, test: test, phase: 2),
@@ -332,7 +332,7 @@ struct ChildJob: Codable, Sendable {
 
     private func rotate(_ store: Store, _ context: AccessContext) throws {
         if role == .resumer {
-            let pending = try store.rotationsInProgress().map(\.kind)
+            let pending = try store.rotationsInProgress().map(\.kind.rawValue)
             guard pending == [kind] else { throw ChildFailure(description: "expected a \(kind) rotation to resume, found \(pending)") }
         }
         for step in kind.split(separator: "+") {

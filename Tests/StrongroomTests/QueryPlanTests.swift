@@ -29,7 +29,7 @@ struct QueryPlanTests {
         try runEveryPerSubjectPath(test.store)
         let statements = try preparedStatements(of: test.store)
         // The rotation's own statements are among them (the code and this test share the constants).
-        for pinned in [RotationStatements.subjectKeysToRewrap, RotationStatements.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows] {
+        for pinned in [KeyDatabase.subjectKeysToRewrap, KeyDatabase.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows] {
             #expect(statements.contains { $0.matches(pinned) }, "not run by the paths: \(pinned)")
         }
         #expect(statements.count > 40, "only \(statements.count) statements were seen: the paths did not run")
@@ -49,8 +49,8 @@ struct QueryPlanTests {
         let expected: [(sql: String, sqlite: String, postgres: String)] = [
             (RotationStatements.dropSubjectIndexRows, "phone_index_by_subject (subject_id=? AND key_version=?)",
              "phone_index_by_subject"),
-            (RotationStatements.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
-            (RotationStatements.rewrapSubjectKey, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
+            (KeyDatabase.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
+            (KeyDatabase.rewrapSubjectKey, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
         ]
         for (sql, sqlitePlan, postgresIndex) in expected {
             let statement = try #require(statements.first { $0.matches(sql) })
@@ -179,7 +179,7 @@ struct QueryPlanTests {
 
     /// The statements the store's data and key connections prepared while the paths ran.
     private func preparedStatements(of store: Store) throws -> [PreparedStatement] {
-        try [store.data.withLock { $0 }, store.keyring.database.withLock { $0 }].flatMap { connection in
+        try [store.data.withLock { $0 }, store.keyring.database.connectionForInspection].flatMap { connection in
             switch connection.dialect {
             case .sqlite:
                 // `sqlite_stmt` (SQLITE_ENABLE_STMTVTAB) lists the connection's prepared statements.

@@ -39,6 +39,15 @@ struct RotationTests {
         #expect(verification.isIntact, "\(String(describing: verification.problem))")
     }
 
+    @Test("rotation kinds keep the names the JSON output, `keys status` and the key database's rotations table use")
+    func kindNamesStayStable() throws {
+        #expect(RotationKind.allCases.map(\.rawValue) == ["master", "kek", "data", "index", "seal-erasures"])
+        let json = #"{"kind":"seal-erasures","fromVersion":1,"toVersion":2,"items":3,"resumed":false}"#
+        let report = try JSONDecoder().decode(RotationReport.self, from: Data(json.utf8))
+        #expect(report.kind == .sealErasures)
+        #expect(String(decoding: try JSONEncoder().encode(report), as: UTF8.self).contains(#""kind":"seal-erasures""#))
+    }
+
     @Test("master key rotation re-wraps one key, and the old master key is refused afterwards", arguments: TestBackend.all)
     func master(backend: TestBackend) throws {
         let (test, ids) = try populated(backend)
@@ -64,7 +73,7 @@ struct RotationTests {
         let crashing = try crashing(test, at: "rotate-kek.batch", after: 2)
         #expect(throws: StoreError.self) { try crashing.rotateKeyEncryptionKey(batchSize: 10, context: TestStore.admin) }
         let inProgress = try crashing.rotationsInProgress()
-        #expect(inProgress.map(\.kind) == ["kek"] && inProgress[0].done == 20)
+        #expect(inProgress.map(\.kind) == [.kek] && inProgress[0].done == 20)
         // Mid-rotation, with two KEKs, everything still reads.
         try expectIntact(try test.reopen(), ids)
         let report = try test.reopen().rotateKeyEncryptionKey(batchSize: 10, context: TestStore.admin)
@@ -135,7 +144,7 @@ struct RotationTests {
         #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
         // Finish as an administrator would: resume whatever is shown as in progress.
         let store = try test.reopen()
-        for rotation in try store.rotationsInProgress() where rotation.kind == "index" {
+        for rotation in try store.rotationsInProgress() where rotation.kind == .index {
             #expect(try store.rotateIndexKey(context: TestStore.admin).resumed)
         }
         try expectIntact(try test.reopen(), ids)
@@ -258,7 +267,7 @@ struct RotationTests {
             }
         }
         let resumed = try test.reopen()
-        #expect(try resumed.rotationsInProgress().map(\.kind) == [kind])
+        #expect(try resumed.rotationsInProgress().map(\.kind.rawValue) == [kind])
         switch kind {
         case "kek": #expect(try resumed.rotateKeyEncryptionKey(context: TestStore.admin).resumed)
         case "data": #expect(try resumed.rotateAllDataKeys(context: TestStore.admin).resumed)

@@ -67,22 +67,20 @@ extension Store {
 extension Keyring {
     /// The key hierarchy's state, with `indexedNumbers` from the data database.
     func status(indexedNumbers: Int, rotations: [RotationProgress]) throws -> KeyStatus {
-        try database.withLock { connection in
-            let planned = Int(try connection.scalarInteger(
-                "SELECT planned_population FROM index_keys WHERE field = 'phones' AND version = ?",
-                [.int(Int(phoneIndex.version))]) ?? 0)
+        try database.read { tables in
+            let planned = try tables.plannedPopulation(ofIndexVersion: phoneIndex.version)
             return KeyStatus(
-                masterGeneration: Int(try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1") ?? 0),
+                masterGeneration: Int(try tables.masterGeneration() ?? 0),
                 kekVersion: Int(keyEncryptionKey.version),
-                subjectKeys: Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0),
-                erasedSubjects: Int(try connection.scalarInteger("SELECT count(*) FROM erased_subjects") ?? 0),
+                subjectKeys: try tables.subjectKeyCount(),
+                erasedSubjects: try tables.erasedSubjectCount(),
                 phoneIndex: .init(version: Int(phoneIndex.version), bits: phoneIndex.bits, plannedPopulation: planned,
                                   indexedNumbers: indexedNumbers,
                                   expectedCoincidences: BlindIndexPlan.expectedCoincidences(population: indexedNumbers,
                                                                                             bits: phoneIndex.bits),
                                   needsReplanning: indexedNumbers > 4 * planned),
-                auditKeyVersion: Int(try connection.scalarInteger("SELECT max(version) FROM audit_keys") ?? 0),
-                auditHeadSequence: UInt64(try connection.scalarInteger("SELECT sequence FROM audit_head WHERE id = 1") ?? 0),
+                auditKeyVersion: Int(try tables.latestAuditKey()?.version ?? 0),
+                auditHeadSequence: try tables.auditHead()?.head.sequence ?? 0,
                 rotationsInProgress: rotations,
                 keyUsage: [keys.master.usage, keys.current.usage].compactMap { usage in
                     usage.map { KeyStatus.KeyUsageStatus(key: $0.name, used: $0.snapshot.used, budget: $0.budget) }

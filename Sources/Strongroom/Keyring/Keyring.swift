@@ -8,14 +8,15 @@ import Synchronization
 /// live in `keys.sqlite`, apart from the data, so that destroying a subject key reaches every copy of
 /// its ciphertext, backups of the data file included.
 ///
-/// Thread safety: safe from any thread. The key database connection and the key cache each sit behind a
-/// lock; never call the audit hook while holding the database lock.
+/// Thread safety: safe from any thread. The key database (`KeyDatabase`) and the key cache each sit
+/// behind a lock; never call the audit hook while holding the database lock.
 final class Keyring: Sendable {
     /// The store's random 16-byte id, bound into every envelope's AAD.
     let storeID: [UInt8]
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
-    let database: Mutex<any Database>
+    /// The wrapped keys, and every statement on their tables.
+    let database: KeyDatabase
     /// Unwrapped subject keys (key bytes, not key schedules): a hit costs a key schedule, about a
     /// quarter of a microsecond, instead of a key-database read and an unwrap. Schedules are not kept:
     /// at 1.5 KB each only a small hot set would fit, and with the lookups of a large store spread over
@@ -71,7 +72,7 @@ final class Keyring: Sendable {
         var current: KeyHandle { keyEncryptionKeys[currentVersion]! }
     }
 
-    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: consuming sending any Database,
+    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: KeyDatabase,
                  cacheCapacity: Int, nonceBudget: UInt64, erasureWait: Duration, latestErasure: Int64) throws(CryptoError) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
@@ -79,7 +80,7 @@ final class Keyring: Sendable {
         self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil, checkedAt: nil))
         self.auditMAC = auditMAC
         self.loaded = Mutex(keys)
-        self.database = Mutex(database)
+        self.database = database
         self.subjectKeys = Mutex(try KeyCache(capacity: cacheCapacity))
     }
 
@@ -101,30 +102,27 @@ final class Keyring: Sendable {
     static func create(database connection: consuming sending any Database, master: SecretKey, storeID: [UInt8],
                        auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
                        nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
-        try connection.migrate(Schema.keys(connection.dialect))
-        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
+        let database = try KeyDatabase(connection)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
                                                usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
         let auditKey = try SecretKey.random()
-        let keys = try connection.transaction {
-            try connection.run("INSERT INTO store (id, store_id, master_generation, created_at, audit_durability) VALUES (1, ?, 1, ?, ?)",
-                               [.blob(storeID), .integer(now), .text(auditDurability.rawValue)])
-            try reserve(masterHandle.usage!, count: 1, in: connection)
-            var kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: connection)
+        let keys = try database.transaction { tables in
+            try tables.insertStoreRow(storeID: storeID, createdAt: now, auditDurability: auditDurability.rawValue)
+            try tables.reserve(masterHandle.usage!, count: 1)
+            var kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: tables)
             kek.usage = KeyUsage(name: "kek:1", budget: nonceBudget, reserved: 0)
-            try reserve(kek.usage!, count: 2, in: connection)
-            try connection.run("INSERT INTO audit_keys (version, key_id, kek_version, wrapped, created_at) VALUES (1, ?, 1, ?, ?)", [
-                .int(Int(try randomKeyIdentifier())),
-                .blob(try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1), under: kek, storeID: storeID)),
-                .integer(now),
-            ])
+            try tables.reserve(kek.usage!, count: 2)
+            try tables.insertAuditKey(version: 1, identifier: try randomKeyIdentifier(), kekVersion: 1,
+                                      wrapped: try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1),
+                                                                 under: kek, storeID: storeID),
+                                      createdAt: now)
             let indexKey = try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
-                                              under: kek, storeID: storeID, in: connection)
+                                              under: kek, storeID: storeID, in: tables)
             return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
                               phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
-        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait, latestErasure: 0)
         _ = try keyring.reloadIfChanged()
         return keyring
@@ -135,21 +133,15 @@ final class Keyring: Sendable {
     /// wait: a reader still there leaves it for later).
     static func open(database connection: consuming sending any Database, master: SecretKey, cacheCapacity: Int,
                      nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
-        try connection.migrate(Schema.keys(connection.dialect))
-        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
-        guard let (storeID, generation) = try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
-            ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
-        }) else { throw StoreError.storeMismatch }
+        let database = try KeyDatabase(connection)
+        guard let (storeID, generation) = try database.read({ try $0.storeIdentity() }) else { throw StoreError.storeMismatch }
         let masterUsage = KeyUsage(name: "master:\(generation)", budget: nonceBudget,
-                                   reserved: UInt64(try connection.scalarInteger("SELECT reserved FROM key_usage WHERE key = ?",
-                                                                                 [.text("master:\(generation)")]) ?? 0))
+                                   reserved: try database.read { try $0.reserved("master:\(generation)") })
         let masterHandle = try masterKeyHandle(master, generation: generation, storeID: storeID, usage: masterUsage)
-        try migrateLegacyMasterKeyIdentifier(master, to: masterHandle, storeID: storeID, in: connection)
-        let keys = try load(from: connection, master: masterHandle, storeID: storeID, known: nil, budget: nonceBudget)
-        guard let (version, kekVersion, wrapped) = try connection.firstRow(
-            "SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", [], {
-                ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
-            }) else { throw StoreError.unreadableKey("the audit key", .truncated(byteCount: 0)) }
+        try migrateLegacyMasterKeyIdentifier(master, to: masterHandle, storeID: storeID, in: database)
+        let keys = try database.read { try load(from: $0, master: masterHandle, storeID: storeID, known: nil, budget: nonceBudget) }
+        guard let (version, kekVersion, wrapped) = try database.read({ try $0.latestAuditKey() })
+        else { throw StoreError.unreadableKey("the audit key", .truncated(byteCount: 0)) }
         let auditKey: SecretKey
         do throws(EnvelopeError) {
             auditKey = try Envelope.openKey(wrapped, at: EnvelopeLocation(slot: .auditKey, recordID: version),
@@ -157,8 +149,8 @@ final class Keyring: Sendable {
         } catch {
             throw StoreError.unreadableKey("the audit key", error)
         }
-        let latestErasure = try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
-        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: connection,
+        let latestErasure = try database.read { try $0.latestErasureNumber() }
+        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait,
                                   latestErasure: latestErasure)
         _ = try keyring.reloadIfChanged()
@@ -169,24 +161,22 @@ final class Keyring: Sendable {
     }
 
     /// Reads and unwraps the KEKs and the answering index keys; versions in `known` are reused as they are.
-    static func load(from connection: any Database, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
+    static func load(from tables: KeyTables, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
                      budget: UInt64) throws -> LoadedKeys {
-        let reserved = Dictionary(uniqueKeysWithValues: try connection.rows("SELECT key, reserved FROM key_usage") {
-            ($0.text(0) ?? "", UInt64($0.int64(1)))
-        })
+        let reserved = try tables.reservations()
         func usage(_ name: String) -> KeyUsage { KeyUsage(name: name, budget: budget, reserved: reserved[name] ?? 0) }
         var keks: [UInt32: KeyHandle] = [:]
         var current: UInt32?
-        try connection.forEachRow("SELECT version, key_id, wrapped, current FROM kek") { row in
-            let version = UInt32(truncatingIfNeeded: row.int64(0))
-            if row.int64(3) != 0 { current = version }
+        for row in try tables.wrappedKEKs() {
+            let version = row.version
+            if row.current { current = version }
             if let handle = known?.keyEncryptionKeys[version] {
                 keks[version] = handle
-                return
+                continue
             }
             let key: SecretKey
             do throws(EnvelopeError) {
-                key = try Envelope.openKey(row.blob(2) ?? [], at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
+                key = try Envelope.openKey(row.wrapped, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
                                            under: master, storeID: storeID)
             } catch .wrongKey {
                 throw StoreError.wrongMasterKey
@@ -196,27 +186,24 @@ final class Keyring: Sendable {
                 throw StoreError.unreadableKey("the key-encryption key", error)
             }
             keks[version] = KeyHandle(cipher: try AES256GCM(key: key), version: version,
-                                      identifier: UInt32(truncatingIfNeeded: row.int64(1)), usage: usage("kek:\(version)"))
+                                      identifier: row.identifier, usage: usage("kek:\(version)"))
         }
         guard let current else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
         var indexes: [PhoneBlindIndex] = []
-        try connection.forEachRow("""
-            SELECT version, kek_version, wrapped, bits FROM index_keys
-            WHERE field = 'phones' AND state IN ('active', 'building') ORDER BY state = 'building', version
-            """) { row in
-            let version = UInt32(truncatingIfNeeded: row.int64(0))
+        for row in try tables.answeringIndexKeys() {
+            let version = row.version
             if let index = known?.phoneIndexes.first(where: { $0.version == version }) {
                 indexes.append(index)
-                return
+                continue
             }
             let key: SecretKey
             do throws(EnvelopeError) {
-                key = try Envelope.openKey(row.blob(2) ?? [], at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)),
-                                           under: try kek(UInt32(truncatingIfNeeded: row.int64(1)), in: keks), storeID: storeID)
+                key = try Envelope.openKey(row.wrapped, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)),
+                                           under: try kek(row.kekVersion, in: keks), storeID: storeID)
             } catch {
                 throw StoreError.unreadableKey("the phone index key", error)
             }
-            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: Int(row.int64(3)), storeID: storeID))
+            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
         }
         guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
         return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes)
@@ -225,7 +212,7 @@ final class Keyring: Sendable {
     /// Re-reads the upper keys from the key database (after a rotation by this or another process).
     func reload() throws {
         let known = keys
-        let fresh = try database.withLock {
+        let fresh = try database.read {
             try Keyring.load(from: $0, master: known.master, storeID: storeID, known: known, budget: nonceBudget)
         }
         loaded.withLock { $0 = fresh }
@@ -245,12 +232,12 @@ final class Keyring: Sendable {
         // is recorded only once the reload succeeded, so a failed one is tried again.
         try loadedDataVersion.withLock { seen in
             let now = ContinuousClock.now
-            if let trust, database.withLock({ ($0 as? PostgresConnection)?.takeNotifications() }) == false,
+            if let trust, database.takeErasureAnnouncements() == false,
                erasures.withLock({ $0.checkedAt.map { now - $0 < trust } ?? false }) {
                 return false
             }
             do {
-                let version = try database.withLock { try $0.scalarInteger(Schema.keyChangeCounter($0.dialect)) ?? 0 }
+                let version = try database.read { try $0.changeCounter() }
                 let changed = seen != 0 && seen != version
                 if changed {
                     try reload()
@@ -290,10 +277,7 @@ final class Keyring: Sendable {
     /// Drops from the cache every key of the subjects erased (by any process) since the last check.
     private func forgetErasedSubjects() throws {
         let known = erasures.withLock { $0.latestNumber }
-        let erased = try database.withLock { connection in
-            try connection.rows("SELECT subject_id, erasure_number FROM erased_subjects WHERE erasure_number > ?",
-                                [.integer(known)]) { (SubjectID(rawValue: $0.int64(0)), $0.int64(1)) }
-        }
+        let erased = try database.read { try $0.erasures(after: known) }
         guard let latest = erased.map(\.1).max() else { return }
         subjectKeys.withLock { $0.removeAll(owners: Set(erased.map(\.0.rawValue))) }
         erasures.withLock { $0.latestNumber = max($0.latestNumber, latest) }
@@ -323,31 +307,26 @@ final class Keyring: Sendable {
 
     /// Inserts a fresh KEK wrapped under `master`; returns it.
     static func insertKEK(version: UInt32, current: Bool, under master: KeyHandle, storeID: [UInt8],
-                          in connection: any Database) throws -> KeyHandle {
+                          in tables: KeyTables) throws -> KeyHandle {
         let key = try SecretKey.random()
         let handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try randomKeyIdentifier())
-        try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (?, ?, ?, ?, ?)", [
-            .int(Int(version)), .int(Int(handle.identifier)),
-            .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
-                                    under: master, storeID: storeID)),
-            .integer(Int64(Date().timeIntervalSince1970 * 1000)), .int(current ? 1 : 0),
-        ])
+        try tables.insertKEK(version: version, identifier: handle.identifier,
+                             wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
+                                                        under: master, storeID: storeID),
+                             createdAt: Int64(Date().timeIntervalSince1970 * 1000), current: current)
         return handle
     }
 
     /// Inserts a fresh phone index key wrapped under `kek`; returns it.
     @discardableResult
     static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
-                               storeID: [UInt8], in connection: any Database) throws -> SecretKey {
+                               storeID: [UInt8], in tables: KeyTables) throws -> SecretKey {
         let key = try SecretKey.random()
-        try connection.run("""
-            INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
-            VALUES ('phones', ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [
-                .int(Int(version)), .int(Int(try randomKeyIdentifier())), .int(Int(kek.version)),
-                .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)), under: kek, storeID: storeID)),
-                .int(bits), .int(plannedPopulation), .text(state), .integer(Int64(Date().timeIntervalSince1970 * 1000)),
-            ])
+        try tables.insertIndexKey(version: version, identifier: try randomKeyIdentifier(), kekVersion: kek.version,
+                                  wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)),
+                                                             under: kek, storeID: storeID),
+                                  bits: bits, plannedPopulation: plannedPopulation, state: state,
+                                  createdAt: Int64(Date().timeIntervalSince1970 * 1000))
         return key
     }
 
@@ -373,47 +352,31 @@ final class Keyring: Sendable {
     /// identifier is computed only when a KEK's header does not name the current one (an unmigrated
     /// store, or a wrong key); once migrated, an open neither computes it nor writes.
     private static func migrateLegacyMasterKeyIdentifier(_ master: SecretKey, to handle: KeyHandle, storeID: [UInt8],
-                                                         in connection: any Database) throws {
-        func identifiers() throws -> [(version: Int64, wrapped: [UInt8], identifier: UInt32?)] {
-            try connection.rows("SELECT version, wrapped FROM kek") { row in
-                let wrapped = row.blob(1) ?? []
-                return (row.int64(0), wrapped, try? Envelope.header(of: wrapped).keyIdentifier)
-            }
+                                                         in database: KeyDatabase) throws {
+        func identifiers(_ tables: KeyTables) throws -> [(version: UInt32, wrapped: [UInt8], identifier: UInt32?)] {
+            try tables.wrappedKEKs().map { ($0.version, $0.wrapped, try? Envelope.header(of: $0.wrapped).keyIdentifier) }
         }
-        guard try identifiers().contains(where: { $0.identifier != handle.identifier }) else { return }
+        guard try database.read({ try identifiers($0) }).contains(where: { $0.identifier != handle.identifier }) else { return }
         let legacy = try HMACSHA256(key: master).authenticationCode(for: Array("strongroom.master-key-id.v1".utf8))
         let legacyHandle = KeyHandle(cipher: handle.cipher, version: handle.version, identifier: readUInt32(legacy, at: 0))
-        func legacyRows() throws -> [(Int64, [UInt8])] {
-            try identifiers().filter { $0.identifier == legacyHandle.identifier }.map { ($0.version, $0.wrapped) }
+        func legacyRows(_ tables: KeyTables) throws -> [(UInt32, [UInt8])] {
+            try identifiers(tables).filter { $0.identifier == legacyHandle.identifier }.map { ($0.version, $0.wrapped) }
         }
-        guard try !legacyRows().isEmpty else { return }
-        try connection.transaction {
-            let rows = try legacyRows()
-            try reserve(handle.usage!, count: rows.count, in: connection)
+        guard try !database.read({ try legacyRows($0) }).isEmpty else { return }
+        try database.transaction { tables in
+            let rows = try legacyRows(tables)
+            try tables.reserve(handle.usage!, count: rows.count)
             for (version, wrapped) in rows {
-                let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: version)
+                let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version))
                 let kek: SecretKey
                 do throws(EnvelopeError) {
                     kek = try Envelope.openKey(wrapped, at: location, under: legacyHandle, storeID: storeID)
                 } catch {
                     throw StoreError.unreadableKey("the key-encryption key", error)
                 }
-                try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?",
-                                   [.blob(try Envelope.seal(key: kek, at: location, under: handle, storeID: storeID)), .integer(version)])
+                try tables.updateKEK(version: version, wrapped: try Envelope.seal(key: kek, at: location, under: handle, storeID: storeID))
             }
         }
-    }
-
-    /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block to
-    /// `key_usage` through `connection` when needed (inside the caller's transaction, if any).
-    static func reserve(_ usage: KeyUsage, count: Int, in connection: any Database) throws {
-        guard let total = try usage.reservationNeeded(for: UInt64(count), block: reservationBlock(budget: usage.budget)) else { return }
-        try connection.run("""
-            INSERT INTO key_usage (key, reserved) VALUES (?, ?)
-            ON CONFLICT (key) DO UPDATE SET reserved = CASE WHEN excluded.reserved > key_usage.reserved
-                THEN excluded.reserved ELSE key_usage.reserved END
-            """, [.text(usage.name), .integer(Int64(total))])
-        usage.didReserve(total)
     }
 
     /// Reserves `count` encryptions under `usage`'s key in a transaction of its own, committed before
@@ -421,7 +384,7 @@ final class Keyring: Sendable {
     func reserve(_ usage: KeyUsage?, count: Int) throws {
         guard let usage, try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget)) != nil
         else { return }
-        try database.withLock { try Keyring.reserve(usage, count: count, in: $0) }
+        try database.read { try $0.reserve(usage, count: count) }
     }
 
     static func randomKeyIdentifier() throws -> UInt32 {
@@ -441,25 +404,19 @@ final class Keyring: Sendable {
         for attempt in 0..<2 {
             let kek = keyEncryptionKey
             try reserve(kek.usage, count: keys.count)
-            let written: Bool = try database.withLock { connection in
-                try connection.transaction {
-                    guard try connection.scalarInteger("SELECT version FROM kek WHERE current = 1") == Int64(kek.version) else { return false }
-                    for (subject, key, handle) in keys {
-                        // Replacing: a row already at (subject, version) is an orphan of a write whose data
-                        // transaction rolled back after its keys committed (the rollback also gives the
-                        // subject id back to the next insert): its key never protected any stored data.
-                        try connection.run("""
-                            INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
-                            VALUES (?, ?, ?, ?, ?, ?)
-                            ON CONFLICT (subject_id, version) DO UPDATE SET key_id = excluded.key_id,
-                                kek_version = excluded.kek_version, wrapped = excluded.wrapped, created_at = excluded.created_at
-                            """, [.integer(subject.rawValue), .int(Int(version)), .int(Int(handle.identifier)), .int(Int(kek.version)),
-                                  .blob(try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
-                                                          under: kek, storeID: storeID)),
-                                  .integer(now)])
-                    }
-                    return true
+            let written: Bool = try database.transaction { tables in
+                guard try tables.currentKEKVersion() == kek.version else { return false }
+                for (subject, key, handle) in keys {
+                    // Replacing: a row already at (subject, version) is an orphan of a write whose data
+                    // transaction rolled back after its keys committed (the rollback also gives the
+                    // subject id back to the next insert): its key never protected any stored data.
+                    try tables.upsertSubjectKey(subject, version: version, identifier: handle.identifier, kekVersion: kek.version,
+                                                wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey,
+                                                                                                         recordID: subject.rawValue),
+                                                                           under: kek, storeID: storeID),
+                                                createdAt: now)
                 }
+                return true
             }
             if written { break }
             guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
@@ -483,12 +440,7 @@ final class Keyring: Sendable {
         }
         if let (cipher, identifier) = cached { return KeyHandle(cipher: cipher, version: version, identifier: identifier) }
         let row = try storeErrors {
-            try database.withLock { connection in
-                try connection.firstRow("SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?",
-                                        [.integer(subject.rawValue), .int(Int(version))]) {
-                    (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [], UInt32(truncatingIfNeeded: $0.int64(2)))
-                }
-            }
+            try database.read { try $0.subjectKey(subject, version: version) }
         }
         guard let (identifier, wrapped, kekVersion) = row else {
             if try isErased(subject) { throw .subjectErased(subject) }
@@ -518,23 +470,13 @@ final class Keyring: Sendable {
     @discardableResult
     func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws -> Bool {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let versions = try database.withLock { connection in
-            let versions = try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
-                UInt32(truncatingIfNeeded: $0.int64(0))
-            }
-            try connection.transaction {
-                try connection.run("DELETE FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)])
-                if tombstone {
-                    // The number is taken under the key database's write lock, so no two erasures share one.
-                    try connection.run("""
-                        INSERT INTO erased_subjects (subject_id, erased_at, erasure_number)
-                        VALUES (?, ?, (SELECT coalesce(max(erasure_number), 0) + 1 FROM erased_subjects)) ON CONFLICT DO NOTHING
-                        """, [.integer(subject.rawValue), .integer(now)])
-                }
-                // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
-                // the job to the next open.
-                try connection.run("UPDATE store SET erased_pages_since = coalesce(erased_pages_since, ?) WHERE id = 1", [.integer(now)])
-            }
+        let versions = try database.transaction { tables in
+            let versions = try tables.subjectKeyVersions(subject)
+            try tables.deleteSubjectKeys(subject)
+            if tombstone { try tables.recordErasure(of: subject, at: now) }
+            // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
+            // the job to the next open.
+            try tables.markErasedPages(at: now)
             return versions
         }
         forget(subject, versions: versions)
@@ -546,15 +488,14 @@ final class Keyring: Sendable {
     /// WAL is checkpointed into the main file, whose deleted rows `secure_delete` overwrote, and cut
     /// to zero bytes; PostgreSQL keeps what it keeps (SECURITY.md) and this is always true.
     func finishErasures(waitingUpTo milliseconds: Int32) throws -> Bool {
-        try database.withLock { connection in
-            guard try connection.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1") != nil else { return true }
-            let latest = try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
-            guard try connection.discardDeletedContent(waitingUpTo: milliseconds) else { return false }
+        try database.read { tables in
+            guard try tables.erasedPagesSince() != nil else { return true }
+            let latest = try tables.latestErasureNumber()
+            guard try tables.discardDeletedContent(waitingUpTo: milliseconds) else { return false }
             // Cleared only if no other process erased since `latest` was read: that erasure's pages may
             // have missed this checkpoint, and its own clears the record once they are gone. (This small
             // write leaves the store row's page in the WAL again: it holds no key.)
-            try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1 AND (\(Schema.latestErasureNumber)) = ?",
-                               [.integer(latest)])
+            try tables.clearErasedPages(ifLatestErasureIs: latest)
             return true
         }
     }
@@ -562,7 +503,7 @@ final class Keyring: Sendable {
     /// Since when old pages of a destroyed key have waited for a reader of an older snapshot of the
     /// key database to end (nil when none wait).
     func erasedPagesSince() throws -> Date? {
-        try database.withLock { try $0.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1") }
+        try database.read { try $0.erasedPagesSince() }
             .map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 
@@ -575,25 +516,20 @@ final class Keyring: Sendable {
 
     /// The audit durability recorded for the store.
     func auditDurability() -> AuditDurability {
-        let text: String? = (try? database.withLock { try $0.scalarText("SELECT audit_durability FROM store WHERE id = 1") }) ?? nil
+        let text: String? = (try? database.read { try $0.auditDurability() }) ?? nil
         return text.flatMap { AuditDurability(rawValue: $0) } ?? .written
     }
 
     /// Whether `subject` was erased (its key destroyed).
     func isErased(_ subject: SubjectID) throws(StoreError) -> Bool {
         try storeErrors {
-            try database.withLock { try $0.scalarInteger("SELECT 1 FROM erased_subjects WHERE subject_id = ?", [.integer(subject.rawValue)]) } != nil
+            try database.read { try $0.isErased(subject) }
         }
     }
 
     /// The signed audit chain head, if one was saved.
     func auditHead() throws -> (head: AuditHead, code: [UInt8])? {
-        try database.withLock { connection in
-            try connection.firstRow("SELECT sequence, entry_mac, time, head_mac FROM audit_head WHERE id = 1") { row in
-                (AuditHead(sequence: UInt64(row.int64(0)), entryMAC: row.blob(1) ?? [], microseconds: row.int64(2)),
-                 row.blob(3) ?? [])
-            }
-        }
+        try database.read { try $0.auditHead() }
     }
 
     /// Saves the audit chain head as `mode` says (`AuditHeadSaveMode`): a writer's head only moves
@@ -601,22 +537,13 @@ final class Keyring: Sendable {
     /// the log's first entries, never again once deleted; an acknowledged gap replaces it.
     func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave {
         guard let code = try? head.authenticationCode(auditMAC) else { return .failed }
-        let values: [SQLValue] = [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)]
-        let saved: AuditHeadSave? = try? database.withLock { connection in
+        let saved: AuditHeadSave? = try? database.read { tables in
             if mode != .advance {
-                try connection.run("""
-                    INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
-                    ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
-                        time = excluded.time, head_mac = excluded.head_mac
-                    \(mode == .replace ? "" : "WHERE excluded.sequence > audit_head.sequence")
-                    """, values)
+                try tables.upsertAuditHead(head, code: code, onlyForward: mode != .replace)
                 return .saved
             }
-            try connection.run("""
-                UPDATE audit_head SET sequence = ?, entry_mac = ?, time = ?, head_mac = ? WHERE id = 1 AND sequence < ?
-                """, values + [.integer(Int64(head.sequence))])
-            guard connection.changes == 0 else { return .saved }
-            return try connection.scalarInteger("SELECT 1 FROM audit_head WHERE id = 1") == nil ? .missing : .saved
+            guard try !tables.advanceAuditHead(head, code: code) else { return .saved }
+            return try tables.hasAuditHead() ? .saved : .missing
         }
         return saved ?? .failed
     }

@@ -49,8 +49,8 @@ struct KeysStatusCommand: StoreCommand {
             console.print("warning: the index holds more than 4x its plan; re-plan with `strongroom keys rotate-index --bits N`")
         }
         for rotation in status.rotationsInProgress {
-            console.print("rotation in progress   \(rotation.kind) to version \(rotation.targetVersion): \(rotation.done)/\(rotation.total), "
-                          + "started \(formatTime(rotation.startedAt)); run `strongroom keys rotate-\(rotation.kind)` again to finish it")
+            console.print("rotation in progress   \(rotation.kind.rawValue) to version \(rotation.targetVersion): \(rotation.done)/\(rotation.total), "
+                          + "started \(formatTime(rotation.startedAt)); run `strongroom keys rotate-\(rotation.kind.rawValue)` again to finish it")
         }
         return .success
     }
@@ -75,13 +75,13 @@ private func report(_ report: RotationReport, _ console: Console) throws {
     } else {
         let what: String
         switch report.kind {
-        case "master": what = "master key rotated: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) key-encryption key(s) re-wrapped"
-        case "kek": what = "key-encryption key rotated: version \(report.fromVersion) -> \(report.toVersion), \(report.items) subject keys re-wrapped, old KEK destroyed"
-        case "index": what = "blind index rotated: key version \(report.fromVersion) -> \(report.toVersion), \(report.items) subjects re-indexed, old index dropped"
-        case "seal-erasures":
+        case .master: what = "master key rotated: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) key-encryption key(s) re-wrapped"
+        case .kek: what = "key-encryption key rotated: version \(report.fromVersion) -> \(report.toVersion), \(report.items) subject keys re-wrapped, old KEK destroyed"
+        case .index: what = "blind index rotated: key version \(report.fromVersion) -> \(report.toVersion), \(report.items) subjects re-indexed, old index dropped"
+        case .sealErasures:
             what = "erasures sealed: \(report.items) keys re-wrapped under a new KEK, master key generation \(report.toVersion); "
                 + "key-database backups older than now no longer open with today's key"
-        default: what = "data keys rotated: \(report.items) subject(s) re-encrypted under fresh keys, old keys destroyed"
+        case .data: what = "data keys rotated: \(report.items) subject(s) re-encrypted under fresh keys, old keys destroyed"
         }
         console.print(what + (report.resumed ? " (resumed an interrupted rotation)" : ""))
     }

@@ -1,0 +1,496 @@
+import StrongroomStorage
+import Synchronization
+
+/// The key database (`keys.sqlite`, or the key schema on PostgreSQL): the one owner of its connection
+/// and of every statement on its tables (store row, kek, subject_keys, index_keys, audit_keys,
+/// key_usage, audit_head, erased_subjects, rotations). It holds wrapped keys only: `Keyring` unwraps
+/// and caches them.
+///
+/// Thread safety: safe from any thread; the connection sits behind a lock, taken once per `read` or
+/// `transaction`. Never call the audit hook inside one.
+final class KeyDatabase: Sendable {
+    private let tables: Mutex<KeyTables>
+
+    /// Takes `connection`, bringing the key tables to the current schema and, on PostgreSQL,
+    /// listening for erasure announcements (`Schema.erasureChannel`).
+    init(_ connection: consuming sending any Database) throws {
+        try connection.migrate(Schema.keys(connection.dialect))
+        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
+        self.tables = Mutex(KeyTables(connection: connection))
+    }
+
+    /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
+    func read<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
+        try tables.withLock { try body($0) }
+    }
+
+    /// Runs `body` on the key tables in one transaction, committed when it returns.
+    func transaction<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
+        try read { tables in try tables.connection.transaction { try body(tables) } }
+    }
+
+    /// The connection itself, for the query-plan tests that ask it for its prepared statements; the
+    /// engine goes through `read` and `transaction`.
+    var connectionForInspection: any Database { tables.withLock { $0.connection } }
+
+    /// Whether an erasure was announced since the last call (PostgreSQL); nil where the backend has no
+    /// announcements.
+    func takeErasureAnnouncements() -> Bool? {
+        tables.withLock { ($0.connection as? PostgresConnection)?.takeNotifications() }
+    }
+
+    // MARK: Statements run per subject or per batch, pinned by QueryPlanTests
+
+    /// A subject's key of one version, read on a cache miss: by primary key.
+    static let subjectKey = "SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?"
+    /// A subject key written (or an orphan of a rolled-back data write replaced): by primary key.
+    static let upsertSubjectKey = """
+        INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (subject_id, version) DO UPDATE SET key_id = excluded.key_id,
+            kek_version = excluded.kek_version, wrapped = excluded.wrapped, created_at = excluded.created_at
+        """
+    /// The next batch of subject keys the KEK rotation re-wraps, after the cursor: the primary key's range.
+    static let subjectKeysToRewrap = """
+        SELECT subject_id, version, kek_version, wrapped FROM subject_keys
+        WHERE subject_id > ? AND kek_version <> ? ORDER BY subject_id, version LIMIT ?
+        """
+    /// One subject key re-wrapped under the new KEK: by primary key.
+    static let rewrapSubjectKey = "UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?"
+    /// Subject keys still under another KEK, counted once when the KEK rotation finishes.
+    static let subjectKeysLeftBehind = "SELECT count(*) FROM subject_keys WHERE kek_version <> ?"
+    /// A subject's keys newer than the version its data uses: left by a data rotation that crashed.
+    static let deleteNewerSubjectKeys = "DELETE FROM subject_keys WHERE subject_id = ? AND version > ?"
+    /// A subject's keys other than the one its data now uses: destroyed after a data rotation.
+    static let deleteOtherSubjectKeys = "DELETE FROM subject_keys WHERE subject_id = ? AND version <> ?"
+    /// Every key of a subject, destroyed by an erasure.
+    static let deleteSubjectKeys = "DELETE FROM subject_keys WHERE subject_id = ?"
+    /// The nonce reservation of one shared key moved forward (never back: another process may have
+    /// reserved further).
+    static let reserveEncryptions = """
+        INSERT INTO key_usage (key, reserved) VALUES (?, ?)
+        ON CONFLICT (key) DO UPDATE SET reserved = CASE WHEN excluded.reserved > key_usage.reserved
+            THEN excluded.reserved ELSE key_usage.reserved END
+        """
+    /// The rotation's committed position after a batch of the KEK walk.
+    static let advanceKEKRotation = "UPDATE rotations SET done = done + ?, cursor = ? WHERE kind = 'kek'"
+    /// The rotation's committed position after a batch of a walk over subjects.
+    static let advanceRotation = "UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?"
+}
+
+/// The row of the `rotations` table of a rotation in progress.
+struct RotationRow: Sendable {
+    let targetVersion: UInt32
+    let done: Int
+    let cursor: Int64
+    let total: Int
+}
+
+/// A wrapped key-encryption key as stored.
+struct WrappedKEK: Sendable {
+    let version: UInt32
+    let identifier: UInt32
+    let wrapped: [UInt8]
+    let current: Bool
+}
+
+/// A wrapped key of one of the few shared keys the KEK wraps beside the subject keys.
+struct WrappedSharedKey: Sendable {
+    /// Where it lives: `index_keys` (phone index keys) or `audit_keys`.
+    let table: SharedKeyTable
+    let version: Int64
+    let kekVersion: UInt32
+    let wrapped: [UInt8]
+}
+
+/// The tables of the shared keys a KEK wraps besides subject keys; both keyed by version.
+enum SharedKeyTable: String, Sendable, CaseIterable {
+    case indexKeys = "index_keys"
+    case auditKeys = "audit_keys"
+}
+
+/// The key tables over one connection of the key database, inside `KeyDatabase.read` or `transaction`.
+struct KeyTables {
+    fileprivate let connection: any Database
+
+    /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
+    /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
+    @discardableResult
+    func discardDeletedContent(waitingUpTo milliseconds: Int32? = nil) throws -> Bool {
+        try connection.discardDeletedContent(waitingUpTo: milliseconds)
+    }
+
+    // MARK: Store row
+
+    /// Creates the store row (generation 1).
+    func insertStoreRow(storeID: [UInt8], createdAt: Int64, auditDurability: String) throws {
+        try connection.run("INSERT INTO store (id, store_id, master_generation, created_at, audit_durability) VALUES (1, ?, 1, ?, ?)",
+                           [.blob(storeID), .integer(createdAt), .text(auditDurability)])
+    }
+
+    /// The store id and master generation; nil when the store row is missing.
+    func storeIdentity() throws -> (storeID: [UInt8], masterGeneration: UInt32)? {
+        try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
+            ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
+        })
+    }
+
+    /// The master key's generation (nil without a store row).
+    func masterGeneration() throws -> UInt32? {
+        try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1").map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    /// Records a new master generation.
+    func setMasterGeneration(_ generation: UInt32) throws {
+        try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation))])
+    }
+
+    /// The audit durability recorded at creation.
+    func auditDurability() throws -> String? {
+        try connection.scalarText("SELECT audit_durability FROM store WHERE id = 1")
+    }
+
+    /// Since when (milliseconds) old pages of destroyed keys wait to be overwritten; nil when none do.
+    func erasedPagesSince() throws -> Int64? {
+        try connection.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1")
+    }
+
+    /// Records that destroyed keys left old pages, unless an earlier erasure already did.
+    func markErasedPages(at now: Int64) throws {
+        try connection.run("UPDATE store SET erased_pages_since = coalesce(erased_pages_since, ?) WHERE id = 1", [.integer(now)])
+    }
+
+    /// Clears the record of old pages, if no erasure numbered after `latestErasure` came meanwhile.
+    func clearErasedPages(ifLatestErasureIs latestErasure: Int64) throws {
+        try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1 AND (\(Schema.latestErasureNumber)) = ?",
+                           [.integer(latestErasure)])
+    }
+
+    /// The key database's change counter (`Schema.keyChangeCounter`).
+    func changeCounter() throws -> Int64 {
+        try connection.scalarInteger(Schema.keyChangeCounter(connection.dialect)) ?? 0
+    }
+
+    // MARK: Nonce reservations (key_usage)
+
+    /// Encryptions reserved so far, by key name.
+    func reservations() throws -> [String: UInt64] {
+        Dictionary(uniqueKeysWithValues: try connection.rows("SELECT key, reserved FROM key_usage") {
+            ($0.text(0) ?? "", UInt64($0.int64(1)))
+        })
+    }
+
+    /// Encryptions reserved so far under the key named `name`.
+    func reserved(_ name: String) throws -> UInt64 {
+        UInt64(try connection.scalarInteger("SELECT reserved FROM key_usage WHERE key = ?", [.text(name)]) ?? 0)
+    }
+
+    /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block when
+    /// needed (inside the caller's transaction, if any).
+    func reserve(_ usage: KeyUsage, count: Int) throws {
+        guard let total = try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget))
+        else { return }
+        try connection.run(KeyDatabase.reserveEncryptions, [.text(usage.name), .integer(Int64(total))])
+        usage.didReserve(total)
+    }
+
+    // MARK: Key-encryption keys (kek)
+
+    /// Stores a wrapped KEK.
+    func insertKEK(version: UInt32, identifier: UInt32, wrapped: [UInt8], createdAt: Int64, current: Bool) throws {
+        try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (?, ?, ?, ?, ?)", [
+            .int(Int(version)), .int(Int(identifier)), .blob(wrapped), .integer(createdAt), .int(current ? 1 : 0),
+        ])
+    }
+
+    /// Every wrapped KEK.
+    func wrappedKEKs() throws -> [WrappedKEK] {
+        try connection.rows("SELECT version, key_id, wrapped, current FROM kek") {
+            WrappedKEK(version: UInt32(truncatingIfNeeded: $0.int64(0)), identifier: UInt32(truncatingIfNeeded: $0.int64(1)),
+                       wrapped: $0.blob(2) ?? [], current: $0.int64(3) != 0)
+        }
+    }
+
+    /// Replaces the wrapping of KEK `version` (a master rotation or migration).
+    func updateKEK(version: UInt32, wrapped: [UInt8]) throws {
+        try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?", [.blob(wrapped), .int(Int(version))])
+    }
+
+    /// The version new keys are wrapped under.
+    func currentKEKVersion() throws -> UInt32? {
+        try connection.scalarInteger("SELECT version FROM kek WHERE current = 1").map { UInt32(truncatingIfNeeded: $0) }
+    }
+
+    /// The oldest and newest KEK versions present.
+    func kekVersionRange() throws -> (oldest: UInt32, newest: UInt32)? {
+        try connection.firstRow("SELECT min(version), max(version) FROM kek", []) { row in
+            row.isNull(0) ? nil : (UInt32(truncatingIfNeeded: row.int64(0)), UInt32(truncatingIfNeeded: row.int64(1)))
+        } ?? nil
+    }
+
+    /// Makes `version` the current KEK, and no other.
+    func makeKEKCurrent(_ version: UInt32) throws {
+        try connection.run("UPDATE kek SET current = CASE WHEN version = ? THEN 1 ELSE 0 END", [.int(Int(version))])
+    }
+
+    /// Destroys every KEK but `version`.
+    func deleteKEKs(except version: UInt32) throws {
+        try connection.run("DELETE FROM kek WHERE version <> ?", [.int(Int(version))])
+    }
+
+    // MARK: Shared keys (audit_keys, index_keys)
+
+    /// Stores a wrapped audit key.
+    func insertAuditKey(version: Int64, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8], createdAt: Int64) throws {
+        try connection.run("INSERT INTO audit_keys (version, key_id, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)", [
+            .integer(version), .int(Int(identifier)), .int(Int(kekVersion)), .blob(wrapped), .integer(createdAt),
+        ])
+    }
+
+    /// The newest audit key: its version, its KEK's version and its wrapping.
+    func latestAuditKey() throws -> (version: Int64, kekVersion: UInt32, wrapped: [UInt8])? {
+        try connection.firstRow("SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", []) {
+            ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
+        }
+    }
+
+    /// Stores a wrapped phone index key in `state` ("active" or "building").
+    func insertIndexKey(version: UInt32, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int,
+                        plannedPopulation: Int, state: String, createdAt: Int64) throws {
+        try connection.run("""
+            INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
+            VALUES ('phones', ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [
+                .int(Int(version)), .int(Int(identifier)), .int(Int(kekVersion)), .blob(wrapped), .int(bits),
+                .int(plannedPopulation), .text(state), .integer(createdAt),
+            ])
+    }
+
+    /// The phone index keys that answer lookups, the active one first: version, KEK version, wrapping, bits.
+    func answeringIndexKeys() throws -> [(version: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int)] {
+        try connection.rows("""
+            SELECT version, kek_version, wrapped, bits FROM index_keys
+            WHERE field = 'phones' AND state IN ('active', 'building') ORDER BY state = 'building', version
+            """) {
+            (UInt32(truncatingIfNeeded: $0.int64(0)), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [], Int($0.int64(3)))
+        }
+    }
+
+    /// The newest phone index key version (0 when none).
+    func newestIndexKeyVersion() throws -> UInt32 {
+        UInt32(try connection.scalarInteger("SELECT max(version) FROM index_keys") ?? 0)
+    }
+
+    /// The population the phone index of `version` (the active one when nil) was planned for.
+    func plannedPopulation(ofIndexVersion version: UInt32?) throws -> Int {
+        guard let version else {
+            return Int(try connection.scalarInteger("SELECT planned_population FROM index_keys WHERE state = 'active'") ?? 0)
+        }
+        return Int(try connection.scalarInteger("SELECT planned_population FROM index_keys WHERE field = 'phones' AND version = ?",
+                                                [.int(Int(version))]) ?? 0)
+    }
+
+    /// Makes the phone index of `version` the only active one; the others retire.
+    func activateIndexKey(_ version: UInt32) throws {
+        try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active' AND version <> ?",
+                           [.int(Int(version))])
+        try connection.run("UPDATE index_keys SET state = 'active' WHERE field = 'phones' AND version = ?", [.int(Int(version))])
+    }
+
+    /// Destroys the retired phone index keys.
+    func deleteRetiredIndexKeys() throws {
+        try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
+    }
+
+    /// The shared keys (index and audit keys) not yet wrapped under KEK `version`.
+    func sharedKeys(notUnder version: UInt32) throws -> [WrappedSharedKey] {
+        try SharedKeyTable.allCases.flatMap { table in
+            try connection.rows("SELECT version, kek_version, wrapped FROM \(table.rawValue) WHERE kek_version <> ?", [.int(Int(version))]) {
+                WrappedSharedKey(table: table, version: $0.int64(0), kekVersion: UInt32($0.int64(1)), wrapped: $0.blob(2) ?? [])
+            }
+        }
+    }
+
+    /// Replaces the wrapping of a shared key, now under KEK `kekVersion`.
+    func rewrapSharedKey(_ key: WrappedSharedKey, wrapped: [UInt8], kekVersion: UInt32) throws {
+        try connection.run("UPDATE \(key.table.rawValue) SET wrapped = ?, kek_version = ? WHERE version = ?",
+                           [.blob(wrapped), .int(Int(kekVersion)), .integer(key.version)])
+    }
+
+    // MARK: Subject keys
+
+    /// Writes a subject's wrapped key of `version` (replacing an orphan at the same version).
+    func upsertSubjectKey(_ subject: SubjectID, version: UInt32, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8],
+                          createdAt: Int64) throws {
+        try connection.run(KeyDatabase.upsertSubjectKey, [
+            .integer(subject.rawValue), .int(Int(version)), .int(Int(identifier)), .int(Int(kekVersion)), .blob(wrapped),
+            .integer(createdAt),
+        ])
+    }
+
+    /// A subject's wrapped key of `version`: identifier, wrapping, KEK version.
+    func subjectKey(_ subject: SubjectID, version: UInt32) throws -> (identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)? {
+        try connection.firstRow(KeyDatabase.subjectKey, [.integer(subject.rawValue), .int(Int(version))]) {
+            (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [], UInt32(truncatingIfNeeded: $0.int64(2)))
+        }
+    }
+
+    /// The versions of a subject's keys.
+    func subjectKeyVersions(_ subject: SubjectID) throws -> [UInt32] {
+        try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
+            UInt32(truncatingIfNeeded: $0.int64(0))
+        }
+    }
+
+    /// Destroys every key of `subject`.
+    func deleteSubjectKeys(_ subject: SubjectID) throws {
+        try connection.run(KeyDatabase.deleteSubjectKeys, [.integer(subject.rawValue)])
+    }
+
+    /// Destroys `subject`'s keys newer than `version`.
+    func deleteSubjectKeys(_ subject: SubjectID, newerThan version: UInt32) throws {
+        try connection.run(KeyDatabase.deleteNewerSubjectKeys, [.integer(subject.rawValue), .int(Int(version))])
+    }
+
+    /// Destroys `subject`'s keys but the one of `version`.
+    func deleteSubjectKeys(_ subject: SubjectID, except version: UInt32) throws {
+        try connection.run(KeyDatabase.deleteOtherSubjectKeys, [.integer(subject.rawValue), .int(Int(version))])
+    }
+
+    /// How many subject keys exist (every version).
+    func subjectKeyCount() throws -> Int {
+        Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
+    }
+
+    /// Up to `limit` subject keys after subject `cursor` not under KEK `version`, in primary-key order:
+    /// subject, key version, KEK version, wrapping.
+    func subjectKeysToRewrap(after cursor: Int64, notUnder version: UInt32,
+                             limit: Int) throws -> [(subject: Int64, version: Int64, kekVersion: UInt32, wrapped: [UInt8])] {
+        try connection.rows(KeyDatabase.subjectKeysToRewrap, [.integer(cursor), .int(Int(version)), .int(limit)]) {
+            ($0.int64(0), $0.int64(1), UInt32($0.int64(2)), $0.blob(3) ?? [])
+        }
+    }
+
+    /// Replaces the wrapping of one subject key, now under KEK `kekVersion`.
+    func rewrapSubjectKey(subject: Int64, version: Int64, wrapped: [UInt8], kekVersion: UInt32) throws {
+        try connection.run(KeyDatabase.rewrapSubjectKey, [.blob(wrapped), .int(Int(kekVersion)), .integer(subject), .integer(version)])
+    }
+
+    /// How many subject keys are under a KEK other than `version`.
+    func subjectKeysLeftBehind(notUnder version: UInt32) throws -> Int {
+        Int(try connection.scalarInteger(KeyDatabase.subjectKeysLeftBehind, [.int(Int(version))]) ?? 0)
+    }
+
+    // MARK: Erasures (erased_subjects)
+
+    /// Records `subject`'s erasure under the next erasure number (taken under the key database's write
+    /// lock, so no two erasures share one); nothing if it was recorded before.
+    func recordErasure(of subject: SubjectID, at now: Int64) throws {
+        try connection.run("""
+            INSERT INTO erased_subjects (subject_id, erased_at, erasure_number)
+            VALUES (?, ?, (SELECT coalesce(max(erasure_number), 0) + 1 FROM erased_subjects)) ON CONFLICT DO NOTHING
+            """, [.integer(subject.rawValue), .integer(now)])
+    }
+
+    /// The number of the latest erasure (0 when none).
+    func latestErasureNumber() throws -> Int64 {
+        try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
+    }
+
+    /// The subjects erased under numbers after `number`, with their numbers.
+    func erasures(after number: Int64) throws -> [(subject: SubjectID, number: Int64)] {
+        try connection.rows("SELECT subject_id, erasure_number FROM erased_subjects WHERE erasure_number > ?", [.integer(number)]) {
+            (SubjectID(rawValue: $0.int64(0)), $0.int64(1))
+        }
+    }
+
+    /// Whether `subject` was erased.
+    func isErased(_ subject: SubjectID) throws -> Bool {
+        try connection.scalarInteger("SELECT 1 FROM erased_subjects WHERE subject_id = ?", [.integer(subject.rawValue)]) != nil
+    }
+
+    /// How many subjects were erased.
+    func erasedSubjectCount() throws -> Int {
+        Int(try connection.scalarInteger("SELECT count(*) FROM erased_subjects") ?? 0)
+    }
+
+    // MARK: Audit head
+
+    /// The saved audit chain head with its MAC.
+    func auditHead() throws -> (head: AuditHead, code: [UInt8])? {
+        try connection.firstRow("SELECT sequence, entry_mac, time, head_mac FROM audit_head WHERE id = 1") { row in
+            (AuditHead(sequence: UInt64(row.int64(0)), entryMAC: row.blob(1) ?? [], microseconds: row.int64(2)), row.blob(3) ?? [])
+        }
+    }
+
+    /// Creates or replaces the saved head; with `onlyForward`, an existing head is replaced only by a newer one.
+    func upsertAuditHead(_ head: AuditHead, code: [UInt8], onlyForward: Bool) throws {
+        try connection.run("""
+            INSERT INTO audit_head (id, sequence, entry_mac, time, head_mac) VALUES (1, ?, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence, entry_mac = excluded.entry_mac,
+                time = excluded.time, head_mac = excluded.head_mac
+            \(onlyForward ? "WHERE excluded.sequence > audit_head.sequence" : "")
+            """, [.integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code)])
+    }
+
+    /// Moves an existing saved head forward to `head`; returns whether a row changed.
+    func advanceAuditHead(_ head: AuditHead, code: [UInt8]) throws -> Bool {
+        try connection.run("UPDATE audit_head SET sequence = ?, entry_mac = ?, time = ?, head_mac = ? WHERE id = 1 AND sequence < ?", [
+            .integer(Int64(head.sequence)), .blob(head.entryMAC), .integer(head.microseconds), .blob(code),
+            .integer(Int64(head.sequence)),
+        ])
+        return connection.changes > 0
+    }
+
+    /// Whether a head was ever saved (and not deleted).
+    func hasAuditHead() throws -> Bool {
+        try connection.scalarInteger("SELECT 1 FROM audit_head WHERE id = 1") != nil
+    }
+
+    // MARK: Rotations in progress
+
+    /// The rotation of `kind` in progress, if any.
+    func rotation(_ kind: RotationKind) throws -> RotationRow? {
+        try connection.firstRow("SELECT target_version, done, cursor, total FROM rotations WHERE kind = ?", [.text(kind.rawValue)]) {
+            RotationRow(targetVersion: UInt32($0.int64(0)), done: Int($0.int64(1)), cursor: $0.int64(2), total: Int($0.int64(3)))
+        }
+    }
+
+    /// Records the start of a rotation of `kind` (a row already there keeps its progress; its total is replaced).
+    func startRotation(_ kind: RotationKind, targetVersion: UInt32, total: Int, startedAt: Int64) throws {
+        try connection.run("""
+            INSERT INTO rotations (kind, target_version, total, started_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT (kind) DO UPDATE SET total = excluded.total
+            """, [.text(kind.rawValue), .int(Int(targetVersion)), .int(total), .integer(startedAt)])
+    }
+
+    /// Sets the number of items the rotation of `kind` walks.
+    func setRotationTotal(_ kind: RotationKind, _ total: Int) throws {
+        try connection.run("UPDATE rotations SET total = ? WHERE kind = ?", [.int(total), .text(kind.rawValue)])
+    }
+
+    /// Commits the KEK rotation's position after a batch of `count` keys ending at subject `cursor`.
+    func advanceKEKRotation(by count: Int, cursor: Int64) throws {
+        try connection.run(KeyDatabase.advanceKEKRotation, [.int(count), .integer(cursor)])
+    }
+
+    /// Commits the position of a walk over subjects.
+    func advanceRotation(_ kind: RotationKind, cursor: Int64, done: Int) throws {
+        try connection.run(KeyDatabase.advanceRotation, [.integer(cursor), .int(done), .text(kind.rawValue)])
+    }
+
+    /// Ends the rotation of `kind`.
+    func finishRotation(_ kind: RotationKind) throws {
+        try connection.run("DELETE FROM rotations WHERE kind = ?", [.text(kind.rawValue)])
+    }
+
+    /// Every rotation in progress, by kind; a kind this version does not know (none is ever written) is not shown.
+    func rotationsInProgress() throws -> [RotationProgress] {
+        try connection.rows("SELECT kind, target_version, done, total, started_at FROM rotations ORDER BY kind") { row in
+            RotationKind(rawValue: row.text(0) ?? "").map { kind in
+                RotationProgress(kind: kind, targetVersion: Int(row.int64(1)), done: Int(row.int64(2)),
+                                 total: Int(row.int64(3)), startedAt: Store.date(milliseconds: row.int64(4)))
+            }
+        }.compactMap { $0 }
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import StrongroomCrypto
+import StrongroomStorage
+
+extension Store {
+    /// Rotates the master key: the KEK is re-wrapped under `newMaster` in one transaction of the key
+    /// database, so the cost is the same at a thousand subjects or a billion. Afterwards the old master
+    /// key is refused (`wrongMasterKey`). Write the new key where the store's users will find it
+    /// *before* calling this (`KeyFile.create`), so that no crash leaves the store locked with a key
+    /// that exists nowhere.
+    public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
+        guard newMaster.byteCount == KeyFile.keyByteCount else { throw .invalidInput("a master key has 32 bytes") }
+        let (report, rotated): (RotationReport, Keyring.LoadedKeys) = try storeErrors {
+            try keyring.database.transaction { tables in
+                let keys = keyring.keys
+                let generation = try tables.masterGeneration() ?? 1
+                let newHandle = try Keyring.masterKeyHandle(newMaster, generation: generation + 1, storeID: keyring.storeID,
+                                                            usage: KeyUsage(name: "master:\(generation + 1)", budget: keyring.nonceBudget, reserved: 0))
+                let rows = try tables.wrappedKEKs()
+                // Reserved in this transaction: if it rolls back, the new master key is never used.
+                try tables.reserve(newHandle.usage!, count: rows.count)
+                for row in rows {
+                    let location = EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(row.version))
+                    let kek = try Envelope.openKey(row.wrapped, at: location, under: keys.master, storeID: keyring.storeID)
+                    try tables.updateKEK(version: row.version,
+                                         wrapped: try Envelope.seal(key: kek, at: location, under: newHandle, storeID: keyring.storeID))
+                }
+                try tables.setMasterGeneration(generation + 1)
+                try faultInjection?("rotate-master.in-transaction", 1)
+                return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
+                                       items: rows.count, resumed: false),
+                        Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
+                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
+            }
+        }
+        // Only now, with the new wrapping committed: had the commit failed, this process would hold a
+        // master key the store does not know, and its next KEK rotation would wrap under it.
+        keyring.replaceKeys(rotated)
+        try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
+        try audit([AuditEvent(.keys, context, subject: nil,
+                              detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
+        return report
+    }
+}
