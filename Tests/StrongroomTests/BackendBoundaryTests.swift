@@ -5,9 +5,8 @@ import Testing
 
 @Suite("Backends: what differs between SQLite and PostgreSQL lives in Backends/, one folder each")
 struct BackendBoundaryTests {
-    /// Engine files that still ask a connection what it is, until `KeyDatabase` takes its migrations,
-    /// change counter and erasure notices (PostgreSQL's LISTEN) from `StoreBackend` (open in issue 20).
-    static let notYetBehindTheBackend: Set<String> = ["Keyring/KeyDatabase.swift"]
+    /// Engine files that still ask a connection what it is: none.
+    static let notYetBehindTheBackend: Set<String> = []
 
     /// What only a backend may write: a downcast to a connection type, or a choice by SQL dialect.
     static let backendOnly = ["as? SQLiteConnection", "as? PostgresConnection", "as! SQLiteConnection", "as! PostgresConnection",

@@ -37,22 +37,12 @@ protocol StoreBackend: Sendable {
     /// A number that changes with every commit made to `data` (a connection this backend made) by
     /// another connection, read without a query; nil when the backend has none.
     func dataVersion(of data: any Database) -> UInt32?
-}
 
-extension SQLDialect {
-    /// The backend whose connections speak this dialect, for code that holds only a connection.
-    var backend: any StoreBackend.Type {
-        switch self {
-        case .sqlite: SQLiteBackend.self
-        case .postgresql: PostgresBackend.self
-        }
-    }
-}
+    /// Has `keys` (a key connection this backend made) told of erasures committed by other connections,
+    /// where the backend can announce them (PostgreSQL's LISTEN); otherwise does nothing.
+    func listenForErasures(on keys: any Database) throws
 
-extension Schema {
-    /// The key database's migrations for a connection in `dialect`.
-    static func keys(_ dialect: SQLDialect) -> [Migration] { dialect.backend.keyMigrations }
-
-    /// The key change counter's query (`StoreBackend.keyChangeCounterSQL`) for a connection in `dialect`.
-    static func keyChangeCounter(_ dialect: SQLDialect) -> String { dialect.backend.keyChangeCounterSQL }
+    /// Whether an erasure was announced on `keys` since the last call; nil where the backend has no
+    /// announcements (the engine then relies on `keyChangeCounterSQL` and `dataVersion(of:)`).
+    func takeErasureAnnouncements(from keys: any Database) -> Bool?
 }

@@ -10,13 +10,16 @@ import Synchronization
 /// `transaction`. Never call the audit hook inside one.
 final class KeyDatabase: Sendable {
     private let tables: Mutex<KeyTables>
+    /// The backend that made the connection: its key schema, change counter and erasure announcements.
+    private let backend: any StoreBackend
 
-    /// Takes `connection`, bringing the key tables to the current schema and, on PostgreSQL,
-    /// listening for erasure announcements (`Schema.erasureChannel`).
-    init(_ connection: consuming sending any Database) throws {
-        try connection.migrate(Schema.keys(connection.dialect))
-        try (connection as? PostgresConnection)?.listen(Schema.erasureChannel)
-        self.tables = Mutex(KeyTables(connection: connection))
+    /// Takes `connection`, made by `backend`, bringing the key tables to the current schema and
+    /// listening for erasure announcements where the backend has them.
+    init(_ connection: consuming sending any Database, backend: any StoreBackend) throws {
+        try connection.migrate(type(of: backend).keyMigrations)
+        try backend.listenForErasures(on: connection)
+        self.backend = backend
+        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL))
     }
 
     /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
@@ -36,7 +39,7 @@ final class KeyDatabase: Sendable {
     /// Whether an erasure was announced since the last call (PostgreSQL); nil where the backend has no
     /// announcements.
     func takeErasureAnnouncements() -> Bool? {
-        tables.withLock { ($0.connection as? PostgresConnection)?.takeNotifications() }
+        tables.withLock { backend.takeErasureAnnouncements(from: $0.connection) }
     }
 
     // MARK: Statements run per subject or per batch, pinned by QueryPlanTests
@@ -112,6 +115,8 @@ enum SharedKeyTable: String, Sendable, CaseIterable {
 /// The key tables over one connection of the key database, inside `KeyDatabase.read` or `transaction`.
 struct KeyTables {
     fileprivate let connection: any Database
+    /// The backend's key change counter query (`StoreBackend.keyChangeCounterSQL`).
+    fileprivate let changeCounterSQL: String
 
     /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
     /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
@@ -166,9 +171,9 @@ struct KeyTables {
                            [.integer(latestErasure)])
     }
 
-    /// The key database's change counter (`Schema.keyChangeCounter`).
+    /// The key database's change counter (`StoreBackend.keyChangeCounterSQL`).
     func changeCounter() throws -> Int64 {
-        try connection.scalarInteger(Schema.keyChangeCounter(connection.dialect)) ?? 0
+        try connection.scalarInteger(changeCounterSQL) ?? 0
     }
 
     // MARK: Nonce reservations (key_usage)

@@ -31,7 +31,7 @@ final class Keyring: Sendable {
     /// so that the unused rest of a block, which every process leaves behind when it ends, costs a
     /// 2^28 budget nothing noticeable even over a million short tool runs; smaller for small budgets.
     static func reservationBlock(budget: UInt64) -> UInt64 { min(256, max(1, budget / 1_048_576)) }
-    /// The key database's change counter (`Schema.keyChangeCounter`) when the keys were last loaded: it
+    /// The key database's change counter (`StoreBackend.keyChangeCounterSQL`) when the keys were last loaded: it
     /// changes when another connection commits, so a rotation by another process is noticed without
     /// re-reading every time.
     private let loadedDataVersion = Mutex<Int64>(0)
@@ -99,10 +99,10 @@ final class Keyring: Sendable {
     }
 
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
-    static func create(database connection: consuming sending any Database, master: SecretKey, storeID: [UInt8],
+    static func create(database connection: consuming sending any Database, backend: any StoreBackend, master: SecretKey, storeID: [UInt8],
                        auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
                        nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
-        let database = try KeyDatabase(connection)
+        let database = try KeyDatabase(connection, backend: backend)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
                                                usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
@@ -131,9 +131,9 @@ final class Keyring: Sendable {
     /// Opens the key database and unwraps the upper keys with `master`, touching no data.
     /// An erasure whose old pages a reader held back is finished here when the reader has gone (no
     /// wait: a reader still there leaves it for later).
-    static func open(database connection: consuming sending any Database, master: SecretKey, cacheCapacity: Int,
+    static func open(database connection: consuming sending any Database, backend: any StoreBackend, master: SecretKey, cacheCapacity: Int,
                      nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
-        let database = try KeyDatabase(connection)
+        let database = try KeyDatabase(connection, backend: backend)
         guard let (storeID, generation) = try database.read({ try $0.storeIdentity() }) else { throw StoreError.storeMismatch }
         let masterUsage = KeyUsage(name: "master:\(generation)", budget: nonceBudget,
                                    reserved: try database.read { try $0.reserved("master:\(generation)") })

@@ -89,7 +89,7 @@ public final class Store: Sendable {
         return try storeErrors {
             let storeID = try SecureRandom.bytes(count: 16)
             let connection = try backend.connect(keys: false, existing: false)
-            let keyring = try Keyring.create(database: try backend.connect(keys: true, existing: false), master: master, storeID: storeID,
+            let keyring = try Keyring.create(database: try backend.connect(keys: true, existing: false), backend: backend, master: master, storeID: storeID,
                                              auditDurability: configuration.auditDurability ?? .written,
                                              indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
                                              plannedPopulation: configuration.plannedPhoneNumbers,
@@ -117,7 +117,7 @@ public final class Store: Sendable {
             let connection = try backend.connect(keys: false, existing: true)
             let master: SecretKey
             do { master = try keyProvider.masterKey() } catch { throw StoreError.keyProvider(error) }
-            let keyring = try Keyring.open(database: keys, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
+            let keyring = try Keyring.open(database: keys, backend: backend, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
                                            nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
             try connection.migrate(type(of: backend).dataMigrations)
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {

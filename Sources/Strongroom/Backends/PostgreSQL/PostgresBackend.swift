@@ -43,4 +43,13 @@ struct PostgresBackend: StoreBackend {
     func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String? { nil }
 
     func dataVersion(of data: any Database) -> UInt32? { nil }
+
+    /// Erasures are announced on commit (`NOTIFY` from a trigger on `erased_subjects`, `PostgresSchema.keys`).
+    func listenForErasures(on keys: any Database) throws {
+        try (keys as? PostgresConnection)?.listen(Schema.erasureChannel)
+    }
+
+    func takeErasureAnnouncements(from keys: any Database) -> Bool? {
+        (keys as? PostgresConnection)?.takeNotifications()
+    }
 }

@@ -105,4 +105,9 @@ struct SQLiteBackend: StoreBackend {
     func dataVersion(of data: any Database) -> UInt32? {
         (data as? SQLiteConnection)?.dataVersion
     }
+
+    /// None: another process's erasure shows in the data file's `dataVersion` and the key file's counter.
+    func listenForErasures(on keys: any Database) throws {}
+
+    func takeErasureAnnouncements(from keys: any Database) -> Bool? { nil }
 }
