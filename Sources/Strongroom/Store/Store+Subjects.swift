@@ -106,6 +106,7 @@ extension Store {
             let (id, subject) = created[createdIndex]
             let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
             let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
+            try indexEmails(subject.personal.emails ?? [], of: id, in: connection)
             if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
             results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
             write.record(id, .create, fields: written)
@@ -266,8 +267,9 @@ extension Store {
         return written
     }
 
-    /// Updates metadata and the given fields of an existing subject under its current key.
-    private func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
+    /// Updates metadata and the given fields of an existing subject under its current key; changed phone
+    /// numbers and e-mail addresses are re-indexed.
+    func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
                          normalizer: PhoneNormalizer, now: Int64,
                          in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
         try connection.run("""
@@ -283,6 +285,7 @@ extension Store {
             unindexed = try index(phones, of: id, normalizer: normalizer, in: connection)
             try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)])
         }
+        if let emails = personal.emails { try reindexEmails(emails, of: id, in: connection) }
         return (written, unindexed)
     }
 
