@@ -203,14 +203,7 @@ extension Store {
     ///   - after: the last id of the previous page (keyset paging).
     ///   - limit: the page size.
     public func list(kind: SubjectKind? = nil, after: SubjectID? = nil, limit: Int = 100) throws(StoreError) -> [SubjectSummary] {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("""
-                    SELECT \(Store.summaryColumns) FROM subjects
-                    WHERE id > ? AND (kind = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?
-                    """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
-            }
-        }
+        try page(SubjectListFilter(kind: kind), after: after, limit: limit)
     }
 
     /// The number of subjects in the store.
