@@ -3,8 +3,8 @@ import Foundation
 /// An e-mail address in the one form the e-mail blind index keys: trimmed, lower-cased, its domain in
 /// ASCII (IDNA).
 ///
-/// The domain is mapped as UTS #46 maps it (lower-cased, Unicode NFC, the ideographic and full-width
-/// full stops read as dots), then each non-ASCII label is written "xn--" + Punycode (RFC 3492), so
+/// The domain is mapped as UTS #46 maps it, closely enough for addresses people type (Unicode NFKC,
+/// so full-width letters are letters; lower-cased; the ideographic full stops read as dots), then each non-ASCII label is written "xn--" + Punycode (RFC 3492), so
 /// "Ivo@BÜCHER.example" and "ivo@xn--bcher-kva.example" are the same address. The local part is
 /// lower-cased too: RFC 5321 lets a server tell "Ivo" from "ivo", but no mail system in use does, and
 /// a requester who writes their address differently must still be found.
@@ -34,7 +34,7 @@ struct EmailAddress: Sendable, Hashable {
 
     /// The domain in lower-case ASCII, each Unicode label as "xn--" + Punycode (IDNA, UTS #46 mapping).
     private static func asciiDomain(_ domain: String) throws(EmailAddressError) -> String {
-        let mapped = domain.lowercased().precomposedStringWithCanonicalMapping
+        let mapped = domain.precomposedStringWithCompatibilityMapping.lowercased()
             .replacing(/[\u{3002}\u{FF0E}\u{FF61}]/, with: ".")
         let labels = mapped.split(separator: ".", omittingEmptySubsequences: false)
         guard labels.count >= 2 else { throw .invalidDomain }
