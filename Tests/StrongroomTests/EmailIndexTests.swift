@@ -182,4 +182,28 @@ struct EmailIndexTests {
         #expect(builds().count == 5)
         #expect(try again.find(.email("old.2@example.org"), context: Self.request).map(\.id) == [ids[2]])
     }
+
+    @Test("a first build the audit log refuses leaves the store open; find by e-mail then reports it, and builds once the log takes entries",
+          arguments: TestBackend.all)
+    func buildRefusedAtOpen(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, hooks: [hook])
+        defer { test.cleanUp() }
+        let id = try test.store.create(emailSubject("Old", email: "old@example.org"), context: TestStore.admin)
+        test.store.close()
+        let raw = try test.database(.data)
+        try raw.transaction {
+            try raw.execute("DROP TABLE email_index; DROP TABLE email_index_backfill")
+            try raw.setSchemaVersion(5)
+        }
+        hook.fail(true)
+        let reopened = try test.reopen(hooks: [hook])
+        defer { reopened.close() }
+        #expect(try raw.scalarInteger("SELECT cursor FROM email_index_backfill") == 0)
+        #expect(throws: StoreError.self) { try reopened.find(.email("old@example.org"), context: Self.request) }
+        // Second act: once the log takes entries again, the same find builds the index and answers.
+        hook.fail(false)
+        #expect(try reopened.find(.email("old@example.org"), context: Self.request).map(\.id) == [id])
+        #expect(try raw.scalarInteger("SELECT count(*) FROM email_index_backfill") == 0)
+    }
 }

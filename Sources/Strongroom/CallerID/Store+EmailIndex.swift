@@ -124,7 +124,9 @@ extension Store {
     ///
     /// Chosen over waiting for the next `keys rotate-index`: a requester must be findable by e-mail
     /// from the first open of the upgraded store. Audited as a rotation's reads are: one decrypt entry
-    /// per subject, purpose `key-rotation`, detail "e-mail index".
+    /// per subject, purpose `key-rotation`, detail "e-mail index". If the build fails at open (the audit
+    /// log refuses its entries until a gap is acknowledged), the open goes on and `find` by e-mail runs
+    /// it again, reporting the error.
     func backfillEmailIndex(batchSize: Int = 500) throws(StoreError) {
         let context = AccessContext(actor: ProcessInfo.processInfo.userName, purpose: .keyRotation)
         while let cursor = try storeErrors({ try data.withLock { try $0.scalarInteger(EmailIndexStatements.backfillCursor) } }) {

@@ -42,6 +42,8 @@ extension Store {
             do { address = try EmailAddress(text) } catch {
                 throw .invalidInput("not a valid e-mail address: \(error.reason)")
             }
+            // Finishes a first build that could not run at open (`backfillEmailIndex`); one query otherwise.
+            try backfillEmailIndex()
             return try answer(try subjectsHolding(address), context: context)
         case .externalID(let externalID):
             let candidates = try storeErrors {

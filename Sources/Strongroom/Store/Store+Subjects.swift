@@ -263,8 +263,8 @@ extension Store {
     /// Updates metadata and the given fields of an existing subject under its current key; changed phone
     /// numbers and e-mail addresses are re-indexed.
     func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
-                         normalizer: PhoneNormalizer, now: Int64,
-                         in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
+                 normalizer: PhoneNormalizer, now: Int64,
+                 in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
         try connection.run("""
             UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
             WHERE id = ?

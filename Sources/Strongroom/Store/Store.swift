@@ -126,7 +126,9 @@ public final class Store: Sendable {
             }), storeID == keyring.storeID else { throw StoreError.storeMismatch }
             let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
                                   configuration: configuration)
-            try store.backfillEmailIndex()
+            // A build the audit log cannot take (a gap to acknowledge first) must not keep the store shut:
+            // the marker stays, and `find` by e-mail builds the index, or reports why it cannot.
+            try? store.backfillEmailIndex()
             return store
         } catch {
             throw StoreError.wrap(error)
