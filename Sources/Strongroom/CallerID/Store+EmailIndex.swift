@@ -21,7 +21,6 @@ extension Store {
             SELECT \(Store.summaryColumns), emails_ct FROM subjects
             WHERE id > ?1 AND id <= ?2 AND emails_ct IS NOT NULL ORDER BY id LIMIT ?3
             """
-        /// The first build's cursor: the last subject id indexed by it (no row: the build is done).
         /// Subjects holding addresses but no row of index version ?1, once an index rotation's walk is
         /// through (written by a process that had not seen the new key): one pass over the table.
         static let leftBehind = """
@@ -30,6 +29,7 @@ extension Store {
             """
         /// The old index versions' rows, dropped once when the new version answers alone.
         static let dropOldVersions = "DELETE FROM email_index WHERE key_version <> ?"
+        /// The first build's cursor: the last subject id indexed by it (no row: the build is done).
         static let backfillCursor = "SELECT cursor FROM email_index_backfill WHERE id = 1"
         /// Ends the first build (and a new store's, which has nothing to build).
         static let backfillDone = "DELETE FROM email_index_backfill WHERE id = 1"
@@ -85,36 +85,45 @@ extension Store {
     /// `emails_ct`, in id order); returns the last id read (nil: none).
     ///
     /// The addresses are decrypted through the audited path (`context`, purpose `key-rotation`), outside
-    /// the transaction that writes the rows; a subject changed meanwhile (its `updated_at` moved) is left
-    /// as its writer indexed it, one deleted meanwhile is skipped. `advance` runs in that transaction
-    /// with the last id (the first build keeps its cursor there).
+    /// the transaction that writes the rows; a subject changed meanwhile (its `updated_at` moved) makes
+    /// the batch roll back and run again, at most five times, as the phone index's rotation does; one
+    /// deleted meanwhile is skipped. `advance` runs in that transaction with the last id (the
+    /// first build keeps its cursor there).
     @discardableResult
     func indexEmailsOfSubjects(_ select: String, _ values: [SQLValue], into indexes: [EmailBlindIndex], context: AccessContext,
                                advance: (@Sendable (Int64, any Database) throws -> Void)? = nil) throws(StoreError) -> Int64? {
-        let rows = try storeErrors {
-            try data.withLock { connection in
-                try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
-            }
-        }
-        guard let last = rows.last?.id.rawValue else { return nil }
-        let personal = try decrypt(rows, fields: [.emails], detail: "e-mail index", context: context).personal
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    for (row, opened) in zip(rows, personal) {
-                        let id = row.summary.id
-                        guard try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
-                                == Store.milliseconds(row.summary.updatedAt) else { continue }
-                        for index in indexes {
-                            try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
-                        }
-                        try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
-                    }
-                    try advance?(last, connection)
+        var attempt = 0
+        while true {
+            let rows = try storeErrors {
+                try data.withLock { connection in
+                    try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
                 }
             }
+            guard let last = rows.last?.id.rawValue else { return nil }
+            let personal = try decrypt(rows, fields: [.emails], detail: "e-mail index", context: context).personal
+            do {
+                try storeErrors {
+                    try data.withLock { connection in
+                        try connection.transaction {
+                            for (row, opened) in zip(rows, personal) {
+                                let id = row.summary.id
+                                let updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+                                guard let updated else { continue }
+                                guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(id) }
+                                for index in indexes {
+                                    try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
+                                }
+                                try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
+                            }
+                            try advance?(last, connection)
+                        }
+                    }
+                }
+                return last
+            } catch .concurrentChange where attempt < 5 {
+                attempt += 1
+            }
         }
-        return last
     }
 
     /// Builds the e-mail index of a store made before it had one (schema version 6): every subject's
