@@ -52,6 +52,18 @@ struct EmailAddressTests {
 struct EmailIndexTests {
     static let request = AccessContext(actor: "test-dpo", purpose: .subjectRequest)
 
+    /// Closes the test's store and takes its data database back to version 5, as that version made it
+    /// (no e-mail tables); returns a raw connection to it.
+    static func asSchemaFive(_ test: TestStore) throws -> any Database {
+        test.store.close()
+        let raw = try test.database(.data)
+        try raw.transaction {
+            try raw.execute("DROP TABLE email_index; DROP TABLE email_index_backfill")
+            try raw.setSchemaVersion(5)
+        }
+        return raw
+    }
+
     @Test("truncation collisions never return the wrong person (8-bit tags, 600 addresses)", arguments: TestBackend.all)
     func collisions(backend: TestBackend) throws {
         let test = try TestStore(backend, plannedPhoneNumbers: 16)
@@ -160,13 +172,7 @@ struct EmailIndexTests {
         defer { test.cleanUp() }
         let ids = try test.store.write((0..<5).map { emailSubject("Old \($0)", email: "old.\($0)@example.org") }, context: TestStore.admin).map(\.id)
         try test.store.setRestricted(true, ids[4], context: TestStore.admin)
-        test.store.close()
-        // The data database as version 5 made it.
-        let raw = try test.database(.data)
-        try raw.transaction {
-            try raw.execute("DROP TABLE email_index; DROP TABLE email_index_backfill")
-            try raw.setSchemaVersion(5)
-        }
+        let raw = try Self.asSchemaFive(test)
         let reopened = try test.reopen(hooks: [hook])
         defer { reopened.close() }
         #expect(try raw.schemaVersion() == 6)
@@ -190,12 +196,7 @@ struct EmailIndexTests {
         let test = try TestStore(backend, hooks: [hook])
         defer { test.cleanUp() }
         let id = try test.store.create(emailSubject("Old", email: "old@example.org"), context: TestStore.admin)
-        test.store.close()
-        let raw = try test.database(.data)
-        try raw.transaction {
-            try raw.execute("DROP TABLE email_index; DROP TABLE email_index_backfill")
-            try raw.setSchemaVersion(5)
-        }
+        let raw = try Self.asSchemaFive(test)
         hook.fail(true)
         let reopened = try test.reopen(hooks: [hook])
         defer { reopened.close() }
