@@ -43,12 +43,12 @@ extension Store {
                         context: AccessContext) throws(StoreError) -> [String] {
         let normalizer = try normalizer(for: region)
         try check(changes, region: region)
-        let needed = changes.contains { CSVImporter.phoneColumns.map(\.0).contains($0.field) } ? [PersonalField.phones] : []
-        let custom = changes.filter(Store.isCustomField)
+        // The stored fields a change rewrites only in part: the numbers under other labels, the other custom fields.
+        let fields = (changes.contains { CSVImporter.phoneColumns.map(\.0).contains($0.field) } ? [PersonalField.phones] : [])
+            + (changes.contains(where: Store.isCustomField) ? [.customFields] : [])
         try writeSubjects(context: context) { write in
             let connection = write.connection
             _ = try keyring.reloadIfChanged()
-            let fields = needed + (custom.isEmpty ? [] : [.customFields])
             guard let stored = try connection.firstRow(
                 "SELECT \(Store.summaryColumns)\(fields.map { ", " + $0.column }.joined()) FROM subjects WHERE id = ?",
                 [.integer(id.rawValue)], { Store.encryptedSubject(from: $0, fields: fields) }) else {
