@@ -8,6 +8,7 @@ enum StrongroomCLI {
     static let commands: [any Command.Type] = [
         InitCommand.self, ImportCommand.self, LookupCommand.self, CallRecordCommand.self, PhoneNormalizeCommand.self,
         SubjectExportCommand.self, SubjectEraseCommand.self, SubjectRestrictCommand.self, SubjectUnrestrictCommand.self,
+        SubjectFindCommand.self, SubjectListCommand.self, SubjectRectifyCommand.self,
         ConsentGrantCommand.self, ConsentWithdrawCommand.self, ConsentConfirmCommand.self, ConsentShowCommand.self,
         PurposeDeclareCommand.self, PurposeListCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,

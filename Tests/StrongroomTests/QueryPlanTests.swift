@@ -15,7 +15,7 @@ import Testing
 @Suite("Query plans: every per-subject statement finds its rows through an index", .serialized)
 struct QueryPlanTests {
     /// Tables that grow with the subjects: a full scan of one of them per subject is quadratic.
-    static let growingTables: Set<String> = ["subjects", "phone_index", "calls", "consent_ledger", "subject_keys", "erased_subjects",
+    static let growingTables: Set<String> = ["subjects", "phone_index", "email_index", "calls", "consent_ledger", "subject_keys", "erased_subjects",
                                              "audit_log"]
 
     /// Subjects in the store when plans are asked for.
@@ -39,7 +39,9 @@ struct QueryPlanTests {
         for statement in statements where statement.touchesGrowingTable {
             let plan = try statement.plan()
             checked += 1
-            if RotationStatements.onceOverTheWholeTable.contains(where: statement.matches) || statement.isWholeTableCount { continue }
+            if (RotationStatements.onceOverTheWholeTable + [Store.EmailIndexStatements.leftBehind, Store.EmailIndexStatements.dropOldVersions])
+                .contains(where: statement.matches)
+                || statement.isWholeTableCount { continue }
             let scans = plan.filter(backend == .sqlite ? Self.isSQLiteScanOfGrowingTable : Self.isPostgresScanOfGrowingTable)
             #expect(scans.isEmpty, "\(backend): \(statement.sql)\nplan:\n\(plan.joined(separator: "\n"))")
         }
@@ -54,6 +56,20 @@ struct QueryPlanTests {
         ]
         for (sql, sqlitePlan, postgresIndex) in expected {
             let statement = try #require(statements.first { $0.matches(sql) })
+            let plan = try statement.plan().joined(separator: "\n")
+            #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
+        }
+        // The e-mail index's statements, and those of find, list and rectify.
+        let emailIndexPlans: [(sql: String, sqlite: String, postgres: String)] = [
+            (Store.EmailIndexStatements.probe, "email_index_by_tag (key_version=? AND tag=?)", "email_index_by_tag"),
+            (Store.EmailIndexStatements.dropSubjectVersion, "email_index_by_subject (subject_id=? AND key_version=?)", "email_index_by_subject"),
+            (Store.EmailIndexStatements.dropSubject, "email_index_by_subject (subject_id=?)", "email_index_by_subject"),
+            (Store.EmailIndexStatements.subjectsWithAddresses, "INTEGER PRIMARY KEY (rowid>? AND rowid<?)", "subjects_pkey"),
+            (Store.subjectByExternalID, "sqlite_autoindex_subjects_1 (external_id=?)", "subjects_external_id_key"),
+            (Store.listPage, "INTEGER PRIMARY KEY (rowid>?)", "subjects_pkey"),
+        ]
+        for (sql, sqlitePlan, postgresIndex) in emailIndexPlans {
+            let statement = try #require(statements.first { $0.matches(sql) }, "not run by the paths: \(sql)")
             let plan = try statement.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
         }
@@ -77,13 +93,14 @@ struct QueryPlanTests {
         let raw = try test.database(.data)
         try raw.transaction {
             try raw.execute("DROP INDEX phone_index_by_subject; CREATE INDEX phone_index_by_subject ON phone_index (subject_id)")
+            try raw.execute("DROP TABLE email_index; DROP TABLE email_index_backfill")
             try raw.setSchemaVersion(4)
         }
         #expect(try indexColumns(raw) == ["subject_id"])
 
         let reopened = try test.reopen()
         defer { reopened.close() }
-        #expect(try raw.schemaVersion() == 5)
+        #expect(try raw.schemaVersion() == 6)
         #expect(try indexColumns(raw) == ["subject_id", "key_version"])
         #expect(try reopened.callerID(number: "020 7946 0958", context: TestStore.caller).map(\.id) == [id])
         _ = try reopened.rotateIndexKey(context: TestStore.admin)
@@ -92,7 +109,7 @@ struct QueryPlanTests {
         let again = try test.reopen()
         defer { again.close() }
         #expect(try again.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [id])
-        #expect(try raw.schemaVersion() == 5)
+        #expect(try raw.schemaVersion() == 6)
     }
 
     // MARK: - The paths
@@ -121,6 +138,14 @@ struct QueryPlanTests {
         _ = try store.rotateDataKey(of: ids[1], context: TestStore.admin)
         _ = try store.rotateAllDataKeys(batchSize: 2, context: TestStore.admin)
         _ = try store.rotateIndexKey(batchSize: 2, context: TestStore.admin)
+        let request = AccessContext(actor: "test-dpo", purpose: .subjectRequest)
+        _ = try store.find(.email("zebedee.plan1@example.org"), context: request)
+        _ = try store.find(.phone("07700 900111", region: nil), context: request)
+        _ = try store.find(.externalID("ext-plan5"), context: request)
+        try store.listSubjects(SubjectListFilter(kind: .lead, untouchedSince: Date()), context: TestStore.admin) { _ in }
+        try store.rectify(ids[5], [FieldChange(field: "email", value: "renamed@example.org"), FieldChange(field: "mobile", value: "07700 900998")],
+                          context: TestStore.admin)
+        try store.backfillEmailIndex()
     }
 
     // MARK: - Statements and plans
@@ -220,6 +245,7 @@ struct QueryPlanTests {
                     SELECT i, 'contact', i, i, 1, i FROM (\(series)) AS s;
                 INSERT INTO phone_index (key_version, tag, subject_id, check_mac) SELECT 1, i, i, \(bytes) FROM (\(series)) AS s;
                 INSERT INTO phone_index (key_version, tag, subject_id, check_mac) SELECT 1, i + 7, i, \(bytes) FROM (\(series)) AS s;
+                INSERT INTO email_index (key_version, tag, subject_id, check_mac) SELECT 1, i, i, \(bytes) FROM (\(series)) AS s;
                 INSERT INTO calls (call_key, subject_id, at, direction) SELECT \(bytes), i, i, 'in' FROM (\(series)) AS s;
                 INSERT INTO consent_ledger (subject_id, purpose, state, at, initiator, key_version)
                     SELECT i, 'marketing-email', 'granted', i, 'staff', 1 FROM (\(series)) AS s;

@@ -33,6 +33,8 @@ public struct AuditEvent: Sendable, Equatable {
         /// An operator acknowledged entries lost from the log's end (`Store.acknowledgeAuditGap`): the
         /// detail names the gap and the signed head it replaces, and the reason.
         case acknowledgeGap = "acknowledge-gap"
+        /// Subjects' clear operational fields were listed (`Store.listSubjects`): one entry per listing.
+        case list
     }
 
     /// How it ended.

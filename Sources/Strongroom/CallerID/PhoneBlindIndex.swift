@@ -76,7 +76,7 @@ struct PhoneBlindIndex: Sendable {
     }
 
     /// What the check MACs before the full tag: the subject id, 8 bytes big-endian (on the stack).
-    private static func checkPrefix(_ subject: SubjectID) -> InlineArray<8, UInt8> {
+    static func checkPrefix(_ subject: SubjectID) -> InlineArray<8, UInt8> {
         var bytes = InlineArray<8, UInt8>(repeating: 0)
         for index in 0..<8 { bytes[index] = UInt8(truncatingIfNeeded: UInt64(bitPattern: subject.rawValue) >> (56 - 8 * index)) }
         return bytes

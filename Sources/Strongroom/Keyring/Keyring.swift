@@ -67,6 +67,8 @@ final class Keyring: Sendable {
         /// The phone index versions that answer lookups and take new entries: the active one first,
         /// then one being built by an index rotation.
         let phoneIndexes: [PhoneBlindIndex]
+        /// The e-mail indexes of the same index key versions, in the same order (`EmailBlindIndex`).
+        let emailIndexes: [EmailBlindIndex]
 
         /// The current KEK.
         var current: KeyHandle { keyEncryptionKeys[currentVersion]! }
@@ -120,7 +122,8 @@ final class Keyring: Sendable {
             let indexKey = try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
                                               under: kek, storeID: storeID, in: tables)
             return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
-                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
+                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)],
+                              emailIndexes: [try EmailBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
         let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait, latestErasure: 0)
@@ -190,10 +193,13 @@ final class Keyring: Sendable {
         }
         guard let current else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
         var indexes: [PhoneBlindIndex] = []
+        var emailIndexes: [EmailBlindIndex] = []
         for row in try tables.answeringIndexKeys() {
             let version = row.version
-            if let index = known?.phoneIndexes.first(where: { $0.version == version }) {
+            if let index = known?.phoneIndexes.first(where: { $0.version == version }),
+               let emailIndex = known?.emailIndexes.first(where: { $0.version == version }) {
                 indexes.append(index)
+                emailIndexes.append(emailIndex)
                 continue
             }
             let key: SecretKey
@@ -204,9 +210,11 @@ final class Keyring: Sendable {
                 throw StoreError.unreadableKey("the phone index key", error)
             }
             indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
+            emailIndexes.append(try EmailBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
         }
         guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
-        return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes)
+        return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes,
+                          emailIndexes: emailIndexes)
     }
 
     /// Re-reads the upper keys from the key database (after a rotation by this or another process).

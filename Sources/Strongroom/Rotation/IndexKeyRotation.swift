@@ -27,6 +27,7 @@ extension Store {
             let subjects = try reindex(into: building, batch: batch, context: rotation,
                                        select: "SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
                                        [.integer(cursor), .int(batchSize)])
+            if let last = subjects.last { try reindexEmails(after: cursor, through: last, into: target, batchSize: batchSize, context: rotation) }
             return subjects.last.map { ($0, subjects.count) }
         }
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
@@ -38,6 +39,7 @@ extension Store {
         try storeErrors { try faultInjection?("rotate-index.switch", batches) }
         try storeErrors { try keyring.reload() }
         let leftBehind = try reindexLeftBehind(into: building, batchSize: batchSize, context: rotation)
+        try finishEmailIndexRotation(into: target, context: rotation)
         try storeErrors {
             try keyring.database.transaction { tables in
                 try tables.deleteRetiredIndexKeys()
@@ -142,5 +144,29 @@ extension Store {
                 attempt += 1
             }
         }
+    }
+}
+
+extension Store {
+    /// The e-mail index's part of the walk: indexes under version `target` the addresses of the subjects
+    /// the phone walk's batch covered (ids in (`after`, `through`]), so both indexes are rebuilt by the
+    /// same resumable walk.
+    private func reindexEmails(after: Int64, through: SubjectID, into target: UInt32, batchSize: Int,
+                               context: AccessContext) throws(StoreError) {
+        guard let building = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
+            throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
+        }
+        try indexEmailsOfSubjects(EmailIndexStatements.subjectsWithAddresses, [.integer(after), .integer(through.rawValue), .int(batchSize)],
+                                  into: [building], context: context)
+    }
+
+    /// After the switch: indexes under `target` the addresses of subjects written meanwhile under the old
+    /// version only, then drops the old versions' rows.
+    private func finishEmailIndexRotation(into target: UInt32, context: AccessContext) throws(StoreError) {
+        guard let active = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
+            throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
+        }
+        try indexEmailsOfSubjects(EmailIndexStatements.leftBehind, [.int(Int(target))], into: [active], context: context)
+        try storeErrors { try data.withLock { try $0.run(EmailIndexStatements.dropOldVersions, [.int(Int(target))]) } }
     }
 }

@@ -30,7 +30,8 @@ extension Store {
                 return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
                                        items: rows.count, resumed: false),
                         Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
-                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes))
+                                           currentVersion: keys.currentVersion, phoneIndexes: keys.phoneIndexes,
+                                           emailIndexes: keys.emailIndexes))
             }
         }
         // Only now, with the new wrapping committed: had the commit failed, this process would hold a

@@ -24,6 +24,30 @@ enum Schema {
         """
 
 
+    /// Version 6 of the data schema: the e-mail blind index (`EmailBlindIndex`), shaped as the phone
+    /// index is (a covering index for the probe, one by subject and version for maintenance), and the
+    /// marker of its first build. A store made before version 6 holds e-mail addresses that are not
+    /// indexed yet: the migration leaves `email_index_backfill` with cursor 0, and the next open indexes
+    /// every subject's addresses from there (`Store.backfillEmailIndex`, resumable by that cursor) and
+    /// drops the marker. A new store drops it when it is made.
+    static func emailIndex(blobType: String) -> String {
+        """
+        CREATE TABLE email_index (
+            key_version BIGINT NOT NULL,
+            tag BIGINT NOT NULL,
+            subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+            check_mac \(blobType) NOT NULL
+        );
+        CREATE INDEX email_index_by_tag ON email_index (key_version, tag, subject_id, check_mac);
+        CREATE INDEX email_index_by_subject ON email_index (subject_id, key_version);
+        CREATE TABLE email_index_backfill (
+            id BIGINT PRIMARY KEY CHECK (id = 1),
+            cursor BIGINT NOT NULL
+        );
+        INSERT INTO email_index_backfill (id, cursor) VALUES (1, 0);
+        """
+    }
+
     /// Version 5 of the key database, the same on both backends: each erasure gets a number, so that
     /// another process learns which of its cached subject keys to drop (`Keyring.noticeErasures`); and
     /// the store row says since when an erasure's old pages wait to be overwritten (a reader of an older

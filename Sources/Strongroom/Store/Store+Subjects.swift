@@ -106,6 +106,7 @@ extension Store {
             let (id, subject) = created[createdIndex]
             let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
             let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
+            try indexEmails(subject.personal.emails ?? [], of: id, in: connection)
             if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
             results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
             write.record(id, .create, fields: written)
@@ -202,14 +203,7 @@ extension Store {
     ///   - after: the last id of the previous page (keyset paging).
     ///   - limit: the page size.
     public func list(kind: SubjectKind? = nil, after: SubjectID? = nil, limit: Int = 100) throws(StoreError) -> [SubjectSummary] {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("""
-                    SELECT \(Store.summaryColumns) FROM subjects
-                    WHERE id > ? AND (kind = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?
-                    """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
-            }
-        }
+        try page(SubjectListFilter(kind: kind), after: after, limit: limit)
     }
 
     /// The number of subjects in the store.
@@ -266,10 +260,11 @@ extension Store {
         return written
     }
 
-    /// Updates metadata and the given fields of an existing subject under its current key.
-    private func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
-                         normalizer: PhoneNormalizer, now: Int64,
-                         in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
+    /// Updates metadata and the given fields of an existing subject under its current key; changed phone
+    /// numbers and e-mail addresses are re-indexed.
+    func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
+                 normalizer: PhoneNormalizer, now: Int64,
+                 in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
         try connection.run("""
             UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
             WHERE id = ?
@@ -283,6 +278,7 @@ extension Store {
             unindexed = try index(phones, of: id, normalizer: normalizer, in: connection)
             try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)])
         }
+        if let emails = personal.emails { try reindexEmails(emails, of: id, in: connection) }
         return (written, unindexed)
     }
 

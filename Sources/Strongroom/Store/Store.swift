@@ -96,6 +96,7 @@ public final class Store: Sendable {
                                              cacheCapacity: configuration.subjectKeyCacheCapacity,
                                              nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
             try connection.migrate(type(of: backend).dataMigrations)
+            try connection.run(EmailIndexStatements.backfillDone)
             try connection.run("INSERT INTO store (id, store_id, default_region, created_at) VALUES (1, ?, ?, ?)",
                                [.blob(storeID), .text(region), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
             let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
@@ -123,8 +124,12 @@ public final class Store: Sendable {
             guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
                 ($0.blob(0) ?? [], $0.text(1) ?? "US")
             }), storeID == keyring.storeID else { throw StoreError.storeMismatch }
-            return try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
-                             configuration: configuration)
+            let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
+                                  configuration: configuration)
+            // A build the audit log cannot take (a gap to acknowledge first) must not keep the store shut:
+            // the marker stays, and `find` by e-mail builds the index, or reports why it cannot.
+            try? store.backfillEmailIndex()
+            return store
         } catch {
             throw StoreError.wrap(error)
         }

@@ -70,16 +70,22 @@ struct LookupCommand: StoreCommand {
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        let matches = try store.callerID(number: number, region: region, context: context).map(MatchOutput.init)
-        if console.json {
-            try console.printJSON(matches)
-        } else if matches.isEmpty {
-            console.print("no match")
-        } else {
-            matches.forEach { console.print($0.line) }
-        }
-        return matches.isEmpty ? .failure : .success
+        try printMatches(try store.callerID(number: number, region: region, context: context), on: console)
     }
+}
+
+/// Prints matches as `lookup` does (`subject find` too): a JSON array, or one line each, or "no match";
+/// exit status 1 when there are none.
+func printMatches(_ found: [CallerMatch], on console: Console) throws -> ExitStatus {
+    let matches = found.map(MatchOutput.init)
+    if console.json {
+        try console.printJSON(matches)
+    } else if matches.isEmpty {
+        console.print("no match")
+    } else {
+        matches.forEach { console.print($0.line) }
+    }
+    return matches.isEmpty ? .failure : .success
 }
 
 /// `strongroom call record`: logs a call.

@@ -1,0 +1,152 @@
+import Foundation
+import StrongroomStorage
+
+extension Store {
+    /// The statements of the e-mail index, on both backends.
+    enum EmailIndexStatements {
+        /// Adds a row (key version, truncated tag, subject, check).
+        static let insert = "INSERT INTO email_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)"
+        /// Drops a subject's rows of every version (its addresses changed).
+        static let dropSubject = "DELETE FROM email_index WHERE subject_id = ?"
+        /// Drops a subject's rows of one version (re-indexed under it).
+        static let dropSubjectVersion = "DELETE FROM email_index WHERE subject_id = ? AND key_version = ?"
+        /// The candidates of one version and truncated tag, with the clear columns an answer needs and the
+        /// checks (the index is named `p`, as `CallerCandidate.columns` reads the phone index's).
+        static let probe = """
+            SELECT \(CallerCandidate.columns), p.check_mac FROM email_index p JOIN subjects s ON s.id = p.subject_id
+            WHERE p.key_version = ? AND p.tag = ?
+            """
+        /// A batch of subjects holding e-mail addresses, by id in (?1, ?2], at most ?3.
+        static let subjectsWithAddresses = """
+            SELECT \(Store.summaryColumns), emails_ct FROM subjects
+            WHERE id > ?1 AND id <= ?2 AND emails_ct IS NOT NULL ORDER BY id LIMIT ?3
+            """
+        /// Subjects holding addresses but no row of index version ?1, once an index rotation's walk is
+        /// through (written by a process that had not seen the new key): one pass over the table.
+        static let leftBehind = """
+            SELECT \(Store.summaryColumns), emails_ct FROM subjects s WHERE emails_ct IS NOT NULL AND NOT EXISTS
+                (SELECT 1 FROM email_index n WHERE n.subject_id = s.id AND n.key_version = ?1) ORDER BY id
+            """
+        /// The old index versions' rows, dropped once when the new version answers alone.
+        static let dropOldVersions = "DELETE FROM email_index WHERE key_version <> ?"
+        /// The first build's cursor: the last subject id indexed by it (no row: the build is done).
+        static let backfillCursor = "SELECT cursor FROM email_index_backfill WHERE id = 1"
+        /// Ends the first build (and a new store's, which has nothing to build).
+        static let backfillDone = "DELETE FROM email_index_backfill WHERE id = 1"
+    }
+
+    /// Adds e-mail index rows for `emails` to every answering index version (two while an index rotation
+    /// builds the new one), or to `indexes`. An address that does not normalise is stored, encrypted, but
+    /// not indexed (`subject find --email` cannot find it), as an invalid phone number is.
+    func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database,
+                     into indexes: [EmailBlindIndex]? = nil) throws {
+        let addresses = Set(emails.compactMap { try? EmailAddress($0) })
+        for address in addresses {
+            for index in indexes ?? keyring.keys.emailIndexes {
+                let tags = try index.tags(for: address)
+                try connection.run(EmailIndexStatements.insert, [.int(Int(index.version)), .integer(tags.truncated),
+                                                                 .integer(id.rawValue), .blob(try index.check(tags, subject: id))])
+            }
+        }
+    }
+
+    /// Replaces a subject's e-mail index rows by those of `emails` (an update or rectification).
+    func reindexEmails(_ emails: [String], of id: SubjectID, in connection: any Database) throws {
+        try connection.run(EmailIndexStatements.dropSubject, [.integer(id.rawValue)])
+        try indexEmails(emails, of: id, in: connection)
+    }
+
+    /// The subjects whose e-mail index rows seal exactly `address`, under every answering index version.
+    /// A miss may mean an index rotation finished in another process: then, if the key database changed
+    /// since the keys were loaded, they are reloaded and the index probed again.
+    func subjectsHolding(_ address: EmailAddress) throws(StoreError) -> [CallerCandidate] {
+        let found = try storeErrors { try data.withLock { try matchingSubjects(address, in: $0) } }
+        guard found.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) else { return found }
+        return try storeErrors { try data.withLock { try matchingSubjects(address, in: $0) } }
+    }
+
+    /// The probe of each index version: candidates by truncated tag, kept only when their check matches.
+    private func matchingSubjects(_ address: EmailAddress, in connection: any Database) throws -> [CallerCandidate] {
+        var matches: [CallerCandidate] = []
+        for index in keyring.keys.emailIndexes {
+            let tags = try index.tags(for: address)
+            try connection.forEachRow(EmailIndexStatements.probe, [.int(Int(index.version)), .integer(tags.truncated)]) { row in
+                let candidate = CallerCandidate(row)
+                guard let check = row.blob(CallerCandidate.columnCount),
+                      index.matches(check, subject: candidate.id, tags: tags),
+                      !matches.contains(where: { $0.id == candidate.id }) else { return }
+                matches.append(candidate)
+            }
+        }
+        return matches
+    }
+
+    /// Indexes under `indexes` the addresses of the subjects `select` reads (`summaryColumns` and
+    /// `emails_ct`, in id order); returns the last id read (nil: none).
+    ///
+    /// The addresses are decrypted through the audited path (`context`, purpose `key-rotation`), outside
+    /// the transaction that writes the rows; a subject changed meanwhile (its `updated_at` moved) makes
+    /// the batch roll back and run again, at most five times, as the phone index's rotation does; one
+    /// deleted meanwhile is skipped. `advance` runs in that transaction with the last id (the
+    /// first build keeps its cursor there).
+    @discardableResult
+    func indexEmailsOfSubjects(_ select: String, _ values: [SQLValue], into indexes: [EmailBlindIndex], context: AccessContext,
+                               advance: (@Sendable (Int64, any Database) throws -> Void)? = nil) throws(StoreError) -> Int64? {
+        var attempt = 0
+        while true {
+            let rows = try storeErrors {
+                try data.withLock { connection in
+                    try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
+                }
+            }
+            guard let last = rows.last?.id.rawValue else { return nil }
+            let personal = try decrypt(rows, fields: [.emails], detail: "e-mail index", context: context).personal
+            do {
+                try storeErrors {
+                    try data.withLock { connection in
+                        try connection.transaction {
+                            for (row, opened) in zip(rows, personal) {
+                                let id = row.summary.id
+                                let updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+                                guard let updated else { continue }
+                                guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(id) }
+                                for index in indexes {
+                                    try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
+                                }
+                                try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
+                            }
+                            try advance?(last, connection)
+                        }
+                    }
+                }
+                return last
+            } catch .concurrentChange where attempt < 5 {
+                attempt += 1
+            }
+        }
+    }
+
+    /// Builds the e-mail index of a store made before it had one (schema version 6): every subject's
+    /// addresses, under every answering index version, in batches from the cursor the migration left,
+    /// which each batch moves on in its own transaction (a build stopped midway resumes at the next
+    /// open); then the marker goes. Runs at open; a store without the marker costs one query.
+    ///
+    /// Chosen over waiting for the next `keys rotate-index`: a requester must be findable by e-mail
+    /// from the first open of the upgraded store. Audited as a rotation's reads are: one decrypt entry
+    /// per subject, purpose `key-rotation`, detail "e-mail index". If the build fails at open (the audit
+    /// log refuses its entries until a gap is acknowledged), the open goes on and `find` by e-mail runs
+    /// it again, reporting the error.
+    func backfillEmailIndex(batchSize: Int = 500) throws(StoreError) {
+        let context = AccessContext(actor: ProcessInfo.processInfo.userName, purpose: .keyRotation)
+        while let cursor = try storeErrors({ try data.withLock { try $0.scalarInteger(EmailIndexStatements.backfillCursor) } }) {
+            let advanced = try indexEmailsOfSubjects(EmailIndexStatements.subjectsWithAddresses,
+                                                     [.integer(cursor), .integer(.max), .int(batchSize)],
+                                                     into: keyring.keys.emailIndexes, context: context) { last, connection in
+                try connection.run("UPDATE email_index_backfill SET cursor = ? WHERE id = 1", [.integer(last)])
+            }
+            if advanced == nil {
+                try storeErrors { try data.withLock { try $0.run(EmailIndexStatements.backfillDone) } }
+            }
+        }
+    }
+}
