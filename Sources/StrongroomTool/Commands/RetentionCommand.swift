@@ -6,8 +6,7 @@ struct RetentionApplyCommand: StoreCommand {
     static let name = "retention apply"
     static let abstract = "erase subjects untouched for longer than a period, each with a receipt"
     static let help = """
-        Usage: strongroom retention apply --untouched-for DURATION [--kind lead|contact] [--reason TEXT]
-                                          [--dry-run] [--json]
+        Usage: strongroom retention apply --untouched-for DURATION [--kind lead|contact] [--reason TEXT] [--dry-run] [--json]
 
         Erases every subject whose last contact (or creation, when never contacted) is older than
         DURATION before now, each as `subject erase` does: its own transaction, audit entry, tombstone
