@@ -92,6 +92,12 @@ struct TombstoneTests {
         try test.store.erase(newID, reason: Self.reason, context: TestStore.admin)
         let lead = try test.store.recordCall(number: "+44 20 7946 0958", context: TestStore.admin)
         #expect(lead.createdLead && lead.caller.externalID == nil)
+        // Nor can an update hand an erased external id to another subject.
+        var moved = sampleSubject("t3").metadata
+        let third = try test.store.create(NewSubject(metadata: moved, personal: PersonalData(name: "Third")), context: TestStore.admin)
+        moved.externalID = "ext-t1"
+        #expect(throws: StoreError.self) { try test.store.update(third, metadata: moved, personal: PersonalData(), context: TestStore.admin) }
+        #expect(try test.store.resolve("ext-t3") == third)
         // Second act: from another opening, both erased ids are still refused.
         let reopened = try test.reopen()
         defer { reopened.close() }
@@ -140,5 +146,30 @@ struct TombstoneTests {
         let expected = try test.store.keyring.erasureKeys.tag(externalID: "ext-h1")
         #expect(tag.count == 32 && tag == expected)
         PlaintextScan.expectAbsent(["ext-h1"], from: try test.storedContent().filter { $0.place.contains("keys") }, backend: backend)
+    }
+
+    @Test("a key database of schema 5 (before tombstones) opens, gains the table, and its next erasure leaves a tombstone and a receipt",
+          arguments: TestBackend.all)
+    func schemaFiveOpens(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        _ = try Self.importRows(test.store)
+        test.store.close()
+        let keys = try test.database(.keys)
+        try keys.transaction {
+            try keys.execute("DROP TABLE tombstones")
+            try keys.setSchemaVersion(5)
+        }
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try keys.schemaVersion() == 6)
+        let receipt = try reopened.erase(try reopened.resolve("crm-gone-1"), reason: Self.reason, context: TestStore.admin).receipt
+        #expect(try reopened.verifyErasureReceipt(try reopened.erasureReceipt(for: "crm-gone-1")).isVerified)
+        #expect(try Self.importRows(reopened).rejected.count == 1)
+        // Second act: another opening finds the receipt and refuses the id.
+        let again = try test.reopen()
+        defer { again.close() }
+        #expect(try again.erasureReceipt(for: String(receipt.id.rawValue)) == receipt.with(externalID: nil))
+        #expect(try Self.importRows(again).created == 0)
     }
 }

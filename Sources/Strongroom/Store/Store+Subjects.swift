@@ -146,6 +146,10 @@ extension Store {
                     (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
                 }) else { throw try notFoundOrErased(id) }
             try write.require(id, .update)
+            // Nor may an update give a subject an erased external id.
+            if let externalID = metadata?.externalID, externalID != current.externalID, let erased = try tombstone(ofExternalID: externalID) {
+                throw StoreError.externalIDErased(erasedAt: erased.erasedAt)
+            }
             let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
                                      normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
             write.record(id, .update, fields: fields.written)
