@@ -34,6 +34,8 @@ struct ErasureReceiptToolTests {
         #expect(found["verified"] as? Bool == true && found["problem"] is NSNull && found["mac"] as? String == receipt["mac"] as? String)
         let (byID, byIDOut, _) = store.run(["audit", "receipt", id])
         #expect(byID == .success && byIDOut.contains("erasure receipt verified") && byIDOut.contains("not kept in clear"))
+        let byIDJSON = try Self.object(store.run(["audit", "receipt", id, "--json"]).1)
+        #expect(byIDJSON["external_id"] is NSNull && byIDJSON["verified"] as? Bool == true)
         #expect(store.run(["audit", "receipt", "crm-4242-5"]).0 == .failure)
         let (missing, _, missingErr) = store.run(["audit", "receipt", "crm-nobody-9"])
         #expect(missing == .failure && missingErr.contains("no erasure receipt") && !missingErr.contains("crm-nobody-9"))

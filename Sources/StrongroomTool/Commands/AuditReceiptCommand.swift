@@ -1,18 +1,34 @@
 import Foundation
 import Strongroom
 
+/// An optional value of a `--json` output written as `null` when absent: every key is always present
+/// (a synthesised `Encodable` would leave the key out).
+@propertyWrapper
+struct NullWhenAbsent<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
 /// An erasure receipt as the tool prints it (`subject erase`, `audit receipt`, `retention apply`):
 /// `receipt`, `id`, `external_id` (null when not known in clear), `erased_at`, `actor`, `reason`,
 /// `destroyed` (counts), `audit_sequence`, `mac` (hex). No personal field.
 struct ReceiptOutput: Encodable {
     let receipt: String
     let id: String
-    let externalId: String?
+    @NullWhenAbsent var externalId: String?
     let erasedAt: String
     let actor: String
     let reason: String
     let destroyed: ErasureReceipt.Destroyed
-    let auditSequence: UInt64?
+    @NullWhenAbsent var auditSequence: UInt64?
     let mac: String
 
     init(_ receipt: ErasureReceipt) {
@@ -25,24 +41,6 @@ struct ReceiptOutput: Encodable {
         destroyed = receipt.destroyed
         auditSequence = receipt.auditSequence
         mac = receipt.mac.map { String(format: "%02x", $0) }.joined()
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case receipt, id, externalId, erasedAt, actor, reason, destroyed, auditSequence, mac
-    }
-
-    /// Every key always present, `null` where there is no value (as CLI.md asks of JSON outputs).
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(receipt, forKey: .receipt)
-        try container.encode(id, forKey: .id)
-        try container.encode(externalId, forKey: .externalId)
-        try container.encode(erasedAt, forKey: .erasedAt)
-        try container.encode(actor, forKey: .actor)
-        try container.encode(reason, forKey: .reason)
-        try container.encode(destroyed, forKey: .destroyed)
-        try container.encode(auditSequence, forKey: .auditSequence)
-        try container.encode(mac, forKey: .mac)
     }
 
     /// The receipt as readable lines; stored text (actor, reason, external id) escaped.
@@ -90,6 +88,7 @@ struct AuditReceiptCommand: StoreCommand {
 
         private enum CodingKeys: String, CodingKey { case verified, problem }
 
+        /// The receipt's keys and these two in one object.
         func encode(to encoder: any Encoder) throws {
             try receipt.encode(to: encoder)
             var container = encoder.container(keyedBy: CodingKeys.self)

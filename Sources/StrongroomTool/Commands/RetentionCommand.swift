@@ -31,21 +31,10 @@ struct RetentionApplyCommand: StoreCommand {
     /// A selected subject's clear operational fields.
     struct SubjectOutput: Encodable {
         let id: String
-        let externalId: String?
+        @NullWhenAbsent var externalId: String?
         let kind: String
         let created: String
-        let lastContacted: String?
-
-        private enum CodingKeys: String, CodingKey { case id, externalId, kind, created, lastContacted }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(id, forKey: .id)
-            try container.encode(externalId, forKey: .externalId)
-            try container.encode(kind, forKey: .kind)
-            try container.encode(created, forKey: .created)
-            try container.encode(lastContacted, forKey: .lastContacted)
-        }
+        @NullWhenAbsent var lastContacted: String?
     }
 
     /// The `--json` output.
