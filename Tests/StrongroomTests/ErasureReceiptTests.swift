@@ -129,6 +129,29 @@ struct ErasureReceiptTests {
         #expect(try reopened.verifyErasureReceipt(try reopened.erasureReceipt(for: "ext-r1")) == ErasureReceiptVerification(receipt: receipt, problem: nil))
     }
 
+    @Test("an erasure stopped after the key's destruction keeps its receipt; run again, it deletes the rows and returns that receipt",
+          arguments: TestBackend.all)
+    func erasureRunAgain(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("c1"), context: TestStore.admin)
+        var configuration = StoreConfiguration()
+        configuration.faultInjection = { point, _ in if point == "erase.key-destroyed" { throw CancellationError() } }
+        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        #expect(throws: (any Error).self) { try failing.erase(id, reason: Self.reason, context: TestStore.admin) }
+        failing.close()
+        let kept = try test.store.erasureReceipt(for: "ext-c1")
+        #expect(try test.store.verifyErasureReceipt(kept).isVerified)
+        let again = try test.store.erase(id, reason: "Art. 17 request R1, finished", context: TestStore.admin).receipt
+        #expect(again == kept)
+        #expect(try test.store.count() == 0)
+        // Second act: from another opening, the one receipt verifies and the id stays erased.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.verifyErasureReceipt(try reopened.erasureReceipt(for: String(id.rawValue))).isVerified)
+        #expect(throws: StoreError.self) { try reopened.create(sampleSubject("c1"), context: TestStore.admin) }
+    }
+
     @Test("a subject without an external id gets a receipt found by its store id")
     func withoutExternalID() throws {
         let test = try TestStore()

@@ -407,8 +407,8 @@ struct KeyTables {
             """, [.integer(subject.rawValue), .integer(now)])
     }
 
-    /// Writes the tombstone of an erasure with its receipt (once per subject: a second erasure of the
-    /// same subject id cannot happen, its row is gone).
+    /// Writes the tombstone of an erasure with its receipt (once per subject: `Keyring.destroySubjectKeys`
+    /// keeps the first receipt when an erasure is run again).
     func insertTombstone(_ receipt: ErasureReceipt) throws {
         try connection.run("INSERT INTO tombstones (\(KeyDatabase.tombstoneColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             .integer(receipt.id.rawValue), .text(receipt.receipt), .blob(receipt.externalIDTag),

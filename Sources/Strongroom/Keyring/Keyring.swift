@@ -469,7 +469,7 @@ final class Keyring: Sendable {
     /// erasure under the next erasure number (other processes drop the subject's cached keys when they
     /// see it); with `receipt`, also writes the tombstone with the receipt it makes (given the number of
     /// key versions destroyed and the time), in the same key-database transaction, so that no key is
-    /// destroyed without its receipt. Then has the key database drop the deleted row from its files
+    /// destroyed without its receipt, and returns it (or the one written by an earlier run). Then has the key database drop the deleted row from its files
     /// (`finishErasures`, waiting up to `erasureWait` for readers of older snapshots); `complete` is
     /// false when a reader held old pages back, which the store row then records for the next open or
     /// `keys compact` to finish.
@@ -482,8 +482,13 @@ final class Keyring: Sendable {
             let versions = try tables.subjectKeyVersions(subject)
             try tables.deleteSubjectKeys(subject)
             if tombstone { try tables.recordErasure(of: subject, at: now) }
-            let made = try receipt?(versions.count, now)
-            if let made { try tables.insertTombstone(made) }
+            // An erasure run again (it crashed after this commit, or the rows came back from a data
+            // backup) keeps the receipt made the first time.
+            var made = try receipt.map { _ in try tables.tombstone(of: subject) } ?? nil
+            if made == nil, let receipt {
+                made = try receipt(versions.count, now)
+                try tables.insertTombstone(made!)
+            }
             // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
             // the job to the next open.
             try tables.markErasedPages(at: now)
