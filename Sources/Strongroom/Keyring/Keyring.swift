@@ -469,10 +469,10 @@ final class Keyring: Sendable {
     /// erasure under the next erasure number (other processes drop the subject's cached keys when they
     /// see it); with `receipt`, also writes the tombstone with the receipt it makes (given the number of
     /// key versions destroyed and the time), in the same key-database transaction, so that no key is
-    /// destroyed without its receipt, and returns it (or the one written by an earlier run). Then has the key database drop the deleted row from its files
-    /// (`finishErasures`, waiting up to `erasureWait` for readers of older snapshots); `complete` is
-    /// false when a reader held old pages back, which the store row then records for the next open or
-    /// `keys compact` to finish.
+    /// destroyed without its receipt, and returns it (or the one an earlier run wrote). Then has the
+    /// key database drop the deleted row from its files (`finishErasures`, waiting up to `erasureWait`
+    /// for readers of older snapshots); `complete` is false when a reader held old pages back, which
+    /// the store row then records for the next open or `keys compact` to finish.
     @discardableResult
     func destroySubjectKeys(of subject: SubjectID, tombstone: Bool,
                             receipt: ((_ destroyedKeys: Int, _ now: Int64) throws -> ErasureReceipt)? = nil)
@@ -482,12 +482,16 @@ final class Keyring: Sendable {
             let versions = try tables.subjectKeyVersions(subject)
             try tables.deleteSubjectKeys(subject)
             if tombstone { try tables.recordErasure(of: subject, at: now) }
-            // An erasure run again (it crashed after this commit, or the rows came back from a data
-            // backup) keeps the receipt made the first time.
-            var made = try receipt.map { _ in try tables.tombstone(of: subject) } ?? nil
-            if made == nil, let receipt {
-                made = try receipt(versions.count, now)
-                try tables.insertTombstone(made!)
+            var made: ErasureReceipt?
+            if let receipt {
+                // An erasure run again (it crashed after this commit, or the rows came back from a data
+                // backup) keeps the receipt made the first time.
+                made = try tables.tombstone(of: subject)
+                if made == nil {
+                    let issued = try receipt(versions.count, now)
+                    try tables.insertTombstone(issued)
+                    made = issued
+                }
             }
             // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
             // the job to the next open.
