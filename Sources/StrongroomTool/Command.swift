@@ -171,8 +171,8 @@ extension StoreError {
     /// The exit status for this error (README.md, "Command reference").
     var exitStatus: ExitStatus {
         switch self {
-        case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified: return .failure
-        case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .schemaTooNew,
+        case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified, .noErasureReceipt: return .failure
+        case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .externalIDErased, .schemaTooNew,
              .consentTokenRejected,
              .fieldTooLarge:
             return .usage

@@ -13,7 +13,8 @@ enum StrongroomCLI {
         PurposeDeclareCommand.self, PurposeListCommand.self,
         KeysStatusCommand.self, KeysRotateMasterCommand.self, KeysRotateKEKCommand.self, KeysRotateDataCommand.self,
         KeysRotateIndexCommand.self, KeysSealErasuresCommand.self, KeysCompactCommand.self,
-        AuditVerifyCommand.self, AuditAcknowledgeGapCommand.self, AuditShowCommand.self, AuditExportCommand.self, DemoCommand.self,
+        AuditVerifyCommand.self, AuditAcknowledgeGapCommand.self, AuditShowCommand.self, AuditExportCommand.self, AuditReceiptCommand.self,
+        RetentionApplyCommand.self, DemoCommand.self,
     ]
 
     static func main() {

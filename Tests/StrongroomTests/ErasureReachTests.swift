@@ -62,7 +62,7 @@ struct ErasureReachTests {
         let ended = Thread { usleep(300_000); try? reader.end() }
         ended.start()
         let started = Date()
-        #expect(try test.store.erase(victim, reason: Self.reason, context: TestStore.admin) == .complete)
+        #expect(try test.store.erase(victim, reason: Self.reason, context: TestStore.admin).completion == .complete)
         #expect(Date().timeIntervalSince(started) >= 0.25, "the erasure waited for the reader")
         #expect(try Self.copies(of: wrapped, in: test) == [])
         // The data file too, as no reader held it: the subject's ciphertext is in none of its files.
@@ -84,7 +84,7 @@ struct ErasureReachTests {
         for (victim, finish) in [(ids[42], "keys compact"), (ids[43], "reopen")] {
             let wrapped = try Self.wrappedKey(of: victim, in: test)
             let reader = try KeyDatabaseReader(test)
-            let outcome = try test.store.erase(victim, reason: Self.reason, context: TestStore.admin)
+            let outcome = try test.store.erase(victim, reason: Self.reason, context: TestStore.admin).completion
             guard case .oldPagesRemain(let since) = outcome else {
                 Issue.record("\(finish): a reader held the old pages, yet the erasure reported \(outcome)")
                 continue
@@ -176,7 +176,7 @@ struct ErasureReachTests {
         for victim in ids.prefix(2) {
             #expect(try test.store.read(victim, fields: [.name], context: TestStore.admin).personal.name != nil)
             try data.execute("CREATE TABLE saved_\(victim.rawValue) AS SELECT * FROM subjects WHERE id = \(victim.rawValue)")
-            #expect(try other.erase(victim, reason: Self.reason, context: TestStore.admin) == .complete)
+            #expect(try other.erase(victim, reason: Self.reason, context: TestStore.admin).completion == .complete)
             try data.execute("INSERT INTO subjects SELECT * FROM saved_\(victim.rawValue)")
             #expect { try test.store.read(victim, fields: [.name], context: TestStore.admin) } throws: { error in
                 if case StoreError.subjectErased(victim) = error { return true }
@@ -197,7 +197,8 @@ struct ErasureReachTests {
         let ids = try test.store.write((0..<3).map { sampleSubject("v\($0)") }, context: TestStore.admin).map(\.id)
         try test.store.erase(ids[0], reason: Self.reason, context: TestStore.admin)
         test.store.close()
-        // Back to version 4: the columns and index of version 5 removed, the erasure kept without a number.
+        // Back to version 4: the columns and index of version 5 and the tombstones of version 6 removed,
+        // the erasure kept without a number.
         let keys = try test.database(.keys)
         if backend == .postgres {
             try keys.execute("""
@@ -207,14 +208,14 @@ struct ErasureReachTests {
         }
         try keys.execute("""
             DROP INDEX erased_subjects_by_number; ALTER TABLE erased_subjects DROP COLUMN erasure_number;
-            ALTER TABLE store DROP COLUMN erased_pages_since
+            ALTER TABLE store DROP COLUMN erased_pages_since; DROP TABLE tombstones
             """)
         try keys.setSchemaVersion(4)
         let reopened = try test.reopen()
         defer { reopened.close() }
-        #expect(try keys.schemaVersion() == 5)
+        #expect(try keys.schemaVersion() == 6)
         #expect(throws: StoreError.self) { try reopened.read(ids[0], context: TestStore.admin) }
-        #expect(try reopened.erase(ids[1], reason: Self.reason, context: TestStore.admin) == .complete)
+        #expect(try reopened.erase(ids[1], reason: Self.reason, context: TestStore.admin).completion == .complete)
         #expect(try keys.scalarInteger("SELECT erasure_number FROM erased_subjects WHERE subject_id = ?", [.integer(ids[1].rawValue)]) == 1)
         #expect(try reopened.read(ids[2], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-v2")
     }

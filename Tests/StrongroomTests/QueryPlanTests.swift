@@ -16,7 +16,7 @@ import Testing
 struct QueryPlanTests {
     /// Tables that grow with the subjects: a full scan of one of them per subject is quadratic.
     static let growingTables: Set<String> = ["subjects", "phone_index", "email_index", "calls", "consent_ledger", "subject_keys", "erased_subjects",
-                                             "audit_log"]
+                                             "tombstones", "audit_log"]
 
     /// Subjects in the store when plans are asked for.
     static let plannedSubjects = 20_000
@@ -29,7 +29,8 @@ struct QueryPlanTests {
         try runEveryPerSubjectPath(test.store)
         let statements = try preparedStatements(of: test.store)
         // The rotation's own statements are among them (the code and this test share the constants).
-        for pinned in [KeyDatabase.subjectKeysToRewrap, KeyDatabase.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows] {
+        for pinned in [KeyDatabase.subjectKeysToRewrap, KeyDatabase.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows,
+                       KeyDatabase.tombstoneByExternalID] {
             #expect(statements.contains { $0.matches(pinned) }, "not run by the paths: \(pinned)")
         }
         #expect(statements.count > 40, "only \(statements.count) statements were seen: the paths did not run")
@@ -53,6 +54,8 @@ struct QueryPlanTests {
              "phone_index_by_subject"),
             (KeyDatabase.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
             (KeyDatabase.rewrapSubjectKey, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
+            // The tombstone probe each imported or created row makes (an erased external id is never re-created).
+            (KeyDatabase.tombstoneByExternalID, "USING INDEX tombstones_by_external_id (external_id_tag=?)", "tombstones_by_external_id"),
         ]
         for (sql, sqlitePlan, postgresIndex) in expected {
             let statement = try #require(statements.first { $0.matches(sql) })
@@ -132,6 +135,7 @@ struct QueryPlanTests {
         _ = try store.withdrawConsent(ids[1], purpose: marketing, initiator: .subject, context: TestStore.admin)
         try store.setRestricted(true, ids[2], context: TestStore.admin)
         try store.erase(ids[3], reason: "request", context: TestStore.admin)
+        _ = try store.write([sampleSubject("plan3")], skippingRefused: true, context: TestStore.admin)
         try store.delete(ids[4], context: TestStore.admin)
         _ = try store.rotateMasterKey(to: try SecretKey.random(), context: TestStore.admin)
         _ = try store.rotateKeyEncryptionKey(batchSize: 2, context: TestStore.admin)
@@ -256,6 +260,8 @@ struct QueryPlanTests {
                 INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
                     SELECT i, 1, i, 1, \(bytes), i FROM (\(series)) AS s;
                 INSERT INTO erased_subjects (subject_id, erased_at) SELECT i + \(subjects), i FROM (\(series)) AS s;
+                INSERT INTO tombstones (\(KeyDatabase.tombstoneColumns))
+                    SELECT i + \(subjects), 'r', \(bytes), i, 'a', 'r', 1, 1, 0, 0, 0, i, \(bytes) FROM (\(series)) AS s;
                 """)
         }
         if test.backend == .postgres {

@@ -61,10 +61,13 @@ final class SubjectWriteTransaction {
 
     /// Audits the entries recorded so far at once, still inside the transaction (it rolls back if this
     /// fails): for a write whose next step cannot be undone by the rollback (destroying a key).
-    func auditNow() throws(StoreError) {
-        try store.audit(events)
+    /// Returns the audit log's sequence number of the last of them (nil without a log of its own).
+    @discardableResult
+    func auditNow() throws(StoreError) -> UInt64? {
+        let sequence = try store.audit(events)
         auditedCount += events.count
         events.removeAll()
+        return sequence
     }
 
     /// Whether `kind` may change `subject` now (read inside the transaction, so no restriction or consent

@@ -192,14 +192,14 @@ final class AuditLog: AuditTrail {
         return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".jsonl"
     }
 
-    func record(_ events: [AuditEvent]) throws {
-        guard !events.isEmpty else { return }
+    func append(_ events: [AuditEvent]) throws -> UInt64? {
+        guard !events.isEmpty else { return nil }
         // Set before this process's own lock: the whole wait, behind this process's other appending
         // threads and then behind other processes, is bounded by one timeout.
         let deadline = LockDeadline(secondsFromNow: lockTimeout)
         var previous: UInt64 = 0
-        let (dueHead, written, synchronizer) = try state.withLock {
-            (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?) in
+        let (dueHead, written, synchronizer, last) = try state.withLock {
+            (state: inout WriterState) throws -> (AuditHead?, UInt64, FileSynchronizer?, UInt64) in
             if state.presence == nil { try join(&state, until: deadline) }
             guard let shared = state.tail else { preconditionFailure("append before join") }
             // Taken and released by this thread: the closure runs on it, under the state lock.
@@ -224,10 +224,11 @@ final class AuditLog: AuditTrail {
             }
             // Noted in chain order, under the state lock; saved (when due) outside it, after any sync.
             return (headKeeper.noteAppended(sequence: tail.sequence, entryMAC: tail.mac, after: previous), appended.load(ordering: .acquiring),
-                    state.synchronizer)
+                    state.synchronizer, tail.sequence)
         }
         if durability == .synced, let synchronizer { try synchronize(through: written, with: synchronizer) }
         if let dueHead { headKeeper.save(dueHead) }
+        return last
     }
 
     func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap {

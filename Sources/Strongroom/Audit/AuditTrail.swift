@@ -14,6 +14,9 @@ enum AuditStoredLine {
 /// in a folder store, a table in a PostgreSQL store). Both keep the same line format and chain, so one
 /// verifier reads both.
 protocol AuditTrail: AuditHook {
+    /// Appends `events` (as `record` does) and returns the sequence number the last of them took (nil
+    /// when `events` is empty).
+    func append(_ events: [AuditEvent]) throws -> UInt64?
     /// Saves the signed chain head now if entries were written since the last save.
     func flushHead()
     /// Saves the head and lets go of what the trail holds between appends (a file log's locks and
@@ -27,6 +30,12 @@ protocol AuditTrail: AuditHook {
     /// Calls `body` with every stored line, oldest first, and where it is (a segment name or table,
     /// and a line number there).
     func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws
+}
+
+extension AuditTrail {
+    func record(_ events: [AuditEvent]) throws {
+        _ = try append(events)
+    }
 }
 
 extension AuditLineFormat {

@@ -10,6 +10,11 @@ enum Timestamp {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The UTC day of `date`, "2026-11-23".
+    static func day(_ date: Date) -> String {
+        String(format(date).prefix(10))
+    }
+
     /// Appends `date` as RFC 3339 UTC with six fractional digits (27 bytes).
     static func append(_ date: Date, to out: inout [UInt8]) {
         let totalMicroseconds = Int64((date.timeIntervalSince1970 * 1_000_000).rounded(.down))

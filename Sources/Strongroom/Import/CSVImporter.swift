@@ -27,6 +27,11 @@ public struct ImportReport: Sendable, Equatable {
         /// Why it was refused.
         public let reason: String
 
+        /// The row of an external id whose subject was erased: never re-created.
+        static func erased(line: Int, at erasedAt: Date) -> RejectedRow {
+            RejectedRow(line: line, column: "external_id", reason: "erased on \(Timestamp.day(erasedAt)): an erased subject is never re-imported")
+        }
+
         /// A rejected row; `column` when one column is at fault.
         init(line: Int, column: String? = nil, reason: String) {
             self.line = line
@@ -117,7 +122,9 @@ public struct CSVImporter: Sendable {
             let results = try store.write(batch.map(\.subject), region: options.region, skippingRefused: !options.strict,
                                           context: context)
             for (row, result) in zip(batch, results) {
-                if result.refused {
+                if let erasedAt = result.erasedAt {
+                    report.rejected.append(.erased(line: row.line, at: erasedAt))
+                } else if result.refused {
                     report.rejected.append(.init(line: row.line, reason: "the subject's processing is restricted: row not applied"))
                 } else if result.created {
                     report.created += 1
@@ -152,6 +159,12 @@ public struct CSVImporter: Sendable {
                     }
                 }
                 if options.strict {
+                    // Checked before anything is written, so that the file is refused as a whole (the
+                    // write path checks again, and refuses the batch, should an erasure come meanwhile).
+                    if let externalID = subject.metadata.externalID, let erased = try store.tombstone(ofExternalID: externalID) {
+                        report.rejected.append(.erased(line: record.line, at: erased.erasedAt))
+                        continue
+                    }
                     pending.append((record.line, subject))
                 } else {
                     batch.append((record.line, subject))

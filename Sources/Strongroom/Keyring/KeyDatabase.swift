@@ -3,7 +3,7 @@ import Synchronization
 
 /// The key database (`keys.sqlite`, or the key schema on PostgreSQL): the one owner of its connection
 /// and of every statement on its tables (store row, kek, subject_keys, index_keys, audit_keys,
-/// key_usage, audit_head, erased_subjects, rotations). It holds wrapped keys only: `Keyring` unwraps
+/// key_usage, audit_head, erased_subjects, tombstones, rotations). It holds wrapped keys only: `Keyring` unwraps
 /// and caches them.
 ///
 /// Thread safety: safe from any thread; the connection sits behind a lock, taken once per `read` or
@@ -75,6 +75,16 @@ final class KeyDatabase: Sendable {
         ON CONFLICT (key) DO UPDATE SET reserved = CASE WHEN excluded.reserved > key_usage.reserved
             THEN excluded.reserved ELSE key_usage.reserved END
         """
+    /// The columns of a tombstone, in the order `KeyTables.receipt(from:)` reads them.
+    static let tombstoneColumns = """
+        subject_id, receipt, external_id_tag, erased_at, actor, reason, destroyed_keys, destroyed_rows,
+        destroyed_index_entries, destroyed_consent_entries, destroyed_calls, audit_sequence, mac
+        """
+    /// The tombstone of an erased external id, probed once per row a write would create (import,
+    /// create, call record): by its unique index on the keyed hash.
+    static let tombstoneByExternalID = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag = ?"
+    /// The tombstone of an erased subject, by store id: the primary key.
+    static let tombstoneBySubject = "SELECT \(tombstoneColumns) FROM tombstones WHERE subject_id = ?"
     /// The rotation's committed position after a batch of the KEK walk.
     static let advanceKEKRotation = "UPDATE rotations SET done = done + ?, cursor = ? WHERE kind = 'kek'"
     /// The rotation's committed position after a batch of a walk over subjects.
@@ -395,6 +405,38 @@ struct KeyTables {
             INSERT INTO erased_subjects (subject_id, erased_at, erasure_number)
             VALUES (?, ?, (SELECT coalesce(max(erasure_number), 0) + 1 FROM erased_subjects)) ON CONFLICT DO NOTHING
             """, [.integer(subject.rawValue), .integer(now)])
+    }
+
+    /// Writes the tombstone of an erasure with its receipt (once per subject: `Keyring.destroySubjectKeys`
+    /// keeps the first receipt when an erasure is run again).
+    func insertTombstone(_ receipt: ErasureReceipt) throws {
+        try connection.run("INSERT INTO tombstones (\(KeyDatabase.tombstoneColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            .integer(receipt.id.rawValue), .text(receipt.receipt), .blob(receipt.externalIDTag),
+            .integer(receipt.erasedAtMilliseconds), .text(receipt.actor), .text(receipt.reason),
+            .int(receipt.destroyed.subjectKeys), .int(receipt.destroyed.rows), .int(receipt.destroyed.indexEntries),
+            .int(receipt.destroyed.consentEntries), .int(receipt.destroyed.calls),
+            .integer(receipt.auditSequence.map { Int64($0) }), .blob(receipt.mac),
+        ])
+    }
+
+    /// The receipt kept with the tombstone of the external id whose keyed hash is `tag`.
+    func tombstone(externalIDTag tag: [UInt8]) throws -> ErasureReceipt? {
+        try connection.firstRow(KeyDatabase.tombstoneByExternalID, [.blob(tag)], KeyTables.receipt(from:))
+    }
+
+    /// The receipt kept with the tombstone of `subject`.
+    func tombstone(of subject: SubjectID) throws -> ErasureReceipt? {
+        try connection.firstRow(KeyDatabase.tombstoneBySubject, [.integer(subject.rawValue)], KeyTables.receipt(from:))
+    }
+
+    /// A receipt from a row of `KeyDatabase.tombstoneColumns` (its external id not known in clear).
+    private static func receipt(from row: any Row) -> ErasureReceipt {
+        ErasureReceipt(receipt: row.text(1) ?? "", id: SubjectID(rawValue: row.int64(0)), externalID: nil, externalIDTag: row.blob(2),
+                       erasedAtMilliseconds: row.int64(3), actor: row.text(4) ?? "", reason: row.text(5) ?? "",
+                       destroyed: ErasureReceipt.Destroyed(subjectKeys: Int(row.int64(6)), rows: Int(row.int64(7)),
+                                                           indexEntries: Int(row.int64(8)), consentEntries: Int(row.int64(9)),
+                                                           calls: Int(row.int64(10))),
+                       auditSequence: row.isNull(11) ? nil : UInt64(row.int64(11)), mac: row.blob(12) ?? [])
     }
 
     /// The number of the latest erasure (0 when none).

@@ -15,6 +15,8 @@ final class Keyring: Sendable {
     let storeID: [UInt8]
     /// The audit key's MAC context.
     let auditMAC: HMACSHA256
+    /// The keys of tombstones and erasure receipts, derived from the audit key.
+    let erasureKeys: ErasureKeys
     /// The wrapped keys, and every statement on their tables.
     let database: KeyDatabase
     /// Unwrapped subject keys (key bytes, not key schedules): a hit costs a key schedule, about a
@@ -74,13 +76,14 @@ final class Keyring: Sendable {
         var current: KeyHandle { keyEncryptionKeys[currentVersion]! }
     }
 
-    private init(storeID: [UInt8], auditMAC: HMACSHA256, keys: LoadedKeys, database: KeyDatabase,
+    private init(storeID: [UInt8], auditKey: SecretKey, keys: LoadedKeys, database: KeyDatabase,
                  cacheCapacity: Int, nonceBudget: UInt64, erasureWait: Duration, latestErasure: Int64) throws(CryptoError) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
         self.erasureWait = Int32(clamping: erasureWait.components.seconds * 1000 + erasureWait.components.attoseconds / 1_000_000_000_000_000)
         self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil, checkedAt: nil))
-        self.auditMAC = auditMAC
+        self.auditMAC = try HMACSHA256(key: auditKey)
+        self.erasureKeys = try ErasureKeys(auditKey: auditKey, storeID: storeID)
         self.loaded = Mutex(keys)
         self.database = database
         self.subjectKeys = Mutex(try KeyCache(capacity: cacheCapacity))
@@ -125,7 +128,7 @@ final class Keyring: Sendable {
                               phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)],
                               emailIndexes: [try EmailBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
         }
-        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: database,
+        let keyring = try Keyring(storeID: storeID, auditKey: auditKey, keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait, latestErasure: 0)
         _ = try keyring.reloadIfChanged()
         return keyring
@@ -153,7 +156,7 @@ final class Keyring: Sendable {
             throw StoreError.unreadableKey("the audit key", error)
         }
         let latestErasure = try database.read { try $0.latestErasureNumber() }
-        let keyring = try Keyring(storeID: storeID, auditMAC: try HMACSHA256(key: auditKey), keys: keys, database: database,
+        let keyring = try Keyring(storeID: storeID, auditKey: auditKey, keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait,
                                   latestErasure: latestErasure)
         _ = try keyring.reloadIfChanged()
@@ -472,23 +475,39 @@ final class Keyring: Sendable {
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the
     /// erasure under the next erasure number (other processes drop the subject's cached keys when they
-    /// see it). Then has the key database drop the deleted row from its files (`finishErasures`, waiting
-    /// up to `erasureWait` for readers of older snapshots); returns false when a reader held old pages
-    /// back, which the store row then records for the next open or `keys compact` to finish.
+    /// see it); with `receipt`, also writes the tombstone with the receipt it makes (given the number of
+    /// key versions destroyed and the time), in the same key-database transaction, so that no key is
+    /// destroyed without its receipt, and returns it (or the one an earlier run wrote). Then has the
+    /// key database drop the deleted row from its files (`finishErasures`, waiting up to `erasureWait`
+    /// for readers of older snapshots); `complete` is false when a reader held old pages back, which
+    /// the store row then records for the next open or `keys compact` to finish.
     @discardableResult
-    func destroySubjectKeys(of subject: SubjectID, tombstone: Bool) throws -> Bool {
+    func destroySubjectKeys(of subject: SubjectID, tombstone: Bool,
+                            receipt: ((_ destroyedKeys: Int, _ now: Int64) throws -> ErasureReceipt)? = nil)
+        throws -> (complete: Bool, receipt: ErasureReceipt?) {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let versions = try database.transaction { tables in
+        let (versions, made) = try database.transaction { tables in
             let versions = try tables.subjectKeyVersions(subject)
             try tables.deleteSubjectKeys(subject)
             if tombstone { try tables.recordErasure(of: subject, at: now) }
+            var made: ErasureReceipt?
+            if let receipt {
+                // An erasure run again (it crashed after this commit, or the rows came back from a data
+                // backup) keeps the receipt made the first time.
+                made = try tables.tombstone(of: subject)
+                if made == nil {
+                    let issued = try receipt(versions.count, now)
+                    try tables.insertTombstone(issued)
+                    made = issued
+                }
+            }
             // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
             // the job to the next open.
             try tables.markErasedPages(at: now)
-            return versions
+            return (versions, made)
         }
         forget(subject, versions: versions)
-        return try finishErasures(waitingUpTo: erasureWait)
+        return (try finishErasures(waitingUpTo: erasureWait), made)
     }
 
     /// Overwrites the old pages of destroyed keys if an erasure left them (`erasedPagesSince`), waiting

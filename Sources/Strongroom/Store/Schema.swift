@@ -59,6 +59,34 @@ enum Schema {
         ALTER TABLE store ADD COLUMN erased_pages_since BIGINT;
         """
 
+    /// Version 6 of the key database, the same on both backends but for the name of the byte-string
+    /// type (`binary`: BLOB in SQLite, BYTEA in PostgreSQL): one tombstone per erasure, holding its
+    /// receipt (`ErasureReceipt`). The erased subject's external id is kept only as a keyed hash
+    /// (`ErasureKeys.tag`), found through its own unique index, so that a re-import, `create` or call
+    /// record probes it once per row; a subject erased without an external id has none (NULL, which a
+    /// unique index allows many times). `audit_sequence` is NULL where the store keeps no audit log of
+    /// its own (only additional hooks).
+    static func tombstones(binary: String) -> String {
+        """
+        CREATE TABLE tombstones (
+            subject_id BIGINT PRIMARY KEY,
+            receipt TEXT NOT NULL,
+            external_id_tag \(binary),
+            erased_at BIGINT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            destroyed_keys BIGINT NOT NULL,
+            destroyed_rows BIGINT NOT NULL,
+            destroyed_index_entries BIGINT NOT NULL,
+            destroyed_consent_entries BIGINT NOT NULL,
+            destroyed_calls BIGINT NOT NULL,
+            audit_sequence BIGINT,
+            mac \(binary) NOT NULL
+        );
+        CREATE UNIQUE INDEX tombstones_by_external_id ON tombstones (external_id_tag);
+        """
+    }
+
     /// The PostgreSQL notification channel on which an erasure is announced when it commits (one for
     /// every store on the server: another store's erasure only costs a listener one needless check).
     static let erasureChannel = "strongroom_erasures"

@@ -13,6 +13,14 @@ public enum ErasureCompletion: Sendable, Hashable {
     case oldPagesRemain(since: Date)
 }
 
+/// What an erasure did: its receipt, and how far it reached into the key database's files.
+public struct Erasure: Sendable, Hashable {
+    /// The erasure's receipt, kept with the subject's tombstone (`Store.erasureReceipt(for:)`).
+    public let receipt: ErasureReceipt
+    /// Whether old pages of the key database still hold the wrapped key (`ErasureCompletion`).
+    public let completion: ErasureCompletion
+}
+
 extension Store {
     /// Erases a subject by crypto-shredding (GDPR Art. 17): its key is destroyed, then its rows, index
     /// entries, consent ledger and call history are deleted (the ledger and calls go with the subject's
@@ -22,18 +30,24 @@ extension Store {
     /// keeps an erasure entry naming the subject id and `reason` (a ticket or legal basis, such as
     /// "Art. 17 request 2026-114": it must not hold personal data).
     ///
-    /// Returns whether old pages of the key database still hold the wrapped key because a reader kept
-    /// them (`ErasureCompletion`). The data file's WAL is checkpointed and cut too if no reader holds
-    /// it: one attempt, no wait, so a long reader of the data (an online backup) never stalls this
-    /// process's reads (best effort: what is left there is ciphertext without its key).
+    /// The erasure leaves a tombstone in the key database, written with the key's destruction: the
+    /// external id's keyed hash, so that no import, `create` or call record brings that id back
+    /// (`externalIDErased`), and the erasure's receipt (`ErasureReceipt`), returned here and kept to be
+    /// shown and verified later (`erasureReceipt(for:)`, `verifyErasureReceipt`).
+    ///
+    /// The result also says whether old pages of the key database still hold the wrapped key because
+    /// a reader kept them (`ErasureCompletion`). The data file's WAL is checkpointed and cut too if no
+    /// reader holds it: one attempt, no wait, so a long reader of the data (an online backup) never
+    /// stalls this process's reads (best effort: what is left there is ciphertext without its key).
     @discardableResult
-    public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> ErasureCompletion {
+    public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> Erasure {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
-        try remove(id, .erase, detail: reason, context: context)
+        // `remove` returns a receipt for every erasure (nil only for a deletion).
+        let receipt = try remove(id, .erase, detail: reason, context: context)!
         return try storeErrors {
             _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: 0) }
-            return try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete
+            return Erasure(receipt: receipt, completion: try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete)
         }
     }
 

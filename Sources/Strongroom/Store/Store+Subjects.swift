@@ -24,16 +24,20 @@ public struct WriteResult: Sendable, Hashable {
     /// Whether it was created (false: an existing subject was updated, or its update was refused).
     public let created: Bool
     /// Whether the update was refused and nothing of it written (a restricted subject, with
-    /// `skippingRefused`; the refusal is in the audit log).
+    /// `skippingRefused`; the refusal is in the audit log), or the row skipped (`erasedAt`).
     public let refused: Bool
+    /// When the external id's subject was erased, if it was: the row was skipped, nothing written
+    /// (`skippingRefused`), and `id` is the erased subject's.
+    public let erasedAt: Date?
     /// How many of its phone numbers could not be normalised: they are stored, encrypted, but caller
     /// ID cannot find them.
     public let unindexedPhoneNumbers: Int
 
-    init(id: SubjectID, created: Bool, refused: Bool = false, unindexedPhoneNumbers: Int) {
+    init(id: SubjectID, created: Bool, refused: Bool = false, erasedAt: Date? = nil, unindexedPhoneNumbers: Int) {
         self.id = id
         self.created = created
         self.refused = refused
+        self.erasedAt = erasedAt
         self.unindexedPhoneNumbers = unindexedPhoneNumbers
     }
 }
@@ -42,7 +46,8 @@ extension Store {
     /// The clear columns every subject query reads, in this order.
     static let summaryColumns = "id, kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, restricted, key_version"
 
-    /// Creates a lead or contact; its personal fields are sealed under a fresh subject key.
+    /// Creates a lead or contact; its personal fields are sealed under a fresh subject key. An external
+    /// id whose subject was erased is refused (`externalIDErased`): a new subject needs a new one.
     ///
     /// - Parameter region: the region for phone numbers written without a country code (default: the store's).
     public func create(_ subject: NewSubject, region: String? = nil, context: AccessContext) throws(StoreError) -> SubjectID {
@@ -53,7 +58,9 @@ extension Store {
     /// Used by the importer: a re-import of the same external ids updates rather than duplicates. An
     /// update of a restricted subject is refused (see `SubjectWriteKind`): for the whole batch, or with
     /// `skippingRefused` for that subject alone (its result says `refused`; the rest is written, and the
-    /// refusal audited with them), so that one restricted person does not stop a nightly sync.
+    /// refusal audited with them), so that one restricted person does not stop a nightly sync. An
+    /// external id whose subject was erased is never re-created: `externalIDErased` for the batch, or
+    /// with `skippingRefused` that row alone skipped (its result has `erasedAt`).
     public func write(_ subjects: [NewSubject], region: String? = nil, skippingRefused: Bool = false,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
@@ -73,9 +80,18 @@ extension Store {
         var created: [(SubjectID, NewSubject)] = []
         let now = Store.milliseconds(Date())
         for subject in subjects {
-            if let externalID = subject.metadata.externalID,
-               let existing = try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
-                                                      [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }) {
+            let existing = try subject.metadata.externalID.flatMap { externalID in
+                try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
+                                        [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) })
+            }
+            // An erased external id is never brought back (its tombstone, one index probe): refused, or
+            // with `skippingRefused` (an import) skipped and reported.
+            if existing == nil, let externalID = subject.metadata.externalID, let erased = try tombstone(ofExternalID: externalID) {
+                guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
+                results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt, unindexedPhoneNumbers: 0))
+                continue
+            }
+            if let existing {
                 if skippingRefused {
                     guard try write.admits(existing.0, .update) else {
                         results.append(WriteResult(id: existing.0, created: false, refused: true, unindexedPhoneNumbers: 0))
@@ -131,6 +147,10 @@ extension Store {
                     (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
                 }) else { throw try notFoundOrErased(id) }
             try write.require(id, .update)
+            // Nor may an update give a subject an erased external id.
+            if let externalID = metadata?.externalID, externalID != current.externalID, let erased = try tombstone(ofExternalID: externalID) {
+                throw StoreError.externalIDErased(erasedAt: erased.erasedAt)
+            }
             let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
                                      normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
             write.record(id, .update, fields: fields.written)
@@ -145,22 +165,35 @@ extension Store {
 
     /// Removes a subject for `delete` and `erase` through the write path (a restricted subject may be
     /// erased, not deleted). Order: audit, destroy the key (the decisive step, committed in the key
-    /// database), then delete the rows. A crash after the key is gone leaves rows nobody can read,
-    /// reported as erased; running the removal again deletes them.
-    func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil, context: AccessContext) throws(StoreError) {
+    /// database, with an erasure's tombstone and receipt), then delete the rows. A crash after the key
+    /// is gone leaves rows nobody can read, reported as erased; running the removal again deletes them
+    /// (and an erasure returns the receipt kept the first time). Returns an erasure's receipt.
+    @discardableResult
+    func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil,
+                context: AccessContext) throws(StoreError) -> ErasureReceipt? {
         try writeSubjects(context: context) { write in
             let connection = write.connection
-            guard try connection.scalarInteger("SELECT 1 FROM subjects WHERE id = ?", [.integer(id.rawValue)]) != nil else {
+            guard let externalID = try connection.firstRow("SELECT external_id FROM subjects WHERE id = ?", [.integer(id.rawValue)],
+                                                           { $0.text(0) }) else {
                 throw try notFoundOrErased(id)
             }
             try write.require(id, kind)
             write.record(id, kind, detail: detail)
+            let content = kind == .erase ? try erasedContent(of: id, in: connection) : nil
             // Audited before the key is destroyed: a removal the log cannot take never starts.
-            try write.auditNow()
+            let sequence = try write.auditNow()
             try faultInjection?("erase.audited", 1)
-            try keyring.destroySubjectKeys(of: id, tombstone: true)
+            let erasureKeys = keyring.erasureKeys
+            let receipt = try keyring.destroySubjectKeys(of: id, tombstone: true, receipt: content.map { content in
+                { keys, now in
+                    try ErasureReceipt.issue(id: id, externalID: externalID, erasedAtMilliseconds: now, actor: context.actor,
+                                             reason: detail ?? "", destroyed: content.with(subjectKeys: keys),
+                                             auditSequence: sequence, keys: erasureKeys)
+                }
+            }).receipt
             try faultInjection?("erase.key-destroyed", 1)
             try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+            return receipt?.with(externalID: externalID)
         }
     }
 

@@ -148,14 +148,20 @@ public final class Store: Sendable {
     }
 
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
-    func audit(_ events: [AuditEvent]) throws(StoreError) {
+    /// Returns the sequence number the store's own audit log gave the last of them (nil without one).
+    @discardableResult
+    func audit(_ events: [AuditEvent]) throws(StoreError) -> UInt64? {
+        var sequence: UInt64?
         for hook in auditHooks {
-            do { try hook.record(events) } catch AuditLogError.gap(let gap) {
+            do {
+                if let trail = hook as? any AuditTrail { sequence = try trail.append(events) ?? sequence } else { try hook.record(events) }
+            } catch AuditLogError.gap(let gap) {
                 throw .auditGap(gap)
             } catch {
                 throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
             }
         }
+        return sequence
     }
 
     /// Checks the audit log's chain and its signed head, and lists the gaps acknowledged in it.

@@ -1,3 +1,4 @@
+import Foundation
 import StrongroomCrypto
 import StrongroomStorage
 
@@ -44,6 +45,12 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case concurrentChange(SubjectID)
     /// Another subject already has this external id.
     case duplicateExternalID(String)
+    /// The external id belonged to a subject erased at this time (its tombstone): it is never
+    /// re-created; a new subject, after a new consent, needs a new external id.
+    case externalIDErased(erasedAt: Date)
+    /// No erasure receipt is kept under the id or external id given (not erased, or erased before
+    /// receipts were kept).
+    case noErasureReceipt
     /// A shared key reached its encryption budget (NIST SP 800-38D §8.3): rotate it (`keys rotate-kek`,
     /// `keys rotate-index`, `keys rotate-master`) before anything more is encrypted under it.
     case keyBudgetExhausted(key: String, used: UInt64, budget: UInt64)
@@ -85,6 +92,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .consentTokenRejected(let reason): return "consent confirmation refused: \(reason)"
         case .concurrentChange(let id): return "subject \(id) changed during its key rotation; nothing was changed: run the rotation again"
         case .duplicateExternalID(let id): return "external id \(id) is already in use"
+        case .externalIDErased(let erasedAt):
+            return "this external id belonged to a subject erased on \(Timestamp.day(erasedAt)): it is never re-created (a new subject needs a new external id)"
+        case .noErasureReceipt: return "no erasure receipt under that id (not erased, or erased before receipts were kept)"
         case .keyBudgetExhausted(let key, let used, let budget):
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"
         case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"

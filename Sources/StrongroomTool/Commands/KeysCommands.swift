@@ -56,9 +56,10 @@ struct KeysStatusCommand: StoreCommand {
     }
 }
 
-/// Runs a long rotation, showing a progress line with rate and ETA when standard error is a terminal.
-private func withProgress(_ label: String, _ console: Console,
-                          _ body: ((Int, Int) -> Void) throws -> RotationReport) throws -> RotationReport {
+/// Runs a long job (a rotation, a retention run), showing a progress line with rate and ETA when
+/// standard error is a terminal.
+func withProgress<Report>(_ label: String, _ console: Console,
+                          _ body: ((Int, Int) -> Void) throws -> Report) throws -> Report {
     var line: ProgressLine?
     let result = try body { done, total in
         if line == nil { line = console.progress(label, total: total) }

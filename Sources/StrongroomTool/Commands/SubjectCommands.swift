@@ -56,13 +56,21 @@ struct SubjectEraseCommand: StoreCommand {
     static let name = "subject erase"
     static let abstract = "erase a subject by crypto-shredding"
     static let help = """
-        Usage: strongroom subject erase ID --reason TEXT [--wait SECONDS]
+        Usage: strongroom subject erase ID --reason TEXT [--wait SECONDS] [--json]
 
         Destroys the subject's key, then deletes its rows, index entries, consent ledger and call
         history. Copies of its ciphertext in backups of the data file can no longer be decrypted, by
         this process or any other. Backups of the key database still hold the wrapped key until
         `strongroom keys seal-erasures` runs. The audit log records the erasure with the subject id and
         TEXT (a ticket or legal basis: no personal data).
+
+        The erasure leaves a tombstone: the external id's keyed hash, so that no import, create or call
+        record brings it back, and the erasure's receipt, printed here (receipt id, id, external_id,
+        erased_at, actor, reason, what was destroyed, the audit entry's sequence number and a MAC under
+        a key derived from the audit key) and shown again by `strongroom audit receipt ID`.
+
+          --wait SECONDS  how long to wait for readers of old key pages (default 5)
+          --json          the receipt as one JSON object
 
         While another connection reads an older snapshot of keys.sqlite (an online backup, another
         process), the old pages holding the wrapped key must stay: the erasure waits up to SECONDS
@@ -87,11 +95,19 @@ struct SubjectEraseCommand: StoreCommand {
         reference = try subjectReference(&arguments)
     }
 
+    static let takesJSON = true
+
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(reference)
-        let completion = try store.erase(id, reason: reason, context: context)
-        console.print("erased subject \(id): key destroyed, rows deleted")
-        guard case .oldPagesRemain(let since) = completion else { return .success }
+        let erasure = try store.erase(id, reason: reason, context: context)
+        let receipt = ReceiptOutput(erasure.receipt)
+        if console.json {
+            try console.printJSON(receipt)
+        } else {
+            console.print("erased subject \(id): key destroyed, rows deleted")
+            receipt.printLines(console)
+        }
+        guard case .oldPagesRemain(let since) = erasure.completion else { return .success }
         console.printError(oldPagesMessage(since: since))
         return .failure
     }

@@ -43,9 +43,9 @@ final class PostgresAuditLog: AuditTrail {
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
     }
 
-    func record(_ events: [AuditEvent]) throws {
-        guard !events.isEmpty else { return }
-        let dueHead = try state.withLock { state in
+    func append(_ events: [AuditEvent]) throws -> UInt64? {
+        guard !events.isEmpty else { return nil }
+        let (dueHead, last) = try state.withLock { state in
             // A head found deleted: the tail is read back and checked against the head.
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
             for _ in 0..<PostgresAuditLog.attempts {
@@ -80,11 +80,12 @@ final class PostgresAuditLog: AuditTrail {
                 }
                 state.tail = last
                 // Noted in chain order, under the state lock; saved (when due) outside it.
-                return headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence)
+                return (headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence), last.sequence)
             }
             throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }
         if let dueHead { headKeeper.save(dueHead) }
+        return last
     }
 
     /// The last entry in the table, once its end is known to agree with the signed head (read

@@ -200,5 +200,6 @@ enum PostgresSchema {
             $$;
             CREATE TRIGGER erasure_announcement AFTER INSERT ON erased_subjects FOR EACH STATEMENT EXECUTE FUNCTION announce_erasure();
             """),
+        Migration(version: 6, sql: Schema.tombstones(binary: "BYTEA")),
     ]
 }

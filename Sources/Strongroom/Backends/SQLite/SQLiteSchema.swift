@@ -1,7 +1,7 @@
 import StrongroomStorage
 
-/// A folder store's two schemas, as migrations: SQLite stores grew through versions 1–5 (`PRAGMA
-/// user_version` counts them). Tables shared word for word with PostgreSQL are in `Schema`.
+/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–5 and key
+/// versions 1–6 (`PRAGMA user_version` counts them). Tables shared word for word with PostgreSQL are in `Schema`.
 enum SQLiteSchema {
     /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
     static let data: [Migration] = [
@@ -199,5 +199,6 @@ enum SQLiteSchema {
                 CHECK (audit_durability IN ('written', 'synced'));
             """),
         Migration(version: 5, sql: Schema.erasureTracking),
+        Migration(version: 6, sql: Schema.tombstones(binary: "BLOB")),
     ]
 }
