@@ -75,6 +75,9 @@ public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Imports the CSV format of `strongroom import`: a header row naming the columns (any order)
 /// `external_id, kind, name, company, email, phone, mobile, work_phone, address, notes, source, owner,
 /// last_contacted`; other columns become custom fields. RFC 4180 quoting, UTF-8, a BOM tolerated.
+/// A row whose external id is stored updates that subject with the values it has: a column absent from
+/// the file, or an empty cell, keeps the stored value (clearing is `Store.update`'s job, a deliberate
+/// rectification, not a side effect of a sync that left a cell blank); see `Store.write`.
 /// A value longer than the store's `maxFieldBytes` (UTF-8 bytes) makes its row a rejected row: never stored.
 public struct CSVImporter: Sendable {
     /// The columns with a meaning of their own; any other column is a custom field.
@@ -222,7 +225,7 @@ public struct CSVImporter: Sendable {
             metadata: SubjectMetadata(kind: kind, externalID: values["external_id"], owner: values["owner"], status: nil,
                                       source: values["source"], lastContactedAt: lastContacted),
             personal: PersonalData(name: values["name"], company: values["company"], emails: values["email"].map { [$0] },
-                                   phones: phones, address: values["address"], notes: values["notes"],
+                                   phones: phones.isEmpty ? nil : phones, address: values["address"], notes: values["notes"],
                                    customFields: custom.isEmpty ? nil : custom)))
     }
 }
