@@ -114,6 +114,17 @@ public struct CSVImporter: Sendable {
         var rowsDone = 0
 
         func flush() throws {
+            // A row carrying some of a stored subject's numbers or custom fields keeps the others.
+            batch = try batch.compactMap { row in
+                switch try mergedOverStored(row.subject, context: context) {
+                case .success(let subject): return (row.line, subject)
+                case .failure(let problem):
+                    let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
+                    if options.strict { throw ImportError.rejectedRows([rejected]) }
+                    report.rejected.append(rejected)
+                    return nil
+                }
+            }
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
@@ -177,6 +188,39 @@ public struct CSVImporter: Sendable {
     private struct RowProblem: Error {
         let message: String
         var column: String?
+    }
+
+    /// `subject` with its phone numbers and custom fields merged over those of the stored subject with
+    /// its external id, so that a number label (`phone`, `mobile`, `work`) or a custom field the row does
+    /// not carry keeps its stored value: each of the two is sealed as one list, so the row's part alone
+    /// would replace the whole. The stored lists are read through the audited decrypt path (purpose and
+    /// restriction checked, an audit entry), only for a row that carries some but not all of them.
+    private func mergedOverStored(_ subject: NewSubject, context: AccessContext) throws -> Result<NewSubject, RowProblem> {
+        let phones = subject.personal.phones
+        let carriesEveryLabel = Set(phones?.map(\.label) ?? []).count == CSVImporter.phoneColumns.count
+        guard let externalID = subject.metadata.externalID,
+              (phones != nil && !carriesEveryLabel) || subject.personal.customFields != nil else { return .success(subject) }
+        let stored = try store.data.withLock { connection in
+            try connection.firstRow("SELECT \(Store.summaryColumns), \(PersonalField.phones.column), \(PersonalField.customFields.column) FROM subjects WHERE external_id = ?",
+                                    [.text(externalID)]) { Store.encryptedSubject(from: $0, fields: [.phones, .customFields]) }
+        }
+        guard let stored else { return .success(subject) }
+        let personal: PersonalData
+        do {
+            personal = try store.decrypt([stored], fields: [.phones, .customFields], detail: "import: numbers and custom fields kept",
+                                         context: context).personal[0]
+        } catch .accessRefused(_, _, let reason) {
+            return .failure(RowProblem(message: "the stored numbers and custom fields it would keep cannot be read (\(reason)): row not applied"))
+        }
+        var merged = subject
+        if let phones {
+            let labels = Set(phones.map(\.label))
+            merged.personal.phones = (personal.phones ?? []).filter { !labels.contains($0.label) } + phones
+        }
+        if let custom = subject.personal.customFields {
+            merged.personal.customFields = (personal.customFields ?? [:]).merging(custom) { _, imported in imported }
+        }
+        return .success(merged)
     }
 
     /// The subject a record describes, or why it cannot be imported.

@@ -47,6 +47,33 @@ struct PartialReimportTests {
         #expect(try reopened.count() == 1)
     }
 
+    @Test("a file with some number columns or custom fields keeps the stored others; the new number is indexed, the replaced one not",
+          arguments: TestBackend.all)
+    func someNumbersAndCustomFields(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, region: "GB", hooks: [hook])
+        defer { test.cleanUp() }
+        _ = try importing(PartialReimportTests.full, into: test.store)
+        let id = try test.store.resolve("crm-1")
+        let report = try importing("external_id,mobile,shoe_size\ncrm-1,07700 900456,42\n", into: test.store)
+        #expect(report.updated == 1 && report.rejected.isEmpty)
+        let subject = try test.store.read(id, context: TestStore.admin)
+        #expect(subject.personal.phones == [LabeledPhone(label: "phone", number: "020 7946 0958"),
+                                            LabeledPhone(label: "mobile", number: "07700 900456")])
+        #expect(subject.personal.customFields == ["tier": "gold", "shoe_size": "42"])
+        // The stored lists were read through the audited decrypt path, for the import's purpose.
+        #expect(hook.events.contains { $0.action == .decrypt && $0.subject == id && $0.detail?.contains("import") == true })
+        // Second act: caller ID finds the kept and the new number, no longer the replaced one, also after a reopen.
+        let reopened = try test.reopen()
+        #expect(try reopened.callerID(number: "+44 20 7946 0958", context: TestStore.caller).map(\.id) == [id])
+        #expect(try reopened.callerID(number: "+44 7700 900456", context: TestStore.caller).map(\.id) == [id])
+        #expect(try reopened.callerID(number: "+44 7700 900123", context: TestStore.caller).isEmpty)
+        // A restricted subject's row is refused as before (the read for the merge is refused, and audited).
+        try reopened.setRestricted(true, id, context: TestStore.admin)
+        let refused = try CSVImporter(store: reopened).run(Array("external_id,mobile\ncrm-1,07700 900789\n".utf8), context: TestStore.admin)
+        #expect(refused.updated == 0 && refused.rejected.first?.reason.contains("restricted") == true)
+    }
+
     @Test("a full re-import with an older last contact keeps the newer; a newer one moves it forward", arguments: TestBackend.all)
     func lastContactedNeverMovesBackwards(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")
