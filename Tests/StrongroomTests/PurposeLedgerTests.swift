@@ -78,6 +78,8 @@ struct PurposeLedgerTests {
         let reopened = try test.reopen()
         #expect(try reopened.consentLedger(of: id, context: TestStore.admin).map(\.actor) == ["alice", "web-confirm"])
 
+        // The sealed actor changes only under a newer key (re-encryption): removing it is refused.
+        #expect(throws: (any Error).self) { try raw.run("UPDATE consent_ledger SET actor_ct = NULL") }
         // An entry whose clear facts were edited (pending turned into granted) no longer matches its sealed actor.
         try raw.execute(backend == .sqlite ? "DROP TRIGGER consent_ledger_append_only"
                                            : "ALTER TABLE consent_ledger DISABLE TRIGGER consent_ledger_append_only")
@@ -86,21 +88,11 @@ struct PurposeLedgerTests {
     }
 
     /// Takes a data database back to before schema version 7 (for a test that opens a store made by an
-    /// earlier version): no actor column, the earlier guard. Run it inside a transaction.
+    /// earlier version): no actor column, no guard of it. Run it inside a transaction.
     static func removeConsentActors(from raw: any Database, _ backend: TestBackend) throws {
-        if backend == .sqlite {
-            try raw.execute("""
-                DROP TRIGGER consent_ledger_reseal_only;
-                ALTER TABLE consent_ledger DROP COLUMN actor_ct;
-                CREATE TRIGGER consent_ledger_reseal_only
-                BEFORE UPDATE OF key_version, client_ct, evidence_ct ON consent_ledger
-                WHEN NEW.key_version <= OLD.key_version
-                BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
-                """)
-        } else {
-            // The guard function of version 7 is replaced with the column when the store migrates again.
-            try raw.execute("ALTER TABLE consent_ledger DROP COLUMN actor_ct")
-        }
+        try raw.execute(backend == .sqlite ? "DROP TRIGGER consent_ledger_actor_reseal_only"
+                                           : "DROP TRIGGER consent_ledger_actor_reseal_only ON consent_ledger; DROP FUNCTION consent_actor_guard()")
+        try raw.execute("ALTER TABLE consent_ledger DROP COLUMN actor_ct")
     }
 
     @Test("a store made before the ledger recorded actors (data schema 5) opens; its entries read as unknown and still count",

@@ -313,20 +313,6 @@ struct ConsentActorSeal: Equatable {
     let initiator: ConsentInitiator
     let confirms: Int64?
 
-    init(actor: String, purpose: String, state: ConsentState, at: Int64, initiator: ConsentInitiator, confirms: Int64?) {
-        (self.actor, self.purpose, self.state, self.at, self.initiator, self.confirms) = (actor, purpose, state, at, initiator, confirms)
-    }
-
-    /// Reads an opened seal; nil when malformed.
-    init?(plaintext: [UInt8]) {
-        guard let strings = try? FieldCodec.decodeStrings(plaintext), strings.count == 6,
-              let state = ConsentState(rawValue: strings[2]), let at = Int64(strings[3]),
-              let initiator = ConsentInitiator(rawValue: strings[4]) else { return nil }
-        let confirms = strings[5].isEmpty ? nil : Int64(strings[5])
-        guard strings[5].isEmpty || confirms != nil else { return nil }
-        self.init(actor: strings[0], purpose: strings[1], state: state, at: at, initiator: initiator, confirms: confirms)
-    }
-
     /// The bytes sealed: the actor, then the facts, in the length-prefixed layout of `FieldCodec`.
     var plaintext: [UInt8] {
         FieldCodec.encodeStrings([actor, purpose, state.rawValue, String(at), initiator.rawValue, confirms.map(String.init) ?? ""])
@@ -335,6 +321,18 @@ struct ConsentActorSeal: Equatable {
     /// Whether the facts sealed are the row's clear facts.
     func matches(_ row: ConsentRow) -> Bool {
         purpose == row.purpose && state == row.state && at == row.at && initiator == row.initiator && confirms == row.confirms
+    }
+}
+
+extension ConsentActorSeal {
+    /// Reads an opened seal; nil when malformed.
+    init?(plaintext: [UInt8]) {
+        guard let strings = try? FieldCodec.decodeStrings(plaintext), strings.count == 6,
+              let state = ConsentState(rawValue: strings[2]), let at = Int64(strings[3]),
+              let initiator = ConsentInitiator(rawValue: strings[4]) else { return nil }
+        let confirms = strings[5].isEmpty ? nil : Int64(strings[5])
+        guard strings[5].isEmpty || confirms != nil else { return nil }
+        self.init(actor: strings[0], purpose: strings[1], state: state, at: at, initiator: initiator, confirms: confirms)
     }
 }
 

@@ -103,28 +103,18 @@ enum PostgresSchema {
         Migration(version: 7, sql: """
             -- Which staff member or service made each consent change, sealed with the entry's facts
             -- (ConsentActorSeal); entries from before this version have none and read as "unknown".
-            -- The guard is the version 4 one with actor_ct among the sealed parts.
+            -- The sealed actor changes, like the other sealed parts, only under a newer key.
             ALTER TABLE consent_ledger ADD COLUMN actor_ct BYTEA;
-            CREATE OR REPLACE FUNCTION consent_ledger_guard() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+            CREATE FUNCTION consent_actor_guard() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF TG_OP = 'DELETE' THEN
-                    IF EXISTS (SELECT 1 FROM subjects WHERE id = OLD.subject_id) THEN
-                        RAISE EXCEPTION 'the consent ledger is append-only: entries are deleted only with their subject';
-                    END IF;
-                    RETURN OLD;
-                END IF;
-                IF (NEW.subject_id, NEW.purpose, NEW.state, NEW.at, NEW.initiator, NEW.token_hash, NEW.token_expires_at, NEW.confirms)
-                    IS DISTINCT FROM (OLD.subject_id, OLD.purpose, OLD.state, OLD.at, OLD.initiator, OLD.token_hash, OLD.token_expires_at, OLD.confirms) THEN
-                    RAISE EXCEPTION 'the consent ledger is append-only';
-                END IF;
-                IF (NEW.key_version, NEW.client_ct, NEW.evidence_ct, NEW.actor_ct)
-                    IS DISTINCT FROM (OLD.key_version, OLD.client_ct, OLD.evidence_ct, OLD.actor_ct)
-                    AND NEW.key_version <= OLD.key_version THEN
+                IF NEW.actor_ct IS DISTINCT FROM OLD.actor_ct AND NEW.key_version <= OLD.key_version THEN
                     RAISE EXCEPTION 'the consent ledger is append-only: sealed parts change only under a newer key';
                 END IF;
                 RETURN NEW;
             END
             $$;
+            CREATE TRIGGER consent_ledger_actor_reseal_only BEFORE UPDATE ON consent_ledger
+                FOR EACH ROW EXECUTE FUNCTION consent_actor_guard();
             """),
     ]
 

@@ -114,9 +114,8 @@ enum SQLiteSchema {
             -- (ConsentActorSeal); entries from before this version have none and read as "unknown".
             ALTER TABLE consent_ledger ADD COLUMN actor_ct BLOB;
             -- The sealed actor changes, like the other sealed parts, only under a newer key.
-            DROP TRIGGER consent_ledger_reseal_only;
-            CREATE TRIGGER consent_ledger_reseal_only
-            BEFORE UPDATE OF key_version, client_ct, evidence_ct, actor_ct ON consent_ledger
+            CREATE TRIGGER consent_ledger_actor_reseal_only
+            BEFORE UPDATE OF actor_ct ON consent_ledger
             WHEN NEW.key_version <= OLD.key_version
             BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
             """),
