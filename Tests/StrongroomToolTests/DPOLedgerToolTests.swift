@@ -4,11 +4,6 @@ import StrongroomTestSupport
 import Testing
 @testable import StrongroomTool
 
-/// The JSON object or array a command printed.
-private func json(_ text: String) throws -> Any {
-    try JSONSerialization.jsonObject(with: Data(text.utf8))
-}
-
 /// Each line a command printed, as a JSON object.
 private func jsonLines(_ text: String) throws -> [[String: Any]] {
     try text.split(separator: "\n").map { try #require(try json(String($0)) as? [String: Any]) }
