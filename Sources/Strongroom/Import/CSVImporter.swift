@@ -194,15 +194,19 @@ public struct CSVImporter: Sendable {
     /// its external id, so that a number label (`phone`, `mobile`, `work`) or a custom field the row does
     /// not carry keeps its stored value: each of the two is sealed as one list, so the row's part alone
     /// would replace the whole. The stored lists are read through the audited decrypt path (purpose and
-    /// restriction checked, an audit entry), only for a row that carries some but not all of them.
+    /// restriction checked, an audit entry), only for a row that carries numbers but not all three labels,
+    /// or custom fields; they are read before the batch's transaction, so a number another writer changes
+    /// in between is overwritten by the row, as the row's other values are.
     private func mergedOverStored(_ subject: NewSubject, context: AccessContext) throws -> Result<NewSubject, RowProblem> {
         let phones = subject.personal.phones
         let carriesEveryLabel = Set(phones?.map(\.label) ?? []).count == CSVImporter.phoneColumns.count
         guard let externalID = subject.metadata.externalID,
               (phones != nil && !carriesEveryLabel) || subject.personal.customFields != nil else { return .success(subject) }
         let stored = try store.data.withLock { connection in
-            try connection.firstRow("SELECT \(Store.summaryColumns), \(PersonalField.phones.column), \(PersonalField.customFields.column) FROM subjects WHERE external_id = ?",
-                                    [.text(externalID)]) { Store.encryptedSubject(from: $0, fields: [.phones, .customFields]) }
+            try connection.firstRow("""
+                SELECT \(Store.summaryColumns), \(PersonalField.phones.column), \(PersonalField.customFields.column)
+                FROM subjects WHERE external_id = ?
+                """, [.text(externalID)]) { Store.encryptedSubject(from: $0, fields: [.phones, .customFields]) }
         }
         guard let stored else { return .success(subject) }
         let personal: PersonalData

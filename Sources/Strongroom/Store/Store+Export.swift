@@ -8,7 +8,8 @@ import StrongroomPhone
 /// fields), `personal` (every personal field decrypted; phone numbers with their E.164 form),
 /// `calls`, `consents` (the consent ledger, oldest first, client addresses and evidence decrypted),
 /// `purposes` (the declaration — lawful basis, double opt-in — of each purpose the subject ever
-/// consented to, withdrawn since or not), `access_log` (every audit entry about the subject: who accessed what, when and why).
+/// consented to, withdrawn since or not), `access_log` (every audit entry about the subject: who
+/// accessed what, when and why).
 public struct SubjectExport: Sendable, Codable, Equatable {
     /// The subject's clear fields.
     public struct Record: Sendable, Codable, Equatable {
