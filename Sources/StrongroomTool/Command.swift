@@ -173,7 +173,7 @@ extension StoreError {
         switch self {
         case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified, .noErasureReceipt: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .externalIDErased, .schemaTooNew,
-             .consentTokenRejected,
+             .consentTokenRejected, .purposeWeakened,
              .fieldTooLarge:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,

@@ -339,14 +339,15 @@ struct ConsentTests {
         let fieldSeals = try seals()
         _ = try test.store.grantConsent(id, purpose: Self.marketing, evidence: "form B", initiator: .subject, clientAddress: "192.0.2.1",
                                         context: TestStore.admin)
-        #expect(try seals() == fieldSeals.map { $0 + 2 })
+        // Client address, evidence and the sealed actor.
+        #expect(try seals() == fieldSeals.map { $0 + 3 })
         _ = try test.store.withdrawConsent(id, purpose: Self.marketing, initiator: .subject, context: TestStore.admin)
-        #expect(try seals() == fieldSeals.map { $0 + 2 })
+        #expect(try seals() == fieldSeals.map { $0 + 4 })
         let before = try raw.firstRow("SELECT client_ct, key_version FROM consent_ledger ORDER BY id LIMIT 1") { ($0.blob(0), $0.int64(1)) }
         _ = try test.store.rotateDataKey(of: id, context: TestStore.admin)
         let after = try raw.firstRow("SELECT client_ct, key_version FROM consent_ledger ORDER BY id LIMIT 1") { ($0.blob(0), $0.int64(1)) }
         #expect(before?.0 != after?.0 && after?.1 == (before?.1 ?? 0) + 1)
-        #expect(try seals() == fieldSeals.map { $0 + 2 })
+        #expect(try seals() == fieldSeals.map { $0 + 4 })
         #expect(try test.store.consentLedger(of: id, context: TestStore.admin).first?.clientAddress == "192.0.2.1")
         try test.store.erase(id, reason: "Art. 17", context: TestStore.admin)
         #expect(try raw.scalarInteger("SELECT count(*) FROM consent_ledger") == 0)

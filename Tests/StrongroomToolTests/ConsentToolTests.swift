@@ -5,7 +5,7 @@ import Testing
 @testable import StrongroomTool
 
 /// The JSON object or array a command printed.
-private func json(_ text: String) throws -> Any {
+func json(_ text: String) throws -> Any {
     try JSONSerialization.jsonObject(with: Data(text.utf8))
 }
 

@@ -35,12 +35,19 @@ public struct AuditFilter: Sendable {
     public var actor: String?
     /// Only entries at or after this time.
     public var since: Date?
+    /// Only entries at or before this time.
+    public var until: Date?
+    /// Only entries of this action.
+    public var action: AuditEvent.Action?
 
     /// Creates a filter; nil members match everything.
-    public init(subject: SubjectID? = nil, actor: String? = nil, since: Date? = nil) {
+    public init(subject: SubjectID? = nil, actor: String? = nil, since: Date? = nil, until: Date? = nil,
+                action: AuditEvent.Action? = nil) {
         self.subject = subject
         self.actor = actor
         self.since = since
+        self.until = until
+        self.action = action
     }
 }
 
@@ -68,6 +75,8 @@ extension Store {
             }
             if let actor = filter.actor, entry.actor != actor { return }
             if let since = filter.since, let time = Timestamp.parse(entry.time), time < since { return }
+            if let until = filter.until, let time = Timestamp.parse(entry.time), time > until { return }
+            if let action = filter.action, entry.action != action.rawValue { return }
             try body(entry, line)
         }
         if let problem = verification.problem { throw StoreError.auditLogUnverified(problem) }

@@ -39,6 +39,10 @@ public struct ConsentEntry: Sendable, Codable, Equatable {
     public let time: String
     /// Who brought it about.
     public let initiator: ConsentInitiator
+    /// Which staff member or service made the change (the access context's actor), or "unknown" for
+    /// an entry written before the ledger recorded it (schema version 7). Stored encrypted, sealed
+    /// with the entry's clear facts.
+    public let actor: String
     /// The client's network address, when given (stored encrypted).
     public let clientAddress: String?
     /// What the subject was shown or did: form, text, version (stored encrypted).
@@ -177,29 +181,31 @@ extension Store {
             // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
             // (the write lock held by this transaction keeps it free).
             let id = try connection.scalarInteger(type(of: backend).nextConsentEntryIDSQL) ?? 1
-            func seal(_ text: String?, _ slot: EnvelopeSlot) throws -> SQLValue {
-                guard let text else { return .null }
-                return .blob(try Envelope.seal(Array(text.utf8), at: EnvelopeLocation(slot: slot, recordID: id), under: key,
+            func seal(_ plaintext: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
+                guard let plaintext else { return .null }
+                return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: id), under: key,
                                                storeID: keyring.storeID))
             }
+            let at = Store.milliseconds(Date())
+            let actor = ConsentActorSeal(actor: context.actor, purpose: entry.purpose.rawValue, state: entry.state, at: at,
+                                         initiator: initiator, confirms: entry.confirms)
             try connection.run("""
                 INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
-                                            token_hash, token_expires_at, confirms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                            actor_ct, token_hash, token_expires_at, confirms)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
-                      .integer(Store.milliseconds(Date())), .text(initiator.rawValue), .integer(keyVersion),
-                      try seal(clientAddress, .consentClientAddress), try seal(evidence, .consentEvidence),
+                      .integer(at), .text(initiator.rawValue), .integer(keyVersion),
+                      try seal(clientAddress.map { Array($0.utf8) }, .consentClientAddress),
+                      try seal(evidence.map { Array($0.utf8) }, .consentEvidence), try seal(actor.plaintext, .consentActor),
                       .blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
-            // The sealed parts count against the subject key's nonce budget like its fields do.
-            let sealed = [clientAddress, evidence].compactMap { $0 }.count
-            if sealed > 0 {
-                try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
-                                   [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
-                guard connection.changes == 1 else {
-                    let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
-                    throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
-                                                        budget: keyring.nonceBudget)
-                }
+            // The sealed parts (the actor always) count against the subject key's nonce budget like its fields do.
+            let sealed = 1 + [clientAddress, evidence].compactMap { $0 }.count
+            try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
+                               [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
+            guard connection.changes == 1 else {
+                let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+                throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
+                                                    budget: keyring.nonceBudget)
             }
             write.record(subject, kind, detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")
             return (id, entry)
@@ -211,13 +217,13 @@ extension Store {
         var rows: [SubjectID: [ConsentRow]] = [:]
         for subject in subjects {
             try connection.forEachRow("""
-                SELECT id, purpose, state, at, initiator, client_ct, evidence_ct, confirms FROM consent_ledger
+                SELECT id, purpose, state, at, initiator, client_ct, evidence_ct, confirms, actor_ct FROM consent_ledger
                 WHERE subject_id = ? ORDER BY id
                 """, [.integer(subject.rawValue)]) { row in
                 rows[subject, default: []].append(ConsentRow(
                     id: row.int64(0), purpose: row.text(1) ?? "", state: ConsentState(rawValue: row.text(2) ?? "") ?? .withdrawn,
                     at: row.int64(3), initiator: ConsentInitiator(rawValue: row.text(4) ?? "") ?? .staff,
-                    client: row.blob(5), evidence: row.blob(6), confirms: row.isNull(7) ? nil : row.int64(7)))
+                    client: row.blob(5), evidence: row.blob(6), confirms: row.isNull(7) ? nil : row.int64(7), actor: row.blob(8)))
             }
         }
         return rows
@@ -237,11 +243,19 @@ extension Store {
         let opened = try decrypt([encrypted], fields: [], extra: [subject: rows.flatMap(\.sealedValues)], detail: "consent ledger",
                                  context: context).extra[subject] ?? []
         var plaintexts = opened.makeIterator()
-        return rows.map { row in
+        return try rows.map { row throws(StoreError) in
             let client = row.client.flatMap { _ in plaintexts.next() }.map { String(decoding: $0, as: UTF8.self) }
             let evidence = row.evidence.flatMap { _ in plaintexts.next() }.map { String(decoding: $0, as: UTF8.self) }
+            var actor = ConsentActorSeal.unknownActor
+            if row.actor != nil {
+                // The actor opened, so it is the one sealed; the facts sealed with it must be the row's.
+                guard let sealed = plaintexts.next().flatMap(ConsentActorSeal.init(plaintext:)), sealed.matches(row) else {
+                    throw .unreadableField(subject, field: "consent.actor of entry \(row.id)", .authenticationFailed)
+                }
+                actor = sealed.actor
+            }
             return ConsentEntry(id: row.id, purpose: row.purpose, state: row.state, time: Timestamp.format(Store.date(milliseconds: row.at)),
-                                initiator: row.initiator, clientAddress: client, evidence: evidence, confirms: row.confirms)
+                                initiator: row.initiator, actor: actor, clientAddress: client, evidence: evidence, confirms: row.confirms)
         }
     }
 }
@@ -271,11 +285,54 @@ struct ConsentRow {
     let client: [UInt8]?
     let evidence: [UInt8]?
     let confirms: Int64?
+    /// The sealed `ConsentActorSeal`; nil for an entry written before schema version 7.
+    let actor: [UInt8]?
 
-    /// Its sealed parts, in order (client address, then evidence).
+    /// Its sealed parts, in order (client address, evidence, actor).
     var sealedValues: [SealedValue] {
         [client.map { SealedValue(location: EnvelopeLocation(slot: .consentClientAddress, recordID: id), ciphertext: $0) },
-         evidence.map { SealedValue(location: EnvelopeLocation(slot: .consentEvidence, recordID: id), ciphertext: $0) }].compactMap { $0 }
+         evidence.map { SealedValue(location: EnvelopeLocation(slot: .consentEvidence, recordID: id), ciphertext: $0) },
+         actor.map { SealedValue(location: EnvelopeLocation(slot: .consentActor, recordID: id), ciphertext: $0) }].compactMap { $0 }
+    }
+}
+
+/// The sealed actor of a ledger entry: the staff member or service that made the change, sealed
+/// (AES-256-GCM under the subject key, like the entry's client address and evidence) together with the
+/// entry's clear facts — purpose, state, time, initiator, confirmed entry. GCM authenticates its whole
+/// plaintext (NIST SP 800-38D), so the facts are bound to the actor as AAD would bind them: a row whose
+/// clear state, purpose or time was edited in the database no longer matches its seal, and reading the
+/// ledger fails (`unreadableField`) instead of showing the edited entry as genuine.
+struct ConsentActorSeal: Equatable {
+    /// How an entry from before the ledger recorded actors reads.
+    static let unknownActor = "unknown"
+
+    let actor: String
+    let purpose: String
+    let state: ConsentState
+    let at: Int64
+    let initiator: ConsentInitiator
+    let confirms: Int64?
+
+    /// The bytes sealed: the actor, then the facts, in the length-prefixed layout of `FieldCodec`.
+    var plaintext: [UInt8] {
+        FieldCodec.encodeStrings([actor, purpose, state.rawValue, String(at), initiator.rawValue, confirms.map(String.init) ?? ""])
+    }
+
+    /// Whether the facts sealed are the row's clear facts.
+    func matches(_ row: ConsentRow) -> Bool {
+        purpose == row.purpose && state == row.state && at == row.at && initiator == row.initiator && confirms == row.confirms
+    }
+}
+
+extension ConsentActorSeal {
+    /// Reads an opened seal; nil when malformed.
+    init?(plaintext: [UInt8]) {
+        guard let strings = try? FieldCodec.decodeStrings(plaintext), strings.count == 6,
+              let state = ConsentState(rawValue: strings[2]), let at = Int64(strings[3]),
+              let initiator = ConsentInitiator(rawValue: strings[4]) else { return nil }
+        let confirms = strings[5].isEmpty ? nil : Int64(strings[5])
+        guard strings[5].isEmpty || confirms != nil else { return nil }
+        self.init(actor: strings[0], purpose: strings[1], state: state, at: at, initiator: initiator, confirms: confirms)
     }
 }
 
@@ -291,7 +348,7 @@ extension Store {
         }
         try connection.run("""
             UPDATE subjects SET seal_count = seal_count
-                + (SELECT count(client_ct) + count(evidence_ct) FROM consent_ledger WHERE subject_id = ?1)
+                + (SELECT count(client_ct) + count(evidence_ct) + count(actor_ct) FROM consent_ledger WHERE subject_id = ?1)
             WHERE id = ?1
             """, [.integer(subject.rawValue)])
     }

@@ -109,6 +109,12 @@ extension Store {
     }
 
     /// Declares (or redeclares) a purpose of processing. Audited.
+    ///
+    /// Once the consent ledger has an entry for a purpose, a re-declaration may only strengthen it or
+    /// repeat it: moving its lawful basis away from consent would make every subject who withdrew (or
+    /// never confirmed) readable again, and dropping double opt-in would turn pending grants into consent
+    /// (Art. 7(1): the controller must be able to show each consent as given). Both are refused
+    /// (`purposeWeakened`); a changed processing needs a new purpose, with consents of its own.
     public func declarePurpose(_ declaration: PurposeDeclaration, context: AccessContext) throws(StoreError) {
         guard !declaration.name.rawValue.isEmpty, declaration.name.rawValue.count <= 64 else {
             throw .invalidInput("a purpose needs a name of 1 to 64 characters")
@@ -121,6 +127,7 @@ extension Store {
         try storeErrors {
             try data.withLock { connection in
                 try connection.transaction {
+                    try Store.refuseWeakening(to: declaration, in: connection)
                     try connection.run("""
                         INSERT INTO purposes (name, description, lawful_basis, double_opt_in) VALUES (?, ?, ?, ?)
                         ON CONFLICT (name) DO UPDATE SET description = excluded.description,
@@ -134,5 +141,23 @@ extension Store {
             }
         }
         purposeCache.withLock { $0.declarations[declaration.name] = declaration }
+    }
+
+    /// Throws `purposeWeakened` when `declaration` would weaken the stored declaration of a purpose that
+    /// has consent-ledger entries (read inside the declaring transaction).
+    private static func refuseWeakening(to declaration: PurposeDeclaration, in connection: any Database) throws {
+        guard let stored = try connection.firstRow("SELECT lawful_basis, double_opt_in FROM purposes WHERE name = ?",
+                                                   [.text(declaration.name.rawValue)], {
+                                                       (LawfulBasis(rawValue: $0.text(0) ?? ""), $0.int64(1) != 0)
+                                                   }),
+              try connection.scalarInteger("SELECT 1 FROM consent_ledger WHERE purpose = ? LIMIT 1",
+                                           [.text(declaration.name.rawValue)]) != nil else { return }
+        if stored.0 == .consent, declaration.lawfulBasis != .consent {
+            throw StoreError.purposeWeakened(declaration.name,
+                                             reason: "its lawful basis would change from consent to \(declaration.lawfulBasis.rawValue)")
+        }
+        if stored.1, !declaration.requiresDoubleOptIn {
+            throw StoreError.purposeWeakened(declaration.name, reason: "double opt-in would be dropped")
+        }
     }
 }

@@ -32,6 +32,8 @@ public struct EnvelopeSlot: RawRepresentable, Hashable, Sendable, CustomStringCo
     static let consentClientAddress = EnvelopeSlot(rawValue: 16)
     /// The evidence of a consent ledger entry.
     static let consentEvidence = EnvelopeSlot(rawValue: 17)
+    /// The actor of a consent ledger entry, sealed with the entry's clear facts (`ConsentActorSeal`).
+    static let consentActor = EnvelopeSlot(rawValue: 18)
     /// A subject key, wrapped under the KEK.
     static let subjectKey = EnvelopeSlot(rawValue: 32)
     /// A blind-index key, wrapped under the KEK.
@@ -47,6 +49,7 @@ public struct EnvelopeSlot: RawRepresentable, Hashable, Sendable, CustomStringCo
         switch rawValue {
         case 16: return "consent.client_address"
         case 17: return "consent.evidence"
+        case 18: return "consent.actor"
         case 32: return "subject_keys.wrapped"
         case 33: return "index_keys.wrapped"
         case 34: return "audit_keys.wrapped"

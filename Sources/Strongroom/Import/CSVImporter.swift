@@ -80,6 +80,9 @@ public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Imports the CSV format of `strongroom import`: a header row naming the columns (any order)
 /// `external_id, kind, name, company, email, phone, mobile, work_phone, address, notes, source, owner,
 /// last_contacted`; other columns become custom fields. RFC 4180 quoting, UTF-8, a BOM tolerated.
+/// A row whose external id is stored updates that subject with the values it has: a column absent from
+/// the file, or an empty cell, keeps the stored value (clearing is `Store.update`'s job, a deliberate
+/// rectification, not a side effect of a sync that left a cell blank); see `Store.write`.
 /// A value longer than the store's `maxFieldBytes` (UTF-8 bytes) makes its row a rejected row: never stored.
 public struct CSVImporter: Sendable {
     /// The columns with a meaning of their own; any other column is a custom field.
@@ -116,6 +119,17 @@ public struct CSVImporter: Sendable {
         var rowsDone = 0
 
         func flush() throws {
+            // A row carrying some of a stored subject's numbers or custom fields keeps the others.
+            batch = try batch.compactMap { row in
+                switch try mergedOverStored(row.subject, context: context) {
+                case .success(let subject): return (row.line, subject)
+                case .failure(let problem):
+                    let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
+                    if options.strict { throw ImportError.rejectedRows([rejected]) }
+                    report.rejected.append(rejected)
+                    return nil
+                }
+            }
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
@@ -189,6 +203,43 @@ public struct CSVImporter: Sendable {
         var column: String?
     }
 
+    /// `subject` with its phone numbers and custom fields merged over those of the stored subject with
+    /// its external id, so that a number label (`phone`, `mobile`, `work`) or a custom field the row does
+    /// not carry keeps its stored value: each of the two is sealed as one list, so the row's part alone
+    /// would replace the whole. The stored lists are read through the audited decrypt path (purpose and
+    /// restriction checked, an audit entry), only for a row that carries numbers but not all three labels,
+    /// or custom fields; they are read before the batch's transaction, so a number another writer changes
+    /// in between is overwritten by the row, as the row's other values are.
+    private func mergedOverStored(_ subject: NewSubject, context: AccessContext) throws -> Result<NewSubject, RowProblem> {
+        let phones = subject.personal.phones
+        let carriesEveryLabel = Set(phones?.map(\.label) ?? []).count == CSVImporter.phoneColumns.count
+        guard let externalID = subject.metadata.externalID,
+              (phones != nil && !carriesEveryLabel) || subject.personal.customFields != nil else { return .success(subject) }
+        let stored = try store.data.withLock { connection in
+            try connection.firstRow("""
+                SELECT \(Store.summaryColumns), \(PersonalField.phones.column), \(PersonalField.customFields.column)
+                FROM subjects WHERE external_id = ?
+                """, [.text(externalID)]) { Store.encryptedSubject(from: $0, fields: [.phones, .customFields]) }
+        }
+        guard let stored else { return .success(subject) }
+        let personal: PersonalData
+        do {
+            personal = try store.decrypt([stored], fields: [.phones, .customFields], detail: "import: numbers and custom fields kept",
+                                         context: context).personal[0]
+        } catch .accessRefused(_, _, let reason) {
+            return .failure(RowProblem(message: "the stored numbers and custom fields it would keep cannot be read (\(reason)): row not applied"))
+        }
+        var merged = subject
+        if let phones {
+            let labels = Set(phones.map(\.label))
+            merged.personal.phones = (personal.phones ?? []).filter { !labels.contains($0.label) } + phones
+        }
+        if let custom = subject.personal.customFields {
+            merged.personal.customFields = (personal.customFields ?? [:]).merging(custom) { _, imported in imported }
+        }
+        return .success(merged)
+    }
+
     /// The subject a record describes, or why it cannot be imported.
     private func subject(from record: CSVRecord, columns: [String]) -> Result<NewSubject, RowProblem> {
         guard record.fields.count == columns.count else {
@@ -235,7 +286,7 @@ public struct CSVImporter: Sendable {
             metadata: SubjectMetadata(kind: kind, externalID: values["external_id"], owner: values["owner"], status: nil,
                                       source: values["source"], lastContactedAt: lastContacted),
             personal: PersonalData(name: values["name"], company: values["company"], emails: values["email"].map { [$0] },
-                                   phones: phones, address: values["address"], notes: values["notes"],
+                                   phones: phones.isEmpty ? nil : phones, address: values["address"], notes: values["notes"],
                                    customFields: custom.isEmpty ? nil : custom)))
     }
 }

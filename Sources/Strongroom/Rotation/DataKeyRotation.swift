@@ -130,8 +130,9 @@ extension Store {
             }
             let client = try reseal(entry.client, .consentClientAddress)
             let evidence = try reseal(entry.evidence, .consentEvidence)
-            try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, key_version = ? WHERE id = ?",
-                               [client, evidence, .int(Int(key.version)), .integer(entry.id)])
+            let actor = try reseal(entry.actor, .consentActor)
+            try connection.run("UPDATE consent_ledger SET client_ct = ?, evidence_ct = ?, actor_ct = ?, key_version = ? WHERE id = ?",
+                               [client, evidence, actor, .int(Int(key.version)), .integer(entry.id)])
         }
     }
 }

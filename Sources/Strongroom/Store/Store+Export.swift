@@ -7,7 +7,9 @@ import StrongroomPhone
 /// JSON keys: `format` ("strongroom.subject-export"), `version` (1), `exported_at`, `subject` (clear
 /// fields), `personal` (every personal field decrypted; phone numbers with their E.164 form),
 /// `calls`, `consents` (the consent ledger, oldest first, client addresses and evidence decrypted),
-/// `access_log` (every audit entry about the subject: who accessed what, when and why).
+/// `purposes` (the declaration — lawful basis, double opt-in — of each purpose the subject ever
+/// consented to, withdrawn since or not), `access_log` (every audit entry about the subject: who
+/// accessed what, when and why).
 public struct SubjectExport: Sendable, Codable, Equatable {
     /// The subject's clear fields.
     public struct Record: Sendable, Codable, Equatable {
@@ -62,6 +64,8 @@ public struct SubjectExport: Sendable, Codable, Equatable {
     public let calls: [Call]
     /// The consent ledger, oldest first.
     public let consents: [ConsentEntry]
+    /// The declarations of the purposes the subject ever consented to, by name.
+    public let purposes: [PurposeDeclaration]
     /// Audit entries about the subject, oldest first.
     public let accessLog: [AuditEntry]
 
@@ -104,6 +108,9 @@ extension Store {
                             address: personal.address, notes: personal.notes,
                             photoBase64: personal.photo.map { Data($0).base64EncodedString() },
                             customFields: personal.customFields ?? [:]),
-            calls: calls, consents: consents, accessLog: accessLog)
+            calls: calls, consents: consents,
+            purposes: Set(consents.filter { $0.state.allowsProcessing }.map(\.purpose)).sorted()
+                .compactMap { purposeDeclaration(Purpose(rawValue: $0)) },
+            accessLog: accessLog)
     }
 }

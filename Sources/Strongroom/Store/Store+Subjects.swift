@@ -55,7 +55,9 @@ extension Store {
     }
 
     /// Creates or, where the external id is already known, updates each subject, in one transaction.
-    /// Used by the importer: a re-import of the same external ids updates rather than duplicates. An
+    /// Used by the importer: a re-import of the same external ids updates rather than duplicates, and
+    /// changes only what it carries: a personal field or metadata value left `nil` keeps the stored one,
+    /// `lastContactedAt` only moves forward, and a contact stays a contact. An
     /// update of a restricted subject is refused (see `SubjectWriteKind`): for the whole batch, or with
     /// `skippingRefused` for that subject alone (its result says `refused`; the rest is written, and the
     /// refusal audited with them), so that one restricted person does not stop a nightly sync. An
@@ -81,8 +83,11 @@ extension Store {
         let now = Store.milliseconds(Date())
         for subject in subjects {
             let existing = try subject.metadata.externalID.flatMap { externalID in
-                try connection.firstRow("SELECT id, key_version FROM subjects WHERE external_id = ?",
-                                        [.text(externalID)], { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) })
+                try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE external_id = ?",
+                                        [.text(externalID)], {
+                                            (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(10)),
+                                             Store.summary(from: $0, offset: 0).metadata)
+                                        })
             }
             // An erased external id is never brought back (its tombstone, one index probe): refused, or
             // with `skippingRefused` (an import) skipped and reported.
@@ -100,7 +105,7 @@ extension Store {
                 } else {
                     try write.require(existing.0, .update)
                 }
-                let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata,
+                let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata.merged(onto: existing.2),
                                          personal: subject.personal, normalizer: normalizer, now: now, in: connection)
                 results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
                 write.record(existing.0, .update, fields: fields.written)
@@ -133,7 +138,8 @@ extension Store {
     }
 
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
-    /// Fields left `nil` in `personal` are kept; changed phone numbers are re-indexed. A restricted
+    /// Fields left `nil` in `personal` are kept; changed phone numbers are re-indexed; `lastContactedAt`
+    /// never moves backwards (the later of the stored and the given time is kept). A restricted
     /// subject is rectified only on its own request or for legal claims (purpose `subject-request`
     /// or `legal-claims`); for any other purpose the update is refused (`SubjectWriteKind`).
     public func update(_ id: SubjectID, metadata: SubjectMetadata? = nil, personal: PersonalData,
@@ -151,7 +157,9 @@ extension Store {
             if let externalID = metadata?.externalID, externalID != current.externalID, let erased = try tombstone(ofExternalID: externalID) {
                 throw StoreError.externalIDErased(erasedAt: erased.erasedAt)
             }
-            let fields = try replace(id, keyVersion: keyVersion, metadata: metadata ?? current, personal: personal,
+            var metadata = metadata ?? current
+            metadata.lastContactedAt = SubjectMetadata.later(metadata.lastContactedAt, current.lastContactedAt)
+            let fields = try replace(id, keyVersion: keyVersion, metadata: metadata, personal: personal,
                                      normalizer: normalizer, now: Store.milliseconds(Date()), in: connection)
             write.record(id, .update, fields: fields.written)
         }
@@ -382,6 +390,23 @@ extension Store {
         }
         return EncryptedSubject(summary: summary(from: row, offset: 0),
                                 keyVersion: UInt32(truncatingIfNeeded: row.int64(10)), ciphertexts: ciphertexts)
+    }
+}
+
+extension SubjectMetadata {
+    /// These values written over `stored` by a re-import: a value left `nil` keeps the stored one, the
+    /// last contact is the later of the two (it never moves backwards: caller ID's answer and retention
+    /// rules read it), and a contact stays a contact (a lead becomes one by conversion, never back).
+    func merged(onto stored: SubjectMetadata) -> SubjectMetadata {
+        SubjectMetadata(kind: stored.kind == .contact ? .contact : kind, externalID: externalID ?? stored.externalID,
+                        owner: owner ?? stored.owner, status: status ?? stored.status, source: source ?? stored.source,
+                        lastContactedAt: SubjectMetadata.later(lastContactedAt, stored.lastContactedAt))
+    }
+
+    /// The later of two contact times; nil only when both are.
+    static func later(_ first: Date?, _ second: Date?) -> Date? {
+        guard let first, let second else { return first ?? second }
+        return max(first, second)
     }
 }
 

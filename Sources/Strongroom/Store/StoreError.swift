@@ -56,6 +56,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case keyBudgetExhausted(key: String, used: UInt64, budget: UInt64)
     /// A phone number that cannot be normalised to E.164 (the reason names no digits).
     case invalidPhoneNumber(reason: String)
+    /// A re-declaration would weaken a purpose subjects consented to (its lawful basis away from consent,
+    /// or double opt-in dropped): refused, so a declaration can never undo a consent or its withdrawal.
+    case purposeWeakened(Purpose, reason: String)
     /// Input the store cannot take, with the reason.
     case invalidInput(String)
     /// A personal text value is longer than the store's limit (`StoreConfiguration.maxFieldBytes`):
@@ -98,6 +101,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .keyBudgetExhausted(let key, let used, let budget):
             return "key \(key) has made \(used) of its \(budget) encryptions: rotate it (strongroom keys rotate-…) to go on"
         case .invalidPhoneNumber(let reason): return "invalid phone number: \(reason)"
+        case .purposeWeakened(let purpose, let reason):
+            return "purpose \(purpose) has consent-ledger entries and cannot be weakened (\(reason)): declare a new purpose instead"
         case .invalidInput(let reason): return "invalid input: \(reason)"
         case .fieldTooLarge(let field, let bytes, let limit):
             return "field \(field) is \(bytes) bytes, over the limit of \(limit) bytes per value: nothing was written"

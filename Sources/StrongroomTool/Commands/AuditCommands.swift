@@ -132,7 +132,7 @@ struct AuditShowCommand: StoreCommand {
     static let name = "audit show"
     static let abstract = "show audit entries, filtered by subject, actor or time"
     static let help = """
-        Usage: strongroom audit show [--subject ID] [--actor A] [--since T] [--json]
+        Usage: strongroom audit show [--subject ID] [--actor A] [--since T] [--until T] [--action A] [--json]
 
         One line per entry: time, sequence number, action, outcome, actor, purpose, subject and the
         fields touched (names only: the log never holds personal data). --json prints each entry as
@@ -143,24 +143,46 @@ struct AuditShowCommand: StoreCommand {
           --subject ID   entries about this subject (store id or external id)
           --actor A      entries by this actor
           --since T      entries at or after T (RFC 3339 or YYYY-MM-DD)
+          --until T      entries at or before T (RFC 3339; a date YYYY-MM-DD includes that whole day)
+          --action A     entries of this action: \(AuditShowCommand.actionNames)
 
         \(StoreOptions.helpPointer)
         (Here --actor filters the entries: reading the log decrypts nothing, so nothing is logged.)
 
         Example:
-          strongroom audit show --subject crm-4242-2 --since 2026-11-01 --store ./crm-store --key-file ./crm-store.key
+          strongroom audit show --subject crm-4242-2 --since 2026-11-01 --until 2026-11-30 --action decrypt \\
+            --store ./crm-store --key-file ./crm-store.key
         """
+
+    /// The actions `--action` takes, for help and errors.
+    static let actionNames = AuditEvent.Action.allCases.map(\.rawValue).joined(separator: ", ")
 
     static let takesJSON = true
     let selection: AuditSelection
+    let until: Date?
+    let action: AuditEvent.Action?
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         selection = try AuditSelection(parsing: &arguments)
+        until = try AuditSelection.time(option: "--until", &arguments).map { time in
+            // A date alone names a whole day: up to its last instant.
+            time.isDateOnly ? time.date.addingTimeInterval(86_400 - 0.001) : time.date
+        }
+        if let name = try arguments.option("--action") {
+            guard let action = AuditEvent.Action(rawValue: name) else {
+                throw UsageError(message: "unknown --action: it takes one of \(AuditShowCommand.actionNames)")
+            }
+            self.action = action
+        } else {
+            action = nil
+        }
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         var count = 0
-        try store.auditEntries(try selection.filter(in: store)) { entry, line in
+        var filter = try selection.filter(in: store)
+        (filter.until, filter.action) = (until, action)
+        try store.auditEntries(filter) { entry, line in
             count += 1
             if console.json {
                 console.print(String(decoding: line, as: UTF8.self))
@@ -225,13 +247,18 @@ struct AuditSelection {
         var filter = AuditFilter()
         subject = try arguments.option("--subject")
         filter.actor = try arguments.option("--actor")
-        if let since = try arguments.option("--since") {
-            guard let date = ISO8601DateFormatter().date(from: since) ?? ISO8601DateFormatter.dateOnly.date(from: since) else {
-                throw UsageError(message: "--since takes an RFC 3339 time or a date (YYYY-MM-DD)")
-            }
-            filter.since = date
-        }
+        filter.since = try AuditSelection.time(option: "--since", &arguments)?.date
         self.filter = filter
+    }
+
+    /// The time `option` gives (RFC 3339 or a date alone, YYYY-MM-DD), and whether it was a date alone.
+    static func time(option: String, _ arguments: inout Arguments) throws(UsageError) -> (date: Date, isDateOnly: Bool)? {
+        guard let text = try arguments.option(option) else { return nil }
+        if let date = ISO8601DateFormatter().date(from: text) { return (date, false) }
+        guard let date = ISO8601DateFormatter.dateOnly.date(from: text) else {
+            throw UsageError(message: "\(option) takes an RFC 3339 time or a date (YYYY-MM-DD)")
+        }
+        return (date, true)
     }
 
     /// The filter with the subject resolved in `store`: an erased subject's id still selects its (kept) audit trail.

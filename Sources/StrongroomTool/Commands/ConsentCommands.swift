@@ -172,7 +172,8 @@ struct ConsentShowCommand: StoreCommand {
     static let help = """
         Usage: strongroom consent show ID [--json]
 
-        Every consent change of the subject, oldest first: purpose, state, time, initiator, client
+        Every consent change of the subject, oldest first: purpose, state, time, initiator, the actor
+        who made the change (--actor of that command; "unknown" before the ledger recorded it), client
         address and evidence (decrypted; the read is audited).
 
         \(StoreOptions.helpPointer)
@@ -196,7 +197,7 @@ struct ConsentShowCommand: StoreCommand {
             console.print("no consent entries")
         } else {
             for entry in entries {
-                var line = "#\(entry.id)  \(entry.time)  \(entry.purpose)  \(entry.state.rawValue)  by \(entry.initiator.rawValue)"
+                var line = "#\(entry.id)  \(entry.time)  \(entry.purpose)  \(entry.state.rawValue)  by \(entry.initiator.rawValue) (\(entry.actor))"
                 if let client = entry.clientAddress { line += "  from \(client)" }
                 if let confirms = entry.confirms { line += "  (confirms #\(confirms))" }
                 if let evidence = entry.evidence { line += "  evidence: \(evidence)" }
@@ -214,6 +215,10 @@ struct PurposeDeclareCommand: StoreCommand {
     static let help = """
         Usage: strongroom purpose declare NAME --basis consent|contract|legitimate-interest|legal-obligation
                                           --description TEXT [--double-opt-in]
+
+        Once subjects have consent-ledger entries for a purpose, it cannot be weakened: moving it off
+        consent or dropping --double-opt-in is refused (exit 2); declare a new purpose instead.
+        Repeating the declaration or strengthening it is fine.
 
         Reads name a purpose; a read for an undeclared purpose is refused. A purpose on consent needs a
         granted (or confirmed) consent in the subject's ledger; --double-opt-in makes grants pending

@@ -2,7 +2,8 @@ import Foundation
 import Strongroom
 import StrongroomPhone
 
-/// The JSON form of a caller-ID match (`lookup --json`, `call record --json`).
+/// The JSON form of a caller-ID match (`lookup --json`, `call record --json`): every key always
+/// present, `null` where there is no value (a new lead has no name and no external id).
 struct MatchOutput: Encodable {
     let id: String
     let externalId: String?
@@ -18,6 +19,18 @@ struct MatchOutput: Encodable {
         name = match.name
         lastContacted = match.lastContactedAt.map(formatTime)
         source = match.source
+    }
+
+    enum CodingKeys: String, CodingKey { case id, externalId, kind, name, lastContacted, source }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(externalId, forKey: .externalId)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(name, forKey: .name)
+        try container.encode(lastContacted, forKey: .lastContacted)
+        try container.encode(source, forKey: .source)
     }
 
     /// One line for people: name, kind and ids, last contact, source; stored text escaped (`TerminalText`).
@@ -170,9 +183,10 @@ struct PhoneNormalizeCommand: StandaloneCommand {
     static let name = "phone normalize"
     static let abstract = "print the E.164 form of phone numbers"
     static let help = """
-        Usage: strongroom phone normalize [--region R] [NUMBER...]
+        Usage: strongroom phone normalize [--region R] [--json] [NUMBER...]
 
-        One output line per number, in order: its E.164 form, or `invalid: REASON`. With no NUMBER,
+        One output line per number, in order: its E.164 form, or `invalid: REASON`. With --json, one
+        JSON object per line instead: {"e164": "+44…"} or {"e164": null, "invalid": "REASON"}. With no NUMBER,
         reads one number per line from standard input (an empty line gives `invalid: empty`).
         Extensions (x123, ext. 123, ;ext=123) are not part of the E.164 form.
         Exit status 0 when every number was valid, 2 when any was invalid.
@@ -184,6 +198,21 @@ struct PhoneNormalizeCommand: StandaloneCommand {
           strongroom phone normalize --region GB "020 7946 0958" "+1 (415) 555-2671"
         """
 
+    /// One number's result as `--json` prints it: the E.164 form, or null and why it is invalid.
+    struct Output: Encodable {
+        let e164: String?
+        let invalid: String?
+
+        enum CodingKeys: String, CodingKey { case e164, invalid }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(e164, forKey: .e164)
+            try container.encodeIfPresent(invalid, forKey: .invalid)
+        }
+    }
+
+    static let takesJSON = true
     /// The store whose default region applies, as given (`--store`, `--keys-store`).
     let store: StoreLocationArguments
     let region: String?
@@ -216,11 +245,15 @@ struct PhoneNormalizeCommand: StandaloneCommand {
                 guard !numbers.isEmpty else { break }
                 number = numbers.removeFirst()
             }
-            do {
-                console.print(try normalizer.normalize(number).e164)
-            } catch {
+            let output: Output
+            do { output = Output(e164: try normalizer.normalize(number).e164, invalid: nil) } catch {
                 allValid = false
-                console.print("invalid: \(error.reason)")
+                output = Output(e164: nil, invalid: error.reason)
+            }
+            if console.json {
+                try console.printJSON(output)
+            } else {
+                console.print(output.e164 ?? "invalid: \(output.invalid ?? "")")
             }
         }
         return allValid ? .success : .usage

@@ -33,7 +33,13 @@ struct SubjectExportCommand: StoreCommand {
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        let export = try store.export(try store.resolve(reference), context: context)
+        let export: SubjectExport
+        do { export = try store.export(try store.resolve(reference), context: context) } catch {
+            // A restricted subject's data still answers the subject's own request (Art. 18(2), 15, 20): say how.
+            guard case .accessRefused(_, _, let reason) = error, reason.contains("restricted") else { throw error }
+            throw ToolError(message: "\(error): for the subject's own request, export with --purpose subject-request",
+                            status: error.exitStatus)
+        }
         // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
         let json = TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self))
         if let out {
@@ -118,10 +124,12 @@ struct SubjectRestrictCommand: RestrictionCommand {
     static let name = "subject restrict"
     static let abstract = "restrict processing of a subject"
     static let help = """
-        Usage: strongroom subject restrict ID
+        Usage: strongroom subject restrict ID [--json]
 
         While restricted, the subject's data is decrypted only for the purposes legal-claims and
         subject-request; every other read (caller ID included) is refused and audited as refused.
+
+          --json   print {"id": "…", "restricted": true}
 
         \(StoreOptions.helpPointer)
 
@@ -138,7 +146,9 @@ struct SubjectUnrestrictCommand: RestrictionCommand {
     static let name = "subject unrestrict"
     static let abstract = "lift restriction of processing"
     static let help = """
-        Usage: strongroom subject unrestrict ID
+        Usage: strongroom subject unrestrict ID [--json]
+
+          --json   print {"id": "…", "restricted": false}
 
         \(StoreOptions.helpPointer)
 
@@ -159,7 +169,15 @@ protocol RestrictionCommand: StoreCommand {
     init(reference: String)
 }
 
+/// What `subject restrict|unrestrict --json` prints.
+struct RestrictionOutput: Encodable {
+    let id: String
+    let restricted: Bool
+}
+
 extension RestrictionCommand {
+    static var takesJSON: Bool { true }
+
     init(parsing arguments: inout Arguments) throws(UsageError) {
         self.init(reference: try subjectReference(&arguments))
     }
@@ -167,6 +185,10 @@ extension RestrictionCommand {
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let id = try store.resolve(reference)
         try store.setRestricted(Self.restricts, id, context: context)
+        if console.json {
+            try console.printJSON(RestrictionOutput(id: String(id.rawValue), restricted: Self.restricts))
+            return .success
+        }
         console.print(Self.restricts ? "processing of subject \(id) is restricted" : "restriction of subject \(id) lifted")
         return .success
     }

@@ -101,6 +101,22 @@ enum PostgresSchema {
             """),
         Migration(version: 5, sql: Schema.phoneIndexBySubjectAndVersion),
         Migration(version: 6, sql: Schema.emailIndex(blobType: "BYTEA")),
+        Migration(version: 7, sql: """
+            -- Which staff member or service made each consent change, sealed with the entry's facts
+            -- (ConsentActorSeal); entries from before this version have none and read as "unknown".
+            -- The sealed actor changes, like the other sealed parts, only under a newer key.
+            ALTER TABLE consent_ledger ADD COLUMN actor_ct BYTEA;
+            CREATE FUNCTION consent_actor_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.actor_ct IS DISTINCT FROM OLD.actor_ct AND NEW.key_version <= OLD.key_version THEN
+                    RAISE EXCEPTION 'the consent ledger is append-only: sealed parts change only under a newer key';
+                END IF;
+                RETURN NEW;
+            END
+            $$;
+            CREATE TRIGGER consent_ledger_actor_reseal_only BEFORE UPDATE ON consent_ledger
+                FOR EACH ROW EXECUTE FUNCTION consent_actor_guard();
+            """),
     ]
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that

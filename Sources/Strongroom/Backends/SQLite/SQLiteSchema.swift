@@ -110,6 +110,16 @@ enum SQLiteSchema {
             """),
         Migration(version: 5, sql: Schema.phoneIndexBySubjectAndVersion),
         Migration(version: 6, sql: Schema.emailIndex(blobType: "BLOB")),
+        Migration(version: 7, sql: """
+            -- Which staff member or service made each consent change, sealed with the entry's facts
+            -- (ConsentActorSeal); entries from before this version have none and read as "unknown".
+            ALTER TABLE consent_ledger ADD COLUMN actor_ct BLOB;
+            -- The sealed actor changes, like the other sealed parts, only under a newer key.
+            CREATE TRIGGER consent_ledger_actor_reseal_only
+            BEFORE UPDATE OF actor_ct ON consent_ledger
+            WHEN NEW.key_version <= OLD.key_version
+            BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
+            """),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
