@@ -44,6 +44,12 @@ struct LatencySample {
         total += elapsed
     }
 
+    /// Adds one operation's time, measured by the caller (an operation that is not one call).
+    mutating func record(_ elapsed: UInt64) {
+        nanoseconds.append(elapsed)
+        total += elapsed
+    }
+
     /// Operations per second over the measured time.
     var operationsPerSecond: Double { Double(nanoseconds.count) / (Double(total) / 1e9) }
 
