@@ -157,9 +157,11 @@ extension Store {
         var refused: [SubjectID] = []
         let decoder = JSONDecoder()
         while true {
-            let batch = try exportBatch(after: cursor, through: last, kind: kind)
+            var batch = try exportBatch(after: cursor, through: last, kind: kind)
             guard let lastInBatch = batch.subjects.last?.summary.id.rawValue else { break }
             cursor = lastInBatch
+            // A subject made since the start under a reused id (its row's predecessor deleted) waits for the next export.
+            batch.subjects.removeAll { !exported.contains($0.summary.id.rawValue) }
             let (opened, refusedInBatch) = try decryptForExport(batch, context: context)
             refused += refusedInBatch
             let now = Date()
