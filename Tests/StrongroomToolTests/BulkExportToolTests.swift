@@ -111,4 +111,23 @@ struct BulkExportToolTests {
         #expect(afterStatus == .success && afterOut.split(separator: "\n").count == 991 && !afterOut.contains("\"crm-4242-4\""))
         #expect(sample.run(["audit", "verify"]).0 == .success)
     }
+
+    @Test("an export --all that fails (an audit log that does not verify) exits 1 and leaves no partial file; once fixed, it exports")
+    func failedExportLeavesNoFile() throws {
+        let store = try ToolStore()
+        defer { store.cleanUp() }
+        let segment = store.store + "/audit/00000001.jsonl"
+        let original = try Data(contentsOf: URL(fileURLWithPath: segment))
+        var lines = String(decoding: original, as: UTF8.self).components(separatedBy: "\n")
+        lines[1] = lines[1].replacingOccurrences(of: "\"purpose\":\"admin\"", with: "\"purpose\":\"adm1n\"")
+        try Data(lines.joined(separator: "\n").utf8).write(to: URL(fileURLWithPath: segment))
+        let file = store.directory + "/all.jsonl"
+        let (status, _, err) = store.run(["subject", "export", "--all", "--out", file])
+        #expect(status == .failure && err.contains("entry 2"), "\(err)")
+        #expect(!FileManager.default.fileExists(atPath: file))
+        // Second act: the log restored, the export runs and writes every subject.
+        try original.write(to: URL(fileURLWithPath: segment))
+        #expect(store.run(["subject", "export", "--all", "--out", file]).0 == .success)
+        #expect(try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").count == 992)
+    }
 }

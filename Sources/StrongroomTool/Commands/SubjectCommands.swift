@@ -57,9 +57,9 @@ struct SubjectExportCommand: StoreCommand {
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        let output = try ExportOutput(path: out, console: console)
-        guard let reference else { return try exportAll(from: store, context: context, to: output, console: console) }
+        guard let reference else { return try exportAll(from: store, context: context, console: console) }
         let export = try store.export(try store.resolve(reference), context: context)
+        let output = try ExportOutput(path: out, console: console)
         // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
         try output.write(TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self)))
         try output.close()
@@ -67,17 +67,25 @@ struct SubjectExportCommand: StoreCommand {
         return .success
     }
 
-    /// `--all`: every subject, one line each; the refused are counted at the end.
-    private func exportAll(from store: Store, context: AccessContext, to output: ExportOutput, console: Console) throws -> ExitStatus {
+    /// `--all`: every subject, one line each; the refused are counted at the end. A run that fails
+    /// removes the part of FILE it wrote.
+    private func exportAll(from store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
         let progress = console.progress("exported", total: kind == nil ? try store.count() : nil)
+        let output = try ExportOutput(path: out, console: console)
         var done = 0
-        let summary = try store.exportAll(kind: kind, context: context) { export in
-            try output.write(TerminalText.escapingJSON(String(decoding: try export.jsonLine(), as: UTF8.self)))
-            done += 1
-            progress.advance(to: done)
+        let summary: BulkExportSummary
+        do {
+            summary = try store.exportAll(kind: kind, context: context) { export in
+                try output.write(TerminalText.escapingJSON(String(decoding: try export.jsonLine(), as: UTF8.self)))
+                done += 1
+                progress.advance(to: done)
+            }
+            try output.close()
+        } catch {
+            output.discard()
+            throw error
         }
         progress.finish()
-        try output.close()
         if let out { console.print("exported \(summary.exported) subjects to \(out)") }
         guard !summary.refused.isEmpty else { return .success }
         console.printError("""
@@ -92,11 +100,13 @@ struct SubjectExportCommand: StoreCommand {
 private final class ExportOutput {
     private let console: Console
     private let file: FileHandle?
+    private let path: String?
     private var buffer = Data()
 
     /// Opens `path` (created, or emptied, with mode 0600), or standard output when nil.
     init(path: String?, console: Console) throws {
         self.console = console
+        self.path = path
         guard let path else {
             file = nil
             return
@@ -121,6 +131,13 @@ private final class ExportOutput {
         guard let file else { return }
         try flush(file)
         try file.close()
+    }
+
+    /// Closes and removes the file, after a failure: no partial export is left behind.
+    func discard() {
+        guard let file, let path else { return }
+        try? file.close()
+        try? FileManager.default.removeItem(atPath: path)
     }
 
     private func flush(_ file: FileHandle) throws {
