@@ -39,9 +39,7 @@ struct LatencySample {
     mutating func measure(_ body: () throws -> Void) rethrows {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
-        let elapsed = DispatchTime.now().uptimeNanoseconds - start
-        nanoseconds.append(elapsed)
-        total += elapsed
+        record(DispatchTime.now().uptimeNanoseconds - start)
     }
 
     /// Adds one operation's time, measured by the caller (an operation that is not one call).
