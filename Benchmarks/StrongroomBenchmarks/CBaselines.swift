@@ -49,3 +49,12 @@ func cBaselineImport(sourcePath: String, targetPath: String, batch: Int) throws 
     guard nanoseconds >= 0 else { throw CBaselineError.failed("import into \(targetPath)") }
     return Double(nanoseconds) / 1e9
 }
+
+/// The C baseline of an export of every subject: one pass over the plain database at `path` reading every
+/// contact with its numbers, calls and consents in clear. Returns the seconds it took and the contacts read.
+func cBaselineExportAll(path: String) throws -> (seconds: Double, subjects: Int) {
+    var subjects: Int64 = 0
+    let nanoseconds = unsafe cbaseline_export_all(path, &subjects)
+    guard nanoseconds >= 0 else { throw CBaselineError.failed("export of \(path)") }
+    return (Double(nanoseconds) / 1e9, Int(subjects))
+}

@@ -39,7 +39,11 @@ struct LatencySample {
     mutating func measure(_ body: () throws -> Void) rethrows {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
-        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        record(DispatchTime.now().uptimeNanoseconds - start)
+    }
+
+    /// Adds one operation's time, measured by the caller (an operation that is not one call).
+    mutating func record(_ elapsed: UInt64) {
         nanoseconds.append(elapsed)
         total += elapsed
     }

@@ -7,7 +7,7 @@ enum StrongroomBench {
         Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, audit-overhead,
-        audit-verify, field-seal, all (every one but scaling), scaling. Each reports its figure next to a
+        audit-verify, field-seal, export-all, all (every one but scaling), scaling. Each reports its figure next to a
         plain-SQLite baseline doing the same job in the same run (numbers in clear, an index, prepared
         statements; for callerid and import written in C against the sqlite3 API), and the ratio.
         scaling times each per-subject operation (create, update, erase, call record, consent, a step
@@ -16,11 +16,11 @@ enum StrongroomBench {
         Build with -c release: a debug build is refused.
 
           --contacts N   contacts to load (default: callerid 1000000, rotate-master 1000000,
-                         import, rotate-kek, rotate-data, rotate-index and audit-overhead 100000;
+                         import, rotate-kek, rotate-data, rotate-index, audit-overhead and export-all 100000;
                          scaling: the large store, 200000; audit-verify: entries, 300000)
           --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
-          --backend B    callerid only: sqlite (default) or postgres, which runs the store and a
+          --backend B    callerid and export-all: sqlite (default) or postgres, which runs the store and a
                          plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
                          server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
                          (default contacts on postgres: 100000)
@@ -75,13 +75,13 @@ enum StrongroomBench {
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
         let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "rotate-index", "audit-overhead",
-                         "audit-verify", "field-seal", "scaling"]
+                         "audit-verify", "field-seal", "export-all", "scaling"]
         guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
-        if case .postgres = backend, workload != "callerid" {
-            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid workload only\n".utf8))
+        if case .postgres = backend, !["callerid", "export-all"].contains(workload) {
+            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid and export-all workloads only\n".utf8))
             exit(2)
         }
         do {
@@ -107,6 +107,9 @@ enum StrongroomBench {
             }
             if workload == "field-seal" || workload == "all" {
                 results.append(try FieldSealWorkload().run())
+            }
+            if workload == "export-all" || workload == "all" {
+                results.append(try ExportAllWorkload(contacts: contacts ?? 100_000, backend: backend).run())
             }
             if workload == "scaling" {
                 results.append(contentsOf: try ScalingWorkload(small: small ?? 10_000, large: contacts ?? 200_000).run())

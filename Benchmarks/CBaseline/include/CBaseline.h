@@ -31,4 +31,10 @@ void cbaseline_callerid_close(cbaseline_callerid *lookup);
 /// nanoseconds the inserts took, or -1 on a database error.
 int64_t cbaseline_import(const char *source_path, const char *target_path, int32_t batch);
 
+/// Reads every contact of the database at `path` in clear, as an export of all of them would: one pass
+/// over `contacts` in id order, with each contact's rows of `numbers`, `calls` and `consents` read from
+/// cursors ordered by contact id that move along with it (every column read in place). Sets `subjects`
+/// to the contacts read; returns the nanoseconds the pass took, or -1 on a database error.
+int64_t cbaseline_export_all(const char *path, int64_t *subjects);
+
 #endif

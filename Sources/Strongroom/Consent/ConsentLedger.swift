@@ -212,19 +212,22 @@ extension Store {
         }
     }
 
-    /// The ledger rows of `subjects`, with their sealed parts, for decryption or re-encryption.
+    /// The ledger rows of `subjects`, with their sealed parts, for decryption or re-encryption: one
+    /// query over the subjects' id range (a batch is a run of ids), not one per subject.
     func consentRows(of subjects: [SubjectID], in connection: any Database) throws -> [SubjectID: [ConsentRow]] {
+        guard let first = subjects.min(), let last = subjects.max() else { return [:] }
+        let wanted = Set(subjects)
         var rows: [SubjectID: [ConsentRow]] = [:]
-        for subject in subjects {
-            try connection.forEachRow("""
-                SELECT id, purpose, state, at, initiator, client_ct, evidence_ct, confirms, actor_ct FROM consent_ledger
-                WHERE subject_id = ? ORDER BY id
-                """, [.integer(subject.rawValue)]) { row in
-                rows[subject, default: []].append(ConsentRow(
-                    id: row.int64(0), purpose: row.text(1) ?? "", state: ConsentState(rawValue: row.text(2) ?? "") ?? .withdrawn,
-                    at: row.int64(3), initiator: ConsentInitiator(rawValue: row.text(4) ?? "") ?? .staff,
-                    client: row.blob(5), evidence: row.blob(6), confirms: row.isNull(7) ? nil : row.int64(7), actor: row.blob(8)))
-            }
+        try connection.forEachRow("""
+            SELECT id, purpose, state, at, initiator, client_ct, evidence_ct, confirms, subject_id, actor_ct FROM consent_ledger
+            WHERE subject_id >= ? AND subject_id <= ? ORDER BY subject_id, id
+            """, [.integer(first.rawValue), .integer(last.rawValue)]) { row in
+            let subject = SubjectID(rawValue: row.int64(8))
+            guard wanted.contains(subject) else { return }
+            rows[subject, default: []].append(ConsentRow(
+                id: row.int64(0), purpose: row.text(1) ?? "", state: ConsentState(rawValue: row.text(2) ?? "") ?? .withdrawn,
+                at: row.int64(3), initiator: ConsentInitiator(rawValue: row.text(4) ?? "") ?? .staff,
+                client: row.blob(5), evidence: row.blob(6), confirms: row.isNull(7) ? nil : row.int64(7), actor: row.blob(9)))
         }
         return rows
     }
@@ -242,6 +245,12 @@ extension Store {
         guard let encrypted else { throw try notFoundOrErased(subject) }
         let opened = try decrypt([encrypted], fields: [], extra: [subject: rows.flatMap(\.sealedValues)], detail: "consent ledger",
                                  context: context).extra[subject] ?? []
+        return try Store.consentEntries(of: subject, rows, opened: opened)
+    }
+
+    /// A subject's ledger entries, given its rows and their sealed values opened in order
+    /// (`ConsentRow.sealedValues`); an actor sealed with other facts than its row's is refused.
+    static func consentEntries(of subject: SubjectID, _ rows: [ConsentRow], opened: [[UInt8]]) throws(StoreError) -> [ConsentEntry] {
         var plaintexts = opened.makeIterator()
         return try rows.map { row throws(StoreError) in
             let client = row.client.flatMap { _ in plaintexts.next() }.map { String(decoding: $0, as: UTF8.self) }

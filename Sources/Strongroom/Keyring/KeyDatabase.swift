@@ -53,6 +53,11 @@ final class KeyDatabase: Sendable {
         ON CONFLICT (subject_id, version) DO UPDATE SET key_id = excluded.key_id,
             kek_version = excluded.kek_version, wrapped = excluded.wrapped, created_at = excluded.created_at
         """
+    /// The subject keys of a range of subjects, for a bulk read to unwrap a batch at once: the primary key's range.
+    static let subjectKeysInRange = """
+        SELECT subject_id, version, key_id, kek_version, wrapped FROM subject_keys
+        WHERE subject_id >= ? AND subject_id <= ? ORDER BY subject_id, version
+        """
     /// The next batch of subject keys the KEK rotation re-wraps, after the cursor: the primary key's range.
     static let subjectKeysToRewrap = """
         SELECT subject_id, version, kek_version, wrapped FROM subject_keys
@@ -347,6 +352,15 @@ struct KeyTables {
     func subjectKey(_ subject: SubjectID, version: UInt32) throws -> (identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)? {
         try connection.firstRow(KeyDatabase.subjectKey, [.integer(subject.rawValue), .int(Int(version))]) {
             (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [], UInt32(truncatingIfNeeded: $0.int64(2)))
+        }
+    }
+
+    /// Every wrapped key of the subjects from `first` through `last`, in primary-key order.
+    func subjectKeys(from first: SubjectID, through last: SubjectID) throws
+        -> [(subject: SubjectID, version: UInt32, identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)] {
+        try connection.rows(KeyDatabase.subjectKeysInRange, [.integer(first.rawValue), .integer(last.rawValue)]) {
+            (SubjectID(rawValue: $0.int64(0)), UInt32(truncatingIfNeeded: $0.int64(1)), UInt32(truncatingIfNeeded: $0.int64(2)),
+             $0.blob(4) ?? [], UInt32(truncatingIfNeeded: $0.int64(3)))
         }
     }
 

@@ -457,6 +457,35 @@ final class Keyring: Sendable {
             if try isErased(subject) { throw .subjectErased(subject) }
             throw .keyUnavailable(subject, version: version)
         }
+        let key = try unwrapIntoCache(subject, version: version, identifier: identifier, wrapped: wrapped, kekVersion: kekVersion)
+        return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
+    }
+
+    /// Puts the keys `wanted` (each subject's key version) that the cache lacks into it, read from the
+    /// key database in one query over the subjects' id range: a batch of a bulk read pays one key-database
+    /// round trip, not one per subject. A key that is missing is left to `subjectKey` to report.
+    func cacheSubjectKeys(_ wanted: [SubjectID: UInt32]) throws(StoreError) {
+        guard let first = wanted.keys.min(), let last = wanted.keys.max() else { return }
+        let missing = try storeErrors {
+            try subjectKeys.withLock { (cache) throws(CryptoError) in
+                var missing: [SubjectID: UInt32] = [:]
+                for (subject, version) in wanted where try cache.cipher(owner: subject.rawValue, version: version) == nil {
+                    missing[subject] = version
+                }
+                return missing
+            }
+        }
+        guard !missing.isEmpty else { return }
+        let rows = try storeErrors { try database.read { try $0.subjectKeys(from: first, through: last) } }
+        for row in rows where missing[row.subject] == row.version {
+            _ = try unwrapIntoCache(row.subject, version: row.version, identifier: row.identifier, wrapped: row.wrapped,
+                                    kekVersion: row.kekVersion)
+        }
+    }
+
+    /// Unwraps a subject key read from the key database and caches it.
+    private func unwrapIntoCache(_ subject: SubjectID, version: UInt32, identifier: UInt32, wrapped: [UInt8],
+                                 kekVersion: UInt32) throws(StoreError) -> SecretKey {
         let wrappingKey = try storeErrors { try kek(kekVersion) }
         let key: SecretKey
         do {
@@ -470,7 +499,7 @@ final class Keyring: Sendable {
                 try cache.insert(key, identifier: identifier, owner: subject.rawValue, version: version)
             }
         }
-        return KeyHandle(cipher: try storeErrors { try AES256GCM(key: key) }, version: version, identifier: identifier)
+        return key
     }
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the

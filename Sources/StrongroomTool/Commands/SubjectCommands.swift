@@ -1,38 +1,63 @@
 import Foundation
 import Strongroom
 
-/// `strongroom subject export`: everything held on a subject, as JSON.
+/// `strongroom subject export`: everything held on a subject, or on every subject, as JSON.
 struct SubjectExportCommand: StoreCommand {
     static let name = "subject export"
-    static let abstract = "everything held on a subject, as JSON (right of access, portability)"
+    static let abstract = "everything held on a subject, or on all of them, as JSON (right of access, portability)"
     static let help = """
         Usage: strongroom subject export ID [--purpose P] [--out FILE]
+               strongroom subject export --all [--kind lead|contact] [--purpose P] [--out FILE]
 
         Prints everything the store holds on the subject as JSON (layout "strongroom.subject-export",
         version 1): clear fields, every personal field decrypted, phone numbers with their E.164 form,
         logged calls, the consent ledger, and the audit trail of who accessed the subject's data and
         why. The export is itself audited. ID is the store's id or the external_id given at import.
 
+        With --all, every subject (of the kind given) in id order, one JSON object per line in the same
+        layout, each subject's decrypt audited by an entry of its own; progress on a terminal. Each
+        line's access log is the audit log as the export found it (its own decrypts come in the next
+        export). A subject the purpose may not process (restricted, unless P is subject-request or
+        legal-claims; no consent to a consent-based P) is skipped, its refusal audited; the skipped are
+        counted on standard error at the end, and the exit status is then 3 (the others are exported).
+
+          --all        every subject, as JSON Lines
+          --kind K     with --all: only leads or only contacts
           --purpose P  why, as the audit log records it: subject-request for a data subject's
                        request (Art. 15 or 20, allowed while restricted), else admin (default)
           --out FILE   write to FILE (mode 0600) instead of standard output
 
         \(StoreOptions.helpPointer)
 
-        Example:
+        Examples:
           strongroom subject export crm-4242-2 --store ./crm-store --key-file ./crm-store.key --purpose subject-request
+          strongroom subject export --all --kind contact --out contacts.jsonl --store ./crm-store --key-file ./crm-store.key
         """
 
-    let reference: String
+    /// The subject, as given; nil with `--all`.
+    let reference: String?
+    /// With `--all`: only subjects of this kind (nil for both).
+    let kind: SubjectKind?
     /// The file to write; nil for standard output.
     let out: String?
 
     init(parsing arguments: inout Arguments) throws(UsageError) {
         out = try arguments.option("--out")
-        reference = try subjectReference(&arguments)
+        let all = arguments.flag("--all")
+        let kind = try arguments.option("--kind")
+        guard all else {
+            guard kind == nil else { throw UsageError(message: "--kind goes with --all") }
+            self.kind = nil
+            reference = try subjectReference(&arguments)
+            return
+        }
+        if let kind, SubjectKind(rawValue: kind) == nil { throw UsageError(message: "--kind takes lead or contact") }
+        self.kind = kind.flatMap(SubjectKind.init(rawValue:))
+        reference = nil
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        guard let reference else { return try exportAll(from: store, context: context, console: console) }
         let export: SubjectExport
         do { export = try store.export(try store.resolve(reference), context: context) } catch {
             // A restricted subject's data still answers the subject's own request (Art. 18(2), 15, 20): say how.
@@ -40,20 +65,90 @@ struct SubjectExportCommand: StoreCommand {
             throw ToolError(message: "\(error): for the subject's own request, export with --purpose subject-request",
                             status: error.exitStatus)
         }
+        let output = try ExportOutput(path: out, console: console)
         // Escaped as `Console.printJSON` does: the file may be shown on a terminal too.
-        let json = TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self))
-        if let out {
-            guard FileManager.default.createFile(atPath: out, contents: nil, attributes: [.posixPermissions: 0o600]),
-                  let handle = FileHandle(forWritingAtPath: out) else {
-                throw ToolError(message: "cannot write \(out)", status: .usage)
-            }
-            handle.write(Data((json + "\n").utf8))
-            try handle.close()
-            console.print("exported subject \(export.subject.id) to \(out)")
-        } else {
-            console.print(json)
-        }
+        try output.write(TerminalText.escapingJSON(String(decoding: try export.jsonData(), as: UTF8.self)))
+        try output.close()
+        if let out { console.print("exported subject \(export.subject.id) to \(out)") }
         return .success
+    }
+
+    /// `--all`: every subject, one line each; the refused are counted at the end. A run that fails
+    /// removes the part of FILE it wrote.
+    private func exportAll(from store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
+        let progress = console.progress("exported", total: kind == nil ? try store.count() : nil)
+        let output = try ExportOutput(path: out, console: console)
+        var done = 0
+        let summary: BulkExportSummary
+        do {
+            summary = try store.exportAll(kind: kind, context: context) { export in
+                try output.write(TerminalText.escapingJSON(String(decoding: try export.jsonLine(), as: UTF8.self)))
+                done += 1
+                progress.advance(to: done)
+            }
+            try output.close()
+        } catch {
+            output.discard()
+            throw error
+        }
+        progress.finish()
+        if let out { console.print("exported \(summary.exported) subjects to \(out)") }
+        guard !summary.refused.isEmpty else { return .success }
+        console.printError("""
+            \(summary.refused.count) subjects not exported: processing refused for purpose \(context.purpose) \
+            (restricted, or no consent; a data subject's own request: --purpose subject-request); the refusals are in the audit log
+            """)
+        return .integrity
+    }
+}
+
+/// Where an export goes: standard output, or a new file of mode 0600 written in large pieces.
+private final class ExportOutput {
+    private let console: Console
+    private let file: FileHandle?
+    private let path: String?
+    private var buffer = Data()
+
+    /// Opens `path` (created, or emptied, with mode 0600), or standard output when nil.
+    init(path: String?, console: Console) throws {
+        self.console = console
+        self.path = path
+        guard let path else {
+            file = nil
+            return
+        }
+        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: path) else {
+            throw ToolError(message: "cannot write \(path)", status: .usage)
+        }
+        file = handle
+    }
+
+    /// Writes `line` and a newline.
+    func write(_ line: String) throws {
+        guard let file else { return console.print(line) }
+        buffer.append(contentsOf: line.utf8)
+        buffer.append(UInt8(ascii: "\n"))
+        if buffer.count >= 1 << 16 { try flush(file) }
+    }
+
+    /// Writes what is buffered and closes the file.
+    func close() throws {
+        guard let file else { return }
+        try flush(file)
+        try file.close()
+    }
+
+    /// Closes and removes the file, after a failure: no partial export is left behind.
+    func discard() {
+        guard let file, let path else { return }
+        try? file.close()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    private func flush(_ file: FileHandle) throws {
+        try file.write(contentsOf: buffer)
+        buffer.removeAll(keepingCapacity: true)
     }
 }
 
