@@ -24,11 +24,12 @@ extension Store {
         let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
         var walk = try beginWalk(.index, targetVersion: target)
         let batches = try run(&walk, progress: progress) { (cursor, batch) throws(StoreError) in
-            let subjects = try reindex(into: building, batch: batch, context: rotation,
-                                       select: "SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                       [.integer(cursor), .int(batchSize)])
+            let subjects = try stageIndexRows(under: building, after: cursor, limit: batchSize, batch: batch, context: rotation)
             return subjects.last.map { ($0, subjects.count) }
         }
+        // Lookups still answer from the old version alone: the new one's rows go in now, in one
+        // transaction, so a rotation stopped before or during the copy copies again when resumed.
+        try copyStagedIndexRows(into: building)
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
@@ -69,6 +70,67 @@ extension Store {
         }
     }
 
+    /// Stages under `index` the blind-index rows of the `limit` subjects after `cursor` (their numbers
+    /// decrypted through the audited path): the walk's one step per batch. The rows are appended to
+    /// `phone_index_building`, not written into `phone_index`, where they would land at random places
+    /// of the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them
+    /// once the walk is through. Each row carries its subject's `updated_at` as read, so a subject
+    /// changed meanwhile is not copied: no retry here. Returns the subjects read.
+    private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int, batch: Int,
+                                context: AccessContext) throws(StoreError) -> [SubjectID] {
+        let rows = try storeErrors {
+            try data.withLock { connection in
+                try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                    [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+            }
+        }
+        guard let first = rows.first, let last = rows.last else { return [] }
+        let phones = try decrypt(rows, fields: [.phones], context: context).personal
+        var values: [SQLValue] = []
+        for (row, personal) in zip(rows, phones) {
+            let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
+            for entry in try storeErrors({
+                try blindIndexEntries(personal.phones ?? [], of: id, normalizer: phoneNormalizer, into: [index]).entries
+            }) {
+                values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
+            }
+        }
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
+                                                                                .integer(last.summary.id.rawValue)])
+                    // In statements of 128, 64, … 1 rows: one round trip per 128 rows on PostgreSQL, and no
+                    // more than eight statement texts to prepare.
+                    var rest = values[...], rowsPerStatement = 128
+                    while !rest.isEmpty {
+                        while rest.count < rowsPerStatement * 4 { rowsPerStatement /= 2 }
+                        try connection.run(RotationStatements.stageIndexRows(rowsPerStatement), Array(rest.prefix(rowsPerStatement * 4)))
+                        rest = rest.dropFirst(rowsPerStatement * 4)
+                    }
+                    try faultInjection?("rotate-index.in-batch", batch)
+                }
+            }
+        }
+        return rows.map(\.summary.id)
+    }
+
+    /// Copies the staged rows into `phone_index` as rows of `index` (sorted by tag), but those of
+    /// subjects changed since they were staged, and drops them, in one transaction. A subject changed
+    /// meanwhile was indexed by its writer, or is left behind with old rows only and indexed by
+    /// `reindexLeftBehind`.
+    private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
+                    try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
+                    try connection.run(RotationStatements.dropAllStagedIndexRows, [])
+                }
+            }
+        }
+    }
+
     /// Indexes under `building` the subjects left behind, then drops the old index rows; returns how
     /// many were re-indexed. Another process that had not yet seen the new key when it wrote (its
     /// transaction began before the key existed) indexed its subjects under the old key only: those are
@@ -89,13 +151,14 @@ extension Store {
         }
     }
 
-    /// Indexes under `index` the phone numbers of the subjects the query `select` reads (their
-    /// `summaryColumns` and `phones_ct`), but for those in `skipping`; when that leaves none, `whenNone`
-    /// runs in the same transaction. Numbers are decrypted outside the transaction that writes the index
-    /// rows, so a subject changed meanwhile (its `updated_at` moved) makes the batch roll back and run
-    /// again, at most five times; one deleted meanwhile is skipped. Returns the subjects indexed.
+    /// Indexes under `index`, straight into `phone_index`, the phone numbers of the subjects the query
+    /// `select` reads (their `summaryColumns` and `phones_ct`), but for those in `skipping`; when that
+    /// leaves none, `whenNone` runs in the same transaction. For the few subjects left behind by the
+    /// walk. Numbers are decrypted outside the transaction that writes the index rows, so a subject
+    /// changed meanwhile (its `updated_at` moved) makes the batch roll back and run again, at most five
+    /// times; one deleted meanwhile is skipped. Returns the subjects indexed.
     private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
-                         skipping: Set<SubjectID> = [], whenNone: (sql: String, values: [SQLValue])? = nil) throws(StoreError) -> [SubjectID] {
+                         skipping: Set<SubjectID>, whenNone: (sql: String, values: [SQLValue])) throws(StoreError) -> [SubjectID] {
         var attempt = 0
         while true {
             let rows = try storeErrors {
@@ -104,7 +167,6 @@ extension Store {
                         try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
                             .filter { !skipping.contains($0.summary.id) }
                     }
-                    guard let whenNone else { return try read() }
                     return try connection.transaction {
                         let rows = try read()
                         if rows.isEmpty { try connection.run(whenNone.sql, whenNone.values) }
@@ -118,16 +180,10 @@ extension Store {
                 try storeErrors {
                     try data.withLock { connection in
                         try connection.transaction {
-                            // One read for the batch (rows come in id order): each subject's updated_at now. For the
-                            // walk the range holds exactly the batch; for the catch-up, the few subjects left behind.
-                            let updatedAt = Dictionary(uniqueKeysWithValues: try connection.rows(
-                                "SELECT id, updated_at FROM subjects WHERE id BETWEEN ? AND ?",
-                                [.integer(rows[0].summary.id.rawValue), .integer(rows[rows.count - 1].summary.id.rawValue)]) {
-                                    ($0.int64(0), $0.int64(1))
-                                })
                             for (row, personal) in zip(rows, phones) {
                                 let id = row.summary.id.rawValue
-                                guard let updated = updatedAt[id] else { continue }
+                                guard let updated = try connection.firstRow(RotationStatements.subjectUpdatedAt, [.integer(id)], { $0.int64(0) })
+                                else { continue }
                                 guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
                                 try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
                                 _ = try self.index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer,

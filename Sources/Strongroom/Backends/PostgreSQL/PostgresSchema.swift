@@ -100,6 +100,7 @@ enum PostgresSchema {
             );
             """),
         Migration(version: 5, sql: Schema.phoneIndexBySubjectAndVersion),
+        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BYTEA")),
     ]
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that

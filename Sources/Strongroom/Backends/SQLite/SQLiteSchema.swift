@@ -109,6 +109,7 @@ enum SQLiteSchema {
             BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
             """),
         Migration(version: 5, sql: Schema.phoneIndexBySubjectAndVersion),
+        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BLOB")),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
