@@ -29,7 +29,8 @@ struct QueryPlanTests {
         try runEveryPerSubjectPath(test.store)
         let statements = try preparedStatements(of: test.store)
         // The rotation's own statements are among them (the code and this test share the constants).
-        for pinned in [KeyDatabase.subjectKeysToRewrap, KeyDatabase.rewrapSubjectKey, RotationStatements.dropSubjectIndexRows,
+        let rewrapSubjectKeys = KeyDatabase.rewrapSubjectKeys(2, bytes: backend == .sqlite ? SQLiteBackend.bytesParameter : PostgresBackend.bytesParameter)
+        for pinned in [KeyDatabase.subjectKeysToRewrap, rewrapSubjectKeys, RotationStatements.dropSubjectIndexRows,
                        RotationStatements.subjectUpdatedAt, RotationStatements.dropStagedIndexRows,
                        RotationStatements.dropStagedRowsOfIndexedSubjects, RotationStatements.copyStagedIndexRows] {
             #expect(statements.contains { $0.matches(pinned) }, "not run by the paths: \(pinned)")
@@ -61,7 +62,7 @@ struct QueryPlanTests {
             (RotationStatements.dropStagedRowsOfIndexedSubjects, "phone_index_by_tag (key_version=?)", "Hash Semi Join"),
             (RotationStatements.copyStagedIndexRows, "USING INTEGER PRIMARY KEY (rowid=?)", "Hash Join"),
             (KeyDatabase.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
-            (KeyDatabase.rewrapSubjectKey, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
+            (rewrapSubjectKeys, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
         ]
         for (sql, sqlitePlan, postgresIndex) in expected {
             let statement = try #require(statements.first { $0.matches(sql) })
@@ -181,7 +182,8 @@ struct QueryPlanTests {
         // `SCAN n CONSTANT ROWS`: the rows of a multi-row VALUES list.
         guard line.hasPrefix("SCAN "), !line.hasSuffix(" CONSTANT ROWS") else { return false }
         let table = line.dropFirst(5).prefix { $0 != " " }
-        return !["CONSTANT", "store", "purposes", "kek", "index_keys", "audit_keys", "rotations", "key_usage", "audit_head",
+        // `rewrapped`: the VALUES list of the KEK rotation's re-wrapped keys.
+        return !["CONSTANT", "rewrapped", "store", "purposes", "kek", "index_keys", "audit_keys", "rotations", "key_usage", "audit_head",
                  "sqlite_sequence", "json_each"].contains(String(table))
     }
 

@@ -17,6 +17,9 @@ protocol StoreBackend: Sendable {
     /// A query for the id the next consent ledger entry takes (it is sealed into the entry's AAD before
     /// the insert, so it must never be reused, not even after a rollback).
     static var nextConsentEntryIDSQL: String { get }
+    /// A `?` parameter taken as bytes where the statement gives it no type of its own (a column of a
+    /// VALUES list, which PostgreSQL would otherwise take for text).
+    static var bytesParameter: String { get }
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the

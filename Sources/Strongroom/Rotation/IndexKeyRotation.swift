@@ -100,14 +100,7 @@ extension Store {
                 try connection.transaction {
                     try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
                                                                                 .integer(last.summary.id.rawValue)])
-                    // In statements of 128, 64, … 1 rows: one round trip per 128 rows on PostgreSQL, and no
-                    // more than eight statement texts to prepare.
-                    var rest = values[...], rowsPerStatement = 128
-                    while !rest.isEmpty {
-                        while rest.count < rowsPerStatement * 4 { rowsPerStatement /= 2 }
-                        try connection.run(RotationStatements.stageIndexRows(rowsPerStatement), Array(rest.prefix(rowsPerStatement * 4)))
-                        rest = rest.dropFirst(rowsPerStatement * 4)
-                    }
+                    try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
                     try faultInjection?("rotate-index.in-batch", batch)
                 }
             }

@@ -19,6 +19,8 @@ struct SQLiteBackend: StoreBackend {
     static let keyChangeCounterSQL = "PRAGMA data_version"
     /// AUTOINCREMENT's counter plus one (the write lock held by the inserting transaction keeps it free).
     static let nextConsentEntryIDSQL = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'consent_ledger'), 0) + 1"
+    /// Any value goes anywhere: a blob parameter stays a blob.
+    static let bytesParameter = "?"
 
     /// The paths of a folder store's files.
     struct Layout: Sendable {
