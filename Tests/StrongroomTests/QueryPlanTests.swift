@@ -39,7 +39,7 @@ struct QueryPlanTests {
         try fillGrowingTables(of: test, subjects: Self.plannedSubjects)
 
         var checked = 0
-        for statement in statements where statement.touchesGrowingTable {
+        for statement in statements where statement.touchesGrowingTable && !statement.isSchemaChange {
             let plan = try statement.plan()
             checked += 1
             if RotationStatements.onceOverTheWholeTable.contains(where: statement.matches) || statement.isWholeTableCount { continue }
@@ -158,6 +158,12 @@ struct QueryPlanTests {
         var touchesGrowingTable: Bool {
             let words = Set(sql.split { !($0.isLetter || $0 == "_") }.map(String.init))
             return !words.isDisjoint(with: QueryPlanTests.growingTables)
+        }
+
+        /// `CREATE`/`DROP`: an index rotation builds `phone_index_by_tag` again on SQLite (once per
+        /// rotation: `StoreBackend.rebuildsTagIndexForBulkChanges`); it has no plan to ask for.
+        var isSchemaChange: Bool {
+            sql.hasPrefix("CREATE ") || sql.hasPrefix("DROP ")
         }
 
         /// `SELECT count(*) FROM table`: the size of a table, read once by a command (a rotation's total),

@@ -108,7 +108,7 @@ extension Store {
         return rows.map(\.summary.id)
     }
 
-    /// Copies the staged rows into `phone_index` as rows of `index` (sorted by tag), but those of
+    /// Copies the staged rows into `phone_index` as rows of `index`, but those of
     /// subjects changed since they were staged, and drops them, in one transaction. A subject changed
     /// meanwhile was indexed by its writer, or is left behind with old rows only and indexed by
     /// `reindexLeftBehind`.
@@ -117,11 +117,23 @@ extension Store {
             try data.withLock { connection in
                 try connection.transaction {
                     try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
-                    try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
+                    try withTagIndexRebuilt(on: connection) {
+                        try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
+                    }
                     try connection.run(RotationStatements.dropAllStagedIndexRows, [])
                 }
             }
         }
+    }
+
+    /// Runs `change`, a bulk change of the blind index, with `phone_index_by_tag` dropped before and
+    /// built again after where the backend chooses to (`StoreBackend.rebuildsTagIndexForBulkChanges`).
+    /// Inside the caller's transaction.
+    private func withTagIndexRebuilt(on connection: any Database, _ change: () throws -> Void) throws {
+        let rebuilds = type(of: backend).rebuildsTagIndexForBulkChanges
+        if rebuilds { try connection.run(RotationStatements.dropTagIndex, []) }
+        try change()
+        if rebuilds { try connection.run(Schema.phoneIndexByTag, []) }
     }
 
     /// Indexes under `building` the subjects left behind, then drops the old index rows; returns how
@@ -137,8 +149,7 @@ extension Store {
         var leftBehind = Set<SubjectID>()
         while true {
             let reindexed = try reindex(into: building, batch: 0, context: context, select: RotationStatements.subjectsLeftBehind,
-                                        [.int(target), .int(batchSize + leftBehind.count)], skipping: leftBehind,
-                                        whenNone: (RotationStatements.dropOldIndexRows, [.int(target)]))
+                                        [.int(target), .int(batchSize + leftBehind.count)], skipping: leftBehind)
             guard !reindexed.isEmpty else { return leftBehind.count }
             leftBehind.formUnion(reindexed)
         }
@@ -146,12 +157,13 @@ extension Store {
 
     /// Indexes under `index`, straight into `phone_index`, the phone numbers of the subjects the query
     /// `select` reads (their `summaryColumns` and `phones_ct`), but for those in `skipping`; when that
-    /// leaves none, `whenNone` runs in the same transaction. For the few subjects left behind by the
+    /// leaves none, the other versions' rows are dropped in the same transaction (the index holds
+    /// `index` alone from then on). For the few subjects left behind by the
     /// walk. Numbers are decrypted outside the transaction that writes the index rows, so a subject
     /// changed meanwhile (its `updated_at` moved) makes the batch roll back and run again, at most five
     /// times; one deleted meanwhile is skipped. Returns the subjects indexed.
     private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
-                         skipping: Set<SubjectID>, whenNone: (sql: String, values: [SQLValue])) throws(StoreError) -> [SubjectID] {
+                         skipping: Set<SubjectID>) throws(StoreError) -> [SubjectID] {
         var attempt = 0
         while true {
             let rows = try storeErrors {
@@ -162,7 +174,11 @@ extension Store {
                     }
                     return try connection.transaction {
                         let rows = try read()
-                        if rows.isEmpty { try connection.run(whenNone.sql, whenNone.values) }
+                        if rows.isEmpty {
+                            try withTagIndexRebuilt(on: connection) {
+                                try connection.run(RotationStatements.dropOldIndexRows, [.int(Int(index.version))])
+                            }
+                        }
                         return rows
                     }
                 }

@@ -28,15 +28,20 @@ enum RotationStatements {
         DELETE FROM phone_index_building WHERE subject_id IN (SELECT subject_id FROM phone_index WHERE key_version = ?)
         """
 
-    /// The staged rows, as the rows of index version ?, inserted in tag order so that they are appended
-    /// to `phone_index_by_tag` page after page; those of a subject changed since its numbers were read
-    /// (`updated_at` moved) are left out.
+    /// The staged rows, as the rows of index version ?, inserted in subject order (as they were staged),
+    /// so that the table, `phone_index_by_subject` and the foreign key's probes of `subjects` meet them
+    /// page after page; those of a subject changed since its numbers were read (`updated_at` moved)
+    /// are left out. `phone_index_by_tag`, which meets them at random, is built again around it where
+    /// the backend says so (`StoreBackend.rebuildsTagIndexForBulkChanges`).
     static let copyStagedIndexRows = """
         INSERT INTO phone_index (key_version, tag, subject_id, check_mac)
         SELECT ?, b.tag, b.subject_id, b.check_mac FROM phone_index_building b
         JOIN subjects s ON s.id = b.subject_id AND s.updated_at = b.updated_at
-        ORDER BY b.tag
+        ORDER BY b.subject_id
         """
+
+    /// `phone_index_by_tag` dropped, to be built again (`Schema.phoneIndexByTag`) in the same transaction.
+    static let dropTagIndex = "DROP INDEX phone_index_by_tag"
 
     /// Every staged row, dropped in the transaction that copied them.
     static let dropAllStagedIndexRows = "DELETE FROM phone_index_building"

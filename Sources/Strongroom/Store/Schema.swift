@@ -18,6 +18,11 @@ enum Schema {
     /// `DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?` and walked every row of the
     /// version for each subject: the blind-index rotation was quadratic (10k subjects 8.8 s, 20k 33 s).
     /// PostgreSQL keeps its statistics by itself (autovacuum's ANALYZE) and gets the same index.
+    /// The blind index's lookup index, covering: a lookup reads candidates and their checks from the
+    /// index alone (version 1 on SQLite, 4 on PostgreSQL; built again by index rotations on SQLite,
+    /// `StoreBackend.rebuildsTagIndexForBulkChanges`).
+    static let phoneIndexByTag = "CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac)"
+
     static let phoneIndexBySubjectAndVersion = """
         DROP INDEX phone_index_by_subject;
         CREATE INDEX phone_index_by_subject ON phone_index (subject_id, key_version);

@@ -42,8 +42,7 @@ enum SQLiteSchema {
                 -- collisions exactly, and differs between subjects holding the same number.
                 check_mac BLOB NOT NULL
             );
-            -- Covering: a lookup reads candidates and their checks from the index alone.
-            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac);
+            \(Schema.phoneIndexByTag);
             CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
             -- Calls logged by `recordCall`: the key is a keyed MAC of number, time and direction, so
             -- logging the same call twice is a no-op, and the number is not stored in clear.
