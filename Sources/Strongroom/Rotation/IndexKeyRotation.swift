@@ -108,10 +108,9 @@ extension Store {
         return rows.map(\.summary.id)
     }
 
-    /// Copies the staged rows into `phone_index` as rows of `index`, but those of
-    /// subjects changed since they were staged, and drops them, in one transaction. A subject changed
-    /// meanwhile was indexed by its writer, or is left behind with old rows only and indexed by
-    /// `reindexLeftBehind`.
+    /// Copies the staged rows into `phone_index` as rows of `index`, but those of subjects changed
+    /// since they were staged, and drops them, in one transaction. A subject changed meanwhile was
+    /// indexed by its writer, or is left behind with old rows only and indexed by `reindexLeftBehind`.
     private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
         try storeErrors {
             try data.withLock { connection in
@@ -158,10 +157,10 @@ extension Store {
     /// Indexes under `index`, straight into `phone_index`, the phone numbers of the subjects the query
     /// `select` reads (their `summaryColumns` and `phones_ct`), but for those in `skipping`; when that
     /// leaves none, the other versions' rows are dropped in the same transaction (the index holds
-    /// `index` alone from then on). For the few subjects left behind by the
-    /// walk. Numbers are decrypted outside the transaction that writes the index rows, so a subject
-    /// changed meanwhile (its `updated_at` moved) makes the batch roll back and run again, at most five
-    /// times; one deleted meanwhile is skipped. Returns the subjects indexed.
+    /// `index` alone from then on). For the few subjects left behind by the walk. Numbers are
+    /// decrypted outside the transaction that writes the index rows, so a subject changed meanwhile
+    /// (its `updated_at` moved) makes the batch roll back and run again, at most five times; one
+    /// deleted meanwhile is skipped. Returns the subjects indexed.
     private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
                          skipping: Set<SubjectID>) throws(StoreError) -> [SubjectID] {
         var attempt = 0

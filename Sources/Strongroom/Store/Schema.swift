@@ -30,11 +30,11 @@ enum Schema {
 
     /// Version 9 of the data schema (`bytes`: the backend's type for bytes): the blind-index rows an
     /// index rotation builds, kept apart from `phone_index` until its walk is through, then copied in
-    /// one statement sorted by tag (`RotationStatements.copyStagedIndexRows`). Written into
-    /// `phone_index` as the walk went (in subject order, so in random tag order), they landed all over
-    /// the growing `phone_index_by_tag`: every batch rewrote pages spread over the whole new version,
-    /// and the cost per subject grew with the store (index rotation at 200k subjects 2.55× its cost per
-    /// subject at 10k). Here they are appended in subject order instead. `updated_at` is the subject's
+    /// one statement (`RotationStatements.copyStagedIndexRows`). Written into `phone_index` as the
+    /// walk went (in subject order, so in random tag order), they landed all over the growing
+    /// `phone_index_by_tag`: every batch rewrote pages spread over the whole new version, and the cost
+    /// per subject grew with the store (index rotation at 200k subjects 2.55× its cost per subject at
+    /// 10k). Here they are appended in subject order instead. `updated_at` is the subject's
     /// when its numbers were read: a subject changed since is not copied (its writer indexed it, or the
     /// rotation's catch-up does). Rows go with their subject (erasure) through the cascade.
     static func stagedIndexRows(bytes: String) -> String {
