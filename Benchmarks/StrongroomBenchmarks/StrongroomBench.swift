@@ -7,9 +7,10 @@ enum StrongroomBench {
         Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, rotate-all,
-        audit-overhead, audit-verify, field-seal, all (every one but scaling and rotate-all), scaling. Each reports its figure next to a
-        plain-SQLite baseline doing the same job in the same run (numbers in clear, an index, prepared
-        statements; for callerid and import written in C against the sqlite3 API), and the ratio.
+        audit-overhead, audit-verify, field-seal, all (every one but scaling and rotate-all), scaling.
+        Each reports its figure next to a plain-SQLite baseline doing the same job in the same run
+        (numbers in clear, an index, prepared statements; for callerid and import written in C against
+        the sqlite3 API), and the ratio.
         scaling times each per-subject operation (create, update, erase, call record, consent, a step
         of each rotation) in a store of --small contacts (default 10000) and one of --contacts, and fails
         (exit 1, a FAIL line) when one costs more than 1.5 times the CPU time in the large store.
@@ -23,9 +24,10 @@ enum StrongroomBench {
                          scaling: the large store, 200000; audit-verify: entries, 300000)
           --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
-          --backend B    callerid and rotate-kek/-data/-index/-all: sqlite (default) or postgres, which runs the store and a
-                         plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
-                         server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
+          --backend B    callerid, rotate-kek, rotate-data, rotate-index and rotate-all: sqlite
+                         (default) or postgres, which runs the store and a plain-PostgreSQL
+                         baseline in fresh schemas (dropped afterwards) on the server named by
+                         --postgres URL or STRONGROOM_BENCH_POSTGRES
                          (default contacts on postgres: 100000)
           --json         one JSON object per workload per line
 

@@ -22,8 +22,9 @@ struct LoadedStores {
         store = try Store.create(at: try backend.storeLocation(scratch: directory), keyProvider: StaticKeyProvider(key: try SecretKey.random()),
                                  configuration: configuration)
         baseline = try backend.baselineConnection(scratch: directory)
-        let bytes = baseline.dialect == .sqlite ? "BLOB" : "BYTEA"
-        try baseline.execute("CREATE TABLE contacts (id BIGINT PRIMARY KEY, name \(bytes), company \(bytes), phones \(bytes), key \(bytes))")
+        // On SQLite `INTEGER PRIMARY KEY` is the rowid itself.
+        let (id, bytes) = baseline.dialect == .sqlite ? ("INTEGER", "BLOB") : ("BIGINT", "BYTEA")
+        try baseline.execute("CREATE TABLE contacts (id \(id) PRIMARY KEY, name \(bytes), company \(bytes), phones \(bytes), key \(bytes))")
         try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { [baseline] index, contact in
             // Same sizes as Strongroom's rows: each value padded by the 46-byte envelope overhead.
             let pad = [UInt8](repeating: 0, count: 46)
