@@ -6,23 +6,28 @@ enum StrongroomBench {
     static let usage = """
         Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres] [--json]
 
-        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, audit-overhead,
-        audit-verify, field-seal, export-all, all (every one but scaling), scaling. Each reports its figure next to a
-        plain-SQLite baseline doing the same job in the same run (numbers in clear, an index, prepared
-        statements; for callerid and import written in C against the sqlite3 API), and the ratio.
+        Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, rotate-all,
+        audit-overhead, audit-verify, field-seal, export-all, all (every one but scaling and rotate-all), scaling.
+        Each reports its figure next to a plain-SQLite baseline doing the same job in the same run
+        (numbers in clear, an index, prepared statements; for callerid, import and export-all written in C
+        against the sqlite3 API), and the ratio.
         scaling times each per-subject operation (create, update, erase, call record, consent, a step
         of each rotation) in a store of --small contacts (default 10000) and one of --contacts, and fails
         (exit 1, a FAIL line) when one costs more than 1.5 times the CPU time in the large store.
+        rotate-all runs the four rotations of one store in turn (master, KEK, data, index) and reports
+        each and their sum, judged against 10 minutes per million subjects.
         Build with -c release: a debug build is refused.
 
           --contacts N   contacts to load (default: callerid 1000000, rotate-master 1000000,
-                         import, rotate-kek, rotate-data, rotate-index, audit-overhead and export-all 100000;
+                         rotate-all 1000000 (postgres 100000); import, rotate-kek, rotate-data,
+                         rotate-index, audit-overhead and export-all 100000;
                          scaling: the large store, 200000; audit-verify: entries, 300000)
           --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
-          --backend B    callerid and export-all: sqlite (default) or postgres, which runs the store and a
-                         plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
-                         server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
+          --backend B    callerid, export-all, rotate-kek, rotate-data, rotate-index and rotate-all:
+                         sqlite (default) or postgres, which runs the store and a plain-PostgreSQL
+                         baseline in fresh schemas (dropped afterwards) on the server named by
+                         --postgres URL or STRONGROOM_BENCH_POSTGRES
                          (default contacts on postgres: 100000)
           --json         one JSON object per workload per line
 
@@ -74,14 +79,15 @@ enum StrongroomBench {
         }
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
-        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "rotate-index", "audit-overhead",
+        let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "rotate-index", "rotate-all", "audit-overhead",
                          "audit-verify", "field-seal", "export-all", "scaling"]
         guard let workload = arguments.first, (workloads + ["all"]).contains(workload), arguments.count == 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
-        if case .postgres = backend, !["callerid", "export-all"].contains(workload) {
-            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid and export-all workloads only\n".utf8))
+        let postgresWorkloads = ["callerid", "export-all", "rotate-kek", "rotate-data", "rotate-index", "rotate-all"]
+        if case .postgres = backend, !postgresWorkloads.contains(workload) {
+            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs \(postgresWorkloads.joined(separator: ", ")) only\n".utf8))
             exit(2)
         }
         do {
@@ -97,7 +103,11 @@ enum StrongroomBench {
                 results.append(try RotateMasterWorkload(contacts: contacts ?? 1_000_000).run())
             }
             for kind in ["kek", "data", "index"] where workload == "rotate-\(kind)" || workload == "all" {
-                results.append(try RotateWorkload(kind: kind, contacts: contacts ?? 100_000).run())
+                results.append(try RotateWorkload(kind: kind, contacts: contacts ?? 100_000, backend: backend).run())
+            }
+            if workload == "rotate-all" {
+                let defaultContacts = if case .postgres = backend { 100_000 } else { 1_000_000 }
+                results.append(contentsOf: try RotateAllWorkload(contacts: contacts ?? defaultContacts, backend: backend).run())
             }
             if workload == "audit-overhead" || workload == "all" {
                 results.append(try AuditOverheadWorkload(contacts: contacts ?? 100_000, lookups: min(lookups, 100_000)).run())

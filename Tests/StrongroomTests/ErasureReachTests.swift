@@ -200,20 +200,10 @@ struct ErasureReachTests {
         // Back to version 4: the columns and index of version 5 and the tombstones of version 6 removed,
         // the erasure kept without a number.
         let keys = try test.database(.keys)
-        if backend == .postgres {
-            try keys.execute("""
-                DROP TRIGGER erasure_changes ON erased_subjects; DROP TRIGGER erasure_announcement ON erased_subjects;
-                DROP FUNCTION announce_erasure()
-                """)
-        }
-        try keys.execute("""
-            DROP INDEX erased_subjects_by_number; ALTER TABLE erased_subjects DROP COLUMN erasure_number;
-            ALTER TABLE store DROP COLUMN erased_pages_since; DROP TABLE tombstones
-            """)
-        try keys.setSchemaVersion(4)
+        try PreviousSchema.rewindKeys(keys, to: 4, backend)
         let reopened = try test.reopen()
         defer { reopened.close() }
-        #expect(try keys.schemaVersion() == 6)
+        #expect(try keys.schemaVersion() == PreviousSchema.latestKeys(backend))
         #expect(throws: StoreError.self) { try reopened.read(ids[0], context: TestStore.admin) }
         #expect(try reopened.erase(ids[1], reason: Self.reason, context: TestStore.admin).completion == .complete)
         #expect(try keys.scalarInteger("SELECT erasure_number FROM erased_subjects WHERE subject_id = ?", [.integer(ids[1].rawValue)]) == 1)

@@ -87,15 +87,7 @@ struct PurposeLedgerTests {
         #expect(throws: StoreError.self) { try reopened.consentLedger(of: id, context: TestStore.admin) }
     }
 
-    /// Takes a data database back to before schema version 7 (for a test that opens a store made by an
-    /// earlier version): no actor column, no guard of it. Run it inside a transaction.
-    static func removeConsentActors(from raw: any Database, _ backend: TestBackend) throws {
-        try raw.execute(backend == .sqlite ? "DROP TRIGGER consent_ledger_actor_reseal_only"
-                                           : "DROP TRIGGER consent_ledger_actor_reseal_only ON consent_ledger; DROP FUNCTION consent_actor_guard()")
-        try raw.execute("ALTER TABLE consent_ledger DROP COLUMN actor_ct")
-    }
-
-    @Test("a store made before the ledger recorded actors (data schema 5) opens; its entries read as unknown and still count",
+    @Test("a store made before the ledger recorded actors (data schema 6) opens; its entries read as unknown and still count",
           arguments: TestBackend.all)
     func previousVersionOpens(backend: TestBackend) throws {
         let test = try TestStore(backend)
@@ -106,13 +98,10 @@ struct PurposeLedgerTests {
                                         context: Self.alice)
         test.store.close()
         let raw = try test.database(.data)
-        try raw.transaction {
-            try Self.removeConsentActors(from: raw, backend)
-            try raw.setSchemaVersion(5)
-        }
+        try PreviousSchema.rewindData(raw, to: 6, backend)
 
         let reopened = try test.reopen()
-        #expect(try raw.schemaVersion() == SQLiteSchema.data.map(\.version).max())
+        #expect(try raw.schemaVersion() == PreviousSchema.latestData(backend))
         let ledger = try reopened.consentLedger(of: id, context: TestStore.admin)
         #expect(ledger.map(\.actor) == [ConsentActorSeal.unknownActor] && ledger.first?.clientAddress == "203.0.113.7")
         #expect(try reopened.read(id, context: Self.mailer).personal.name != nil)

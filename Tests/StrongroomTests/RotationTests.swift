@@ -175,6 +175,47 @@ struct RotationTests {
                                        [.integer(ids[5].rawValue)]) == 1)
     }
 
+    @Test("subjects changed or erased after the index walk staged their rows are indexed by their numbers now, once each",
+          arguments: TestBackend.all)
+    func indexStagedThenChanged(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 30)
+        defer { test.cleanUp() }
+        let crashing = try crashing(test, at: "rotate-index.batch", after: 2)
+        #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
+        let data = try test.database(.data)
+        let staged = "SELECT count(*) FROM phone_index_building WHERE subject_id = ?"
+        #expect(try data.scalarInteger(staged, [.integer(ids[3].rawValue)]) == 1)
+        // Behind the walk's cursor: a new number, a new name only (its rows stay those of the old
+        // version alone), an erasure (its staged rows go with it).
+        let writer = try test.reopen()
+        try writer.update(ids[1], personal: PersonalData(phones: [LabeledPhone(label: "m", number: "+447700955555")]), context: TestStore.admin)
+        try writer.update(ids[2], personal: PersonalData(name: "Renamed"), context: TestStore.admin)
+        try writer.erase(ids[3], reason: "request", context: TestStore.admin)
+        #expect(try data.scalarInteger(staged, [.integer(ids[3].rawValue)]) == 0)
+
+        let report = try test.reopen().rotateIndexKey(batchSize: 10, context: TestStore.admin)
+        #expect(report.resumed && report.toVersion == 2)
+        let store = try test.reopen()
+        #expect(try store.callerID(number: number(1), context: TestStore.caller).isEmpty)
+        #expect(try store.callerID(number: "+447700955555", context: TestStore.caller).map(\.id) == [ids[1]])
+        #expect(try store.callerID(number: number(2), context: TestStore.caller).map(\.id) == [ids[2]])
+        #expect(try store.callerID(number: number(3), context: TestStore.caller).isEmpty)
+        for index in 4..<30 {
+            #expect(try store.callerID(number: number(index), context: TestStore.caller).map(\.id) == [ids[index]])
+        }
+        // One row per number, all of the new version; nothing left staged.
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = 2") == 29)
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index") == 29)
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index_building") == 0)
+        // Second act: the next rotation, from another opening, finds everyone still.
+        _ = try test.reopen().rotateIndexKey(batchSize: 7, context: TestStore.admin)
+        let again = try test.reopen()
+        #expect(try again.callerID(number: "+447700955555", context: TestStore.caller).map(\.id) == [ids[1]])
+        #expect(try again.callerID(number: number(2), context: TestStore.caller).map(\.id) == [ids[2]])
+        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = 3") == 29)
+        #expect(try again.verifyAuditLog().isIntact)
+    }
+
     @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations", arguments: TestBackend.all)
     func online(backend: TestBackend) async throws {
         let (test, ids) = try populated(backend, 200)

@@ -156,13 +156,10 @@ struct TombstoneTests {
         _ = try Self.importRows(test.store)
         test.store.close()
         let keys = try test.database(.keys)
-        try keys.transaction {
-            try keys.execute("DROP TABLE tombstones")
-            try keys.setSchemaVersion(5)
-        }
+        try PreviousSchema.rewindKeys(keys, to: 5, backend)
         let reopened = try test.reopen()
         defer { reopened.close() }
-        #expect(try keys.schemaVersion() == 6)
+        #expect(try keys.schemaVersion() == PreviousSchema.latestKeys(backend))
         let receipt = try reopened.erase(try reopened.resolve("crm-gone-1"), reason: Self.reason, context: TestStore.admin).receipt
         #expect(try reopened.verifyErasureReceipt(try reopened.erasureReceipt(for: "crm-gone-1")).isVerified)
         #expect(try Self.importRows(reopened).rejected.count == 1)

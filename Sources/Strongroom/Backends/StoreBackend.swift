@@ -17,6 +17,14 @@ protocol StoreBackend: Sendable {
     /// A query for the id the next consent ledger entry takes (it is sealed into the entry's AAD before
     /// the insert, so it must never be reused, not even after a rollback).
     static var nextConsentEntryIDSQL: String { get }
+    /// A `?` parameter taken as bytes where the statement gives it no type of its own (a column of a
+    /// VALUES list, which PostgreSQL would otherwise take for text).
+    static var bytesParameter: String { get }
+    /// Whether the blind index's bulk changes (an index rotation's copy of the new version and its drop
+    /// of the old) drop `phone_index_by_tag` and build it again in their transaction: those changes
+    /// meet its rows in random tag order, and touching its pages at random costs more per row the
+    /// larger the store grows, where building it again is one sort.
+    static var rebuildsTagIndexForBulkChanges: Bool { get }
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the

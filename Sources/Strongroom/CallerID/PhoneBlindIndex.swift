@@ -82,3 +82,14 @@ struct PhoneBlindIndex: Sendable {
         return bytes
     }
 }
+
+/// One row of the blind index for one subject: its number's truncated tag under an index version and
+/// the check that tells the subject's row from a truncation collision.
+struct BlindIndexEntry: Sendable {
+    /// The index version the tag was made under.
+    let version: UInt32
+    /// The truncated tag (`PhoneBlindIndex.Tags.truncated`).
+    let tag: Int64
+    /// The check (`PhoneBlindIndex.check`).
+    let check: [UInt8]
+}

@@ -19,7 +19,8 @@ final class KeyDatabase: Sendable {
         try connection.migrate(type(of: backend).keyMigrations)
         try backend.listenForErasures(on: connection)
         self.backend = backend
-        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL))
+        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL,
+                                      bytesParameter: type(of: backend).bytesParameter))
     }
 
     /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
@@ -63,8 +64,14 @@ final class KeyDatabase: Sendable {
         SELECT subject_id, version, kek_version, wrapped FROM subject_keys
         WHERE subject_id > ? AND kek_version <> ? ORDER BY subject_id, version LIMIT ?
         """
-    /// One subject key re-wrapped under the new KEK: by primary key.
-    static let rewrapSubjectKey = "UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_id = ? AND version = ?"
+    /// `rows` subject keys re-wrapped under the new KEK (?1) in one statement, each found by primary
+    /// key: a VALUES row per key of its subject, key version and new wrapping (`bytes`: the backend's
+    /// `bytesParameter`). One statement per batch instead of one per key: one round trip on PostgreSQL.
+    static func rewrapSubjectKeys(_ rows: Int, bytes: String) -> String {
+        "UPDATE subject_keys SET kek_version = ?, wrapped = rewrapped.column3 FROM (VALUES "
+            + Array(repeating: "(CAST(? AS BIGINT), CAST(? AS BIGINT), \(bytes))", count: rows).joined(separator: ", ")
+            + ") AS rewrapped WHERE subject_keys.subject_id = rewrapped.column1 AND subject_keys.version = rewrapped.column2"
+    }
     /// Subject keys still under another KEK, counted once when the KEK rotation finishes.
     static let subjectKeysLeftBehind = "SELECT count(*) FROM subject_keys WHERE kek_version <> ?"
     /// A subject's keys newer than the version its data uses: left by a data rotation that crashed.
@@ -132,6 +139,8 @@ struct KeyTables {
     fileprivate let connection: any Database
     /// The backend's key change counter query (`StoreBackend.keyChangeCounterSQL`).
     fileprivate let changeCounterSQL: String
+    /// The backend's `StoreBackend.bytesParameter`.
+    fileprivate let bytesParameter: String
 
     /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
     /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
@@ -400,9 +409,11 @@ struct KeyTables {
         }
     }
 
-    /// Replaces the wrapping of one subject key, now under KEK `kekVersion`.
-    func rewrapSubjectKey(subject: Int64, version: Int64, wrapped: [UInt8], kekVersion: UInt32) throws {
-        try connection.run(KeyDatabase.rewrapSubjectKey, [.blob(wrapped), .int(Int(kekVersion)), .integer(subject), .integer(version)])
+    /// Replaces the wrapping of subject keys (subject, key version, new wrapping), now under KEK
+    /// `kekVersion`.
+    func rewrapSubjectKeys(_ keys: [(subject: Int64, version: Int64, wrapped: [UInt8])], kekVersion: UInt32) throws {
+        try connection.runInRows(keys.flatMap { [SQLValue.integer($0.subject), .integer($0.version), .blob($0.wrapped)] }, valuesPerRow: 3,
+                                 leading: [.int(Int(kekVersion))]) { KeyDatabase.rewrapSubjectKeys($0, bytes: bytesParameter) }
     }
 
     /// How many subject keys are under a KEK other than `version`.

@@ -24,12 +24,13 @@ extension Store {
         let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
         var walk = try beginWalk(.index, targetVersion: target)
         let batches = try run(&walk, progress: progress) { (cursor, batch) throws(StoreError) in
-            let subjects = try reindex(into: building, batch: batch, context: rotation,
-                                       select: "SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                       [.integer(cursor), .int(batchSize)])
+            let subjects = try stageIndexRows(under: building, after: cursor, limit: batchSize, batch: batch, context: rotation)
             if let last = subjects.last { try reindexEmails(after: cursor, through: last, into: target, batchSize: batchSize, context: rotation) }
             return subjects.last.map { ($0, subjects.count) }
         }
+        // Lookups still answer from the old version alone: the new one's rows go in now, in one
+        // transaction, so a rotation stopped before or during the copy copies again when resumed.
+        try copyStagedIndexRows(into: building)
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
@@ -71,6 +72,71 @@ extension Store {
         }
     }
 
+    /// Stages under `index` the blind-index rows of the `limit` subjects after `cursor` (their numbers
+    /// decrypted through the audited path): the walk's one step per batch. The rows are appended to
+    /// `phone_index_building`, not written into `phone_index`, where they would land at random places
+    /// of the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them
+    /// once the walk is through. Each row carries its subject's `updated_at` as read, so a subject
+    /// changed meanwhile is not copied: no retry here. Returns the subjects read.
+    private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int, batch: Int,
+                                context: AccessContext) throws(StoreError) -> [SubjectID] {
+        let rows = try storeErrors {
+            try data.withLock { connection in
+                try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                    [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+            }
+        }
+        guard let first = rows.first, let last = rows.last else { return [] }
+        let phones = try decrypt(rows, fields: [.phones], context: context).personal
+        var values: [SQLValue] = []
+        for (row, personal) in zip(rows, phones) {
+            let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
+            for entry in try storeErrors({
+                try blindIndexEntries(personal.phones ?? [], of: id, normalizer: phoneNormalizer, into: [index]).entries
+            }) {
+                values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
+            }
+        }
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
+                                                                                .integer(last.summary.id.rawValue)])
+                    try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
+                    try faultInjection?("rotate-index.in-batch", batch)
+                }
+            }
+        }
+        return rows.map(\.summary.id)
+    }
+
+    /// Copies the staged rows into `phone_index` as rows of `index`, but those of subjects changed
+    /// since they were staged, and drops them, in one transaction. A subject changed meanwhile was
+    /// indexed by its writer, or is left behind with old rows only and indexed by `reindexLeftBehind`.
+    private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
+        try storeErrors {
+            try data.withLock { connection in
+                try connection.transaction {
+                    try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
+                    try withTagIndexRebuilt(on: connection) {
+                        try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
+                    }
+                    try connection.run(RotationStatements.dropAllStagedIndexRows, [])
+                }
+            }
+        }
+    }
+
+    /// Runs `change`, a bulk change of the blind index, with `phone_index_by_tag` dropped before and
+    /// built again after where the backend chooses to (`StoreBackend.rebuildsTagIndexForBulkChanges`).
+    /// Inside the caller's transaction.
+    private func withTagIndexRebuilt(on connection: any Database, _ change: () throws -> Void) throws {
+        let rebuilds = type(of: backend).rebuildsTagIndexForBulkChanges
+        if rebuilds { try connection.run(RotationStatements.dropTagIndex, []) }
+        try change()
+        if rebuilds { try connection.run(Schema.phoneIndexByTag, []) }
+    }
+
     /// Indexes under `building` the subjects left behind, then drops the old index rows; returns how
     /// many were re-indexed. Another process that had not yet seen the new key when it wrote (its
     /// transaction began before the key existed) indexed its subjects under the old key only: those are
@@ -84,20 +150,21 @@ extension Store {
         var leftBehind = Set<SubjectID>()
         while true {
             let reindexed = try reindex(into: building, batch: 0, context: context, select: RotationStatements.subjectsLeftBehind,
-                                        [.int(target), .int(batchSize + leftBehind.count)], skipping: leftBehind,
-                                        whenNone: (RotationStatements.dropOldIndexRows, [.int(target)]))
+                                        [.int(target), .int(batchSize + leftBehind.count)], skipping: leftBehind)
             guard !reindexed.isEmpty else { return leftBehind.count }
             leftBehind.formUnion(reindexed)
         }
     }
 
-    /// Indexes under `index` the phone numbers of the subjects the query `select` reads (their
-    /// `summaryColumns` and `phones_ct`), but for those in `skipping`; when that leaves none, `whenNone`
-    /// runs in the same transaction. Numbers are decrypted outside the transaction that writes the index
-    /// rows, so a subject changed meanwhile (its `updated_at` moved) makes the batch roll back and run
-    /// again, at most five times; one deleted meanwhile is skipped. Returns the subjects indexed.
+    /// Indexes under `index`, straight into `phone_index`, the phone numbers of the subjects the query
+    /// `select` reads (their `summaryColumns` and `phones_ct`), but for those in `skipping`; when that
+    /// leaves none, the other versions' rows are dropped in the same transaction (the index holds
+    /// `index` alone from then on). For the few subjects left behind by the walk. Numbers are
+    /// decrypted outside the transaction that writes the index rows, so a subject changed meanwhile
+    /// (its `updated_at` moved) makes the batch roll back and run again, at most five times; one
+    /// deleted meanwhile is skipped. Returns the subjects indexed.
     private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
-                         skipping: Set<SubjectID> = [], whenNone: (sql: String, values: [SQLValue])? = nil) throws(StoreError) -> [SubjectID] {
+                         skipping: Set<SubjectID>) throws(StoreError) -> [SubjectID] {
         var attempt = 0
         while true {
             let rows = try storeErrors {
@@ -106,10 +173,13 @@ extension Store {
                         try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
                             .filter { !skipping.contains($0.summary.id) }
                     }
-                    guard let whenNone else { return try read() }
                     return try connection.transaction {
                         let rows = try read()
-                        if rows.isEmpty { try connection.run(whenNone.sql, whenNone.values) }
+                        if rows.isEmpty {
+                            try withTagIndexRebuilt(on: connection) {
+                                try connection.run(RotationStatements.dropOldIndexRows, [.int(Int(index.version))])
+                            }
+                        }
                         return rows
                     }
                 }
@@ -120,16 +190,10 @@ extension Store {
                 try storeErrors {
                     try data.withLock { connection in
                         try connection.transaction {
-                            // One read for the batch (rows come in id order): each subject's updated_at now. For the
-                            // walk the range holds exactly the batch; for the catch-up, the few subjects left behind.
-                            let updatedAt = Dictionary(uniqueKeysWithValues: try connection.rows(
-                                "SELECT id, updated_at FROM subjects WHERE id BETWEEN ? AND ?",
-                                [.integer(rows[0].summary.id.rawValue), .integer(rows[rows.count - 1].summary.id.rawValue)]) {
-                                    ($0.int64(0), $0.int64(1))
-                                })
                             for (row, personal) in zip(rows, phones) {
                                 let id = row.summary.id.rawValue
-                                guard let updated = updatedAt[id] else { continue }
+                                guard let updated = try connection.firstRow(RotationStatements.subjectUpdatedAt, [.integer(id)], { $0.int64(0) })
+                                else { continue }
                                 guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
                                 try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
                                 _ = try self.index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer,

@@ -86,11 +86,10 @@ extension Store {
                 let rows = try tables.subjectKeysToRewrap(after: cursor, notUnder: target, limit: limit)
                 // Reserved in this transaction: if it rolls back, no key sealed under it is stored.
                 if let usage = try keyring.kek(target).usage { try tables.reserve(usage, count: rows.count) }
-                for row in rows {
-                    let rewrapped = try rewrap(row.wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: row.subject),
-                                               from: row.kekVersion, to: target)
-                    try tables.rewrapSubjectKey(subject: row.subject, version: row.version, wrapped: rewrapped, kekVersion: target)
-                }
+                try tables.rewrapSubjectKeys(try rows.map { row in
+                    (row.subject, row.version, try rewrap(row.wrapped, at: EnvelopeLocation(slot: .subjectKey, recordID: row.subject),
+                                                          from: row.kekVersion, to: target))
+                }, kekVersion: target)
                 let last = rows.last?.subject ?? cursor
                 try tables.advanceKEKRotation(by: rows.count, cursor: last)
                 try faultInjection?("rotate-kek.in-batch", batch)

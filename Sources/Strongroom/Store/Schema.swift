@@ -18,10 +18,36 @@ enum Schema {
     /// `DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?` and walked every row of the
     /// version for each subject: the blind-index rotation was quadratic (10k subjects 8.8 s, 20k 33 s).
     /// PostgreSQL keeps its statistics by itself (autovacuum's ANALYZE) and gets the same index.
+    /// The blind index's lookup index, covering: a lookup reads candidates and their checks from the
+    /// index alone (version 1 on SQLite, 4 on PostgreSQL; built again by index rotations on SQLite,
+    /// `StoreBackend.rebuildsTagIndexForBulkChanges`).
+    static let phoneIndexByTag = "CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac)"
+
     static let phoneIndexBySubjectAndVersion = """
         DROP INDEX phone_index_by_subject;
         CREATE INDEX phone_index_by_subject ON phone_index (subject_id, key_version);
         """
+
+    /// Version 9 of the data schema (`bytes`: the backend's type for bytes): the blind-index rows an
+    /// index rotation builds, kept apart from `phone_index` until its walk is through, then copied in
+    /// one statement (`RotationStatements.copyStagedIndexRows`). Written into `phone_index` as the
+    /// walk went (in subject order, so in random tag order), they landed all over the growing
+    /// `phone_index_by_tag`: every batch rewrote pages spread over the whole new version, and the cost
+    /// per subject grew with the store (index rotation at 200k subjects 2.55× its cost per subject at
+    /// 10k). Here they are appended in subject order instead. `updated_at` is the subject's
+    /// when its numbers were read: a subject changed since is not copied (its writer indexed it, or the
+    /// rotation's catch-up does). Rows go with their subject (erasure) through the cascade.
+    static func stagedIndexRows(bytes: String) -> String {
+        """
+        CREATE TABLE phone_index_building (
+            subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+            updated_at BIGINT NOT NULL,
+            tag BIGINT NOT NULL,
+            check_mac \(bytes) NOT NULL
+        );
+        CREATE INDEX phone_index_building_by_subject ON phone_index_building (subject_id);
+        """
+    }
 
 
     /// Version 6 of the data schema: the e-mail blind index (`EmailBlindIndex`), shaped as the phone

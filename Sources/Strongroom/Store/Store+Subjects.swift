@@ -328,7 +328,19 @@ extension Store {
     /// (they are stored, encrypted, but not indexed).
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
-        let indexes = indexes ?? keyring.keys.phoneIndexes
+        let (entries, unindexed) = try blindIndexEntries(phones, of: id, normalizer: normalizer, into: indexes ?? keyring.keys.phoneIndexes)
+        for entry in entries {
+            try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)",
+                               [.int(Int(entry.version)), .integer(entry.tag), .integer(id.rawValue), .blob(entry.check)])
+        }
+        return unindexed
+    }
+
+    /// The blind-index rows of `phones` (each distinct normalised number once) under each of `indexes`,
+    /// and how many numbers could not be normalised.
+    func blindIndexEntries(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer,
+                           into indexes: [PhoneBlindIndex]) throws -> (entries: [BlindIndexEntry], unindexed: Int) {
+        var entries: [BlindIndexEntry] = []
         var unindexed = 0
         var seen = Set<String>()
         for phone in phones {
@@ -339,12 +351,10 @@ extension Store {
             guard seen.insert(number.e164).inserted else { continue }
             for index in indexes {
                 let tags = try index.tags(for: number.e164)
-                try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)",
-                                   [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue),
-                                    .blob(try index.check(tags, subject: id))])
+                entries.append(BlindIndexEntry(version: index.version, tag: tags.truncated, check: try index.check(tags, subject: id)))
             }
         }
-        return unindexed
+        return (entries, unindexed)
     }
 
     /// The normaliser for `region`, or the store's own when nil.

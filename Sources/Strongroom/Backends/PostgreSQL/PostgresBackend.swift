@@ -15,6 +15,9 @@ struct PostgresBackend: StoreBackend {
     static let keyChangeCounterSQL = "SELECT counter FROM key_changes WHERE id = 1"
     /// The identity sequence's next value, then taken (a rolled-back entry leaves a gap, never a reused id).
     static let nextConsentEntryIDSQL = "SELECT nextval(pg_get_serial_sequence('consent_ledger', 'id'))"
+    static let bytesParameter = "?::bytea"
+    /// No: `DROP INDEX` would lock caller-ID lookups out of the table until the commit.
+    static let rebuildsTagIndexForBulkChanges = false
 
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
     var keyDatabaseURL: String {

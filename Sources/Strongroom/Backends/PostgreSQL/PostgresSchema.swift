@@ -39,7 +39,7 @@ enum PostgresSchema {
                 subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
                 check_mac BYTEA NOT NULL
             );
-            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac);
+            \(Schema.phoneIndexByTag);
             CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
             CREATE TABLE calls (
                 call_key BYTEA PRIMARY KEY,
@@ -117,6 +117,7 @@ enum PostgresSchema {
             CREATE TRIGGER consent_ledger_actor_reseal_only BEFORE UPDATE ON consent_ledger
                 FOR EACH ROW EXECUTE FUNCTION consent_actor_guard();
             """),
+        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BYTEA")),
     ]
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that

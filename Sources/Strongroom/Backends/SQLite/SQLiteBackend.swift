@@ -19,6 +19,12 @@ struct SQLiteBackend: StoreBackend {
     static let keyChangeCounterSQL = "PRAGMA data_version"
     /// AUTOINCREMENT's counter plus one (the write lock held by the inserting transaction keeps it free).
     static let nextConsentEntryIDSQL = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'consent_ledger'), 0) + 1"
+    /// Any value goes anywhere: a blob parameter stays a blob.
+    static let bytesParameter = "?"
+    /// Yes: readers keep their snapshot (with the index) until the transaction commits, and writers
+    /// wait for it anyway; each random page touched in a large transaction would be written to the
+    /// WAL, and again each time the page cache spills, and `secure_delete` zeroes each deleted row.
+    static let rebuildsTagIndexForBulkChanges = true
 
     /// The paths of a folder store's files.
     struct Layout: Sendable {

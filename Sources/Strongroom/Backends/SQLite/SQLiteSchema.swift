@@ -42,8 +42,7 @@ enum SQLiteSchema {
                 -- collisions exactly, and differs between subjects holding the same number.
                 check_mac BLOB NOT NULL
             );
-            -- Covering: a lookup reads candidates and their checks from the index alone.
-            CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac);
+            \(Schema.phoneIndexByTag);
             CREATE INDEX phone_index_by_subject ON phone_index (subject_id);
             -- Calls logged by `recordCall`: the key is a keyed MAC of number, time and direction, so
             -- logging the same call twice is a no-op, and the number is not stored in clear.
@@ -120,6 +119,7 @@ enum SQLiteSchema {
             WHEN NEW.key_version <= OLD.key_version
             BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
             """),
+        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BLOB")),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
