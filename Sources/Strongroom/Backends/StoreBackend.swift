@@ -17,6 +17,14 @@ protocol StoreBackend: Sendable {
     /// A query for the id the next consent ledger entry takes (it is sealed into the entry's AAD before
     /// the insert, so it must never be reused, not even after a rollback).
     static var nextConsentEntryIDSQL: String { get }
+    /// The most rows the engine writes or looks up with one statement (`MultiRowStatements`): bulk
+    /// paths such as an import's batches move rows in sets of this size rather than one at a time.
+    static var rowsPerStatement: Int { get }
+
+    /// Takes the ids of `count` new subjects, in ascending order, inside a write transaction on `data`
+    /// (a connection this backend made): ids no committed subject had and no other writer takes, so
+    /// that their rows can be inserted with their ciphertexts, which bind the id, in one statement.
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64]
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the

@@ -15,6 +15,15 @@ struct PostgresBackend: StoreBackend {
     static let keyChangeCounterSQL = "SELECT counter FROM key_changes WHERE id = 1"
     /// The identity sequence's next value, then taken (a rolled-back entry leaves a gap, never a reused id).
     static let nextConsentEntryIDSQL = "SELECT nextval(pg_get_serial_sequence('consent_ledger', 'id'))"
+    /// Each statement is a round trip to the server: 512 rows to one (a batch of an import's 500 in
+    /// a handful of statements), within the parameter limit `MultiRowStatements` keeps.
+    static let rowsPerStatement = 512
+
+    /// Values of the identity sequence, taken in one round trip (never given back, not even by a rollback).
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64] {
+        try data.rows("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?::integer) ORDER BY 1",
+                      [.int(count)]) { $0.int64(0) }
+    }
 
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
     var keyDatabaseURL: String {
