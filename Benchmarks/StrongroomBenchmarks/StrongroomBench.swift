@@ -20,10 +20,11 @@ enum StrongroomBench {
                          scaling: the large store, 200000; audit-verify: entries, 300000)
           --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
-          --backend B    callerid only: sqlite (default) or postgres, which runs the store and a
-                         plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the
-                         server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
-                         (default contacts on postgres: 100000)
+          --backend B    callerid and import only: sqlite (default) or postgres, which runs the
+                         store and a plain-PostgreSQL baseline in fresh schemas (dropped afterwards)
+                         on the server named by --postgres URL or STRONGROOM_BENCH_POSTGRES
+                         (default contacts on postgres: 100000; import's baseline: prepared
+                         multi-row INSERTs, with COPY reported beside it)
           --json         one JSON object per workload per line
 
         Example:
@@ -31,6 +32,7 @@ enum StrongroomBench {
           swift run -c release strongroom-bench scaling --contacts 1000000 --json
           swift run -c release strongroom-bench callerid --backend postgres \\
               --postgres postgresql://bench@127.0.0.1:5432/bench
+          swift run -c release strongroom-bench import --backend postgres --contacts 100000
         """
 
     static func main() {
@@ -80,8 +82,8 @@ enum StrongroomBench {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
-        if case .postgres = backend, workload != "callerid" {
-            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid workload only\n".utf8))
+        if case .postgres = backend, !["callerid", "import"].contains(workload) {
+            FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs the callerid and import workloads only\n".utf8))
             exit(2)
         }
         do {
@@ -90,7 +92,9 @@ enum StrongroomBench {
                 let defaultContacts = if case .postgres = backend { 100_000 } else { 1_000_000 }
                 results.append(try CallerIDWorkload(contacts: contacts ?? defaultContacts, lookups: lookups, backend: backend).run())
             }
-            if workload == "import" || workload == "all" {
+            if workload == "import", case .postgres = backend {
+                results.append(try PostgresImportWorkload(contacts: contacts ?? 100_000, backend: backend).run())
+            } else if workload == "import" || workload == "all" {
                 results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
             }
             if workload == "rotate-master" || workload == "all" {

@@ -59,7 +59,7 @@ struct QueryPlanTests {
         }
         // A write of several new subjects looks the batch's external ids up in one statement, and
         // writes subject keys in sets whose conflict check goes by primary key.
-        let lookups = statements.filter { $0.sql.hasPrefix("SELECT external_id, id, key_version FROM subjects WHERE external_id IN") }
+        let lookups = statements.filter { $0.sql.hasPrefix("SELECT external_id, id, key_version FROM subjects WHERE external_id") }
         #expect(!lookups.isEmpty)
         for lookup in lookups {
             let plan = try lookup.plan().joined(separator: "\n")

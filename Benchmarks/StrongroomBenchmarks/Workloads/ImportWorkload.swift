@@ -13,15 +13,11 @@ struct ImportWorkload {
     func run() throws -> BenchmarkResult {
         try withScratchDirectory { directory in
             note("import: writing a CSV file of \(contacts) contacts")
-            var csv = "external_id,kind,name,company,phone,mobile,work_phone,source,last_contacted\n"
-            var rows: [(String, String, String, [String])] = []
-            for index in 0..<contacts {
+            let rows = (0..<contacts).map { index in
                 let contact = SyntheticContacts.contact(index)
-                let phones = contact.typed + Array(repeating: "", count: 3 - contact.typed.count)
-                csv += "c\(index),contact,\(contact.name),Company of \(contact.name),\(phones.joined(separator: ",")),\(contact.source),2026-01-01\n"
-                rows.append(("c\(index)", contact.name, contact.source, contact.typed))
+                return ("c\(index)", contact.name, contact.source, contact.typed)
             }
-            let bytes = Array(csv.utf8)
+            let bytes = SyntheticContacts.importFile(contacts)
             var configuration = StoreConfiguration()
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),

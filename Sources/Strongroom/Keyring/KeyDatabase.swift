@@ -19,8 +19,7 @@ final class KeyDatabase: Sendable {
         try connection.migrate(type(of: backend).keyMigrations)
         try backend.listenForErasures(on: connection)
         self.backend = backend
-        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL,
-                                      multiRowStatements: MultiRowStatements(rowsPerStatement: type(of: backend).rowsPerStatement)))
+        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL, backend: backend))
     }
 
     /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
@@ -117,8 +116,8 @@ struct KeyTables {
     fileprivate let connection: any Database
     /// The backend's key change counter query (`StoreBackend.keyChangeCounterSQL`).
     fileprivate let changeCounterSQL: String
-    /// Multi-row statements of the backend's size.
-    fileprivate let multiRowStatements: MultiRowStatements
+    /// The backend that made the connection, for its bulk inserts.
+    fileprivate let backend: any StoreBackend
 
     /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
     /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
@@ -337,11 +336,12 @@ struct KeyTables {
 
     /// Writes subjects' wrapped keys (replacing orphans at the same subject and version), in sets of rows.
     func upsertSubjectKeys(_ keys: [NewSubjectKey], createdAt: Int64) throws {
-        try multiRowStatements.insert(
-            into: "subject_keys", columns: ["subject_id", "version", "key_id", "kek_version", "wrapped", "created_at"],
-            rows: keys.map { [.integer($0.subject.rawValue), .int(Int($0.version)), .int(Int($0.identifier)), .int(Int($0.kekVersion)),
-                              .blob($0.wrapped), .integer(createdAt)] },
-            suffix: KeyDatabase.upsertSubjectKeysConflict, on: connection)
+        try backend.insert(
+            keys.map { [.integer($0.subject.rawValue), .int(Int($0.version)), .int(Int($0.identifier)), .int(Int($0.kekVersion)),
+                        .blob($0.wrapped), .integer(createdAt)] },
+            into: "subject_keys", columns: [BulkColumn("subject_id", .integer), BulkColumn("version", .integer), BulkColumn("key_id", .integer),
+                                            BulkColumn("kek_version", .integer), BulkColumn("wrapped", .blob), BulkColumn("created_at", .integer)],
+            conflict: KeyDatabase.upsertSubjectKeysConflict, on: connection)
     }
 
     /// A subject's wrapped key of `version`: identifier, wrapping, KEK version.

@@ -113,25 +113,29 @@ extension Store {
         return results
     }
 
-    /// The subjects with these external ids, by external id, found in a few statements.
+    /// The subjects with these external ids, by external id, found in as few statements as the backend can.
     private func knownSubjects(withExternalIDs externalIDs: [String], in connection: any Database) throws
         -> [String: (id: SubjectID, keyVersion: UInt32)] {
-        let rows = try multiRowStatements.rows("SELECT external_id, id, key_version FROM subjects WHERE external_id IN",
-                                               in: Set(externalIDs).map { .text($0) }, on: connection) {
-            ($0.text(0) ?? "", SubjectID(rawValue: $0.int64(1)), UInt32($0.int64(2)))
+        var known: [String: (id: SubjectID, keyVersion: UInt32)] = [:]
+        try backend.forEachRow("SELECT external_id, id, key_version FROM subjects WHERE external_id", matchingAny: Array(Set(externalIDs)),
+                               on: connection) {
+            known[$0.text(0) ?? ""] = (SubjectID(rawValue: $0.int64(1)), UInt32($0.int64(2)))
         }
-        return Dictionary(rows.map { ($0.0, (id: $0.1, keyVersion: $0.2)) }, uniquingKeysWith: { first, _ in first })
+        return known
     }
 
     /// The columns of a new subject's row, in the order `insertNew` gives their values.
-    private static let newSubjectColumns = ["id", "kind", "external_id", "owner", "status", "source", "created_at", "updated_at",
-                                            "last_contacted_at", "key_version", "unindexed_phones", "seal_count"]
-        + PersonalField.allCases.map(\.column)
+    private static let newSubjectColumns = [BulkColumn("id", .integer), BulkColumn("kind", .text), BulkColumn("external_id", .text),
+                                            BulkColumn("owner", .text), BulkColumn("status", .text), BulkColumn("source", .text),
+                                            BulkColumn("created_at", .integer), BulkColumn("updated_at", .integer),
+                                            BulkColumn("last_contacted_at", .integer), BulkColumn("key_version", .integer),
+                                            BulkColumn("unindexed_phones", .integer), BulkColumn("seal_count", .integer)]
+        + PersonalField.allCases.map { BulkColumn($0.column, .blob) }
 
     /// Writes new subjects together, in sets of rows rather than a statement per subject: their ids
     /// are reserved, their keys made (one fresh key each, committed in the key database first), their
     /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
-    /// (`MultiRowStatements`). Returns each one's id and count of numbers that could not be indexed.
+    /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
     private func insertNew(_ subjects: [NewSubject], normalizer: PhoneNormalizer, now: Int64,
                            in write: SubjectWriteTransaction) throws -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
@@ -156,9 +160,9 @@ extension Store {
                 + PersonalField.allCases.map { ciphertexts[$0].map(SQLValue.blob) ?? .null })
             created.append((id, index.unindexed, sealed.map(\.field)))
         }
-        try multiRowStatements.insert(into: "subjects", columns: Store.newSubjectColumns, rows: rows, on: connection)
+        try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
         try faultInjection?("write.rows", subjects.count)
-        try multiRowStatements.insert(into: "phone_index", columns: Store.phoneIndexColumns, rows: indexRows, on: connection)
+        try backend.insert(indexRows, into: "phone_index", columns: Store.phoneIndexColumns, conflict: "", on: connection)
         try faultInjection?("write.sealed", subjects.count)
         for subject in created { write.record(subject.id, .create, fields: subject.fields) }
         return created.map { ($0.id, $0.unindexed) }
@@ -343,12 +347,13 @@ extension Store {
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let index = try blindIndexRows(phones, of: id, normalizer: normalizer, into: indexes)
-        try multiRowStatements.insert(into: "phone_index", columns: Store.phoneIndexColumns, rows: index.rows, on: connection)
+        try backend.insert(index.rows, into: "phone_index", columns: Store.phoneIndexColumns, conflict: "", on: connection)
         return index.unindexed
     }
 
     /// The columns of a blind-index row, in the order `blindIndexRows` gives their values.
-    static let phoneIndexColumns = ["key_version", "tag", "subject_id", "check_mac"]
+    static let phoneIndexColumns = [BulkColumn("key_version", .integer), BulkColumn("tag", .integer), BulkColumn("subject_id", .integer),
+                                    BulkColumn("check_mac", .blob)]
 
     /// The blind-index rows of `phones` in every answering index version, or in `indexes`, and how
     /// many numbers could not be normalised.
@@ -372,9 +377,6 @@ extension Store {
         }
         return (rows, unindexed)
     }
-
-    /// Multi-row statements of this store's backend's size.
-    var multiRowStatements: MultiRowStatements { MultiRowStatements(rowsPerStatement: type(of: backend).rowsPerStatement) }
 
     /// The normaliser for `region`, or the store's own when nil.
     func normalizer(for region: String?) throws(StoreError) -> PhoneNormalizer {

@@ -1,22 +1,19 @@
 import StrongroomStorage
 
-/// Many rows in few statements, in the SQL both backends share: multi-row `INSERT … VALUES (…), (…)`
-/// and `IN (…)` lists, with as many rows to a statement as the backend asks for
-/// (`StoreBackend.rowsPerStatement`): many on PostgreSQL, where each statement is a round trip to the
-/// server, fewer on SQLite, where a statement is a call into the process.
+/// Many rows in few statements, in SQLite's SQL: multi-row `INSERT … VALUES (…), (…)` and `IN (…)`
+/// lists, up to `rowsPerStatement` rows to a statement (`SQLiteBackend`'s bulk inserts and lookups).
 struct MultiRowStatements {
     /// The most rows the backend wants in one statement.
     let rowsPerStatement: Int
 
-    /// The most parameters a statement may have on both backends: SQLite's default
-    /// `SQLITE_MAX_VARIABLE_NUMBER` since 3.32 (PostgreSQL's limit is 65,535).
+    /// The most parameters a statement may have: SQLite's default `SQLITE_MAX_VARIABLE_NUMBER` since 3.32.
     /// Related SQLite documentation: <https://www.sqlite.org/limits.html#max_variable_number>
     static let parameterLimit = 32_766
 
     /// The row ranges of the statements that carry `count` rows of `columns` values: as many full
     /// statements as fit, then the rest in power-of-two sizes. A connection prepares each statement
-    /// text once and keeps it (PostgreSQL for the whole session), so whatever the batch sizes a
-    /// statement has at most about log2(`rowsPerStatement`) texts.
+    /// text once and keeps it, so whatever the batch sizes a statement has at most about
+    /// log2(`rowsPerStatement`) texts.
     func chunks(of count: Int, columns: Int) -> [Range<Int>] {
         var size = 1
         while size * 2 <= min(rowsPerStatement, Self.parameterLimit / max(columns, 1)) { size *= 2 }
@@ -43,13 +40,11 @@ struct MultiRowStatements {
     }
 
     /// Runs `query`, whose last condition is `column IN` a list left for this function to append,
-    /// for `keys`, and maps every row found.
-    func rows<T>(_ query: String, in keys: [SQLValue], on connection: any Database, _ map: (any Row) throws -> T) throws -> [T] {
-        var found: [T] = []
+    /// for `keys`, and calls `body` with every row found.
+    func forEachRow(_ query: String, in keys: [SQLValue], on connection: any Database, _ body: (any Row) throws -> Void) throws {
         for range in chunks(of: keys.count, columns: 1) {
             let list = Array(repeating: "?", count: range.count).joined(separator: ", ")
-            try connection.forEachRow(query + " (\(list))", Array(keys[range])) { found.append(try map($0)) }
+            try connection.forEachRow(query + " (\(list))", Array(keys[range]), body)
         }
-        return found
     }
 }
