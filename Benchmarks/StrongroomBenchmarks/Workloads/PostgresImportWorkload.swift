@@ -30,13 +30,10 @@ struct PostgresImportWorkload {
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: try backend.storeLocation(scratch: directory),
                                          keyProvider: StaticKeyProvider(key: try SecretKey.random()), configuration: configuration)
-            let start = DispatchTime.now().uptimeNanoseconds
-            let report = try CSVImporter(store: store).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            store.close()
-            let rate = Double(report.created) / seconds
+            let (created, seconds) = try ImportWorkload.timeImport(bytes, into: store)
+            let rate = Double(created) / seconds
             let baselineRate = Double(rows.count) / insertSeconds
-            return BenchmarkResult(workload: "import", backend: backend.name, n: contacts, operations: report.created, opsPerS: rate,
+            return BenchmarkResult(workload: "import", backend: backend.name, n: contacts, operations: created, opsPerS: rate,
                                    baselineOpsPerS: baselineRate, ratio: rate / baselineRate,
                                    p50Us: 1e6 / rate, p99Us: 0, p999Us: 0, baselineP50Us: 1e6 / baselineRate, baselineP99Us: 0,
                                    peakRssMb: peakResidentMegabytes(),
