@@ -23,6 +23,8 @@ struct BenchmarkResult: Encodable {
     var swiftBaselineOpsPerS: Double? = nil
     /// The Swift-layer baseline's median latency, where it was timed per operation.
     var swiftBaselineP50Us: Double? = nil
+    /// Import on PostgreSQL: plain PostgreSQL's `COPY … FROM STDIN` of the same rows in the same batches.
+    var copyBaselineOpsPerS: Double? = nil
     /// Scaling workloads: the size of the smaller store, whose time is the baseline's.
     var smallN: Int? = nil
 }

@@ -24,11 +24,12 @@ enum StrongroomBench {
                          scaling: the large store, 200000; audit-verify: entries, 300000)
           --small N      scaling: contacts in the small store (default 10000)
           --lookups M    caller-ID lookups to time (default 200000)
-          --backend B    callerid, export-all, rotate-kek, rotate-data, rotate-index and rotate-all:
-                         sqlite (default) or postgres, which runs the store and a plain-PostgreSQL
-                         baseline in fresh schemas (dropped afterwards) on the server named by
-                         --postgres URL or STRONGROOM_BENCH_POSTGRES
-                         (default contacts on postgres: 100000)
+          --backend B    callerid, import, export-all, rotate-kek, rotate-data, rotate-index and
+                         rotate-all: sqlite (default) or postgres, which runs the store and a
+                         plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the server
+                         named by --postgres URL or STRONGROOM_BENCH_POSTGRES (default contacts on
+                         postgres: 100000; import's baseline: prepared multi-row INSERTs, with COPY
+                         reported beside it)
           --json         one JSON object per workload per line
 
         Example:
@@ -36,6 +37,7 @@ enum StrongroomBench {
           swift run -c release strongroom-bench scaling --contacts 1000000 --json
           swift run -c release strongroom-bench callerid --backend postgres \\
               --postgres postgresql://bench@127.0.0.1:5432/bench
+          swift run -c release strongroom-bench import --backend postgres --contacts 100000
         """
 
     static func main() {
@@ -85,7 +87,7 @@ enum StrongroomBench {
             FileHandle.standardError.write(Data("strongroom-bench: unknown arguments \(arguments); see --help\n".utf8))
             exit(2)
         }
-        let postgresWorkloads = ["callerid", "export-all", "rotate-kek", "rotate-data", "rotate-index", "rotate-all"]
+        let postgresWorkloads = ["callerid", "import", "export-all", "rotate-kek", "rotate-data", "rotate-index", "rotate-all"]
         if case .postgres = backend, !postgresWorkloads.contains(workload) {
             FileHandle.standardError.write(Data("strongroom-bench: --backend postgres runs \(postgresWorkloads.joined(separator: ", ")) only\n".utf8))
             exit(2)
@@ -96,7 +98,9 @@ enum StrongroomBench {
                 let defaultContacts = if case .postgres = backend { 100_000 } else { 1_000_000 }
                 results.append(try CallerIDWorkload(contacts: contacts ?? defaultContacts, lookups: lookups, backend: backend).run())
             }
-            if workload == "import" || workload == "all" {
+            if workload == "import", case .postgres = backend {
+                results.append(try PostgresImportWorkload(contacts: contacts ?? 100_000, backend: backend).run())
+            } else if workload == "import" || workload == "all" {
                 results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
             }
             if workload == "rotate-master" || workload == "all" {

@@ -89,6 +89,23 @@ struct QueryPlanTests {
             let plan = try statement.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
         }
+        // A write of several new subjects looks the batch's external ids up in one statement, and
+        // writes subject keys in sets whose conflict check goes by primary key.
+        let lookups = statements.filter { $0.sql.hasPrefix("SELECT external_id, \(Store.summaryColumns) FROM subjects WHERE external_id") }
+        #expect(!lookups.isEmpty)
+        for lookup in lookups {
+            let plan = try lookup.plan().joined(separator: "\n")
+            #expect(plan.contains(backend == .sqlite ? "USING INDEX sqlite_autoindex_subjects_1 (external_id=?)" : "subjects_external_id_key"),
+                    "\(backend): \(lookup.sql)\nplan:\n\(plan)")
+        }
+        let keyInserts = statements.filter { $0.sql.hasPrefix("INSERT INTO subject_keys") }
+        #expect(!keyInserts.isEmpty)
+        if backend == .postgres {
+            for insert in keyInserts {
+                let plan = try insert.plan().joined(separator: "\n")
+                #expect(plan.contains("Conflict Arbiter Indexes: subject_keys_pkey"), "\(insert.sql)\nplan:\n\(plan)")
+            }
+        }
         // The caller-ID probe reads candidates from the covering blind index.
         let probes = statements.filter {
             $0.sql.contains("FROM phone_index") && $0.sql.contains("tag") && !$0.sql.contains("DELETE") && !$0.sql.contains("phone_index_building")

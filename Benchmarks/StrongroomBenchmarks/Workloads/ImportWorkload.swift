@@ -13,15 +13,11 @@ struct ImportWorkload {
     func run() throws -> BenchmarkResult {
         try withScratchDirectory { directory in
             note("import: writing a CSV file of \(contacts) contacts")
-            var csv = "external_id,kind,name,company,phone,mobile,work_phone,source,last_contacted\n"
-            var rows: [(String, String, String, [String])] = []
-            for index in 0..<contacts {
+            let rows = (0..<contacts).map { index in
                 let contact = SyntheticContacts.contact(index)
-                let phones = contact.typed + Array(repeating: "", count: 3 - contact.typed.count)
-                csv += "c\(index),contact,\(contact.name),Company of \(contact.name),\(phones.joined(separator: ",")),\(contact.source),2026-01-01\n"
-                rows.append(("c\(index)", contact.name, contact.source, contact.typed))
+                return ("c\(index)", contact.name, contact.source, contact.typed)
             }
-            let bytes = Array(csv.utf8)
+            let bytes = SyntheticContacts.importFile(contacts)
             var configuration = StoreConfiguration()
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: directory + "/store", keyProvider: StaticKeyProvider(key: try SecretKey.random()),
@@ -63,14 +59,11 @@ struct ImportWorkload {
                 }
             }
             let baselineSeconds = Double(DispatchTime.now().uptimeNanoseconds - baselineStart) / 1e9
-            let start = DispatchTime.now().uptimeNanoseconds
-            let report = try CSVImporter(store: store).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            store.close()
-            let rate = Double(report.created) / seconds
+            let (created, seconds) = try ImportWorkload.timeImport(bytes, into: store)
+            let rate = Double(created) / seconds
             let swiftBaselineRate = Double(rows.count) / baselineSeconds
             let baselineRate = Double(rows.count) / cBaselineSeconds
-            return BenchmarkResult(workload: "import", n: contacts, operations: report.created, opsPerS: rate,
+            return BenchmarkResult(workload: "import", n: contacts, operations: created, opsPerS: rate,
                                    baselineOpsPerS: baselineRate, ratio: rate / baselineRate,
                                    p50Us: 1e6 / rate, p99Us: 0, p999Us: 0, baselineP50Us: 1e6 / baselineRate, baselineP99Us: 0,
                                    peakRssMb: peakResidentMegabytes(),
@@ -79,5 +72,13 @@ struct ImportWorkload {
                                        + String(format: "sqlite3 API (the Swift storage-layer baseline: %.0f rows/s)", swiftBaselineRate),
                                    swiftBaselineOpsPerS: swiftBaselineRate)
         }
+    }
+
+    /// Imports `bytes` into `store`, then closes it: the rows created and the seconds the import took.
+    static func timeImport(_ bytes: [UInt8], into store: Store) throws -> (created: Int, seconds: Double) {
+        defer { store.close() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let report = try CSVImporter(store: store).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
+        return (report.created, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
     }
 }

@@ -37,6 +37,18 @@ struct SyntheticContacts {
         }
     }
 
+    /// The import workloads' CSV file: the first `count` contacts, external ids `c0`, `c1`, …, up to
+    /// three numbers each as typed.
+    static func importFile(_ count: Int) -> [UInt8] {
+        var csv = "external_id,kind,name,company,phone,mobile,work_phone,source,last_contacted\n"
+        for index in 0..<count {
+            let contact = contact(index)
+            let phones = contact.typed + Array(repeating: "", count: 3 - contact.typed.count)
+            csv += "c\(index),contact,\(contact.name),Company of \(contact.name),\(phones.joined(separator: ",")),\(contact.source),2026-01-01\n"
+        }
+        return Array(csv.utf8)
+    }
+
     /// The `index`-th contact (the same for every run).
     static func contact(_ index: Int) -> Contact {
         var random = SplitMix64(seed: UInt64(index) &* 0x9E37_79B9 &+ 17)

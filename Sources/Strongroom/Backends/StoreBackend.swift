@@ -26,6 +26,23 @@ protocol StoreBackend: Sendable {
     /// larger the store grows, where building it again is one sort.
     static var rebuildsTagIndexForBulkChanges: Bool { get }
 
+    /// Takes the ids of `count` new subjects, in ascending order, inside a write transaction on `data`
+    /// (a connection this backend made): ids no committed subject had and no other writer takes, so
+    /// that their rows can be inserted with their ciphertexts, which bind the id, in one statement.
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64]
+
+    /// Inserts `rows` (each one value per column of `columns`) into `table` on `connection` (made by
+    /// this backend) in as few statements as the backend can, each followed by `conflict` (an
+    /// `ON CONFLICT` clause, or empty): bulk paths such as an import's batches move rows in sets, not one
+    /// statement per row.
+    func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
+                on connection: any Database) throws
+
+    /// Runs `query`, a SELECT whose condition ends with a text column left for this function to
+    /// compare, for the rows whose column holds one of `keys`, in as few statements as the backend can.
+    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+                    _ body: (any Row) throws -> Void) throws
+
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the
     /// place says otherwise.
@@ -53,4 +70,21 @@ protocol StoreBackend: Sendable {
     /// Whether an erasure was announced on `keys` since the last call; nil where the backend has no
     /// announcements (the engine then relies on `keyChangeCounterSQL` and `dataVersion(of:)`).
     func takeErasureAnnouncements(from keys: any Database) -> Bool?
+}
+
+/// A column a bulk insert (`StoreBackend.insert`) fills: its name and the kind of its values.
+struct BulkColumn: Sendable {
+    /// The kinds of values a column takes (PostgreSQL's arrays of them are typed).
+    enum Kind: Sendable {
+        case integer, text, blob
+    }
+
+    let name: String
+    let kind: Kind
+
+    /// The column `name` of `kind`.
+    init(_ name: String, _ kind: Kind) {
+        self.name = name
+        self.kind = kind
+    }
 }

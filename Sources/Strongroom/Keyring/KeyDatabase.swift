@@ -19,8 +19,7 @@ final class KeyDatabase: Sendable {
         try connection.migrate(type(of: backend).keyMigrations)
         try backend.listenForErasures(on: connection)
         self.backend = backend
-        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL,
-                                      bytesParameter: type(of: backend).bytesParameter))
+        self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL, backend: backend))
     }
 
     /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
@@ -47,10 +46,9 @@ final class KeyDatabase: Sendable {
 
     /// A subject's key of one version, read on a cache miss: by primary key.
     static let subjectKey = "SELECT key_id, wrapped, kek_version FROM subject_keys WHERE subject_id = ? AND version = ?"
-    /// A subject key written (or an orphan of a rolled-back data write replaced): by primary key.
-    static let upsertSubjectKey = """
-        INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
-        VALUES (?, ?, ?, ?, ?, ?)
+    /// The conflict clause of subject keys' inserts: an orphan of a rolled-back data write at the same
+    /// subject and version is replaced, found by primary key.
+    static let upsertSubjectKeysConflict = """
         ON CONFLICT (subject_id, version) DO UPDATE SET key_id = excluded.key_id,
             kek_version = excluded.kek_version, wrapped = excluded.wrapped, created_at = excluded.created_at
         """
@@ -139,8 +137,8 @@ struct KeyTables {
     fileprivate let connection: any Database
     /// The backend's key change counter query (`StoreBackend.keyChangeCounterSQL`).
     fileprivate let changeCounterSQL: String
-    /// The backend's `StoreBackend.bytesParameter`.
-    fileprivate let bytesParameter: String
+    /// The backend that made the connection, for its bulk inserts.
+    fileprivate let backend: any StoreBackend
 
     /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
     /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
@@ -348,13 +346,23 @@ struct KeyTables {
 
     // MARK: Subject keys
 
-    /// Writes a subject's wrapped key of `version` (replacing an orphan at the same version).
-    func upsertSubjectKey(_ subject: SubjectID, version: UInt32, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8],
-                          createdAt: Int64) throws {
-        try connection.run(KeyDatabase.upsertSubjectKey, [
-            .integer(subject.rawValue), .int(Int(version)), .int(Int(identifier)), .int(Int(kekVersion)), .blob(wrapped),
-            .integer(createdAt),
-        ])
+    /// A subject's wrapped key, as `upsertSubjectKeys` writes it.
+    struct NewSubjectKey {
+        let subject: SubjectID
+        let version: UInt32
+        let identifier: UInt32
+        let kekVersion: UInt32
+        let wrapped: [UInt8]
+    }
+
+    /// Writes subjects' wrapped keys (replacing orphans at the same subject and version), in sets of rows.
+    func upsertSubjectKeys(_ keys: [NewSubjectKey], createdAt: Int64) throws {
+        try backend.insert(
+            keys.map { [.integer($0.subject.rawValue), .int(Int($0.version)), .int(Int($0.identifier)), .int(Int($0.kekVersion)),
+                        .blob($0.wrapped), .integer(createdAt)] },
+            into: "subject_keys", columns: [BulkColumn("subject_id", .integer), BulkColumn("version", .integer), BulkColumn("key_id", .integer),
+                                            BulkColumn("kek_version", .integer), BulkColumn("wrapped", .blob), BulkColumn("created_at", .integer)],
+            conflict: KeyDatabase.upsertSubjectKeysConflict, on: connection)
     }
 
     /// A subject's wrapped key of `version`: identifier, wrapping, KEK version.
@@ -413,7 +421,7 @@ struct KeyTables {
     /// `kekVersion`.
     func rewrapSubjectKeys(_ keys: [(subject: Int64, version: Int64, wrapped: [UInt8])], kekVersion: UInt32) throws {
         try connection.runInRows(keys.flatMap { [SQLValue.integer($0.subject), .integer($0.version), .blob($0.wrapped)] }, valuesPerRow: 3,
-                                 leading: [.int(Int(kekVersion))]) { KeyDatabase.rewrapSubjectKeys($0, bytes: bytesParameter) }
+                                 leading: [.int(Int(kekVersion))]) { KeyDatabase.rewrapSubjectKeys($0, bytes: type(of: backend).bytesParameter) }
     }
 
     /// How many subject keys are under a KEK other than `version`.

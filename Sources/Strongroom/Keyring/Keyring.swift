@@ -417,16 +417,14 @@ final class Keyring: Sendable {
             try reserve(kek.usage, count: keys.count)
             let written: Bool = try database.transaction { tables in
                 guard try tables.currentKEKVersion() == kek.version else { return false }
-                for (subject, key, handle) in keys {
-                    // Replacing: a row already at (subject, version) is an orphan of a write whose data
-                    // transaction rolled back after its keys committed (the rollback also gives the
-                    // subject id back to the next insert): its key never protected any stored data.
-                    try tables.upsertSubjectKey(subject, version: version, identifier: handle.identifier, kekVersion: kek.version,
-                                                wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey,
-                                                                                                         recordID: subject.rawValue),
-                                                                           under: kek, storeID: storeID),
-                                                createdAt: now)
-                }
+                // Replacing: a row already at (subject, version) is an orphan of a write whose data
+                // transaction rolled back after its keys committed (the rollback also gives the
+                // subject id back to the next insert): its key never protected any stored data.
+                try tables.upsertSubjectKeys(try keys.map { subject, key, handle in
+                    KeyTables.NewSubjectKey(subject: subject, version: version, identifier: handle.identifier, kekVersion: kek.version,
+                                            wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
+                                                                       under: kek, storeID: storeID))
+                }, createdAt: now)
                 return true
             }
             if written { break }

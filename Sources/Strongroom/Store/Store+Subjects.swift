@@ -72,69 +72,118 @@ extension Store {
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
+    /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
     func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
                         in write: SubjectWriteTransaction) throws -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
         // left, read inside the transaction so an index rotation's last step cannot pass it by.
         _ = try keyring.reloadIfChanged()
-        var results: [WriteResult] = []
-        var created: [(SubjectID, NewSubject)] = []
         let now = Store.milliseconds(Date())
-        for subject in subjects {
-            let existing = try subject.metadata.externalID.flatMap { externalID in
-                try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE external_id = ?",
-                                        [.text(externalID)], {
-                                            (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(10)),
-                                             Store.summary(from: $0, offset: 0).metadata)
-                                        })
+        var known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection)
+        var results: [WriteResult] = []
+        var creating: [(position: Int, subject: NewSubject)] = []
+        var creatingExternalIDs = Set<String>()
+        /// Writes the new subjects met so far, and fills in their results.
+        func createPending() throws {
+            let created = try insertNew(creating.map(\.subject), normalizer: normalizer, now: now, in: write)
+            for ((position, subject), (id, unindexed)) in zip(creating, created) {
+                results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
+                if let externalID = subject.metadata.externalID { known[externalID] = (id, 1, subject.metadata) }
             }
-            // An erased external id is never brought back (its tombstone, one index probe): refused, or
-            // with `skippingRefused` (an import) skipped and reported.
-            if existing == nil, let externalID = subject.metadata.externalID, let erased = try tombstone(ofExternalID: externalID) {
-                guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
-                results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt, unindexedPhoneNumbers: 0))
+            creating.removeAll()
+            creatingExternalIDs.removeAll()
+        }
+        for subject in subjects {
+            let externalID = subject.metadata.externalID
+            // The same external id twice in one batch: the first row's subject is written before the
+            // second row updates it, as if the rows had come in batches of their own.
+            if let externalID, creatingExternalIDs.contains(externalID) { try createPending() }
+            guard let externalID, let existing = known[externalID] else {
+                // An erased external id is never brought back (its tombstone, one index probe): refused,
+                // or with `skippingRefused` (an import) skipped and reported.
+                if let externalID, let erased = try tombstone(ofExternalID: externalID) {
+                    guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
+                    results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt,
+                                               unindexedPhoneNumbers: 0))
+                    continue
+                }
+                creating.append((results.count, subject))
+                if let externalID { creatingExternalIDs.insert(externalID) }
+                results.append(WriteResult(id: SubjectID(rawValue: 0), created: true, unindexedPhoneNumbers: 0))
                 continue
             }
-            if let existing {
-                if skippingRefused {
-                    guard try write.admits(existing.0, .update) else {
-                        results.append(WriteResult(id: existing.0, created: false, refused: true, unindexedPhoneNumbers: 0))
-                        continue
-                    }
-                } else {
-                    try write.require(existing.0, .update)
+            if skippingRefused {
+                guard try write.admits(existing.id, .update) else {
+                    results.append(WriteResult(id: existing.id, created: false, refused: true, unindexedPhoneNumbers: 0))
+                    continue
                 }
-                let fields = try replace(existing.0, keyVersion: existing.1, metadata: subject.metadata.merged(onto: existing.2),
-                                         personal: subject.personal, normalizer: normalizer, now: now, in: connection)
-                results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
-                write.record(existing.0, .update, fields: fields.written)
             } else {
-                let id = try connection.scalarInteger("""
-                    INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
-                    """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
-                                                                    .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
-                created.append((SubjectID(rawValue: id ?? 0), subject))
-                results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
+                try write.require(existing.id, .update)
             }
+            let fields = try replace(existing.id, keyVersion: existing.keyVersion, metadata: subject.metadata.merged(onto: existing.metadata),
+                                     personal: subject.personal, normalizer: normalizer, now: now, in: connection)
+            results.append(WriteResult(id: existing.id, created: false, unindexedPhoneNumbers: fields.unindexed))
+            write.record(existing.id, .update, fields: fields.written)
         }
-        try faultInjection?("write.rows", subjects.count)
-        let keys = try keyring.createSubjectKeys(for: created.map(\.0))
-        try faultInjection?("write.keys", subjects.count)
-        var createdIndex = 0
-        for (position, result) in results.enumerated() where result.created {
-            let (id, subject) = created[createdIndex]
-            let written = try seal(subject.personal, of: id, under: keys[createdIndex], in: connection)
-            let unindexed = try index(subject.personal.phones ?? [], of: id, normalizer: normalizer, in: connection)
-            try indexEmails(subject.personal.emails ?? [], of: id, in: connection)
-            if unindexed > 0 { try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)]) }
-            results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
-            write.record(id, .create, fields: written)
-            createdIndex += 1
-        }
-        try faultInjection?("write.sealed", subjects.count)
+        try createPending()
         return results
+    }
+
+    /// The subjects with these external ids, by external id, found in as few statements as the backend can.
+    private func knownSubjects(withExternalIDs externalIDs: [String], in connection: any Database) throws
+        -> [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)] {
+        var known: [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)] = [:]
+        try backend.forEachRow("SELECT external_id, \(Store.summaryColumns) FROM subjects WHERE external_id", matchingAny: Array(Set(externalIDs)),
+                               on: connection) {
+            known[$0.text(0) ?? ""] = (SubjectID(rawValue: $0.int64(1)), UInt32($0.int64(11)), Store.summary(from: $0, offset: 1).metadata)
+        }
+        return known
+    }
+
+    /// The columns of a new subject's row, in the order `insertNew` gives their values.
+    private static let newSubjectColumns = [BulkColumn("id", .integer), BulkColumn("kind", .text), BulkColumn("external_id", .text),
+                                            BulkColumn("owner", .text), BulkColumn("status", .text), BulkColumn("source", .text),
+                                            BulkColumn("created_at", .integer), BulkColumn("updated_at", .integer),
+                                            BulkColumn("last_contacted_at", .integer), BulkColumn("key_version", .integer),
+                                            BulkColumn("unindexed_phones", .integer), BulkColumn("seal_count", .integer)]
+        + PersonalField.allCases.map { BulkColumn($0.column, .blob) }
+
+    /// Writes new subjects together, in sets of rows rather than a statement per subject: their ids
+    /// are reserved, their keys made (one fresh key each, committed in the key database first), their
+    /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
+    /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
+    private func insertNew(_ subjects: [NewSubject], normalizer: PhoneNormalizer, now: Int64,
+                           in write: SubjectWriteTransaction) throws -> [(id: SubjectID, unindexed: Int)] {
+        let connection = write.connection
+        let ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:))
+        let keys = try keyring.createSubjectKeys(for: ids)
+        try faultInjection?("write.keys", subjects.count)
+        var rows: [[SQLValue]] = []
+        var indexRows: [[SQLValue]] = []
+        var created: [(id: SubjectID, unindexed: Int, fields: [PersonalField])] = []
+        for (subject, (id, key)) in zip(subjects, zip(ids, keys)) {
+            let sealed = try sealedFields(subject.personal, of: id, under: key)
+            // The key is new: only a budget smaller than one subject's fields can be exhausted.
+            guard UInt64(sealed.count) <= keyring.nonceBudget else {
+                throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
+            }
+            let index = try blindIndexEntries(subject.personal.phones ?? [], of: id, normalizer: normalizer, into: keyring.keys.phoneIndexes)
+            indexRows += index.entries.map { Store.phoneIndexRow($0, of: id) }
+            let ciphertexts = Dictionary(uniqueKeysWithValues: sealed)
+            rows.append([.integer(id.rawValue)] + Store.metadataValues(subject.metadata)
+                + [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
+                   .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
+                + PersonalField.allCases.map { ciphertexts[$0].map(SQLValue.blob) ?? .null })
+            created.append((id, index.unindexed, sealed.map(\.field)))
+        }
+        try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+        try faultInjection?("write.rows", subjects.count)
+        try backend.insert(indexRows, into: "phone_index", columns: Store.phoneIndexColumns, conflict: "", on: connection)
+        for (subject, id) in zip(subjects, ids) { try indexEmails(subject.personal.emails ?? [], of: id, in: connection) }
+        try faultInjection?("write.sealed", subjects.count)
+        for subject in created { write.record(subject.id, .create, fields: subject.fields) }
+        return created.map { ($0.id, $0.unindexed) }
     }
 
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
@@ -273,32 +322,34 @@ extension Store {
 
     // MARK: - Internals shared by the write paths
 
-    /// Seals every present field of `personal` into the subject's row; returns the fields written.
+    /// Every present field of `personal`, sealed under the subject's key, in `PersonalField` order.
+    private func sealedFields(_ personal: PersonalData, of id: SubjectID,
+                              under key: KeyHandle) throws -> [(field: PersonalField, ciphertext: [UInt8])] {
+        try personal.checkValueSizes(limit: maxFieldBytes)
+        return try PersonalField.allCases.compactMap { field in
+            guard let plaintext = FieldCodec.encode(field, of: personal) else { return nil }
+            return (field, try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
+                                             under: key, storeID: keyring.storeID))
+        }
+    }
+
+    /// Seals every present field of `personal` into an existing subject's row; returns the fields written.
     private func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
                       in connection: any Database) throws -> [PersonalField] {
-        try personal.checkValueSizes(limit: maxFieldBytes)
-        var assignments: [String] = []
-        var values: [SQLValue] = []
-        var written: [PersonalField] = []
-        for field in PersonalField.allCases {
-            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
-            assignments.append("\(field.column) = ?")
-            values.append(.blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
-                                                  under: key, storeID: keyring.storeID)))
-            written.append(field)
-        }
-        guard !assignments.isEmpty else { return [] }
+        let sealed = try sealedFields(personal, of: id, under: key)
+        guard !sealed.isEmpty else { return [] }
         // Counted in the statement that stores the ciphertexts, and refused past the budget: the
         // ciphertexts just made are then never stored, so their nonces were never seen.
         try connection.run("""
-            UPDATE subjects SET \(assignments.joined(separator: ", ")), seal_count = seal_count + ?
+            UPDATE subjects SET \(sealed.map { "\($0.field.column) = ?" }.joined(separator: ", ")), seal_count = seal_count + ?
             WHERE id = ? AND seal_count + ? <= ?
-            """, values + [.int(written.count), .integer(id.rawValue), .int(written.count), .integer(Int64(keyring.nonceBudget))])
+            """, sealed.map { .blob($0.ciphertext) }
+                + [.int(sealed.count), .integer(id.rawValue), .int(sealed.count), .integer(Int64(keyring.nonceBudget))])
         guard connection.changes == 1 else {
             let used = UInt64(try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) ?? 0)
             throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: used, budget: keyring.nonceBudget)
         }
-        return written
+        return sealed.map(\.field)
     }
 
     /// Updates metadata and the given fields of an existing subject under its current key; changed phone
@@ -329,11 +380,18 @@ extension Store {
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let (entries, unindexed) = try blindIndexEntries(phones, of: id, normalizer: normalizer, into: indexes ?? keyring.keys.phoneIndexes)
-        for entry in entries {
-            try connection.run("INSERT INTO phone_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)",
-                               [.int(Int(entry.version)), .integer(entry.tag), .integer(id.rawValue), .blob(entry.check)])
-        }
+        try backend.insert(entries.map { Store.phoneIndexRow($0, of: id) }, into: "phone_index", columns: Store.phoneIndexColumns,
+                           conflict: "", on: connection)
         return unindexed
+    }
+
+    /// The columns of a blind-index row, in the order `phoneIndexRow` gives their values.
+    static let phoneIndexColumns = [BulkColumn("key_version", .integer), BulkColumn("tag", .integer), BulkColumn("subject_id", .integer),
+                                    BulkColumn("check_mac", .blob)]
+
+    /// The values of `entry`'s row in `phone_index`, for `phoneIndexColumns`.
+    static func phoneIndexRow(_ entry: BlindIndexEntry, of id: SubjectID) -> [SQLValue] {
+        [.int(Int(entry.version)), .integer(entry.tag), .integer(id.rawValue), .blob(entry.check)]
     }
 
     /// The blind-index rows of `phones` (each distinct normalised number once) under each of `indexes`,

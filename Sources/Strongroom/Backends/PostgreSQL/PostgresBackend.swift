@@ -19,11 +19,81 @@ struct PostgresBackend: StoreBackend {
     /// No: `DROP INDEX` would lock caller-ID lookups out of the table until the commit.
     static let rebuildsTagIndexForBulkChanges = false
 
+    /// Values of the identity sequence, taken in one round trip (never given back, not even by a rollback).
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64] {
+        try data.rows("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?::integer) ORDER BY 1",
+                      [.int(count)]) { $0.int64(0) }
+    }
+
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
     var keyDatabaseURL: String {
         if let keysURL { return keysURL }
         let schema = (try? PostgresConnection.split(url).schema) ?? PostgresConnection.defaultSchema
         return PostgresConnection.url(url, schema: schema + "_keys")
+    }
+
+    /// One statement, whatever the number of rows, so one round trip: each column's values go as one
+    /// array parameter, spread back into rows by `unnest` (a statement text per table, prepared once).
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/functions-array.html>
+    func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
+                on connection: any Database) throws {
+        guard !rows.isEmpty else { return }
+        let arrays = columns.indices.map { column in "?::\(PostgresBackend.arrayType(columns[column].kind))" }
+        try connection.run("""
+            INSERT INTO \(table) (\(columns.map(\.name).joined(separator: ", ")))
+            SELECT * FROM unnest(\(arrays.joined(separator: ", ")))\(conflict.isEmpty ? "" : " " + conflict)
+            """, columns.indices.map { column in .text(PostgresBackend.arrayLiteral(rows.lazy.map { $0[column] })) })
+    }
+
+    /// One statement: `= ANY` of the keys as one array parameter.
+    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+                    _ body: (any Row) throws -> Void) throws {
+        guard !keys.isEmpty else { return }
+        try connection.forEachRow(query + " = ANY(?::text[])", [.text(PostgresBackend.arrayLiteral(keys.lazy.map { .text($0) }))], body)
+    }
+
+    /// The array type of a bulk column's values.
+    private static func arrayType(_ kind: BulkColumn.Kind) -> String {
+        switch kind {
+        case .integer: return "bigint[]"
+        case .text: return "text[]"
+        case .blob: return "bytea[]"
+        }
+    }
+
+    /// The text form of a one-dimensional array of `values`: `{1,NULL,"text","\\x0a0b"}`, each element
+    /// but NULL and integers quoted, with `"` and `\` escaped by a backslash; bytes in bytea's hex form.
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/arrays.html#ARRAYS-IO>
+    static func arrayLiteral(_ values: some Sequence<SQLValue>) -> String {
+        let hexDigits = Array("0123456789abcdef".utf8)
+        var literal: [UInt8] = [UInt8(ascii: "{")]
+        for value in values {
+            if literal.count > 1 { literal.append(UInt8(ascii: ",")) }
+            switch value {
+            case .null:
+                literal += "NULL".utf8
+            case .integer(let integer):
+                literal += String(integer).utf8
+            case .real(let real):
+                literal += "\(real)".utf8
+            case .text(let text):
+                literal.append(UInt8(ascii: "\""))
+                for byte in text.utf8 {
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { literal.append(UInt8(ascii: "\\")) }
+                    literal.append(byte)
+                }
+                literal.append(UInt8(ascii: "\""))
+            case .blob(let bytes):
+                literal += "\"\\\\x".utf8
+                for byte in bytes {
+                    literal.append(hexDigits[Int(byte >> 4)])
+                    literal.append(hexDigits[Int(byte & 0x0F)])
+                }
+                literal.append(UInt8(ascii: "\""))
+            }
+        }
+        literal.append(UInt8(ascii: "}"))
+        return String(decoding: literal, as: UTF8.self)
     }
 
     func connect(keys: Bool, existing: Bool) throws -> any Database {

@@ -26,6 +26,30 @@ struct SQLiteBackend: StoreBackend {
     /// WAL, and again each time the page cache spills, and `secure_delete` zeroes each deleted row.
     static let rebuildsTagIndexForBulkChanges = true
 
+    /// The ids after AUTOINCREMENT's counter: free while the write lock the caller's transaction holds
+    /// keeps other writers out, and taken by the insert, which moves the counter past them (a rollback
+    /// gives them back, as it gives back an id the insert chose itself).
+    /// Related SQLite documentation: <https://www.sqlite.org/autoinc.html>
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64] {
+        let last = try data.scalarInteger("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'subjects'), 0)") ?? 0
+        return (0..<Int64(count)).map { last + 1 + $0 }
+    }
+
+    /// A statement is a call into the process, not a round trip: a few dozen rows to a multi-row
+    /// statement save most of the per-statement work without making long statement texts.
+    private static let multiRowStatements = MultiRowStatements(rowsPerStatement: 32)
+
+    func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
+                on connection: any Database) throws {
+        try SQLiteBackend.multiRowStatements.insert(into: table, columns: columns.map(\.name), rows: rows, suffix: conflict,
+                                                    on: connection)
+    }
+
+    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+                    _ body: (any Row) throws -> Void) throws {
+        try SQLiteBackend.multiRowStatements.forEachRow(query + " IN", in: keys.map { .text($0) }, on: connection, body)
+    }
+
     /// The paths of a folder store's files.
     struct Layout: Sendable {
         let directory: String

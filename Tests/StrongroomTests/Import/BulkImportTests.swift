@@ -1,0 +1,161 @@
+import Foundation
+@testable import Strongroom
+import StrongroomStorage
+import Testing
+
+/// The importer writes its batches' new subjects in sets of rows (`Store.insertNew`, multi-row
+/// statements sized by the backend). A batch of one row takes the same path one subject at a time:
+/// the two must leave stores that nobody can tell apart.
+@Suite("Bulk import: batches write what row-by-row writes would")
+struct BulkImportTests {
+    static let header = "external_id,kind,name,company,email,phone,mobile,work_phone,address,notes,source,owner,last_contacted,shoe_size\n"
+
+    /// 700 rows (a batch of 500 fills multi-row statements on either backend, with a remainder): two or
+    /// three numbers each, some shared between subjects, some that cannot be normalised; rows without
+    /// an external id; an external id repeated inside a batch; an oversized value; a bad kind.
+    static let firstFile: String = {
+        var csv = header
+        for row in 0..<700 {
+            let externalID = row % 97 == 5 ? "" : "b\(row)"
+            let mobile = row % 50 == 7 ? "12" : "07700 9\(String(format: "%05d", row % 300))"
+            csv += "\(externalID),\(row % 3 == 0 ? "lead" : "contact"),Person \(row),Firm \(row % 17),p\(row)@example.org,"
+                + "020 7946 \(String(format: "%04d", row)),\(mobile),\(row % 4 == 0 ? "0161 496 \(String(format: "%04d", row))" : ""),"
+                + "\"\(row) Road, Town\",note \(row),web,agent\(row % 5),2026-01-0\(1 + row % 9),\(row)\n"
+        }
+        csv += "b10,contact,Person 10 again,,,,,,,,,,,\n"
+        csv += "b701,alien,Bad Kind,,,,,,,,,,,\n"
+        csv += "b702,lead,\(String(repeating: "x", count: 300)),,,,,,,,,,,\n"
+        csv += "b703,lead,After The Bad Rows,,,020 7946 9999,,,,,,,,\n"
+        return csv
+    }()
+
+    /// A re-import: half the subjects updated (numbers changed), new ones created, one id twice.
+    static let secondFile: String = {
+        var csv = header
+        for row in stride(from: 0, to: 800, by: 2) {
+            csv += "b\(row),contact,Renamed \(row),,,\(row % 3 == 0 ? "" : "020 7946 \(String(format: "%04d", row + 1))"),,,,,,,,\n"
+        }
+        csv += "b760,lead,Twice in one batch,,,,,,,,,,,\n"
+        return csv
+    }()
+
+    @Test("batches of 500 and batches of 1 give the same reports, fields, caller-ID answers and audit entries",
+          arguments: TestBackend.all)
+    func bulkEqualsRowByRow(backend: TestBackend) throws {
+        let bulk = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { bulk.cleanUp() }
+        let single = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { single.cleanUp() }
+        var rowByRow = ImportOptions()
+        rowByRow.batchSize = 1
+        for file in [Self.firstFile, Self.secondFile] {
+            let bulkReport = try CSVImporter(store: bulk.store).run(Array(file.utf8), context: TestStore.admin)
+            let singleReport = try CSVImporter(store: single.store, options: rowByRow).run(Array(file.utf8), context: TestStore.admin)
+            #expect(bulkReport == singleReport)
+        }
+        let first = try CSVImporter(store: bulk.store).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        _ = try CSVImporter(store: single.store, options: rowByRow).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        // The oversized row is reported with its line and column; the rows after it landed.
+        #expect(first.rejected.map(\.line) == [703, 704])
+        #expect(first.rejected.last?.column == "name")
+        #expect(try bulk.store.count() == single.store.count())
+
+        try expectSame(bulk.store, single.store)
+        // Second act: reopened, the bulk store still answers as the row-by-row one does, and both logs verify.
+        let reopened = try bulk.reopen()
+        defer { reopened.close() }
+        try expectSame(reopened, single.store)
+        #expect(try reopened.verifyAuditLog().isIntact)
+        #expect(try single.store.verifyAuditLog().isIntact)
+    }
+
+    @Test("a batch stopped after its rows, before its blind index, leaves none of its subjects; the batches before it stay; importing again completes",
+          arguments: TestBackend.all)
+    func failedBatch(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        test.store.close()
+        // The file's second batch holds 203 rows: it alone fails, between its subjects' insert and its index rows'.
+        var configuration = StoreConfiguration()
+        configuration.maxFieldBytes = 256
+        configuration.faultInjection = { point, subjects in if point == "write.rows", subjects > 100, subjects < 500 { throw InjectedCrash() } }
+        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        #expect(throws: StoreError.self) {
+            try CSVImporter(store: failing).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        }
+        failing.close()
+        try expectConsistent(test.location, key: test.key)
+        configuration.faultInjection = nil
+        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { store.close() }
+        #expect(try store.count() == 500)
+        #expect(try store.callerID(number: "020 7946 0499", context: TestStore.caller).map(\.externalID) == ["b499"])
+        #expect(try store.callerID(number: "020 7946 0600", context: TestStore.caller).isEmpty)
+        #expect(throws: StoreError.self) { try store.resolve("b600") }
+        // Second act: the same file again updates the first batch's subjects (494 with an external id,
+        // then b10 once more) and creates the rest (the 200 rows after them, b703, and the first
+        // batch's 6 rows without an external id once more).
+        let report = try CSVImporter(store: store).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        #expect(report.updated == 495 && report.created == 207)
+        try expectConsistent(test.location, key: test.key)
+    }
+
+    @Test("external ids holding quotes, backslashes, commas, braces and NULL as text survive the batch's lookup: a re-import updates them",
+          arguments: TestBackend.all)
+    func awkwardExternalIDs(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
+        defer { test.cleanUp() }
+        let ids = [#"q"1"#, #"back\slash"#, "comma,{brace}", "NULL", " ", "ünï €"]
+        let file = { (name: String) in
+            Self.header + ids.map { "\"\($0.replacingOccurrences(of: "\"", with: "\"\""))\",lead,\(name),,,,,,,,,,,\n" }.joined()
+        }
+        let first = try CSVImporter(store: test.store).run(Array(file("First").utf8), context: TestStore.admin)
+        #expect(first.created == ids.count && first.rejected.isEmpty)
+        let second = try CSVImporter(store: test.store).run(Array(file("Second").utf8), context: TestStore.admin)
+        #expect(second.created == 1 && second.updated == ids.count - 1)
+        // Second act: each is found by its own id, renamed; the blank one (no external id) was created twice.
+        for id in ids where id != " " {
+            #expect(try test.store.read(try test.store.resolve(id), context: TestStore.admin).personal.name == "Second", "\(id)")
+        }
+        #expect(try test.store.count() == ids.count + 1)
+    }
+
+    /// Every subject's clear and decrypted fields, every caller-ID answer and the audit entries agree.
+    private func expectSame(_ bulk: Store, _ single: Store) throws {
+        let bulkSubjects = try subjects(of: bulk), singleSubjects = try subjects(of: single)
+        #expect(bulkSubjects.count == singleSubjects.count)
+        for (left, right) in zip(bulkSubjects, singleSubjects) {
+            #expect(left.id == right.id && left.metadata == right.metadata && left.personal == right.personal,
+                    "subject \(left.id) differs from \(right.id)")
+        }
+        for number in ["020 7946 0003", "07700 900003", "0161 496 0004", "020 7946 0011", "020 7946 9999", "07700 900000"] {
+            #expect(try bulk.callerID(number: number, context: TestStore.caller).map(\.id)
+                    == single.callerID(number: number, context: TestStore.caller).map(\.id), "\(number)")
+        }
+        for store in [bulk, single] {
+            #expect(try store.callerID(number: "020 7946 9999", context: TestStore.caller).map(\.externalID) == ["b703"])
+        }
+        #expect(try auditSummary(of: bulk) == auditSummary(of: single))
+    }
+
+    private func subjects(of store: Store) throws -> [Subject] {
+        var all: [Subject] = []
+        var after: SubjectID?
+        while true {
+            let page = try store.list(after: after, limit: 500)
+            guard let last = page.last else { return all }
+            all += try page.map { try store.read($0.id, context: TestStore.admin) }
+            after = last.id
+        }
+    }
+
+    /// Each entry's action, subject, fields and outcome, sorted (a batch may record its updates
+    /// before its creations).
+    private func auditSummary(of store: Store) throws -> [String] {
+        var lines: [String] = []
+        try store.auditEntries { entry, _ in
+            lines.append("\(entry.action) \(entry.subject ?? "-") \(entry.fields.joined(separator: ",")) \(entry.outcome)")
+        }
+        return lines.sorted()
+    }
+}
