@@ -35,6 +35,8 @@ public final class Store: Sendable {
     /// The data version (`StoreBackend.dataVersion`) of the last caller-ID miss that had the keys
     /// checked for a change: a miss on the same data needs no second check (`subjectsHolding`).
     let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
+    /// The blind index's rows kept in the process, where caller ID answers in one round trip (`CallerIDHint`).
+    let callerIDHint = Mutex<CallerIDHint?>(nil)
 
     private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring,
                  data: consuming sending any Database, configuration: StoreConfiguration) throws(StoreError) {
@@ -143,13 +145,19 @@ public final class Store: Sendable {
     }
 
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
-    func audit(_ events: [AuditEvent]) throws(StoreError) {
-        for hook in auditHooks {
-            do { try hook.record(events) } catch AuditLogError.gap(let gap) {
-                throw .auditGap(gap)
-            } catch {
-                throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
-            }
+    /// With `skippingTrail`, to every hook but the audit trail, which has them already.
+    func audit(_ events: [AuditEvent], skippingTrail: Bool = false) throws(StoreError) {
+        for hook in auditHooks where !(skippingTrail && hook is any AuditTrail) {
+            try reportingAuditFailure(of: hook) { try hook.record(events) }
+        }
+    }
+
+    /// What `body`, a report to `hook`, returns; its failure as the store's `auditGap` or `auditFailed`.
+    func reportingAuditFailure<T>(of hook: any AuditHook, _ body: () throws -> T) throws(StoreError) -> T {
+        do { return try body() } catch AuditLogError.gap(let gap) {
+            throw .auditGap(gap)
+        } catch {
+            throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
         }
     }
 

@@ -50,15 +50,7 @@ final class PostgresAuditLog: AuditTrail {
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
             for _ in 0..<PostgresAuditLog.attempts {
                 let tail = try state.tail ?? checkedTail(state.connection)
-                var output: [UInt8] = []
-                let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
-                var values: [SQLValue] = []
-                var start = 0
-                for sequence in (tail.sequence + 1)...last.sequence {
-                    let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
-                    values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
-                    start = end
-                }
+                let (last, values) = try chained(events, after: tail)
                 let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
                 do {
                     // Inserted only while the entry chained after is still there: rows cut off the end
@@ -85,6 +77,90 @@ final class PostgresAuditLog: AuditTrail {
             throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }
         if let dueHead { headKeeper.save(dueHead) }
+    }
+
+    var appendsBesideData: Bool { true }
+
+    /// Appends `events` in the statement that reads `read`, as `record(_:)` appends them (chained after
+    /// the last entry this process knows of, only while that entry is still there, again after losing a
+    /// race): the entries are inserted only when `read.condition` holds too, and the statement, committed
+    /// before this returns, also returns the read's rows. One round trip while no one else appends.
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
+        guard !events.isEmpty else { return nil }
+        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read)
+        let (appended, rows, dueHead) = try state.withLock { state throws -> (Bool, [T], AuditHead?) in
+            if headKeeper.takeHeadFoundMissing() { state.tail = nil }
+            for _ in 0..<PostgresAuditLog.attempts {
+                let tail = try state.tail ?? checkedTail(state.connection)
+                let (last, values) = try chained(events, after: tail)
+                var rows: [T] = []
+                var (appendedCount, predecessorFound) = (Int64(0), false)
+                do {
+                    try state.connection.forEachRow(sql, read.arguments + values + [.integer(Int64(tail.sequence))]) { row in
+                        appendedCount = row.int64(read.columnCount)
+                        predecessorFound = row.int64(read.columnCount + 1) != 0
+                        if !row.isNull(0) { rows.append(try map(row)) }
+                    }
+                } catch let error as any DatabaseError where error.isConstraintViolation {
+                    state.tail = nil   // another process appended: chain after its entries
+                    continue
+                } catch {
+                    state.tail = nil
+                    throw error
+                }
+                if appendedCount == events.count {
+                    state.tail = last
+                    return (true, rows, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
+                }
+                // Nothing appended: the read's condition did not hold, or the entry chained after is gone
+                // (rows cut off the end: the tail is read back and checked, as `record(_:)` does).
+                guard predecessorFound else {
+                    state.tail = nil
+                    continue
+                }
+                return (false, rows, nil)
+            }
+            throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
+        }
+        if let dueHead { headKeeper.save(dueHead) }
+        return (appended, rows)
+    }
+
+    /// The statement of `record(_:with:_:)` for `count` entries: parameters `read.arguments`, then each
+    /// entry's sequence number and line, then the sequence number of the entry chained after.
+    static func appendingSQL(entries count: Int, with read: AuditedRead) -> String {
+        let first = read.arguments.count + 1
+        let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
+        let predecessor = first + 2 * count
+        let predecessorPresent = "?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint)"
+        // The read is a CTE that the condition and the answer share; the insert's condition checks the
+        // predecessor as `record(_:)` does. The outer join returns one row even when the read has none, to
+        // carry the number of entries appended and whether the predecessor was there.
+        return """
+            WITH audited_read AS (\(read.rows)),
+            appended AS (
+                INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
+                WHERE (\(read.condition)) AND (\(predecessorPresent))
+                RETURNING 1)
+            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
+            FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
+            """
+    }
+
+    /// `events` chained after `tail`: the new last entry, and each entry's sequence number and line as
+    /// the values of an insert.
+    private func chained(_ events: [AuditEvent], after tail: (sequence: UInt64, mac: [UInt8])) throws
+        -> (last: (sequence: UInt64, mac: [UInt8]), values: [SQLValue]) {
+        var output: [UInt8] = []
+        let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
+        var values: [SQLValue] = []
+        var start = 0
+        for sequence in (tail.sequence + 1)...last.sequence {
+            let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
+            values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
+            start = end
+        }
+        return (last, values)
     }
 
     /// The last entry in the table, once its end is known to agree with the signed head (read
