@@ -31,4 +31,7 @@ void cbaseline_callerid_close(cbaseline_callerid *lookup);
 /// nanoseconds the inserts took, or -1 on a database error.
 int64_t cbaseline_import(const char *source_path, const char *target_path, int32_t batch);
 
+// The PostgreSQL baseline, in its own header.
+#include "CBaselinePostgres.h"
+
 #endif
