@@ -45,38 +45,16 @@ final class PostgresAuditLog: AuditTrail {
 
     func record(_ events: [AuditEvent]) throws {
         guard !events.isEmpty else { return }
-        let dueHead = try state.withLock { state in
-            // A head found deleted: the tail is read back and checked against the head.
-            if headKeeper.takeHeadFoundMissing() { state.tail = nil }
-            for _ in 0..<PostgresAuditLog.attempts {
-                let tail = try state.tail ?? checkedTail(state.connection)
-                let (last, values) = try chained(events, after: tail)
-                let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
-                do {
-                    // Inserted only while the entry chained after is still there: rows cut off the end
-                    // under a running process make its next append read the tail back and check it.
-                    try state.connection.run("""
-                        INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
-                        WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
-                        """, values + [.integer(Int64(tail.sequence)), .integer(Int64(tail.sequence))])
-                    guard state.connection.changes == events.count else {
-                        state.tail = nil
-                        continue
-                    }
-                } catch let error as any DatabaseError where error.isConstraintViolation {
-                    state.tail = nil   // another process appended: chain after its entries
-                    continue
-                } catch {
-                    state.tail = nil
-                    throw error
-                }
-                state.tail = last
-                // Noted in chain order, under the state lock; saved (when due) outside it.
-                return headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence)
-            }
-            throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
+        let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
+        _ = try append(events) { connection, previous, values -> Attempt<Int> in
+            // Inserted only while the entry chained after is still there: rows cut off the end
+            // under a running process make its next append read the tail back and check it.
+            try connection.run("""
+                INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
+                WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
+                """, values + [.integer(Int64(previous)), .integer(Int64(previous))])
+            return connection.changes == events.count ? .appended(0) : .chainAgain
         }
-        if let dueHead { headKeeper.save(dueHead) }
     }
 
     var appendsBesideData: Bool { true }
@@ -88,19 +66,48 @@ final class PostgresAuditLog: AuditTrail {
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
         let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read)
-        let (appended, rows, dueHead) = try state.withLock { state throws -> (Bool, [T], AuditHead?) in
+        return try append(events) { connection, previous, values -> Attempt<[T]> in
+            var rows: [T] = []
+            var (appendedCount, predecessorFound) = (Int64(0), false)
+            try connection.forEachRow(sql, read.arguments + values + [.integer(Int64(previous))]) { row in
+                appendedCount = row.int64(read.columnCount)
+                predecessorFound = row.int64(read.columnCount + 1) != 0
+                if !row.isNull(0) { rows.append(try map(row)) }
+            }
+            if appendedCount == events.count { return .appended(rows) }
+            // Nothing appended: the read's condition did not hold, or the entry chained after is gone
+            // (rows cut off the end: the tail is read back and checked, as `record(_:)` does).
+            return predecessorFound ? .notAppended(rows) : .chainAgain
+        }
+    }
+
+    /// What one try at an append did.
+    private enum Attempt<Result: Sendable> {
+        /// Every entry was inserted.
+        case appended(Result)
+        /// Nothing was inserted: the append's own condition did not hold.
+        case notAppended(Result)
+        /// Nothing was inserted: the entry chained after is gone (rows cut off the end).
+        case chainAgain
+    }
+
+    /// Appends `events` by `insert` (given the connection, the sequence number of the entry chained
+    /// after, and each entry's sequence number and line), chained after the last entry this process
+    /// knows of; when another process appended meanwhile (the insert fails on the primary key) or the
+    /// entry chained after is gone, the real last entry is read, checked against the signed head, and
+    /// the entries are chained again. Whether they were appended, and what `insert` returned.
+    private func append<Result: Sendable>(_ events: [AuditEvent],
+                                          _ insert: @Sendable (any Database, UInt64, [SQLValue]) throws -> Attempt<Result>) throws
+        -> (appended: Bool, rows: Result) {
+        let (appended, result, dueHead) = try state.withLock { state throws -> (Bool, Result, AuditHead?) in
+            // A head found deleted: the tail is read back and checked against the head.
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
             for _ in 0..<PostgresAuditLog.attempts {
                 let tail = try state.tail ?? checkedTail(state.connection)
                 let (last, values) = try chained(events, after: tail)
-                var rows: [T] = []
-                var (appendedCount, predecessorFound) = (Int64(0), false)
+                let attempt: Attempt<Result>
                 do {
-                    try state.connection.forEachRow(sql, read.arguments + values + [.integer(Int64(tail.sequence))]) { row in
-                        appendedCount = row.int64(read.columnCount)
-                        predecessorFound = row.int64(read.columnCount + 1) != 0
-                        if !row.isNull(0) { rows.append(try map(row)) }
-                    }
+                    attempt = try insert(state.connection, tail.sequence, values)
                 } catch let error as any DatabaseError where error.isConstraintViolation {
                     state.tail = nil   // another process appended: chain after its entries
                     continue
@@ -108,22 +115,21 @@ final class PostgresAuditLog: AuditTrail {
                     state.tail = nil
                     throw error
                 }
-                if appendedCount == events.count {
+                switch attempt {
+                case .appended(let result):
                     state.tail = last
-                    return (true, rows, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
-                }
-                // Nothing appended: the read's condition did not hold, or the entry chained after is gone
-                // (rows cut off the end: the tail is read back and checked, as `record(_:)` does).
-                guard predecessorFound else {
+                    // Noted in chain order, under the state lock; saved (when due) outside it.
+                    return (true, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
+                case .notAppended(let result):
+                    return (false, result, nil)
+                case .chainAgain:
                     state.tail = nil
-                    continue
                 }
-                return (false, rows, nil)
             }
             throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }
         if let dueHead { headKeeper.save(dueHead) }
-        return (appended, rows)
+        return (appended, result)
     }
 
     /// The statement of `record(_:with:_:)` for `count` entries: parameters `read.arguments`, then each
