@@ -32,8 +32,8 @@ let package = Package(
                           swiftSettings: safeSwift),
         .executableTarget(name: "StrongroomBenchmarks", dependencies: ["Strongroom", "StrongroomStorage", "CBaseline", "DeterministicRandom"],
                           path: "Benchmarks/StrongroomBenchmarks", swiftSettings: safeSwift),
-        // The benchmarks' plain-SQLite baselines in C, against the sqlite3 API directly (CBaseline.h).
-        .target(name: "CBaseline", dependencies: ["CSQLite"], path: "Benchmarks/CBaseline"),
+        // The benchmarks' plain baselines in C: SQLite through the sqlite3 API (CBaseline.h), PostgreSQL through libpq (CBaselinePostgres.h).
+        .target(name: "CBaseline", dependencies: ["CSQLite", "CPostgreSQL"], path: "Benchmarks/CBaseline"),
         // The seeded generator benchmarks and tests share (re-exported by StrongroomTestSupport).
         .target(name: "DeterministicRandom", path: "Tests/DeterministicRandom", swiftSettings: safeSwift),
 

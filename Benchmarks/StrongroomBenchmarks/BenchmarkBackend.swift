@@ -38,9 +38,15 @@ enum BenchmarkBackend {
             let connection = try SQLiteConnection(path: scratch + "/baseline.sqlite")
             try connection.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA mmap_size = 1073741824")
             return connection
-        case .postgres(let url, let schema):
-            return try PostgresConnection(url: PostgresConnection.url(url, schema: schema + "_plain"), create: true, writeLock: "baseline")
+        case .postgres:
+            return try PostgresConnection(url: baselineURL ?? "", create: true, writeLock: "baseline")
         }
+    }
+
+    /// The plain baseline's schema on PostgreSQL, as a store URL (nil on SQLite).
+    var baselineURL: String? {
+        guard case .postgres(let url, let schema) = self else { return nil }
+        return PostgresConnection.url(url, schema: schema + "_plain")
     }
 
     /// Drops the run's PostgreSQL schemas.

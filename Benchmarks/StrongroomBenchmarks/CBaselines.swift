@@ -1,4 +1,5 @@
 import CBaseline
+import StrongroomStorage
 
 /// Why a C baseline could not run.
 enum CBaselineError: Error, CustomStringConvertible {
@@ -57,4 +58,30 @@ func cBaselineExportAll(path: String) throws -> (seconds: Double, subjects: Int)
     let nanoseconds = unsafe cbaseline_export_all(path, &subjects)
     guard nanoseconds >= 0 else { throw CBaselineError.failed("export of \(path)") }
     return (Double(nanoseconds) / 1e9, Int(subjects))
+}
+
+/// Caller-ID lookups by the C baseline on PostgreSQL (CBaselinePostgres.h): libpq, the lookup prepared
+/// once, one round trip each. Its C calls are marked `unsafe`: a connection string, a schema name, a
+/// number and an opaque handle cross, nothing else.
+@safe final class CPostgresCallerIDBaseline {
+    private let handle: OpaquePointer
+
+    /// Connects to the plain schema at `url` (a store URL: server and `?schema=`).
+    init(url: String) throws {
+        let (connectionInfo, schema) = try PostgresConnection.split(url)
+        guard let handle = unsafe cbaseline_pg_callerid_open(connectionInfo, schema) else {
+            throw CBaselineError.unavailable("the PostgreSQL schema \(schema)")
+        }
+        unsafe self.handle = handle
+    }
+
+    deinit { unsafe cbaseline_pg_callerid_close(handle) }
+
+    /// Looks up `e164`; returns the contacts found.
+    @inline(__always)
+    func lookup(_ e164: String) throws -> Int {
+        let rows = unsafe cbaseline_pg_callerid_lookup(handle, e164)
+        guard rows >= 0 else { throw CBaselineError.failed("PostgreSQL lookup") }
+        return Int(rows)
+    }
 }

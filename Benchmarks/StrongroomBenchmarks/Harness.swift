@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One benchmark's figures: Strongroom against plain SQLite (or plain PostgreSQL) doing the same job
 /// in the same run.
@@ -27,6 +28,8 @@ struct BenchmarkResult: Encodable {
     var copyBaselineOpsPerS: Double? = nil
     /// Scaling workloads: the size of the smaller store, whose time is the baseline's.
     var smallN: Int? = nil
+    /// Caller ID with several clients at once: how many (`--clients`).
+    var clients: Int? = nil
 }
 
 /// Latencies of single operations, in nanoseconds.
@@ -48,6 +51,12 @@ struct LatencySample {
     mutating func record(_ elapsed: UInt64) {
         nanoseconds.append(elapsed)
         total += elapsed
+    }
+
+    /// Adds `other`'s latencies to these.
+    mutating func merge(_ other: LatencySample) {
+        nanoseconds += other.nanoseconds
+        total += other.total
     }
 
     /// Operations per second over the measured time.
@@ -85,4 +94,34 @@ func withScratchDirectory<T>(_ body: (String) throws -> T) throws -> T {
 /// Prints progress of set-up steps to standard error (the results go to standard output).
 func note(_ message: String) {
     FileHandle.standardError.write(Data("[bench] \(message)\n".utf8))
+}
+
+/// Runs `clients` threads at once. Each first calls `prepare` with its number (opening its own handles,
+/// untimed) and, once every thread is ready, the lookups `prepare` returned. Returns the wall-clock
+/// seconds from the start signal to the last thread's end and all the threads' latencies.
+func concurrentLatencies(clients: Int, _ prepare: @escaping @Sendable (Int) throws -> () throws -> LatencySample) throws
+    -> (seconds: Double, sample: LatencySample) {
+    let ready = DispatchGroup(), done = DispatchGroup()
+    let start = DispatchSemaphore(value: 0)
+    let outcomes = Mutex<[Result<LatencySample, any Error>]>([])
+    for client in 0..<clients {
+        ready.enter()
+        done.enter()
+        Thread {
+            let run = Result { try prepare(client) }
+            ready.leave()
+            start.wait()
+            let outcome = run.flatMap { lookups in Result { try lookups() } }
+            outcomes.withLock { $0.append(outcome) }
+            done.leave()
+        }.start()
+    }
+    ready.wait()
+    let began = DispatchTime.now().uptimeNanoseconds
+    for _ in 0..<clients { start.signal() }
+    done.wait()
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
+    var merged = LatencySample()
+    for outcome in outcomes.withLock({ $0 }) { merged.merge(try outcome.get()) }
+    return (seconds, merged)
 }

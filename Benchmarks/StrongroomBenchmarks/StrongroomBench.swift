@@ -1,10 +1,12 @@
 import Foundation
+import Strongroom
 
 /// `strongroom-bench`: Strongroom's speed as ratios against plain SQLite measured in the same run.
 @main
 enum StrongroomBench {
     static let usage = """
-        Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres] [--json]
+        Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres]
+                                [--clients N] [--audit-durability written|synced] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, rotate-all,
         audit-overhead, audit-verify, field-seal, export-all, all (every one but scaling and rotate-all), scaling.
@@ -28,8 +30,13 @@ enum StrongroomBench {
                          rotate-all: sqlite (default) or postgres, which runs the store and a
                          plain-PostgreSQL baseline in fresh schemas (dropped afterwards) on the server
                          named by --postgres URL or STRONGROOM_BENCH_POSTGRES (default contacts on
-                         postgres: 100000; import's baseline: prepared multi-row INSERTs, with COPY
-                         reported beside it)
+                         postgres: 100000; callerid's baseline is C through libpq; import's: prepared
+                         multi-row INSERTs, with COPY reported beside it)
+          --clients N    callerid only: N threads looking up at once, each with its own store
+                         handle and baseline connection; aggregate lookups/s and p99 (default 1)
+          --audit-durability D
+                         callerid only: the store's audit durability, written (default) or synced
+                         (each entry flushed to stable storage before the answer)
           --json         one JSON object per workload per line
 
         Example:
@@ -38,6 +45,7 @@ enum StrongroomBench {
           swift run -c release strongroom-bench callerid --backend postgres \\
               --postgres postgresql://bench@127.0.0.1:5432/bench
           swift run -c release strongroom-bench import --backend postgres --contacts 100000
+          swift run -c release strongroom-bench callerid --clients 8 --audit-durability synced
         """
 
     static func main() {
@@ -60,6 +68,11 @@ enum StrongroomBench {
         let contacts = option("--contacts")
         let lookups = option("--lookups") ?? 200_000
         let small = option("--small")
+        let clients = option("--clients") ?? 1
+        guard clients >= 1 else {
+            FileHandle.standardError.write(Data("strongroom-bench: --clients is a number of clients, 1 or more\n".utf8))
+            exit(2)
+        }
         func textOption(_ name: String) -> String? {
             guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
             defer { arguments.removeSubrange(index...(index + 1)) }
@@ -79,6 +92,14 @@ enum StrongroomBench {
             FileHandle.standardError.write(Data("strongroom-bench: --backend is sqlite or postgres\n".utf8))
             exit(2)
         }
+        var auditDurability: AuditDurability?
+        if let durability = textOption("--audit-durability") {
+            guard let chosen = AuditDurability(rawValue: durability) else {
+                FileHandle.standardError.write(Data("strongroom-bench: --audit-durability is written or synced\n".utf8))
+                exit(2)
+            }
+            auditDurability = chosen
+        }
         let json = arguments.contains("--json")
         arguments.removeAll { $0 == "--json" }
         let workloads = ["callerid", "import", "rotate-master", "rotate-kek", "rotate-data", "rotate-index", "rotate-all", "audit-overhead",
@@ -96,7 +117,8 @@ enum StrongroomBench {
             var results: [BenchmarkResult] = []
             if workload == "callerid" || workload == "all" {
                 let defaultContacts = if case .postgres = backend { 100_000 } else { 1_000_000 }
-                results.append(try CallerIDWorkload(contacts: contacts ?? defaultContacts, lookups: lookups, backend: backend).run())
+                results.append(try CallerIDWorkload(contacts: contacts ?? defaultContacts, lookups: lookups, backend: backend,
+                                                    clients: clients, auditDurability: auditDurability).run())
             }
             if workload == "import", case .postgres = backend {
                 results.append(try PostgresImportWorkload(contacts: contacts ?? 100_000, backend: backend).run())

@@ -44,7 +44,7 @@ struct QueryPlanTests {
             let plan = try statement.plan()
             checked += 1
             if (RotationStatements.onceOverTheWholeTable + [Store.EmailIndexStatements.leftBehind, Store.EmailIndexStatements.dropOldVersions,
-                                                             Store.exportedSubjects])
+                                                             Store.exportedSubjects, CallerIDHint.readAll, CallerIDHint.candidatesAndNewestVersion])
                 .contains(where: statement.matches)
                 || statement.isWholeTableCount { continue }
             let scans = plan.filter(backend == .sqlite ? Self.isSQLiteScanOfGrowingTable : Self.isPostgresScanOfGrowingTable)
@@ -109,12 +109,52 @@ struct QueryPlanTests {
         // The caller-ID probe reads candidates from the covering blind index.
         let probes = statements.filter {
             $0.sql.contains("FROM phone_index") && $0.sql.contains("tag") && !$0.sql.contains("DELETE") && !$0.sql.contains("phone_index_building")
+                && !$0.matches(CallerIDHint.readAll)
         }
         #expect(!probes.isEmpty)
         for probe in probes {
             let plan = try probe.plan().joined(separator: "\n")
             #expect(plan.contains("phone_index_by_tag"), "\(backend): \(probe.sql)\nplan:\n\(plan)")
         }
+    }
+
+    @Test("PostgreSQL: the caller-ID hint's statements probe the blind index, and its audited read appends after an index probe")
+    func callerIDHintStatementsUseIndexes() throws {
+        guard TestBackend.all.contains(.postgres) else { return }
+        let test = try TestStore(.postgres)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("hinted", phones: ["+44 20 7946 0958"]), context: TestStore.admin)
+        try test.store.declarePurpose(PurposeDeclaration(name: "marketing-email", description: "Offers", lawfulBasis: .consent),
+                                      context: TestStore.admin)
+        // Through the hint: its reading and the miss's probe are prepared on the data connection.
+        #expect(try test.store.callerID(number: "+44 20 7946 0958", context: TestStore.caller).map(\.id) == [id])
+        #expect(try test.store.callerID(number: "+33 6 12 34 56 78", context: TestStore.caller).isEmpty)
+        let statements = try preparedStatements(of: test.store)
+        for pinned in [CallerIDHint.readAll, CallerIDHint.candidatesAndNewestVersion] {
+            #expect(statements.contains { $0.matches(pinned) }, "not run: \(pinned)")
+        }
+        try fillGrowingTables(of: test, subjects: Self.plannedSubjects)
+        // The miss's probe: the candidates by (version, tag), the newest version from the end of the same index.
+        let miss = try #require(statements.first { $0.matches(CallerIDHint.candidatesAndNewestVersion) })
+        let missPlan = try miss.plan()
+        #expect(missPlan.contains { $0.contains("Index Only Scan Backward using phone_index_by_tag") }, "\(missPlan.joined(separator: "\n"))")
+        #expect(missPlan.contains { $0.contains("Index Cond: ((key_version = $1) AND (tag = $2))") }, "\(missPlan.joined(separator: "\n"))")
+        #expect(!missPlan.contains { $0.contains("Seq Scan") }, "\(missPlan.joined(separator: "\n"))")
+        // The hit's statement, on the audit log's connection: the same probe, and the predecessor by its key.
+        let data = try test.database(.data)
+        // The log as long as the other tables (lines of no use but to its size: the store is not used again).
+        try data.execute("""
+            INSERT INTO audit_log (sequence, line) SELECT i, 'x'::bytea FROM generate_series(1000000, \(999_999 + Self.plannedSubjects)) AS g(i);
+            ANALYZE audit_log
+            """)
+        let sql = PostgresAuditLog.appendingSQL(entries: 2, with: CallerIDHint.auditedRead([.int(1), .integer(1), .text("")]))
+        try data.execute("PREPARE hinted_lookup AS " + PostgresConnection.numberedParameters(sql))
+        try data.execute("SET plan_cache_mode = force_generic_plan")
+        let plan = try data.rows("EXPLAIN EXECUTE hinted_lookup(1, 1, '', 1, '', 2, '', 0)") { $0.text(0) ?? "" }
+        let text = plan.joined(separator: "\n")
+        #expect(plan.filter(Self.isPostgresScanOfGrowingTable).isEmpty, "\(text)")
+        #expect(text.contains("Index Cond: ((key_version = $1) AND (tag = $2))"), "\(text)")
+        #expect(text.contains("audit_log_pkey"), "\(text)")
     }
 
     @Test("a store made before the blind index's (subject, version) index and its staging table opens, gains both, and rotates its index",

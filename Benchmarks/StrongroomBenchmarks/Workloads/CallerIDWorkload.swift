@@ -7,13 +7,21 @@ import StrongroomStorage
 /// Caller ID at scale: N contacts with 1–3 numbers each; random lookups of existing (80%) and absent
 /// (20%) numbers in E.164 as a telephony layer presents them, every decrypt audited. Baseline: the
 /// same contacts in a plain table of the same backend with the numbers in clear and an index, queried by
-/// prepared statement: on SQLite in C against the sqlite3 API (CBaseline.h; the previous baseline,
-/// through the project's Swift storage layer, is reported beside it), on PostgreSQL through the storage
-/// layer on the same server.
+/// prepared statement in C: on SQLite against the sqlite3 API (CBaseline.h), on PostgreSQL through libpq
+/// on the same server, one round trip each (CBaselinePostgres.h). The previous baseline, through the
+/// project's Swift storage layer, is reported beside it.
+///
+/// With `clients` above 1, that many threads look up at once, each with its own store handle and its
+/// own baseline connection, each taking every `clients`-th number: lookups/s are the total over the
+/// wall-clock time, latencies those of all clients.
 struct CallerIDWorkload {
     let contacts: Int
     let lookups: Int
     let backend: BenchmarkBackend
+    /// Clients looking up at once (1: one client, the store and baselines interleaved in short passes).
+    var clients = 1
+    /// The store's audit durability (nil: the store's setting, `written`).
+    var auditDurability: AuditDurability? = nil
 
     func run() throws -> BenchmarkResult {
         try withScratchDirectory { directory in
@@ -21,10 +29,11 @@ struct CallerIDWorkload {
             var configuration = StoreConfiguration()
             configuration.defaultRegion = "GB"
             configuration.plannedPhoneNumbers = contacts * 2
+            configuration.auditDurability = auditDurability
             let location = try backend.storeLocation(scratch: directory)
             defer { backend.dropScratchSchemas() }
-            let store = try Store.create(at: location, keyProvider: StaticKeyProvider(key: try SecretKey.random()),
-                                         configuration: configuration)
+            let keyProvider = StaticKeyProvider(key: try SecretKey.random())
+            let store = try Store.create(at: location, keyProvider: keyProvider, configuration: configuration)
             let baseline = try backend.baselineConnection(scratch: directory)
             try baseline.execute("""
                 CREATE TABLE contacts (id BIGINT PRIMARY KEY, name TEXT, last_contacted BIGINT, source TEXT);
@@ -49,9 +58,12 @@ struct CallerIDWorkload {
                 let contact = SyntheticContacts.contact(Int(random.next() % UInt64(contacts)))
                 return contact.e164[Int(random.next() % UInt64(contact.e164.count))]
             }
-            // On SQLite the baseline is C against the sqlite3 API (CBaseline.h), reading the numbers to look
-            // up from the plain database itself; the Swift-layer baseline still runs, for comparison.
+            // The baseline is C: on SQLite against the sqlite3 API (CBaseline.h), reading the numbers to look
+            // up from the plain database itself; on PostgreSQL through libpq (CBaselinePostgres.h). The
+            // Swift-layer baseline still runs, for comparison.
             var cBaseline: CCallerIDBaseline?
+            let cPostgres = try backend.baselineURL.map { try CPostgresCallerIDBaseline(url: $0) }
+            let baselinePath = directory + "/baseline.sqlite"
             if case .sqlite = backend {
                 try baseline.execute("CREATE TABLE queries (n INTEGER PRIMARY KEY, e164 TEXT NOT NULL)")
                 try baseline.transaction {
@@ -59,7 +71,11 @@ struct CallerIDWorkload {
                         try baseline.run("INSERT INTO queries (n, e164) VALUES (?, ?)", [.int(index), .text(number)])
                     }
                 }
-                cBaseline = try CCallerIDBaseline(path: directory + "/baseline.sqlite")
+                cBaseline = try CCallerIDBaseline(path: baselinePath)
+            }
+            func cLookup(_ query: Int, _ number: String) throws -> Int {
+                if let cPostgres { return try cPostgres.lookup(number) }
+                return try cBaseline?.lookup(query) ?? 0
             }
             let caller = AccessContext(actor: "pbx", purpose: .callerID)
             let baselineQuery = """
@@ -74,27 +90,34 @@ struct CallerIDWorkload {
             }
             // Warm-up, then interleaved passes so that both see the same machine noise: short ones (5,000
             // lookups, a few hundredths of a second), because on a shared machine the noise comes and
-            // goes within seconds.
-            for (query, number) in queries.prefix(5_000).enumerated() {
+            // goes within seconds. On PostgreSQL the warm-up looks every number up once, so that the
+            // figure is a running service's, whose subject keys are cached (a subject's first lookup in a
+            // process also reads its key from the key database, a second round trip).
+            let warmUp = backend.baselineURL == nil ? 5_000 : lookups
+            for (query, number) in queries.prefix(warmUp).enumerated() {
                 try baselineLookup(number)
-                blackHole(try cBaseline?.lookup(query))
+                blackHole(try cLookup(query, number))
                 try strongroomLookup(number)
+            }
+            if clients > 1 {
+                let result = try concurrentRun(store: store, location: location, keyProvider: keyProvider, configuration: configuration,
+                                               queries: queries, baselinePath: baselinePath)
+                store.close()
+                return result
             }
             var strongroomSample = LatencySample()
             var baselineSample = LatencySample()
             var cBaselineSample = LatencySample()
             strongroomSample.reserve(lookups)
             baselineSample.reserve(lookups)
-            cBaselineSample.reserve(cBaseline == nil ? 0 : lookups)
+            cBaselineSample.reserve(lookups)
             var found = 0
             let chunk = 5_000
             let passes = (lookups + chunk - 1) / chunk
             for pass in 0..<passes {
                 let slice = queries[min(pass * chunk, lookups)..<min((pass + 1) * chunk, lookups)]
                 for number in slice { try baselineSample.measure { try baselineLookup(number) } }
-                if let cBaseline {
-                    for query in slice.indices { try cBaselineSample.measure { blackHole(try cBaseline.lookup(query)) } }
-                }
+                for query in slice.indices { try cBaselineSample.measure { blackHole(try cLookup(query, queries[query])) } }
                 for number in slice {
                     try strongroomSample.measure {
                         if !(try store.callerID(number: number, context: caller)).isEmpty { found += 1 }
@@ -103,11 +126,10 @@ struct CallerIDWorkload {
             }
             store.close()
             let status = try store.keyStatus().phoneIndex
-            let reference = cBaseline == nil ? baselineSample : cBaselineSample
-            let swiftBaseline = String(format: "; baseline: %@", cBaseline == nil
-                ? "plain \(backend.name) through the storage layer" as NSString
-                : String(format: "C against the sqlite3 API (the Swift storage-layer baseline: %.0f/s, p50 %.1f µs)",
-                         baselineSample.operationsPerSecond, baselineSample.percentile(0.5)) as NSString)
+            let reference = cBaselineSample
+            let swiftBaseline = String(format: "; baseline: C against %@ (the Swift storage-layer baseline: %.0f/s, p50 %.1f µs)",
+                                       (cPostgres == nil ? "the sqlite3 API" : "libpq, one round trip") as NSString,
+                                       baselineSample.operationsPerSecond, baselineSample.percentile(0.5))
             return BenchmarkResult(
                 workload: "callerid", backend: backend.name, n: contacts, operations: lookups,
                 opsPerS: strongroomSample.operationsPerSecond, baselineOpsPerS: reference.operationsPerSecond,
@@ -118,9 +140,65 @@ struct CallerIDWorkload {
                 peakRssMb: peakResidentMegabytes(),
                 notes: "\(found) of \(lookups) lookups matched; index \(status.bits)-bit tags over \(status.indexedNumbers) numbers "
                     + "(\(String(format: "%.1f", status.expectedCoincidences)) per tag); every match's name decrypted and audited"
-                    + swiftBaseline,
-                swiftBaselineOpsPerS: cBaseline == nil ? nil : baselineSample.operationsPerSecond,
-                swiftBaselineP50Us: cBaseline == nil ? nil : baselineSample.percentile(0.5))
+                    + durabilityNote + swiftBaseline,
+                swiftBaselineOpsPerS: baselineSample.operationsPerSecond, swiftBaselineP50Us: baselineSample.percentile(0.5))
         }
+    }
+
+    private var durabilityNote: String {
+        auditDurability.map { "; audit durability \($0.rawValue)" } ?? ""
+    }
+
+    /// The store and the C baseline with `clients` threads each, after the single-client warm-up: each
+    /// client opens its own store handle (and, on PostgreSQL, reads its own hint with an untimed first
+    /// lookup) and its own baseline connection.
+    private func concurrentRun(store: Store, location: StoreLocation, keyProvider: StaticKeyProvider, configuration: StoreConfiguration,
+                               queries: [String], baselinePath: String) throws -> BenchmarkResult {
+        let (clients, lookups, baselineURL) = (clients, lookups, backend.baselineURL)
+        let caller = AccessContext(actor: "pbx", purpose: .callerID)
+        let stores = try (0..<clients).map { _ in try Store.open(at: location, keyProvider: keyProvider, configuration: configuration) }
+        defer { for store in stores { store.close() } }
+        for handle in stores { _ = try handle.callerID(number: queries[0], context: caller) }
+        note("callerid: \(clients) clients, \(lookups) lookups in all, baseline first")
+        let baseline = try concurrentLatencies(clients: clients) { client in
+            let lookup: (Int) throws -> Int
+            if let baselineURL {
+                let connection = try CPostgresCallerIDBaseline(url: baselineURL)
+                lookup = { try connection.lookup(queries[$0]) }
+            } else {
+                let connection = try CCallerIDBaseline(path: baselinePath)
+                lookup = { try connection.lookup($0) }
+            }
+            return {
+                var sample = LatencySample()
+                sample.reserve(lookups / clients + 1)
+                for query in stride(from: client, to: lookups, by: clients) { try sample.measure { blackHole(try lookup(query)) } }
+                return sample
+            }
+        }
+        let strongroom = try concurrentLatencies(clients: clients) { client in
+            let handle = stores[client]
+            return {
+                var sample = LatencySample()
+                sample.reserve(lookups / clients + 1)
+                for query in stride(from: client, to: lookups, by: clients) {
+                    try sample.measure { blackHole(try handle.callerID(number: queries[query], context: caller)) }
+                }
+                return sample
+            }
+        }
+        let storeRate = Double(lookups) / strongroom.seconds, baselineRate = Double(lookups) / baseline.seconds
+        let status = try store.keyStatus().phoneIndex
+        return BenchmarkResult(
+            workload: "callerid", backend: backend.name, n: contacts, operations: lookups,
+            opsPerS: storeRate, baselineOpsPerS: baselineRate, ratio: storeRate / baselineRate,
+            p50Us: strongroom.sample.percentile(0.5), p99Us: strongroom.sample.percentile(0.99),
+            p999Us: strongroom.sample.percentile(0.999),
+            baselineP50Us: baseline.sample.percentile(0.5), baselineP99Us: baseline.sample.percentile(0.99),
+            peakRssMb: peakResidentMegabytes(),
+            notes: "\(clients) clients at once, each its own store handle and baseline connection; lookups/s over the wall-clock time; "
+                + "index \(status.bits)-bit tags over \(status.indexedNumbers) numbers; every match's name decrypted and audited"
+                + durabilityNote + "; baseline: C against " + (baselineURL == nil ? "the sqlite3 API" : "libpq, one round trip"),
+            clients: clients)
     }
 }

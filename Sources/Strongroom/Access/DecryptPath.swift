@@ -46,8 +46,13 @@ extension Store {
     /// each subject's restriction; opens each requested field, and the `extra` sealed values, under
     /// the subject's key; reports one audit event per subject (refused, failed or ok) to every audit
     /// hook; and only then returns the plaintext. If any step fails, nothing is returned.
+    ///
+    /// `okEntriesCommitted`: the caller has already committed, to every audit hook, the `ok` entry of each
+    /// subject for exactly these fields, in the round trip that read the rows (the caller-ID hint,
+    /// `Store.callerIDThroughHint`); only refusals and failures are recorded here then.
     func decrypt(_ subjects: [some SealedSubject], fields: [PersonalField], extra: [SubjectID: [SealedValue]] = [:],
-                 detail: String? = nil, context: AccessContext) throws(StoreError) -> (personal: [PersonalData], extra: [SubjectID: [[UInt8]]]) {
+                 detail: String? = nil, okEntriesCommitted: Bool = false,
+                 context: AccessContext) throws(StoreError) -> (personal: [PersonalData], extra: [SubjectID: [[UInt8]]]) {
         let permit = DecryptPermit()
         // Sorted for the audit entry; most callers already pass them sorted, and keep their array.
         let fields = zip(fields, fields.dropFirst()).allSatisfy({ $0 < $1 }) ? fields : fields.sorted()
@@ -105,7 +110,7 @@ extension Store {
                                      detail: extra[subject.id].map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
                                      time: now))
         }
-        try audit(events)
+        if !okEntriesCommitted { try audit(events) }
         return (results, opened)
     }
 

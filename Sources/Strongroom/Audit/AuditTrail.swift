@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomCrypto
+import StrongroomStorage
 import Synchronization
 
 /// A stored line of the audit log, as a reader finds it.
@@ -30,6 +31,34 @@ protocol AuditTrail: AuditHook {
     /// Calls `body` with every stored line, oldest first, and where it is (a segment name or table,
     /// and a line number there).
     func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws
+    /// Appends `events` only if `read.condition` holds, and returns `read`'s rows mapped by `map`, in one
+    /// statement committed before it returns (`appended` tells whether the entries were appended); nil
+    /// where the trail is not kept beside the data and cannot (a folder store's segment files).
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])?
+    /// Whether the trail is kept beside the data, and `record(_:with:_:)` reads in the same statement.
+    var appendsBesideData: Bool { get }
+}
+
+extension AuditTrail {
+    var appendsBesideData: Bool { false }
+
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
+        nil
+    }
+}
+
+/// A read of the data made in the same statement as an audit append, so that an answer and the entry
+/// recording it cost one round trip (`AuditTrail.record(_:with:_:)`, the caller-ID hint).
+struct AuditedRead {
+    /// A `SELECT` over the data whose first column is never NULL, with numbered parameters `?1`…`?k`.
+    let rows: String
+    /// How many columns `rows` selects.
+    let columnCount: Int
+    /// The SQL condition, over the read's rows as the table `audited_read`, under which the entries are
+    /// appended (same parameters).
+    let condition: String
+    /// The values of `?1`…`?k`.
+    let arguments: [SQLValue]
 }
 
 extension AuditTrail {

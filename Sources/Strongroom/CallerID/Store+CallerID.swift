@@ -44,7 +44,9 @@ extension Store {
     /// subjects the purpose may not process (restricted, or without consent where caller ID is declared
     /// on consent; each refusal audited), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
-        try answer(try subjectsHolding(try normalize(number, region: region)), context: context)
+        let e164 = try normalize(number, region: region)
+        if let answer = try callerIDThroughHint(e164, context: context) { return answer }
+        return try answer(try subjectsHolding(e164), context: context)
     }
 
     /// Logs a call: a known number's people get `at` as their last-contacted time (if newer); an
@@ -160,10 +162,12 @@ extension Store {
     }
 
     /// The one field a caller-ID answer decrypts.
-    private static let nameOnly: [PersonalField] = [.name]
+    static let nameOnly: [PersonalField] = [.name]
 
     /// Decrypts the names of `candidates` that may be processed, newest activity first.
-    func answer(_ candidates: [CallerCandidate], context: AccessContext) throws(StoreError) -> [CallerMatch] {
+    /// `okEntriesCommitted`: see `decrypt`.
+    func answer(_ candidates: [CallerCandidate], okEntriesCommitted: Bool = false,
+                context: AccessContext) throws(StoreError) -> [CallerMatch] {
         // One person at a time through the decrypt path, which checks and audits each: one the purpose
         // may not process (restricted, or no consent where caller ID rests on consent) or whose key is
         // gone (an erased subject's row in a restored data file) is left out, and the others still answer.
@@ -172,7 +176,8 @@ extension Store {
         for candidate in candidates {
             let personal: PersonalData
             do {
-                personal = try decrypt([candidate], fields: Store.nameOnly, context: context).personal[0]
+                personal = try decrypt([candidate], fields: Store.nameOnly, okEntriesCommitted: okEntriesCommitted,
+                                       context: context).personal[0]
             } catch .accessRefused, .subjectErased {
                 continue
             }
@@ -191,6 +196,9 @@ struct CallerIDProbe: Sendable {
     /// True when the query keeps only exact matches; false when it returns each candidate's `check_mac`
     /// after `CallerCandidate.columns`, for the caller to check.
     let checksInQuery: Bool
+
+    /// The probe returning every candidate with its check, for the caller to check (the caller-ID hint's).
+    static let withChecks = CallerIDProbe(exactCheck: nil)
 
     /// The probe keeping only the rows for which `exactCheck` (`StoreBackend.prepareCallerIDProbe`) holds,
     /// or, without one, returning the candidates with their checks.

@@ -35,6 +35,8 @@ public final class Store: Sendable {
     /// The data version (`StoreBackend.dataVersion`) of the last caller-ID miss that had the keys
     /// checked for a change: a miss on the same data needs no second check (`subjectsHolding`).
     let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
+    /// The blind index's rows kept in the process, where caller ID answers in one round trip (`CallerIDHint`).
+    let callerIDHint = Mutex<CallerIDHint?>(nil)
 
     private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring,
                  data: consuming sending any Database, configuration: StoreConfiguration) throws(StoreError) {
@@ -149,19 +151,28 @@ public final class Store: Sendable {
 
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
     /// Returns the sequence number the store's own audit log gave the last of them (nil without one).
+    /// With `skippingTrail`, to every hook but the audit trail, which has them already.
     @discardableResult
-    func audit(_ events: [AuditEvent]) throws(StoreError) -> UInt64? {
+    func audit(_ events: [AuditEvent], skippingTrail: Bool = false) throws(StoreError) -> UInt64? {
         var sequence: UInt64?
         for hook in auditHooks {
-            do {
-                if let trail = hook as? any AuditTrail { sequence = try trail.append(events) ?? sequence } else { try hook.record(events) }
-            } catch AuditLogError.gap(let gap) {
-                throw .auditGap(gap)
-            } catch {
-                throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
+            if let trail = hook as? any AuditTrail {
+                guard !skippingTrail else { continue }
+                sequence = try reportingAuditFailure(of: hook) { try trail.append(events) } ?? sequence
+            } else {
+                try reportingAuditFailure(of: hook) { try hook.record(events) }
             }
         }
         return sequence
+    }
+
+    /// What `body`, a report to `hook`, returns; its failure as the store's `auditGap` or `auditFailed`.
+    func reportingAuditFailure<T>(of hook: any AuditHook, _ body: () throws -> T) throws(StoreError) -> T {
+        do { return try body() } catch AuditLogError.gap(let gap) {
+            throw .auditGap(gap)
+        } catch {
+            throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
+        }
     }
 
     /// Checks the audit log's chain and its signed head, and lists the gaps acknowledged in it.

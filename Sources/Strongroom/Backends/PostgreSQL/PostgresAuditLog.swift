@@ -45,32 +45,71 @@ final class PostgresAuditLog: AuditTrail {
 
     func append(_ events: [AuditEvent]) throws -> UInt64? {
         guard !events.isEmpty else { return nil }
-        let (dueHead, last) = try state.withLock { state in
+        let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
+        return try appendChained(events) { connection, previous, values -> Attempt<Int> in
+            // Inserted only while the entry chained after is still there: rows cut off the end
+            // under a running process make its next append read the tail back and check it.
+            try connection.run("""
+                INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
+                WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
+                """, values + [.integer(Int64(previous)), .integer(Int64(previous))])
+            return connection.changes == events.count ? .appended(0) : .chainAgain
+        }.lastSequence
+    }
+
+    var appendsBesideData: Bool { true }
+
+    /// Appends `events` in the statement that reads `read`, as `append(_:)` appends them (chained after
+    /// the last entry this process knows of, only while that entry is still there, again after losing a
+    /// race): the entries are inserted only when `read.condition` holds too, and the statement, committed
+    /// before this returns, also returns the read's rows. One round trip while no one else appends.
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
+        guard !events.isEmpty else { return nil }
+        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read)
+        let appended = try appendChained(events) { connection, previous, values -> Attempt<[T]> in
+            var rows: [T] = []
+            var (appendedCount, predecessorFound) = (Int64(0), false)
+            try connection.forEachRow(sql, read.arguments + values + [.integer(Int64(previous))]) { row in
+                appendedCount = row.int64(read.columnCount)
+                predecessorFound = row.int64(read.columnCount + 1) != 0
+                if !row.isNull(0) { rows.append(try map(row)) }
+            }
+            if appendedCount == events.count { return .appended(rows) }
+            // Nothing appended: the read's condition did not hold, or the entry chained after is gone
+            // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).
+            return predecessorFound ? .notAppended(rows) : .chainAgain
+        }
+        return (appended.lastSequence != nil, appended.result)
+    }
+
+    /// What one try at an append did.
+    private enum Attempt<Result: Sendable> {
+        /// Every entry was inserted.
+        case appended(Result)
+        /// Nothing was inserted: the append's own condition did not hold.
+        case notAppended(Result)
+        /// Nothing was inserted: the entry chained after is gone (rows cut off the end).
+        case chainAgain
+    }
+
+    /// Appends `events` by `insert` (given the connection, the sequence number of the entry chained
+    /// after, and each entry's sequence number and line), chained after the last entry this process
+    /// knows of; when another process appended meanwhile (the insert fails on the primary key) or the
+    /// entry chained after is gone, the real last entry is read, checked against the signed head, and
+    /// the entries are chained again. The sequence number the last entry took (nil when `insert` did
+    /// not append them), and what `insert` returned.
+    private func appendChained<Result: Sendable>(_ events: [AuditEvent],
+                                                 _ insert: @Sendable (any Database, UInt64, [SQLValue]) throws -> Attempt<Result>) throws
+        -> (lastSequence: UInt64?, result: Result) {
+        let (lastSequence, result, dueHead) = try state.withLock { state throws -> (UInt64?, Result, AuditHead?) in
             // A head found deleted: the tail is read back and checked against the head.
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
             for _ in 0..<PostgresAuditLog.attempts {
                 let tail = try state.tail ?? checkedTail(state.connection)
-                var output: [UInt8] = []
-                let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
-                var values: [SQLValue] = []
-                var start = 0
-                for sequence in (tail.sequence + 1)...last.sequence {
-                    let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
-                    values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
-                    start = end
-                }
-                let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
+                let (last, values) = try chained(events, after: tail)
+                let attempt: Attempt<Result>
                 do {
-                    // Inserted only while the entry chained after is still there: rows cut off the end
-                    // under a running process make its next append read the tail back and check it.
-                    try state.connection.run("""
-                        INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
-                        WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
-                        """, values + [.integer(Int64(tail.sequence)), .integer(Int64(tail.sequence))])
-                    guard state.connection.changes == events.count else {
-                        state.tail = nil
-                        continue
-                    }
+                    attempt = try insert(state.connection, tail.sequence, values)
                 } catch let error as any DatabaseError where error.isConstraintViolation {
                     state.tail = nil   // another process appended: chain after its entries
                     continue
@@ -78,14 +117,58 @@ final class PostgresAuditLog: AuditTrail {
                     state.tail = nil
                     throw error
                 }
-                state.tail = last
-                // Noted in chain order, under the state lock; saved (when due) outside it.
-                return (headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence), last.sequence)
+                switch attempt {
+                case .appended(let result):
+                    state.tail = last
+                    // Noted in chain order, under the state lock; saved (when due) outside it.
+                    return (last.sequence, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
+                case .notAppended(let result):
+                    return (nil, result, nil)
+                case .chainAgain:
+                    state.tail = nil
+                }
             }
             throw AuditLogError.contended(attempts: PostgresAuditLog.attempts)
         }
         if let dueHead { headKeeper.save(dueHead) }
-        return last
+        return (lastSequence, result)
+    }
+
+    /// The statement of `record(_:with:_:)` for `count` entries: parameters `read.arguments`, then each
+    /// entry's sequence number and line, then the sequence number of the entry chained after.
+    static func appendingSQL(entries count: Int, with read: AuditedRead) -> String {
+        let first = read.arguments.count + 1
+        let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
+        let predecessor = first + 2 * count
+        let predecessorPresent = "?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint)"
+        // The read is a CTE that the condition and the answer share; the insert's condition checks the
+        // predecessor as `append(_:)` does. The outer join returns one row even when the read has none, to
+        // carry the number of entries appended and whether the predecessor was there.
+        return """
+            WITH audited_read AS (\(read.rows)),
+            appended AS (
+                INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
+                WHERE (\(read.condition)) AND (\(predecessorPresent))
+                RETURNING 1)
+            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
+            FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
+            """
+    }
+
+    /// `events` chained after `tail`: the new last entry, and each entry's sequence number and line as
+    /// the values of an insert.
+    private func chained(_ events: [AuditEvent], after tail: (sequence: UInt64, mac: [UInt8])) throws
+        -> (last: (sequence: UInt64, mac: [UInt8]), values: [SQLValue]) {
+        var output: [UInt8] = []
+        let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
+        var values: [SQLValue] = []
+        var start = 0
+        for sequence in (tail.sequence + 1)...last.sequence {
+            let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
+            values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
+            start = end
+        }
+        return (last, values)
     }
 
     /// The last entry in the table, once its end is known to agree with the signed head (read

@@ -1,0 +1,187 @@
+import Foundation
+import StrongroomStorage
+import Synchronization
+
+/// The blind index's (tag → subject, check) pairs of one index version, kept in the process, so that a
+/// caller-ID lookup on a store whose audit trail lies beside the data (PostgreSQL) costs one round trip:
+/// the hint names the subjects whose checks match the number, and one statement appends their audit
+/// entries and returns their rows (`AuditTrail.record(_:with:_:)`).
+///
+/// A hint is never trusted for an answer. The statement appends the entries only while the index rows
+/// under the number's tag are exactly those the hint holds (each subject id and check, compared in the
+/// server) and none of their subjects is restricted, and the rows it returns are checked again here
+/// against the number's full tag: a number changed, added or erased by any instance (this one or
+/// another) since the hint was read changes the rows under its tag, so the entries are not appended, the
+/// tag's pairs are replaced by the rows just read, and the lookup takes the full path. A stale hint can
+/// cost a second round trip, never a wrong person or an unaudited name.
+///
+/// Memory: one dictionary slot per tag and 24 bytes per number (the subject id and the 16-byte check,
+/// inline); with the tag lengths `BlindIndexPlan` chooses (2–4 numbers per tag) about 50 MB per million
+/// numbers. It is read in one query on the first lookup, and read again when the index version changes.
+struct CallerIDHint: Sendable {
+    /// One index row: whose, and its check (`PhoneBlindIndex.check`).
+    struct Entry: Sendable {
+        let subject: SubjectID
+        let check: InlineArray<16, UInt8>
+
+        /// The entry of an index row whose check is in column `column` of `row`, where the subject is in column 0.
+        init(_ row: any Row, checkColumn column: Int) {
+            subject = SubjectID(rawValue: row.int64(0))
+            check = row.withBlob(column) { bytes in
+                InlineArray { index in index < bytes.count ? bytes[index] : 0 }
+            }
+        }
+    }
+
+    /// The index version whose rows these are.
+    let indexVersion: UInt32
+    /// The rows, by truncated tag; a tag absent here had no rows when read.
+    private var entriesByTag: [Int64: [Entry]] = [:]
+
+    /// Reads every row of the index version `indexVersion` from `data` (the store's data connection).
+    init(indexVersion: UInt32, from data: any Database) throws {
+        self.indexVersion = indexVersion
+        try data.forEachRow(CallerIDHint.readAll, [.int(Int(indexVersion))]) { row in
+            entriesByTag[row.int64(1), default: []].append(Entry(row, checkColumn: 2))
+        }
+    }
+
+    /// The statement reading the whole hint: once per process and index version, a walk of the version's
+    /// rows in the covering index by design (`QueryPlanTests`).
+    static let readAll = "SELECT subject_id, tag, check_mac FROM phone_index WHERE key_version = ?"
+
+    /// The rows under `tag`, as last read.
+    func entries(under tag: Int64) -> [Entry] {
+        entriesByTag[tag] ?? []
+    }
+
+    /// Replaces the rows under `tag` with `entries`, just read.
+    mutating func replace(under tag: Int64, with entries: [Entry]) {
+        entriesByTag[tag] = entries.isEmpty ? nil : entries
+    }
+
+    /// The rows of `entries` as the server lists them in `CallerIDHint.sameRowsCondition`: each subject id
+    /// and check in hex, ordered by subject id then check, joined by commas.
+    static func fingerprint(_ entries: [Entry]) -> String {
+        let sorted = entries.sorted { left, right in
+            if left.subject.rawValue != right.subject.rawValue { return left.subject.rawValue < right.subject.rawValue }
+            for index in 0..<16 where left.check[index] != right.check[index] { return left.check[index] < right.check[index] }
+            return false
+        }
+        let digits = Array("0123456789abcdef".utf8)
+        return sorted.map { entry in
+            var hex: [UInt8] = []
+            hex.reserveCapacity(32)
+            for index in 0..<16 {
+                hex.append(digits[Int(entry.check[index] >> 4)])
+                hex.append(digits[Int(entry.check[index] & 0x0f)])
+            }
+            return "\(entry.subject.rawValue):" + String(decoding: hex, as: UTF8.self)
+        }.joined(separator: ",")
+    }
+
+    /// The condition under which a lookup's audit entries are appended: the index rows read under the tag
+    /// (`audited_read`) are exactly those whose fingerprint is `?3`, and none of their subjects is restricted.
+    static let sameRowsCondition = """
+        (SELECT coalesce(string_agg(subject_id::text || ':' || encode(check_mac, 'hex'), ',' ORDER BY subject_id, check_mac), '')
+         FROM audited_read) = ?3 AND NOT EXISTS (SELECT 1 FROM audited_read WHERE restricted <> 0)
+        """
+
+    /// The read a hinted lookup appends its entries with: the candidates under the tag with their checks,
+    /// over `arguments` (`?1` version, `?2` tag, `?3` the hint's fingerprint of the tag's rows).
+    static func auditedRead(_ arguments: [SQLValue]) -> AuditedRead {
+        AuditedRead(rows: CallerIDProbe.withChecks.sql, columnCount: CallerCandidate.columnCount + 1,
+                    condition: sameRowsCondition, arguments: arguments)
+    }
+
+    /// The candidates under a tag, with the newest index version in the store (`?1` version, `?2` tag): a
+    /// lookup the hint finds no one for reads this, and answers "no one" only when the rows still say so
+    /// and no newer index version exists (an index rotation finished by another process).
+    static let candidatesAndNewestVersion = """
+        SELECT c.*, m.newest FROM (SELECT max(key_version) AS newest FROM phone_index) AS m
+        LEFT JOIN (\(CallerIDProbe.withChecks.sql)) AS c ON true
+        """
+}
+
+/// A row of the caller-ID probe with checks (`CallerIDProbe.withChecks`): the candidate, its hint entry,
+/// and whether it holds the number looked up.
+private struct CheckedCandidate {
+    let candidate: CallerCandidate
+    let entry: CallerIDHint.Entry
+    let holdsNumber: Bool
+
+    init(_ row: any Row, index: PhoneBlindIndex, fullTag: [UInt8]) {
+        let candidate = CallerCandidate(row)
+        self.candidate = candidate
+        entry = CallerIDHint.Entry(row, checkColumn: CallerCandidate.columnCount)
+        holdsNumber = row.withBlob(CallerCandidate.columnCount) { index.matches($0, subject: candidate.id, fullTag: fullTag.span) }
+    }
+}
+
+extension Store {
+    /// Finds the people holding `e164` in one round trip, through the hint; nil when the full path must
+    /// answer (no hint for this store's trail or purpose, an index rotation under way or finished
+    /// elsewhere, or rows changed since the hint was read and no one of them holds the number).
+    ///
+    /// Only where the audit trail appends beside the data and is the store's first hook, for a declared
+    /// purpose not resting on consent (whose check would need a read of the ledger first).
+    func callerIDThroughHint(_ e164: String, context: AccessContext) throws(StoreError) -> [CallerMatch]? {
+        let indexes = keyring.keys.phoneIndexes
+        guard auditTrail.appendsBesideData, auditHooks.first is any AuditTrail, indexes.count == 1, let index = indexes.first,
+              let declaration = purposeDeclaration(context.purpose), declaration.lawfulBasis != .consent else { return nil }
+        let tags = try storeErrors { try index.tags(for: e164) }
+        let known = try storeErrors { try hintEntries(under: tags.truncated, indexVersion: index.version) }
+        var holders: [SubjectID] = []
+        for entry in known where !holders.contains(entry.subject) {
+            if index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) { holders.append(entry.subject) }
+        }
+        let arguments: [SQLValue] = [.int(Int(index.version)), .integer(tags.truncated)]
+        let read: (appended: Bool, rows: [CheckedCandidate])
+        if holders.isEmpty {
+            var newest: Int64?
+            let rows = try storeErrors {
+                try data.withLock { connection in
+                    try connection.rows(CallerIDHint.candidatesAndNewestVersion, arguments) { row -> CheckedCandidate? in
+                        newest = row.isNull(CallerCandidate.columnCount + 1) ? nil : row.int64(CallerCandidate.columnCount + 1)
+                        return row.isNull(0) ? nil : CheckedCandidate(row, index: index, fullTag: tags.full)
+                    }
+                }
+            }
+            guard (newest ?? 0) <= Int64(index.version) else { return nil }
+            read = (false, rows.compactMap { $0 })
+        } else {
+            let now = Date()
+            let events = holders.map { AuditEvent(.decrypt, context, subject: $0, fields: Store.nameOnly, time: now) }
+            let audited = CallerIDHint.auditedRead(arguments + [.text(CallerIDHint.fingerprint(known))])
+            let recorded = try reportingAuditFailure(of: auditTrail) {
+                try auditTrail.record(events, with: audited) { CheckedCandidate($0, index: index, fullTag: tags.full) }
+            }
+            guard let recorded else { return nil }
+            read = recorded
+            // The entries are committed to the trail; the other hooks have them before any name is opened.
+            if read.appended { try audit(events, skippingTrail: true) }
+        }
+        var candidates: [CallerCandidate] = []
+        for row in read.rows where row.holdsNumber && !candidates.contains(where: { $0.id == row.candidate.id }) {
+            // Appended: the rows are those the hint held, so the holders are those the entries name.
+            guard !read.appended || holders.contains(row.candidate.id) else { continue }
+            candidates.append(row.candidate)
+        }
+        if !read.appended {
+            let current = read.rows.map(\.entry)
+            callerIDHint.withLock { $0?.replace(under: tags.truncated, with: current) }
+            if holders.isEmpty && candidates.isEmpty { return [] }
+            guard !candidates.isEmpty else { return nil }
+        }
+        return try answer(candidates, okEntriesCommitted: read.appended, context: context)
+    }
+
+    /// The hint's rows under `tag` for the index version `indexVersion`, read first if the hint is of
+    /// another version or was not read yet.
+    private func hintEntries(under tag: Int64, indexVersion: UInt32) throws -> [CallerIDHint.Entry] {
+        if let entries = callerIDHint.withLock({ $0?.indexVersion == indexVersion ? $0?.entries(under: tag) : nil }) { return entries }
+        let loaded = try data.withLock { try CallerIDHint(indexVersion: indexVersion, from: $0) }
+        callerIDHint.withLock { $0 = loaded }
+        return loaded.entries(under: tag)
+    }
+}

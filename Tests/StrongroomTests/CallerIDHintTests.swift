@@ -1,0 +1,120 @@
+import Foundation
+@testable import Strongroom
+import StrongroomTestSupport
+import Testing
+
+/// The caller-ID hint (`CallerIDHint`): on PostgreSQL a lookup is answered in one round trip from the
+/// blind index's pairs kept in the process. Another instance of the store changes what the hint holds
+/// behind its back; each test checks that the answer follows the data, never the hint, and that every
+/// lookup is audited. On SQLite (no hint) the same guarantees hold through the full path.
+@Suite("Caller ID through the in-process hint", .serialized)
+struct CallerIDHintTests {
+    static let old = "+442079460958"
+    static let new = "+447700900123"
+
+    /// A store, a second instance of it (another service instance), and a subject holding `old`,
+    /// looked up once by the first so that its hint is read.
+    private func twoInstances(_ backend: TestBackend, hooks: [any AuditHook] = []) throws
+        -> (test: TestStore, first: Store, other: Store, id: SubjectID) {
+        let test = try TestStore(backend, region: "GB")
+        let first = try test.reopen(hooks: hooks)
+        let other = try test.reopen()
+        let id = try other.create(sampleSubject("moved", phones: [Self.old]), context: TestStore.admin)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        #expect(first.callerIDHint.withLock { $0 != nil } == (backend == .postgres), "the hint is read on PostgreSQL only")
+        return (test, first, other, id)
+    }
+
+    @Test("a number changed or given to someone else by another instance: the stale hint never returns the wrong person",
+          arguments: TestBackend.all)
+    func staleHintAfterChange(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        // Elsewhere: the person's number changes, and the old number goes to someone new.
+        try other.update(id, personal: PersonalData(name: "Moved", phones: [LabeledPhone(label: "m", number: Self.new)]),
+                         context: TestStore.admin)
+        let newcomer = try other.create(sampleSubject("newcomer", phones: [Self.old]), context: TestStore.admin)
+        for _ in 0..<3 {   // the first lookup finds the hint stale, the next ones use the refreshed hint
+            let byOld = try first.callerID(number: Self.old, context: TestStore.caller)
+            #expect(byOld.map(\.id) == [newcomer])
+            #expect(byOld.first?.name == "Zebedee Quixotic-newcomer")
+            let byNew = try first.callerID(number: Self.new, context: TestStore.caller)
+            #expect(byNew.map(\.id) == [id])
+            #expect(byNew.first?.name == "Moved")
+        }
+        // Second act: the number leaves the newcomer; no one holds it now, here or in a fresh instance.
+        try other.update(newcomer, personal: PersonalData(name: "Gone", phones: []), context: TestStore.admin)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        let third = try test.reopen()
+        defer { third.close() }
+        #expect(try third.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        #expect(try first.verifyAuditLog().verifiedEntries > 0)
+    }
+
+    @Test("a subject erased by another instance is never returned through the hint; others sharing the number still are",
+          arguments: TestBackend.all)
+    func erasedThroughHint(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        let sharer = try other.create(sampleSubject("sharer", phones: [Self.old]), context: TestStore.admin)
+        #expect(Set(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id)) == [id, sharer])
+        _ = try other.erase(id, reason: "request", context: TestStore.admin)
+        for _ in 0..<3 {
+            #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [sharer])
+        }
+        // Second act: the sharer erased too; nothing is found, and the log still verifies.
+        _ = try other.erase(sharer, reason: "request", context: TestStore.admin)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        #expect(try first.verifyAuditLog().verifiedEntries > 0)
+    }
+
+    @Test("every lookup answered through the hint has its audit entry, chained with another instance's entries",
+          arguments: TestBackend.all)
+    func everyHintHitAudited(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let (test, first, other, id) = try twoInstances(backend, hooks: [hook])
+        defer { first.close(); other.close(); test.cleanUp() }
+        let before = try auditLines(of: first)
+        for round in 0..<5 {
+            #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+            #expect(try first.callerID(number: "+33612345678", context: TestStore.caller).isEmpty)   // a miss: nothing decrypted
+            // Another instance appends between the lookups: the hinted append chains after its entries.
+            _ = try other.read(id, context: TestStore.admin)
+            #expect(try auditLines(of: first) == before + 2 * (round + 1))
+        }
+        let decrypts = hook.events.filter { $0.action == .decrypt && $0.subject == id && $0.purpose == TestStore.caller.purpose.rawValue }
+        #expect(decrypts.count == 6 && decrypts.allSatisfy { $0.outcome == .ok && $0.fields == [.name] })
+        // Second act: a fresh instance verifies the whole chain, and still answers.
+        let third = try test.reopen()
+        defer { third.close() }
+        #expect(try third.verifyAuditLog().verifiedEntries > 0)
+        #expect(try third.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+    }
+
+    @Test("a subject restricted by another instance is refused, and audited as refused, as on the full path",
+          arguments: TestBackend.all)
+    func restrictedThroughHint(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let (test, first, other, id) = try twoInstances(backend, hooks: [hook])
+        defer { first.close(); other.close(); test.cleanUp() }
+        try other.setRestricted(true, id, context: TestStore.admin)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        let refused = hook.events.filter { $0.subject == id && $0.outcome == .refused }
+        #expect(refused.count == 2)
+        // Second act: lifted, the person is found again, through the hint, with an ok entry.
+        try other.setRestricted(false, id, context: TestStore.admin)
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        #expect(hook.events.last?.outcome == .ok && hook.events.last?.subject == id)
+        #expect(try first.verifyAuditLog().verifiedEntries > 0)
+    }
+
+    /// The lines of the store's audit log.
+    private func auditLines(of store: Store) throws -> Int {
+        var count = 0
+        try store.auditTrail.forEachLine { _, _, _ in count += 1 }
+        return count
+    }
+}
