@@ -88,15 +88,15 @@ extension Store {
     public func grantConsent(_ subject: SubjectID, purpose: Purpose, evidence: String, initiator: ConsentInitiator,
                              clientAddress: String? = nil, tokenLifetime: TimeInterval = Store.confirmationTokenLifetime,
                              context: AccessContext) throws(StoreError) -> ConsentChange {
-        guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
+        guard let declaration = purposeDeclaration(purpose) else { throw .undeclaredPurpose(purpose) }
         guard declaration.lawfulBasis == .consent else {
-            throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent")
+            throw .purposeNotOnConsent(purpose, lawfulBasis: declaration.lawfulBasis)
         }
         guard !evidence.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw .invalidInput("a consent needs evidence of how it was given (form, text shown): none was given")
+            throw .consentEvidenceMissing
         }
         guard tokenLifetime > 0, tokenLifetime <= 30 * 24 * 3600 else {
-            throw .invalidInput("a confirmation token's lifetime must be more than 0 seconds and at most 30 days")
+            throw .invalidTokenLifetime(seconds: tokenLifetime, maxSeconds: 30 * 24 * 3600)
         }
         var token: String?
         var expiry: Date?
@@ -117,9 +117,9 @@ extension Store {
     /// as easy as consenting); the client address and evidence, when given, are encrypted.
     public func withdrawConsent(_ subject: SubjectID, purpose: Purpose, evidence: String? = nil, initiator: ConsentInitiator,
                                 clientAddress: String? = nil, context: AccessContext) throws(StoreError) -> ConsentChange {
-        guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
+        guard let declaration = purposeDeclaration(purpose) else { throw .undeclaredPurpose(purpose) }
         guard declaration.lawfulBasis == .consent else {
-            throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent: there is no consent to withdraw")
+            throw .purposeNotOnConsent(purpose, lawfulBasis: declaration.lawfulBasis)
         }
         let facts = LedgerFacts(purpose: purpose, state: .withdrawn, tokenHash: nil, tokenExpiry: nil, confirms: nil)
         let (entry, _) = try appendConsent(subject, .facts(facts), initiator: initiator, clientAddress: clientAddress,

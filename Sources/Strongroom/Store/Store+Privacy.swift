@@ -29,7 +29,7 @@ extension Store {
     @discardableResult
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> ErasureCompletion {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
+        guard !reason.isEmpty, reason.count <= 200 else { throw .invalidReason(.erasure, maxCharacters: 200) }
         try remove(id, .erase, detail: reason, context: context)
         return try storeErrors {
             _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: 0) }

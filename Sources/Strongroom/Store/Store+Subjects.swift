@@ -170,7 +170,7 @@ extension Store {
             guard let kind = try connection.scalarText("SELECT kind FROM subjects WHERE id = ?", [.integer(id.rawValue)]) else {
                 throw try notFoundOrErased(id)
             }
-            guard kind == SubjectKind.lead.rawValue else { throw StoreError.invalidInput("subject \(id) is not a lead") }
+            guard kind == SubjectKind.lead.rawValue else { throw StoreError.wrongSubjectKind(id, expected: .lead) }
             try write.require(id, .convert)
             try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ?",
                                [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
@@ -314,7 +314,7 @@ extension Store {
     func normalizer(for region: String?) throws(StoreError) -> PhoneNormalizer {
         guard let region, region.uppercased() != defaultRegion else { return phoneNormalizer }
         do { return try PhoneNormalizer(defaultRegion: region) } catch {
-            throw .invalidInput("unsupported region \(region)")
+            throw .unsupportedRegion(region)
         }
     }
 

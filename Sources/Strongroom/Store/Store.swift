@@ -47,7 +47,7 @@ public final class Store: Sendable {
         callerIDProbe = CallerIDProbe(exactCheck: try storeErrors { try backend.prepareCallerIDProbe(on: data, keyring: keyring) })
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
-            throw .invalidInput("unsupported default region \(defaultRegion)")
+            throw .unsupportedRegion(defaultRegion)
         }
         auditTrail = try storeErrors {
             try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
@@ -56,7 +56,7 @@ public final class Store: Sendable {
                                        lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
-            throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
+            throw .noAuditHook
         }
         auditHooks = (configuration.auditLogFile ? [auditTrail] : []) + configuration.additionalAuditHooks
         faultInjection = configuration.faultInjection
@@ -81,7 +81,7 @@ public final class Store: Sendable {
                               configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
         let region = configuration.defaultRegion.uppercased()
         guard PhoneNormalizer.supportedRegions.contains(region) else {
-            throw .invalidInput("unsupported default region \(configuration.defaultRegion)")
+            throw .unsupportedRegion(configuration.defaultRegion)
         }
         let master: SecretKey
         do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
@@ -145,10 +145,12 @@ public final class Store: Sendable {
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
     func audit(_ events: [AuditEvent]) throws(StoreError) {
         for hook in auditHooks {
-            do { try hook.record(events) } catch AuditLogError.gap(let gap) {
-                throw .auditGap(gap)
+            do { try hook.record(events) } catch let error as AuditLogError {
+                throw StoreError(error)
+            } catch let error as DatabaseError {
+                throw .auditFailed(.database(error))
             } catch {
-                throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
+                throw .auditHookFailed(hook: "\(type(of: hook))", error: error)
             }
         }
     }
@@ -178,7 +180,7 @@ public final class Store: Sendable {
     /// matches its head. Keep personal data out of `reason`: it is kept in clear in the log.
     @discardableResult
     public func acknowledgeAuditGap(reason: String, context: AccessContext) throws(StoreError) -> AuditGap {
-        guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidInput("give the reason the gap is acknowledged") }
+        guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidReason(.auditGapAcknowledgement, maxCharacters: nil) }
         var event: AuditEvent?
         let gap = try storeErrors {
             try auditTrail.acknowledgeGap { gap, headMAC in
@@ -190,7 +192,7 @@ public final class Store: Sendable {
         }
         if let event {
             for hook in auditHooks where !(hook is any AuditTrail) {
-                do { try hook.record([event]) } catch { throw .auditFailed("hook \(type(of: hook)) failed") }
+                do { try hook.record([event]) } catch { throw .auditHookFailed(hook: "\(type(of: hook))", error: error) }
             }
         }
         return gap
