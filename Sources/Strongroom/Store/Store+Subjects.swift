@@ -89,11 +89,14 @@ extension Store {
                 results.append(WriteResult(id: existing.0, created: false, unindexedPhoneNumbers: fields.unindexed))
                 write.record(existing.0, .update, fields: fields.written)
             } else {
-                let id = try connection.scalarInteger("""
-                    INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
-                    """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
-                                                                    .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
+                // Another process may have given a subject this external id since the look-up above.
+                let id = try Store.refusingDuplicate(subject.metadata.externalID) { () throws(DatabaseError) in
+                    try connection.scalarInteger("""
+                        INSERT INTO subjects (kind, external_id, owner, status, source, created_at, updated_at, last_contacted_at, key_version)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id
+                        """, Store.metadataValues(subject.metadata) + [.integer(now), .integer(now),
+                                                                        .integer(subject.metadata.lastContactedAt.map(Store.milliseconds))])
+                }
                 created.append((SubjectID(rawValue: id ?? 0), subject))
                 results.append(WriteResult(id: created.last!.0, created: true, unindexedPhoneNumbers: 0))
             }
@@ -266,15 +269,25 @@ extension Store {
         return written
     }
 
+    /// `write`'s result; a unique violation, which on `subjects` only its external id can cause, is
+    /// reported as `duplicateExternalID`.
+    static func refusingDuplicate<T>(_ externalID: String?, _ write: () throws(DatabaseError) -> T) throws(StoreError) -> T {
+        do { return try write() } catch {
+            throw error.isUniqueViolation ? .duplicateExternalID(externalID ?? "") : .database(error)
+        }
+    }
+
     /// Updates metadata and the given fields of an existing subject under its current key.
     private func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
                          normalizer: PhoneNormalizer, now: Int64,
                          in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
-        try connection.run("""
-            UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
-            WHERE id = ?
-            """, Store.metadataValues(metadata) + [.integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
-                                                    .integer(id.rawValue)])
+        try Store.refusingDuplicate(metadata.externalID) { () throws(DatabaseError) in
+            try connection.run("""
+                UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
+                WHERE id = ?
+                """, Store.metadataValues(metadata) + [.integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
+                                                        .integer(id.rawValue)])
+        }
         let key = try keyring.subjectKey(for: id, version: keyVersion)
         let written = try seal(personal, of: id, under: key, in: connection)
         var unindexed = 0
