@@ -68,11 +68,11 @@ extension Store {
 
     /// The latest consent state of `subject` for `purpose`, nil when the ledger has none.
     func consentState(of subject: SubjectID, for purpose: Purpose) throws(StoreError) -> ConsentState? {
-        try storeErrors { try data.withLock { try Store.consentState(of: subject, for: purpose, in: $0) } }
+        try withData { (connection) throws(DatabaseError) in try Store.consentState(of: subject, for: purpose, in: connection) }
     }
 
     /// The latest consent state of `subject` for `purpose` read through `connection` (inside a transaction).
-    static func consentState(of subject: SubjectID, for purpose: Purpose, in connection: any Database) throws -> ConsentState? {
+    static func consentState(of subject: SubjectID, for purpose: Purpose, in connection: any Database) throws(DatabaseError) -> ConsentState? {
         try connection.scalarText("SELECT state FROM consent_ledger WHERE subject_id = ? AND purpose = ? ORDER BY id DESC LIMIT 1",
                                   [.integer(subject.rawValue), .text(purpose.rawValue)]).flatMap(ConsentState.init(rawValue:))
     }
@@ -207,7 +207,7 @@ extension Store {
     }
 
     /// The ledger rows of `subjects`, with their sealed parts, for decryption or re-encryption.
-    func consentRows(of subjects: [SubjectID], in connection: any Database) throws -> [SubjectID: [ConsentRow]] {
+    func consentRows(of subjects: [SubjectID], in connection: any Database) throws(DatabaseError) -> [SubjectID: [ConsentRow]] {
         var rows: [SubjectID: [ConsentRow]] = [:]
         for subject in subjects {
             try connection.forEachRow("""
@@ -226,12 +226,10 @@ extension Store {
     /// A subject's consent ledger, oldest first, with client addresses and evidence decrypted through the
     /// audited path.
     public func consentLedger(of subject: SubjectID, context: AccessContext) throws(StoreError) -> [ConsentEntry] {
-        let (encrypted, rows) = try storeErrors {
-            try data.withLock { connection -> (EncryptedSubject?, [ConsentRow]) in
-                (try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) {
-                    Store.encryptedSubject(from: $0, fields: [])
-                }, try consentRows(of: [subject], in: connection)[subject] ?? [])
-            }
+        let (encrypted, rows) = try withData { (connection) throws(DatabaseError) -> (EncryptedSubject?, [ConsentRow]) in
+            (try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) {
+                Store.encryptedSubject(from: $0, fields: [])
+            }, try consentRows(of: [subject], in: connection)[subject] ?? [])
         }
         guard let encrypted else { throw try notFoundOrErased(subject) }
         let opened = try decrypt([encrypted], fields: [], extra: [subject: rows.flatMap(\.sealedValues)], detail: "consent ledger",

@@ -1,5 +1,6 @@
 import Foundation
 import StrongroomPhone
+import StrongroomStorage
 
 /// Everything a store holds on one subject, in the stable export layout (version 1): the answer to a
 /// right-of-access or portability request (GDPR Art. 15 and 20).
@@ -79,11 +80,9 @@ extension Store {
     /// in the access log it returns).
     public func export(_ id: SubjectID, context: AccessContext) throws(StoreError) -> SubjectExport {
         let subject = try read(id, fields: .all, context: context)
-        let calls = try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("SELECT at, direction FROM calls WHERE subject_id = ? ORDER BY at", [.integer(id.rawValue)]) {
-                    SubjectExport.Call(at: Timestamp.format(Store.date(milliseconds: $0.int64(0))), direction: $0.text(1) ?? "")
-                }
+        let calls = try withData { (connection) throws(DatabaseError) in
+            try connection.rows("SELECT at, direction FROM calls WHERE subject_id = ? ORDER BY at", [.integer(id.rawValue)]) {
+                SubjectExport.Call(at: Timestamp.format(Store.date(milliseconds: $0.int64(0))), direction: $0.text(1) ?? "")
             }
         }
         let consents = try consentLedger(of: id, context: context)

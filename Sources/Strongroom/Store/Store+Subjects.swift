@@ -184,14 +184,12 @@ extension Store {
     /// Reads a subject: clear fields, and the requested personal fields decrypted through the audited path.
     public func read(_ id: SubjectID, fields: Set<PersonalField> = .all, context: AccessContext) throws(StoreError) -> Subject {
         let requested = fields.sorted()
-        let encrypted = try storeErrors {
-            try data.withLock { connection in
-                try connection.firstRow(
-                    "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
-                    [.integer(id.rawValue)]) { row in
-                        Store.encryptedSubject(from: row, fields: requested)
-                    }
-            }
+        let encrypted = try withData { (connection) throws(DatabaseError) in
+            try connection.firstRow(
+                "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
+                [.integer(id.rawValue)]) { row in
+                    Store.encryptedSubject(from: row, fields: requested)
+                }
         }
         guard let encrypted else { throw try notFoundOrErased(id) }
         let personal = try decrypt([encrypted], fields: requested, context: context).personal[0]
@@ -205,32 +203,28 @@ extension Store {
     ///   - after: the last id of the previous page (keyset paging).
     ///   - limit: the page size.
     public func list(kind: SubjectKind? = nil, after: SubjectID? = nil, limit: Int = 100) throws(StoreError) -> [SubjectSummary] {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("""
-                    SELECT \(Store.summaryColumns) FROM subjects
-                    WHERE id > ? AND (kind = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?
-                    """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
-            }
+        try withData { (connection) throws(DatabaseError) in
+            try connection.rows("""
+                SELECT \(Store.summaryColumns) FROM subjects
+                WHERE id > ? AND (kind = ?2 OR ?2 IS NULL) ORDER BY id LIMIT ?
+                """, [.integer(after?.rawValue ?? 0), .text(kind?.rawValue), .int(limit)]) { Store.summary(from: $0, offset: 0) }
         }
     }
 
     /// The number of subjects in the store.
     public func count() throws(StoreError) -> Int {
-        try storeErrors { try data.withLock { Int(try $0.scalarInteger("SELECT count(*) FROM subjects") ?? 0) } }
+        try withData { (connection) throws(DatabaseError) in Int(try connection.scalarInteger("SELECT count(*) FROM subjects") ?? 0) }
     }
 
     /// Finds a subject by the store's id or by its external id (numbers are tried as ids first).
     public func resolve(_ reference: String) throws(StoreError) -> SubjectID {
-        let found = try storeErrors {
-            try data.withLock { connection -> SubjectID? in
-                if let number = Int64(reference),
-                   try connection.scalarInteger("SELECT id FROM subjects WHERE id = ?", [.integer(number)]) != nil {
-                    return SubjectID(rawValue: number)
-                }
-                return try connection.scalarInteger("SELECT id FROM subjects WHERE external_id = ?", [.text(reference)])
-                    .map(SubjectID.init(rawValue:))
+        let found = try withData { (connection) throws(DatabaseError) -> SubjectID? in
+            if let number = Int64(reference),
+               try connection.scalarInteger("SELECT id FROM subjects WHERE id = ?", [.integer(number)]) != nil {
+                return SubjectID(rawValue: number)
             }
+            return try connection.scalarInteger("SELECT id FROM subjects WHERE external_id = ?", [.text(reference)])
+                .map(SubjectID.init(rawValue:))
         }
         if let found { return found }
         if let number = Int64(reference), try keyring.isErased(SubjectID(rawValue: number)) {

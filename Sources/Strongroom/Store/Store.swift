@@ -142,6 +142,16 @@ public final class Store: Sendable {
         auditTrail.close()
     }
 
+    /// Runs `body` on the data connection, under its lock; a database failure is `StoreError.database`.
+    /// The closure says `throws(DatabaseError)`: Swift 6.3 infers `any Error` for an unannotated one.
+    func withData<Result: Sendable>(_ body: (any Database) throws(DatabaseError) -> Result) throws(StoreError) -> Result {
+        do {
+            return try data.withLock { (connection) throws(DatabaseError) -> Result in try body(connection) }
+        } catch {
+            throw .database(error)
+        }
+    }
+
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
     func audit(_ events: [AuditEvent]) throws(StoreError) {
         for hook in auditHooks {
