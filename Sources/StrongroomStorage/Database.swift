@@ -7,13 +7,6 @@ public enum SQLDialect: String, Sendable {
     case postgresql
 }
 
-/// A failure reported by a database backend: a code to look up and the backend's message, never the
-/// values bound to the statement (they can be ciphertext, blind-index tags or identifiers).
-public protocol DatabaseError: Error, Sendable, CustomStringConvertible {
-    /// True when a unique, check or foreign-key constraint refused the write.
-    var isConstraintViolation: Bool { get }
-}
-
 /// One result row, valid only inside the closure it is passed to.
 public protocol Row {
     /// True when column `index` is SQL `NULL`.
@@ -41,7 +34,9 @@ extension Row {
 
 /// A connection to one of a store's databases, whatever the backend. The engine writes its SQL in
 /// the subset both backends share: `?` parameters, `ON CONFLICT … DO …`, `RETURNING`, no
-/// backend-specific functions; what differs is asked of `dialect`.
+/// backend-specific functions; what differs is asked of `dialect`. Every failure of the backend is a
+/// `DatabaseError` (typed throws); only `transaction` throws untyped, because its body's own errors
+/// pass through it unchanged.
 ///
 /// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
 /// keeps each one behind a lock.
@@ -50,30 +45,33 @@ public protocol Database: AnyObject {
     var dialect: SQLDialect { get }
 
     /// Runs one or more SQL statements that take no parameters and return no rows the caller needs.
-    func execute(_ sql: String) throws
+    func execute(_ sql: String) throws(DatabaseError)
 
     /// Runs a statement that returns no rows, with `values` bound to its `?` parameters.
-    func run(_ sql: String, _ values: [SQLValue]) throws
+    func run(_ sql: String, _ values: [SQLValue]) throws(DatabaseError)
 
     /// Runs a query and calls `row` for each result row.
-    func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws
+    func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError)
 
     /// Runs a query and maps its first row, or returns nil when it has none.
-    func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T?
+    func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T?
 
     /// Runs `body` inside a write transaction: committed when it returns, rolled back when it throws.
     /// Write transactions on one database never run at the same time (SQLite's write lock; an advisory
     /// lock on PostgreSQL), so a read inside `body` sees what the write after it will change.
+    /// Throws `body`'s own error unchanged, or a `DatabaseError` of BEGIN or COMMIT. Untyped: a
+    /// generic `throws(E)` would need every body annotated with its error type (Swift 6.3 infers
+    /// `any Error` for an unannotated throwing closure) and every statement in it converted to `E`.
     func transaction<T>(_ body: () throws -> T) throws -> T
 
     /// The number of rows changed by the last statement.
     var changes: Int { get }
 
     /// The schema version recorded in the database (0 when none).
-    func schemaVersion() throws -> Int
+    func schemaVersion() throws(DatabaseError) -> Int
 
     /// Records `version` as the schema version (inside a migration's transaction).
-    func setSchemaVersion(_ version: Int) throws
+    func setSchemaVersion(_ version: Int) throws(DatabaseError)
 
     /// Makes deleted rows' bytes leave the database's files where the backend allows it, waiting up to
     /// `milliseconds` (nil: the connection's usual lock wait) for readers of older snapshots; returns
@@ -81,37 +79,37 @@ public protocol Database: AnyObject {
     /// removes. SQLite: the WAL is copied into the main file, whose deleted content `secure_delete`
     /// has overwritten, and cut to zero bytes. PostgreSQL: returns true at once; the server keeps old
     /// row versions until VACUUM, and its own WAL, beyond a client's reach. Call outside a transaction.
-    func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws -> Bool
+    func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws(DatabaseError) -> Bool
 }
 
 extension Database {
     /// `discardDeletedContent(waitingUpTo:)` with the connection's usual lock wait, for callers that
     /// leave what a reader holds to a later call.
-    public func discardDeletedContent() throws { _ = try discardDeletedContent(waitingUpTo: nil) }
+    public func discardDeletedContent() throws(DatabaseError) { _ = try discardDeletedContent(waitingUpTo: nil) }
 
     /// Runs a statement that takes no parameters and returns no rows.
-    public func run(_ sql: String) throws { try run(sql, []) }
+    public func run(_ sql: String) throws(DatabaseError) { try run(sql, []) }
 
     /// Runs a query without parameters and calls `row` for each result row.
-    public func forEachRow(_ sql: String, _ row: (any Row) throws -> Void) throws { try forEachRow(sql, [], row) }
+    public func forEachRow(_ sql: String, _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) { try forEachRow(sql, [], row) }
 
     /// Runs a query without parameters and maps its first row.
-    public func firstRow<T>(_ sql: String, _ map: (any Row) throws -> T) throws -> T? { try firstRow(sql, [], map) }
+    public func firstRow<T>(_ sql: String, _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T? { try firstRow(sql, [], map) }
 
     /// Runs a query and maps every row.
-    public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any Row) throws -> T) throws -> [T] {
+    public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> [T] {
         var result: [T] = []
-        try forEachRow(sql, values) { result.append(try map($0)) }
+        try forEachRow(sql, values) { (row) throws(DatabaseError) in result.append(try map(row)) }
         return result
     }
 
     /// The integer in the first column of the first row, or nil (also for NULL).
-    public func scalarInteger(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
+    public func scalarInteger(_ sql: String, _ values: [SQLValue] = []) throws(DatabaseError) -> Int64? {
         try firstRow(sql, values) { $0.isNull(0) ? nil : $0.int64(0) } ?? nil
     }
 
     /// The text in the first column of the first row, or nil.
-    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws -> String? {
+    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws(DatabaseError) -> String? {
         try firstRow(sql, values) { $0.text(0) } ?? nil
     }
 }

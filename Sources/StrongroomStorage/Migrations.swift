@@ -16,21 +16,29 @@ public struct Migration: Sendable {
 public enum MigrationError: Error, Equatable, Sendable {
     /// The file was written by a newer build than this one: opening it could lose data.
     case schemaNewerThanBuild(found: Int, supported: Int)
+    /// The database failed while reading the version or applying a step (rolled back).
+    case database(DatabaseError)
 }
 
 extension Database {
     /// Applies, each in its own transaction, every migration newer than the database's schema version.
     /// A database written by a newer build is refused: opening it could lose data.
-    public func migrate(_ migrations: [Migration]) throws {
+    public func migrate(_ migrations: [Migration]) throws(MigrationError) {
         let latest = migrations.map(\.version).max() ?? 0
-        let current = try schemaVersion()
+        let current: Int
+        do { current = try schemaVersion() } catch { throw .database(error) }
         guard current <= latest else {
-            throw MigrationError.schemaNewerThanBuild(found: current, supported: latest)
+            throw .schemaNewerThanBuild(found: current, supported: latest)
         }
         for migration in migrations.sorted(by: { $0.version < $1.version }) where migration.version > current {
-            try transaction {
-                try execute(migration.sql)
-                try setSchemaVersion(migration.version)
+            do {
+                try transaction {
+                    try execute(migration.sql)
+                    try setSchemaVersion(migration.version)
+                }
+            } catch {
+                // `transaction` throws its body's errors and its own, all of them `DatabaseError` here.
+                throw .database(error as! DatabaseError)
             }
         }
     }

@@ -172,13 +172,30 @@ extension StoreError {
     var exitStatus: ExitStatus {
         switch self {
         case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified, .noErasureReceipt: return .failure
-        case .storeNotFound, .storeAlreadyExists, .invalidInput, .invalidPhoneNumber, .duplicateExternalID, .externalIDErased, .schemaTooNew,
+        case .storeNotFound, .storeAlreadyExists, .invalidPhoneNumber, .duplicateExternalID, .externalIDErased, .schemaTooNew,
              .consentTokenRejected, .purposeWeakened,
-             .fieldTooLarge:
+             .fieldTooLarge,
+             .unsupportedRegion, .blindIndexBitsOutOfRange, .masterKeyWrongLength, .keyEncryptionKeyRotationOvertaken,
+             .wrongSubjectKind, .noAuditHook, .invalidReason, .invalidPurposeName, .builtInPurposeOnConsent,
+             .undeclaredPurpose, .purposeNotOnConsent, .consentEvidenceMissing, .invalidTokenLifetime,
+             .noFieldsToRectify, .unknownField, .fieldNamedTwice, .invalidEmailAddress:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
-             .auditFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted:
+             .auditFailed, .auditHookFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted, .unexpected:
             return .integrity
+        }
+    }
+
+    /// What to do next in the tool's words (its commands and options), added to the engine's message,
+    /// which names none; nil when the message says it all.
+    var toolHint: String? {
+        switch self {
+        case .storeNotFound: return "create one with `strongroom init`"
+        case .auditGap: return "strongroom audit verify, then strongroom audit acknowledge-gap --reason TEXT"
+        case .auditLogUnverified: return "strongroom audit verify"
+        case .keyBudgetExhausted: return "strongroom keys rotate-kek, rotate-index or rotate-master"
+        case .blindIndexBitsOutOfRange: return "--bits"
+        default: return nil
         }
     }
 }

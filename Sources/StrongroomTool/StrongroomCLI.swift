@@ -79,7 +79,7 @@ enum StrongroomCLI {
     static func describe(_ error: any Error) -> (String, ExitStatus) {
         switch error {
         case let error as ToolError: return (error.message, error.status)
-        case let error as StoreError: return (error.description, error.exitStatus)
+        case let error as StoreError: return (error.description + (error.toolHint.map { " (\($0))" } ?? ""), error.exitStatus)
         case let error as KeyProviderError: return (error.description, .integrity)
         case let error as ImportError: return (error.description, .usage)
         default: return ("\(error)", .integrity)

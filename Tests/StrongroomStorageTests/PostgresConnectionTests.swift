@@ -71,7 +71,7 @@ struct PostgresConnectionTextTests {
         #expect {
             try PostgresConnection.split(url)
         } throws: { error in
-            guard let error = error as? PostgresError else { return false }
+            guard let error = error as? DatabaseError else { return false }
             return error.sqlState == "08000" && !error.isConstraintViolation
         }
     }
@@ -238,7 +238,7 @@ struct PostgresConnectionTests {
         let connection = scratch.connection
         try connection.execute("CREATE TABLE t (x TEXT)")
         let refusal = thrown { try connection.run("INSERT INTO t (x) VALUES (?)", [.text("secret\u{0}value")]) }
-        let error = try #require(refusal as? PostgresError, "\(String(describing: refusal))")
+        let error = try #require(refusal as? DatabaseError, "\(String(describing: refusal))")
         #expect(error.sqlState == "22000" && !error.isConstraintViolation)
         #expect(!error.description.contains("secret") && error.sql == "INSERT INTO t (x) VALUES (?)")
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
@@ -249,7 +249,7 @@ struct PostgresConnectionTests {
             inside = thrown { try connection.run("INSERT INTO t (x) VALUES (?)", [.text("\u{0}")]) }
             try connection.run("INSERT INTO t (x) VALUES (?)", [.text("after")])
         }
-        #expect((inside as? PostgresError)?.sqlState == "22000")
+        #expect((inside as? DatabaseError)?.sqlState == "22000")
         #expect(try connection.rows("SELECT x FROM t ORDER BY x") { $0.text(0) } == ["after", "before"])
         // A NUL byte in a blob is fine.
         try connection.execute("CREATE TABLE b (x BYTEA)")
@@ -267,16 +267,15 @@ struct PostgresConnectionTests {
         let duplicates: [[SQLValue]] = [[.text("secret-value-4242"), .blob([1])], [.text("other"), .blob(Array("secret-bytes-77".utf8))]]
         for values in duplicates {
             let failure = thrown { try connection.run("INSERT INTO u (k, b) VALUES (?, ?)", values) }
-            let error = try #require(failure as? any DatabaseError, "\(String(describing: failure))")
-            let postgres = try #require(error as? PostgresError)
-            #expect(error.isConstraintViolation && postgres.sqlState == "23505")
+            let error = try #require(failure as? DatabaseError, "\(String(describing: failure))")
+            #expect(error.isConstraintViolation && error.isUniqueViolation && error.code == .postgresql(sqlState: "23505"))
             // Neither the value nor its bytes (as hex, as PostgreSQL's DETAIL would show them) are in the error.
-            for text in [error.description, postgres.message, "\(error)", String(reflecting: error)] {
+            for text in [error.description, error.message, "\(error)", String(reflecting: error)] {
                 #expect(!text.contains("secret") && !text.contains("4242") && !text.contains("7365637265742d62797465732d3737"), "\(text)")
             }
         }
         // Other errors are not constraint violations.
-        let missing = thrown { try connection.execute("SELECT * FROM missing_table") } as? PostgresError
+        let missing = thrown { try connection.execute("SELECT * FROM missing_table") } as? DatabaseError
         #expect(missing?.sqlState == "42P01" && missing?.isConstraintViolation == false)
         #expect(try connection.scalarInteger("SELECT count(*) FROM u") == 1)
     }
@@ -324,7 +323,7 @@ struct PostgresConnectionTests {
                 _ = thrown { try connection.run("INSERT INTO t (x) VALUES (1)") }
             }
         }
-        let rolledBack = try #require(swallowed as? PostgresError, "\(String(describing: swallowed))")
+        let rolledBack = try #require(swallowed as? DatabaseError, "\(String(describing: swallowed))")
         #expect(rolledBack.sqlState == "40000" && rolledBack.message.contains("rolled back"))
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // The body lets it through: that error comes out, and nothing is committed.
@@ -334,7 +333,7 @@ struct PostgresConnectionTests {
                 try connection.run("INSERT INTO t (x) VALUES (2)")
             }
         }
-        #expect((passed as? PostgresError)?.sqlState == "23505")
+        #expect((passed as? DatabaseError)?.sqlState == "23505")
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // The connection is usable afterwards, in and out of transactions.
         try connection.transaction { try connection.run("INSERT INTO t (x) VALUES (3)") }
@@ -435,7 +434,7 @@ struct PostgresConnectionTests {
         // The first statement may be the one that finds the connection dead (and fails, typed); the
         // connection is usable again after it at the latest.
         let first = thrown { _ = try connection.scalarInteger("SELECT 1") }
-        #expect(first == nil || first is PostgresError)
+        #expect(first == nil || first is DatabaseError)
         #expect(try connection.scalarInteger("SELECT 1") == 1)
         #expect(try connection.scalarInteger("SELECT pg_backend_pid()") != pid)
         // The new session is set up as the old one was: the schema on the search path, statements prepared again.

@@ -34,7 +34,7 @@ struct SQLiteFunctionTests {
         try connection.definePredicate("secret_check", argumentCount: 1) { _ in true }
         try connection.execute("CREATE TABLE t (x INTEGER); CREATE VIEW v AS SELECT x FROM t WHERE secret_check(x)")
         try connection.run("INSERT INTO t VALUES (1)")
-        #expect(throws: SQLiteError.self) { try connection.scalarInteger("SELECT count(*) FROM v") }
+        #expect(throws: DatabaseError.self) { try connection.scalarInteger("SELECT count(*) FROM v") }
         #expect(try connection.scalarInteger("SELECT count(*) FROM t WHERE secret_check(x)") == 1)
     }
 }

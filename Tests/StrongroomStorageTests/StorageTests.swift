@@ -65,11 +65,14 @@ struct ConnectionTests {
         #expect {
             try connection.run("INSERT INTO t VALUES (?)", [.text("secret-value-1")])
         } throws: { error in
-            guard let error = error as? SQLiteError else { return false }
-            return error.isConstraintViolation && !error.description.contains("secret-value-1")
+            guard let error = error as? DatabaseError else { return false }
+            // SQLITE_CONSTRAINT_UNIQUE (2067), the SQL with its placeholder, and no value anywhere.
+            return error.code == .sqlite(extendedCode: 2067) && error.isConstraintViolation && error.isUniqueViolation
+                && error.sql == "INSERT INTO t VALUES (?)"
+                && ![error.description, error.message, String(reflecting: error)].contains { $0.contains("secret-value-1") }
         }
-        #expect(throws: SQLiteError.self) { try connection.execute("SELECT * FROM missing") }
-        #expect(throws: SQLiteError.self) { try SQLiteConnection(path: scratch.path("absent.sqlite"), create: false) }
+        #expect(throws: DatabaseError.self) { try connection.execute("SELECT * FROM missing") }
+        #expect(throws: DatabaseError.self) { try SQLiteConnection(path: scratch.path("absent.sqlite"), create: false) }
     }
 
     @Test("migrations apply once, in order, and a file from a newer build is refused")

@@ -174,7 +174,8 @@ struct AuditGapTests {
         Thread.sleep(forTimeInterval: 1.2)
         var refused: AuditGap?
         for _ in 0..<3 {
-            do { _ = try live.read(subject, fields: [.name], context: TestStore.admin) } catch StoreError.auditGap(let gap) {
+            do { _ = try live.read(subject, fields: [.name], context: TestStore.admin) } catch {
+                guard case .auditGap(let gap) = error else { throw error }
                 refused = gap
                 break
             }

@@ -71,7 +71,8 @@ struct AuditTests {
         #expect {
             try test.store.read(id, context: TestStore.admin)
         } throws: { error in
-            if case StoreError.auditFailed = error { return true }
+            // The hook's own error, kept as its value.
+            if case StoreError.auditHookFailed(hook: "RecordingHook", let cause) = error { return cause is RecordingHook.Refused }
             return false
         }
         // A write whose audit fails is rolled back.

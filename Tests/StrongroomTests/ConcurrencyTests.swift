@@ -19,7 +19,7 @@ struct ConcurrencyTests {
                         try store.update(id, personal: PersonalData(notes: "final \(worker)-\(index)"), context: TestStore.admin)
                         let read = try store.read(id, fields: [.name, .notes], context: TestStore.admin)
                         guard read.personal.notes == "final \(worker)-\(index)", read.personal.name == "Zebedee Quixotic-w\(worker)-\(index)" else {
-                            throw StoreError.invalidInput("torn record \(id)")
+                            throw ChildFailure(description: "torn record \(id)")
                         }
                         mine.append(id)
                     }

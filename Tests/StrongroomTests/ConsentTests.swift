@@ -16,11 +16,6 @@ func isTokenRejection(_ error: any Error, _ reason: String) -> Bool {
     return false
 }
 
-/// Whether `error` is `StoreError.invalidInput`.
-func isInvalidInput(_ error: any Error) -> Bool {
-    if case StoreError.invalidInput = error { return true }
-    return false
-}
 
 /// An audit hook that runs an action once, on the first event it is told to wait for.
 final class TriggerHook: AuditHook, @unchecked Sendable {
@@ -137,13 +132,13 @@ struct ConsentTests {
         let (test, id) = try prepared(backend, hooks: [hook])
         defer { test.cleanUp() }
         #expect { try test.store.grantConsent(id, purpose: Self.marketing, evidence: "  ", initiator: .import, context: TestStore.admin) }
-            throws: { isInvalidInput($0) }
+            throws: { if case StoreError.consentEvidenceMissing = $0 { true } else { false } }
         #expect { try test.store.grantConsent(id, purpose: .callerID, evidence: "x", initiator: .staff, context: TestStore.admin) }
-            throws: { isInvalidInput($0) }
+            throws: { if case StoreError.purposeNotOnConsent(.callerID, lawfulBasis: _) = $0 { true } else { false } }
         #expect { try test.store.grantConsent(id, purpose: "profiling", evidence: "x", initiator: .staff, context: TestStore.admin) }
-            throws: { isInvalidInput($0) }
+            throws: { if case StoreError.undeclaredPurpose("profiling") = $0 { true } else { false } }
         #expect { try test.store.withdrawConsent(id, purpose: .callerID, initiator: .subject, context: TestStore.admin) }
-            throws: { isInvalidInput($0) }
+            throws: { if case StoreError.purposeNotOnConsent(.callerID, lawfulBasis: _) = $0 { true } else { false } }
         #expect(try test.store.consentLedger(of: id, context: TestStore.admin).isEmpty)
         // A read for an undeclared purpose is refused, and audited as refused.
         #expect { try test.store.read(id, context: AccessContext(actor: "x", purpose: "profiling")) } throws: {
@@ -218,7 +213,9 @@ struct ConsentTests {
             isTokenRejection($0, "no pending consent")
         }
         #expect { try test.store.grantConsent(id, purpose: Self.newsletter, evidence: "form", initiator: .subject, tokenLifetime: 0,
-                                              context: TestStore.admin) } throws: { isInvalidInput($0) }
+                                              context: TestStore.admin) } throws: {
+            if case StoreError.invalidTokenLifetime(seconds: 0, maxSeconds: _) = $0 { true } else { false }
+        }
     }
 
     @Test("a token confirmed by many threads at once is accepted once", arguments: TestBackend.all)

@@ -101,7 +101,7 @@ struct EmailIndexTests {
             Issue.record("an address without @ was accepted")
         } catch {
             #expect(!"\(error)".contains("zebedee"))
-            guard case StoreError.invalidInput = error else { Issue.record("not an input error: \(error)"); return }
+            guard case StoreError.invalidEmailAddress = error else { Issue.record("not an input error: \(error)"); return }
         }
         // A restricted subject is found for the subject's request, not for another purpose.
         try test.store.setRestricted(true, ivo, context: TestStore.admin)

@@ -349,7 +349,7 @@ struct ChildJob: Codable, Sendable {
                     }
                     guard attempt > 0 || report.resumed == (role == .resumer) else { throw ChildFailure(description: "\(step): resumed = \(report.resumed)") }
                     break
-                } catch StoreError.invalidInput(let message) where message.contains("run it again") && attempt < 3 {
+                } catch StoreError.keyEncryptionKeyRotationOvertaken where attempt < 3 {
                     attempt += 1
                 }
             }

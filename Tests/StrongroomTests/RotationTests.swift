@@ -234,7 +234,7 @@ struct RotationTests {
                 for round in 0..<60 {
                     let index = round % 200
                     guard try service.callerID(number: self.number(index), context: TestStore.caller).map(\.id) == [ids[index]] else {
-                        throw StoreError.invalidInput("lookup \(round) failed during rotation")
+                        throw ChildFailure(description: "lookup \(round) failed during rotation")
                     }
                     made.append(try service.create(sampleSubject("new\(round)", phones: ["+4477019" + String(format: "%05d", round)]),
                                                    context: TestStore.admin))

@@ -97,6 +97,54 @@ struct StoreTests {
         #expect(try test.store.count() == 0)
     }
 
+    @Test("a database failure surfaces as StoreError.database with the backend's code and SQL, never a bound value; the store works on",
+          arguments: TestBackend.all)
+    func databaseErrorIsTyped(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("dbe"), context: TestStore.admin)
+        try test.database(.data).execute("ALTER TABLE phone_index RENAME TO phone_index_moved")
+        let change = PersonalData(phones: [LabeledPhone(label: "m", number: "+44 20 7946 0321")], notes: "Kumquat-secret-note")
+        #expect {
+            try test.store.update(id, personal: change, context: TestStore.admin)
+        } throws: { error in
+            guard case StoreError.database(let database) = error else { return false }
+            // SQLITE_ERROR (no such table), PostgreSQL's undefined_table.
+            let expected: DatabaseError.Code = backend == .sqlite ? .sqlite(extendedCode: 1) : .postgresql(sqlState: "42P01")
+            let texts = [database.description, database.message, database.sql ?? "", "\(error)", String(reflecting: error)]
+            return database.code == expected && database.sql?.contains("phone_index WHERE subject_id = ?") == true
+                && !texts.contains { $0.contains("Kumquat") || $0.contains("7946") || $0.contains("ext-dbe") }
+        }
+        try test.database(.data).execute("ALTER TABLE phone_index_moved RENAME TO phone_index")
+        // Second act: nothing was changed, and the same update goes through now.
+        #expect(try test.store.read(id, fields: [.notes], context: TestStore.admin).personal.notes == "Prefers ultramarine dbe")
+        try test.store.update(id, personal: change, context: TestStore.admin)
+        #expect(try test.store.read(id, fields: [.notes], context: TestStore.admin).personal.notes == "Kumquat-secret-note")
+        #expect(try test.store.callerID(number: "+442079460321", context: TestStore.caller).map(\.id) == [id])
+    }
+
+    @Test("an external id another subject holds is refused as duplicateExternalID, not as a database error; nothing changes",
+          arguments: TestBackend.all)
+    func duplicateExternalID(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let first = try test.store.create(sampleSubject("one"), context: TestStore.admin)
+        let second = try test.store.create(sampleSubject("two"), context: TestStore.admin)
+        let taken = SubjectMetadata(kind: .contact, externalID: "ext-one")
+        #expect {
+            try test.store.update(second, metadata: taken, personal: PersonalData(notes: "moved"), context: TestStore.admin)
+        } throws: { error in
+            if case StoreError.duplicateExternalID("ext-one") = error { return true }
+            return false
+        }
+        // Second act: both keep their external ids and data, and the second updates under its own id.
+        #expect(try test.store.resolve("ext-one") == first && test.store.resolve("ext-two") == second)
+        #expect(try test.store.read(second, fields: [.notes], context: TestStore.admin).personal.notes == "Prefers ultramarine two")
+        try test.store.update(second, metadata: SubjectMetadata(kind: .contact, externalID: "ext-two-b"), personal: PersonalData(notes: "moved"),
+                              context: TestStore.admin)
+        #expect(try test.store.resolve("ext-two-b") == second)
+    }
+
     @Test("a wrong master key is refused at open, before any data is read", arguments: TestBackend.all)
     func wrongMasterKey(backend: TestBackend) throws {
         let test = try TestStore(backend)

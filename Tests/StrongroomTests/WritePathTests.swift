@@ -232,7 +232,7 @@ struct MasterKeyTests {
         let failing = Switch()
         let test = try TestStore(backend) { configuration in
             configuration.faultInjection = { point, _ in
-                if point == "rotate-master.in-transaction", failing.on.load(ordering: .relaxed) { throw StoreError.invalidInput("injected") }
+                if point == "rotate-master.in-transaction", failing.on.load(ordering: .relaxed) { throw InjectedCrash() }
             }
         }
         defer { test.cleanUp() }

@@ -5,6 +5,8 @@ import StrongroomStorage
 public enum AuditLogError: Error, Equatable, Sendable {
     /// The log's folder or a segment file could not be written or read.
     case unavailable(FileError)
+    /// The audit table could not be written or read (PostgreSQL stores): the database's error.
+    case database(DatabaseError)
     /// The MAC of an entry could not be computed.
     case crypto(CryptoError)
     /// The last entry of the newest segment (or table) is not a well-formed, MAC'd line, so the chain

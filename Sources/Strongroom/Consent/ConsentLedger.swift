@@ -72,11 +72,11 @@ extension Store {
 
     /// The latest consent state of `subject` for `purpose`, nil when the ledger has none.
     func consentState(of subject: SubjectID, for purpose: Purpose) throws(StoreError) -> ConsentState? {
-        try storeErrors { try data.withLock { try Store.consentState(of: subject, for: purpose, in: $0) } }
+        try withData { (connection) throws(DatabaseError) in try Store.consentState(of: subject, for: purpose, in: connection) }
     }
 
     /// The latest consent state of `subject` for `purpose` read through `connection` (inside a transaction).
-    static func consentState(of subject: SubjectID, for purpose: Purpose, in connection: any Database) throws -> ConsentState? {
+    static func consentState(of subject: SubjectID, for purpose: Purpose, in connection: any Database) throws(DatabaseError) -> ConsentState? {
         try connection.scalarText("SELECT state FROM consent_ledger WHERE subject_id = ? AND purpose = ? ORDER BY id DESC LIMIT 1",
                                   [.integer(subject.rawValue), .text(purpose.rawValue)]).flatMap(ConsentState.init(rawValue:))
     }
@@ -92,15 +92,15 @@ extension Store {
     public func grantConsent(_ subject: SubjectID, purpose: Purpose, evidence: String, initiator: ConsentInitiator,
                              clientAddress: String? = nil, tokenLifetime: TimeInterval = Store.confirmationTokenLifetime,
                              context: AccessContext) throws(StoreError) -> ConsentChange {
-        guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
+        guard let declaration = purposeDeclaration(purpose) else { throw .undeclaredPurpose(purpose) }
         guard declaration.lawfulBasis == .consent else {
-            throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent")
+            throw .purposeNotOnConsent(purpose, lawfulBasis: declaration.lawfulBasis)
         }
         guard !evidence.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
-            throw .invalidInput("a consent needs evidence of how it was given (form, text shown): none was given")
+            throw .consentEvidenceMissing
         }
         guard tokenLifetime > 0, tokenLifetime <= 30 * 24 * 3600 else {
-            throw .invalidInput("a confirmation token's lifetime must be more than 0 seconds and at most 30 days")
+            throw .invalidTokenLifetime(seconds: tokenLifetime, maxSeconds: 30 * 24 * 3600)
         }
         var token: String?
         var expiry: Date?
@@ -121,9 +121,9 @@ extension Store {
     /// as easy as consenting); the client address and evidence, when given, are encrypted.
     public func withdrawConsent(_ subject: SubjectID, purpose: Purpose, evidence: String? = nil, initiator: ConsentInitiator,
                                 clientAddress: String? = nil, context: AccessContext) throws(StoreError) -> ConsentChange {
-        guard let declaration = purposeDeclaration(purpose) else { throw .invalidInput("purpose \(purpose) is not declared") }
+        guard let declaration = purposeDeclaration(purpose) else { throw .undeclaredPurpose(purpose) }
         guard declaration.lawfulBasis == .consent else {
-            throw .invalidInput("purpose \(purpose) rests on \(declaration.lawfulBasis.rawValue), not on consent: there is no consent to withdraw")
+            throw .purposeNotOnConsent(purpose, lawfulBasis: declaration.lawfulBasis)
         }
         let facts = LedgerFacts(purpose: purpose, state: .withdrawn, tokenHash: nil, tokenExpiry: nil, confirms: nil)
         let (entry, _) = try appendConsent(subject, .facts(facts), initiator: initiator, clientAddress: clientAddress,
@@ -235,12 +235,10 @@ extension Store {
     /// A subject's consent ledger, oldest first, with client addresses and evidence decrypted through the
     /// audited path.
     public func consentLedger(of subject: SubjectID, context: AccessContext) throws(StoreError) -> [ConsentEntry] {
-        let (encrypted, rows) = try storeErrors {
-            try data.withLock { connection -> (EncryptedSubject?, [ConsentRow]) in
-                (try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) {
-                    Store.encryptedSubject(from: $0, fields: [])
-                }, try consentRows(of: [subject], in: connection)[subject] ?? [])
-            }
+        let (encrypted, rows) = try withData { (connection) throws(DatabaseError) -> (EncryptedSubject?, [ConsentRow]) in
+            (try connection.firstRow("SELECT \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) {
+                Store.encryptedSubject(from: $0, fields: [])
+            }, try consentRows(of: [subject], in: connection)[subject] ?? [])
         }
         guard let encrypted else { throw try notFoundOrErased(subject) }
         let opened = try decrypt([encrypted], fields: [], extra: [subject: rows.flatMap(\.sealedValues)], detail: "consent ledger",

@@ -117,12 +117,12 @@ extension Store {
     /// (`purposeWeakened`); a changed processing needs a new purpose, with consents of its own.
     public func declarePurpose(_ declaration: PurposeDeclaration, context: AccessContext) throws(StoreError) {
         guard !declaration.name.rawValue.isEmpty, declaration.name.rawValue.count <= 64 else {
-            throw .invalidInput("a purpose needs a name of 1 to 64 characters")
+            throw .invalidPurposeName(characters: declaration.name.rawValue.count, maxCharacters: 64)
         }
         // Storage under new keys, legal claims and the subject's own requests must go on whatever the
         // subject consented to (they are what restriction still allows): they cannot rest on consent.
         guard !(Purpose.allowedUnderRestriction.contains(declaration.name) && declaration.lawfulBasis == .consent) else {
-            throw .invalidInput("purpose \(declaration.name) is built in and cannot rest on consent")
+            throw .builtInPurposeOnConsent(declaration.name)
         }
         try storeErrors {
             try data.withLock { connection in

@@ -64,7 +64,7 @@ public struct ImportReport: Sendable, Equatable {
 public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The header row is missing or has no known column.
     case badHeader(String)
-    /// `--strict` and these rows were bad: nothing was imported.
+    /// A strict import (`ImportOptions.strict`) and these rows were bad: nothing was imported.
     case rejectedRows([ImportReport.RejectedRow])
 
     public var description: String {
@@ -72,7 +72,7 @@ public enum ImportError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badHeader(let reason): return "bad header: \(reason)"
         case .rejectedRows(let rows):
             let first = rows.prefix(5).map { "line \($0.line): \($0.reason)" }.joined(separator: "; ")
-            return "\(rows.count) bad row(s), nothing imported (--strict): \(first)\(rows.count > 5 ? "; …" : "")"
+            return "\(rows.count) bad row(s), nothing imported (strict import): \(first)\(rows.count > 5 ? "; …" : "")"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomStorage
 
 /// The state of a store's key hierarchy, for `strongroom keys status`.
 public struct KeyStatus: Sendable, Codable, Equatable {
@@ -53,11 +54,9 @@ public struct KeyStatus: Sendable, Codable, Equatable {
 extension Store {
     /// The state of the key hierarchy.
     public func keyStatus() throws(StoreError) -> KeyStatus {
-        let indexed = try storeErrors {
-            try data.withLock {
-                Int(try $0.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = ?",
-                                         [.int(Int(keyring.phoneIndex.version))]) ?? 0)
-            }
+        let indexed = try withData { (connection) throws(DatabaseError) in
+            Int(try connection.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = ?",
+                                             [.int(Int(keyring.phoneIndex.version))]) ?? 0)
         }
         let rotations = try rotationsInProgress()
         return try storeErrors { try keyring.status(indexedNumbers: indexed, rotations: rotations) }

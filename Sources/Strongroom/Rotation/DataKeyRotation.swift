@@ -19,11 +19,9 @@ extension Store {
         var walk = try beginWalk(.data, targetVersion: 0)
         try audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-data: \(walk.resumed ? "resumed" : "started") for all subjects")])
         try run(&walk, progress: progress) { (cursor, batch) throws(StoreError) in
-            let ids = try storeErrors {
-                try data.withLock { connection in
-                    try connection.rows("SELECT id FROM subjects WHERE id > ? ORDER BY id LIMIT ?", [.integer(cursor), .int(batchSize)]) {
-                        SubjectID(rawValue: $0.int64(0))
-                    }
+            let ids = try withData { (connection) throws(DatabaseError) in
+                try connection.rows("SELECT id FROM subjects WHERE id > ? ORDER BY id LIMIT ?", [.integer(cursor), .int(batchSize)]) {
+                    SubjectID(rawValue: $0.int64(0))
                 }
             }
             guard let last = ids.last else { return nil }

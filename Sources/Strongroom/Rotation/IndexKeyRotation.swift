@@ -9,7 +9,7 @@ extension Store {
     /// key are dropped. Resumes an interrupted rotation.
     public func rotateIndexKey(bits: Int? = nil, batchSize: Int = 500, context: AccessContext,
                                progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
-        if let bits, !(8...32).contains(bits) { throw .invalidInput("--bits takes 8 to 32") }
+        if let bits, !(8...32).contains(bits) { throw .blindIndexBitsOutOfRange(bits: bits, supported: 8...32) }
         let from = keyring.phoneIndex
         try storeErrors { try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1) }
         let (target, resumed) = try beginIndexRotation(bits: bits, from: from)

@@ -111,7 +111,7 @@ extension Store {
             try keyring.database.read { try $0.discardDeletedContent() }
             return finished
         }
-        guard finished else { throw .invalidInput("keys were written under the old KEK during the rotation: run it again") }
+        guard finished else { throw .keyEncryptionKeyRotationOvertaken }
         try storeErrors { try keyring.reload() }
     }
 

@@ -9,7 +9,7 @@ extension Store {
     /// *before* calling this (`KeyFile.create`), so that no crash leaves the store locked with a key
     /// that exists nowhere.
     public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
-        guard newMaster.byteCount == KeyFile.keyByteCount else { throw .invalidInput("a master key has 32 bytes") }
+        guard newMaster.byteCount == KeyFile.keyByteCount else { throw .masterKeyWrongLength(bytes: newMaster.byteCount, expected: KeyFile.keyByteCount) }
         let (report, rotated): (RotationReport, Keyring.LoadedKeys) = try storeErrors {
             try keyring.database.transaction { tables in
                 let keys = keyring.keys

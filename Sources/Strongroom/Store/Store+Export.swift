@@ -113,11 +113,9 @@ extension Store {
     /// in the access log it returns).
     public func export(_ id: SubjectID, context: AccessContext) throws(StoreError) -> SubjectExport {
         let subject = try read(id, fields: .all, context: context)
-        let calls = try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("SELECT at, direction FROM calls WHERE subject_id = ? ORDER BY at", [.integer(id.rawValue)]) {
-                    Store.exportedCall(from: $0)
-                }
+        let calls = try withData { (connection) throws(DatabaseError) in
+            try connection.rows("SELECT at, direction FROM calls WHERE subject_id = ? ORDER BY at", [.integer(id.rawValue)]) {
+                Store.exportedCall(from: $0)
             }
         }
         let consents = try consentLedger(of: id, context: context)
@@ -145,7 +143,7 @@ extension Store {
     public func exportAll(kind: SubjectKind? = nil, context: AccessContext,
                           _ body: (SubjectExport) throws -> Void) throws -> BulkExportSummary {
         guard purposeDeclaration(context.purpose) != nil else {
-            throw StoreError.invalidInput("purpose \(context.purpose) is not declared")
+            throw StoreError.undeclaredPurpose(context.purpose)
         }
         let exported = try storeErrors {
             try data.withLock { connection in

@@ -40,7 +40,7 @@ extension Store {
         case .email(let text):
             let address: EmailAddress
             do { address = try EmailAddress(text) } catch {
-                throw .invalidInput("not a valid e-mail address: \(error.reason)")
+                throw .invalidEmailAddress(reason: error.reason)
             }
             // Finishes a first build that could not run at open (`backfillEmailIndex`); one query otherwise.
             try backfillEmailIndex()

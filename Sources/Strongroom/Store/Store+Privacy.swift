@@ -42,7 +42,7 @@ extension Store {
     @discardableResult
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> Erasure {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty, reason.count <= 200 else { throw .invalidInput("an erasure needs a reason of 1 to 200 characters") }
+        guard !reason.isEmpty, reason.count <= 200 else { throw .invalidReason(.erasure, maxCharacters: 200) }
         // `remove` returns a receipt for every erasure (nil only for a deletion).
         let receipt = try remove(id, .erase, detail: reason, context: context)!
         return try storeErrors {

@@ -67,13 +67,13 @@ extension Store {
     /// Refuses before anything is read: no change, a field named twice or not personal, a number that
     /// does not normalise, an address that is not one.
     private func check(_ changes: [FieldChange], region: String?) throws(StoreError) {
-        guard !changes.isEmpty else { throw .invalidInput("name at least one FIELD=VALUE to rectify") }
+        guard !changes.isEmpty else { throw .noFieldsToRectify }
         var seen = Set<String>()
         for change in changes {
-            guard !change.field.isEmpty else { throw .invalidInput("a change has no field name") }
-            guard seen.insert(change.field).inserted else { throw .invalidInput("field \(change.field) is named twice") }
+            guard !change.field.isEmpty else { throw .unknownField("") }
+            guard seen.insert(change.field).inserted else { throw .fieldNamedTwice(change.field) }
             if CSVImporter.knownColumns.contains(change.field), !Store.personalColumns.contains(change.field) {
-                throw .invalidInput("\(change.field) is not a personal field: rectify changes name, company, email, phone, mobile, work_phone, address, notes or a custom field")
+                throw .unknownField(change.field)
             }
             guard !change.value.isEmpty else { continue }
             if CSVImporter.phoneColumns.contains(where: { $0.0 == change.field }) {
@@ -82,7 +82,7 @@ extension Store {
                 }
             } else if change.field == "email" {
                 do { _ = try EmailAddress(change.value) } catch {
-                    throw .invalidInput("email: not a valid e-mail address: \(error.reason)")
+                    throw .invalidEmailAddress(reason: error.reason)
                 }
             }
         }
@@ -116,7 +116,7 @@ extension Store {
             } else {
                 var fields = personal.customFields ?? current.customFields ?? [:]
                 guard fields[change.field] != nil else {
-                    throw StoreError.invalidInput("unknown field \(change.field): not a personal field, nor a custom field the subject has")
+                    throw StoreError.unknownField(change.field)
                 }
                 fields[change.field] = value.isEmpty ? nil : value
                 personal.customFields = fields

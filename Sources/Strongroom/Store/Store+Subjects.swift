@@ -261,7 +261,7 @@ extension Store {
             guard let kind = try connection.scalarText("SELECT kind FROM subjects WHERE id = ?", [.integer(id.rawValue)]) else {
                 throw try notFoundOrErased(id)
             }
-            guard kind == SubjectKind.lead.rawValue else { throw StoreError.invalidInput("subject \(id) is not a lead") }
+            guard kind == SubjectKind.lead.rawValue else { throw StoreError.wrongSubjectKind(id, expected: .lead) }
             try write.require(id, .convert)
             try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ?",
                                [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
@@ -272,14 +272,12 @@ extension Store {
     /// Reads a subject: clear fields, and the requested personal fields decrypted through the audited path.
     public func read(_ id: SubjectID, fields: Set<PersonalField> = .all, context: AccessContext) throws(StoreError) -> Subject {
         let requested = fields.sorted()
-        let encrypted = try storeErrors {
-            try data.withLock { connection in
-                try connection.firstRow(
-                    "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
-                    [.integer(id.rawValue)]) { row in
-                        Store.encryptedSubject(from: row, fields: requested)
-                    }
-            }
+        let encrypted = try withData { (connection) throws(DatabaseError) in
+            try connection.firstRow(
+                "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
+                [.integer(id.rawValue)]) { row in
+                    Store.encryptedSubject(from: row, fields: requested)
+                }
         }
         guard let encrypted else { throw try notFoundOrErased(id) }
         let personal = try decrypt([encrypted], fields: requested, context: context).personal[0]
@@ -298,20 +296,18 @@ extension Store {
 
     /// The number of subjects in the store.
     public func count() throws(StoreError) -> Int {
-        try storeErrors { try data.withLock { Int(try $0.scalarInteger("SELECT count(*) FROM subjects") ?? 0) } }
+        try withData { (connection) throws(DatabaseError) in Int(try connection.scalarInteger("SELECT count(*) FROM subjects") ?? 0) }
     }
 
     /// Finds a subject by the store's id or by its external id (numbers are tried as ids first).
     public func resolve(_ reference: String) throws(StoreError) -> SubjectID {
-        let found = try storeErrors {
-            try data.withLock { connection -> SubjectID? in
-                if let number = Int64(reference),
-                   try connection.scalarInteger("SELECT id FROM subjects WHERE id = ?", [.integer(number)]) != nil {
-                    return SubjectID(rawValue: number)
-                }
-                return try connection.scalarInteger("SELECT id FROM subjects WHERE external_id = ?", [.text(reference)])
-                    .map(SubjectID.init(rawValue:))
+        let found = try withData { (connection) throws(DatabaseError) -> SubjectID? in
+            if let number = Int64(reference),
+               try connection.scalarInteger("SELECT id FROM subjects WHERE id = ?", [.integer(number)]) != nil {
+                return SubjectID(rawValue: number)
             }
+            return try connection.scalarInteger("SELECT id FROM subjects WHERE external_id = ?", [.text(reference)])
+                .map(SubjectID.init(rawValue:))
         }
         if let found { return found }
         if let number = Int64(reference), try keyring.isErased(SubjectID(rawValue: number)) {
@@ -352,16 +348,26 @@ extension Store {
         return sealed.map(\.field)
     }
 
+    /// `write`'s result; a unique violation, which on `subjects` only its external id can cause, is
+    /// reported as `duplicateExternalID`.
+    static func refusingDuplicate<T>(_ externalID: String?, _ write: () throws(DatabaseError) -> T) throws(StoreError) -> T {
+        do { return try write() } catch {
+            throw error.isUniqueViolation ? .duplicateExternalID(externalID ?? "") : .database(error)
+        }
+    }
+
     /// Updates metadata and the given fields of an existing subject under its current key; changed phone
     /// numbers and e-mail addresses are re-indexed.
     func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
                  normalizer: PhoneNormalizer, now: Int64,
                  in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
-        try connection.run("""
-            UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
-            WHERE id = ?
-            """, Store.metadataValues(metadata) + [.integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
-                                                    .integer(id.rawValue)])
+        try Store.refusingDuplicate(metadata.externalID) { () throws(DatabaseError) in
+            try connection.run("""
+                UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
+                WHERE id = ?
+                """, Store.metadataValues(metadata) + [.integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
+                                                        .integer(id.rawValue)])
+        }
         let key = try keyring.subjectKey(for: id, version: keyVersion)
         let written = try seal(personal, of: id, under: key, in: connection)
         var unindexed = 0
@@ -419,7 +425,7 @@ extension Store {
     func normalizer(for region: String?) throws(StoreError) -> PhoneNormalizer {
         guard let region, region.uppercased() != defaultRegion else { return phoneNormalizer }
         do { return try PhoneNormalizer(defaultRegion: region) } catch {
-            throw .invalidInput("unsupported region \(region)")
+            throw .unsupportedRegion(region)
         }
     }
 

@@ -49,7 +49,7 @@ public final class Store: Sendable {
         callerIDProbe = CallerIDProbe(exactCheck: try storeErrors { try backend.prepareCallerIDProbe(on: data, keyring: keyring) })
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
-            throw .invalidInput("unsupported default region \(defaultRegion)")
+            throw .unsupportedRegion(defaultRegion)
         }
         auditTrail = try storeErrors {
             try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
@@ -58,7 +58,7 @@ public final class Store: Sendable {
                                        lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         }
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
-            throw .invalidInput("a store needs an audit hook: keep the audit log file or add a hook")
+            throw .noAuditHook
         }
         auditHooks = (configuration.auditLogFile ? [auditTrail] : []) + configuration.additionalAuditHooks
         faultInjection = configuration.faultInjection
@@ -83,7 +83,7 @@ public final class Store: Sendable {
                               configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
         let region = configuration.defaultRegion.uppercased()
         guard PhoneNormalizer.supportedRegions.contains(region) else {
-            throw .invalidInput("unsupported default region \(configuration.defaultRegion)")
+            throw .unsupportedRegion(configuration.defaultRegion)
         }
         let master: SecretKey
         do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
@@ -149,6 +149,16 @@ public final class Store: Sendable {
         auditTrail.close()
     }
 
+    /// Runs `body` on the data connection, under its lock; a database failure is `StoreError.database`.
+    /// The closure says `throws(DatabaseError)`: Swift 6.3 infers `any Error` for an unannotated one.
+    func withData<Result: Sendable>(_ body: (any Database) throws(DatabaseError) -> Result) throws(StoreError) -> Result {
+        do {
+            return try data.withLock { (connection) throws(DatabaseError) -> Result in try body(connection) }
+        } catch {
+            throw .database(error)
+        }
+    }
+
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
     /// Returns the sequence number the store's own audit log gave the last of them (nil without one).
     /// With `skippingTrail`, to every hook but the audit trail, which has them already.
@@ -166,12 +176,15 @@ public final class Store: Sendable {
         return sequence
     }
 
-    /// What `body`, a report to `hook`, returns; its failure as the store's `auditGap` or `auditFailed`.
+    /// What `body`, a report to `hook`, returns; its failure kept as a value: the audit log's own
+    /// (`StoreError(AuditLogError)`), a database's, or an added hook's (`auditHookFailed`).
     func reportingAuditFailure<T>(of hook: any AuditHook, _ body: () throws -> T) throws(StoreError) -> T {
-        do { return try body() } catch AuditLogError.gap(let gap) {
-            throw .auditGap(gap)
+        do { return try body() } catch let error as AuditLogError {
+            throw StoreError(error)
+        } catch let error as DatabaseError {
+            throw .auditFailed(.database(error))
         } catch {
-            throw .auditFailed(error is AuditLogError || error is any DatabaseError ? "\(error)" : "hook \(type(of: hook)) failed")
+            throw .auditHookFailed(hook: "\(type(of: hook))", error: error)
         }
     }
 
@@ -200,7 +213,7 @@ public final class Store: Sendable {
     /// matches its head. Keep personal data out of `reason`: it is kept in clear in the log.
     @discardableResult
     public func acknowledgeAuditGap(reason: String, context: AccessContext) throws(StoreError) -> AuditGap {
-        guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidInput("give the reason the gap is acknowledged") }
+        guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidReason(.auditGapAcknowledgement, maxCharacters: nil) }
         var event: AuditEvent?
         let gap = try storeErrors {
             try auditTrail.acknowledgeGap { gap, headMAC in
@@ -212,7 +225,7 @@ public final class Store: Sendable {
         }
         if let event {
             for hook in auditHooks where !(hook is any AuditTrail) {
-                do { try hook.record([event]) } catch { throw .auditFailed("hook \(type(of: hook)) failed") }
+                do { try hook.record([event]) } catch { throw .auditHookFailed(hook: "\(type(of: hook))", error: error) }
             }
         }
         return gap

@@ -41,15 +41,15 @@ public final class PostgresConnection: Database {
     ///   - create: create the schema when it does not exist.
     ///   - writeLock: names the advisory lock this connection's write transactions take; connections
     ///     that must not wait for each other (a database and the audit log beside it) use different names.
-    public init(url: String, create: Bool, writeLock: String) throws(PostgresError) {
+    public init(url: String, create: Bool, writeLock: String) throws(DatabaseError) {
         let (connectionInfo, schema) = try PostgresConnection.split(url)
         guard let connection = unsafe PQconnectdb(connectionInfo) else {
-            throw PostgresError(sqlState: "08000", message: "libpq could not allocate a connection")
+            throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "libpq could not allocate a connection")
         }
         guard unsafe PQstatus(connection) == CONNECTION_OK else {
             let message = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection)))
             unsafe PQfinish(connection)
-            throw PostgresError(sqlState: "08000", message: "cannot connect: \(message)")
+            throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "cannot connect: \(message)")
         }
         unsafe self.handle = connection
         self.schema = schema
@@ -75,9 +75,9 @@ public final class PostgresConnection: Database {
 
     /// Splits Strongroom's `schema=` parameter off a connection URI; the schema must be a plain
     /// lower-case identifier (it is written into SQL, so nothing else is accepted).
-    public static func split(_ url: String) throws(PostgresError) -> (connectionInfo: String, schema: String) {
+    public static func split(_ url: String) throws(DatabaseError) -> (connectionInfo: String, schema: String) {
         guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
-            throw PostgresError(sqlState: "08000", message: "not a PostgreSQL URL (postgresql://user@host:port/database?schema=name)")
+            throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "not a PostgreSQL URL (postgresql://user@host:port/database?schema=name)")
         }
         guard let question = url.firstIndex(of: "?") else { return (url, defaultSchema) }
         var schema = defaultSchema
@@ -93,7 +93,7 @@ public final class PostgresConnection: Database {
             ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || ($0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")) || $0 == UInt8(ascii: "_")
         } && !(schema.utf8.first! >= UInt8(ascii: "0") && schema.utf8.first! <= UInt8(ascii: "9"))
         guard valid else {
-            throw PostgresError(sqlState: "08000", message: "schema must be 1–63 characters of a–z, 0–9 and _, not starting with a digit")
+            throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "schema must be 1–63 characters of a–z, 0–9 and _, not starting with a digit")
         }
         let base = String(url[..<question])
         return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), schema)
@@ -133,23 +133,23 @@ public final class PostgresConnection: Database {
     public var dialect: SQLDialect { .postgresql }
 
     /// Runs one or more statements through the simple query protocol.
-    public func execute(_ sql: String) throws(PostgresError) {
+    public func execute(_ sql: String) throws(DatabaseError) {
         try reconnectIfLost()
         let result = PostgresResult(unsafe PQexec(handle, sql))
         try check(result, sql: sql)
         lastChanges = result.changes
     }
 
-    public func run(_ sql: String, _ values: [SQLValue]) throws(PostgresError) {
+    public func run(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) {
         lastChanges = try query(sql, values).changes
     }
 
-    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws {
+    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         let result = try query(sql, values)
         for index in 0..<result.rowCount { try row(PostgresRow(result: result, row: index)) }
     }
 
-    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T? {
+    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T? {
         let result = try query(sql, values)
         guard result.rowCount > 0 else { return nil }
         return try map(PostgresRow(result: result, row: 0))
@@ -175,7 +175,7 @@ public final class PostgresConnection: Database {
         let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
         try check(result, sql: "COMMIT")
         guard result.commandStatus == "COMMIT" else {
-            throw PostgresError(sqlState: "40000", message: "the transaction was rolled back by the server", sql: "COMMIT")
+            throw DatabaseError(code: .postgresql(sqlState: "40000"), message: "the transaction was rolled back by the server", sql: "COMMIT")
         }
         return value
     }
@@ -183,12 +183,12 @@ public final class PostgresConnection: Database {
     public var changes: Int { lastChanges }
 
     /// The version in the schema's `strongroom_schema_version` table (0 when it has none).
-    public func schemaVersion() throws -> Int {
+    public func schemaVersion() throws(DatabaseError) -> Int {
         guard try scalarText("SELECT to_regclass('strongroom_schema_version')::text") != nil else { return 0 }
         return Int(try scalarInteger("SELECT version FROM strongroom_schema_version") ?? 0)
     }
 
-    public func setSchemaVersion(_ version: Int) throws {
+    public func setSchemaVersion(_ version: Int) throws(DatabaseError) {
         try execute("""
             CREATE TABLE IF NOT EXISTS strongroom_schema_version (version BIGINT NOT NULL);
             DELETE FROM strongroom_schema_version; INSERT INTO strongroom_schema_version VALUES (\(version))
@@ -201,7 +201,7 @@ public final class PostgresConnection: Database {
     public func discardDeletedContent(waitingUpTo milliseconds: Int32?) -> Bool { true }
 
     /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
-    private func query(_ sql: String, _ values: [SQLValue]) throws(PostgresError) -> PostgresResult {
+    private func query(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) -> PostgresResult {
         try reconnectIfLost()
         let name: String
         if let known = prepared[sql] {
@@ -233,7 +233,7 @@ public final class PostgresConnection: Database {
                 buffer.append(contentsOf: "\(real)".utf8)
             case .text(let text):
                 guard !text.utf8.contains(0) else {
-                    throw PostgresError(sqlState: "22000", message: "PostgreSQL text cannot hold a NUL character", sql: sql)
+                    throw DatabaseError(code: .postgresql(sqlState: "22000"), message: "PostgreSQL text cannot hold a NUL character", sql: sql)
                 }
                 buffer.append(contentsOf: text.utf8)
             case .blob(let bytes):
@@ -292,14 +292,14 @@ public final class PostgresConnection: Database {
 
     /// Reconnects once when the server closed the connection (a restart or failover); prepared
     /// statements are gone with the session, so they are prepared again.
-    private func reconnectIfLost() throws(PostgresError) {
+    private func reconnectIfLost() throws(DatabaseError) {
         guard unsafe PQstatus(handle) != CONNECTION_OK else { return }
         guard !inTransaction else {
-            throw PostgresError(sqlState: "08006", message: "connection lost inside a transaction, which was rolled back")
+            throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "connection lost inside a transaction, which was rolled back")
         }
         unsafe PQreset(handle)
         guard unsafe PQstatus(handle) == CONNECTION_OK else {
-            throw PostgresError(sqlState: "08006", message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
+            throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
         }
         prepared.removeAll()
         let result = PostgresResult(unsafe PQexec(handle, sessionSetup))
@@ -347,7 +347,7 @@ public final class PostgresConnection: Database {
 
     /// Subscribes the connection to notifications on `channel` (`LISTEN`), again after any reconnect.
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-listen.html>
-    public func listen(_ channel: String) throws(PostgresError) {
+    public func listen(_ channel: String) throws(DatabaseError) {
         try execute(PostgresConnection.listenSQL(channel))
         listeningChannel = channel
     }
@@ -373,7 +373,7 @@ public final class PostgresConnection: Database {
     }
 
     /// Throws the result's error unless it succeeded.
-    private func check(_ result: PostgresResult, sql: String?) throws(PostgresError) {
+    private func check(_ result: PostgresResult, sql: String?) throws(DatabaseError) {
         if let error = result.error(connection: handle, sql: sql) { throw error }
     }
 
@@ -398,9 +398,9 @@ final class PostgresResult {
     }
 
     /// The error this result reports, or nil when the command succeeded.
-    func error(connection: OpaquePointer, sql: String?) -> PostgresError? {
+    func error(connection: OpaquePointer, sql: String?) -> DatabaseError? {
         guard let handle else {
-            return PostgresError(sqlState: "08006", message: unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection))), sql: sql)
+            return DatabaseError(code: .postgresql(sqlState: "08006"), message: unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection))), sql: sql)
         }
         switch unsafe PQresultStatus(handle) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
@@ -410,7 +410,7 @@ final class PostgresResult {
             let state = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "C"))).map { unsafe String(cString: $0) } ?? "XX000"
             let connectionMessage = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection)))
             let message = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "M"))).map { unsafe String(cString: $0) } ?? connectionMessage
-            return PostgresError(sqlState: state, message: message, sql: sql)
+            return DatabaseError(code: .postgresql(sqlState: state), message: message, sql: sql)
         }
     }
 

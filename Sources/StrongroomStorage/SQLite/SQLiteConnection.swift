@@ -27,7 +27,7 @@ public final class SQLiteConnection: Database {
     ///   - busyTimeoutMilliseconds: how long a statement waits for another connection's lock.
     /// The corresponding C function is `sqlite3_open_v2`.
     public init(path: String, create: Bool = true, readOnly: Bool = false,
-                busyTimeoutMilliseconds: Int32 = 10_000) throws(SQLiteError) {
+                busyTimeoutMilliseconds: Int32 = 10_000) throws(DatabaseError) {
         var flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
         if readOnly {
             flags |= SQLITE_OPEN_READONLY
@@ -39,7 +39,7 @@ public final class SQLiteConnection: Database {
         let code = unsafe sqlite3_open_v2(path, &database, flags, nil)
         guard code == SQLITE_OK, let database else {
             let error = unsafe database.map { unsafe SQLiteConnection.error($0, code: code, sql: nil) }
-                ?? SQLiteError(extendedCode: code, message: String(cString: sqlite3_errstr(code)))
+                ?? DatabaseError(code: .sqlite(extendedCode: code), message: String(cString: sqlite3_errstr(code)))
             unsafe sqlite3_close_v2(database)
             throw error
         }
@@ -59,13 +59,13 @@ public final class SQLiteConnection: Database {
 
     /// Runs one or more SQL statements that take no parameters and return no rows the caller needs.
     /// The corresponding C function is `sqlite3_exec`.
-    public func execute(_ sql: String) throws(SQLiteError) {
+    public func execute(_ sql: String) throws(DatabaseError) {
         let code = unsafe sqlite3_exec(handle, sql, nil, nil, nil)
         guard code == SQLITE_OK else { throw unsafe SQLiteConnection.error(handle, code: code, sql: sql) }
     }
 
     /// Returns a cached prepared statement for `sql`, compiling it on first use.
-    public func statement(_ sql: String) throws(SQLiteError) -> Statement {
+    public func statement(_ sql: String) throws(DatabaseError) -> Statement {
         if let lastStatement, lastStatement.sql == sql { return lastStatement }
         let statement: Statement
         if let cached = statementCache[sql] {
@@ -82,7 +82,7 @@ public final class SQLiteConnection: Database {
     public var dialect: SQLDialect { .sqlite }
 
     /// Runs a statement that returns no rows, with `values` bound to its parameters.
-    public func run(_ sql: String, _ values: [SQLValue]) throws(SQLiteError) {
+    public func run(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
@@ -90,7 +90,7 @@ public final class SQLiteConnection: Database {
     }
 
     /// Runs a query and calls `row` for each result row; the statement is valid only inside `row`.
-    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws -> Void) throws {
+    public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
@@ -98,7 +98,7 @@ public final class SQLiteConnection: Database {
     }
 
     /// Runs a query and maps its first row, or returns nil when it has none.
-    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws -> T) throws -> T? {
+    public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T? {
         let statement = try statement(sql)
         try statement.bind(values)
         defer { statement.reset() }
@@ -143,12 +143,12 @@ public final class SQLiteConnection: Database {
 
     /// The schema version recorded in the file (`PRAGMA user_version`).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_user_version>
-    public func schemaVersion() throws -> Int {
+    public func schemaVersion() throws(DatabaseError) -> Int {
         Int(try scalarInteger("PRAGMA user_version") ?? 0)
     }
 
     /// Records `version` in `PRAGMA user_version`.
-    public func setSchemaVersion(_ version: Int) throws(SQLiteError) {
+    public func setSchemaVersion(_ version: Int) throws(DatabaseError) {
         try execute("PRAGMA user_version = \(version)")
     }
 
@@ -159,17 +159,17 @@ public final class SQLiteConnection: Database {
     /// if it is still reading, leaves the rest undone and reports it by returning false (the pragma's
     /// "busy" column, which SQLite reports as a result and not as an error).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
-    public func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws -> Bool {
+    public func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws(DatabaseError) -> Bool {
         if let milliseconds { unsafe sqlite3_busy_timeout(handle, milliseconds) }
         defer { if milliseconds != nil { unsafe sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) } }
         return try firstRow("PRAGMA wal_checkpoint(TRUNCATE)", []) { $0.int64(0) } == 0
     }
 
     /// Builds an error from the connection's last error, keeping the SQL but no bound values.
-    static func error(_ database: OpaquePointer, code: Int32, sql: String?) -> SQLiteError {
+    static func error(_ database: OpaquePointer, code: Int32, sql: String?) -> DatabaseError {
         let extended = unsafe sqlite3_extended_errcode(database)
         let message = unsafe String(cString: sqlite3_errmsg(database))
-        return SQLiteError(extendedCode: extended != 0 ? extended : code, message: message, sql: sql)
+        return DatabaseError(code: .sqlite(extendedCode: extended != 0 ? extended : code), message: message, sql: sql)
     }
 }
 

@@ -7,7 +7,7 @@ extension SQLiteConnection {
     /// Registered deterministic and `SQLITE_DIRECTONLY`, so schema objects (triggers, views) cannot
     /// call it: only this connection's own statements do.
     /// Related SQLite documentation: <https://www.sqlite.org/c3ref/create_function.html>
-    public func definePredicate(_ name: String, argumentCount: Int, _ predicate: @escaping (any Row) -> Bool) throws(SQLiteError) {
+    public func definePredicate(_ name: String, argumentCount: Int, _ predicate: @escaping (any Row) -> Bool) throws(DatabaseError) {
         let box = unsafe Unmanaged.passRetained(PredicateBox(predicate)).toOpaque()
         // On failure SQLite calls the destructor itself, which releases the box.
         let code = unsafe sqlite3_create_function_v2(

@@ -11,7 +11,7 @@ public final class Statement: Row {
     /// The SQL text, kept for errors.
     public let sql: String
 
-    init(database: OpaquePointer, sql: String, persistent: Bool) throws(SQLiteError) {
+    init(database: OpaquePointer, sql: String, persistent: Bool) throws(DatabaseError) {
         var statement: OpaquePointer?
         // SQLITE_PREPARE_PERSISTENT hints that the statement is cached and reused many times.
         let flags: UInt32 = persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0
@@ -30,7 +30,7 @@ public final class Statement: Row {
 
     /// Binds `values` to the parameters `?1...?n`, after resetting the statement.
     /// The corresponding C functions are `sqlite3_reset`, `sqlite3_clear_bindings` and `sqlite3_bind_*`.
-    public func bind(_ values: [SQLValue]) throws(SQLiteError) {
+    public func bind(_ values: [SQLValue]) throws(DatabaseError) {
         unsafe sqlite3_reset(handle)
         unsafe sqlite3_clear_bindings(handle)
         for (offset, value) in values.enumerated() {
@@ -57,7 +57,7 @@ public final class Statement: Row {
     }
 
     /// Advances to the next row; false when the statement is done. The corresponding C function is `sqlite3_step`.
-    public func step() throws(SQLiteError) -> Bool {
+    public func step() throws(DatabaseError) -> Bool {
         let code = unsafe sqlite3_step(handle)
         switch code {
         case SQLITE_ROW: return true

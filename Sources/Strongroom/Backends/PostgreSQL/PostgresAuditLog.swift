@@ -110,7 +110,7 @@ final class PostgresAuditLog: AuditTrail {
                 let attempt: Attempt<Result>
                 do {
                     attempt = try insert(state.connection, tail.sequence, values)
-                } catch let error as any DatabaseError where error.isConstraintViolation {
+                } catch let error as DatabaseError where error.isConstraintViolation {
                     state.tail = nil   // another process appended: chain after its entries
                     continue
                 } catch {
@@ -200,7 +200,7 @@ final class PostgresAuditLog: AuditTrail {
                 do {
                     try state.connection.run("INSERT INTO audit_log (sequence, line) VALUES (?, ?)",
                                              [.integer(Int64(last.sequence)), .blob(output)])
-                } catch let error as any DatabaseError where error.isConstraintViolation {
+                } catch let error as DatabaseError where error.isConstraintViolation {
                     continue   // another process appended meanwhile: look at the end again
                 }
                 state.tail = last
