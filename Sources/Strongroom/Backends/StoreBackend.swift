@@ -41,7 +41,7 @@ protocol StoreBackend: Sendable {
     /// Runs `query`, a SELECT whose condition ends with a text column left for this function to
     /// compare, for the rows whose column holds one of `keys`, in as few statements as the backend can.
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
-                    _ body: (any Row) throws -> Void) throws
+                    _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError)
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the

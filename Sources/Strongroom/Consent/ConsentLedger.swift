@@ -214,7 +214,7 @@ extension Store {
 
     /// The ledger rows of `subjects`, with their sealed parts, for decryption or re-encryption: one
     /// query over the subjects' id range (a batch is a run of ids), not one per subject.
-    func consentRows(of subjects: [SubjectID], in connection: any Database) throws -> [SubjectID: [ConsentRow]] {
+    func consentRows(of subjects: [SubjectID], in connection: any Database) throws(DatabaseError) -> [SubjectID: [ConsentRow]] {
         guard let first = subjects.min(), let last = subjects.max() else { return [:] }
         let wanted = Set(subjects)
         var rows: [SubjectID: [ConsentRow]] = [:]

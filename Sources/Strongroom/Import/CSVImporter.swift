@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomStorage
 import StrongroomPhone
 
 /// Options of a CSV import.
@@ -215,7 +216,7 @@ public struct CSVImporter: Sendable {
         let carriesEveryLabel = Set(phones?.map(\.label) ?? []).count == CSVImporter.phoneColumns.count
         guard let externalID = subject.metadata.externalID,
               (phones != nil && !carriesEveryLabel) || subject.personal.customFields != nil else { return .success(subject) }
-        let stored = try store.data.withLock { connection in
+        let stored = try store.withData { (connection) throws(DatabaseError) -> EncryptedSubject? in
             try connection.firstRow("""
                 SELECT \(Store.summaryColumns), \(PersonalField.phones.column), \(PersonalField.customFields.column)
                 FROM subjects WHERE external_id = ?
@@ -226,7 +227,8 @@ public struct CSVImporter: Sendable {
         do {
             personal = try store.decrypt([stored], fields: [.phones, .customFields], detail: "import: numbers and custom fields kept",
                                          context: context).personal[0]
-        } catch .accessRefused(_, _, let reason) {
+        } catch {
+            guard case StoreError.accessRefused(_, _, let reason) = error else { throw error }
             return .failure(RowProblem(message: "the stored numbers and custom fields it would keep cannot be read (\(reason)): row not applied"))
         }
         var merged = subject

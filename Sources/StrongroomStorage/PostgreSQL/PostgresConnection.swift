@@ -314,12 +314,12 @@ public final class PostgresConnection: Database {
     /// returns the rows copied. Used by the benchmarks' plain-PostgreSQL baseline.
     /// The corresponding C functions are `PQputCopyData`, `PQputCopyEnd` and `PQgetResult`.
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/libpq-copy.html>
-    public func copy(_ sql: String, _ data: [UInt8]) throws(PostgresError) -> Int {
+    public func copy(_ sql: String, _ data: [UInt8]) throws(DatabaseError) -> Int {
         try reconnectIfLost()
         let start = PostgresResult(unsafe PQexec(handle, sql))
         guard start.isCopyIn else {
             try check(start, sql: sql)
-            throw PostgresError(sqlState: "XX000", message: "not a COPY FROM STDIN statement", sql: sql)
+            throw DatabaseError(code: .postgresql(sqlState: "XX000"), message: "not a COPY FROM STDIN statement", sql: sql)
         }
         // libpq takes the data in pieces of at most Int32.max bytes; 1 MiB keeps its buffer small.
         var offset = 0
@@ -335,7 +335,7 @@ public final class PostgresConnection: Database {
         }
         _ = unsafe PQputCopyEnd(handle, sent ? nil : "the client could not send the data")
         var copied = 0
-        var failure: PostgresError?
+        var failure: DatabaseError?
         // The COPY's own result, then nil: every result is read, so the connection is ready again.
         while let next = unsafe PQgetResult(handle) {
             let result = PostgresResult(next)

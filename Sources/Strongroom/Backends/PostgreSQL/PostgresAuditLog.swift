@@ -69,11 +69,15 @@ final class PostgresAuditLog: AuditTrail {
         let appended = try appendChained(events) { connection, previous, values -> Attempt<[T]> in
             var rows: [T] = []
             var (appendedCount, predecessorFound) = (Int64(0), false)
+            var mapFailure: (any Error)?
             try connection.forEachRow(sql, read.arguments + values + [.integer(Int64(previous))]) { row in
                 appendedCount = row.int64(read.columnCount)
                 predecessorFound = row.int64(read.columnCount + 1) != 0
-                if !row.isNull(0) { rows.append(try map(row)) }
+                guard !row.isNull(0) else { return }
+                // The statement's rows are all read (the connection must be ready again) before a mapping failure is thrown.
+                do { rows.append(try map(row)) } catch { mapFailure = mapFailure ?? error }
             }
+            if let mapFailure { throw mapFailure }
             if appendedCount == events.count { return .appended(rows) }
             // Nothing appended: the read's condition did not hold, or the entry chained after is gone
             // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).

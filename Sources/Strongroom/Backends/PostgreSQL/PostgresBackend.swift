@@ -47,7 +47,7 @@ struct PostgresBackend: StoreBackend {
 
     /// One statement: `= ANY` of the keys as one array parameter.
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
-                    _ body: (any Row) throws -> Void) throws {
+                    _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         guard !keys.isEmpty else { return }
         try connection.forEachRow(query + " = ANY(?::text[])", [.text(PostgresBackend.arrayLiteral(keys.lazy.map { .text($0) }))], body)
     }

@@ -41,7 +41,8 @@ struct MultiRowStatements {
 
     /// Runs `query`, whose last condition is `column IN` a list left for this function to append,
     /// for `keys`, and calls `body` with every row found.
-    func forEachRow(_ query: String, in keys: [SQLValue], on connection: any Database, _ body: (any Row) throws -> Void) throws {
+    func forEachRow(_ query: String, in keys: [SQLValue], on connection: any Database,
+                    _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         for range in chunks(of: keys.count, columns: 1) {
             let list = Array(repeating: "?", count: range.count).joined(separator: ", ")
             try connection.forEachRow(query + " (\(list))", Array(keys[range]), body)

@@ -46,7 +46,7 @@ struct SQLiteBackend: StoreBackend {
     }
 
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
-                    _ body: (any Row) throws -> Void) throws {
+                    _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         try SQLiteBackend.multiRowStatements.forEachRow(query + " IN", in: keys.map { .text($0) }, on: connection, body)
     }
 
