@@ -97,6 +97,27 @@ struct RetentionTests {
         #expect(try reopened.applyRetention(untouchedBefore: Self.cutoff, reason: Self.reason, context: TestStore.admin).subjects.isEmpty)
     }
 
+    @Test("a subject who calls in while the run erases others is kept: each erasure checks the cutoff again", arguments: TestBackend.all)
+    func contactedDuringTheRun(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let store = test.store
+        var subjects = (0..<3).map { Self.subject("c\($0)", lastContacted: Self.cutoff.addingTimeInterval(-60)) }
+        subjects[2].personal.phones = [LabeledPhone(label: "mobile", number: "+44 20 7946 0977")]
+        let ids = try store.write(subjects, context: TestStore.admin).map(\.id)
+        // After the first erasure, the third subject calls (the run selected it before).
+        let report = try store.applyRetention(untouchedBefore: Self.cutoff, reason: Self.reason, context: TestStore.admin) { done, _ in
+            if done == 1 { _ = try? store.recordCall(number: "+44 20 7946 0977", at: Self.cutoff, context: TestStore.caller) }
+        }
+        #expect(report.subjects.map(\.id) == ids && report.receipts.map(\.id) == Array(ids[..<2]))
+        #expect(report.skippedContactedSince == [ids[2]])
+        // Second act: another opening finds the caller, and a second run erases nothing more.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.callerID(number: "+44 20 7946 0977", context: TestStore.caller).map(\.id) == [ids[2]])
+        #expect(try reopened.applyRetention(untouchedBefore: Self.cutoff, reason: Self.reason, context: TestStore.admin).subjects.isEmpty)
+    }
+
     @Test("retention periods: 90d, 24m, 2y are read; anything else is refused; months and years go by the calendar")
     func periods() throws {
         #expect(RetentionPeriod("90d")?.description == "90d")

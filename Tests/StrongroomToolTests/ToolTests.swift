@@ -240,12 +240,18 @@ struct ToolTests {
         #expect(store.run(["audit", "verify"]).0 == .success)
     }
 
-    @Test("the demo runs end to end")
-    func demo() throws {
+    @Test("the demo runs end to end, the DPO's day included: the erased subject's receipt verifies and a re-import skips it",
+          arguments: [true, false])
+    func demo(withSampleFile: Bool) throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("strongroom-demo-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let tool = ToolRun()
-        #expect(tool.run(["demo", "--dir", directory, "--sample", Fixture.url("contacts-sample.csv").path]) == .success)
+        let sample = withSampleFile ? ["--sample", Fixture.url("contacts-sample.csv").path] : ["--sample", directory + "/none.csv"]
+        #expect(tool.run(["demo", "--dir", directory] + sample) == .success)
+        #expect(tool.out.contains("find by e-mail (blind index, audited) -> "))
+        #expect(tool.out.contains("rectified subject 1: company"))
+        #expect(tool.out.contains("MAC and audit entry verified"))
+        #expect(tool.out.contains("0 created") && tool.out.contains("1 erased row(s) skipped, never re-created"))
         #expect(tool.out.contains("audit verify: intact"))
     }
 }

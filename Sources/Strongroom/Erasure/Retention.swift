@@ -55,6 +55,9 @@ public struct RetentionReport: Sendable, Hashable {
     /// Selected subjects skipped because their processing is restricted: restriction often keeps data
     /// for legal claims (GDPR Art. 18(1)(c)), which an erasure would defeat.
     public internal(set) var skippedRestricted: [SubjectID] = []
+    /// Selected subjects kept because they were contacted (or re-created) after the run selected them:
+    /// each erasure checks the cutoff again in its own transaction.
+    public internal(set) var skippedContactedSince: [SubjectID] = []
 }
 
 extension Store {
@@ -62,6 +65,9 @@ extension Store {
     /// contacted — is strictly before `cutoff`, each by its own `erase` (its own transaction, audit entry,
     /// tombstone and receipt), with `reason` (no personal data). Restricted subjects are skipped and
     /// listed. With `dryRun`, lists what would be erased and changes nothing.
+    ///
+    /// A subject contacted after the selection is kept (`skippedContactedSince`): each erasure checks the
+    /// cutoff again inside its own transaction.
     ///
     /// The selection is one pass over the subjects' clear columns (no decrypt), made again by each run:
     /// a run interrupted at any point leaves every erasure it made complete, and the next run erases
@@ -83,7 +89,11 @@ extension Store {
         for (done, subject) in report.subjects.enumerated() {
             let erasure: Erasure
             do throws(StoreError) {
-                erasure = try erase(subject.id, reason: reason, context: context)
+                guard let erased = try erase(subject.id, reason: reason, untouchedBefore: cutoff, context: context) else {
+                    report.skippedContactedSince.append(subject.id)
+                    continue
+                }
+                erasure = erased
             } catch .subjectNotFound, .subjectErased {
                 continue   // erased or deleted by someone else since the selection
             } catch {

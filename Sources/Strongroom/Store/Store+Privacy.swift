@@ -41,10 +41,16 @@ extension Store {
     /// stalls this process's reads (best effort: what is left there is ciphertext without its key).
     @discardableResult
     public func erase(_ id: SubjectID, reason: String, context: AccessContext) throws(StoreError) -> Erasure {
+        // Without a cutoff `remove` returns a receipt for every erasure (nil only for a deletion).
+        try erase(id, reason: reason, untouchedBefore: nil, context: context)!
+    }
+
+    /// `erase`, for a retention rule: nil, and nothing changed, when the subject's last contact (or
+    /// creation) is no longer before `cutoff`.
+    func erase(_ id: SubjectID, reason: String, untouchedBefore cutoff: Date?, context: AccessContext) throws(StoreError) -> Erasure? {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty, reason.count <= 200 else { throw .invalidReason(.erasure, maxCharacters: 200) }
-        // `remove` returns a receipt for every erasure (nil only for a deletion).
-        let receipt = try remove(id, .erase, detail: reason, context: context)!
+        guard let receipt = try remove(id, .erase, detail: reason, onlyIfUntouchedBefore: cutoff, context: context) else { return nil }
         return try storeErrors {
             _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: 0) }
             return Erasure(receipt: receipt, completion: try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete)

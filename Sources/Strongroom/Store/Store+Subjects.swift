@@ -226,14 +226,18 @@ extension Store {
     /// is gone leaves rows nobody can read, reported as erased; running the removal again deletes them
     /// (and an erasure returns the receipt kept the first time). Returns an erasure's receipt.
     @discardableResult
-    func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil,
+    func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil, onlyIfUntouchedBefore cutoff: Date? = nil,
                 context: AccessContext) throws(StoreError) -> ErasureReceipt? {
         try writeSubjects(context: context) { write in
             let connection = write.connection
-            guard let externalID = try connection.firstRow("SELECT external_id FROM subjects WHERE id = ?", [.integer(id.rawValue)],
-                                                           { $0.text(0) }) else {
+            guard let (externalID, touched) = try connection.firstRow(
+                "SELECT external_id, coalesce(last_contacted_at, created_at) FROM subjects WHERE id = ?", [.integer(id.rawValue)],
+                { ($0.text(0), $0.int64(1)) }) else {
                 throw try notFoundOrErased(id)
             }
+            // A retention rule's erasure: a subject contacted since the rule selected it is kept (checked
+            // here, in the transaction that would erase it, so no call recorded meanwhile is overlooked).
+            if let cutoff, touched >= Store.milliseconds(cutoff) { return nil }
             try write.require(id, kind)
             write.record(id, kind, detail: detail)
             let content = kind == .erase ? try erasedContent(of: id, in: connection) : nil

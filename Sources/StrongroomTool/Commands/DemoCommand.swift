@@ -12,8 +12,9 @@ struct DemoCommand: StandaloneCommand {
         Creates a store and a fresh master key file in D (default: a new temporary folder), imports
         sample contacts (FILE, else Fixtures/contacts-sample.csv when run from the repository, else a
         built-in sample), reads a contact back, looks a caller up by phone number, logs a call from an
-        unknown number, records a double opt-in consent, exports a subject, restricts and erases one,
-        rotates the master key, and verifies the audit log, printing what each step did and what the
+        unknown number, records a double opt-in consent, exports a subject, does a DPO's day (find by
+        e-mail, rectify, export every subject), restricts and erases one with its receipt (a re-import
+        does not bring it back), rotates the master key, and verifies the audit log, printing what each step did and what the
         audit log recorded.
 
         Example:
@@ -110,18 +111,40 @@ struct DemoCommand: StandaloneCommand {
         console.print("export of subject \(export.subject.id): \(export.personal.phones.count) numbers, \(export.consents.count) consent entries, "
                       + "\(export.accessLog.count) audit entries about them (layout \(export.format) v\(export.version))")
 
-        step("8. Restriction of processing, then erasure by crypto-shredding")
+        step("8. The DPO's day: find a requester by e-mail, rectify, export everyone")
+        let dpo = AccessContext(actor: "dpo", purpose: .subjectRequest)
+        if let address = subject.personal.emails?.first {
+            let found = try store.find(.email(address), context: dpo)
+            console.print("find by e-mail (blind index, audited) -> " + (found.map(MatchOutput.init).map(\.line).first ?? "no match"))
+        }
+        let changed = try store.rectify(first.id, [FieldChange(field: "company", value: "Renamed Ltd"), FieldChange(field: "notes", value: "")],
+                                        context: dpo)
+        console.print("rectified subject \(first.id): \(changed.joined(separator: ", ")) (only those; the audit entry names them, not their values)")
+        let bulk = try store.exportAll(context: dpo) { _ in }
+        console.print("export of every subject: \(bulk.exported) JSON lines in one pass, each subject's decrypt audited")
+
+        step("9. Restriction of processing, then erasure by crypto-shredding, with a receipt")
         try store.setRestricted(true, call.caller.id, context: admin)
         let restricted = try store.callerID(number: "+447700900123", context: caller)
         console.print("restricted subject \(call.caller.id): caller ID now finds \(restricted.count) (refusal audited)")
-        try store.erase(first.id, reason: "demo: Art. 17 request", context: admin)
+        let erasure = try store.erase(first.id, reason: "demo: Art. 17 request", context: admin)
         do {
             _ = try store.read(first.id, context: admin)
         } catch {
             console.printEscaped("erased subject \(first.id): reading it now fails: \(error)")
         }
+        let destroyed = erasure.receipt.destroyed
+        console.print("receipt \(erasure.receipt.receipt): \(destroyed.subjectKeys) key(s), \(destroyed.indexEntries) index entries, "
+                      + "\(destroyed.consentEntries) consent entries destroyed; audit entry #\(erasure.receipt.auditSequence.map(String.init) ?? "-")")
+        if let externalID = first.metadata.externalID {
+            let verified = try store.verifyErasureReceipt(try store.erasureReceipt(for: externalID))
+            console.print("audit receipt \(externalID): " + (verified.isVerified ? "MAC and audit entry verified" : "NOT verified"))
+        }
+        let again = try CSVImporter(store: store).run(sample.bytes, context: admin)
+        console.print("the nightly re-import of the same file: \(again.created) created, \(again.updated) updated, "
+                      + "\(again.rejected.filter { $0.reason.hasPrefix("erased on") }.count) erased row(s) skipped, never re-created")
 
-        step("9. Rotate the master key (constant time), then check the old one is refused")
+        step("10. Rotate the master key (constant time), then check the old one is refused")
         let newKeyPath = directory + "/master.key.2"
         try MasterKeyFile.create(at: newKeyPath)
         let rotation = try store.rotateMasterKey(to: KeyFileProvider(path: newKeyPath).masterKey(), context: admin)
@@ -133,7 +156,7 @@ struct DemoCommand: StandaloneCommand {
             console.printEscaped("opening with the old key: \(error)")
         }
 
-        step("10. The audit log")
+        step("11. The audit log")
         var lines: [String] = []
         try store.auditEntries { entry, _ in
             lines.append("#\(entry.seq) \(entry.action) \(entry.outcome) by \(entry.actor) for \(entry.purpose)"

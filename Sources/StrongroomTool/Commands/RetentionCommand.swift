@@ -43,6 +43,7 @@ struct RetentionApplyCommand: StoreCommand {
         let dryRun: Bool
         let erased: Int
         let skippedRestricted: Int
+        let skippedContactedSince: Int
         let subjects: [SubjectOutput]
         let receipts: [ReceiptOutput]
     }
@@ -73,13 +74,15 @@ struct RetentionApplyCommand: StoreCommand {
                                      reason: reason ?? "retention: untouched for \(period)", dryRun: dryRun, context: context,
                                      progress: progress)
         }
-        let subjects = report.subjects.map { subject in
+        let kept = Set(report.skippedContactedSince)
+        let subjects = report.subjects.filter { !kept.contains($0.id) }.map { subject in
             SubjectOutput(id: String(subject.id.rawValue), externalId: subject.metadata.externalID, kind: subject.metadata.kind.rawValue,
                           created: formatTime(subject.createdAt), lastContacted: subject.metadata.lastContactedAt.map(formatTime))
         }
         if console.json {
             try console.printJSON(Output(cutoff: formatTime(report.cutoff), dryRun: report.dryRun, erased: report.receipts.count,
-                                         skippedRestricted: report.skippedRestricted.count, subjects: subjects,
+                                         skippedRestricted: report.skippedRestricted.count,
+                                         skippedContactedSince: report.skippedContactedSince.count, subjects: subjects,
                                          receipts: report.receipts.map(ReceiptOutput.init)))
             return .success
         }
@@ -90,7 +93,8 @@ struct RetentionApplyCommand: StoreCommand {
         }
         let verb = report.dryRun ? "would erase \(subjects.count)" : "erased \(report.receipts.count)"
         console.print("\(verb) subject(s) untouched since \(formatTime(report.cutoff)); \(report.skippedRestricted.count) restricted "
-                      + "subject(s) skipped" + (report.dryRun ? " (dry run: nothing changed)" : "; receipts: strongroom audit receipt ID"))
+                      + "subject(s) skipped" + (kept.isEmpty ? "" : "; \(kept.count) contacted since the selection kept")
+                      + (report.dryRun ? " (dry run: nothing changed)" : "; receipts: strongroom audit receipt ID"))
         return .success
     }
 }
