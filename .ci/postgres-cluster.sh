@@ -103,7 +103,7 @@ start_throwaway_cluster() {
     strongroom_port_is_free "$port" || continue
     attempts=$((attempts + 1))
     if strongroom_pg_run "$strongroom_pg_bin/pg_ctl" -D "$strongroom_pg_dir/data" -l "$strongroom_pg_dir/log" -w -o \
-        "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$strongroom_pg_dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=256MB" \
+        "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$strongroom_pg_dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=1000 -c shared_buffers=256MB" \
         start >/dev/null 2>&1; then
       export STRONGROOM_TEST_POSTGRES="postgresql://strongroom@127.0.0.1:$port/postgres"
       echo "== started a throw-away PostgreSQL $("$strongroom_pg_bin/postgres" --version | awk '{print $3}')" \
