@@ -6,11 +6,11 @@ import StrongroomPhone
 /// present, `null` where there is no value (a new lead has no name and no external id).
 struct MatchOutput: Encodable {
     let id: String
-    let externalId: String?
+    @NullWhenAbsent var externalId: String?
     let kind: String
-    let name: String?
-    let lastContacted: String?
-    let source: String?
+    @NullWhenAbsent var name: String?
+    @NullWhenAbsent var lastContacted: String?
+    @NullWhenAbsent var source: String?
 
     init(_ match: CallerMatch) {
         id = String(match.id.rawValue)
@@ -19,18 +19,6 @@ struct MatchOutput: Encodable {
         name = match.name
         lastContacted = match.lastContactedAt.map(formatTime)
         source = match.source
-    }
-
-    enum CodingKeys: String, CodingKey { case id, externalId, kind, name, lastContacted, source }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(externalId, forKey: .externalId)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(name, forKey: .name)
-        try container.encode(lastContacted, forKey: .lastContacted)
-        try container.encode(source, forKey: .source)
     }
 
     /// One line for people: name, kind and ids, last contact, source; stored text escaped (`TerminalText`).

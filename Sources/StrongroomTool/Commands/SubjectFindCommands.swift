@@ -72,12 +72,12 @@ struct SubjectListCommand: StoreCommand {
     /// One subject as listed.
     struct Output: Encodable {
         let id: String
-        let externalId: String?
+        @NullWhenAbsent var externalId: String?
         let kind: String
-        let source: String?
-        let owner: String?
+        @NullWhenAbsent var source: String?
+        @NullWhenAbsent var owner: String?
         let created: String
-        let lastContacted: String?
+        @NullWhenAbsent var lastContacted: String?
         let restricted: Bool
 
         init(_ summary: SubjectSummary) {
@@ -90,20 +90,6 @@ struct SubjectListCommand: StoreCommand {
             lastContacted = summary.metadata.lastContactedAt.map(formatTime)
             restricted = summary.isRestricted
         }
-
-        /// Every key, `null` where there is no value (a consumer reads the same keys on every line).
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: Keys.self)
-            try container.encode(id, forKey: .id)
-            try container.encode(externalId, forKey: .externalId)
-            try container.encode(kind, forKey: .kind)
-            try container.encode(source, forKey: .source)
-            try container.encode(owner, forKey: .owner)
-            try container.encode(created, forKey: .created)
-            try container.encode(lastContacted, forKey: .lastContacted)
-            try container.encode(restricted, forKey: .restricted)
-        }
-        enum Keys: String, CodingKey { case id, externalId, kind, source, owner, created, lastContacted, restricted }
 
         /// One line for people.
         var line: String {
