@@ -1,6 +1,6 @@
 import StrongroomStorage
 
-/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–5 and key
+/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–7 and 9 (8 was never used) and key
 /// versions 1–6 (`PRAGMA user_version` counts them). Tables shared word for word with PostgreSQL are in `Schema`.
 enum SQLiteSchema {
     /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
