@@ -54,14 +54,14 @@ final class AuditLog: AuditTrail {
     /// The log's folder.
     let directory: String
     private let mac: HMACSHA256
-    private let genesis: [UInt8]
-    private let durability: AuditDurability
+    let genesis: [UInt8]
+    let durability: AuditDurability
     private let segmentByteLimit: Int64
     /// How long an append (or a join or leave) waits for the log's locks before it fails closed.
     private let lockTimeout: Double
     private let headKeeper: AuditHeadKeeper
     /// Checks a rebuilt end against the signed head before the chain is continued from it.
-    private let endCheck: AuditEndCheck
+    let endCheck: AuditEndCheck
     private let state: Mutex<WriterState>
     /// Bytes appended by this process so far (written under the state lock, read by syncers).
     private let appended = Atomic<UInt64>(0)
@@ -81,7 +81,7 @@ final class AuditLog: AuditTrail {
     static let populationStep: Int64 = 64 << 10
 
     /// This process's hold on the log; the writer state itself, and the append lock, are in `TailFile`.
-    private struct WriterState: ~Copyable {
+    struct WriterState: ~Copyable {
         /// The join lock (`audit/LOCK`), held exclusively while a process joins or leaves the log.
         let joinLock: FileLock
         /// Held shared from this process's first append until the log is dropped (`audit/PRESENT`):
@@ -164,32 +164,6 @@ final class AuditLog: AuditTrail {
                 tail.allocated = shared.committed
             }
         }
-    }
-
-    /// The segment files of `directory`, oldest first (none when it cannot be listed).
-    static func segmentPaths(in directory: String) -> [String] {
-        (try? listSegments(in: directory)) ?? []
-    }
-
-    /// The segment files of `directory`, oldest first: the files named as `segmentName` names them.
-    /// Throws when the folder cannot be listed (a writer must not take that for an empty log).
-    static func listSegments(in directory: String) throws(AuditLogError) -> [String] {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            let code = ((error as? CocoaError)?.underlying as? POSIXError)?.code.rawValue ?? EIO
-            throw .unavailable(FileError(path: directory, operation: "list", code: code))
-        }
-        var numbers: [Int] = []
-        for name in names where name.hasSuffix(".jsonl") {
-            if let number = Int(name.dropLast(6)), number > 0, name == segmentName(number) { numbers.append(number) }
-        }
-        return numbers.sorted().map { directory + "/" + segmentName($0) }
-    }
-
-    /// The file name of segment `number`: eight digits or more, then `.jsonl`.
-    static func segmentName(_ number: Int) -> String {
-        let digits = String(number)
-        return String(repeating: "0", count: max(0, 8 - digits.count)) + digits + ".jsonl"
     }
 
     func append(_ events: [AuditEvent]) throws -> UInt64? {
@@ -321,163 +295,6 @@ final class AuditLog: AuditTrail {
         return next
     }
 
-    /// Under the append lock: the shared writer state, once it is known to hold (else rebuilt), with
-    /// its segment mapped by this process.
-    private func attach(_ state: inout WriterState) throws -> SharedTail {
-        guard let shared = state.tail else { preconditionFailure("attach before join") }
-        if shared.isValid, !shared.isInProgress {
-            let tail = shared.read()
-            guard tail.segment > 0, tail.committed >= 0, tail.committed <= tail.allocated else { return try rebuild(&state) }
-            if state.segment == nil || state.segmentNumber != tail.segment { try map(tail.segment, into: &state) }
-            // One fstat. A segment deleted or replaced under the log has no link left: stores into its
-            // mapping would be lost. A size other than the allocated one means the file was cut or
-            // extended behind the log's back (or an allocation failed part of the way).
-            let size: Int64?
-            do { size = try state.segment?.sizeIfStillLinked() } catch { throw AuditLogError.unavailable(error) }
-            if size == tail.allocated { return tail }
-        }
-        return try rebuild(&state)
-    }
-
-    /// This process's first append, before it takes the append lock: under the join lock, maps the
-    /// shared state and takes the presence lock. The state is trusted only if another process holds
-    /// the presence lock (it has kept the state current since the files were last read). Alone, this
-    /// process resets the append lock, which nobody else can be using (see the type's comment), and
-    /// marks the state in progress, so that the first append rebuilds it from the files. The locks are
-    /// waited for until `deadline` at most.
-    private func join(_ state: inout WriterState, until deadline: LockDeadline) throws {
-        do {
-            let (presence, tail) = try state.joinLock.withExclusiveLock(until: deadline) {
-                let presence = try FileLock(path: directory + "/PRESENT")
-                let tail = try TailFile(path: directory + "/TAIL")
-                if try presence.tryLockExclusive() {
-                    try tail.appendLock.initialize()
-                    tail.isInProgress = true
-                }
-                // Shared from here on (an exclusive lock turns shared): the next process to join trusts the state.
-                try presence.lockShared(until: deadline)
-                return (presence, tail)
-            }
-            state.presence = presence
-            state.tail = tail
-        } catch let error as FileError {
-            // Not joined: the presence lock goes with its handle, and the next append tries again.
-            throw AuditLogError.unavailable(error)
-        }
-    }
-
-    /// Rebuilds the shared writer state from the segment files: the newest segment's last complete,
-    /// well-formed line (or an older segment's, when the newest is empty). A torn last line (a copy cut
-    /// short: its plaintext was never returned) and the unwritten zeros after the data are cut off,
-    /// and the segment is preallocated again from there.
-    ///
-    /// Unless `checkingHead` is false (an acknowledgement), the end found must agree with the signed
-    /// head (`AuditEndCheck`); if not, `AuditLogError.gap` is thrown and the state stays marked in
-    /// progress, so every later append, of any process, checks again and refuses too.
-    private func rebuild(_ state: inout WriterState, checkingHead: Bool = true) throws -> SharedTail {
-        guard let shared = state.tail else { preconditionFailure("rebuild before join") }
-        // Left set if this fails or the process dies: the next process to append rebuilds again.
-        shared.isInProgress = true
-        let segments = try AuditLog.listSegments(in: directory)
-        let number = segments.last.map(AuditLog.segmentNumber(of:)) ?? 1
-        try map(number, into: &state)
-        guard let segment = state.segment else { preconditionFailure("no segment mapped") }
-        var committed: Int64 = 0
-        var last: (sequence: UInt64, mac: [UInt8])?
-        for (index, path) in segments.reversed().enumerated() {
-            let (length, entry) = try cutTail(of: path, file: index == 0 ? segment : nil)
-            if index == 0 { committed = length }
-            // The newest segment may be empty (just started): the chain then continues from an older one.
-            if let entry {
-                last = entry
-                break
-            }
-        }
-        if checkingHead {
-            // Under the append lock no entry is added meanwhile, and the head covers only entries
-            // already written: reading it after the files is safe here.
-            _ = try endCheck.check(readEnd: { last ?? (0, genesis) }, linesFrom: { first, _ in try AuditLog.lines(from: first, in: segments) })
-        }
-        do {
-            try segment.truncate(to: committed)
-            try segment.allocate(to: AuditLog.allocation(for: committed))
-        } catch {
-            throw AuditLogError.unavailable(error)
-        }
-        let tail = SharedTail(segment: number, committed: committed, allocated: segment.size,
-                              sequence: last?.sequence ?? 0, mac: last?.mac ?? genesis)
-        shared.write(tail)
-        shared.isInProgress = false
-        return tail
-    }
-
-    /// The length of the segment at `path` up to its last complete line, which is cut there (through
-    /// `file` when it is mapped), and that line's sequence number and MAC; nil for an empty segment.
-    private func cutTail(of path: String, file: MappedFile?) throws -> (length: Int64, last: (sequence: UInt64, mac: [UInt8])?) {
-        let bytes: [UInt8]
-        do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
-        // Lines are copied in whole, newline last (`MappedFile.storeRecords`): what follows the last
-        // newline is a torn line or unwritten space.
-        let end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        if end < bytes.count {
-            do {
-                if let file { try file.truncate(to: Int64(end)) } else { try AppendOnlyFile(path: path).truncate(to: Int64(end)) }
-            } catch {
-                throw AuditLogError.unavailable(error)
-            }
-        }
-        guard end > 0 else { return (0, nil) }
-        let start = (bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-        guard let entry = AuditLineFormat.split(bytes[start..<(end - 1)]) else {
-            throw AuditLogError.unreadableTail(segment: path)
-        }
-        return (Int64(end), (entry.sequence, entry.mac))
-    }
-
-    /// The complete lines (without newlines) of the entries from `sequence` on, oldest first, read
-    /// from the newest of `segments` back to the one that holds that entry (the head lags the log by
-    /// about a second of entries, so that is usually the newest alone).
-    private static func lines(from sequence: UInt64, in segments: [String]) throws -> [ArraySlice<UInt8>] {
-        var newestFirst: [[ArraySlice<UInt8>]] = []
-        for path in segments.reversed() {
-            let bytes: [UInt8]
-            do { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw AuditLogError.unavailable(error) }
-            let end = (bytes.lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
-            let lines = bytes[..<end].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast()
-            guard let first = lines.first else { continue }
-            newestFirst.append(Array(lines))
-            if let entry = AuditLineFormat.split(first), entry.sequence <= sequence { break }
-        }
-        let all = newestFirst.reversed().joined()
-        // A line that does not split keeps its place (the caller's chain check then fails on it).
-        return Array(all.drop { AuditLineFormat.split($0).map { $0.sequence < sequence } ?? false })
-    }
-
-    /// Maps segment `number` (created if absent) as this process's current segment.
-    private func map(_ number: Int, into state: inout WriterState) throws {
-        let path = directory + "/" + AuditLog.segmentName(number)
-        do {
-            let file = try MappedFile(path: path, window: AuditLog.windowLength)
-            state.synchronizer = durability == .synced ? try file.synchronizer() : nil
-            // Not in `.synced` mode: each append there waits for an `fdatasync` (a quarter of a
-            // millisecond), beside which a page fault is noise, and the pages readied ahead (dirty
-            // zeros) would only make those flushes longer. Failing to make one only loses speed.
-            state.populator = durability == .written ? try? file.populator() : nil
-            state.populatedThrough = 0
-            state.segment = file
-            state.segmentNumber = number
-        } catch {
-            state.segment = nil
-            state.populator = nil
-            throw AuditLogError.unavailable(error)
-        }
-    }
-
-    /// The allocated length for `length` bytes of entries: the next whole step above it.
-    private static func allocation(for length: Int64) -> Int64 {
-        (length / allocationStep + 1) * allocationStep
-    }
-
     /// Group commit (`.synced` mode): returns once the first `target` bytes this process appended are
     /// on stable storage. Callers queue on one lock; each `fdatasync` covers every line appended before
     /// it started, so concurrent readers share flushes instead of paying one each.
@@ -492,33 +309,5 @@ final class AuditLog: AuditTrail {
 
     func flushHead() {
         headKeeper.flush()
-    }
-
-    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws {
-        let segments = AuditLog.segmentPaths(in: directory)
-        for (segmentIndex, path) in segments.enumerated() {
-            let name = URL(fileURLWithPath: path).lastPathComponent
-            let bytes = try AppendOnlyFile.readAll(path: path)
-            // Preallocated space not yet written is zeros: a run of them ends the segment's data. A zero
-            // with data after it stays in its line, which then does not verify.
-            var end = bytes.count
-            while end > 0, bytes[end - 1] == 0 { end -= 1 }
-            var lineStart = 0
-            var lineNumber = 0
-            while lineStart < end {
-                lineNumber += 1
-                guard let newline = bytes[lineStart..<end].firstIndex(of: UInt8(ascii: "\n")) else {
-                    try body(name, lineNumber, .torn(atEnd: segmentIndex == segments.count - 1))
-                    break
-                }
-                try body(name, lineNumber, .complete(bytes[lineStart..<newline]))
-                lineStart = newline + 1
-            }
-        }
-    }
-
-    /// The number in a segment file's name.
-    static func segmentNumber(of path: String) -> Int {
-        Int(URL(fileURLWithPath: path).lastPathComponent.dropLast(6)) ?? 0
     }
 }
