@@ -1,7 +1,5 @@
 import Foundation
-import StrongroomCrypto
 import StrongroomStorage
-import Synchronization
 
 /// The audit log's segment files: their names and listing, the allocation steps they grow by, cutting a
 /// segment to its last complete line, and reading their lines (for the head check and for verification).

@@ -1,7 +1,4 @@
-import Foundation
-import StrongroomCrypto
 import StrongroomStorage
-import Synchronization
 
 /// The audit log's shared writer state (see `AuditLog`): joining the log, attaching to the state under
 /// the append lock, rebuilding it from the segment files, and mapping a segment as the current one.

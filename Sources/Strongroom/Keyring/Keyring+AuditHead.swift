@@ -1,8 +1,3 @@
-import Foundation
-import StrongroomCrypto
-import StrongroomStorage
-import Synchronization
-
 /// What the keyring keeps for the audit log in the key database: the store's audit durability, and the
 /// signed audit chain head (`AuditHeadStore`).
 extension Keyring: AuditHeadStore {

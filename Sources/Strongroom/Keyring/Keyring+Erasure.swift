@@ -1,6 +1,4 @@
 import Foundation
-import StrongroomCrypto
-import StrongroomStorage
 import Synchronization
 
 /// Erasure: destroying a subject's keys (crypto-shredding) with its tombstone and receipt, finishing the

@@ -1,7 +1,5 @@
-import Foundation
 import StrongroomCrypto
 import StrongroomStorage
-import Synchronization
 
 /// The master key: its envelope handle and identifier, and the migration of stores whose KEKs name the
 /// master key's legacy identifier.

@@ -1,6 +1,5 @@
 import Foundation
 import StrongroomCrypto
-import StrongroomStorage
 import Synchronization
 
 /// The subject keys: making, wrapping and storing fresh ones, reading and unwrapping them through the
