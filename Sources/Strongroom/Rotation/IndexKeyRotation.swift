@@ -46,7 +46,7 @@ extension Store {
                 try tables.deleteRetiredIndexKeys()
                 try tables.finishRotation(.index)
             }
-            try keyring.database.read { try $0.discardDeletedContent() }
+            _ = try keyring.database.read { try $0.discardDeletedContent() }
         }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(walk.done + leftBehind) subjects re-indexed, old index dropped")])

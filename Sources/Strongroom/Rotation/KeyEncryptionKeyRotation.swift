@@ -108,7 +108,7 @@ extension Store {
                 try tables.finishRotation(.kek)
                 return true
             }
-            try keyring.database.read { try $0.discardDeletedContent() }
+            _ = try keyring.database.read { try $0.discardDeletedContent() }
             return finished
         }
         guard finished else { throw .keyEncryptionKeyRotationOvertaken }

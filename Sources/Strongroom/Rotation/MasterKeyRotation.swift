@@ -37,7 +37,7 @@ extension Store {
         // Only now, with the new wrapping committed: had the commit failed, this process would hold a
         // master key the store does not know, and its next KEK rotation would wrap under it.
         keyring.replaceKeys(rotated)
-        try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
+        _ = try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
         try audit([AuditEvent(.keys, context, subject: nil,
                               detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
         return report
