@@ -51,6 +51,31 @@ struct ErasureReceiptTests {
         #expect(try reopened.verifyErasureReceipt(try reopened.erasureReceipt(for: "ext-r1")).isVerified)
     }
 
+    @Test("the library call beside `audit receipt` audits each lookup: verified, not verified, or nothing found (naming nothing)",
+          arguments: TestBackend.all)
+    func lookupsAreAudited(backend: TestBackend) throws {
+        let (test, receipt) = try Self.erasedSubject(backend)
+        defer { test.cleanUp() }
+        let dpo = AccessContext(actor: "test-dpo", purpose: .subjectRequest)
+        #expect(try test.store.checkErasureReceipt("ext-r1", context: dpo).isVerified)
+        #expect { try test.store.checkErasureReceipt("ext-unknown", context: dpo) } throws: {
+            ($0 as? StoreError).map { "\($0)" }?.hasPrefix("no erasure receipt") ?? false
+        }
+        var lookups: [AuditEntry] = []
+        try test.store.auditEntries(AuditFilter(action: .receipt)) { entry, _ in lookups.append(entry) }
+        #expect(lookups.map(\.outcome) == ["ok", "failed"] && lookups.allSatisfy { $0.actor == "test-dpo" })
+        #expect(lookups[0].subject == String(receipt.id.rawValue) && lookups[0].detail == "verified")
+        #expect(lookups[1].subject == nil && !(lookups[1].detail ?? "").contains("ext-unknown"))
+        // Second act: another opening's lookup is audited too, and the log still verifies.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.checkErasureReceipt(String(receipt.id.rawValue), context: dpo).isVerified)
+        var again = 0
+        try reopened.auditEntries(AuditFilter(action: .receipt)) { _, _ in again += 1 }
+        #expect(again == 3)
+        #expect(try reopened.verifyAuditLog().isIntact)
+    }
+
     @Test("a receipt whose stored field or MAC was edited fails its MAC check; restored, it verifies again", arguments: TestBackend.all)
     func editedReceipt(backend: TestBackend) throws {
         let (test, receipt) = try Self.erasedSubject(backend)

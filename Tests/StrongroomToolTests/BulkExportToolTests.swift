@@ -93,7 +93,7 @@ struct BulkExportToolTests {
         #expect(sample.run(["subject", "restrict", "crm-4242-2"]).0 == .success)
         #expect(sample.run(["subject", "restrict", "crm-4242-3"]).0 == .success)
         let file = sample.directory + "/all.jsonl"
-        FileManager.default.createFile(atPath: file, contents: Data("old\n".utf8), attributes: [.posixPermissions: 0o644])
+        #expect(FileManager.default.createFile(atPath: file, contents: Data("old\n".utf8), attributes: [.posixPermissions: 0o644]))
         let (refusedStatus, refusedOut, refusedErr) = sample.run(["subject", "export", "--all", "--out", file])
         #expect(refusedStatus == .integrity)
         #expect(refusedErr.split(separator: "\n").count == 1 && refusedErr.contains("2 subjects not exported")

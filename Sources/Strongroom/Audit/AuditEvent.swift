@@ -35,6 +35,9 @@ public struct AuditEvent: Sendable, Equatable {
         case acknowledgeGap = "acknowledge-gap"
         /// Subjects' clear operational fields were listed (`Store.listSubjects`): one entry per listing.
         case list
+        /// An erasure receipt was looked up and checked (`Store.checkErasureReceipt`); the detail says
+        /// whether it verified.
+        case receipt
     }
 
     /// How it ended.

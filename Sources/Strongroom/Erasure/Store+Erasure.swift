@@ -33,7 +33,7 @@ extension Store {
     /// The receipt of an erasure, found by the erased subject's store id or by its external id (through
     /// its keyed hash: the store does not keep it in clear, so the receipt shows it only when found by
     /// it). A number is tried as a store id first, as `resolve` does. `noErasureReceipt` when none is
-    /// kept under it. Decrypts nothing, so nothing is audited; verify it with `verifyErasureReceipt`.
+    /// kept under it. Decrypts nothing and audits nothing: `checkErasureReceipt` is the audited lookup.
     public func erasureReceipt(for reference: String) throws(StoreError) -> ErasureReceipt {
         let found = try storeErrors { () throws -> ErasureReceipt? in
             if let number = Int64(reference),
@@ -44,6 +44,25 @@ extension Store {
         }
         guard let found else { throw .noErasureReceipt }
         return found
+    }
+
+    /// The receipt of an erasure, found by store id or external id (`erasureReceipt(for:)`) and checked
+    /// (`verifyErasureReceipt`), the lookup audited on behalf of `context` (action `receipt`, the erased
+    /// subject's id, whether it verified; a lookup that finds nothing is audited as failed, naming nothing).
+    /// The library call beside `strongroom audit receipt`.
+    public func checkErasureReceipt(_ reference: String, context: AccessContext) throws(StoreError) -> ErasureReceiptVerification {
+        let verification: ErasureReceiptVerification
+        do {
+            verification = try verifyErasureReceipt(try erasureReceipt(for: reference))
+        } catch {
+            if case .noErasureReceipt = error {
+                try audit([AuditEvent(.receipt, context, subject: nil, outcome: .failed, detail: "no receipt under the id given")])
+            }
+            throw error
+        }
+        try audit([AuditEvent(.receipt, context, subject: verification.receipt.id, outcome: verification.isVerified ? .ok : .failed,
+                              detail: verification.problem.map { "not verified: \($0)" } ?? "verified")])
+        return verification
     }
 
     /// Checks `receipt`, in this order: its MAC under the receipt key (any field edited fails it), then

@@ -90,7 +90,7 @@ struct AuditReceiptCommand: StoreCommand {
     }
 
     func run(on store: Store, context: AccessContext, console: Console) throws -> ExitStatus {
-        let verification = try store.verifyErasureReceipt(try store.erasureReceipt(for: reference))
+        let verification = try store.checkErasureReceipt(reference, context: context)
         let receipt = ReceiptOutput(verification.receipt)
         if console.json {
             try console.printJSON(Output(receipt: receipt, verified: verification.isVerified, problem: verification.problem))

@@ -137,7 +137,7 @@ struct DemoCommand: StandaloneCommand {
         console.print("receipt \(erasure.receipt.receipt): \(destroyed.subjectKeys) key(s), \(destroyed.indexEntries) index entries, "
                       + "\(destroyed.consentEntries) consent entries destroyed; audit entry #\(erasure.receipt.auditSequence.map(String.init) ?? "-")")
         if let externalID = first.metadata.externalID {
-            let verified = try store.verifyErasureReceipt(try store.erasureReceipt(for: externalID))
+            let verified = try store.checkErasureReceipt(externalID, context: AccessContext(actor: "dpo", purpose: .subjectRequest))
             console.print("audit receipt \(externalID): " + (verified.isVerified ? "MAC and audit entry verified" : "NOT verified"))
         }
         let again = try CSVImporter(store: store).run(sample.bytes, context: admin)
