@@ -5,7 +5,6 @@ extension Store {
     /// The statements of the e-mail index, on both backends.
     enum EmailIndexStatements {
         /// Adds a row (key version, truncated tag, subject, check).
-        static let insert = "INSERT INTO email_index (key_version, tag, subject_id, check_mac) VALUES (?, ?, ?, ?)"
         /// Drops a subject's rows of every version (its addresses changed).
         static let dropSubject = "DELETE FROM email_index WHERE subject_id = ?"
         /// Drops a subject's rows of one version (re-indexed under it).
@@ -40,12 +39,17 @@ extension Store {
     /// not indexed (`subject find --email` cannot find it), as an invalid phone number is.
     func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database,
                      into indexes: [EmailBlindIndex]? = nil) throws {
-        let addresses = Set(emails.compactMap { try? EmailAddress($0) })
-        for address in addresses {
-            for index in indexes ?? keyring.keys.emailIndexes {
+        try backend.insert(emailIndexRows(emails, of: id, into: indexes ?? keyring.keys.emailIndexes), into: "email_index",
+                           columns: Store.blindIndexColumns, conflict: "", on: connection)
+    }
+
+    /// The e-mail index rows of `emails` (each distinct normalised address once) under each of `indexes`,
+    /// in `blindIndexColumns` order: an import writes a whole batch's in one statement (`insertNew`).
+    func emailIndexRows(_ emails: [String], of id: SubjectID, into indexes: [EmailBlindIndex]) throws -> [[SQLValue]] {
+        try Set(emails.compactMap { try? EmailAddress($0) }).flatMap { address in
+            try indexes.map { index in
                 let tags = try index.tags(for: address)
-                try connection.run(EmailIndexStatements.insert, [.int(Int(index.version)), .integer(tags.truncated),
-                                                                 .integer(id.rawValue), .blob(try index.check(tags, subject: id))])
+                return [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue), .blob(try index.check(tags, subject: id))]
             }
         }
     }

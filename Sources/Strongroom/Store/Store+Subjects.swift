@@ -179,8 +179,12 @@ extension Store {
         }
         try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
         try faultInjection?("write.rows", subjects.count)
-        try backend.insert(indexRows, into: "phone_index", columns: Store.phoneIndexColumns, conflict: "", on: connection)
-        for (subject, id) in zip(subjects, ids) { try indexEmails(subject.personal.emails ?? [], of: id, in: connection) }
+        try backend.insert(indexRows, into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        let emailIndexes = keyring.keys.emailIndexes
+        let emailRows = try zip(subjects, ids).flatMap { subject, id in
+            try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes)
+        }
+        try backend.insert(emailRows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
         try faultInjection?("write.sealed", subjects.count)
         for subject in created { write.record(subject.id, .create, fields: subject.fields) }
         return created.map { ($0.id, $0.unindexed) }
@@ -390,16 +394,17 @@ extension Store {
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
                into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
         let (entries, unindexed) = try blindIndexEntries(phones, of: id, normalizer: normalizer, into: indexes ?? keyring.keys.phoneIndexes)
-        try backend.insert(entries.map { Store.phoneIndexRow($0, of: id) }, into: "phone_index", columns: Store.phoneIndexColumns,
+        try backend.insert(entries.map { Store.phoneIndexRow($0, of: id) }, into: "phone_index", columns: Store.blindIndexColumns,
                            conflict: "", on: connection)
         return unindexed
     }
 
-    /// The columns of a blind-index row, in the order `phoneIndexRow` gives their values.
-    static let phoneIndexColumns = [BulkColumn("key_version", .integer), BulkColumn("tag", .integer), BulkColumn("subject_id", .integer),
+    /// The columns of a blind-index row (`phone_index` and `email_index` alike), in the order
+    /// `phoneIndexRow` and `emailIndexRows` give their values.
+    static let blindIndexColumns = [BulkColumn("key_version", .integer), BulkColumn("tag", .integer), BulkColumn("subject_id", .integer),
                                     BulkColumn("check_mac", .blob)]
 
-    /// The values of `entry`'s row in `phone_index`, for `phoneIndexColumns`.
+    /// The values of `entry`'s row in `phone_index`, for `blindIndexColumns`.
     static func phoneIndexRow(_ entry: BlindIndexEntry, of id: SubjectID) -> [SQLValue] {
         [.int(Int(entry.version)), .integer(entry.tag), .integer(id.rawValue), .blob(entry.check)]
     }
