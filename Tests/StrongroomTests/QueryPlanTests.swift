@@ -269,8 +269,8 @@ struct QueryPlanTests {
         // `SCAN n CONSTANT ROWS`: the rows of a multi-row VALUES list.
         guard line.hasPrefix("SCAN "), !line.hasSuffix(" CONSTANT ROWS") else { return false }
         let table = line.dropFirst(5).prefix { $0 != " " }
-        // `rewrapped`: the VALUES list of the KEK rotation's re-wrapped keys.
-        return !["CONSTANT", "rewrapped", "store", "purposes", "kek", "index_keys", "audit_keys", "rotations", "key_usage", "audit_head",
+        // `rewrapped`, `reencrypted`, `resealed`: the VALUES lists of the KEK and data rotations' batches.
+        return !["CONSTANT", "rewrapped", "reencrypted", "resealed", "store", "purposes", "kek", "index_keys", "audit_keys", "rotations", "key_usage", "audit_head",
                  "sqlite_sequence", "json_each"].contains(String(table))
     }
 

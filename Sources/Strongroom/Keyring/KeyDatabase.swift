@@ -95,8 +95,6 @@ final class KeyDatabase: Sendable {
     static let tombstoneByExternalID = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag = ?"
     /// The tombstone of an erased subject, by store id: the primary key.
     static let tombstoneBySubject = "SELECT \(tombstoneColumns) FROM tombstones WHERE subject_id = ?"
-    /// The rotation's committed position after a batch of the KEK walk.
-    static let advanceKEKRotation = "UPDATE rotations SET done = done + ?, cursor = ? WHERE kind = 'kek'"
     /// The rotation's committed position after a batch of a walk over subjects.
     static let advanceRotation = "UPDATE rotations SET cursor = ?, done = ? WHERE kind = ?"
 }

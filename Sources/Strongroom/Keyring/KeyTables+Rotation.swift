@@ -8,6 +8,25 @@ struct RotationRow: Sendable {
     let total: Int
 }
 
+/// One version of a subject's key, as a data rotation replaces it.
+struct SubjectKeyVersion: Sendable, Hashable {
+    let subject: SubjectID
+    let version: UInt32
+}
+
+extension KeyDatabase {
+    /// The key versions of a batch's subjects, read once per batch of a data rotation: the primary key's range.
+    static let subjectKeyVersionsInRange = "SELECT subject_id, version FROM subject_keys WHERE subject_id >= ? AND subject_id <= ?"
+
+    /// `rows` subject keys of the subjects ?1 to ?2 destroyed in one statement, each a VALUES row of its
+    /// subject and version: the range keeps the search on the primary key whatever the planner makes of
+    /// the VALUES list.
+    static func deleteSubjectKeyVersions(_ rows: Int) -> String {
+        "DELETE FROM subject_keys WHERE subject_id >= ? AND subject_id <= ? AND (subject_id, version) IN (VALUES "
+            + MultiRowStatements.valuesList(rows, row: ["CAST(? AS BIGINT)", "CAST(? AS BIGINT)"]) + ")"
+    }
+}
+
 /// The key tables' statements on `rotations`: the rotations in progress, started, advanced by their walks
 /// and finished.
 extension KeyTables {
@@ -26,19 +45,25 @@ extension KeyTables {
             """, [.text(kind.rawValue), .int(Int(targetVersion)), .int(total), .integer(startedAt)])
     }
 
-    /// Sets the number of items the rotation of `kind` walks.
-    func setRotationTotal(_ kind: RotationKind, _ total: Int) throws {
-        try connection.run("UPDATE rotations SET total = ? WHERE kind = ?", [.int(total), .text(kind.rawValue)])
-    }
-
-    /// Commits the KEK rotation's position after a batch of `count` keys ending at subject `cursor`.
-    func advanceKEKRotation(by count: Int, cursor: Int64) throws {
-        try connection.run(KeyDatabase.advanceKEKRotation, [.int(count), .integer(cursor)])
-    }
-
-    /// Commits the position of a walk over subjects.
+    /// Commits the position of a rotation's walk (`RotationWalk`).
     func advanceRotation(_ kind: RotationKind, cursor: Int64, done: Int) throws {
         try connection.run(KeyDatabase.advanceRotation, [.integer(cursor), .int(done), .text(kind.rawValue)])
+    }
+
+    /// The (subject, version) of every key of the subjects from `first` through `last`: a data
+    /// rotation's batch learns in one query which keys it replaces and which a crashed run left.
+    func subjectKeyVersions(from first: SubjectID, through last: SubjectID) throws -> [SubjectKeyVersion] {
+        try connection.rows(KeyDatabase.subjectKeyVersionsInRange, [.integer(first.rawValue), .integer(last.rawValue)]) {
+            SubjectKeyVersion(subject: SubjectID(rawValue: $0.int64(0)), version: UInt32(truncatingIfNeeded: $0.int64(1)))
+        }
+    }
+
+    /// Destroys the subject keys `keys`, all of subjects from `first` through `last`, in sets of rows
+    /// (a data rotation's batch: one round trip per 128 keys on PostgreSQL).
+    func deleteSubjectKeys(_ keys: [SubjectKeyVersion], from first: SubjectID, through last: SubjectID) throws {
+        try MultiRowStatements.rotation.run(keys.map { [.integer($0.subject.rawValue), .int(Int($0.version))] },
+                                            leading: [.integer(first.rawValue), .integer(last.rawValue)], on: connection,
+                                            statement: KeyDatabase.deleteSubjectKeyVersions)
     }
 
     /// Ends the rotation of `kind`.

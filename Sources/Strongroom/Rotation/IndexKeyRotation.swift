@@ -2,31 +2,35 @@ import Foundation
 import StrongroomCrypto
 import StrongroomStorage
 
-extension Store {
-    /// Rotates the phone blind-index key: a new index version (with `bits`, default the current length)
-    /// is built beside the old one from every subject's numbers (decrypted through the audited path,
-    /// purpose `key-rotation`); lookups answer from both until the switch; then the old index rows and
-    /// key are dropped. Resumes an interrupted rotation.
-    public func rotateIndexKey(bits: Int? = nil, batchSize: Int = 500, context: AccessContext,
-                               progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+/// The phone blind-index key's rotation: a new index version (with `bits`, default the current
+/// length) built beside the old one from every subject's numbers (decrypted through the audited path,
+/// purpose `key-rotation`), the e-mail index rebuilt by the same walk; lookups answer from both
+/// versions until the switch; then the old index rows and key are dropped.
+struct IndexKeyRotation {
+    let store: Store
+    let context: AccessContext
+    private var keyring: Keyring { store.keyring }
+
+    /// Runs the rotation, or resumes the one in progress, `batchSize` subjects to a batch.
+    func run(bits: Int?, batchSize: Int, progress: (Int, Int) -> Void) throws(StoreError) -> RotationReport {
         if let bits, !(8...32).contains(bits) { throw .blindIndexBitsOutOfRange(bits: bits, supported: 8...32) }
         let from = keyring.phoneIndex
         try storeErrors { try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1) }
-        let (target, resumed) = try beginIndexRotation(bits: bits, from: from)
-        let total = try count()
-        try storeErrors { try keyring.database.read { try $0.setRotationTotal(.index, total) } }
+        let total = try store.count()
+        var walk = try RotationWalk.begin(.index, of: store, context: context) { tables in
+            (try newIndexKey(bits: bits, from: from, in: tables), total)
+        }
+        let target = walk.targetVersion
         try storeErrors { try keyring.reload() }
         guard let building = keyring.keys.phoneIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new phone index key", .keyVersionUnavailable(target))
         }
-        try audit([AuditEvent(.keys, context, subject: nil,
-                              detail: "rotate-index: \(resumed ? "resumed" : "started"), version \(from.version) -> \(target), \(building.bits) bits")])
-        let rotation = AccessContext(actor: context.actor, purpose: .keyRotation, clientAddress: context.clientAddress)
-        var walk = try beginWalk(.index, targetVersion: target)
-        let batches = try run(&walk, progress: progress) { (cursor, batch) throws(StoreError) in
-            let subjects = try stageIndexRows(under: building, after: cursor, limit: batchSize, batch: batch, context: rotation)
-            if let last = subjects.last { try reindexEmails(after: cursor, through: last, into: target, batchSize: batchSize, context: rotation) }
-            return subjects.last.map { ($0, subjects.count) }
+        try walk.announce(", version \(from.version) -> \(target), \(building.bits) bits")
+        try walk.run(progress: progress) { cursor, _, batch throws(StoreError) in
+            let subjects = try stageIndexRows(under: building, after: cursor, limit: batchSize, batch: batch)
+            guard let last = subjects.last else { return nil }
+            try reindexEmails(after: cursor, through: last, into: target, batchSize: batchSize)
+            return RotationWalk.Batch(last: last.rawValue, count: subjects.count)
         }
         // Lookups still answer from the old version alone: the new one's rows go in now, in one
         // transaction, so a rotation stopped before or during the copy copies again when resumed.
@@ -34,42 +38,31 @@ extension Store {
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
-        try storeErrors {
-            try keyring.database.transaction { try $0.activateIndexKey(target) }
-        }
-        try storeErrors { try faultInjection?("rotate-index.switch", batches) }
+        try storeErrors { try keyring.database.transaction { try $0.activateIndexKey(target) } }
+        let batches = walk.batches
+        try storeErrors { try store.faultInjection?("rotate-index.switch", batches) }
         try storeErrors { try keyring.reload() }
-        let leftBehind = try reindexLeftBehind(into: building, batchSize: batchSize, context: rotation)
-        try finishEmailIndexRotation(into: target, context: rotation)
-        try storeErrors {
-            try keyring.database.transaction { tables in
-                try tables.deleteRetiredIndexKeys()
-                try tables.finishRotation(.index)
-            }
-            _ = try keyring.database.read { try $0.discardDeletedContent() }
+        let leftBehind = try reindexLeftBehind(into: building, batchSize: batchSize)
+        try finishEmailIndexRotation(into: target)
+        try walk.finish("version \(target) active with \(building.bits) bits, \(walk.done + leftBehind) subjects re-indexed, old index dropped") {
+            try $0.deleteRetiredIndexKeys()
+            return true
         }
-        try audit([AuditEvent(.keys, context, subject: nil,
-                              detail: "rotate-index: finished, version \(target) active with \(building.bits) bits, \(walk.done + leftBehind) subjects re-indexed, old index dropped")])
-        return RotationReport(kind: .index, fromVersion: Int(from.version), toVersion: Int(target), items: walk.done, resumed: resumed)
+        _ = try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
+        return RotationReport(kind: .index, fromVersion: Int(from.version), toVersion: Int(target), items: walk.done, resumed: walk.resumed)
     }
 
-    /// Finds the index rotation in progress, or starts one: a new index key (with `bits`, else those of
-    /// `from`) in state "building", and the rotation's row. Returns the version being built.
-    private func beginIndexRotation(bits: Int?, from: PhoneBlindIndex) throws(StoreError) -> (target: UInt32, resumed: Bool) {
-        try storeErrors {
-            try keyring.database.transaction { tables in
-                if let rotation = try tables.rotation(.index) { return (rotation.targetVersion, true) }
-                let target = try tables.newestIndexKeyVersion() + 1
-                let planned = try tables.plannedPopulation(ofIndexVersion: nil)
-                let chosen = bits ?? from.bits
-                // Re-planning with more bits plans for the population those bits suit (CipherSweet's rule).
-                let population = bits == nil ? planned : 2 << chosen
-                try Keyring.insertIndexKey(version: target, bits: chosen, plannedPopulation: population, state: "building",
-                                           under: keyring.keyEncryptionKey, storeID: keyring.storeID, in: tables)
-                try tables.startRotation(.index, targetVersion: target, total: 0, startedAt: Store.milliseconds(Date()))
-                return (target, false)
-            }
-        }
+    /// A new index key in state "building" (with `bits`, else those of `from`), for a new rotation;
+    /// returns its version.
+    private func newIndexKey(bits: Int?, from: PhoneBlindIndex, in tables: KeyTables) throws -> UInt32 {
+        let target = try tables.newestIndexKeyVersion() + 1
+        let planned = try tables.plannedPopulation(ofIndexVersion: nil)
+        let chosen = bits ?? from.bits
+        // Re-planning with more bits plans for the population those bits suit (CipherSweet's rule).
+        let population = bits == nil ? planned : 2 << chosen
+        try Keyring.insertIndexKey(version: target, bits: chosen, plannedPopulation: population, state: "building",
+                                   under: keyring.keyEncryptionKey, storeID: keyring.storeID, in: tables)
+        return target
     }
 
     /// Stages under `index` the blind-index rows of the `limit` subjects after `cursor` (their numbers
@@ -78,32 +71,33 @@ extension Store {
     /// of the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them
     /// once the walk is through. Each row carries its subject's `updated_at` as read, so a subject
     /// changed meanwhile is not copied: no retry here. Returns the subjects read.
-    private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int, batch: Int,
-                                context: AccessContext) throws(StoreError) -> [SubjectID] {
+    private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int,
+                                batch: Int) throws(StoreError) -> [SubjectID] {
         let rows = try storeErrors {
-            try data.withLock { connection in
+            try store.data.withLock { connection in
                 try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
                                     [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
             }
         }
         guard let first = rows.first, let last = rows.last else { return [] }
-        let phones = try decrypt(rows, fields: [.phones], context: context).personal
+        try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
+        let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
         var values: [SQLValue] = []
         for (row, personal) in zip(rows, phones) {
             let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
             for entry in try storeErrors({
-                try blindIndexEntries(personal.phones ?? [], of: id, normalizer: phoneNormalizer, into: [index]).entries
+                try store.blindIndexEntries(personal.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index]).entries
             }) {
                 values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
             }
         }
         try storeErrors {
-            try data.withLock { connection in
+            try store.data.withLock { connection in
                 try connection.transaction {
                     try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
                                                                                 .integer(last.summary.id.rawValue)])
                     try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
-                    try faultInjection?("rotate-index.in-batch", batch)
+                    try store.faultInjection?("rotate-index.in-batch", batch)
                 }
             }
         }
@@ -115,7 +109,7 @@ extension Store {
     /// indexed by its writer, or is left behind with old rows only and indexed by `reindexLeftBehind`.
     private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
         try storeErrors {
-            try data.withLock { connection in
+            try store.data.withLock { connection in
                 try connection.transaction {
                     try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
                     try withTagIndexRebuilt(on: connection) {
@@ -131,7 +125,7 @@ extension Store {
     /// built again after where the backend chooses to (`StoreBackend.rebuildsTagIndexForBulkChanges`).
     /// Inside the caller's transaction.
     private func withTagIndexRebuilt(on connection: any Database, _ change: () throws -> Void) throws {
-        let rebuilds = type(of: backend).rebuildsTagIndexForBulkChanges
+        let rebuilds = type(of: store.backend).rebuildsTagIndexForBulkChanges
         if rebuilds { try connection.run(RotationStatements.dropTagIndex, []) }
         try change()
         if rebuilds { try connection.run(Schema.phoneIndexByTag, []) }
@@ -144,12 +138,11 @@ extension Store {
     /// after the switch see it inside their own transactions (`write`, `update`). A subject tried once is
     /// not tried again: its numbers do not normalise in the store's region (written with another
     /// region), as in the walk.
-    private func reindexLeftBehind(into building: PhoneBlindIndex, batchSize: Int,
-                                   context: AccessContext) throws(StoreError) -> Int {
+    private func reindexLeftBehind(into building: PhoneBlindIndex, batchSize: Int) throws(StoreError) -> Int {
         let target = Int(building.version)
         var leftBehind = Set<SubjectID>()
         while true {
-            let reindexed = try reindex(into: building, batch: 0, context: context, select: RotationStatements.subjectsLeftBehind,
+            let reindexed = try reindex(into: building, batch: 0, select: RotationStatements.subjectsLeftBehind,
                                         [.int(target), .int(batchSize + leftBehind.count)], skipping: leftBehind)
             guard !reindexed.isEmpty else { return leftBehind.count }
             leftBehind.formUnion(reindexed)
@@ -163,12 +156,12 @@ extension Store {
     /// decrypted outside the transaction that writes the index rows, so a subject changed meanwhile
     /// (its `updated_at` moved) makes the batch roll back and run again, at most five times; one
     /// deleted meanwhile is skipped. Returns the subjects indexed.
-    private func reindex(into index: PhoneBlindIndex, batch: Int, context: AccessContext, select: String, _ values: [SQLValue],
+    private func reindex(into index: PhoneBlindIndex, batch: Int, select: String, _ values: [SQLValue],
                          skipping: Set<SubjectID>) throws(StoreError) -> [SubjectID] {
         var attempt = 0
         while true {
             let rows = try storeErrors {
-                try data.withLock { connection in
+                try store.data.withLock { connection in
                     func read() throws -> [EncryptedSubject] {
                         try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
                             .filter { !skipping.contains($0.summary.id) }
@@ -185,10 +178,11 @@ extension Store {
                 }
             }
             guard !rows.isEmpty else { return [] }
-            let phones = try decrypt(rows, fields: [.phones], context: context).personal
+            try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
+        let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
             do {
                 try storeErrors {
-                    try data.withLock { connection in
+                    try store.data.withLock { connection in
                         try connection.transaction {
                             for (row, personal) in zip(rows, phones) {
                                 let id = row.summary.id.rawValue
@@ -196,10 +190,10 @@ extension Store {
                                 else { continue }
                                 guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
                                 try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
-                                _ = try self.index(personal.phones ?? [], of: row.summary.id, normalizer: phoneNormalizer,
+                                _ = try store.index(personal.phones ?? [], of: row.summary.id, normalizer: store.phoneNormalizer,
                                                    in: connection, into: [index])
                             }
-                            try faultInjection?("rotate-index.in-batch", batch)
+                            try store.faultInjection?("rotate-index.in-batch", batch)
                         }
                     }
                 }
@@ -209,28 +203,36 @@ extension Store {
             }
         }
     }
-}
 
-extension Store {
     /// The e-mail index's part of the walk: indexes under version `target` the addresses of the subjects
     /// the phone walk's batch covered (ids in (`after`, `through`]), so both indexes are rebuilt by the
     /// same resumable walk.
-    private func reindexEmails(after: Int64, through: SubjectID, into target: UInt32, batchSize: Int,
-                               context: AccessContext) throws(StoreError) {
+    private func reindexEmails(after: Int64, through: SubjectID, into target: UInt32, batchSize: Int) throws(StoreError) {
         guard let building = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
         }
-        try indexEmailsOfSubjects(EmailIndexStatements.subjectsWithAddresses, [.integer(after), .integer(through.rawValue), .int(batchSize)],
-                                  into: [building], context: context)
+        try store.indexEmailsOfSubjects(Store.EmailIndexStatements.subjectsWithAddresses, [.integer(after), .integer(through.rawValue), .int(batchSize)],
+                                  into: [building], context: context.forKeyRotation)
     }
 
     /// After the switch: indexes under `target` the addresses of subjects written meanwhile under the old
     /// version only, then drops the old versions' rows.
-    private func finishEmailIndexRotation(into target: UInt32, context: AccessContext) throws(StoreError) {
+    private func finishEmailIndexRotation(into target: UInt32) throws(StoreError) {
         guard let active = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
         }
-        try indexEmailsOfSubjects(EmailIndexStatements.leftBehind, [.int(Int(target))], into: [active], context: context)
-        try storeErrors { try data.withLock { try $0.run(EmailIndexStatements.dropOldVersions, [.int(Int(target))]) } }
+        try store.indexEmailsOfSubjects(Store.EmailIndexStatements.leftBehind, [.int(Int(target))], into: [active], context: context.forKeyRotation)
+        try storeErrors { try store.data.withLock { try $0.run(Store.EmailIndexStatements.dropOldVersions, [.int(Int(target))]) } }
+    }
+}
+
+extension Store {
+    /// Rotates the phone blind-index key: a new index version (with `bits`, default the current length)
+    /// is built beside the old one from every subject's numbers (decrypted through the audited path,
+    /// purpose `key-rotation`); lookups answer from both until the switch; then the old index rows and
+    /// key are dropped. Resumes an interrupted rotation.
+    public func rotateIndexKey(bits: Int? = nil, batchSize: Int = 500, context: AccessContext,
+                               progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RotationReport {
+        try IndexKeyRotation(store: self, context: context).run(bits: bits, batchSize: batchSize, progress: progress)
     }
 }

@@ -2,13 +2,15 @@ import Foundation
 import StrongroomCrypto
 import StrongroomStorage
 
-extension Store {
-    /// Rotates the master key: the KEK is re-wrapped under `newMaster` in one transaction of the key
-    /// database, so the cost is the same at a thousand subjects or a billion. Afterwards the old master
-    /// key is refused (`wrongMasterKey`). Write the new key where the store's users will find it
-    /// *before* calling this (`KeyFile.create`), so that no crash leaves the store locked with a key
-    /// that exists nowhere.
-    public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
+/// The master key's rotation: the KEKs re-wrapped under a new master key in one transaction of the key
+/// database, so the cost is the same at a thousand subjects or a billion. No walk: nothing to resume.
+struct MasterKeyRotation {
+    let store: Store
+    let context: AccessContext
+    private var keyring: Keyring { store.keyring }
+
+    /// Re-wraps every KEK under `newMaster` and makes it the store's master key.
+    func run(to newMaster: SecretKey) throws(StoreError) -> RotationReport {
         guard newMaster.byteCount == KeyFile.keyByteCount else { throw .masterKeyWrongLength(bytes: newMaster.byteCount, expected: KeyFile.keyByteCount) }
         let (report, rotated): (RotationReport, Keyring.LoadedKeys) = try storeErrors {
             try keyring.database.transaction { tables in
@@ -26,7 +28,7 @@ extension Store {
                                          wrapped: try Envelope.seal(key: kek, at: location, under: newHandle, storeID: keyring.storeID))
                 }
                 try tables.setMasterGeneration(generation + 1)
-                try faultInjection?("rotate-master.in-transaction", 1)
+                try store.faultInjection?("rotate-master.in-transaction", 1)
                 return (RotationReport(kind: .master, fromVersion: Int(generation), toVersion: Int(generation + 1),
                                        items: rows.count, resumed: false),
                         Keyring.LoadedKeys(master: newHandle, keyEncryptionKeys: keys.keyEncryptionKeys,
@@ -38,8 +40,19 @@ extension Store {
         // master key the store does not know, and its next KEK rotation would wrap under it.
         keyring.replaceKeys(rotated)
         _ = try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
-        try audit([AuditEvent(.keys, context, subject: nil,
-                              detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
+        try store.audit([AuditEvent(.keys, context, subject: nil,
+                                    detail: "rotate-master: generation \(report.fromVersion) -> \(report.toVersion), \(report.items) KEK re-wrapped")])
         return report
+    }
+}
+
+extension Store {
+    /// Rotates the master key: the KEK is re-wrapped under `newMaster` in one transaction of the key
+    /// database, so the cost is the same at a thousand subjects or a billion. Afterwards the old master
+    /// key is refused (`wrongMasterKey`). Write the new key where the store's users will find it
+    /// *before* calling this (`KeyFile.create`), so that no crash leaves the store locked with a key
+    /// that exists nowhere.
+    public func rotateMasterKey(to newMaster: SecretKey, context: AccessContext) throws(StoreError) -> RotationReport {
+        try MasterKeyRotation(store: self, context: context).run(to: newMaster)
     }
 }

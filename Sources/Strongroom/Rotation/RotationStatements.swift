@@ -3,6 +3,55 @@ import Foundation
 /// The statements a rotation runs once per subject or per batch, shared with the tests that pin their
 /// query plans (QueryPlanTests): each must find its rows through an index, whatever the store's size.
 enum RotationStatements {
+    // MARK: Data rotation, once per batch
+
+    /// A batch of the data rotation: the subjects after the cursor, with every field's ciphertext, in
+    /// id order: the primary key's range.
+    static let subjectsToReencrypt = "SELECT \(Store.summaryColumns), \(ciphertextColumns) FROM subjects WHERE id > ? ORDER BY id LIMIT ?"
+
+    /// One subject, with every field's ciphertext, for the rotation of its data key alone: by primary key.
+    static let subjectToReencrypt = "SELECT \(Store.summaryColumns), \(ciphertextColumns) FROM subjects WHERE id = ?"
+
+    /// Every field's ciphertext column, in `PersonalField.allCases` order.
+    private static let ciphertextColumns = PersonalField.allCases.map(\.column).joined(separator: ", ")
+
+    /// `rows` subjects re-encrypted in one statement, each found by primary key and written only if its
+    /// key version and `updated_at` are still those read (a rectification made meanwhile is not
+    /// overwritten): a VALUES row per subject of its id, key version and `updated_at` as read, new key
+    /// version, new seal count and each field's new ciphertext (NULL where it has none, the column then
+    /// kept). `bytes`: the backend's `bytesParameter`.
+    static func reencryptSubjects(_ rows: Int, bytes: String) -> String {
+        let fields = PersonalField.allCases
+        let assignments = fields.enumerated().map { position, field in
+            "\(field.column) = coalesce(reencrypted.column\(position + 6), subjects.\(field.column))"
+        }
+        return "UPDATE subjects SET key_version = reencrypted.column4, seal_count = reencrypted.column5, "
+            + assignments.joined(separator: ", ") + " FROM (VALUES "
+            + MultiRowStatements.valuesList(rows, row: Array(repeating: "CAST(? AS BIGINT)", count: 5) + Array(repeating: bytes, count: fields.count))
+            + ") AS reencrypted WHERE subjects.id = reencrypted.column1 AND subjects.key_version = reencrypted.column2"
+            + " AND subjects.updated_at = reencrypted.column3"
+    }
+
+    /// `rows` consent ledger entries sealed again under their subject's new key in one statement, each
+    /// found by primary key: a VALUES row per entry of its id, client address, evidence and actor
+    /// (NULL where it has none) and new key version.
+    static func resealLedgerEntries(_ rows: Int, bytes: String) -> String {
+        "UPDATE consent_ledger SET client_ct = resealed.column2, evidence_ct = resealed.column3, actor_ct = resealed.column4, "
+            + "key_version = resealed.column5 FROM (VALUES "
+            + MultiRowStatements.valuesList(rows, row: ["CAST(? AS BIGINT)", bytes, bytes, bytes, "CAST(? AS BIGINT)"])
+            + ") AS resealed WHERE consent_ledger.id = resealed.column1"
+    }
+
+    /// The key version of every ledger entry of the batch's subjects (?1 to ?2), read before its commit
+    /// to find an entry appended since the ledger was read: through `consent_by_subject`.
+    static let ledgerKeyVersions = "SELECT subject_id, key_version FROM consent_ledger WHERE subject_id >= ? AND subject_id <= ?"
+
+    /// The key versions of the batch's subjects (?1 to ?2), read when one of them was not written, to
+    /// name it: the primary key's range.
+    static let subjectKeyVersions = "SELECT id, key_version FROM subjects WHERE id >= ? AND id <= ?"
+
+    // MARK: Index rotation
+
     /// A subject's rows of the index version being built, dropped before they are written again (a
     /// batch run twice): through `phone_index_by_subject (subject_id, key_version)`.
     static let dropSubjectIndexRows = "DELETE FROM phone_index WHERE subject_id = ? AND key_version = ?"

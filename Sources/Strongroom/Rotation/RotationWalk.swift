@@ -1,70 +1,114 @@
 import Foundation
 import StrongroomStorage
 
-/// A rotation's resumable walk over subjects in id order: its committed position (the last subject
-/// done) and count, kept in the key database's `rotations` row so that an interrupted run resumes
-/// where it stopped. Used by the kinds that visit every subject (data and index); the KEK rotation
-/// walks subject keys with its cursor committed inside each batch's own transaction.
-struct SubjectWalk {
+/// A rotation's resumable walk, the one every kind that visits all subjects or all subject keys runs
+/// (data, index, KEK): its committed position (the last subject done) and count, kept in the key
+/// database's `rotations` row so that an interrupted run resumes where it stopped; its batches, the
+/// progress told after each, the fault point "rotate-<kind>.batch" passed after each; and the audit
+/// entries of its start (or resumption) and of its end.
+struct RotationWalk {
     /// What the walk rotates.
     let kind: RotationKind
-    /// Whether an interrupted walk was found and resumed.
+    /// Whether an interrupted rotation of this kind was found and resumed.
     let resumed: Bool
+    /// The key version being rotated to (0 for the data keys, which have one version per subject).
+    let targetVersion: UInt32
+    /// Items in all, as counted when the rotation started.
+    let total: Int
     /// The last subject done.
-    var cursor: Int64
-    /// Subjects done so far.
-    var done: Int
+    private(set) var cursor: Int64
+    /// Items done so far (by this run and the interrupted ones before it).
+    private(set) var done: Int
+    /// Batches run by this call.
+    private(set) var batches = 0
+    private let store: Store
+    private let context: AccessContext
+
+    /// What a batch hands back: the last subject it handled and how many items it counted.
+    struct Batch {
+        let last: Int64
+        let count: Int
+    }
+
+    /// Finds the rotation of `kind` in progress, or starts one, in one key-database transaction: `start`
+    /// (given the key tables) makes what the new rotation needs (a new key, for the kinds that make one)
+    /// and returns the version rotated to and the number of items the walk will visit.
+    static func begin(_ kind: RotationKind, of store: Store, context: AccessContext,
+                      start: (KeyTables) throws -> (target: UInt32, total: Int)) throws(StoreError) -> RotationWalk {
+        let (row, resumed) = try storeErrors {
+            try store.keyring.database.transaction { tables -> (RotationRow, Bool) in
+                if let row = try tables.rotation(kind) { return (row, true) }
+                let (target, total) = try start(tables)
+                try tables.startRotation(kind, targetVersion: target, total: total, startedAt: Store.milliseconds(Date()))
+                return (RotationRow(targetVersion: target, done: 0, cursor: 0, total: total), false)
+            }
+        }
+        return RotationWalk(kind: kind, resumed: resumed, targetVersion: row.targetVersion, total: row.total,
+                            cursor: row.cursor, done: row.done, store: store, context: context)
+    }
+
+    /// Audits the start, or the resumption: "rotate-<kind>: started`detail`" (or "resumed…").
+    func announce(_ detail: String) throws(StoreError) {
+        try store.audit([AuditEvent(.keys, context, subject: nil,
+                                    detail: "rotate-\(kind.rawValue): \(resumed ? "resumed" : "started")\(detail)")])
+    }
+
+    /// Runs the walk to its end. `batch` handles the items after a cursor (given the cursor, the
+    /// items done before it and the batch's number) and returns what it did, or nil when none are
+    /// left. After each batch the position is committed (unless `batch` committed it with its own
+    /// work, `positionCommittedByBatch`, through `KeyTables.advanceRotation`), `progress` told, and the
+    /// fault point passed. With `sweepingAgain`, a walk that reaches the end goes once more from the
+    /// start (for items written behind the cursor by a process that had not seen the rotation).
+    mutating func run(positionCommittedByBatch: Bool = false, sweepingAgain: Bool = false, progress: (Int, Int) -> Void,
+                      batch: (_ cursor: Int64, _ done: Int, _ number: Int) throws(StoreError) -> Batch?) throws(StoreError) {
+        var swept = !sweepingAgain
+        while true {
+            guard let handled = try batch(cursor, done, batches + 1) else {
+                guard !swept else { return }
+                (cursor, swept) = (0, true)
+                continue
+            }
+            cursor = handled.last
+            done += handled.count
+            batches += 1
+            if !positionCommittedByBatch {
+                let (kind, cursor, done) = (kind, cursor, done)
+                try storeErrors { try store.keyring.database.read { try $0.advanceRotation(kind, cursor: cursor, done: done) } }
+            }
+            progress(done, total)
+            let (kind, batches) = (kind, batches)
+            try storeErrors { try store.faultInjection?("rotate-\(kind.rawValue).batch", batches) }
+        }
+    }
+
+    /// Ends the rotation: `ending` (given the key tables, in the transaction that deletes the
+    /// rotation's row) does the kind's last step and says whether the rotation may end; when it may,
+    /// the end is audited ("rotate-<kind>: finished, `summary`"). Returns whether it ended.
+    @discardableResult
+    func finish(_ summary: String, ending: (KeyTables) throws -> Bool = { _ in true }) throws(StoreError) -> Bool {
+        let kind = kind
+        let ended = try storeErrors {
+            try store.keyring.database.transaction { tables in
+                guard try ending(tables) else { return false }
+                try tables.finishRotation(kind)
+                return true
+            }
+        }
+        if ended { try store.audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-\(kind.rawValue): finished, \(summary)")]) }
+        return ended
+    }
 }
 
 extension Store {
-    /// Starts (or finds) the walk of a rotation of `kind` over subjects.
-    func beginWalk(_ kind: RotationKind, targetVersion: UInt32) throws(StoreError) -> SubjectWalk {
-        let total = try count()
-        return try storeErrors {
-            try keyring.database.read { tables in
-                if let rotation = try tables.rotation(kind), rotation.cursor > 0 || rotation.done > 0 {
-                    return SubjectWalk(kind: kind, resumed: true, cursor: rotation.cursor, done: rotation.done)
-                }
-                try tables.startRotation(kind, targetVersion: targetVersion, total: total, startedAt: Store.milliseconds(Date()))
-                return SubjectWalk(kind: kind, resumed: false, cursor: 0, done: 0)
-            }
-        }
-    }
-
-    /// Runs `walk` to its end: `batch` handles the subjects after a cursor (its arguments: the cursor and
-    /// the batch's number) and returns the last subject it handled and how many it counted, or nil when
-    /// none are left. After each batch the position is committed, `progress` told, and the fault
-    /// injection point "rotate-<kind>.batch" passed. Returns the number of batches.
-    @discardableResult
-    func run(_ walk: inout SubjectWalk, progress: (Int, Int) -> Void,
-             batch: (Int64, Int) throws(StoreError) -> (last: SubjectID, count: Int)?) throws(StoreError) -> Int {
-        let total = try rotationTotal(walk.kind)
-        var batches = 0
-        while let (last, count) = try batch(walk.cursor, batches + 1) {
-            walk.cursor = last.rawValue
-            walk.done += count
-            let position = walk
-            try storeErrors {
-                try keyring.database.read { try $0.advanceRotation(position.kind, cursor: position.cursor, done: position.done) }
-            }
-            batches += 1
-            progress(walk.done, total)
-            try storeErrors { try faultInjection?("rotate-\(walk.kind.rawValue).batch", batches) }
-        }
-        return batches
-    }
-
-    /// The number of items the rotation of `kind` walks, as counted when it started.
-    func rotationTotal(_ kind: RotationKind) throws(StoreError) -> Int {
-        try storeErrors {
-            try keyring.database.read { try $0.rotation(kind)?.total ?? 0 }
-        }
-    }
-
     /// Rotations in progress (interrupted, or running in another process).
     public func rotationsInProgress() throws(StoreError) -> [RotationProgress] {
         try storeErrors {
             try keyring.database.read { try $0.rotationsInProgress() }
         }
     }
+}
+
+extension AccessContext {
+    /// The context a rotation decrypts and writes in: this one's actor and address, for purpose `key-rotation`.
+    var forKeyRotation: AccessContext { AccessContext(actor: actor, purpose: .keyRotation, clientAddress: clientAddress) }
 }
