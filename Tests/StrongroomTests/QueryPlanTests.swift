@@ -75,6 +75,30 @@ struct QueryPlanTests {
             let plan = try statement.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
         }
+        // The data rotation's batch: its reads by primary key or the ledger's subject index, its multi-row
+        // writes (every size the paths prepared, matched up to their VALUES list) by primary key.
+        let bytes = backend == .sqlite ? SQLiteBackend.bytesParameter : PostgresBackend.bytesParameter
+        let dataRotationPlans: [(sql: String, sqlite: String, postgres: String)] = [
+            (RotationStatements.subjectsToReencrypt, "INTEGER PRIMARY KEY (rowid>?)", "subjects_pkey"),
+            (RotationStatements.subjectToReencrypt, "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
+            (RotationStatements.reencryptSubjects(1, bytes: bytes), "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
+            (RotationStatements.resealLedgerEntries(1, bytes: bytes), "INTEGER PRIMARY KEY (rowid=?)", "consent_ledger_pkey"),
+            (RotationStatements.ledgerKeyVersions, "consent_by_subject (subject_id>? AND subject_id<?)", "consent_by_subject"),
+            (KeyDatabase.subjectKeyVersionsInRange, "PRIMARY KEY (subject_id>? AND subject_id<?)", "subject_keys_pkey"),
+            // The batch's range: found by primary key whatever the planner makes of the VALUES list.
+            (KeyDatabase.deleteSubjectKeyVersions(1), "SEARCH subject_keys USING PRIMARY KEY (subject_id", "subject_keys_pkey"),
+        ]
+        for (sql, sqlitePlan, postgresIndex) in dataRotationPlans {
+            let head = sql.components(separatedBy: "(VALUES").first ?? sql
+            let prepared = statements.filter {
+                head == sql ? $0.matches(sql) : $0.sql.hasPrefix(head) || $0.sql.hasPrefix(PostgresConnection.numberedParameters(head))
+            }
+            #expect(!prepared.isEmpty, "not run by the paths: \(sql)")
+            for statement in prepared {
+                let plan = try statement.plan().joined(separator: "\n")
+                #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(statement.sql)\nplan:\n\(plan)")
+            }
+        }
         // The e-mail index's statements, and those of find, list and rectify.
         let emailIndexPlans: [(sql: String, sqlite: String, postgres: String)] = [
             (Store.EmailIndexStatements.probe, "email_index_by_tag (key_version=? AND tag=?)", "email_index_by_tag"),
