@@ -95,14 +95,57 @@ struct RotationTests {
         try expectIntact(try test.reopen(), ids)
         let report = try test.reopen().rotateAllDataKeys(batchSize: 25, context: TestStore.admin)
         #expect(report.resumed && report.items == 60)
+        try expectRotated(test, ids, to: 2, ledgerOf: [])
+        let after = try test.database(.keys).rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
+        #expect(Set(before).isDisjoint(with: Set(after)))
+    }
+
+    @Test("PostgreSQL: a data rotation stopped inside a batch resumes; every subject and consent entry decrypts and is found by caller ID, after a reopen and another rotation too")
+    func dataStoppedInsideABatchOnPostgres() throws {
+        guard TestBackend.all.contains(.postgres) else { return }
+        let (test, ids) = try populated(.postgres)
+        defer { test.cleanUp() }
+        let marketing: Purpose = "marketing-email"
+        try test.store.declarePurpose(PurposeDeclaration(name: marketing, description: "Offers", lawfulBasis: .consent), context: TestStore.admin)
+        // Ledger entries in the batch that commits and in the one that is stopped, sealed under the subjects' keys.
+        for index in [3, 30, 31] {
+            _ = try test.store.grantConsent(ids[index], purpose: marketing, evidence: "web form \(index)", initiator: .subject,
+                                            clientAddress: "198.51.100.\(index)", context: TestStore.admin)
+        }
+        let crashing = try crashing(test, at: "rotate-data.in-batch", after: 2)
+        #expect(throws: (any Error).self) { try crashing.rotateAllDataKeys(batchSize: 25, context: TestStore.admin) }
+        // The second batch rolled back after its keys were made: its subjects still read under their old keys.
+        let inProgress = try crashing.rotationsInProgress()
+        #expect(inProgress.map(\.kind) == [.data] && inProgress.first?.done == 25)
+        try expectIntact(try test.reopen(), ids)
+        let report = try test.reopen().rotateAllDataKeys(batchSize: 25, context: TestStore.admin)
+        #expect(report.resumed && report.items == 60)
+        try expectRotated(test, ids, to: 2, ledgerOf: [3, 30, 31])
+        // Second act: another lookup from the handle that resumed, then a reopen and another rotation from the start.
+        let store = try test.reopen()
+        #expect(try store.callerID(number: number(30), context: TestStore.caller).map(\.id) == [ids[30]])
+        let again = try store.rotateAllDataKeys(batchSize: 25, context: TestStore.admin)
+        #expect(!again.resumed && again.items == 60)
+        try expectRotated(test, ids, to: 3, ledgerOf: [3, 30, 31])
+        #expect(try test.reopen().rotationsInProgress().isEmpty)
+    }
+
+    /// Every subject of `ids` reads back and is found from a new opening, under key version `version`
+    /// alone (one key each, the older destroyed), and the ledger entries of the subjects at `ledgerOf`
+    /// open under it.
+    func expectRotated(_ test: TestStore, _ ids: [SubjectID], to version: Int, ledgerOf indexes: [Int]) throws {
         let store = try test.reopen()
         try expectIntact(store, ids)
         let keys = try test.database(.keys)
-        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys") == 60)
-        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys WHERE version = 2") == 60)
-        let after = try keys.rows("SELECT wrapped FROM subject_keys ORDER BY subject_id") { $0.blob(0)! }
-        #expect(Set(before).isDisjoint(with: Set(after)))
-        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> 2") == 0)
+        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys") == Int64(ids.count))
+        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys WHERE version = ?", [.int(version)]) == Int64(ids.count))
+        let data = try test.database(.data)
+        #expect(try data.scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> ?", [.int(version)]) == 0)
+        #expect(try data.scalarInteger("SELECT count(*) FROM consent_ledger WHERE key_version <> ?", [.int(version)]) == 0)
+        for index in indexes {
+            let ledger = try store.consentLedger(of: ids[index], context: TestStore.admin)
+            #expect(ledger.map(\.evidence) == ["web form \(index)"] && ledger.map(\.clientAddress) == ["198.51.100.\(index)"])
+        }
     }
 
     @Test("one subject's data key rotates on its own", arguments: TestBackend.all)
