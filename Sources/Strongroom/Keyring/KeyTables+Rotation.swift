@@ -10,7 +10,9 @@ struct RotationRow: Sendable {
 
 /// One version of a subject's key, as a data rotation replaces it.
 struct SubjectKeyVersion: Sendable, Hashable {
+    /// Whose key it is.
     let subject: SubjectID
+    /// Which of the subject's keys.
     let version: UInt32
 }
 

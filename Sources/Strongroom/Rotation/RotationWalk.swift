@@ -26,7 +26,9 @@ struct RotationWalk {
 
     /// What a batch hands back: the last subject it handled and how many items it counted.
     struct Batch {
+        /// The last subject handled: the walk's next cursor.
         let last: Int64
+        /// Items handled (subjects, or subject keys for the KEK).
         let count: Int
     }
 
