@@ -21,7 +21,7 @@ extension DataKeyRotation {
     func seal(_ rows: [EncryptedSubject], _ plaintexts: [PersonalData], consents: [SubjectID: [ConsentRow]],
               opened: [SubjectID: [[UInt8]]], under keys: [SubjectID: KeyHandle]) throws(StoreError) -> ResealedBatch {
         let storeID = store.keyring.storeID
-        func seal(_ plaintext: [UInt8], _ slot: EnvelopeSlot, _ record: Int64, _ key: KeyHandle) throws(StoreError) -> SQLValue {
+        func sealValue(_ plaintext: [UInt8], _ slot: EnvelopeSlot, _ record: Int64, _ key: KeyHandle) throws(StoreError) -> SQLValue {
             .blob(try storeErrors { try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: record), under: key, storeID: storeID) })
         }
         var batch = ResealedBatch()
@@ -37,14 +37,14 @@ extension DataKeyRotation {
                     fields.append(.null)
                     continue
                 }
-                fields.append(try seal(plaintext, .field(field), row.id.rawValue, key))
+                fields.append(try sealValue(plaintext, .field(field), row.id.rawValue, key))
             }
             var parts = (opened[row.id] ?? []).makeIterator()
             for entry in consents[row.id] ?? [] {
                 func reseal(_ sealed: [UInt8]?, _ slot: EnvelopeSlot) throws(StoreError) -> SQLValue {
                     guard sealed != nil, let plaintext = parts.next() else { return .null }
                     sealCount += 1
-                    return try seal(plaintext, slot, entry.id, key)
+                    return try sealValue(plaintext, slot, entry.id, key)
                 }
                 let client = try reseal(entry.client, .consentClientAddress)
                 let evidence = try reseal(entry.evidence, .consentEvidence)

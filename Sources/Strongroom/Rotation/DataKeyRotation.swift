@@ -37,31 +37,41 @@ struct DataKeyRotation {
     }
 
     /// Re-encrypts under fresh keys the subjects `select` reads (with `values`); returns them. A subject
-    /// changed by another writer meanwhile rolls the batch back: it is read again and retried, up to
-    /// `retries` times.
+    /// changed by another writer meanwhile rolls the batch back: the same subjects (those of the id range
+    /// read) are read again and retried, up to `retries` times.
     private func reencrypt(_ select: String, _ values: [SQLValue], batch: Int, retries: Int) throws(StoreError) -> [SubjectID] {
-        var attempt = 0
+        var (select, values, attempt) = (select, values, 0)
         while true {
+            let (rows, consents) = try read(select, values)
+            guard let first = rows.first?.id, let last = rows.last?.id else { return [] }
             do throws(StoreError) {
-                return try reencryptOnce(select, values, batch: batch)
+                try reencrypt(rows, consents: consents, batch: batch)
+                return rows.map(\.id)
             } catch .concurrentChange where attempt < retries {
-                attempt += 1
+                // Not the cursor's query again: at the end of the walk it would take in subjects created
+                // since, which their writers may be changing in turn.
+                (select, values, attempt) = (RotationStatements.subjectsToReencryptAgain, [.integer(first.rawValue), .integer(last.rawValue)],
+                                             attempt + 1)
             }
         }
     }
 
-    /// One attempt of `reencrypt`. Safe to repeat after a crash at any point: keys first (committed in
-    /// the key database), then the data that uses them, then the old keys go; a key left by a run that
-    /// crashed before its data committed is unused and replaced.
-    private func reencryptOnce(_ select: String, _ values: [SQLValue], batch: Int) throws(StoreError) -> [SubjectID] {
-        let fields = PersonalField.allCases
-        let (rows, consents) = try storeErrors {
+    /// The subjects `select` reads (with `values`), with every field's ciphertext, and their consent ledgers.
+    private func read(_ select: String, _ values: [SQLValue]) throws(StoreError) -> ([EncryptedSubject], [SubjectID: [ConsentRow]]) {
+        try storeErrors {
             try store.data.withLock { connection in
-                let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: fields) }
+                let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: PersonalField.allCases) }
                 return (rows, try store.consentRows(of: rows.map(\.id), in: connection))
             }
         }
-        guard let first = rows.first?.id, let last = rows.last?.id else { return [] }
+    }
+
+    /// Re-encrypts `rows` (with their ledgers, `consents`), read in id order, under fresh keys. Safe to
+    /// repeat after a crash at any point: keys first (committed in the key database), then the data that
+    /// uses them, then the old keys go; a key left by a run that crashed before its data committed is
+    /// unused and replaced.
+    private func reencrypt(_ rows: [EncryptedSubject], consents: [SubjectID: [ConsentRow]], batch: Int) throws(StoreError) {
+        guard let first = rows.first?.id, let last = rows.last?.id else { return }
         let oldVersions = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) })
         let existing = try storeErrors { try keyring.database.read { try $0.subjectKeyVersions(from: first, through: last) } }
             .filter { oldVersions[$0.subject] != nil }
@@ -73,14 +83,13 @@ struct DataKeyRotation {
         let newKeys = try makeKeys(for: rows)
         try keyring.cacheSubjectKeys(oldVersions)
         // The consent ledger's sealed parts are under the same key: they are re-encrypted with the fields.
-        let (plaintexts, opened) = try store.decrypt(rows, fields: fields, extra: consents.mapValues { $0.flatMap(\.sealedValues) },
+        let (plaintexts, opened) = try store.decrypt(rows, fields: PersonalField.allCases, extra: consents.mapValues { $0.flatMap(\.sealedValues) },
                                                      detail: "consent ledger", context: context.forKeyRotation)
         let sealed = try seal(rows, plaintexts, consents: consents, opened: opened, under: newKeys)
         try write(sealed, newVersions: newKeys.mapValues(\.version), number: batch)
         let replaced = existing.filter { $0.version <= oldVersions[$0.subject]! }
         try storeErrors { try keyring.database.transaction { try $0.deleteSubjectKeys(replaced, from: first, through: last) } }
         rows.forEach { keyring.forget($0.id, versions: [$0.keyVersion]) }
-        return rows.map(\.id)
     }
 
     /// A fresh key for each of `rows`' subjects, one version above the one its data uses.

@@ -12,6 +12,10 @@ enum RotationStatements {
     /// One subject, with every field's ciphertext, for the rotation of its data key alone: by primary key.
     static let subjectToReencrypt = "SELECT \(Store.summaryColumns), \(ciphertextColumns) FROM subjects WHERE id = ?"
 
+    /// A batch of the data rotation read again after a concurrent change rolled it back: the subjects of
+    /// its id range (?1 to ?2), in id order: the primary key's range.
+    static let subjectsToReencryptAgain = "SELECT \(Store.summaryColumns), \(ciphertextColumns) FROM subjects WHERE id >= ? AND id <= ? ORDER BY id"
+
     /// Every field's ciphertext column, in `PersonalField.allCases` order.
     private static let ciphertextColumns = PersonalField.allCases.map(\.column).joined(separator: ", ")
 
