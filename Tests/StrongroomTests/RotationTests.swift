@@ -608,4 +608,29 @@ struct RotationRaceTests {
         try test.store.rotateDataKey(of: id, context: TestStore.admin)
         #expect(try test.store.read(id, fields: [.name], context: TestStore.admin).personal.name == "Rectified Name")
     }
+
+    @Test("a batch of the whole-store data rotation that meets an update is retried on the same subjects: the update is kept, every subject rotated once",
+          arguments: TestBackend.all)
+    func updateDuringWholeRotation(backend: TestBackend) throws {
+        let trigger = Trigger()
+        let test = try TestStore(backend, hooks: [trigger])
+        defer { test.cleanUp() }
+        let ids = try test.store.write((0..<5).map { sampleSubject("race\($0)") }, context: TestStore.admin).map(\.id)
+        let other = try test.reopen()
+        defer { other.close() }
+        trigger.arm { event in
+            guard event.action == .decrypt, event.purpose == Purpose.keyRotation.rawValue else { return false }
+            try? other.update(ids[2], personal: PersonalData(name: "Rectified Name"), context: TestStore.admin)
+            return true
+        }
+        let report = try test.store.rotateAllDataKeys(batchSize: 10, context: TestStore.admin)
+        #expect(report.items == 5)
+        // Second act: from another opening, the update is there and every subject is under its second key alone.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.read(ids[2], fields: [.name], context: TestStore.admin).personal.name == "Rectified Name")
+        #expect(try reopened.read(ids[4], fields: [.name], context: TestStore.admin).personal.name == "Zebedee Quixotic-race4")
+        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM subjects WHERE key_version <> 2") == 0)
+        #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM subject_keys") == 5)
+    }
 }
