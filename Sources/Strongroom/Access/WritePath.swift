@@ -81,7 +81,10 @@ final class SubjectWriteTransaction {
         let reason: String?
         if kind == .callRecord {
             reason = try store.processingRefusal(restricted: restricted, allowedUnderRestriction: allowed, for: context.purpose) {
-                () throws(StoreError) in try storeErrors { try Store.consentState(of: subject, for: context.purpose, in: connection) }
+                () throws(StoreError) in
+                do throws(DatabaseError) { return try Store.consentState(of: subject, for: context.purpose, in: connection) } catch {
+                    throw .database(error)
+                }
             }
         } else {
             reason = restricted && !allowed ? "processing is restricted" : nil
@@ -145,7 +148,7 @@ extension Store {
                     // Inside the transaction: if the log cannot take the entries, nothing is committed.
                     let entries = write.refusals.map(\.event) + write.events
                     if !entries.isEmpty { try audit(entries) }
-                    try faultInjection?("write.audited", write.auditedCount + write.events.count)
+                    try injectFault("write.audited", write.auditedCount + write.events.count)
                     return result
                 }
             }
@@ -155,6 +158,7 @@ extension Store {
             let first = refused.refusals[0]
             throw .accessRefused(first.subject, purpose: context.purpose, reason: first.event.detail ?? "refused")
         } catch {
+            // `body` throws untyped (Store+Subjects.swift's bodies): left until they are typed.
             throw .wrap(error)
         }
     }

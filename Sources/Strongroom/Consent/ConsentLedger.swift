@@ -105,7 +105,11 @@ extension Store {
         var token: String?
         var expiry: Date?
         if declaration.requiresDoubleOptIn {
-            token = try storeErrors { try SecureRandom.bytes(count: 24) }.map { String(format: "%02x", $0) }.joined()
+            do throws(CryptoError) {
+                token = try SecureRandom.bytes(count: 24).map { String(format: "%02x", $0) }.joined()
+            } catch {
+                throw .crypto(error)
+            }
             expiry = Date().addingTimeInterval(tokenLifetime)
         }
         let state: ConsentState = declaration.requiresDoubleOptIn ? .pending : .granted

@@ -30,7 +30,7 @@ struct MultiRowStatements {
     /// Inserts `rows` (each one value per column of `columns`) into `table`, followed in each
     /// statement by `suffix` (an `ON CONFLICT` clause, or empty).
     func insert(into table: String, columns: [String], rows: [[SQLValue]], suffix: String = "",
-                on connection: any Database) throws {
+                on connection: any Database) throws(DatabaseError) {
         let head = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "
         let row = "(" + Array(repeating: "?", count: columns.count).joined(separator: ", ") + ")"
         for range in chunks(of: rows.count, columns: columns.count) {
