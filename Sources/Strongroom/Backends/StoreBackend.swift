@@ -5,8 +5,8 @@ import StrongroomStorage
 /// everything the engine needs from them, so that it never asks which one it has. `StoreLocation`
 /// chooses the backend once (`StoreLocation.backend`); a new backend is one more folder beside
 /// Backends/SQLite and Backends/PostgreSQL implementing this protocol. Its functions throw typed
-/// errors: `DatabaseError` for statements, `AuditLogError` for the audit trail, `StoreError` where the
-/// place itself answers (no store there, a folder that cannot be made private).
+/// errors: `DatabaseError` for statements, `StoreError` where the place itself answers (no store there,
+/// a folder that cannot be made private, an audit trail that does not open).
 protocol StoreBackend: Sendable {
     /// The data database's migrations (ciphertext, clear operational fields, the blind index).
     static var dataMigrations: [Migration] { get }
@@ -52,9 +52,10 @@ protocol StoreBackend: Sendable {
     func connect(keys: Bool, existing: Bool) throws(StoreError) -> any Database
 
     /// Opens the store's audit trail. `lockTimeout`: how long appends may wait for the trail's locks
-    /// (seconds), where it has any.
+    /// (seconds), where it has any. The trail's own failure is `StoreError(AuditLogError)`; a connection
+    /// the trail needs and cannot get, `database`.
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws(AuditLogError) -> any AuditTrail
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail
 
     /// Readies `data`, a connection this backend made, for caller-ID probes under `keyring`'s index keys,
     /// and returns the SQL condition, over `?1` (the index version), `p.subject_id`, `p.check_mac` and

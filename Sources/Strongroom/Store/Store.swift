@@ -56,14 +56,10 @@ public final class Store: Sendable {
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
             throw .unsupportedRegion(defaultRegion)
         }
-        do throws(AuditLogError) {
-            auditTrail = try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
-                                                    durability: configuration.auditDurability ?? keyring.auditDurability(),
-                                                    segmentByteLimit: configuration.auditSegmentByteLimit,
-                                                    lockTimeout: configuration.auditLockTimeout, headStore: keyring)
-        } catch {
-            throw StoreError(error)
-        }
+        auditTrail = try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
+                                                durability: configuration.auditDurability ?? keyring.auditDurability(),
+                                                segmentByteLimit: configuration.auditSegmentByteLimit,
+                                                lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .noAuditHook
         }

@@ -112,10 +112,14 @@ struct PostgresBackend: StoreBackend {
     }
 
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws(AuditLogError) -> any AuditTrail {
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail {
         let connection: PostgresConnection
         do throws(DatabaseError) { connection = try PostgresConnection(url: url, create: false, writeLock: "audit") } catch { throw .database(error) }
-        return try PostgresAuditLog(connection: connection, mac: mac, storeID: storeID, headStore: headStore)
+        do throws(AuditLogError) {
+            return try PostgresAuditLog(connection: connection, mac: mac, storeID: storeID, headStore: headStore)
+        } catch {
+            throw StoreError(error)
+        }
     }
 
     /// None: the probe reads the few candidates' rows with their checks, and the engine checks them (a

@@ -116,9 +116,13 @@ struct SQLiteBackend: StoreBackend {
     }
 
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws(AuditLogError) -> any AuditTrail {
-        try AuditLog(directory: layout.audit, mac: mac, storeID: storeID, durability: durability,
-                     segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail {
+        do throws(AuditLogError) {
+            return try AuditLog(directory: layout.audit, mac: mac, storeID: storeID, durability: durability,
+                                segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
+        } catch {
+            throw StoreError(error)
+        }
     }
 
     /// Defines `phoneCheckFunction` on the data connection: each candidate is checked inside the probe's
