@@ -74,10 +74,15 @@ final class SubjectWriteTransaction {
     /// change can come between the check and the write). A call record is processing for the context's
     /// purpose and is checked as the decrypt path checks a read (`Store.processingRefusal`); other writes
     /// against restriction only. A refusal is kept, to be audited as refused.
-    func admits(_ subject: SubjectID, _ kind: SubjectWriteKind) throws -> Bool {
+    func admits(_ subject: SubjectID, _ kind: SubjectWriteKind) throws(StoreError) -> Bool {
         let allowed = kind.isAllowedUnderRestriction(for: context.purpose)
         guard kind == .callRecord || !allowed else { return true }
-        let restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
+        let restricted: Bool
+        do throws(DatabaseError) {
+            restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
+        } catch {
+            throw .database(error)
+        }
         let reason: String?
         if kind == .callRecord {
             reason = try store.processingRefusal(restricted: restricted, allowedUnderRestriction: allowed, for: context.purpose) {

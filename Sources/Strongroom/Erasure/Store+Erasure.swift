@@ -13,7 +13,7 @@ extension ErasureReceipt.Destroyed {
 extension Store {
     /// What erasing `id` deletes from the data database besides its key (counted inside the erasure's
     /// transaction, before it deletes): its row, blind-index entries, consent entries and calls.
-    func erasedContent(of id: SubjectID, in connection: any Database) throws -> ErasureReceipt.Destroyed {
+    func erasedContent(of id: SubjectID, in connection: any Database) throws(DatabaseError) -> ErasureReceipt.Destroyed {
         try connection.firstRow("""
             SELECT (SELECT count(*) FROM phone_index WHERE subject_id = ?1), (SELECT count(*) FROM consent_ledger WHERE subject_id = ?1),
                 (SELECT count(*) FROM calls WHERE subject_id = ?1)

@@ -256,7 +256,7 @@ extension Store {
 
     /// Reads the audit log once, verifying it as `auditEntries` does, and keeps the lines of the entries
     /// about `subjects`, by subject, each line followed by a newline.
-    private func accessLogLines(of subjects: Set<Int64>) throws -> [Int64: [UInt8]] {
+    private func accessLogLines(of subjects: Set<Int64>) throws(StoreError) -> [Int64: [UInt8]] {
         // The writer escapes every quote inside a string value, so this text only ever matches the member itself.
         let marker = Array(",\"subject\":\"".utf8)
         var lines: [Int64: [UInt8]] = [:]
@@ -272,7 +272,7 @@ extension Store {
             lines[subject, default: []].append(contentsOf: line)
             lines[subject, default: []].append(UInt8(ascii: "\n"))
         }
-        if let problem = verification.problem { throw StoreError.auditLogUnverified(problem) }
+        if let problem = verification.problem { throw .auditLogUnverified(problem) }
         return lines
     }
 
