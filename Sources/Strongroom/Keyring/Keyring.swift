@@ -102,14 +102,7 @@ final class Keyring: Sendable {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
                                                usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
-        let auditKey: SecretKey
-        let auditKeyIdentifier: UInt32
-        do throws(CryptoError) {
-            auditKey = try SecretKey.random()
-            auditKeyIdentifier = try randomKeyIdentifier()
-        } catch {
-            throw .crypto(error)
-        }
+        let (auditKey, auditKeyIdentifier) = try newKey()
         let keys = try database.transaction { (tables) throws(StoreError) in
             do throws(DatabaseError) {
                 try tables.insertStoreRow(storeID: storeID, createdAt: now, auditDurability: auditDurability.rawValue)
@@ -291,12 +284,9 @@ final class Keyring: Sendable {
     /// Inserts a fresh KEK wrapped under `master`; returns it.
     static func insertKEK(version: UInt32, current: Bool, under master: KeyHandle, storeID: [UInt8],
                           in tables: KeyTables) throws(StoreError) -> KeyHandle {
-        let key: SecretKey
+        let (key, identifier) = try newKey()
         let handle: KeyHandle
-        do throws(CryptoError) {
-            key = try SecretKey.random()
-            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try randomKeyIdentifier())
-        } catch {
+        do throws(CryptoError) { handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: identifier) } catch {
             throw .crypto(error)
         }
         let wrapped = try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
@@ -314,14 +304,7 @@ final class Keyring: Sendable {
     @discardableResult
     static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
                                storeID: [UInt8], in tables: KeyTables) throws(StoreError) -> SecretKey {
-        let key: SecretKey
-        let identifier: UInt32
-        do throws(CryptoError) {
-            key = try SecretKey.random()
-            identifier = try randomKeyIdentifier()
-        } catch {
-            throw .crypto(error)
-        }
+        let (key, identifier) = try newKey()
         let wrapped = try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)), under: kek, storeID: storeID)
         do throws(DatabaseError) {
             try tables.insertIndexKey(version: version, identifier: identifier, kekVersion: kek.version, wrapped: wrapped,
@@ -339,6 +322,11 @@ final class Keyring: Sendable {
         guard let usage, let total = try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget))
         else { return }
         try database.read { (tables) throws(DatabaseError) in try tables.reserve(usage, through: total) }
+    }
+
+    /// A fresh random 256-bit key and its random identifier.
+    static func newKey() throws(StoreError) -> (key: SecretKey, identifier: UInt32) {
+        do throws(CryptoError) { return (try SecretKey.random(), try randomKeyIdentifier()) } catch { throw .crypto(error) }
     }
 
     /// A random key identifier (the 32 bits an envelope's header names its key by).
