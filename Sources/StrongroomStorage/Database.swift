@@ -7,6 +7,18 @@ public enum SQLDialect: String, Sendable {
     case postgresql
 }
 
+/// An error type that can hold a database failure: what a transaction's body may throw, so that
+/// BEGIN's and COMMIT's failures take the body's own error type (`Database.transaction`).
+public protocol DatabaseFailure: Error {
+    /// The failure `error` of the database, as this type.
+    init(_ error: DatabaseError)
+}
+
+extension DatabaseError: DatabaseFailure {
+    /// `error` itself.
+    public init(_ error: DatabaseError) { self = error }
+}
+
 /// One result row, valid only inside the closure it is passed to.
 public protocol Row {
     /// True when column `index` is SQL `NULL`.
@@ -35,8 +47,8 @@ extension Row {
 /// A connection to one of a store's databases, whatever the backend. The engine writes its SQL in
 /// the subset both backends share: `?` parameters, `ON CONFLICT … DO …`, `RETURNING`, no
 /// backend-specific functions; what differs is asked of `dialect`. Every failure of the backend is a
-/// `DatabaseError` (typed throws); only `transaction` throws untyped, because its body's own errors
-/// pass through it unchanged.
+/// `DatabaseError` (typed throws); `transaction` throws its body's error type, which can hold one
+/// (`DatabaseFailure`).
 ///
 /// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
 /// keeps each one behind a lock.
@@ -59,10 +71,11 @@ public protocol Database: AnyObject {
     /// Runs `body` inside a write transaction: committed when it returns, rolled back when it throws.
     /// Write transactions on one database never run at the same time (SQLite's write lock; an advisory
     /// lock on PostgreSQL), so a read inside `body` sees what the write after it will change.
-    /// Throws `body`'s own error unchanged, or a `DatabaseError` of BEGIN or COMMIT. Untyped: a
-    /// generic `throws(E)` would need every body annotated with its error type (Swift 6.3 infers
-    /// `any Error` for an unannotated throwing closure) and every statement in it converted to `E`.
-    func transaction<T>(_ body: () throws -> T) throws -> T
+    /// Throws `body`'s own error unchanged, or BEGIN's or COMMIT's `DatabaseError` made a `Failure`
+    /// (`DatabaseFailure.init(_:)`): the thrown type is the body's, so a caller knows every error it
+    /// can get. Swift 6.3 never infers a closure's thrown type (not from its body, not from context):
+    /// the body says it, e.g. `transaction { () throws(DatabaseError) in ... }`.
+    func transaction<T, Failure: DatabaseFailure>(_ body: () throws(Failure) -> T) throws(Failure) -> T
 
     /// The number of rows changed by the last statement.
     var changes: Int { get }

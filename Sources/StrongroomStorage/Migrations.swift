@@ -32,13 +32,12 @@ extension Database {
         }
         for migration in migrations.sorted(by: { $0.version < $1.version }) where migration.version > current {
             do {
-                try transaction {
+                try transaction { () throws(DatabaseError) in
                     try execute(migration.sql)
                     try setSchemaVersion(migration.version)
                 }
             } catch {
-                // `transaction` throws its body's errors and its own, all of them `DatabaseError` here.
-                throw .database(error as! DatabaseError)
+                throw .database(error)
             }
         }
     }

@@ -141,7 +141,7 @@ private func transactionOnAnotherThread(_ url: String, lock: String, hold: Doubl
     Thread.detachNewThread {
         defer { done.signal() }
         guard let own = try? PostgresConnection(url: url, create: false, writeLock: lock) else { return }
-        try? own.transaction {
+        try? own.transaction { () throws(DatabaseError) in
             let begin = now()
             started?.signal()
             try own.run("INSERT INTO t (x) VALUES (1)")
@@ -244,7 +244,7 @@ struct PostgresConnectionTests {
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // Nothing reached the server: a transaction around the refusal is not aborted and commits the rest.
         var inside: (any Error)?
-        try connection.transaction {
+        try connection.transaction { () throws(DatabaseError) in
             try connection.run("INSERT INTO t (x) VALUES (?)", [.text("before")])
             inside = thrown { try connection.run("INSERT INTO t (x) VALUES (?)", [.text("\u{0}")]) }
             try connection.run("INSERT INTO t (x) VALUES (?)", [.text("after")])
@@ -286,23 +286,23 @@ struct PostgresConnectionTests {
         defer { scratch.drop() }
         let connection = scratch.connection
         try connection.execute("CREATE TABLE t (x BIGINT)")
-        struct Abort: Error {}
+        let abort = DatabaseError(code: .postgresql(sqlState: "P0001"), message: "the body's own error")
         let error = thrown {
-            try connection.transaction {
+            try connection.transaction { () throws(DatabaseError) in
                 try connection.run("INSERT INTO t (x) VALUES (?)", [.integer(1)])
-                throw Abort()
+                throw abort
             }
         }
-        #expect(error is Abort)
+        #expect(error as? DatabaseError == abort)
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // The connection is out of the transaction (no advisory lock held), and the lock is free for another connection.
         #expect(try connection.scalarInteger("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()") == 0)
         let other = try scratch.connect()
         let started = now()
-        try other.transaction { try other.run("INSERT INTO t (x) VALUES (2)") }
+        try other.transaction { () throws(DatabaseError) in try other.run("INSERT INTO t (x) VALUES (2)") }
         #expect(now() - started < 5_000_000_000)
         // A transaction that returns commits and passes its value on.
-        let value = try connection.transaction { () throws -> Int in
+        let value = try connection.transaction { () throws(DatabaseError) -> Int in
             try connection.run("INSERT INTO t (x) VALUES (3)")
             return 7
         }
@@ -318,7 +318,7 @@ struct PostgresConnectionTests {
         try connection.execute("CREATE TABLE t (x BIGINT UNIQUE)")
         // The body swallows the statement's error and returns: PostgreSQL answers COMMIT with ROLLBACK.
         let swallowed = thrown {
-            try connection.transaction {
+            try connection.transaction { () throws(DatabaseError) in
                 try connection.run("INSERT INTO t (x) VALUES (1)")
                 _ = thrown { try connection.run("INSERT INTO t (x) VALUES (1)") }
             }
@@ -328,7 +328,7 @@ struct PostgresConnectionTests {
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // The body lets it through: that error comes out, and nothing is committed.
         let passed = thrown {
-            try connection.transaction {
+            try connection.transaction { () throws(DatabaseError) in
                 try connection.run("INSERT INTO t (x) VALUES (2)")
                 try connection.run("INSERT INTO t (x) VALUES (2)")
             }
@@ -336,7 +336,7 @@ struct PostgresConnectionTests {
         #expect((passed as? DatabaseError)?.sqlState == "23505")
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         // The connection is usable afterwards, in and out of transactions.
-        try connection.transaction { try connection.run("INSERT INTO t (x) VALUES (3)") }
+        try connection.transaction { () throws(DatabaseError) in try connection.run("INSERT INTO t (x) VALUES (3)") }
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 1)
     }
 
@@ -395,7 +395,7 @@ struct PostgresConnectionTests {
         defer { scratch.drop() }
         let connection = scratch.connection
         #expect(try connection.schemaVersion() == 0)
-        try connection.transaction { try connection.setSchemaVersion(3) }
+        try connection.transaction { () throws(DatabaseError) in try connection.setSchemaVersion(3) }
         #expect(try connection.schemaVersion() == 3)
         try connection.setSchemaVersion(5)
         #expect(try connection.schemaVersion() == 5)
@@ -405,14 +405,14 @@ struct PostgresConnectionTests {
         defer { other.drop() }
         #expect(try other.connection.schemaVersion() == 0)
         // A rolled-back setSchemaVersion leaves the version as it was.
-        struct Abort: Error {}
+        let abort = DatabaseError(code: .postgresql(sqlState: "P0001"), message: "the body's own error")
         let error = thrown {
-            try connection.transaction {
+            try connection.transaction { () throws(DatabaseError) in
                 try connection.setSchemaVersion(9)
-                throw Abort()
+                throw abort
             }
         }
-        #expect(error is Abort)
+        #expect(error as? DatabaseError == abort)
         #expect(try connection.schemaVersion() == 5)
     }
 
@@ -441,7 +441,7 @@ struct PostgresConnectionTests {
         #expect(try connection.scalarText("SELECT current_schema()::text") == connection.schema)
         try connection.run(insert, [.integer(2)])
         #expect(try connection.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2])
-        try connection.transaction { try connection.run(insert, [.integer(3)]) }
+        try connection.transaction { () throws(DatabaseError) in try connection.run(insert, [.integer(3)]) }
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 3)
     }
 }

@@ -46,15 +46,54 @@ struct ConnectionTests {
     func rollback() throws {
         let connection = try SQLiteConnection(path: scratch.path("tx.sqlite"))
         try connection.execute("CREATE TABLE t (x INTEGER)")
-        struct Abort: Error {}
-        #expect(throws: Abort.self) {
-            try connection.transaction {
+        let abort = DatabaseError(code: .sqlite(extendedCode: 1), message: "the body's own error")
+        #expect(throws: abort) {
+            try connection.transaction { () throws(DatabaseError) in
                 try connection.run("INSERT INTO t VALUES (1)")
-                throw Abort()
+                throw abort
             }
         }
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 0)
         #expect(!connection.isInTransaction)
+    }
+
+    /// A transaction body's own error type: the body's failures, and the statements' it lets through.
+    private enum BodyFailure: DatabaseFailure, Equatable {
+        case database(DatabaseError)
+        case refused
+        init(_ error: DatabaseError) { self = .database(error) }
+    }
+
+    @Test("a transaction's BEGIN that fails (another connection holds the write lock) comes as the body's error type; the body's own error passes unchanged")
+    func transactionFailureTakesBodysType() throws {
+        let path = scratch.path("busy.sqlite")
+        let holder = try SQLiteConnection(path: path)
+        try holder.execute("CREATE TABLE t (x INTEGER)")
+        let waiting = try SQLiteConnection(path: path, busyTimeoutMilliseconds: 0)
+        try holder.execute("BEGIN IMMEDIATE")
+        var ran = false
+        let busy = #expect(throws: BodyFailure.self) {
+            try waiting.transaction { () throws(BodyFailure) in ran = true }
+        }
+        guard case .database(let error)? = busy, case .sqlite(let code) = error.code else {
+            Issue.record("not the body's type holding BEGIN's failure: \(String(describing: busy))")
+            return
+        }
+        #expect(code & 0xff == 5 && error.sql == "BEGIN IMMEDIATE", "SQLITE_BUSY from BEGIN, not \(error)")
+        #expect(!ran && !waiting.isInTransaction)
+        // Second act: the lock is let go; the body's own error rolls back and comes out as thrown, and a
+        // body that returns commits.
+        try holder.execute("COMMIT")
+        #expect(throws: BodyFailure.refused) {
+            try waiting.transaction { () throws(BodyFailure) in
+                do throws(DatabaseError) { try waiting.run("INSERT INTO t VALUES (1)") } catch { throw .database(error) }
+                throw .refused
+            }
+        }
+        try waiting.transaction { () throws(BodyFailure) in
+            do throws(DatabaseError) { try waiting.run("INSERT INTO t VALUES (2)") } catch { throw .database(error) }
+        }
+        #expect(try holder.rows("SELECT x FROM t") { $0.int64(0) } == [2])
     }
 
     @Test("errors carry SQLite's code and message, never the bound values")

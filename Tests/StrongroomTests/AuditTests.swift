@@ -178,7 +178,7 @@ struct AuditTests {
             case "duplicate":
                 // A copy of entry 4 inserted after it: the rows from 5 on move up one place (in two steps,
                 // as the primary key is checked row by row), and the copy takes place 5.
-                try raw.transaction {
+                try raw.transaction { () throws(DatabaseError) in
                     try raw.run("UPDATE audit_log SET sequence = -sequence - 1 WHERE sequence >= 5")
                     try raw.run("UPDATE audit_log SET sequence = -sequence WHERE sequence < 0")
                     try raw.run("INSERT INTO audit_log (sequence, line) SELECT 5, line FROM audit_log WHERE sequence = 4")
@@ -282,7 +282,7 @@ struct AuditTests {
         case .postgres:
             // Restore the table's earlier state: every row deleted, the saved rows inserted back.
             let raw = try test.database(.data)
-            try raw.transaction {
+            try raw.transaction { () throws(DatabaseError) in
                 try raw.run("DELETE FROM audit_log")
                 for (sequence, line) in savedRows {
                     try raw.run("INSERT INTO audit_log (sequence, line) VALUES (?, ?)", [.integer(sequence), .blob(line)])

@@ -113,7 +113,7 @@ struct ErasureBackupTests {
                     return
                 }
                 let tables = try dataTables(connection)
-                try connection.transaction {
+                try connection.transaction { () throws(DatabaseError) in
                     // TRUNCATE fires no row trigger (the consent ledger's delete guard) and takes all tables at once.
                     try connection.execute("TRUNCATE " + tables.map { "\"\($0)\"" }.joined(separator: ", "))
                     for table in tables {

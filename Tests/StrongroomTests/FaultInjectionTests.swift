@@ -103,6 +103,26 @@ struct FaultInjectionTests {
         try expectConsistent(test.location, key: test.key)
     }
 
+    @Test("a fault injected where the engine runs the hook itself is StoreError.injectedFault, naming the point and keeping the hook's error",
+          arguments: TestBackend.all)
+    func injectedFaultIsTyped(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let failing = try store(test, failingAt: "write.audited")
+        defer { failing.close() }
+        let error = try #require(throws: StoreError.self) { try failing.create(sampleSubject("x1"), context: TestStore.admin) }
+        guard case .injectedFault(let point, let cause) = error else {
+            Issue.record("not injectedFault: \(error)")
+            return
+        }
+        #expect(point == "write.audited" && cause is InjectedCrash)
+        // Second act: nothing was written, and the store writes once the hook is gone.
+        let store = try test.reopen()
+        #expect(try store.count() == 0)
+        _ = try store.create(sampleSubject("x1"), context: TestStore.admin)
+        #expect(try store.count() == 1)
+    }
+
     @Test("an erasure stopped at any step leaves the subject either whole or unreadable; erasing again completes it",
           arguments: TestBackend.all, erasePoints)
     func erase(backend: TestBackend, point: String) throws {

@@ -498,7 +498,7 @@ final class BackupShelf {
                 let target = try schemaName(role, of: restored)
                 let connection = try TestStore.database(role, at: restored)
                 let names = try tables(in: target, connection)
-                try connection.transaction {
+                try connection.transaction { () throws(DatabaseError) in
                     try connection.execute("TRUNCATE " + names.map { "\"\(target)\".\"\($0)\"" }.joined(separator: ", "))
                     // Parents before the tables whose foreign keys name them.
                     for table in names.sorted(by: { ["store", "purposes", "subjects"].contains($0) && !["store", "purposes", "subjects"].contains($1) }) {

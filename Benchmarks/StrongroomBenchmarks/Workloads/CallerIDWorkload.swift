@@ -40,7 +40,7 @@ struct CallerIDWorkload {
                 CREATE TABLE numbers (e164 TEXT NOT NULL, contact_id BIGINT NOT NULL);
                 """)
             let loadStart = Date()
-            try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { index, contact in
+            try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { (index, contact) throws(DatabaseError) in
                 try baseline.run("INSERT INTO contacts (id, name, last_contacted, source) VALUES (?, ?, ?, ?)",
                                  [.int(index + 1), .text(contact.name), .integer(Int64(contact.lastContacted.timeIntervalSince1970)),
                                   .text(contact.source)])
@@ -66,7 +66,7 @@ struct CallerIDWorkload {
             let baselinePath = directory + "/baseline.sqlite"
             if case .sqlite = backend {
                 try baseline.execute("CREATE TABLE queries (n INTEGER PRIMARY KEY, e164 TEXT NOT NULL)")
-                try baseline.transaction {
+                try baseline.transaction { () throws(DatabaseError) in
                     for (index, number) in queries.enumerated() {
                         try baseline.run("INSERT INTO queries (n, e164) VALUES (?, ?)", [.int(index), .text(number)])
                     }

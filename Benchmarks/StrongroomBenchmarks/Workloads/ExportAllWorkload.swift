@@ -36,7 +36,7 @@ struct ExportAllWorkload {
                     initiator TEXT, client TEXT, evidence TEXT);
                 """)
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            try SyntheticContacts.load(contacts, into: loading, baselineDatabase: baseline) { index, contact in
+            try SyntheticContacts.load(contacts, into: loading, baselineDatabase: baseline) { (index, contact) throws(DatabaseError) in
                 try baseline.run("""
                     INSERT INTO contacts (id, external_id, kind, source, created_at, updated_at, last_contacted, restricted, name, company,
                         emails, custom_fields) VALUES (?, ?, 'contact', ?, ?, ?, ?, 0, ?, ?, '[]', '{}')
@@ -54,18 +54,22 @@ struct ExportAllWorkload {
             try loading.declarePurpose(PurposeDeclaration(name: newsletter, description: "Monthly news", lawfulBasis: .consent), context: admin)
             let callTime = Date(timeIntervalSince1970: 1_790_000_000)
             for first in stride(from: 0, to: contacts, by: 10_000) {
-                try baseline.transaction {
-                    for index in stride(from: first, to: min(first + 10_000, contacts), by: 10) {
-                        let contact = SyntheticContacts.contact(index)
-                        let id = try loading.recordCall(number: contact.e164[0], at: callTime, context: admin).caller.id
-                        let consent = try loading.grantConsent(id, purpose: newsletter, evidence: "signup form v3", initiator: .subject,
-                                                               clientAddress: "198.51.100.\(index % 250)", context: admin)
+                var written: [(index: Int, id: SubjectID, consent: Int64)] = []
+                for index in stride(from: first, to: min(first + 10_000, contacts), by: 10) {
+                    let contact = SyntheticContacts.contact(index)
+                    let id = try loading.recordCall(number: contact.e164[0], at: callTime, context: admin).caller.id
+                    let consent = try loading.grantConsent(id, purpose: newsletter, evidence: "signup form v3", initiator: .subject,
+                                                           clientAddress: "198.51.100.\(index % 250)", context: admin)
+                    written.append((index, id, consent.entryID))
+                }
+                try baseline.transaction { () throws(DatabaseError) in
+                    for (index, id, consentID) in written {
                         try baseline.run("INSERT INTO calls (contact_id, at, direction) VALUES (?, ?, 'in')",
                                          [.integer(id.rawValue), .integer(Int64(callTime.timeIntervalSince1970 * 1000))])
                         try baseline.run("""
                             INSERT INTO consents (contact_id, id, purpose, state, at, initiator, client, evidence)
                             VALUES (?, ?, 'newsletter', 'granted', ?, 'subject', ?, 'signup form v3')
-                            """, [.integer(id.rawValue), .integer(consent.entryID), .integer(now), .text("198.51.100.\(index % 250)")])
+                            """, [.integer(id.rawValue), .integer(consentID), .integer(now), .text("198.51.100.\(index % 250)")])
                     }
                 }
             }

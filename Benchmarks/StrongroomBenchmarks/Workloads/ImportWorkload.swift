@@ -37,7 +37,7 @@ struct ImportWorkload {
                 PRAGMA journal_mode = WAL;
                 CREATE TABLE source_rows (external_id TEXT, name TEXT, company TEXT, source TEXT, phone1 TEXT, phone2 TEXT, phone3 TEXT)
                 """)
-            try source.transaction {
+            try source.transaction { () throws(DatabaseError) in
                 for row in rows {
                     let phones = row.3 + Array(repeating: "", count: 3 - row.3.count)
                     try source.run("INSERT INTO source_rows VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -49,7 +49,7 @@ struct ImportWorkload {
                                                        batch: 500)
             let baselineStart = DispatchTime.now().uptimeNanoseconds
             for start in stride(from: 0, to: rows.count, by: 500) {
-                try baseline.transaction {
+                try baseline.transaction { () throws(DatabaseError) in
                     for row in rows[start..<min(start + 500, rows.count)] {
                         try baseline.run("INSERT INTO contacts (external_id, name, company, source) VALUES (?, ?, ?, ?)",
                                          [.text(row.0), .text(row.1), .text("Company of \(row.1)"), .text(row.2)])

@@ -62,7 +62,7 @@ struct PostgresImportWorkload {
         let start = DispatchTime.now().uptimeNanoseconds
         for first in stride(from: 0, to: rows.count, by: Self.batch) {
             let batch = first..<min(first + Self.batch, rows.count)
-            try baseline.transaction {
+            try baseline.transaction { () throws(DatabaseError) in
                 let contactRows = Array(repeating: "(?, ?, ?, ?, ?)", count: batch.count).joined(separator: ", ")
                 // Identity values are taken in VALUES order: ascending ids are the batch's rows in order.
                 let ids = try baseline.rows("""
@@ -96,7 +96,7 @@ struct PostgresImportWorkload {
                 contacts += "\(index + 1)\tc\(index)\t\(contact.name)\tCompany of \(contact.name)\t\(contact.source)\t1767225600000\n"
                 for number in contact.typed { numbers += "\(number)\t\(index + 1)\n" }
             }
-            try connection.transaction {
+            try connection.transaction { () throws(DatabaseError) in
                 _ = try connection.copy("COPY contacts (id, external_id, name, company, source, last_contacted_at) FROM STDIN", Array(contacts.utf8))
                 _ = try connection.copy("COPY numbers (e164, contact_id) FROM STDIN", Array(numbers.utf8))
             }

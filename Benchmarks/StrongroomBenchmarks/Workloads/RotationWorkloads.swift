@@ -25,7 +25,7 @@ struct LoadedStores {
         // On SQLite `INTEGER PRIMARY KEY` is the rowid itself.
         let (id, bytes) = baseline.dialect == .sqlite ? ("INTEGER", "BLOB") : ("BIGINT", "BYTEA")
         try baseline.execute("CREATE TABLE contacts (id \(id) PRIMARY KEY, name \(bytes), company \(bytes), phones \(bytes), key \(bytes))")
-        try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { [baseline] index, contact in
+        try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { [baseline] (index, contact) throws(DatabaseError) in
             // Same sizes as Strongroom's rows: each value padded by the 46-byte envelope overhead.
             let pad = [UInt8](repeating: 0, count: 46)
             try baseline.run("INSERT INTO contacts (id, name, company, phones, key) VALUES (?, ?, ?, ?, ?)", [
@@ -121,7 +121,7 @@ struct RotateWorkload {
         let batch = ["kek": 1000, "index": 500][kind] ?? 200
         for first in stride(from: 1, through: contacts, by: batch) where kind != "master" {
             let columns = ["kek": ["key"], "index": ["phones"]][kind] ?? ["name", "company", "phones"]
-            try baseline.transaction {
+            try baseline.transaction { () throws(DatabaseError) in
                 try baseline.run("UPDATE contacts SET " + columns.map { "\($0) = \(stores.newBytes($0))" }.joined(separator: ", ")
                                  + " WHERE id BETWEEN ? AND ?", [.int(first), .int(first + batch - 1)])
             }

@@ -21,14 +21,14 @@ struct SyntheticContacts {
     /// `baseline`, when given, is called with each contact's index and contents inside one transaction of
     /// `baselineDatabase` per batch, so both sides are loaded alike. Notes progress every 100,000.
     static func load(_ count: Int, into store: Store, baselineDatabase: (any Database)? = nil,
-                     baseline: (Int, Contact) throws -> Void = { _, _ in }) throws {
+                     baseline: (Int, Contact) throws(DatabaseError) -> Void = { _, _ in }) throws {
         let admin = AccessContext(actor: "bench", purpose: .admin)
         let start = Date()
         for first in stride(from: 0, to: count, by: 1000) {
             let indexes = first..<min(first + 1000, count)
             let contacts = indexes.map(contact)
             if let baselineDatabase {
-                try baselineDatabase.transaction {
+                try baselineDatabase.transaction { () throws(DatabaseError) in
                     for (index, contact) in zip(indexes, contacts) { try baseline(index, contact) }
                 }
             }

@@ -66,7 +66,7 @@ extension Store {
         // The data version is read only if the data connection is free (never wait, never deadlock on a
         // caller holding it): without it, `noticeErasures` asks the key database.
         let dataVersion = data.withLockIfAvailable { backend.dataVersion(of: $0) } ?? nil
-        try storeErrors { try keyring.noticeErasures(dataVersion: dataVersion) }
+        try keyring.noticeErasures(dataVersion: dataVersion)
         var results: [PersonalData] = []
         results.reserveCapacity(subjects.count)
         var opened: [SubjectID: [[UInt8]]] = [:]

@@ -74,14 +74,22 @@ final class SubjectWriteTransaction {
     /// change can come between the check and the write). A call record is processing for the context's
     /// purpose and is checked as the decrypt path checks a read (`Store.processingRefusal`); other writes
     /// against restriction only. A refusal is kept, to be audited as refused.
-    func admits(_ subject: SubjectID, _ kind: SubjectWriteKind) throws -> Bool {
+    func admits(_ subject: SubjectID, _ kind: SubjectWriteKind) throws(StoreError) -> Bool {
         let allowed = kind.isAllowedUnderRestriction(for: context.purpose)
         guard kind == .callRecord || !allowed else { return true }
-        let restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
+        let restricted: Bool
+        do throws(DatabaseError) {
+            restricted = try connection.scalarInteger("SELECT restricted FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) == 1
+        } catch {
+            throw .database(error)
+        }
         let reason: String?
         if kind == .callRecord {
             reason = try store.processingRefusal(restricted: restricted, allowedUnderRestriction: allowed, for: context.purpose) {
-                () throws(StoreError) in try storeErrors { try Store.consentState(of: subject, for: context.purpose, in: connection) }
+                () throws(StoreError) in
+                do throws(DatabaseError) { return try Store.consentState(of: subject, for: context.purpose, in: connection) } catch {
+                    throw .database(error)
+                }
             }
         } else {
             reason = restricted && !allowed ? "processing is restricted" : nil
@@ -145,7 +153,7 @@ extension Store {
                     // Inside the transaction: if the log cannot take the entries, nothing is committed.
                     let entries = write.refusals.map(\.event) + write.events
                     if !entries.isEmpty { try audit(entries) }
-                    try faultInjection?("write.audited", write.auditedCount + write.events.count)
+                    try injectFault("write.audited", write.auditedCount + write.events.count)
                     return result
                 }
             }
@@ -155,6 +163,7 @@ extension Store {
             let first = refused.refusals[0]
             throw .accessRefused(first.subject, purpose: context.purpose, reason: first.event.detail ?? "refused")
         } catch {
+            // `body` throws untyped (Store+Subjects.swift's bodies): left until they are typed.
             throw .wrap(error)
         }
     }

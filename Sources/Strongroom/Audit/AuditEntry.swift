@@ -60,17 +60,17 @@ extension Store {
     /// none). The log is read twice, each time in order: once to verify it, once to pass on the
     /// entries, each checked again before it is (linear in the log's length).
     public func auditEntries(_ filter: AuditFilter = AuditFilter(),
-                             _ body: (AuditEntry, ArraySlice<UInt8>) throws -> Void) throws {
-        if let problem = try verifyAuditLog().problem { throw StoreError.auditLogUnverified(problem) }
+                             _ body: (AuditEntry, ArraySlice<UInt8>) throws(StoreError) -> Void) throws(StoreError) {
+        if let problem = try verifyAuditLog().problem { throw .auditLogUnverified(problem) }
         let decoder = JSONDecoder()
         let subject = filter.subject.map { Array("\"subject\":\"\($0.rawValue)\"".utf8) }
         // The second pass verifies again (the log may have changed in between), entry by entry.
-        let verification = try auditVerifier().verify { place, number, line in
+        let verification = try auditVerifier().verify { (place, number, line) throws(StoreError) in
             // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
             if let subject, line.firstRange(of: subject) == nil { return }
             guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else {
                 let sequence = AuditLineFormat.split(line)?.sequence ?? 0
-                throw StoreError.auditLogUnverified(.badEntry(sequence: sequence, segment: place, line: number,
+                throw .auditLogUnverified(.badEntry(sequence: sequence, segment: place, line: number,
                                                               reason: "its MAC verifies but it is not a readable entry"))
             }
             if let actor = filter.actor, entry.actor != actor { return }
@@ -79,6 +79,6 @@ extension Store {
             if let action = filter.action, entry.action != action.rawValue { return }
             try body(entry, line)
         }
-        if let problem = verification.problem { throw StoreError.auditLogUnverified(problem) }
+        if let problem = verification.problem { throw .auditLogUnverified(problem) }
     }
 }

@@ -5,7 +5,7 @@ import Synchronization
 /// writer continues it, and saved as the log grows.
 protocol AuditHeadStore: Sendable {
     /// The saved head with its MAC; nil when none was saved.
-    func auditHead() throws -> (head: AuditHead, code: [UInt8])?
+    func auditHead() throws(StoreError) -> (head: AuditHead, code: [UInt8])?
     /// Saves `head` as `mode` says.
     func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave
 }

@@ -77,11 +77,12 @@ extension AuditLog {
         (length / allocationStep + 1) * allocationStep
     }
 
-    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws {
+    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws(StoreError) -> Void) throws(StoreError) {
         let segments = AuditLog.segmentPaths(in: directory)
         for (segmentIndex, path) in segments.enumerated() {
             let name = URL(fileURLWithPath: path).lastPathComponent
-            let bytes = try AppendOnlyFile.readAll(path: path)
+            let bytes: [UInt8]
+            do throws(FileError) { bytes = try AppendOnlyFile.readAll(path: path) } catch { throw .file(error) }
             // Preallocated space not yet written is zeros: a run of them ends the segment's data. A zero
             // with data after it stays in its line, which then does not verify.
             var end = bytes.count

@@ -28,8 +28,9 @@ protocol AuditTrail: AuditHook {
     /// `AuditLogError.noGap` when the end agrees with the head.
     func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap
     /// Calls `body` with every stored line, oldest first, and where it is (a segment name or table,
-    /// and a line number there).
-    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws
+    /// and a line number there). A segment that cannot be read is `StoreError.file`, a table
+    /// `StoreError.database`.
+    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws(StoreError) -> Void) throws(StoreError)
     /// Appends `events` only if `read.condition` holds, and returns `read`'s rows mapped by `map`, in one
     /// statement committed before it returns (`appended` tells whether the entries were appended); nil
     /// where the trail is not kept beside the data and cannot (a folder store's segment files).

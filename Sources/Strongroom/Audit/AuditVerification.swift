@@ -87,7 +87,8 @@ struct AuditVerifier {
 
     /// Verifies the log; `verifiedEntry` is called with each entry that verified (its place, line number and
     /// line), in order, before the next line is read. Linear: one pass, one MAC a line.
-    func verify(_ verifiedEntry: (_ place: String, _ line: Int, ArraySlice<UInt8>) throws -> Void = { _, _, _ in }) throws -> AuditVerification {
+    func verify(_ verifiedEntry: (_ place: String, _ line: Int, ArraySlice<UInt8>) throws(StoreError) -> Void = { _, _, _ in })
+        throws(StoreError) -> AuditVerification {
         var previous = genesis
         var expected: UInt64 = 1
         var verified = 0
@@ -99,11 +100,12 @@ struct AuditVerifier {
                               acknowledgedGaps: acknowledged)
         }
         if let head {
-            let code = try head.head.authenticationCode(mac)
+            let code: [UInt8]
+            do throws(CryptoError) { code = try head.head.authenticationCode(mac) } catch { throw .crypto(error) }
             guard constantTimeEquals(code, head.code) else { return result(.badHead(reason: "its MAC does not verify")) }
         }
         var problem: AuditVerification.Problem?
-        try trail.forEachLine { place, lineNumber, stored in
+        try trail.forEachLine { (place, lineNumber, stored) throws(StoreError) in
             guard problem == nil else { return }
             let line: ArraySlice<UInt8>
             switch stored {
@@ -124,7 +126,8 @@ struct AuditVerifier {
                 problem = .outOfOrder(expected: expected, found: entry.sequence, segment: place, line: lineNumber)
                 return
             }
-            let code = try mac.authenticationCode(for: [previous, Array(entry.body)])
+            let code: [UInt8]
+            do throws(CryptoError) { code = try mac.authenticationCode(for: [previous, Array(entry.body)]) } catch { throw .crypto(error) }
             guard constantTimeEquals(code, entry.mac) else {
                 problem = .badEntry(sequence: entry.sequence, segment: place, line: lineNumber,
                                     reason: "MAC mismatch (edited, or chained to a removed entry)")

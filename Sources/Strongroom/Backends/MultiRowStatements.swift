@@ -38,7 +38,7 @@ struct MultiRowStatements {
     /// statements changed, in all.
     @discardableResult
     func run(_ rows: [[SQLValue]], leading: [SQLValue] = [], on connection: any Database,
-             statement: (Int) -> String) throws -> Int {
+             statement: (Int) -> String) throws(DatabaseError) -> Int {
         var changed = 0
         for range in chunks(of: rows.count, columns: leading.count + (rows.first?.count ?? 0)) {
             try connection.run(statement(range.count), leading + Array(rows[range].joined()))
@@ -50,7 +50,7 @@ struct MultiRowStatements {
     /// Inserts `rows` (each one value per column of `columns`) into `table`, followed in each
     /// statement by `suffix` (an `ON CONFLICT` clause, or empty).
     func insert(into table: String, columns: [String], rows: [[SQLValue]], suffix: String = "",
-                on connection: any Database) throws {
+                on connection: any Database) throws(DatabaseError) {
         let head = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "
         try run(rows, on: connection) { count in
             head + MultiRowStatements.valuesList(count, row: Array(repeating: "?", count: columns.count))
@@ -78,7 +78,7 @@ extension Database {
     /// Runs a statement that takes many rows of values at once (a multi-row VALUES list) over `values`,
     /// `valuesPerRow` to a row, each statement's parameters preceded by `leading`: `statement(n)` is
     /// its text for n rows. In the rotations' statement sizes (`MultiRowStatements.rotation`).
-    func runInRows(_ values: [SQLValue], valuesPerRow: Int, leading: [SQLValue] = [], statement: (Int) -> String) throws {
+    func runInRows(_ values: [SQLValue], valuesPerRow: Int, leading: [SQLValue] = [], statement: (Int) -> String) throws(DatabaseError) {
         let rows = stride(from: 0, to: values.count, by: valuesPerRow).map { Array(values[$0..<$0 + valuesPerRow]) }
         try MultiRowStatements.rotation.run(rows, leading: leading, on: self, statement: statement)
     }

@@ -4,7 +4,9 @@ import StrongroomStorage
 /// What differs between the places a store can live (a folder of SQLite files, a PostgreSQL server):
 /// everything the engine needs from them, so that it never asks which one it has. `StoreLocation`
 /// chooses the backend once (`StoreLocation.backend`); a new backend is one more folder beside
-/// Backends/SQLite and Backends/PostgreSQL implementing this protocol.
+/// Backends/SQLite and Backends/PostgreSQL implementing this protocol. Its functions throw typed
+/// errors: `DatabaseError` for statements, `StoreError` where the place itself answers (no store there,
+/// a folder that cannot be made private, an audit trail that does not open).
 protocol StoreBackend: Sendable {
     /// The data database's migrations (ciphertext, clear operational fields, the blind index).
     static var dataMigrations: [Migration] { get }
@@ -29,14 +31,14 @@ protocol StoreBackend: Sendable {
     /// Takes the ids of `count` new subjects, in ascending order, inside a write transaction on `data`
     /// (a connection this backend made): ids no committed subject had and no other writer takes, so
     /// that their rows can be inserted with their ciphertexts, which bind the id, in one statement.
-    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64]
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64]
 
     /// Inserts `rows` (each one value per column of `columns`) into `table` on `connection` (made by
     /// this backend) in as few statements as the backend can, each followed by `conflict` (an
     /// `ON CONFLICT` clause, or empty): bulk paths such as an import's batches move rows in sets, not one
     /// statement per row.
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
-                on connection: any Database) throws
+                on connection: any Database) throws(DatabaseError)
 
     /// Runs `query`, a SELECT whose condition ends with a text column left for this function to
     /// compare, for the rows whose column holds one of `keys`, in as few statements as the backend can.
@@ -45,19 +47,21 @@ protocol StoreBackend: Sendable {
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
     /// here when `existing`, or of a new one when not; `storeNotFound` or `storeAlreadyExists` when the
-    /// place says otherwise.
-    func connect(keys: Bool, existing: Bool) throws -> any Database
+    /// place says otherwise, `file` when the folder cannot be made private, `database` when the
+    /// database refuses the connection.
+    func connect(keys: Bool, existing: Bool) throws(StoreError) -> any Database
 
     /// Opens the store's audit trail. `lockTimeout`: how long appends may wait for the trail's locks
-    /// (seconds), where it has any.
+    /// (seconds), where it has any. The trail's own failure is `StoreError(AuditLogError)`; a connection
+    /// the trail needs and cannot get, `database`.
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail
 
     /// Readies `data`, a connection this backend made, for caller-ID probes under `keyring`'s index keys,
     /// and returns the SQL condition, over `?1` (the index version), `p.subject_id`, `p.check_mac` and
     /// `?3` (the full tag), that keeps only exact matches inside the probe's query; nil when the backend
     /// cannot check in the query, and the engine checks each candidate's `check_mac` itself.
-    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String?
+    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws(DatabaseError) -> String?
 
     /// A number that changes with every commit made to `data` (a connection this backend made) by
     /// another connection, read without a query; nil when the backend has none.
@@ -65,7 +69,7 @@ protocol StoreBackend: Sendable {
 
     /// Has `keys` (a key connection this backend made) told of erasures committed by other connections,
     /// where the backend can announce them (PostgreSQL's LISTEN); otherwise does nothing.
-    func listenForErasures(on keys: any Database) throws
+    func listenForErasures(on keys: any Database) throws(DatabaseError)
 
     /// Whether an erasure was announced on `keys` since the last call; nil where the backend has no
     /// announcements (the engine then relies on `keyChangeCounterSQL` and `dataVersion(of:)`).

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomCrypto
 import StrongroomStorage
 
 extension Store {
@@ -38,25 +39,30 @@ extension Store {
     /// builds the new one), or to `indexes`. An address that does not normalise is stored, encrypted, but
     /// not indexed (`subject find --email` cannot find it), as an invalid phone number is.
     func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database,
-                     into indexes: [EmailBlindIndex]? = nil) throws {
-        try backend.insert(emailIndexRows(emails, of: id, into: indexes ?? keyring.keys.emailIndexes), into: "email_index",
-                           columns: Store.blindIndexColumns, conflict: "", on: connection)
+                     into indexes: [EmailBlindIndex]? = nil) throws(StoreError) {
+        let rows: [[SQLValue]]
+        do throws(CryptoError) { rows = try emailIndexRows(emails, of: id, into: indexes ?? keyring.keys.emailIndexes) } catch { throw .crypto(error) }
+        do throws(DatabaseError) { try backend.insert(rows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection) } catch {
+            throw .database(error)
+        }
     }
 
     /// The e-mail index rows of `emails` (each distinct normalised address once) under each of `indexes`,
     /// in `blindIndexColumns` order: an import writes a whole batch's in one statement (`insertNew`).
-    func emailIndexRows(_ emails: [String], of id: SubjectID, into indexes: [EmailBlindIndex]) throws -> [[SQLValue]] {
-        try Set(emails.compactMap { try? EmailAddress($0) }).flatMap { address in
-            try indexes.map { index in
+    func emailIndexRows(_ emails: [String], of id: SubjectID, into indexes: [EmailBlindIndex]) throws(CryptoError) -> [[SQLValue]] {
+        var rows: [[SQLValue]] = []
+        for address in Set(emails.compactMap({ try? EmailAddress($0) })) {
+            for index in indexes {
                 let tags = try index.tags(for: address)
-                return [.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue), .blob(try index.check(tags, subject: id))]
+                rows.append([.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue), .blob(try index.check(tags, subject: id))])
             }
         }
+        return rows
     }
 
     /// Replaces a subject's e-mail index rows by those of `emails` (an update or rectification).
-    func reindexEmails(_ emails: [String], of id: SubjectID, in connection: any Database) throws {
-        try connection.run(EmailIndexStatements.dropSubject, [.integer(id.rawValue)])
+    func reindexEmails(_ emails: [String], of id: SubjectID, in connection: any Database) throws(StoreError) {
+        do throws(DatabaseError) { try connection.run(EmailIndexStatements.dropSubject, [.integer(id.rawValue)]) } catch { throw .database(error) }
         try indexEmails(emails, of: id, in: connection)
     }
 
@@ -64,16 +70,27 @@ extension Store {
     /// A miss may mean an index rotation finished in another process: then, if the key database changed
     /// since the keys were loaded, they are reloaded and the index probed again.
     func subjectsHolding(_ address: EmailAddress) throws(StoreError) -> [CallerCandidate] {
-        let found = try storeErrors { try data.withLock { try matchingSubjects(address, in: $0) } }
-        guard found.isEmpty, try storeErrors({ try keyring.reloadIfChanged() }) else { return found }
-        return try storeErrors { try data.withLock { try matchingSubjects(address, in: $0) } }
+        let tags = try emailTags(address)
+        let found = try withData { (connection) throws(DatabaseError) in try matchingSubjects(tags, in: connection) }
+        guard found.isEmpty, try keyring.reloadIfChanged() else { return found }
+        let reloadedTags = try emailTags(address)
+        return try withData { (connection) throws(DatabaseError) in try matchingSubjects(reloadedTags, in: connection) }
+    }
+
+    /// The tags of `address` under each answering e-mail index version.
+    private func emailTags(_ address: EmailAddress) throws(StoreError) -> [(index: EmailBlindIndex, tags: PhoneBlindIndex.Tags)] {
+        var tags: [(index: EmailBlindIndex, tags: PhoneBlindIndex.Tags)] = []
+        for index in keyring.keys.emailIndexes {
+            do throws(CryptoError) { tags.append((index, try index.tags(for: address))) } catch { throw .crypto(error) }
+        }
+        return tags
     }
 
     /// The probe of each index version: candidates by truncated tag, kept only when their check matches.
-    private func matchingSubjects(_ address: EmailAddress, in connection: any Database) throws -> [CallerCandidate] {
+    private func matchingSubjects(_ probes: [(index: EmailBlindIndex, tags: PhoneBlindIndex.Tags)],
+                                  in connection: any Database) throws(DatabaseError) -> [CallerCandidate] {
         var matches: [CallerCandidate] = []
-        for index in keyring.keys.emailIndexes {
-            let tags = try index.tags(for: address)
+        for (index, tags) in probes {
             try connection.forEachRow(EmailIndexStatements.probe, [.int(Int(index.version)), .integer(tags.truncated)]) { row in
                 let candidate = CallerCandidate(row)
                 guard let check = row.blob(CallerCandidate.columnCount),
@@ -95,33 +112,36 @@ extension Store {
     /// first build keeps its cursor there).
     @discardableResult
     func indexEmailsOfSubjects(_ select: String, _ values: [SQLValue], into indexes: [EmailBlindIndex], context: AccessContext,
-                               advance: (@Sendable (Int64, any Database) throws -> Void)? = nil) throws(StoreError) -> Int64? {
+                               advance: (@Sendable (Int64, any Database) throws(DatabaseError) -> Void)? = nil) throws(StoreError) -> Int64? {
         var attempt = 0
         while true {
-            let rows = try storeErrors {
-                try data.withLock { connection in
-                    try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
-                }
+            let rows = try withData { (connection) throws(DatabaseError) in
+                try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
             }
             guard let last = rows.last?.id.rawValue else { return nil }
             let personal = try decrypt(rows, fields: [.emails], detail: "e-mail index", context: context).personal
-            do {
-                try storeErrors {
-                    try data.withLock { connection in
-                        try connection.transaction {
-                            for (row, opened) in zip(rows, personal) {
-                                let id = row.summary.id
-                                let updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
-                                guard let updated else { continue }
-                                guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(id) }
-                                for index in indexes {
-                                    try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
-                                }
-                                try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
-                            }
-                            try advance?(last, connection)
+            do throws(StoreError) {
+                try withDataTransaction { (connection) throws(StoreError) in
+                    for (row, opened) in zip(rows, personal) {
+                        let id = row.summary.id
+                        let updated: Int64?
+                        do throws(DatabaseError) {
+                            updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+                        } catch {
+                            throw .database(error)
                         }
+                        guard let updated else { continue }
+                        guard updated == Store.milliseconds(row.summary.updatedAt) else { throw .concurrentChange(id) }
+                        do throws(DatabaseError) {
+                            for index in indexes {
+                                try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
+                            }
+                        } catch {
+                            throw .database(error)
+                        }
+                        try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
                     }
+                    do throws(DatabaseError) { try advance?(last, connection) } catch { throw .database(error) }
                 }
                 return last
             } catch .concurrentChange where attempt < 5 {
@@ -142,14 +162,14 @@ extension Store {
     /// it again, reporting the error.
     func backfillEmailIndex(batchSize: Int = 500) throws(StoreError) {
         let context = AccessContext(actor: ProcessInfo.processInfo.userName, purpose: .keyRotation)
-        while let cursor = try storeErrors({ try data.withLock { try $0.scalarInteger(EmailIndexStatements.backfillCursor) } }) {
+        while let cursor = try withData({ (connection) throws(DatabaseError) in try connection.scalarInteger(EmailIndexStatements.backfillCursor) }) {
             let advanced = try indexEmailsOfSubjects(EmailIndexStatements.subjectsWithAddresses,
                                                      [.integer(cursor), .integer(.max), .int(batchSize)],
-                                                     into: keyring.keys.emailIndexes, context: context) { last, connection in
+                                                     into: keyring.keys.emailIndexes, context: context) { (last, connection) throws(DatabaseError) in
                 try connection.run("UPDATE email_index_backfill SET cursor = ? WHERE id = 1", [.integer(last)])
             }
             if advanced == nil {
-                try storeErrors { try data.withLock { try $0.run(EmailIndexStatements.backfillDone) } }
+                try withData { (connection) throws(DatabaseError) in try connection.run(EmailIndexStatements.backfillDone) }
             }
         }
     }

@@ -105,7 +105,11 @@ extension Store {
         var token: String?
         var expiry: Date?
         if declaration.requiresDoubleOptIn {
-            token = try storeErrors { try SecureRandom.bytes(count: 24) }.map { String(format: "%02x", $0) }.joined()
+            do throws(CryptoError) {
+                token = try SecureRandom.bytes(count: 24).map { String(format: "%02x", $0) }.joined()
+            } catch {
+                throw .crypto(error)
+            }
             expiry = Date().addingTimeInterval(tokenLifetime)
         }
         let state: ConsentState = declaration.requiresDoubleOptIn ? .pending : .granted
@@ -145,17 +149,26 @@ extension Store {
 
     /// The facts of the confirmation of the pending grant whose token hashes to `tokenHash`, checked in the
     /// transaction that appends it: the token must be known, unexpired and its grant still the latest change.
-    private func confirmationFacts(_ subject: SubjectID, tokenHash: [UInt8], in connection: any Database) throws -> LedgerFacts {
-        guard let (pendingID, purposeName, expires) = try connection.firstRow("""
-            SELECT id, purpose, token_expires_at FROM consent_ledger
-            WHERE subject_id = ? AND state = 'pending' AND token_hash = ?
-            """, [.integer(subject.rawValue), .blob(tokenHash)], { ($0.int64(0), $0.text(1) ?? "", $0.int64(2)) })
-        else { throw StoreError.consentTokenRejected(reason: "no pending consent of this subject has this token") }
-        guard Store.milliseconds(Date()) <= expires else { throw StoreError.consentTokenRejected(reason: "the token has expired") }
-        let latest = try connection.scalarInteger("SELECT max(id) FROM consent_ledger WHERE subject_id = ? AND purpose = ?",
-                                                  [.integer(subject.rawValue), .text(purposeName)])
+    private func confirmationFacts(_ subject: SubjectID, tokenHash: [UInt8], in connection: any Database) throws(StoreError) -> LedgerFacts {
+        let pending: (id: Int64, purpose: String, expires: Int64)?
+        let latest: Int64?
+        do throws(DatabaseError) {
+            pending = try connection.firstRow("""
+                SELECT id, purpose, token_expires_at FROM consent_ledger
+                WHERE subject_id = ? AND state = 'pending' AND token_hash = ?
+                """, [.integer(subject.rawValue), .blob(tokenHash)], { ($0.int64(0), $0.text(1) ?? "", $0.int64(2)) })
+            latest = try pending.map { (pending) throws(DatabaseError) in
+                try connection.scalarInteger("SELECT max(id) FROM consent_ledger WHERE subject_id = ? AND purpose = ?",
+                                             [.integer(subject.rawValue), .text(pending.purpose)])
+            } ?? nil
+        } catch {
+            throw .database(error)
+        }
+        guard let (pendingID, purposeName, expires) = pending
+        else { throw .consentTokenRejected(reason: "no pending consent of this subject has this token") }
+        guard Store.milliseconds(Date()) <= expires else { throw .consentTokenRejected(reason: "the token has expired") }
         guard latest == pendingID else {
-            throw StoreError.consentTokenRejected(reason: "the token was used, or the consent changed since it was issued")
+            throw .consentTokenRejected(reason: "the token was used, or the consent changed since it was issued")
         }
         return LedgerFacts(purpose: Purpose(rawValue: purposeName), state: .confirmed, tokenHash: nil, tokenExpiry: nil,
                            confirms: pendingID)

@@ -65,7 +65,7 @@ extension Store {
     static let purposeRefreshInterval: Duration = .seconds(1)
 
     /// Reads the store's purposes from the data database.
-    static func loadPurposes(from connection: any Database) throws -> PurposeCache {
+    static func loadPurposes(from connection: any Database) throws(DatabaseError) -> PurposeCache {
         PurposeCache(declarations: Dictionary(uniqueKeysWithValues: try connection.rows(
             "SELECT name, description, lawful_basis, double_opt_in FROM purposes") { row in
                 let name = Purpose(rawValue: row.text(0) ?? "")
@@ -124,40 +124,43 @@ extension Store {
         guard !(Purpose.allowedUnderRestriction.contains(declaration.name) && declaration.lawfulBasis == .consent) else {
             throw .builtInPurposeOnConsent(declaration.name)
         }
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.transaction {
-                    try Store.refuseWeakening(to: declaration, in: connection)
+        try withDataTransaction { (connection) throws(StoreError) in
+            let weakening: String?
+            do throws(DatabaseError) {
+                weakening = try Store.weakening(to: declaration, in: connection)
+                if weakening == nil {
                     try connection.run("""
                         INSERT INTO purposes (name, description, lawful_basis, double_opt_in) VALUES (?, ?, ?, ?)
                         ON CONFLICT (name) DO UPDATE SET description = excluded.description,
                             lawful_basis = excluded.lawful_basis, double_opt_in = excluded.double_opt_in
                         """, [.text(declaration.name.rawValue), .text(declaration.description),
                               .text(declaration.lawfulBasis.rawValue), .int(declaration.requiresDoubleOptIn ? 1 : 0)])
-                    try audit([AuditEvent(.purpose, context, subject: nil,
-                                          detail: "\(declaration.name) on \(declaration.lawfulBasis.rawValue)"
-                                              + (declaration.requiresDoubleOptIn ? ", double opt-in" : ""))])
                 }
+            } catch {
+                throw .database(error)
             }
+            if let weakening { throw .purposeWeakened(declaration.name, reason: weakening) }
+            try audit([AuditEvent(.purpose, context, subject: nil,
+                                  detail: "\(declaration.name) on \(declaration.lawfulBasis.rawValue)"
+                                      + (declaration.requiresDoubleOptIn ? ", double opt-in" : ""))])
         }
         purposeCache.withLock { $0.declarations[declaration.name] = declaration }
     }
 
-    /// Throws `purposeWeakened` when `declaration` would weaken the stored declaration of a purpose that
-    /// has consent-ledger entries (read inside the declaring transaction).
-    private static func refuseWeakening(to declaration: PurposeDeclaration, in connection: any Database) throws {
+    /// How `declaration` would weaken the stored declaration of a purpose that has consent-ledger
+    /// entries (read inside the declaring transaction, which then refuses it: `purposeWeakened`); nil
+    /// when it would not.
+    private static func weakening(to declaration: PurposeDeclaration, in connection: any Database) throws(DatabaseError) -> String? {
         guard let stored = try connection.firstRow("SELECT lawful_basis, double_opt_in FROM purposes WHERE name = ?",
                                                    [.text(declaration.name.rawValue)], {
                                                        (LawfulBasis(rawValue: $0.text(0) ?? ""), $0.int64(1) != 0)
                                                    }),
               try connection.scalarInteger("SELECT 1 FROM consent_ledger WHERE purpose = ? LIMIT 1",
-                                           [.text(declaration.name.rawValue)]) != nil else { return }
+                                           [.text(declaration.name.rawValue)]) != nil else { return nil }
         if stored.0 == .consent, declaration.lawfulBasis != .consent {
-            throw StoreError.purposeWeakened(declaration.name,
-                                             reason: "its lawful basis would change from consent to \(declaration.lawfulBasis.rawValue)")
+            return "its lawful basis would change from consent to \(declaration.lawfulBasis.rawValue)"
         }
-        if stored.1, !declaration.requiresDoubleOptIn {
-            throw StoreError.purposeWeakened(declaration.name, reason: "double opt-in would be dropped")
-        }
+        if stored.1, !declaration.requiresDoubleOptIn { return "double opt-in would be dropped" }
+        return nil
     }
 }

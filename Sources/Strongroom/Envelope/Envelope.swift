@@ -50,26 +50,34 @@ enum Envelope {
 
     /// Seals `plaintext` for `location` under `key`, with a fresh random nonce.
     static func seal(_ plaintext: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
-                     storeID: [UInt8]) throws -> [UInt8] {
+                     storeID: [UInt8]) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
         var output = header(location: location, key: key)
         let aad = authenticatedData(header: output[...], storeID: storeID)
-        let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
-        output.reserveCapacity(overheadByteCount + plaintext.count)
-        output.append(contentsOf: nonce)
-        try key.cipher.seal(plaintext, nonce: nonce, authenticating: aad, appendingTo: &output)
+        do throws(CryptoError) {
+            let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
+            output.reserveCapacity(overheadByteCount + plaintext.count)
+            output.append(contentsOf: nonce)
+            try key.cipher.seal(plaintext, nonce: nonce, authenticating: aad, appendingTo: &output)
+        } catch {
+            throw .crypto(error)
+        }
         return output
     }
 
     /// Seals a key (a wrapped key) for `location` under `key`.
     static func seal(key wrapped: SecretKey, at location: EnvelopeLocation, under key: KeyHandle,
-                     storeID: [UInt8]) throws -> [UInt8] {
+                     storeID: [UInt8]) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
         var output = header(location: location, key: key)
         let aad = authenticatedData(header: output[...], storeID: storeID)
-        let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
-        output.append(contentsOf: nonce)
-        try key.cipher.seal(key: wrapped, nonce: nonce, authenticating: aad, appendingTo: &output)
+        do throws(CryptoError) {
+            let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
+            output.append(contentsOf: nonce)
+            try key.cipher.seal(key: wrapped, nonce: nonce, authenticating: aad, appendingTo: &output)
+        } catch {
+            throw .crypto(error)
+        }
         return output
     }
 

@@ -62,12 +62,31 @@ public struct ErasureReceipt: Sendable, Hashable {
         self.mac = mac
     }
 
+    /// What an erasure's receipt will say, but for what only the key-database transaction that destroys
+    /// the keys knows (how many it destroyed, when): `Keyring.destroySubjectKeys` issues it there.
+    struct Draft {
+        let id: SubjectID
+        let externalID: String?
+        let actor: String
+        let reason: String
+        /// What the erasure deletes from the data database (the subject keys are counted later).
+        let destroyed: Destroyed
+        let auditSequence: UInt64?
+        let keys: ErasureKeys
+
+        /// The receipt, with `subjectKeys` keys destroyed at `now` (milliseconds).
+        func issue(subjectKeys: Int, at now: Int64) throws(CryptoError) -> ErasureReceipt {
+            try ErasureReceipt.issue(id: id, externalID: externalID, erasedAtMilliseconds: now, actor: actor, reason: reason,
+                                     destroyed: destroyed.with(subjectKeys: subjectKeys), auditSequence: auditSequence, keys: keys)
+        }
+    }
+
     /// A new receipt with a random id, MAC'd under `keys`.
     static func issue(id: SubjectID, externalID: String?, erasedAtMilliseconds: Int64, actor: String, reason: String,
-                      destroyed: Destroyed, auditSequence: UInt64?, keys: ErasureKeys) throws -> ErasureReceipt {
+                      destroyed: Destroyed, auditSequence: UInt64?, keys: ErasureKeys) throws(CryptoError) -> ErasureReceipt {
         let receiptID = try SecureRandom.bytes(count: 16).map { String(format: "%02x", $0) }.joined()
         let unsigned = ErasureReceipt(receipt: receiptID, id: id, externalID: externalID,
-                                      externalIDTag: try externalID.map { try keys.tag(externalID: $0) },
+                                      externalIDTag: try externalID.map { (externalID) throws(CryptoError) in try keys.tag(externalID: externalID) },
                                       erasedAtMilliseconds: erasedAtMilliseconds, actor: actor, reason: reason,
                                       destroyed: destroyed, auditSequence: auditSequence, mac: [])
         return unsigned.with(mac: try keys.mac(unsigned.canonicalEncoding))

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomStorage
 
 /// How long a subject may stay untouched before a retention rule erases it: a whole number of days,
 /// months or years, written `90d`, `24m`, `2y`.
@@ -74,13 +75,11 @@ extension Store {
     /// the rest. `progress(done, total)` is called after each erasure.
     public func applyRetention(untouchedBefore cutoff: Date, kind: SubjectKind? = nil, reason: String, dryRun: Bool = false,
                                context: AccessContext, progress: (Int, Int) -> Void = { _, _ in }) throws(StoreError) -> RetentionReport {
-        let selected = try storeErrors {
-            try data.withLock { connection in
-                try connection.rows("""
-                    SELECT \(Store.summaryColumns) FROM subjects
-                    WHERE coalesce(last_contacted_at, created_at) < ?1 AND (kind = ?2 OR ?2 IS NULL) ORDER BY id
-                    """, [.integer(Store.milliseconds(cutoff)), .text(kind?.rawValue)]) { Store.summary(from: $0, offset: 0) }
-            }
+        let selected = try withData { (connection) throws(DatabaseError) in
+            try connection.rows("""
+                SELECT \(Store.summaryColumns) FROM subjects
+                WHERE coalesce(last_contacted_at, created_at) < ?1 AND (kind = ?2 OR ?2 IS NULL) ORDER BY id
+                """, [.integer(Store.milliseconds(cutoff)), .text(kind?.rawValue)]) { Store.summary(from: $0, offset: 0) }
         }
         var report = RetentionReport(cutoff: cutoff, dryRun: dryRun)
         report.skippedRestricted = selected.filter(\.isRestricted).map(\.id)
@@ -100,7 +99,7 @@ extension Store {
                 throw error
             }
             report.receipts.append(erasure.receipt)
-            if let faultInjection { try storeErrors { try faultInjection("retention.erased", done + 1) } }
+            try injectFault("retention.erased", done + 1)
             progress(done + 1, report.subjects.count)
         }
         return report

@@ -13,7 +13,7 @@ extension ErasureReceipt.Destroyed {
 extension Store {
     /// What erasing `id` deletes from the data database besides its key (counted inside the erasure's
     /// transaction, before it deletes): its row, blind-index entries, consent entries and calls.
-    func erasedContent(of id: SubjectID, in connection: any Database) throws -> ErasureReceipt.Destroyed {
+    func erasedContent(of id: SubjectID, in connection: any Database) throws(DatabaseError) -> ErasureReceipt.Destroyed {
         try connection.firstRow("""
             SELECT (SELECT count(*) FROM phone_index WHERE subject_id = ?1), (SELECT count(*) FROM consent_ledger WHERE subject_id = ?1),
                 (SELECT count(*) FROM calls WHERE subject_id = ?1)
@@ -25,9 +25,11 @@ extension Store {
 
     /// The tombstone (with its receipt) of the subject erased under `externalID`, if one was: one probe
     /// of the key database's unique index on the keyed hash (`KeyDatabase.tombstoneByExternalID`).
-    func tombstone(ofExternalID externalID: String) throws -> ErasureReceipt? {
-        let tag = try keyring.erasureKeys.tag(externalID: externalID)
-        return try keyring.database.read { try $0.tombstone(externalIDTag: tag) }?.with(externalID: externalID)
+    func tombstone(ofExternalID externalID: String) throws(StoreError) -> ErasureReceipt? {
+        let tag: [UInt8]
+        do throws(CryptoError) { tag = try keyring.erasureKeys.tag(externalID: externalID) } catch { throw .crypto(error) }
+        return try keyring.database.read { (tables) throws(DatabaseError) in try tables.tombstone(externalIDTag: tag) }?
+            .with(externalID: externalID)
     }
 
     /// The receipt of an erasure, found by the erased subject's store id or by its external id (through
@@ -35,14 +37,11 @@ extension Store {
     /// it). A number is tried as a store id first, as `resolve` does. `noErasureReceipt` when none is
     /// kept under it. Decrypts nothing and audits nothing: `checkErasureReceipt` is the audited lookup.
     public func erasureReceipt(for reference: String) throws(StoreError) -> ErasureReceipt {
-        let found = try storeErrors { () throws -> ErasureReceipt? in
-            if let number = Int64(reference),
-               let receipt = try keyring.database.read({ try $0.tombstone(of: SubjectID(rawValue: number)) }) {
-                return receipt
-            }
-            return try tombstone(ofExternalID: reference)
+        if let number = Int64(reference),
+           let receipt = try keyring.database.read({ (tables) throws(DatabaseError) in try tables.tombstone(of: SubjectID(rawValue: number)) }) {
+            return receipt
         }
-        guard let found else { throw .noErasureReceipt }
+        guard let found = try tombstone(ofExternalID: reference) else { throw .noErasureReceipt }
         return found
     }
 
@@ -73,20 +72,21 @@ extension Store {
         func failed(_ problem: String) -> ErasureReceiptVerification {
             ErasureReceiptVerification(receipt: receipt, problem: problem)
         }
-        let expected = try storeErrors { try keyring.erasureKeys.mac(receipt.canonicalEncoding) }
+        let expected: [UInt8]
+        do throws(CryptoError) { expected = try keyring.erasureKeys.mac(receipt.canonicalEncoding) } catch { throw .crypto(error) }
         guard constantTimeEquals(expected, receipt.mac) else { return failed("its MAC does not verify: the receipt was altered") }
         guard let sequence = receipt.auditSequence else {
             return failed("it names no audit entry: the store kept no audit log of its own when it was made")
         }
         var entry: AuditEntry?
-        do {
+        do throws(StoreError) {
             try auditEntries(AuditFilter(subject: receipt.id)) { found, _ in
                 if found.seq == sequence { entry = found }
             }
-        } catch StoreError.auditLogUnverified(let problem) {
+        } catch .auditLogUnverified(let problem) {
             return failed("the audit log does not verify, so its entry \(sequence) cannot be trusted: \(problem)")
         } catch {
-            throw .wrap(error)
+            throw error
         }
         guard let entry else { return failed("its audit entry \(sequence) is not in the log, or is not about subject \(receipt.id)") }
         guard entry.action == AuditEvent.Action.erase.rawValue, entry.outcome == AuditEvent.Outcome.ok.rawValue,

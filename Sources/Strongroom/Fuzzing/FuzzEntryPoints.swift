@@ -147,6 +147,6 @@ package enum FuzzEntryPoints {
 
 /// No signed head: the fuzzer verifies segments on their own and appends nothing.
 private struct NoAuditHead: AuditHeadStore {
-    func auditHead() throws -> (head: AuditHead, code: [UInt8])? { nil }
+    func auditHead() throws(StoreError) -> (head: AuditHead, code: [UInt8])? { nil }
     func saveAuditHead(_ head: AuditHead, mode: AuditHeadSaveMode) -> AuditHeadSave { .saved }
 }

@@ -15,19 +15,48 @@ final class KeyDatabase: Sendable {
 
     /// Takes `connection`, made by `backend`, bringing the key tables to the current schema and
     /// listening for erasure announcements where the backend has them.
-    init(_ connection: consuming sending any Database, backend: any StoreBackend) throws {
-        try connection.migrate(type(of: backend).keyMigrations)
-        try backend.listenForErasures(on: connection)
+    init(_ connection: consuming sending any Database, backend: any StoreBackend) throws(StoreError) {
+        do throws(MigrationError) { try connection.migrate(type(of: backend).keyMigrations) } catch { throw StoreError(error) }
+        do throws(DatabaseError) { try backend.listenForErasures(on: connection) } catch { throw .database(error) }
         self.backend = backend
         self.tables = Mutex(KeyTables(connection: connection, changeCounterSQL: type(of: backend).keyChangeCounterSQL, backend: backend))
     }
 
-    /// Runs `body` on the key tables, outside any transaction (each statement commits on its own).
-    func read<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
-        try tables.withLock { try body($0) }
+    /// Runs `body` on the key tables, outside any transaction (each statement commits on its own). The
+    /// key database's failures become `StoreError.database` here, once for every caller. The body says
+    /// `throws(DatabaseError)`: Swift 6.3 never infers a closure's thrown type.
+    func read<Result: Sendable>(_ body: (KeyTables) throws(DatabaseError) -> Result) throws(StoreError) -> Result {
+        do { return try locked(body) } catch { throw .database(error) }
     }
 
-    /// Runs `body` on the key tables in one transaction, committed when it returns.
+    /// Runs `body` on the key tables under their lock, throwing what it throws.
+    private func locked<Result: Sendable, Failure: Error>(_ body: (KeyTables) throws(Failure) -> Result) throws(Failure) -> Result {
+        try tables.withLock { (tables) throws(Failure) -> Result in try body(tables) }
+    }
+
+    /// Runs `body` on the key tables in one transaction, committed when it returns; a failure is
+    /// `StoreError.database`, as in `read`.
+    func transaction<Result: Sendable>(_ body: (KeyTables) throws(DatabaseError) -> Result) throws(StoreError) -> Result {
+        try read { (tables) throws(DatabaseError) in
+            try tables.connection.transaction { () throws(DatabaseError) in try body(tables) }
+        }
+    }
+
+    /// Runs `body`, which also unwraps or seals keys, on the key tables in one transaction, rolled back
+    /// when it throws. Its statements' `DatabaseError`s are its own to convert (`do throws(DatabaseError)`
+    /// around them): Swift has no implicit conversion between thrown types.
+    func transaction<Result: Sendable>(_ body: (KeyTables) throws(StoreError) -> Result) throws(StoreError) -> Result {
+        try locked { (tables) throws(StoreError) in
+            try tables.connection.transaction { () throws(StoreError) in try body(tables) }
+        }
+    }
+
+    /// `read` for a body that throws untyped: left for Rotation/ and CallerID until merged.
+    func read<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
+        try locked { try body($0) }
+    }
+
+    /// `transaction` for a body that throws untyped: left for Rotation/ and CallerID until merged.
     func transaction<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
         try read { tables in try tables.connection.transaction { try body(tables) } }
     }
@@ -133,80 +162,86 @@ struct KeyTables {
     /// Has the database drop deleted rows from its files (`Database.discardDeletedContent`), waiting
     /// up to `milliseconds` for readers of older snapshots (nil: as long as it takes); true when done.
     @discardableResult
-    func discardDeletedContent(waitingUpTo milliseconds: Int32? = nil) throws -> Bool {
+    func discardDeletedContent(waitingUpTo milliseconds: Int32? = nil) throws(DatabaseError) -> Bool {
         try connection.discardDeletedContent(waitingUpTo: milliseconds)
     }
 
     // MARK: Store row
 
     /// Creates the store row (generation 1).
-    func insertStoreRow(storeID: [UInt8], createdAt: Int64, auditDurability: String) throws {
+    func insertStoreRow(storeID: [UInt8], createdAt: Int64, auditDurability: String) throws(DatabaseError) {
         try connection.run("INSERT INTO store (id, store_id, master_generation, created_at, audit_durability) VALUES (1, ?, 1, ?, ?)",
                            [.blob(storeID), .integer(createdAt), .text(auditDurability)])
     }
 
     /// The store id and master generation; nil when the store row is missing.
-    func storeIdentity() throws -> (storeID: [UInt8], masterGeneration: UInt32)? {
+    func storeIdentity() throws(DatabaseError) -> (storeID: [UInt8], masterGeneration: UInt32)? {
         try connection.firstRow("SELECT store_id, master_generation FROM store WHERE id = 1", [], {
             ($0.blob(0) ?? [], UInt32(truncatingIfNeeded: $0.int64(1)))
         })
     }
 
     /// The master key's generation (nil without a store row).
-    func masterGeneration() throws -> UInt32? {
+    func masterGeneration() throws(DatabaseError) -> UInt32? {
         try connection.scalarInteger("SELECT master_generation FROM store WHERE id = 1").map { UInt32(truncatingIfNeeded: $0) }
     }
 
     /// Records a new master generation.
-    func setMasterGeneration(_ generation: UInt32) throws {
+    func setMasterGeneration(_ generation: UInt32) throws(DatabaseError) {
         try connection.run("UPDATE store SET master_generation = ? WHERE id = 1", [.int(Int(generation))])
     }
 
     /// The audit durability recorded at creation.
-    func auditDurability() throws -> String? {
+    func auditDurability() throws(DatabaseError) -> String? {
         try connection.scalarText("SELECT audit_durability FROM store WHERE id = 1")
     }
 
     /// Since when (milliseconds) old pages of destroyed keys wait to be overwritten; nil when none do.
-    func erasedPagesSince() throws -> Int64? {
+    func erasedPagesSince() throws(DatabaseError) -> Int64? {
         try connection.scalarInteger("SELECT erased_pages_since FROM store WHERE id = 1")
     }
 
     /// Records that destroyed keys left old pages, unless an earlier erasure already did.
-    func markErasedPages(at now: Int64) throws {
+    func markErasedPages(at now: Int64) throws(DatabaseError) {
         try connection.run("UPDATE store SET erased_pages_since = coalesce(erased_pages_since, ?) WHERE id = 1", [.integer(now)])
     }
 
     /// Clears the record of old pages, if no erasure numbered after `latestErasure` came meanwhile.
-    func clearErasedPages(ifLatestErasureIs latestErasure: Int64) throws {
+    func clearErasedPages(ifLatestErasureIs latestErasure: Int64) throws(DatabaseError) {
         try connection.run("UPDATE store SET erased_pages_since = NULL WHERE id = 1 AND (\(Schema.latestErasureNumber)) = ?",
                            [.integer(latestErasure)])
     }
 
     /// The key database's change counter (`StoreBackend.keyChangeCounterSQL`).
-    func changeCounter() throws -> Int64 {
+    func changeCounter() throws(DatabaseError) -> Int64 {
         try connection.scalarInteger(changeCounterSQL) ?? 0
     }
 
     // MARK: Nonce reservations (key_usage)
 
     /// Encryptions reserved so far, by key name.
-    func reservations() throws -> [String: UInt64] {
+    func reservations() throws(DatabaseError) -> [String: UInt64] {
         Dictionary(uniqueKeysWithValues: try connection.rows("SELECT key, reserved FROM key_usage") {
             ($0.text(0) ?? "", UInt64($0.int64(1)))
         })
     }
 
     /// Encryptions reserved so far under the key named `name`.
-    func reserved(_ name: String) throws -> UInt64 {
+    func reserved(_ name: String) throws(DatabaseError) -> UInt64 {
         UInt64(try connection.scalarInteger("SELECT reserved FROM key_usage WHERE key = ?", [.text(name)]) ?? 0)
     }
 
     /// Makes sure `count` more encryptions under `usage`'s key are reserved, writing a new block when
-    /// needed (inside the caller's transaction, if any).
-    func reserve(_ usage: KeyUsage, count: Int) throws {
+    /// needed (inside the caller's transaction, if any); `keyBudgetExhausted` past the key's budget.
+    func reserve(_ usage: KeyUsage, count: Int) throws(StoreError) {
         guard let total = try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget))
         else { return }
+        do throws(DatabaseError) { try reserve(usage, through: total) } catch { throw .database(error) }
+    }
+
+    /// Records that encryptions under `usage`'s key are reserved up to `total` (a block from
+    /// `KeyUsage.reservationNeeded`, checked against the budget before the transaction).
+    func reserve(_ usage: KeyUsage, through total: UInt64) throws(DatabaseError) {
         try connection.run(KeyDatabase.reserveEncryptions, [.text(usage.name), .integer(Int64(total))])
         usage.didReserve(total)
     }
@@ -214,14 +249,14 @@ struct KeyTables {
     // MARK: Key-encryption keys (kek)
 
     /// Stores a wrapped KEK.
-    func insertKEK(version: UInt32, identifier: UInt32, wrapped: [UInt8], createdAt: Int64, current: Bool) throws {
+    func insertKEK(version: UInt32, identifier: UInt32, wrapped: [UInt8], createdAt: Int64, current: Bool) throws(DatabaseError) {
         try connection.run("INSERT INTO kek (version, key_id, wrapped, created_at, current) VALUES (?, ?, ?, ?, ?)", [
             .int(Int(version)), .int(Int(identifier)), .blob(wrapped), .integer(createdAt), .int(current ? 1 : 0),
         ])
     }
 
     /// Every wrapped KEK.
-    func wrappedKEKs() throws -> [WrappedKEK] {
+    func wrappedKEKs() throws(DatabaseError) -> [WrappedKEK] {
         try connection.rows("SELECT version, key_id, wrapped, current FROM kek") {
             WrappedKEK(version: UInt32(truncatingIfNeeded: $0.int64(0)), identifier: UInt32(truncatingIfNeeded: $0.int64(1)),
                        wrapped: $0.blob(2) ?? [], current: $0.int64(3) != 0)
@@ -229,43 +264,43 @@ struct KeyTables {
     }
 
     /// Replaces the wrapping of KEK `version` (a master rotation or migration).
-    func updateKEK(version: UInt32, wrapped: [UInt8]) throws {
+    func updateKEK(version: UInt32, wrapped: [UInt8]) throws(DatabaseError) {
         try connection.run("UPDATE kek SET wrapped = ? WHERE version = ?", [.blob(wrapped), .int(Int(version))])
     }
 
     /// The version new keys are wrapped under.
-    func currentKEKVersion() throws -> UInt32? {
+    func currentKEKVersion() throws(DatabaseError) -> UInt32? {
         try connection.scalarInteger("SELECT version FROM kek WHERE current = 1").map { UInt32(truncatingIfNeeded: $0) }
     }
 
     /// The oldest and newest KEK versions present.
-    func kekVersionRange() throws -> (oldest: UInt32, newest: UInt32)? {
+    func kekVersionRange() throws(DatabaseError) -> (oldest: UInt32, newest: UInt32)? {
         try connection.firstRow("SELECT min(version), max(version) FROM kek", []) { row in
             row.isNull(0) ? nil : (UInt32(truncatingIfNeeded: row.int64(0)), UInt32(truncatingIfNeeded: row.int64(1)))
         } ?? nil
     }
 
     /// Makes `version` the current KEK, and no other.
-    func makeKEKCurrent(_ version: UInt32) throws {
+    func makeKEKCurrent(_ version: UInt32) throws(DatabaseError) {
         try connection.run("UPDATE kek SET current = CASE WHEN version = ? THEN 1 ELSE 0 END", [.int(Int(version))])
     }
 
     /// Destroys every KEK but `version`.
-    func deleteKEKs(except version: UInt32) throws {
+    func deleteKEKs(except version: UInt32) throws(DatabaseError) {
         try connection.run("DELETE FROM kek WHERE version <> ?", [.int(Int(version))])
     }
 
     // MARK: Shared keys (audit_keys, index_keys)
 
     /// Stores a wrapped audit key.
-    func insertAuditKey(version: Int64, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8], createdAt: Int64) throws {
+    func insertAuditKey(version: Int64, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8], createdAt: Int64) throws(DatabaseError) {
         try connection.run("INSERT INTO audit_keys (version, key_id, kek_version, wrapped, created_at) VALUES (?, ?, ?, ?, ?)", [
             .integer(version), .int(Int(identifier)), .int(Int(kekVersion)), .blob(wrapped), .integer(createdAt),
         ])
     }
 
     /// The newest audit key: its version, its KEK's version and its wrapping.
-    func latestAuditKey() throws -> (version: Int64, kekVersion: UInt32, wrapped: [UInt8])? {
+    func latestAuditKey() throws(DatabaseError) -> (version: Int64, kekVersion: UInt32, wrapped: [UInt8])? {
         try connection.firstRow("SELECT version, kek_version, wrapped FROM audit_keys ORDER BY version DESC LIMIT 1", []) {
             ($0.int64(0), UInt32(truncatingIfNeeded: $0.int64(1)), $0.blob(2) ?? [])
         }
@@ -273,7 +308,7 @@ struct KeyTables {
 
     /// Stores a wrapped phone index key in `state` ("active" or "building").
     func insertIndexKey(version: UInt32, identifier: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int,
-                        plannedPopulation: Int, state: String, createdAt: Int64) throws {
+                        plannedPopulation: Int, state: String, createdAt: Int64) throws(DatabaseError) {
         try connection.run("""
             INSERT INTO index_keys (field, version, key_id, kek_version, wrapped, bits, planned_population, state, created_at)
             VALUES ('phones', ?, ?, ?, ?, ?, ?, ?, ?)
@@ -284,7 +319,7 @@ struct KeyTables {
     }
 
     /// The phone index keys that answer lookups, the active one first: version, KEK version, wrapping, bits.
-    func answeringIndexKeys() throws -> [(version: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int)] {
+    func answeringIndexKeys() throws(DatabaseError) -> [(version: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int)] {
         try connection.rows("""
             SELECT version, kek_version, wrapped, bits FROM index_keys
             WHERE field = 'phones' AND state IN ('active', 'building') ORDER BY state = 'building', version
@@ -294,12 +329,12 @@ struct KeyTables {
     }
 
     /// The newest phone index key version (0 when none).
-    func newestIndexKeyVersion() throws -> UInt32 {
+    func newestIndexKeyVersion() throws(DatabaseError) -> UInt32 {
         UInt32(try connection.scalarInteger("SELECT max(version) FROM index_keys") ?? 0)
     }
 
     /// The population the phone index of `version` (the active one when nil) was planned for.
-    func plannedPopulation(ofIndexVersion version: UInt32?) throws -> Int {
+    func plannedPopulation(ofIndexVersion version: UInt32?) throws(DatabaseError) -> Int {
         guard let version else {
             return Int(try connection.scalarInteger("SELECT planned_population FROM index_keys WHERE state = 'active'") ?? 0)
         }
@@ -308,28 +343,30 @@ struct KeyTables {
     }
 
     /// Makes the phone index of `version` the only active one; the others retire.
-    func activateIndexKey(_ version: UInt32) throws {
+    func activateIndexKey(_ version: UInt32) throws(DatabaseError) {
         try connection.run("UPDATE index_keys SET state = 'retired' WHERE field = 'phones' AND state = 'active' AND version <> ?",
                            [.int(Int(version))])
         try connection.run("UPDATE index_keys SET state = 'active' WHERE field = 'phones' AND version = ?", [.int(Int(version))])
     }
 
     /// Destroys the retired phone index keys.
-    func deleteRetiredIndexKeys() throws {
+    func deleteRetiredIndexKeys() throws(DatabaseError) {
         try connection.run("DELETE FROM index_keys WHERE field = 'phones' AND state = 'retired'")
     }
 
     /// The shared keys (index and audit keys) not yet wrapped under KEK `version`.
-    func sharedKeys(notUnder version: UInt32) throws -> [WrappedSharedKey] {
-        try SharedKeyTable.allCases.flatMap { table in
-            try connection.rows("SELECT version, kek_version, wrapped FROM \(table.rawValue) WHERE kek_version <> ?", [.int(Int(version))]) {
+    func sharedKeys(notUnder version: UInt32) throws(DatabaseError) -> [WrappedSharedKey] {
+        var keys: [WrappedSharedKey] = []
+        for table in SharedKeyTable.allCases {
+            keys += try connection.rows("SELECT version, kek_version, wrapped FROM \(table.rawValue) WHERE kek_version <> ?", [.int(Int(version))]) {
                 WrappedSharedKey(table: table, version: $0.int64(0), kekVersion: UInt32($0.int64(1)), wrapped: $0.blob(2) ?? [])
             }
         }
+        return keys
     }
 
     /// Replaces the wrapping of a shared key, now under KEK `kekVersion`.
-    func rewrapSharedKey(_ key: WrappedSharedKey, wrapped: [UInt8], kekVersion: UInt32) throws {
+    func rewrapSharedKey(_ key: WrappedSharedKey, wrapped: [UInt8], kekVersion: UInt32) throws(DatabaseError) {
         try connection.run("UPDATE \(key.table.rawValue) SET wrapped = ?, kek_version = ? WHERE version = ?",
                            [.blob(wrapped), .int(Int(kekVersion)), .integer(key.version)])
     }

@@ -59,14 +59,14 @@ extension Store {
                                              [.int(Int(keyring.phoneIndex.version))]) ?? 0)
         }
         let rotations = try rotationsInProgress()
-        return try storeErrors { try keyring.status(indexedNumbers: indexed, rotations: rotations) }
+        return try keyring.status(indexedNumbers: indexed, rotations: rotations)
     }
 }
 
 extension Keyring {
     /// The key hierarchy's state, with `indexedNumbers` from the data database.
-    func status(indexedNumbers: Int, rotations: [RotationProgress]) throws -> KeyStatus {
-        try database.read { tables in
+    func status(indexedNumbers: Int, rotations: [RotationProgress]) throws(StoreError) -> KeyStatus {
+        try database.read { (tables) throws(DatabaseError) in
             let planned = try tables.plannedPopulation(ofIndexVersion: phoneIndex.version)
             return KeyStatus(
                 masterGeneration: Int(try tables.masterGeneration() ?? 0),

@@ -5,7 +5,7 @@ import StrongroomStorage
 extension KeyTables {
     /// Records `subject`'s erasure under the next erasure number (taken under the key database's write
     /// lock, so no two erasures share one); nothing if it was recorded before.
-    func recordErasure(of subject: SubjectID, at now: Int64) throws {
+    func recordErasure(of subject: SubjectID, at now: Int64) throws(DatabaseError) {
         try connection.run("""
             INSERT INTO erased_subjects (subject_id, erased_at, erasure_number)
             VALUES (?, ?, (SELECT coalesce(max(erasure_number), 0) + 1 FROM erased_subjects)) ON CONFLICT DO NOTHING
@@ -14,7 +14,7 @@ extension KeyTables {
 
     /// Writes the tombstone of an erasure with its receipt (once per subject: `Keyring.destroySubjectKeys`
     /// keeps the first receipt when an erasure is run again).
-    func insertTombstone(_ receipt: ErasureReceipt) throws {
+    func insertTombstone(_ receipt: ErasureReceipt) throws(DatabaseError) {
         try connection.run("INSERT INTO tombstones (\(KeyDatabase.tombstoneColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             .integer(receipt.id.rawValue), .text(receipt.receipt), .blob(receipt.externalIDTag),
             .integer(receipt.erasedAtMilliseconds), .text(receipt.actor), .text(receipt.reason),
@@ -25,12 +25,12 @@ extension KeyTables {
     }
 
     /// The receipt kept with the tombstone of the external id whose keyed hash is `tag`.
-    func tombstone(externalIDTag tag: [UInt8]) throws -> ErasureReceipt? {
+    func tombstone(externalIDTag tag: [UInt8]) throws(DatabaseError) -> ErasureReceipt? {
         try connection.firstRow(KeyDatabase.tombstoneByExternalID, [.blob(tag)], KeyTables.receipt(from:))
     }
 
     /// The receipt kept with the tombstone of `subject`.
-    func tombstone(of subject: SubjectID) throws -> ErasureReceipt? {
+    func tombstone(of subject: SubjectID) throws(DatabaseError) -> ErasureReceipt? {
         try connection.firstRow(KeyDatabase.tombstoneBySubject, [.integer(subject.rawValue)], KeyTables.receipt(from:))
     }
 
@@ -45,24 +45,24 @@ extension KeyTables {
     }
 
     /// The number of the latest erasure (0 when none).
-    func latestErasureNumber() throws -> Int64 {
+    func latestErasureNumber() throws(DatabaseError) -> Int64 {
         try connection.scalarInteger(Schema.latestErasureNumber) ?? 0
     }
 
     /// The subjects erased under numbers after `number`, with their numbers.
-    func erasures(after number: Int64) throws -> [(subject: SubjectID, number: Int64)] {
+    func erasures(after number: Int64) throws(DatabaseError) -> [(subject: SubjectID, number: Int64)] {
         try connection.rows("SELECT subject_id, erasure_number FROM erased_subjects WHERE erasure_number > ?", [.integer(number)]) {
             (SubjectID(rawValue: $0.int64(0)), $0.int64(1))
         }
     }
 
     /// Whether `subject` was erased.
-    func isErased(_ subject: SubjectID) throws -> Bool {
+    func isErased(_ subject: SubjectID) throws(DatabaseError) -> Bool {
         try connection.scalarInteger("SELECT 1 FROM erased_subjects WHERE subject_id = ?", [.integer(subject.rawValue)]) != nil
     }
 
     /// How many subjects were erased.
-    func erasedSubjectCount() throws -> Int {
+    func erasedSubjectCount() throws(DatabaseError) -> Int {
         Int(try connection.scalarInteger("SELECT count(*) FROM erased_subjects") ?? 0)
     }
 }

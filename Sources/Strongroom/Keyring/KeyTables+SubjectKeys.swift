@@ -13,7 +13,7 @@ extension KeyTables {
     }
 
     /// Writes subjects' wrapped keys (replacing orphans at the same subject and version), in sets of rows.
-    func upsertSubjectKeys(_ keys: [NewSubjectKey], createdAt: Int64) throws {
+    func upsertSubjectKeys(_ keys: [NewSubjectKey], createdAt: Int64) throws(DatabaseError) {
         try backend.insert(
             keys.map { [.integer($0.subject.rawValue), .int(Int($0.version)), .int(Int($0.identifier)), .int(Int($0.kekVersion)),
                         .blob($0.wrapped), .integer(createdAt)] },
@@ -23,14 +23,14 @@ extension KeyTables {
     }
 
     /// A subject's wrapped key of `version`: identifier, wrapping, KEK version.
-    func subjectKey(_ subject: SubjectID, version: UInt32) throws -> (identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)? {
+    func subjectKey(_ subject: SubjectID, version: UInt32) throws(DatabaseError) -> (identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)? {
         try connection.firstRow(KeyDatabase.subjectKey, [.integer(subject.rawValue), .int(Int(version))]) {
             (UInt32(truncatingIfNeeded: $0.int64(0)), $0.blob(1) ?? [], UInt32(truncatingIfNeeded: $0.int64(2)))
         }
     }
 
     /// Every wrapped key of the subjects from `first` through `last`, in primary-key order.
-    func subjectKeys(from first: SubjectID, through last: SubjectID) throws
+    func subjectKeys(from first: SubjectID, through last: SubjectID) throws(DatabaseError)
         -> [(subject: SubjectID, version: UInt32, identifier: UInt32, wrapped: [UInt8], kekVersion: UInt32)] {
         try connection.rows(KeyDatabase.subjectKeysInRange, [.integer(first.rawValue), .integer(last.rawValue)]) {
             (SubjectID(rawValue: $0.int64(0)), UInt32(truncatingIfNeeded: $0.int64(1)), UInt32(truncatingIfNeeded: $0.int64(2)),
@@ -39,50 +39,50 @@ extension KeyTables {
     }
 
     /// The versions of a subject's keys.
-    func subjectKeyVersions(_ subject: SubjectID) throws -> [UInt32] {
+    func subjectKeyVersions(_ subject: SubjectID) throws(DatabaseError) -> [UInt32] {
         try connection.rows("SELECT version FROM subject_keys WHERE subject_id = ?", [.integer(subject.rawValue)]) {
             UInt32(truncatingIfNeeded: $0.int64(0))
         }
     }
 
     /// Destroys every key of `subject`.
-    func deleteSubjectKeys(_ subject: SubjectID) throws {
+    func deleteSubjectKeys(_ subject: SubjectID) throws(DatabaseError) {
         try connection.run(KeyDatabase.deleteSubjectKeys, [.integer(subject.rawValue)])
     }
 
     /// Destroys `subject`'s keys newer than `version`.
-    func deleteSubjectKeys(_ subject: SubjectID, newerThan version: UInt32) throws {
+    func deleteSubjectKeys(_ subject: SubjectID, newerThan version: UInt32) throws(DatabaseError) {
         try connection.run(KeyDatabase.deleteNewerSubjectKeys, [.integer(subject.rawValue), .int(Int(version))])
     }
 
     /// Destroys `subject`'s keys but the one of `version`.
-    func deleteSubjectKeys(_ subject: SubjectID, except version: UInt32) throws {
+    func deleteSubjectKeys(_ subject: SubjectID, except version: UInt32) throws(DatabaseError) {
         try connection.run(KeyDatabase.deleteOtherSubjectKeys, [.integer(subject.rawValue), .int(Int(version))])
     }
 
     /// How many subject keys exist (every version).
-    func subjectKeyCount() throws -> Int {
+    func subjectKeyCount() throws(DatabaseError) -> Int {
         Int(try connection.scalarInteger("SELECT count(*) FROM subject_keys") ?? 0)
     }
 
     /// Up to `limit` subject keys after subject `cursor` not under KEK `version`, in primary-key order:
     /// subject, key version, KEK version, wrapping.
     func subjectKeysToRewrap(after cursor: Int64, notUnder version: UInt32,
-                             limit: Int) throws -> [(subject: Int64, version: Int64, kekVersion: UInt32, wrapped: [UInt8])] {
+                             limit: Int) throws(DatabaseError) -> [(subject: Int64, version: Int64, kekVersion: UInt32, wrapped: [UInt8])] {
         try connection.rows(KeyDatabase.subjectKeysToRewrap, [.integer(cursor), .int(Int(version)), .int(limit)]) {
             ($0.int64(0), $0.int64(1), UInt32($0.int64(2)), $0.blob(3) ?? [])
         }
     }
 
     /// Replaces the wrapping of subject keys (subject, key version, new wrapping), now under KEK
-    /// `kekVersion`.
+    /// `kekVersion`. Untyped as `runInRows` (Rotation/) is: left for Rotation/ until merged.
     func rewrapSubjectKeys(_ keys: [(subject: Int64, version: Int64, wrapped: [UInt8])], kekVersion: UInt32) throws {
         try connection.runInRows(keys.flatMap { [SQLValue.integer($0.subject), .integer($0.version), .blob($0.wrapped)] }, valuesPerRow: 3,
                                  leading: [.int(Int(kekVersion))]) { KeyDatabase.rewrapSubjectKeys($0, bytes: type(of: backend).bytesParameter) }
     }
 
     /// How many subject keys are under a KEK other than `version`.
-    func subjectKeysLeftBehind(notUnder version: UInt32) throws -> Int {
+    func subjectKeysLeftBehind(notUnder version: UInt32) throws(DatabaseError) -> Int {
         Int(try connection.scalarInteger(KeyDatabase.subjectKeysLeftBehind, [.int(Int(version))]) ?? 0)
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import StrongroomCrypto
+import StrongroomStorage
 import Synchronization
 
 /// Erasure: destroying a subject's keys (crypto-shredding) with its tombstone and receipt, finishing the
@@ -20,24 +22,24 @@ extension Keyring {
 
     /// Reloads the keys, and drops the cached keys of subjects erased by another process, if another
     /// connection committed to the key database since they were loaded; returns whether it did.
-    func reloadIfChanged() throws -> Bool {
+    func reloadIfChanged() throws(StoreError) -> Bool {
         try reloadIfChanged(trustingAnnouncementsFor: nil)
     }
 
     /// `reloadIfChanged`, but with `trust`, on PostgreSQL, nothing is read while no erasure was
     /// announced and the last check is younger than `trust` (`noticeErasures`).
-    private func reloadIfChanged(trustingAnnouncementsFor trust: Duration?) throws -> Bool {
+    private func reloadIfChanged(trustingAnnouncementsFor trust: Duration?) throws(StoreError) -> Bool {
         // One check at a time: a caller that finds nothing changed must not go on to use a cached key
         // while another, which saw a change, is still dropping the erased subjects' keys. The counter
         // is recorded only once the reload succeeded, so a failed one is tried again.
-        try loadedDataVersion.withLock { seen in
+        try loadedDataVersion.withLock { (seen) throws(StoreError) in
             let now = ContinuousClock.now
             if let trust, database.takeErasureAnnouncements() == false,
                erasures.withLock({ $0.checkedAt.map { now - $0 < trust } ?? false }) {
                 return false
             }
-            do {
-                let version = try database.read { try $0.changeCounter() }
+            do throws(StoreError) {
+                let version = try database.read { (tables) throws(DatabaseError) in try tables.changeCounter() }
                 let changed = seen != 0 && seen != version
                 if changed {
                     try reload()
@@ -66,7 +68,7 @@ extension Keyring {
     /// asynchronously, the check is made anyway once `announcementTrust` has passed since the last.
     /// The check reads the key database's change counter, and if it moved, the erasures numbered since
     /// the last check have their subjects' keys dropped (`reloadIfChanged`).
-    func noticeErasures(dataVersion: UInt32?) throws {
+    func noticeErasures(dataVersion: UInt32?) throws(StoreError) {
         if let dataVersion, erasures.withLock({ $0.checkedAtDataVersion == dataVersion }) { return }
         _ = try reloadIfChanged(trustingAnnouncementsFor: dataVersion == nil ? Keyring.announcementTrust : nil)
         // Set only after the check, which began after `dataVersion` was read: rows read at that
@@ -75,9 +77,9 @@ extension Keyring {
     }
 
     /// Drops from the cache every key of the subjects erased (by any process) since the last check.
-    private func forgetErasedSubjects() throws {
+    private func forgetErasedSubjects() throws(StoreError) {
         let known = erasures.withLock { $0.latestNumber }
-        let erased = try database.read { try $0.erasures(after: known) }
+        let erased = try database.read { (tables) throws(DatabaseError) in try tables.erasures(after: known) }
         guard let latest = erased.map(\.1).max() else { return }
         subjectKeys.withLock { $0.removeAll(owners: Set(erased.map(\.0.rawValue))) }
         erasures.withLock { $0.latestNumber = max($0.latestNumber, latest) }
@@ -85,7 +87,7 @@ extension Keyring {
 
     /// Destroys every version of `subject`'s key (crypto-shredding) and, with `tombstone`, records the
     /// erasure under the next erasure number (other processes drop the subject's cached keys when they
-    /// see it); with `receipt`, also writes the tombstone with the receipt it makes (given the number of
+    /// see it); with `receipt`, also writes the tombstone with the receipt it issues (with the number of
     /// key versions destroyed and the time), in the same key-database transaction, so that no key is
     /// destroyed without its receipt, and returns it (or the one an earlier run wrote). Then has the
     /// key database drop the deleted row from its files (`finishErasures`, waiting up to `erasureWait`
@@ -93,27 +95,31 @@ extension Keyring {
     /// the store row then records for the next open or `keys compact` to finish.
     @discardableResult
     func destroySubjectKeys(of subject: SubjectID, tombstone: Bool,
-                            receipt: ((_ destroyedKeys: Int, _ now: Int64) throws -> ErasureReceipt)? = nil)
-        throws -> (complete: Bool, receipt: ErasureReceipt?) {
+                            receipt: ErasureReceipt.Draft? = nil)
+        throws(StoreError) -> (complete: Bool, receipt: ErasureReceipt?) {
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let (versions, made) = try database.transaction { tables in
-            let versions = try tables.subjectKeyVersions(subject)
-            try tables.deleteSubjectKeys(subject)
-            if tombstone { try tables.recordErasure(of: subject, at: now) }
+        let (versions, made) = try database.transaction { (tables) throws(StoreError) in
+            let versions: [UInt32]
             var made: ErasureReceipt?
-            if let receipt {
+            do throws(DatabaseError) {
+                versions = try tables.subjectKeyVersions(subject)
+                try tables.deleteSubjectKeys(subject)
+                if tombstone { try tables.recordErasure(of: subject, at: now) }
                 // An erasure run again (it crashed after this commit, or the rows came back from a data
                 // backup) keeps the receipt made the first time.
-                made = try tables.tombstone(of: subject)
-                if made == nil {
-                    let issued = try receipt(versions.count, now)
-                    try tables.insertTombstone(issued)
-                    made = issued
-                }
+                if receipt != nil { made = try tables.tombstone(of: subject) }
+            } catch {
+                throw .database(error)
+            }
+            if let receipt, made == nil {
+                let issued: ErasureReceipt
+                do throws(CryptoError) { issued = try receipt.issue(subjectKeys: versions.count, at: now) } catch { throw .crypto(error) }
+                do throws(DatabaseError) { try tables.insertTombstone(issued) } catch { throw .database(error) }
+                made = issued
             }
             // Recorded with the deletion, so that a crash before the old pages are overwritten leaves
             // the job to the next open.
-            try tables.markErasedPages(at: now)
+            do throws(DatabaseError) { try tables.markErasedPages(at: now) } catch { throw .database(error) }
             return (versions, made)
         }
         forget(subject, versions: versions)
@@ -124,8 +130,8 @@ extension Keyring {
     /// up to `milliseconds` for readers of older snapshots; returns true when none remain. SQLite: the
     /// WAL is checkpointed into the main file, whose deleted rows `secure_delete` overwrote, and cut
     /// to zero bytes; PostgreSQL keeps what it keeps (SECURITY.md) and this is always true.
-    func finishErasures(waitingUpTo milliseconds: Int32) throws -> Bool {
-        try database.read { tables in
+    func finishErasures(waitingUpTo milliseconds: Int32) throws(StoreError) -> Bool {
+        try database.read { (tables) throws(DatabaseError) in
             guard try tables.erasedPagesSince() != nil else { return true }
             let latest = try tables.latestErasureNumber()
             guard try tables.discardDeletedContent(waitingUpTo: milliseconds) else { return false }
@@ -139,15 +145,13 @@ extension Keyring {
 
     /// Since when old pages of a destroyed key have waited for a reader of an older snapshot of the
     /// key database to end (nil when none wait).
-    func erasedPagesSince() throws -> Date? {
-        try database.read { try $0.erasedPagesSince() }
+    func erasedPagesSince() throws(StoreError) -> Date? {
+        try database.read { (tables) throws(DatabaseError) in try tables.erasedPagesSince() }
             .map { Date(timeIntervalSince1970: Double($0) / 1000) }
     }
 
     /// Whether `subject` was erased (its key destroyed).
     func isErased(_ subject: SubjectID) throws(StoreError) -> Bool {
-        try storeErrors {
-            try database.read { try $0.isErased(subject) }
-        }
+        try database.read { (tables) throws(DatabaseError) in try tables.isErased(subject) }
     }
 }

@@ -64,16 +64,20 @@ final class Keyring: Sendable {
     }
 
     private init(storeID: [UInt8], auditKey: SecretKey, keys: LoadedKeys, database: KeyDatabase,
-                 cacheCapacity: Int, nonceBudget: UInt64, erasureWait: Duration, latestErasure: Int64) throws(CryptoError) {
+                 cacheCapacity: Int, nonceBudget: UInt64, erasureWait: Duration, latestErasure: Int64) throws(StoreError) {
         self.storeID = storeID
         self.nonceBudget = nonceBudget
         self.erasureWait = Int32(clamping: erasureWait.components.seconds * 1000 + erasureWait.components.attoseconds / 1_000_000_000_000_000)
         self.erasures = Mutex(ErasureWatch(latestNumber: latestErasure, checkedAtDataVersion: nil, checkedAt: nil))
-        self.auditMAC = try HMACSHA256(key: auditKey)
-        self.erasureKeys = try ErasureKeys(auditKey: auditKey, storeID: storeID)
+        do throws(CryptoError) {
+            self.auditMAC = try HMACSHA256(key: auditKey)
+            self.erasureKeys = try ErasureKeys(auditKey: auditKey, storeID: storeID)
+            self.subjectKeys = Mutex(try KeyCache(capacity: cacheCapacity))
+        } catch {
+            throw .crypto(error)
+        }
         self.loaded = Mutex(keys)
         self.database = database
-        self.subjectKeys = Mutex(try KeyCache(capacity: cacheCapacity))
     }
 
     /// The keys as last loaded.
@@ -93,27 +97,39 @@ final class Keyring: Sendable {
     /// Creates the key database: a fresh KEK wrapped under `master`, an audit key and a phone index key.
     static func create(database connection: consuming sending any Database, backend: any StoreBackend, master: SecretKey, storeID: [UInt8],
                        auditDurability: AuditDurability, indexBits: Int, plannedPopulation: Int, cacheCapacity: Int,
-                       nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
+                       nonceBudget: UInt64, erasureWait: Duration) throws(StoreError) -> Keyring {
         let database = try KeyDatabase(connection, backend: backend)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let masterHandle = try masterKeyHandle(master, generation: 1, storeID: storeID,
                                                usage: KeyUsage(name: "master:1", budget: nonceBudget, reserved: 0))
-        let auditKey = try SecretKey.random()
-        let keys = try database.transaction { tables in
-            try tables.insertStoreRow(storeID: storeID, createdAt: now, auditDurability: auditDurability.rawValue)
+        let (auditKey, auditKeyIdentifier) = try newKey()
+        let keys = try database.transaction { (tables) throws(StoreError) in
+            do throws(DatabaseError) {
+                try tables.insertStoreRow(storeID: storeID, createdAt: now, auditDurability: auditDurability.rawValue)
+            } catch {
+                throw .database(error)
+            }
             try tables.reserve(masterHandle.usage!, count: 1)
             var kek = try insertKEK(version: 1, current: true, under: masterHandle, storeID: storeID, in: tables)
             kek.usage = KeyUsage(name: "kek:1", budget: nonceBudget, reserved: 0)
             try tables.reserve(kek.usage!, count: 2)
-            try tables.insertAuditKey(version: 1, identifier: try randomKeyIdentifier(), kekVersion: 1,
-                                      wrapped: try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1),
-                                                                 under: kek, storeID: storeID),
-                                      createdAt: now)
+            let wrappedAuditKey = try Envelope.seal(key: auditKey, at: EnvelopeLocation(slot: .auditKey, recordID: 1),
+                                                    under: kek, storeID: storeID)
+            do throws(DatabaseError) {
+                try tables.insertAuditKey(version: 1, identifier: auditKeyIdentifier, kekVersion: 1,
+                                          wrapped: wrappedAuditKey, createdAt: now)
+            } catch {
+                throw .database(error)
+            }
             let indexKey = try insertIndexKey(version: 1, bits: indexBits, plannedPopulation: plannedPopulation, state: "active",
                                               under: kek, storeID: storeID, in: tables)
-            return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
-                              phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)],
-                              emailIndexes: [try EmailBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
+            do throws(CryptoError) {
+                return LoadedKeys(master: masterHandle, keyEncryptionKeys: [1: kek], currentVersion: 1,
+                                  phoneIndexes: [try PhoneBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)],
+                                  emailIndexes: [try EmailBlindIndex(indexKey: indexKey, version: 1, bits: indexBits, storeID: storeID)])
+            } catch {
+                throw .crypto(error)
+            }
         }
         let keyring = try Keyring(storeID: storeID, auditKey: auditKey, keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait, latestErasure: 0)
@@ -125,15 +141,19 @@ final class Keyring: Sendable {
     /// An erasure whose old pages a reader held back is finished here when the reader has gone (no
     /// wait: a reader still there leaves it for later).
     static func open(database connection: consuming sending any Database, backend: any StoreBackend, master: SecretKey, cacheCapacity: Int,
-                     nonceBudget: UInt64, erasureWait: Duration) throws -> Keyring {
+                     nonceBudget: UInt64, erasureWait: Duration) throws(StoreError) -> Keyring {
         let database = try KeyDatabase(connection, backend: backend)
-        guard let (storeID, generation) = try database.read({ try $0.storeIdentity() }) else { throw StoreError.storeMismatch }
+        guard let (storeID, generation) = try database.read({ (tables) throws(DatabaseError) in try tables.storeIdentity() })
+        else { throw StoreError.storeMismatch }
         let masterUsage = KeyUsage(name: "master:\(generation)", budget: nonceBudget,
-                                   reserved: try database.read { try $0.reserved("master:\(generation)") })
+                                   reserved: try database.read { (tables) throws(DatabaseError) in try tables.reserved("master:\(generation)") })
         let masterHandle = try masterKeyHandle(master, generation: generation, storeID: storeID, usage: masterUsage)
         try migrateLegacyMasterKeyIdentifier(master, to: masterHandle, storeID: storeID, in: database)
-        let keys = try database.read { try load(from: $0, master: masterHandle, storeID: storeID, known: nil, budget: nonceBudget) }
-        guard let (version, kekVersion, wrapped) = try database.read({ try $0.latestAuditKey() })
+        let (wrappedKeys, auditKeyRow, latestErasure) = try database.read { (tables) throws(DatabaseError) in
+            (try WrappedUpperKeys(from: tables), try tables.latestAuditKey(), try tables.latestErasureNumber())
+        }
+        let keys = try load(wrappedKeys, master: masterHandle, storeID: storeID, known: nil, budget: nonceBudget)
+        guard let (version, kekVersion, wrapped) = auditKeyRow
         else { throw StoreError.unreadableKey("the audit key", .truncated(byteCount: 0)) }
         let auditKey: SecretKey
         do throws(EnvelopeError) {
@@ -142,7 +162,6 @@ final class Keyring: Sendable {
         } catch {
             throw StoreError.unreadableKey("the audit key", error)
         }
-        let latestErasure = try database.read { try $0.latestErasureNumber() }
         let keyring = try Keyring(storeID: storeID, auditKey: auditKey, keys: keys, database: database,
                                   cacheCapacity: cacheCapacity, nonceBudget: nonceBudget, erasureWait: erasureWait,
                                   latestErasure: latestErasure)
@@ -153,14 +172,29 @@ final class Keyring: Sendable {
         return keyring
     }
 
+    /// The upper keys' rows as the key database holds them (wrapped), read in one go so that they are
+    /// unwrapped outside the database lock (`load`).
+    struct WrappedUpperKeys {
+        let reservations: [String: UInt64]
+        let keyEncryptionKeys: [WrappedKEK]
+        let indexKeys: [(version: UInt32, kekVersion: UInt32, wrapped: [UInt8], bits: Int)]
+
+        /// Reads them from `tables`.
+        init(from tables: KeyTables) throws(DatabaseError) {
+            reservations = try tables.reservations()
+            keyEncryptionKeys = try tables.wrappedKEKs()
+            indexKeys = try tables.answeringIndexKeys()
+        }
+    }
+
     /// Reads and unwraps the KEKs and the answering index keys; versions in `known` are reused as they are.
-    static func load(from tables: KeyTables, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
-                     budget: UInt64) throws -> LoadedKeys {
-        let reserved = try tables.reservations()
+    static func load(_ wrappedKeys: WrappedUpperKeys, master: KeyHandle, storeID: [UInt8], known: LoadedKeys?,
+                     budget: UInt64) throws(StoreError) -> LoadedKeys {
+        let reserved = wrappedKeys.reservations
         func usage(_ name: String) -> KeyUsage { KeyUsage(name: name, budget: budget, reserved: reserved[name] ?? 0) }
         var keks: [UInt32: KeyHandle] = [:]
         var current: UInt32?
-        for row in try tables.wrappedKEKs() {
+        for row in wrappedKeys.keyEncryptionKeys {
             let version = row.version
             if row.current { current = version }
             if let handle = known?.keyEncryptionKeys[version] {
@@ -178,13 +212,17 @@ final class Keyring: Sendable {
             } catch {
                 throw StoreError.unreadableKey("the key-encryption key", error)
             }
-            keks[version] = KeyHandle(cipher: try AES256GCM(key: key), version: version,
-                                      identifier: row.identifier, usage: usage("kek:\(version)"))
+            do throws(CryptoError) {
+                keks[version] = KeyHandle(cipher: try AES256GCM(key: key), version: version,
+                                          identifier: row.identifier, usage: usage("kek:\(version)"))
+            } catch {
+                throw .crypto(error)
+            }
         }
         guard let current else { throw StoreError.unreadableKey("the key-encryption key", .truncated(byteCount: 0)) }
         var indexes: [PhoneBlindIndex] = []
         var emailIndexes: [EmailBlindIndex] = []
-        for row in try tables.answeringIndexKeys() {
+        for row in wrappedKeys.indexKeys {
             let version = row.version
             if let index = known?.phoneIndexes.first(where: { $0.version == version }),
                let emailIndex = known?.emailIndexes.first(where: { $0.version == version }) {
@@ -199,8 +237,12 @@ final class Keyring: Sendable {
             } catch {
                 throw StoreError.unreadableKey("the phone index key", error)
             }
-            indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
-            emailIndexes.append(try EmailBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
+            do throws(CryptoError) {
+                indexes.append(try PhoneBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
+                emailIndexes.append(try EmailBlindIndex(indexKey: key, version: version, bits: row.bits, storeID: storeID))
+            } catch {
+                throw .crypto(error)
+            }
         }
         guard !indexes.isEmpty else { throw StoreError.unreadableKey("the phone index key", .truncated(byteCount: 0)) }
         return LoadedKeys(master: master, keyEncryptionKeys: keks, currentVersion: current, phoneIndexes: indexes,
@@ -208,11 +250,10 @@ final class Keyring: Sendable {
     }
 
     /// Re-reads the upper keys from the key database (after a rotation by this or another process).
-    func reload() throws {
+    func reload() throws(StoreError) {
         let known = keys
-        let fresh = try database.read {
-            try Keyring.load(from: $0, master: known.master, storeID: storeID, known: known, budget: nonceBudget)
-        }
+        let wrappedKeys = try database.read { (tables) throws(DatabaseError) in try WrappedUpperKeys(from: tables) }
+        let fresh = try Keyring.load(wrappedKeys, master: known.master, storeID: storeID, known: known, budget: nonceBudget)
         loaded.withLock { $0 = fresh }
     }
 
@@ -232,46 +273,64 @@ final class Keyring: Sendable {
     }
 
     /// The KEK of `version`, reloading once if another process rotated it in since this one loaded.
-    func kek(_ version: UInt32) throws -> KeyHandle {
+    func kek(_ version: UInt32) throws(StoreError) -> KeyHandle {
         if let handle = keys.keyEncryptionKeys[version] { return handle }
         try reload()
-        return try Keyring.kek(version, in: keys)
+        do throws(EnvelopeError) { return try Keyring.kek(version, in: keys) } catch {
+            throw .unreadableKey("the key-encryption key", error)
+        }
     }
 
     /// Inserts a fresh KEK wrapped under `master`; returns it.
     static func insertKEK(version: UInt32, current: Bool, under master: KeyHandle, storeID: [UInt8],
-                          in tables: KeyTables) throws -> KeyHandle {
-        let key = try SecretKey.random()
-        let handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try randomKeyIdentifier())
-        try tables.insertKEK(version: version, identifier: handle.identifier,
-                             wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
-                                                        under: master, storeID: storeID),
-                             createdAt: Int64(Date().timeIntervalSince1970 * 1000), current: current)
+                          in tables: KeyTables) throws(StoreError) -> KeyHandle {
+        let (key, identifier) = try newKey()
+        let handle: KeyHandle
+        do throws(CryptoError) { handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: identifier) } catch {
+            throw .crypto(error)
+        }
+        let wrapped = try Envelope.seal(key: key, at: EnvelopeLocation(slot: .keyEncryptionKey, recordID: Int64(version)),
+                                        under: master, storeID: storeID)
+        do throws(DatabaseError) {
+            try tables.insertKEK(version: version, identifier: handle.identifier, wrapped: wrapped,
+                                 createdAt: Int64(Date().timeIntervalSince1970 * 1000), current: current)
+        } catch {
+            throw .database(error)
+        }
         return handle
     }
 
     /// Inserts a fresh phone index key wrapped under `kek`; returns it.
     @discardableResult
     static func insertIndexKey(version: UInt32, bits: Int, plannedPopulation: Int, state: String, under kek: KeyHandle,
-                               storeID: [UInt8], in tables: KeyTables) throws -> SecretKey {
-        let key = try SecretKey.random()
-        try tables.insertIndexKey(version: version, identifier: try randomKeyIdentifier(), kekVersion: kek.version,
-                                  wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)),
-                                                             under: kek, storeID: storeID),
-                                  bits: bits, plannedPopulation: plannedPopulation, state: state,
-                                  createdAt: Int64(Date().timeIntervalSince1970 * 1000))
+                               storeID: [UInt8], in tables: KeyTables) throws(StoreError) -> SecretKey {
+        let (key, identifier) = try newKey()
+        let wrapped = try Envelope.seal(key: key, at: EnvelopeLocation(slot: .indexKey, recordID: Int64(version)), under: kek, storeID: storeID)
+        do throws(DatabaseError) {
+            try tables.insertIndexKey(version: version, identifier: identifier, kekVersion: kek.version, wrapped: wrapped,
+                                      bits: bits, plannedPopulation: plannedPopulation, state: state,
+                                      createdAt: Int64(Date().timeIntervalSince1970 * 1000))
+        } catch {
+            throw .database(error)
+        }
         return key
     }
 
     /// Reserves `count` encryptions under `usage`'s key in a transaction of its own, committed before
     /// the encryptions are made. Never call while holding the database lock.
-    func reserve(_ usage: KeyUsage?, count: Int) throws {
-        guard let usage, try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget)) != nil
+    func reserve(_ usage: KeyUsage?, count: Int) throws(StoreError) {
+        guard let usage, let total = try usage.reservationNeeded(for: UInt64(count), block: Keyring.reservationBlock(budget: usage.budget))
         else { return }
-        try database.read { try $0.reserve(usage, count: count) }
+        try database.read { (tables) throws(DatabaseError) in try tables.reserve(usage, through: total) }
     }
 
-    static func randomKeyIdentifier() throws -> UInt32 {
+    /// A fresh random 256-bit key and its random identifier.
+    static func newKey() throws(StoreError) -> (key: SecretKey, identifier: UInt32) {
+        do throws(CryptoError) { return (try SecretKey.random(), try randomKeyIdentifier()) } catch { throw .crypto(error) }
+    }
+
+    /// A random key identifier (the 32 bits an envelope's header names its key by).
+    static func randomKeyIdentifier() throws(CryptoError) -> UInt32 {
         readUInt32(try SecureRandom.bytes(count: 4), at: 0)
     }
 }

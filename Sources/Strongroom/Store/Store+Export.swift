@@ -120,7 +120,7 @@ extension Store {
         }
         let consents = try consentLedger(of: id, context: context)
         var accessLog: [AuditEntry] = []
-        try storeErrors { try auditEntries(AuditFilter(subject: id)) { entry, _ in accessLog.append(entry) } }
+        try auditEntries(AuditFilter(subject: id)) { entry, _ in accessLog.append(entry) }
         return subjectExport(subject, calls: calls, consents: consents, accessLog: accessLog, at: Date())
     }
 
@@ -145,12 +145,8 @@ extension Store {
         guard purposeDeclaration(context.purpose) != nil else {
             throw StoreError.undeclaredPurpose(context.purpose)
         }
-        let exported = try storeErrors {
-            try data.withLock { connection in
-                Set(try connection.rows(Store.exportedSubjects, [.text(kind?.rawValue)]) {
-                    $0.int64(0)
-                })
-            }
+        let exported = try withData { (connection) throws(DatabaseError) in
+            Set(try connection.rows(Store.exportedSubjects, [.text(kind?.rawValue)]) { $0.int64(0) })
         }
         guard let last = exported.max() else { return BulkExportSummary(exported: 0, refused: []) }
         var accessLogs = try accessLogLines(of: exported)
@@ -194,27 +190,25 @@ extension Store {
     /// read in three queries over their id range.
     private func exportBatch(after cursor: Int64, through last: Int64, kind: SubjectKind?) throws(StoreError) -> ExportBatch {
         let fields = PersonalField.allCases
-        return try storeErrors {
-            try data.withLock { connection in
-                var batch = ExportBatch()
-                batch.subjects = try connection.rows("""
-                    SELECT \(Store.summaryColumns), \(fields.map(\.column).joined(separator: ", ")) FROM subjects
-                    WHERE id > ? AND id <= ? AND (kind = ?3 OR ?3 IS NULL) ORDER BY id LIMIT ?
-                    """, [.integer(cursor), .integer(last), .text(kind?.rawValue), .int(Store.exportBatchSize)]) {
-                    Store.encryptedSubject(from: $0, fields: fields)
-                }
-                guard let first = batch.subjects.first?.summary.id, let lastInBatch = batch.subjects.last?.summary.id else { return batch }
-                let ids = batch.subjects.map(\.summary.id)
-                let wanted = Set(ids)
-                try connection.forEachRow("""
-                    SELECT at, direction, subject_id FROM calls WHERE subject_id >= ? AND subject_id <= ? ORDER BY subject_id, at
-                    """, [.integer(first.rawValue), .integer(lastInBatch.rawValue)]) { row in
-                    let subject = SubjectID(rawValue: row.int64(2))
-                    if wanted.contains(subject) { batch.calls[subject, default: []].append(Store.exportedCall(from: row)) }
-                }
-                batch.consents = try consentRows(of: ids, in: connection)
-                return batch
+        return try withData { (connection) throws(DatabaseError) in
+            var batch = ExportBatch()
+            batch.subjects = try connection.rows("""
+                SELECT \(Store.summaryColumns), \(fields.map(\.column).joined(separator: ", ")) FROM subjects
+                WHERE id > ? AND id <= ? AND (kind = ?3 OR ?3 IS NULL) ORDER BY id LIMIT ?
+                """, [.integer(cursor), .integer(last), .text(kind?.rawValue), .int(Store.exportBatchSize)]) {
+                Store.encryptedSubject(from: $0, fields: fields)
             }
+            guard let first = batch.subjects.first?.summary.id, let lastInBatch = batch.subjects.last?.summary.id else { return batch }
+            let ids = batch.subjects.map(\.summary.id)
+            let wanted = Set(ids)
+            try connection.forEachRow("""
+                SELECT at, direction, subject_id FROM calls WHERE subject_id >= ? AND subject_id <= ? ORDER BY subject_id, at
+                """, [.integer(first.rawValue), .integer(lastInBatch.rawValue)]) { row in
+                let subject = SubjectID(rawValue: row.int64(2))
+                if wanted.contains(subject) { batch.calls[subject, default: []].append(Store.exportedCall(from: row)) }
+            }
+            batch.consents = try consentRows(of: ids, in: connection)
+            return batch
         }
     }
 
@@ -262,7 +256,7 @@ extension Store {
 
     /// Reads the audit log once, verifying it as `auditEntries` does, and keeps the lines of the entries
     /// about `subjects`, by subject, each line followed by a newline.
-    private func accessLogLines(of subjects: Set<Int64>) throws -> [Int64: [UInt8]] {
+    private func accessLogLines(of subjects: Set<Int64>) throws(StoreError) -> [Int64: [UInt8]] {
         // The writer escapes every quote inside a string value, so this text only ever matches the member itself.
         let marker = Array(",\"subject\":\"".utf8)
         var lines: [Int64: [UInt8]] = [:]
@@ -278,7 +272,7 @@ extension Store {
             lines[subject, default: []].append(contentsOf: line)
             lines[subject, default: []].append(UInt8(ascii: "\n"))
         }
-        if let problem = verification.problem { throw StoreError.auditLogUnverified(problem) }
+        if let problem = verification.problem { throw .auditLogUnverified(problem) }
         return lines
     }
 

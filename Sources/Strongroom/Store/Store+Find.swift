@@ -46,8 +46,8 @@ extension Store {
             try backfillEmailIndex()
             return try answer(try subjectsHolding(address), context: context)
         case .externalID(let externalID):
-            let candidates = try storeErrors {
-                try data.withLock { try $0.rows(Store.subjectByExternalID, [.text(externalID)]) { CallerCandidate($0) } }
+            let candidates = try withData { (connection) throws(DatabaseError) in
+                try connection.rows(Store.subjectByExternalID, [.text(externalID)]) { CallerCandidate($0) }
             }
             return try answer(candidates, context: context)
         }
@@ -82,13 +82,11 @@ extension Store {
 
     /// One page of `listSubjects` (and of `list`): the subjects after `after` that `filter` selects.
     func page(_ filter: SubjectListFilter, after: SubjectID?, limit: Int) throws(StoreError) -> [SubjectSummary] {
-        try storeErrors {
-            try data.withLock { connection in
-                try connection.rows(Store.listPage, [.integer(after?.rawValue ?? 0), .text(filter.kind?.rawValue),
-                                                     .integer(filter.untouchedSince.map(Store.milliseconds)),
-                                                     .int(filter.restrictedOnly ? 1 : 0), .int(limit)]) {
-                    Store.summary(from: $0, offset: 0)
-                }
+        try withData { (connection) throws(DatabaseError) in
+            try connection.rows(Store.listPage, [.integer(after?.rawValue ?? 0), .text(filter.kind?.rawValue),
+                                                 .integer(filter.untouchedSince.map(Store.milliseconds)),
+                                                 .int(filter.restrictedOnly ? 1 : 0), .int(limit)]) {
+                Store.summary(from: $0, offset: 0)
             }
         }
     }

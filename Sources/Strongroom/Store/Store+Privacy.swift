@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomStorage
 
 /// How far an erasure reached into the key database's files.
 public enum ErasureCompletion: Sendable, Hashable {
@@ -51,28 +52,24 @@ extension Store {
         let reason = reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !reason.isEmpty, reason.count <= 200 else { throw .invalidReason(.erasure, maxCharacters: 200) }
         guard let receipt = try remove(id, .erase, detail: reason, onlyIfUntouchedBefore: cutoff, context: context) else { return nil }
-        return try storeErrors {
-            _ = try data.withLock { try $0.discardDeletedContent(waitingUpTo: 0) }
-            return Erasure(receipt: receipt, completion: try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete)
-        }
+        _ = try withData { (connection) throws(DatabaseError) in try connection.discardDeletedContent(waitingUpTo: 0) }
+        return Erasure(receipt: receipt, completion: try keyring.erasedPagesSince().map { .oldPagesRemain(since: $0) } ?? .complete)
     }
 
     /// Since when old pages of the key database hold a destroyed key because a reader of an older
     /// snapshot kept them (nil when none do): `compactKeyDatabase()` overwrites them once it has ended.
     public func oldKeyPagesSince() throws(StoreError) -> Date? {
-        try storeErrors { try keyring.erasedPagesSince() }
+        try keyring.erasedPagesSince()
     }
 
     /// Overwrites the old pages of destroyed keys that an erasure had to leave to a reader of an older
     /// snapshot (`ErasureCompletion.oldPagesRemain`), waiting up to `StoreConfiguration.erasureWait`
     /// for such readers to end; `.complete` when none remain.
     public func compactKeyDatabase() throws(StoreError) -> ErasureCompletion {
-        try storeErrors {
-            guard try !keyring.finishErasures(waitingUpTo: keyring.erasureWait), let since = try keyring.erasedPagesSince() else {
-                return .complete
-            }
-            return .oldPagesRemain(since: since)
+        guard try !keyring.finishErasures(waitingUpTo: keyring.erasureWait), let since = try keyring.erasedPagesSince() else {
+            return .complete
         }
+        return .oldPagesRemain(since: since)
     }
 
     /// Sets or lifts restriction of processing (GDPR Art. 18). While restricted, decrypting for any

@@ -99,7 +99,7 @@ extension Store {
 
     /// The fields to write: each change applied to what is stored (`current` holds the phones and
     /// custom fields when a change needs them); fields not named stay nil, so they are kept.
-    private static func applying(_ changes: [FieldChange], to current: PersonalData) throws -> PersonalData {
+    private static func applying(_ changes: [FieldChange], to current: PersonalData) throws(StoreError) -> PersonalData {
         var personal = PersonalData()
         for change in changes {
             let value = change.value
@@ -116,7 +116,7 @@ extension Store {
             } else {
                 var fields = personal.customFields ?? current.customFields ?? [:]
                 guard fields[change.field] != nil else {
-                    throw StoreError.unknownField(change.field)
+                    throw .unknownField(change.field)
                 }
                 fields[change.field] = value.isEmpty ? nil : value
                 personal.customFields = fields

@@ -250,11 +250,8 @@ extension Store {
             try faultInjection?("erase.audited", 1)
             let erasureKeys = keyring.erasureKeys
             let receipt = try keyring.destroySubjectKeys(of: id, tombstone: true, receipt: content.map { content in
-                { keys, now in
-                    try ErasureReceipt.issue(id: id, externalID: externalID, erasedAtMilliseconds: now, actor: context.actor,
-                                             reason: detail ?? "", destroyed: content.with(subjectKeys: keys),
-                                             auditSequence: sequence, keys: erasureKeys)
-                }
+                ErasureReceipt.Draft(id: id, externalID: externalID, actor: context.actor, reason: detail ?? "",
+                                     destroyed: content, auditSequence: sequence, keys: erasureKeys)
             }).receipt
             try faultInjection?("erase.key-destroyed", 1)
             try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])

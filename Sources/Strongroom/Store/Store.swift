@@ -45,18 +45,21 @@ public final class Store: Sendable {
         self.defaultRegion = defaultRegion
         maxFieldBytes = configuration.maxFieldBytes
         self.keyring = keyring
-        purposeCache = Mutex(try storeErrors { try Store.loadPurposes(from: data) })
-        callerIDProbe = CallerIDProbe(exactCheck: try storeErrors { try backend.prepareCallerIDProbe(on: data, keyring: keyring) })
+        // Before the connection goes behind its lock (`withData`), where its failures are converted once.
+        do throws(DatabaseError) {
+            purposeCache = Mutex(try Store.loadPurposes(from: data))
+            callerIDProbe = CallerIDProbe(exactCheck: try backend.prepareCallerIDProbe(on: data, keyring: keyring))
+        } catch {
+            throw .database(error)
+        }
         self.data = Mutex(data)
         do { phoneNormalizer = try PhoneNormalizer(defaultRegion: defaultRegion) } catch {
             throw .unsupportedRegion(defaultRegion)
         }
-        auditTrail = try storeErrors {
-            try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
-                                       durability: configuration.auditDurability ?? keyring.auditDurability(),
-                                       segmentByteLimit: configuration.auditSegmentByteLimit,
-                                       lockTimeout: configuration.auditLockTimeout, headStore: keyring)
-        }
+        auditTrail = try backend.openAuditTrail(mac: keyring.auditMAC, storeID: keyring.storeID,
+                                                durability: configuration.auditDurability ?? keyring.auditDurability(),
+                                                segmentByteLimit: configuration.auditSegmentByteLimit,
+                                                lockTimeout: configuration.auditLockTimeout, headStore: keyring)
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .noAuditHook
         }
@@ -86,27 +89,30 @@ public final class Store: Sendable {
             throw .unsupportedRegion(configuration.defaultRegion)
         }
         let master: SecretKey
-        do { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
+        do throws(KeyProviderError) { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
         let backend = location.backend
-        return try storeErrors {
-            let storeID = try SecureRandom.bytes(count: 16)
-            let connection = try backend.connect(keys: false, existing: false)
-            let keyring = try Keyring.create(database: try backend.connect(keys: true, existing: false), backend: backend, master: master, storeID: storeID,
-                                             auditDurability: configuration.auditDurability ?? .written,
-                                             indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
-                                             plannedPopulation: configuration.plannedPhoneNumbers,
-                                             cacheCapacity: configuration.subjectKeyCacheCapacity,
-                                             nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
-            try connection.migrate(type(of: backend).dataMigrations)
+        let storeID: [UInt8]
+        do throws(CryptoError) { storeID = try SecureRandom.bytes(count: 16) } catch { throw .crypto(error) }
+        let connection = try backend.connect(keys: false, existing: false)
+        let keyring = try Keyring.create(database: try backend.connect(keys: true, existing: false), backend: backend, master: master, storeID: storeID,
+                                         auditDurability: configuration.auditDurability ?? .written,
+                                         indexBits: BlindIndexPlan.bits(forPopulation: configuration.plannedPhoneNumbers),
+                                         plannedPopulation: configuration.plannedPhoneNumbers,
+                                         cacheCapacity: configuration.subjectKeyCacheCapacity,
+                                         nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
+        do throws(MigrationError) { try connection.migrate(type(of: backend).dataMigrations) } catch { throw StoreError(error) }
+        do throws(DatabaseError) {
             try connection.run(EmailIndexStatements.backfillDone)
             try connection.run("INSERT INTO store (id, store_id, default_region, created_at) VALUES (1, ?, ?, ?)",
                                [.blob(storeID), .text(region), .integer(Int64(Date().timeIntervalSince1970 * 1000))])
-            let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
-                                  configuration: configuration)
-            try store.audit([AuditEvent(time: Date(), action: .initialize, actor: ProcessInfo.processInfo.userName,
-                                        purpose: Purpose.admin.rawValue, subject: nil)])
-            return store
+        } catch {
+            throw .database(error)
         }
+        let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
+                              configuration: configuration)
+        try store.audit([AuditEvent(time: Date(), action: .initialize, actor: ProcessInfo.processInfo.userName,
+                                    purpose: Purpose.admin.rawValue, subject: nil)])
+        return store
     }
 
     /// Opens the store at `location` with the master key from `keyProvider`. A wrong master key is
@@ -115,26 +121,28 @@ public final class Store: Sendable {
                             configuration: StoreConfiguration = StoreConfiguration()) throws(StoreError) -> Store {
         // Connected before the master key is asked for, so a missing store is reported as such first.
         let backend = location.backend
-        do {
-            let keys = try backend.connect(keys: true, existing: true)
-            let connection = try backend.connect(keys: false, existing: true)
-            let master: SecretKey
-            do { master = try keyProvider.masterKey() } catch { throw StoreError.keyProvider(error) }
-            let keyring = try Keyring.open(database: keys, backend: backend, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
-                                           nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
-            try connection.migrate(type(of: backend).dataMigrations)
-            guard let (storeID, region) = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
+        let keys = try backend.connect(keys: true, existing: true)
+        let connection = try backend.connect(keys: false, existing: true)
+        let master: SecretKey
+        do throws(KeyProviderError) { master = try keyProvider.masterKey() } catch { throw .keyProvider(error) }
+        let keyring = try Keyring.open(database: keys, backend: backend, master: master, cacheCapacity: configuration.subjectKeyCacheCapacity,
+                                       nonceBudget: configuration.nonceBudget, erasureWait: configuration.erasureWait)
+        do throws(MigrationError) { try connection.migrate(type(of: backend).dataMigrations) } catch { throw StoreError(error) }
+        let identity: (storeID: [UInt8], region: String)?
+        do throws(DatabaseError) {
+            identity = try connection.firstRow("SELECT store_id, default_region FROM store WHERE id = 1", [], {
                 ($0.blob(0) ?? [], $0.text(1) ?? "US")
-            }), storeID == keyring.storeID else { throw StoreError.storeMismatch }
-            let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
-                                  configuration: configuration)
-            // A build the audit log cannot take (a gap to acknowledge first) must not keep the store shut:
-            // the marker stays, and `find` by e-mail builds the index, or reports why it cannot.
-            try? store.backfillEmailIndex()
-            return store
+            })
         } catch {
-            throw StoreError.wrap(error)
+            throw .database(error)
         }
+        guard let (storeID, region) = identity, storeID == keyring.storeID else { throw .storeMismatch }
+        let store = try Store(location: location, backend: backend, defaultRegion: region, keyring: keyring, data: connection,
+                              configuration: configuration)
+        // A build the audit log cannot take (a gap to acknowledge first) must not keep the store shut:
+        // the marker stays, and `find` by e-mail builds the index, or reports why it cannot.
+        try? store.backfillEmailIndex()
+        return store
     }
 
     /// Saves the audit chain head and lets go of the audit log's files (a folder store's last process
@@ -152,11 +160,28 @@ public final class Store: Sendable {
     /// Runs `body` on the data connection, under its lock; a database failure is `StoreError.database`.
     /// The closure says `throws(DatabaseError)`: Swift 6.3 infers `any Error` for an unannotated one.
     func withData<Result: Sendable>(_ body: (any Database) throws(DatabaseError) -> Result) throws(StoreError) -> Result {
-        do {
-            return try data.withLock { (connection) throws(DatabaseError) -> Result in try body(connection) }
-        } catch {
-            throw .database(error)
+        do { return try lockedData(body) } catch { throw .database(error) }
+    }
+
+    /// Runs `body` in a write transaction on the data connection, under its lock: for a body that also
+    /// audits or refuses, so throws `StoreError`, converting its statements' `DatabaseError`s itself
+    /// (`do throws(DatabaseError)` around them: Swift has no implicit conversion between thrown types).
+    func withDataTransaction<Result: Sendable>(_ body: (any Database) throws(StoreError) -> Result) throws(StoreError) -> Result {
+        try lockedData { (connection) throws(StoreError) in
+            try connection.transaction { () throws(StoreError) in try body(connection) }
         }
+    }
+
+    /// Runs `body` on the data connection under its lock, throwing what it throws.
+    private func lockedData<Result: Sendable, Failure: Error>(_ body: (any Database) throws(Failure) -> Result) throws(Failure) -> Result {
+        try data.withLock { (connection) throws(Failure) -> Result in try body(connection) }
+    }
+
+    /// Runs the fault-injection hook (`StoreConfiguration.faultInjection`) at `point`, after `count`
+    /// items; what it throws stops the operation as `StoreError.injectedFault`.
+    func injectFault(_ point: String, _ count: Int) throws(StoreError) {
+        guard let faultInjection else { return }
+        do { try faultInjection(point, count) } catch { throw .injectedFault(point: point, error: error) }
     }
 
     /// Reports `events` to every audit hook; the first failure refuses the operation (fail closed).
@@ -191,18 +216,18 @@ public final class Store: Sendable {
     /// Checks the audit log's chain and its signed head, and lists the gaps acknowledged in it.
     public func verifyAuditLog() throws(StoreError) -> AuditVerification {
         let verifier = try auditVerifier()
-        return try storeErrors { try verifier.verify() }
+        return try verifier.verify()
     }
 
     /// A verifier of the log against the head saved now (saved first, so that it covers this
     /// process's own last entries).
     func auditVerifier() throws(StoreError) -> AuditVerifier {
         auditTrail.flushHead()
-        return try storeErrors {
-            try AuditVerifier(trail: auditTrail, mac: keyring.auditMAC,
-                              genesis: AuditLineFormat.genesis(mac: keyring.auditMAC, storeID: keyring.storeID),
-                              head: keyring.auditHead())
+        let genesis: [UInt8]
+        do throws(CryptoError) { genesis = try AuditLineFormat.genesis(mac: keyring.auditMAC, storeID: keyring.storeID) } catch {
+            throw .crypto(error)
         }
+        return AuditVerifier(trail: auditTrail, mac: keyring.auditMAC, genesis: genesis, head: try keyring.auditHead())
     }
 
     /// Records, for ever, that the audit log lost entries at its end (`StoreError.auditGap`): appends
@@ -215,7 +240,7 @@ public final class Store: Sendable {
     public func acknowledgeAuditGap(reason: String, context: AccessContext) throws(StoreError) -> AuditGap {
         guard !reason.allSatisfy(\.isWhitespace) else { throw .invalidReason(.auditGapAcknowledgement, maxCharacters: nil) }
         var event: AuditEvent?
-        let gap = try storeErrors {
+        let gap = try reportingAuditFailure(of: auditTrail) {
             try auditTrail.acknowledgeGap { gap, headMAC in
                 let made = AuditEvent(.acknowledgeGap, context, subject: nil,
                                       detail: gap.acknowledgementDetail(headMAC: headMAC, reason: reason))
@@ -235,8 +260,7 @@ public final class Store: Sendable {
 extension Store {
     /// The default phone region of the store at `location`, read without its key (it is not secret).
     public static func defaultRegion(at location: StoreLocation) throws(StoreError) -> String {
-        try storeErrors {
-            try location.backend.connect(keys: false, existing: true).scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US"
-        }
+        let connection = try location.backend.connect(keys: false, existing: true)
+        do throws(DatabaseError) { return try connection.scalarText("SELECT default_region FROM store WHERE id = 1") ?? "US" } catch { throw .database(error) }
     }
 }

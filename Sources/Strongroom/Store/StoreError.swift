@@ -4,6 +4,15 @@ import StrongroomStorage
 
 /// Why a store operation failed. Carries identifiers, paths and codes to act on; never key bytes or
 /// personal data.
+///
+/// Errors keep their type on the way up: the storage layer throws `DatabaseError`, the crypto layer
+/// `CryptoError`, the audit log `AuditLogError`, and each becomes a `StoreError` case once, where its
+/// owner hands it to the engine: the key database in `KeyDatabase.read`/`transaction`, the data
+/// connection in `Store.withData`/`withDataTransaction`, the place in `StoreBackend.connect`. The
+/// closures given to them say their thrown type (`{ (tables) throws(DatabaseError) in … }`): Swift
+/// 6.3 never infers a closure's thrown type, from its body or from context. A body that mixes
+/// statements with sealing, unwrapping or auditing throws `StoreError` and converts its statements'
+/// errors in `do throws(DatabaseError)` blocks.
 public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// No store at the path (`strongroom init` creates one).
     case storeNotFound(path: String)
@@ -111,9 +120,11 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     case file(FileError)
     /// The store was written by a newer version of Strongroom.
     case schemaTooNew(found: Int, supported: Int)
-    /// An error of a type no case converts, kept as thrown (not renamed): it can only come from a
-    /// closure passed through an untyped function (`Database.transaction`, the key database, the
-    /// backend), and means a conversion is missing there.
+    /// The fault-injection hook (`StoreConfiguration.faultInjection`, for tests) threw at `point`: the
+    /// operation stopped there, as a crash would stop it.
+    case injectedFault(point: String, error: any Error)
+    /// An error of a type no case converts, kept as thrown (not renamed). Left for Rotation/, CallerID
+    /// and `writeSubjects` until merged (`wrap`); nothing else makes it.
     case unexpected(any Error)
 
     public var description: String {
@@ -177,6 +188,7 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .file(let error): return error.description
         case .schemaTooNew(let found, let supported):
             return "the store has schema version \(found); this build reads up to \(supported): upgrade Strongroom"
+        case .injectedFault(let point, _): return "stopped by the fault-injection hook at \(point)"
         case .unexpected(let error): return "unexpected \(type(of: error)) error"
         }
     }
@@ -190,9 +202,12 @@ public enum ReasonedOperation: String, Sendable {
     case auditGapAcknowledgement = "acknowledging an audit gap"
 }
 
-extension StoreError {
+extension StoreError: DatabaseFailure {
     /// A database failure.
-    init(_ error: DatabaseError) { self = .database(error) }
+    public init(_ error: DatabaseError) { self = .database(error) }
+
+    /// A cryptographic failure.
+    init(_ error: CryptoError) { self = .crypto(error) }
 
     /// An audit log failure: a gap (or none to acknowledge) as its own case, any other as `auditFailed`.
     init(_ error: AuditLogError) {
@@ -211,9 +226,10 @@ extension StoreError {
         }
     }
 
-    /// The store error for what came out of a function that throws untyped: the engine's own closures
-    /// passed through `Database.transaction`, `KeyDatabase` and the backend's untyped functions. Each
-    /// error type they can throw is converted by its own case.
+    /// The store error for what came out of a function that throws untyped. Left for Rotation/,
+    /// CallerID and the bodies `writeSubjects` takes (Store+Subjects.swift) until merged: everything
+    /// else throws typed errors, converted where each owner (the key database, the data connection, the
+    /// backend) hands them on.
     static func wrap(_ error: any Error) -> StoreError {
         switch error {
         case let error as StoreError: return error
@@ -228,7 +244,29 @@ extension StoreError {
     }
 }
 
-/// Runs `body`, turning its error into a `StoreError` (`StoreError.wrap`).
+/// Runs `body`, turning its error into a `StoreError` (`StoreError.wrap`). Left for Rotation/ and
+/// CallerID until merged.
 func storeErrors<T>(_ body: () throws -> T) throws(StoreError) -> T {
     do { return try body() } catch { throw StoreError.wrap(error) }
+}
+
+/// An error of any type carried through a typed `Database.transaction` (`UntypedFailure`): left for
+/// Rotation/ and CallerID until merged.
+struct UntypedFailure: DatabaseFailure {
+    let error: any Error
+    init(_ error: DatabaseError) { self.error = error }
+    init(passing error: any Error) { self.error = error }
+}
+
+extension Database {
+    /// `transaction` for a body that throws untyped: left for Rotation/ and CallerID until merged.
+    func transaction<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try transaction { () throws(UntypedFailure) -> T in
+                do { return try body() } catch { throw UntypedFailure(passing: error) }
+            }
+        } catch {
+            throw error.error
+        }
+    }
 }

@@ -160,8 +160,8 @@ public final class PostgresConnection: Database {
     /// engine's read-then-write steps (current-KEK checks, consent tokens, rotation cursors) rely on it.
     /// A COMMIT that PostgreSQL turned into a rollback (the transaction had failed) is an error.
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/explicit-locking.html#ADVISORY-LOCKS>
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN; SELECT pg_advisory_xact_lock(\(writeLockKey))")
+    public func transaction<T, Failure: DatabaseFailure>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
+        do { try execute("BEGIN; SELECT pg_advisory_xact_lock(\(writeLockKey))") } catch { throw Failure(error) }
         inTransaction = true
         defer { inTransaction = false }
         let value: T
@@ -173,9 +173,9 @@ public final class PostgresConnection: Database {
         }
         // COMMIT ends the transaction whatever it answers: no ROLLBACK after it.
         let result = PostgresResult(unsafe PQexec(handle, "COMMIT"))
-        try check(result, sql: "COMMIT")
+        do { try check(result, sql: "COMMIT") } catch { throw Failure(error) }
         guard result.commandStatus == "COMMIT" else {
-            throw DatabaseError(code: .postgresql(sqlState: "40000"), message: "the transaction was rolled back by the server", sql: "COMMIT")
+            throw Failure(DatabaseError(code: .postgresql(sqlState: "40000"), message: "the transaction was rolled back by the server", sql: "COMMIT"))
         }
         return value
     }

@@ -110,16 +110,20 @@ public final class SQLiteConnection: Database {
     ///
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading
     /// read locks. Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
-    public func transaction<T>(_ body: () throws -> T) throws -> T {
-        try execute("BEGIN IMMEDIATE")
+    public func transaction<T, Failure: DatabaseFailure>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
+        do { try execute("BEGIN IMMEDIATE") } catch { throw Failure(error) }
+        let result: T
         do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
+            result = try body()
         } catch {
             try? execute("ROLLBACK")
             throw error
         }
+        do { try execute("COMMIT") } catch {
+            try? execute("ROLLBACK")
+            throw Failure(error)
+        }
+        return result
     }
 
     /// Whether the connection is inside a transaction.

@@ -239,13 +239,18 @@ final class PostgresAuditLog: AuditTrail {
     }
 
     /// Reads the table in pages of 10,000 rows in sequence order; the line number is the row's position.
-    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws -> Void) throws {
+    func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws(StoreError) -> Void) throws(StoreError) {
         var after: Int64 = -1
         var position = 0
         while true {
-            let page = try state.withLock { state in
-                try state.connection.rows("SELECT sequence, line FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT 10000",
-                                  [.integer(after)]) { ($0.int64(0), $0.blob(1) ?? []) }
+            let page: [(Int64, [UInt8])]
+            do throws(DatabaseError) {
+                page = try state.withLock { (state) throws(DatabaseError) in
+                    try state.connection.rows("SELECT sequence, line FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT 10000",
+                                              [.integer(after)]) { ($0.int64(0), $0.blob(1) ?? []) }
+                }
+            } catch {
+                throw .database(error)
             }
             guard let last = page.last else { return }
             for (_, line) in page {

@@ -20,7 +20,7 @@ struct PostgresBackend: StoreBackend {
     static let rebuildsTagIndexForBulkChanges = false
 
     /// Values of the identity sequence, taken in one round trip (never given back, not even by a rollback).
-    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64] {
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
         try data.rows("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?::integer) ORDER BY 1",
                       [.int(count)]) { $0.int64(0) }
     }
@@ -36,7 +36,7 @@ struct PostgresBackend: StoreBackend {
     /// array parameter, spread back into rows by `unnest` (a statement text per table, prepared once).
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/functions-array.html>
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
-                on connection: any Database) throws {
+                on connection: any Database) throws(DatabaseError) {
         guard !rows.isEmpty else { return }
         let arrays = columns.indices.map { column in "?::\(PostgresBackend.arrayType(columns[column].kind))" }
         try connection.run("""
@@ -96,29 +96,40 @@ struct PostgresBackend: StoreBackend {
         return String(decoding: literal, as: UTF8.self)
     }
 
-    func connect(keys: Bool, existing: Bool) throws -> any Database {
+    func connect(keys: Bool, existing: Bool) throws(StoreError) -> any Database {
         let mismatch = existing ? StoreError.storeNotFound(path: StoreLocation.withoutPassword(url))
                                 : StoreError.storeAlreadyExists(path: StoreLocation.withoutPassword(url))
-        let connection = try PostgresConnection(url: keys ? keyDatabaseURL : url,
-                                                create: !existing, writeLock: keys ? "keys" : "data")
-        guard (try connection.scalarText("SELECT to_regclass('store')::text") != nil) == existing else { throw mismatch }
+        let connection: PostgresConnection
+        let hasStore: Bool
+        do throws(DatabaseError) {
+            connection = try PostgresConnection(url: keys ? keyDatabaseURL : url, create: !existing, writeLock: keys ? "keys" : "data")
+            hasStore = try connection.scalarText("SELECT to_regclass('store')::text") != nil
+        } catch {
+            throw .database(error)
+        }
+        guard hasStore == existing else { throw mismatch }
         return connection
     }
 
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail {
-        try PostgresAuditLog(connection: PostgresConnection(url: url, create: false, writeLock: "audit"),
-                             mac: mac, storeID: storeID, headStore: headStore)
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail {
+        let connection: PostgresConnection
+        do throws(DatabaseError) { connection = try PostgresConnection(url: url, create: false, writeLock: "audit") } catch { throw .database(error) }
+        do throws(AuditLogError) {
+            return try PostgresAuditLog(connection: connection, mac: mac, storeID: storeID, headStore: headStore)
+        } catch {
+            throw StoreError(error)
+        }
     }
 
     /// None: the probe reads the few candidates' rows with their checks, and the engine checks them (a
     /// second round trip to check in the server would cost more).
-    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String? { nil }
+    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws(DatabaseError) -> String? { nil }
 
     func dataVersion(of data: any Database) -> UInt32? { nil }
 
     /// Erasures are announced on commit (`NOTIFY` from a trigger on `erased_subjects`, `PostgresSchema.keys`).
-    func listenForErasures(on keys: any Database) throws {
+    func listenForErasures(on keys: any Database) throws(DatabaseError) {
         try (keys as? PostgresConnection)?.listen(Schema.erasureChannel)
     }
 

@@ -30,7 +30,7 @@ struct SQLiteBackend: StoreBackend {
     /// keeps other writers out, and taken by the insert, which moves the counter past them (a rollback
     /// gives them back, as it gives back an id the insert chose itself).
     /// Related SQLite documentation: <https://www.sqlite.org/autoinc.html>
-    func reserveSubjectIDs(_ count: Int, on data: any Database) throws -> [Int64] {
+    func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
         let last = try data.scalarInteger("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'subjects'), 0)") ?? 0
         return (0..<Int64(count)).map { last + 1 + $0 }
     }
@@ -40,7 +40,7 @@ struct SQLiteBackend: StoreBackend {
     private static let multiRowStatements = MultiRowStatements(rowsPerStatement: 32)
 
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
-                on connection: any Database) throws {
+                on connection: any Database) throws(DatabaseError) {
         try SQLiteBackend.multiRowStatements.insert(into: table, columns: columns.map(\.name), rows: rows, suffix: conflict,
                                                     on: connection)
     }
@@ -75,7 +75,7 @@ struct SQLiteBackend: StoreBackend {
         }
     }
 
-    func connect(keys: Bool, existing: Bool) throws -> any Database {
+    func connect(keys: Bool, existing: Bool) throws(StoreError) -> any Database {
         let mismatch = existing ? StoreError.storeNotFound(path: layout.directory)
                                 : StoreError.storeAlreadyExists(path: layout.directory)
         let directory = layout.directory
@@ -84,39 +84,51 @@ struct SQLiteBackend: StoreBackend {
         // A new store's folder is made private (0700), or must be already: a folder others could
         // use, or a symbolic link (whose target others may control), is refused before anything
         // is written. An existing store is made private again (see `Layout.tightenPermissions`).
-        if existing {
-            try layout.tightenPermissions()
-        } else {
-            try createDirectory(directory, existing: .refuse)
-            // An audit folder already there must be a real, private one too (no symbolic link).
-            try makePrivate(layout.audit, expected: .directory, existing: .refuse)
-            // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
-            // database file's mode.
-            try createPrivateFile(path)
+        do throws(FileError) {
+            if existing {
+                try layout.tightenPermissions()
+            } else {
+                try createDirectory(directory, existing: .refuse)
+                // An audit folder already there must be a real, private one too (no symbolic link).
+                try makePrivate(layout.audit, expected: .directory, existing: .refuse)
+                // Created 0600 before SQLite opens it: SQLite gives its WAL and shared-memory files the
+                // database file's mode.
+                try createPrivateFile(path)
+            }
+        } catch {
+            throw .file(error)
         }
         // WAL lets readers work while a writer commits; `secure_delete` overwrites deleted content, so
         // an erased subject's ciphertext and key do not linger in free pages. Data: `synchronous =
         // NORMAL` survives a process crash and loses at most the last commits on power loss; keys:
         // `FULL`, each committed key durable (erasure truncates the WAL: `discardDeletedContent`).
         // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
-        let connection = try SQLiteConnection(path: path, create: !existing)
-        try connection.execute("""
-            PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
-            PRAGMA mmap_size = 1073741824
-            """)
-        return connection
+        do throws(DatabaseError) {
+            let connection = try SQLiteConnection(path: path, create: !existing)
+            try connection.execute("""
+                PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
+                PRAGMA mmap_size = 1073741824
+                """)
+            return connection
+        } catch {
+            throw .database(error)
+        }
     }
 
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
-                        lockTimeout: Double, headStore: any AuditHeadStore) throws -> any AuditTrail {
-        try AuditLog(directory: layout.audit, mac: mac, storeID: storeID, durability: durability,
-                     segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
+                        lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail {
+        do throws(AuditLogError) {
+            return try AuditLog(directory: layout.audit, mac: mac, storeID: storeID, durability: durability,
+                                segmentByteLimit: segmentByteLimit, lockTimeout: lockTimeout, headStore: headStore)
+        } catch {
+            throw StoreError(error)
+        }
     }
 
     /// Defines `phoneCheckFunction` on the data connection: each candidate is checked inside the probe's
     /// query, so only exact matches' rows are read (at a million subjects each row read is a cache
     /// miss), and the probe and the reads share one statement's locks.
-    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws -> String? {
+    func prepareCallerIDProbe(on data: any Database, keyring: Keyring) throws(DatabaseError) -> String? {
         guard let connection = data as? SQLiteConnection else { return nil }
         try connection.definePredicate(Self.phoneCheckFunction, argumentCount: 4) { [keyring] arguments in
             let version = UInt32(truncatingIfNeeded: arguments.int64(0))
@@ -137,7 +149,7 @@ struct SQLiteBackend: StoreBackend {
     }
 
     /// None: another process's erasure shows in the data file's `dataVersion` and the key file's counter.
-    func listenForErasures(on keys: any Database) throws {}
+    func listenForErasures(on keys: any Database) throws(DatabaseError) {}
 
     func takeErasureAnnouncements(from keys: any Database) -> Bool? { nil }
 }
