@@ -75,8 +75,8 @@ extension KeyTables {
     }
 
     /// Replaces the wrapping of subject keys (subject, key version, new wrapping), now under KEK
-    /// `kekVersion`. Untyped as `runInRows` (Rotation/) is: left for Rotation/ until merged.
-    func rewrapSubjectKeys(_ keys: [(subject: Int64, version: Int64, wrapped: [UInt8])], kekVersion: UInt32) throws {
+    /// `kekVersion`.
+    func rewrapSubjectKeys(_ keys: [(subject: Int64, version: Int64, wrapped: [UInt8])], kekVersion: UInt32) throws(DatabaseError) {
         try connection.runInRows(keys.flatMap { [SQLValue.integer($0.subject), .integer($0.version), .blob($0.wrapped)] }, valuesPerRow: 3,
                                  leading: [.int(Int(kekVersion))]) { KeyDatabase.rewrapSubjectKeys($0, bytes: type(of: backend).bytesParameter) }
     }

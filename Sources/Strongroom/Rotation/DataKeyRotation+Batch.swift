@@ -22,7 +22,7 @@ extension DataKeyRotation {
               opened: [SubjectID: [[UInt8]]], under keys: [SubjectID: KeyHandle]) throws(StoreError) -> ResealedBatch {
         let storeID = store.keyring.storeID
         func sealValue(_ plaintext: [UInt8], _ slot: EnvelopeSlot, _ record: Int64, _ key: KeyHandle) throws(StoreError) -> SQLValue {
-            .blob(try storeErrors { try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: record), under: key, storeID: storeID) })
+            .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: record), under: key, storeID: storeID))
         }
         var batch = ResealedBatch()
         for (row, personal) in zip(rows, plaintexts) {

@@ -58,11 +58,9 @@ struct DataKeyRotation {
 
     /// The subjects `select` reads (with `values`), with every field's ciphertext, and their consent ledgers.
     private func read(_ select: String, _ values: [SQLValue]) throws(StoreError) -> ([EncryptedSubject], [SubjectID: [ConsentRow]]) {
-        try storeErrors {
-            try store.data.withLock { connection in
-                let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: PersonalField.allCases) }
-                return (rows, try store.consentRows(of: rows.map(\.id), in: connection))
-            }
+        try store.withData { (connection) throws(DatabaseError) in
+            let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: PersonalField.allCases) }
+            return (rows, try store.consentRows(of: rows.map(\.id), in: connection))
         }
     }
 
@@ -73,12 +71,12 @@ struct DataKeyRotation {
     private func reencrypt(_ rows: [EncryptedSubject], consents: [SubjectID: [ConsentRow]], batch: Int) throws(StoreError) {
         guard let first = rows.first?.id, let last = rows.last?.id else { return }
         let oldVersions = Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) })
-        let existing = try storeErrors { try keyring.database.read { try $0.subjectKeyVersions(from: first, through: last) } }
+        let existing = try keyring.database.read { (tables) throws(DatabaseError) in try tables.subjectKeyVersions(from: first, through: last) }
             .filter { oldVersions[$0.subject] != nil }
         // Keys newer than the data's: left by a run that crashed before its data committed.
         let leftByACrash = existing.filter { $0.version > oldVersions[$0.subject]! }
         if !leftByACrash.isEmpty {
-            try storeErrors { try keyring.database.transaction { try $0.deleteSubjectKeys(leftByACrash, from: first, through: last) } }
+            try keyring.database.transaction { (tables) throws(DatabaseError) in try tables.deleteSubjectKeys(leftByACrash, from: first, through: last) }
         }
         let newKeys = try makeKeys(for: rows)
         try keyring.cacheSubjectKeys(oldVersions)
@@ -88,7 +86,7 @@ struct DataKeyRotation {
         let sealed = try seal(rows, plaintexts, consents: consents, opened: opened, under: newKeys)
         try write(sealed, newVersions: newKeys.mapValues(\.version), number: batch)
         let replaced = existing.filter { $0.version <= oldVersions[$0.subject]! }
-        try storeErrors { try keyring.database.transaction { try $0.deleteSubjectKeys(replaced, from: first, through: last) } }
+        try keyring.database.transaction { (tables) throws(DatabaseError) in try tables.deleteSubjectKeys(replaced, from: first, through: last) }
         rows.forEach { keyring.forget($0.id, versions: [$0.keyVersion]) }
     }
 
@@ -97,7 +95,7 @@ struct DataKeyRotation {
         var made: [SubjectID: KeyHandle] = [:]
         for (version, group) in Dictionary(grouping: rows, by: { $0.keyVersion + 1 }) {
             let ids = group.map(\.id)
-            let keys = try storeErrors { try keyring.createSubjectKeys(for: ids, version: version) }
+            let keys = try keyring.createSubjectKeys(for: ids, version: version)
             for (id, key) in zip(ids, keys) { made[id] = key }
         }
         return made

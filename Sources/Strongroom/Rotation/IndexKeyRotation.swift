@@ -15,13 +15,13 @@ struct IndexKeyRotation {
     func run(bits: Int?, batchSize: Int, progress: (Int, Int) -> Void) throws(StoreError) -> RotationReport {
         if let bits, !(8...32).contains(bits) { throw .blindIndexBitsOutOfRange(bits: bits, supported: 8...32) }
         let from = keyring.phoneIndex
-        try storeErrors { try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1) }
+        try keyring.reserve(keyring.keyEncryptionKey.usage, count: 1)
         let total = try store.count()
-        var walk = try RotationWalk.begin(.index, of: store, context: context) { tables in
+        var walk = try RotationWalk.begin(.index, of: store, context: context) { (tables) throws(StoreError) in
             (try newIndexKey(bits: bits, from: from, in: tables), total)
         }
         let target = walk.targetVersion
-        try storeErrors { try keyring.reload() }
+        try keyring.reload()
         guard let building = keyring.keys.phoneIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new phone index key", .keyVersionUnavailable(target))
         }
@@ -38,25 +38,26 @@ struct IndexKeyRotation {
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
-        try storeErrors { try keyring.database.transaction { try $0.activateIndexKey(target) } }
-        let batches = walk.batches
-        try storeErrors { try store.faultInjection?("rotate-index.switch", batches) }
-        try storeErrors { try keyring.reload() }
+        try keyring.database.transaction { (tables) throws(DatabaseError) in try tables.activateIndexKey(target) }
+        try store.injectFault("rotate-index.switch", walk.batches)
+        try keyring.reload()
         let leftBehind = try reindexLeftBehind(into: building, batchSize: batchSize)
         try finishEmailIndexRotation(into: target)
-        try walk.finish("version \(target) active with \(building.bits) bits, \(walk.done + leftBehind) subjects re-indexed, old index dropped") {
-            try $0.deleteRetiredIndexKeys()
+        try walk.finish("version \(target) active with \(building.bits) bits, \(walk.done + leftBehind) subjects re-indexed, old index dropped") { (tables) throws(DatabaseError) in
+            try tables.deleteRetiredIndexKeys()
             return true
         }
-        _ = try storeErrors { try keyring.database.read { try $0.discardDeletedContent() } }
+        _ = try keyring.database.read { (tables) throws(DatabaseError) in try tables.discardDeletedContent() }
         return RotationReport(kind: .index, fromVersion: Int(from.version), toVersion: Int(target), items: walk.done, resumed: walk.resumed)
     }
 
     /// A new index key in state "building" (with `bits`, else those of `from`), for a new rotation;
     /// returns its version.
-    private func newIndexKey(bits: Int?, from: PhoneBlindIndex, in tables: KeyTables) throws -> UInt32 {
-        let target = try tables.newestIndexKeyVersion() + 1
-        let planned = try tables.plannedPopulation(ofIndexVersion: nil)
+    private func newIndexKey(bits: Int?, from: PhoneBlindIndex, in tables: KeyTables) throws(StoreError) -> UInt32 {
+        let target: UInt32, planned: Int
+        do throws(DatabaseError) {
+            (target, planned) = (try tables.newestIndexKeyVersion() + 1, try tables.plannedPopulation(ofIndexVersion: nil))
+        } catch { throw .database(error) }
         let chosen = bits ?? from.bits
         // Re-planning with more bits plans for the population those bits suit (CipherSweet's rule).
         let population = bits == nil ? planned : 2 << chosen
@@ -73,11 +74,9 @@ struct IndexKeyRotation {
     /// changed meanwhile is not copied: no retry here. Returns the subjects read.
     private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int,
                                 batch: Int) throws(StoreError) -> [SubjectID] {
-        let rows = try storeErrors {
-            try store.data.withLock { connection in
-                try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                    [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
-            }
+        let rows = try store.withData { (connection) throws(DatabaseError) in
+            try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
         }
         guard let first = rows.first, let last = rows.last else { return [] }
         try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
@@ -91,15 +90,13 @@ struct IndexKeyRotation {
                 values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
             }
         }
-        try storeErrors {
-            try store.data.withLock { connection in
-                try connection.transaction {
-                    try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
-                                                                                .integer(last.summary.id.rawValue)])
-                    try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
-                    try store.faultInjection?("rotate-index.in-batch", batch)
-                }
-            }
+        try store.withDataTransaction { (connection) throws(StoreError) in
+            do throws(DatabaseError) {
+                try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
+                                                                            .integer(last.summary.id.rawValue)])
+                try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
+            } catch { throw .database(error) }
+            try store.injectFault("rotate-index.in-batch", batch)
         }
         return rows.map(\.summary.id)
     }
@@ -108,15 +105,13 @@ struct IndexKeyRotation {
     /// since they were staged, and drops them, in one transaction. A subject changed meanwhile was
     /// indexed by its writer, or is left behind with old rows only and indexed by `reindexLeftBehind`.
     private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
-        try storeErrors {
-            try store.data.withLock { connection in
-                try connection.transaction {
-                    try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
-                    try withTagIndexRebuilt(on: connection) {
-                        try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
-                    }
-                    try connection.run(RotationStatements.dropAllStagedIndexRows, [])
+        try store.withData { (connection) throws(DatabaseError) in
+            try connection.transaction { () throws(DatabaseError) in
+                try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
+                try withTagIndexRebuilt(on: connection) { () throws(DatabaseError) in
+                    try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
                 }
+                try connection.run(RotationStatements.dropAllStagedIndexRows, [])
             }
         }
     }
@@ -124,7 +119,7 @@ struct IndexKeyRotation {
     /// Runs `change`, a bulk change of the blind index, with `phone_index_by_tag` dropped before and
     /// built again after where the backend chooses to (`StoreBackend.rebuildsTagIndexForBulkChanges`).
     /// Inside the caller's transaction.
-    private func withTagIndexRebuilt(on connection: any Database, _ change: () throws -> Void) throws {
+    private func withTagIndexRebuilt(on connection: any Database, _ change: () throws(DatabaseError) -> Void) throws(DatabaseError) {
         let rebuilds = type(of: store.backend).rebuildsTagIndexForBulkChanges
         if rebuilds { try connection.run(RotationStatements.dropTagIndex, []) }
         try change()
@@ -160,26 +155,21 @@ struct IndexKeyRotation {
                          skipping: Set<SubjectID>) throws(StoreError) -> [SubjectID] {
         var attempt = 0
         while true {
-            let rows = try storeErrors {
-                try store.data.withLock { connection in
-                    func read() throws -> [EncryptedSubject] {
-                        try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
-                            .filter { !skipping.contains($0.summary.id) }
-                    }
-                    return try connection.transaction {
-                        let rows = try read()
-                        if rows.isEmpty {
-                            try withTagIndexRebuilt(on: connection) {
-                                try connection.run(RotationStatements.dropOldIndexRows, [.int(Int(index.version))])
-                            }
+            let rows = try store.withData { (connection) throws(DatabaseError) in
+                try connection.transaction { () throws(DatabaseError) in
+                    let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+                        .filter { !skipping.contains($0.summary.id) }
+                    if rows.isEmpty {
+                        try withTagIndexRebuilt(on: connection) { () throws(DatabaseError) in
+                            try connection.run(RotationStatements.dropOldIndexRows, [.int(Int(index.version))])
                         }
-                        return rows
                     }
+                    return rows
                 }
             }
             guard !rows.isEmpty else { return [] }
             try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
-        let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
+            let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
             do {
                 try storeErrors {
                     try store.data.withLock { connection in
@@ -222,7 +212,7 @@ struct IndexKeyRotation {
             throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
         }
         try store.indexEmailsOfSubjects(Store.EmailIndexStatements.leftBehind, [.int(Int(target))], into: [active], context: context.forKeyRotation)
-        try storeErrors { try store.data.withLock { try $0.run(Store.EmailIndexStatements.dropOldVersions, [.int(Int(target))]) } }
+        try store.withData { (connection) throws(DatabaseError) in try connection.run(Store.EmailIndexStatements.dropOldVersions, [.int(Int(target))]) }
     }
 }
 

@@ -36,14 +36,16 @@ struct RotationWalk {
     /// (given the key tables) makes what the new rotation needs (a new key, for the kinds that make one)
     /// and returns the version rotated to and the number of items the walk will visit.
     static func begin(_ kind: RotationKind, of store: Store, context: AccessContext,
-                      start: (KeyTables) throws -> (target: UInt32, total: Int)) throws(StoreError) -> RotationWalk {
-        let (row, resumed) = try storeErrors {
-            try store.keyring.database.transaction { tables -> (RotationRow, Bool) in
+                      start: (KeyTables) throws(StoreError) -> (target: UInt32, total: Int)) throws(StoreError) -> RotationWalk {
+        let (row, resumed) = try store.keyring.database.transaction { (tables) throws(StoreError) -> (RotationRow, Bool) in
+            do throws(DatabaseError) {
                 if let row = try tables.rotation(kind) { return (row, true) }
-                let (target, total) = try start(tables)
+            } catch { throw .database(error) }
+            let (target, total) = try start(tables)
+            do throws(DatabaseError) {
                 try tables.startRotation(kind, targetVersion: target, total: total, startedAt: Store.milliseconds(Date()))
-                return (RotationRow(targetVersion: target, done: 0, cursor: 0, total: total), false)
-            }
+            } catch { throw .database(error) }
+            return (RotationRow(targetVersion: target, done: 0, cursor: 0, total: total), false)
         }
         return RotationWalk(kind: kind, resumed: resumed, targetVersion: row.targetVersion, total: row.total,
                             cursor: row.cursor, done: row.done, store: store, context: context)
@@ -75,11 +77,10 @@ struct RotationWalk {
             batches += 1
             if !positionCommittedByBatch {
                 let (kind, cursor, done) = (kind, cursor, done)
-                try storeErrors { try store.keyring.database.read { try $0.advanceRotation(kind, cursor: cursor, done: done) } }
+                try store.keyring.database.read { (tables) throws(DatabaseError) in try tables.advanceRotation(kind, cursor: cursor, done: done) }
             }
             progress(done, total)
-            let (kind, batches) = (kind, batches)
-            try storeErrors { try store.faultInjection?("rotate-\(kind.rawValue).batch", batches) }
+            try store.injectFault("rotate-\(kind.rawValue).batch", batches)
         }
     }
 
@@ -87,14 +88,12 @@ struct RotationWalk {
     /// rotation's row) does the kind's last step and says whether the rotation may end; when it may,
     /// the end is audited ("rotate-<kind>: finished, `summary`"). Returns whether it ended.
     @discardableResult
-    func finish(_ summary: String, ending: (KeyTables) throws -> Bool = { _ in true }) throws(StoreError) -> Bool {
+    func finish(_ summary: String, ending: (KeyTables) throws(DatabaseError) -> Bool = { _ in true }) throws(StoreError) -> Bool {
         let kind = kind
-        let ended = try storeErrors {
-            try store.keyring.database.transaction { tables in
-                guard try ending(tables) else { return false }
-                try tables.finishRotation(kind)
-                return true
-            }
+        let ended = try store.keyring.database.transaction { (tables) throws(DatabaseError) in
+            guard try ending(tables) else { return false }
+            try tables.finishRotation(kind)
+            return true
         }
         if ended { try store.audit([AuditEvent(.keys, context, subject: nil, detail: "rotate-\(kind.rawValue): finished, \(summary)")]) }
         return ended
@@ -104,9 +103,7 @@ struct RotationWalk {
 extension Store {
     /// Rotations in progress (interrupted, or running in another process).
     public func rotationsInProgress() throws(StoreError) -> [RotationProgress] {
-        try storeErrors {
-            try keyring.database.read { try $0.rotationsInProgress() }
-        }
+        try keyring.database.read { (tables) throws(DatabaseError) in try tables.rotationsInProgress() }
     }
 }
 
