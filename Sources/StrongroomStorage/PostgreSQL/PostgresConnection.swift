@@ -16,8 +16,9 @@ public final class PostgresConnection: Database {
     private var prepared: [String: String] = [:]
     /// Rows changed by the last statement (`PQcmdTuples`).
     private var lastChanges = 0
-    /// The key of the advisory lock that serialises write transactions (see `transaction`).
-    private let writeLockKey: Int64
+    /// The key of the advisory lock that serialises write transactions (see `transaction`); a
+    /// statement that must wait for them takes it too (`pg_advisory_xact_lock`).
+    public let writeLockKey: Int64
     /// The statements that set up a session: run after connecting and after a reconnect.
     private let sessionSetup: String
     /// True inside `transaction`: a connection lost there is not re-established until it ends, so

@@ -9,19 +9,29 @@ import Synchronization
 ///
 /// An append is one `INSERT` of the new entries, committed before `record` returns (so no plaintext
 /// leaves the store before its entry is committed and, with PostgreSQL's default `synchronous_commit`,
-/// durable). It chains after the last entry this process knows of. The sequence number is the primary
-/// key, so when another process appended meanwhile the insert fails as a whole; the log then reads the
-/// real last entry and chains again. Entry n+1 can only be written by someone who saw entry n
-/// committed, and never twice: one chain, no forks, no gaps, and one round trip while no one else writes.
-/// A tail read back is first checked against the signed head (`AuditEndCheck`): rows cut off the end
-/// are a gap, and nothing is appended after one until it is acknowledged.
+/// durable). It chains after the last entry this process knows of, and takes the transaction-level
+/// advisory lock `appendLock` before it inserts. The sequence number is the primary key, so when
+/// another process appended meanwhile the insert fails as a whole. The log then takes its turn: in a
+/// transaction holding that lock (no one else can insert until it commits) it reads the entries
+/// appended since the one it knows, checks that they chain from it, and chains its own after the last.
+/// That cannot lose again, so under contention an append waits in line rather than retrying; while
+/// other processes keep appending, the next append takes its turn at once, and the first one that finds
+/// no one else appended since goes back to the single statement. Entry n+1 can only be written by
+/// someone who saw entry n committed, and never twice: one chain, no forks, no gaps, and one round trip
+/// while no one else writes. A tail read back whole is first checked against the signed head
+/// (`AuditEndCheck`): rows cut off the end are a gap, and nothing is appended after one until it is
+/// acknowledged.
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
 final class PostgresAuditLog: AuditTrail {
     /// The table's name, shown as the place of a bad entry.
     static let table = "audit_log"
-    /// How many times an append chains again after losing a race before it gives up (fail closed).
+    /// How many times an append chains again before it gives up (fail closed): after the first try it
+    /// waits for its turn, so only rows cut off the end meanwhile make it try again.
     static let attempts = 1000
+    /// The transaction-level advisory lock every insert into the table takes first: the audit
+    /// connection's write lock, which a turn (`PostgresConnection.transaction`) holds throughout.
+    private let appendLock: Int64
     private let state: Mutex<State>
     private let mac: HMACSHA256
     private let genesis: [UInt8]
@@ -32,10 +42,13 @@ final class PostgresAuditLog: AuditTrail {
         let connection: any Database
         /// The last entry this process knows of; nil until read.
         var tail: (sequence: UInt64, mac: [UInt8])?
+        /// True when others appended before this process's last append: the next one takes its turn at once.
+        var contended = false
     }
 
-    init(connection: consuming sending any Database, mac: HMACSHA256, storeID: [UInt8],
+    init(connection: consuming sending PostgresConnection, mac: HMACSHA256, storeID: [UInt8],
          headStore: any AuditHeadStore) throws(AuditLogError) {
+        self.appendLock = connection.writeLockKey
         self.state = Mutex(State(connection: connection, tail: nil))
         self.mac = mac
         self.headKeeper = AuditHeadKeeper(store: headStore)
@@ -51,7 +64,7 @@ final class PostgresAuditLog: AuditTrail {
             // under a running process make its next append read the tail back and check it.
             try connection.run("""
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
-                WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
+                \(PostgresAuditLog.serialised(appendLock)) WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
                 """, values + [.integer(Int64(previous)), .integer(Int64(previous))])
             return connection.changes == events.count ? .appended(0) : .chainAgain
         }.lastSequence
@@ -65,7 +78,7 @@ final class PostgresAuditLog: AuditTrail {
     /// before this returns, also returns the read's rows. One round trip while no one else appends.
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
-        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read)
+        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read, lock: appendLock)
         let appended = try appendChained(events) { connection, previous, values -> Attempt<[T]> in
             var rows: [T] = []
             var (appendedCount, predecessorFound) = (Int64(0), false)
@@ -98,35 +111,49 @@ final class PostgresAuditLog: AuditTrail {
 
     /// Appends `events` by `insert` (given the connection, the sequence number of the entry chained
     /// after, and each entry's sequence number and line), chained after the last entry this process
-    /// knows of; when another process appended meanwhile (the insert fails on the primary key) or the
-    /// entry chained after is gone, the real last entry is read, checked against the signed head, and
-    /// the entries are chained again. The sequence number the last entry took (nil when `insert` did
-    /// not append them), and what `insert` returned.
+    /// knows of; when another process appended meanwhile (the insert fails on the primary key), in a
+    /// turn holding `appendLock` after the entries appended since (`advancedTail`); when the entry
+    /// chained after is gone, after the real last entry, read and checked against the signed head. The
+    /// sequence number the last entry took (nil when `insert` did not append them), and what `insert`
+    /// returned.
     private func appendChained<Result: Sendable>(_ events: [AuditEvent],
                                                  _ insert: @Sendable (any Database, UInt64, [SQLValue]) throws -> Attempt<Result>) throws
         -> (lastSequence: UInt64?, result: Result) {
         let (lastSequence, result, dueHead) = try state.withLock { state throws -> (UInt64?, Result, AuditHead?) in
             // A head found deleted: the tail is read back and checked against the head.
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
-            for _ in 0..<PostgresAuditLog.attempts {
-                let tail = try state.tail ?? checkedTail(state.connection)
-                let (last, values) = try chained(events, after: tail)
-                let attempt: Attempt<Result>
+            let connection = state.connection
+            for attempt in 0..<PostgresAuditLog.attempts {
+                let known = try state.tail ?? checkedTail(connection)
+                let (tried, after, last): (Attempt<Result>, (sequence: UInt64, mac: [UInt8]), (sequence: UInt64, mac: [UInt8]))
                 do {
-                    attempt = try insert(state.connection, tail.sequence, values)
+                    if attempt == 0 && !state.contended {
+                        let (chainedLast, values) = try chained(events, after: known)
+                        (tried, after, last) = (try insert(connection, known.sequence, values), known, chainedLast)
+                    } else {
+                        // Its turn: no one else inserts until this transaction ends.
+                        let (turn, othersAppended) = try connection.transaction {
+                            let (current, othersAppended) = try advancedTail(from: known, connection)
+                            let (chainedLast, values) = try chained(events, after: current)
+                            return ((try insert(connection, current.sequence, values), current, chainedLast), othersAppended)
+                        }
+                        (tried, after, last) = turn
+                        state.contended = othersAppended
+                    }
                 } catch let error as DatabaseError where error.isConstraintViolation {
-                    state.tail = nil   // another process appended: chain after its entries
+                    state.contended = true   // another process appended: chain after its entries, in turn
                     continue
                 } catch {
                     state.tail = nil
                     throw error
                 }
-                switch attempt {
+                switch tried {
                 case .appended(let result):
                     state.tail = last
                     // Noted in chain order, under the state lock; saved (when due) outside it.
-                    return (last.sequence, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
+                    return (last.sequence, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: after.sequence))
                 case .notAppended(let result):
+                    state.tail = after
                     return (nil, result, nil)
                 case .chainAgain:
                     state.tail = nil
@@ -138,9 +165,29 @@ final class PostgresAuditLog: AuditTrail {
         return (lastSequence, result)
     }
 
-    /// The statement of `record(_:with:_:)` for `count` entries: parameters `read.arguments`, then each
-    /// entry's sequence number and line, then the sequence number of the entry chained after.
-    static func appendingSQL(entries count: Int, with read: AuditedRead) -> String {
+    /// The last entry in the table when the entries from `known` on (the last this process knew of)
+    /// are still there and chain from it, and whether there are any after it; otherwise (rows cut off
+    /// or rewritten) the last entry once the end is checked against the signed head, as a first read is.
+    private func advancedTail(from known: (sequence: UInt64, mac: [UInt8]), _ database: any Database) throws
+        -> (tail: (sequence: UInt64, mac: [UInt8]), othersAppended: Bool) {
+        if known.sequence > 0,
+           let end = try endCheck.continuation(of: known, lines: lines(from: known.sequence, through: UInt64(Int64.max), in: database)) {
+            return (end, end.sequence != known.sequence)
+        }
+        return (try checkedTail(database), true)
+    }
+
+    /// A join that takes the transaction-level advisory lock `key` before its rows are produced, so an
+    /// insert from it waits for the turn in progress (the lock is taken again, harmlessly, in a turn).
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADVISORY-LOCKS>
+    static func serialised(_ key: Int64) -> String {
+        "CROSS JOIN (SELECT pg_advisory_xact_lock(\(key))) AS serialised"
+    }
+
+    /// The statement of `record(_:with:_:)` for `count` entries, inserting under the advisory lock
+    /// `lock`: parameters `read.arguments`, then each entry's sequence number and line, then the
+    /// sequence number of the entry chained after.
+    static func appendingSQL(entries count: Int, with read: AuditedRead, lock: Int64) -> String {
         let first = read.arguments.count + 1
         let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
         let predecessor = first + 2 * count
@@ -152,7 +199,7 @@ final class PostgresAuditLog: AuditTrail {
             WITH audited_read AS (\(read.rows)),
             appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
-                WHERE (\(read.condition)) AND (\(predecessorPresent))
+                \(serialised(lock)) WHERE (\(read.condition)) AND (\(predecessorPresent))
                 RETURNING 1)
             SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
             FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
@@ -202,7 +249,7 @@ final class PostgresAuditLog: AuditTrail {
                 let last = try AuditLineFormat.chain([acknowledgement(gap, headMAC)], after: tail.sequence, previous: tail.mac,
                                                      mac: mac, into: &output)
                 do {
-                    try state.connection.run("INSERT INTO audit_log (sequence, line) VALUES (?, ?)",
+                    try state.connection.run("INSERT INTO audit_log (sequence, line) SELECT ?::bigint, ?::bytea FROM (SELECT 1) AS one \(PostgresAuditLog.serialised(appendLock))",
                                              [.integer(Int64(last.sequence)), .blob(output)])
                 } catch let error as DatabaseError where error.isConstraintViolation {
                     continue   // another process appended meanwhile: look at the end again
