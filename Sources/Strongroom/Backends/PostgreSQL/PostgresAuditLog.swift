@@ -39,7 +39,7 @@ final class PostgresAuditLog: AuditTrail {
     private let endCheck: AuditEndCheck
 
     private struct State: ~Copyable {
-        let connection: any Database
+        let connection: PostgresConnection
         /// The last entry this process knows of; nil until read.
         var tail: (sequence: UInt64, mac: [UInt8])?
         /// True when others appended before this process's last append: the next one takes its turn at once.
@@ -59,14 +59,18 @@ final class PostgresAuditLog: AuditTrail {
     func append(_ events: [AuditEvent]) throws -> UInt64? {
         guard !events.isEmpty else { return nil }
         let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
-        return try appendChained(events) { connection, previous, values -> Attempt<Int> in
-            // Inserted only while the entry chained after is still there: rows cut off the end
-            // under a running process make its next append read the tail back and check it.
-            try connection.run("""
+        // Inserted only while the entry chained after is still there: rows cut off the end under a
+        // running process make its next append read the tail back and check it.
+        let sql = """
+            WITH appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
                 \(PostgresAuditLog.serialised(appendLock)) WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
-                """, values + [.integer(Int64(previous)), .integer(Int64(previous))])
-            return connection.changes == events.count ? .appended(0) : .chainAgain
+                RETURNING 1)
+            SELECT count(*) FROM appended
+            """
+        return try appendChained(events, sql, arguments: { previous, values in values + [.integer(Int64(previous)), .integer(Int64(previous))] }) {
+            rows -> Attempt<Int> in
+            rows.first?.int64(0) == Int64(events.count) ? .appended(0) : .chainAgain
         }.lastSequence
     }
 
@@ -79,18 +83,15 @@ final class PostgresAuditLog: AuditTrail {
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
         let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read, lock: appendLock)
-        let appended = try appendChained(events) { connection, previous, values -> Attempt<[T]> in
+        let appended = try appendChained(events, sql, arguments: { previous, values in read.arguments + values + [.integer(Int64(previous))] }) {
+            statementRows -> Attempt<[T]> in
             var rows: [T] = []
             var (appendedCount, predecessorFound) = (Int64(0), false)
-            var mapFailure: (any Error)?
-            try connection.forEachRow(sql, read.arguments + values + [.integer(Int64(previous))]) { row in
+            for row in statementRows {
                 appendedCount = row.int64(read.columnCount)
                 predecessorFound = row.int64(read.columnCount + 1) != 0
-                guard !row.isNull(0) else { return }
-                // The statement's rows are all read (the connection must be ready again) before a mapping failure is thrown.
-                do { rows.append(try map(row)) } catch { mapFailure = mapFailure ?? error }
+                if !row.isNull(0) { rows.append(try map(row)) }
             }
-            if let mapFailure { throw mapFailure }
             if appendedCount == events.count { return .appended(rows) }
             // Nothing appended: the read's condition did not hold, or the entry chained after is gone
             // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).
@@ -109,15 +110,17 @@ final class PostgresAuditLog: AuditTrail {
         case chainAgain
     }
 
-    /// Appends `events` by `insert` (given the connection, the sequence number of the entry chained
-    /// after, and each entry's sequence number and line), chained after the last entry this process
-    /// knows of; when another process appended meanwhile (the insert fails on the primary key), in a
-    /// turn holding `appendLock` after the entries appended since (`advancedTail`); when the entry
+    /// Appends `events` by `sql` (with the values `arguments` gives for the sequence number of the entry
+    /// chained after and each entry's sequence number and line; `outcome` says what its rows mean),
+    /// chained after the last entry this process knows of. When another process appended meanwhile (the
+    /// insert fails on the primary key), again in a turn: a transaction holding `appendLock` that reads
+    /// the entries appended since (`advancedTail`), chains after them and commits. When the entry
     /// chained after is gone, after the real last entry, read and checked against the signed head. The
-    /// sequence number the last entry took (nil when `insert` did not append them), and what `insert`
-    /// returned.
-    private func appendChained<Result: Sendable>(_ events: [AuditEvent],
-                                                 _ insert: @Sendable (any Database, UInt64, [SQLValue]) throws -> Attempt<Result>) throws
+    /// sequence number the last entry took (nil when the statement did not append them), and what
+    /// `outcome` returned.
+    private func appendChained<Result: Sendable>(_ events: [AuditEvent], _ sql: String,
+                                                 arguments: (_ previous: UInt64, _ entries: [SQLValue]) -> [SQLValue],
+                                                 outcome: ([any Row]) throws -> Attempt<Result>) throws
         -> (lastSequence: UInt64?, result: Result) {
         let (lastSequence, result, dueHead) = try state.withLock { state throws -> (UInt64?, Result, AuditHead?) in
             // A head found deleted: the tail is read back and checked against the head.
@@ -129,15 +132,25 @@ final class PostgresAuditLog: AuditTrail {
                 do {
                     if attempt == 0 && !state.contended {
                         let (chainedLast, values) = try chained(events, after: known)
-                        (tried, after, last) = (try insert(connection, known.sequence, values), known, chainedLast)
+                        let rows = try connection.rows(sql, arguments(known.sequence, values)) { $0 }
+                        (tried, after, last) = (try outcome(rows), known, chainedLast)
                     } else {
-                        // Its turn: no one else inserts until this transaction ends.
-                        let (turn, othersAppended) = try connection.transaction {
-                            let (current, othersAppended) = try advancedTail(from: known, connection)
-                            let (chainedLast, values) = try chained(events, after: current)
-                            return ((try insert(connection, current.sequence, values), current, chainedLast), othersAppended)
+                        // Its turn: no one else inserts until the commit, one round trip later.
+                        var lines: [ArraySlice<UInt8>] = []
+                        try connection.beginLocked(reading: "SELECT line FROM audit_log WHERE sequence >= \(known.sequence) ORDER BY sequence") {
+                            lines.append(PostgresAuditLog.withoutNewline($0.blob(0) ?? []))
                         }
-                        (tried, after, last) = turn
+                        let (current, othersAppended, chainedLast, values): ((sequence: UInt64, mac: [UInt8]), Bool, (sequence: UInt64, mac: [UInt8]), [SQLValue])
+                        do {
+                            (current, othersAppended) = try advancedTail(from: known, lines: lines, connection)
+                            (chainedLast, values) = try chained(events, after: current)
+                        } catch {
+                            connection.rollBack()
+                            throw error
+                        }
+                        var rows: [any Row] = []
+                        try connection.forEachRowAndCommit(sql, arguments(current.sequence, values)) { rows.append($0) }
+                        (tried, after, last) = (try outcome(rows), current, chainedLast)
                         state.contended = othersAppended
                     }
                 } catch let error as DatabaseError where error.isConstraintViolation {
@@ -165,16 +178,21 @@ final class PostgresAuditLog: AuditTrail {
         return (lastSequence, result)
     }
 
-    /// The last entry in the table when the entries from `known` on (the last this process knew of)
-    /// are still there and chain from it, and whether there are any after it; otherwise (rows cut off
-    /// or rewritten) the last entry once the end is checked against the signed head, as a first read is.
-    private func advancedTail(from known: (sequence: UInt64, mac: [UInt8]), _ database: any Database) throws
+    /// The last entry in the table, given its `lines` from the entry `known` on (the last this process
+    /// knew of), and whether others were appended after it: when `known` is still there and they chain
+    /// from it, the last of them; otherwise (rows cut off or rewritten) the last entry once the end is
+    /// checked against the signed head, as a first read is.
+    private func advancedTail(from known: (sequence: UInt64, mac: [UInt8]), lines: [ArraySlice<UInt8>], _ database: any Database) throws
         -> (tail: (sequence: UInt64, mac: [UInt8]), othersAppended: Bool) {
-        if known.sequence > 0,
-           let end = try endCheck.continuation(of: known, lines: lines(from: known.sequence, through: UInt64(Int64.max), in: database)) {
+        if known.sequence > 0, let end = try endCheck.continuation(of: known, lines: lines) {
             return (end, end.sequence != known.sequence)
         }
         return (try checkedTail(database), true)
+    }
+
+    /// A stored line without its newline.
+    private static func withoutNewline(_ line: [UInt8]) -> ArraySlice<UInt8> {
+        line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...]
     }
 
     /// A join that takes the transaction-level advisory lock `key` before its rows are produced, so an
@@ -231,10 +249,7 @@ final class PostgresAuditLog: AuditTrail {
     /// The lines (without newlines) of the entries `from` through `last`, in sequence order.
     private func lines(from first: UInt64, through last: UInt64, in database: any Database) throws -> [ArraySlice<UInt8>] {
         try database.rows("SELECT line FROM audit_log WHERE sequence >= ? AND sequence <= ? ORDER BY sequence",
-                          [.integer(Int64(first)), .integer(Int64(last))]) { row in
-            let line = row.blob(0) ?? []
-            return line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...]
-        }
+                          [.integer(Int64(first)), .integer(Int64(last))]) { PostgresAuditLog.withoutNewline($0.blob(0) ?? []) }
     }
 
     func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap {
