@@ -93,8 +93,8 @@ private func processStatusMegabytes(_ name: String) -> Double {
     return kilobytes / 1024
 }
 
-/// The heap the process holds allocated now (`cbaseline_heap_in_use`), in megabytes; unlike the resident size, it does not hide an allocation that reuses
-/// memory freed earlier.
+/// The heap the process holds allocated now (`cbaseline_heap_in_use`), in megabytes; unlike the
+/// resident size, it does not hide an allocation that reuses memory freed earlier.
 func heapInUseMegabytes() -> Double {
     Double(cbaseline_heap_in_use()) / 1_048_576
 }

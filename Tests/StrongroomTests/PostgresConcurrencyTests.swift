@@ -1,5 +1,5 @@
 import Foundation
-import Strongroom
+@testable import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
 import StrongroomTestSupport
@@ -121,6 +121,30 @@ struct PostgresConcurrencyTests {
         }
         store.close()
         try expectOneChain(test, entries: before + callers * perCaller + seeds.count)
+    }
+
+    @Test("an instance idle while another appended more entries than a turn reads chains after all of them, checked against the signed head")
+    func idleInstanceAfterManyAppends() throws {
+        guard let test = try postgresStore() else { return }
+        defer { test.cleanUp() }
+        let seeds = try seed(test, 3)
+        let idle = try test.reopen()
+        defer { idle.close() }
+        #expect(try idle.callerID(number: ChildJob.seedNumber(0), context: TestStore.caller).map(\.id.rawValue) == [seeds[0]])
+        // Another instance appends more than `turnReadLimit` entries (one per subject written).
+        let busy = try test.reopen()
+        _ = try busy.write((0..<(PostgresAuditLog.turnReadLimit + 50)).map { sampleSubject("bulk\($0)", phones: []) }, context: TestStore.admin)
+        busy.close()
+        for index in 0..<seeds.count {
+            #expect(try idle.callerID(number: ChildJob.seedNumber(index), context: TestStore.caller).map(\.id.rawValue) == [seeds[index]])
+        }
+        idle.close()
+        try expectOneChain(test)
+        // Second act: a fresh instance looks up and the chain still verifies.
+        let fresh = try test.reopen()
+        #expect(try fresh.callerID(number: ChildJob.seedNumber(1), context: TestStore.caller).map(\.id.rawValue) == [seeds[1]])
+        fresh.close()
+        try expectOneChain(test)
     }
 
     @Test("a KEK and a data-key rotation run by one process in small batches while two others read and write")

@@ -30,8 +30,11 @@ final class PostgresAuditLog: AuditTrail {
     /// waits for its turn, so only rows cut off the end meanwhile make it try again.
     static let attempts = 1000
     /// The transaction-level advisory lock every insert into the table takes first: the audit
-    /// connection's write lock, which a turn (`PostgresConnection.transaction`) holds throughout.
+    /// connection's write lock, which a turn (`PostgresConnection.beginLocked`) holds until its commit.
     private let appendLock: Int64
+    /// The most entries a turn reads since the one it knew: with more (a process idle while others
+    /// appended much), it reads the end and checks it against the signed head instead, as a first read does.
+    static let turnReadLimit = 1000
     private let state: Mutex<State>
     private let mac: HMACSHA256
     private let genesis: [UInt8]
@@ -137,7 +140,9 @@ final class PostgresAuditLog: AuditTrail {
                     } else {
                         // Its turn: no one else inserts until the commit, one round trip later.
                         var lines: [ArraySlice<UInt8>] = []
-                        try connection.beginLocked(reading: "SELECT line FROM audit_log WHERE sequence >= \(known.sequence) ORDER BY sequence") {
+                        try connection.beginLocked(reading: """
+                            SELECT line FROM audit_log WHERE sequence >= \(known.sequence) ORDER BY sequence LIMIT \(PostgresAuditLog.turnReadLimit)
+                            """) {
                             lines.append(PostgresAuditLog.withoutNewline($0.blob(0) ?? []))
                         }
                         let (current, othersAppended, chainedLast, values): ((sequence: UInt64, mac: [UInt8]), Bool, (sequence: UInt64, mac: [UInt8]), [SQLValue])
@@ -180,11 +185,11 @@ final class PostgresAuditLog: AuditTrail {
 
     /// The last entry in the table, given its `lines` from the entry `known` on (the last this process
     /// knew of), and whether others were appended after it: when `known` is still there and they chain
-    /// from it, the last of them; otherwise (rows cut off or rewritten) the last entry once the end is
-    /// checked against the signed head, as a first read is.
+    /// from it, the last of them; otherwise (rows cut off or rewritten, or `turnReadLimit` lines or more)
+    /// the last entry once the end is checked against the signed head, as a first read is.
     private func advancedTail(from known: (sequence: UInt64, mac: [UInt8]), lines: [ArraySlice<UInt8>], _ database: any Database) throws
         -> (tail: (sequence: UInt64, mac: [UInt8]), othersAppended: Bool) {
-        if known.sequence > 0, let end = try endCheck.continuation(of: known, lines: lines) {
+        if known.sequence > 0, lines.count < PostgresAuditLog.turnReadLimit, let end = try endCheck.continuation(of: known, lines: lines) {
             return (end, end.sequence != known.sequence)
         }
         return (try checkedTail(database), true)
