@@ -1,3 +1,4 @@
+import CBaseline
 import Foundation
 import Synchronization
 
@@ -76,10 +77,26 @@ func blackHole<T>(_ value: T) {}
 
 /// The process's peak resident set size in MiB (VmHWM of /proc/self/status).
 func peakResidentMegabytes() -> Double {
+    processStatusMegabytes("VmHWM:")
+}
+
+/// The process's resident size now, in megabytes (0 where /proc is missing).
+func residentMegabytes() -> Double {
+    processStatusMegabytes("VmRSS:")
+}
+
+/// The field `name` of /proc/self/status (a size in kB), in megabytes; 0 where it cannot be read.
+private func processStatusMegabytes(_ name: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
           let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
     return kilobytes / 1024
+}
+
+/// The heap the process holds allocated now (`cbaseline_heap_in_use`), in megabytes; unlike the
+/// resident size, it does not hide an allocation that reuses memory freed earlier.
+func heapInUseMegabytes() -> Double {
+    Double(cbaseline_heap_in_use()) / 1_048_576
 }
 
 

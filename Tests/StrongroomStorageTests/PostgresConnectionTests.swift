@@ -444,4 +444,36 @@ struct PostgresConnectionTests {
         try connection.transaction { () throws(DatabaseError) in try connection.run(insert, [.integer(3)]) }
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 3)
     }
+
+    @Test("a locked turn: the read sees what another connection committed while it waited for the lock; the statement and COMMIT go in one message; a failed statement rolls the turn back")
+    func lockedTurn() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE t (x BIGINT PRIMARY KEY)")
+        // Another connection holds the write lock and commits a row after 0.3 s; the turn waits, then reads it.
+        let started = DispatchSemaphore(value: 0)
+        let other = transactionOnAnotherThread(scratch.url, lock: "test", hold: 0.3, started: started)
+        started.wait()
+        var seen: [Int64] = []
+        try connection.beginLocked(reading: "SELECT x FROM t ORDER BY x") { seen.append($0.int64(0)) }
+        #expect(other() != nil)
+        #expect(seen == [1], "the read ran after the other transaction's commit")
+        var returned: [Int64] = []
+        try connection.forEachRowAndCommit("INSERT INTO t (x) VALUES (?) RETURNING x", [.integer(2)]) { returned.append($0.int64(0)) }
+        #expect(returned == [2])
+        let observer = try scratch.connect(writeLock: "observer")
+        #expect(try observer.scalarInteger("SELECT count(*) FROM t") == 2, "committed, seen by another connection")
+        // A statement that fails (the key is taken) rolls the turn back: its read-side insert is gone too.
+        try connection.beginLocked(reading: "INSERT INTO t (x) VALUES (10) RETURNING x") { _ in }
+        let failure = thrown { try connection.forEachRowAndCommit("INSERT INTO t (x) VALUES (?)", [.integer(2)]) { _ in } }
+        #expect((failure as? DatabaseError)?.isConstraintViolation == true)
+        #expect(try observer.scalarInteger("SELECT count(*) FROM t") == 2)
+        // Second act: the connection is out of the transaction and takes turns again; the lock was released.
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 2)
+        try connection.beginLocked(reading: "SELECT 1") { _ in }
+        try connection.forEachRowAndCommit("INSERT INTO t (x) VALUES (?)", [.integer(3)]) { _ in }
+        try observer.transaction { try observer.run("INSERT INTO t (x) VALUES (4)") }
+        #expect(try observer.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2, 3, 4])
+    }
 }

@@ -111,6 +111,39 @@ struct CallerIDHintTests {
         #expect(try first.verifyAuditLog().verifiedEntries > 0)
     }
 
+    @Test("with the hint fresh, the one statement that reads the tag's rows appends the entries: the hint's fingerprint of the rows is the server's",
+          arguments: TestBackend.all.filter { $0 == .postgres })
+    func freshHintAppendsInTheRead(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        // Two subjects under one tag (the same number), and one of them under a second number too.
+        let sharer = try other.create(sampleSubject("sharer", phones: [Self.old, Self.new]), context: TestStore.admin)
+        for number in [Self.old, Self.new] {
+            // Looked up first: a tag whose rows changed since the hint was read is refreshed.
+            #expect(Set(try first.callerID(number: number, context: TestStore.caller).map(\.id)) == (number == Self.old ? [id, sharer] : [sharer]))
+            let index = try #require(first.keyring.keys.phoneIndexes.first)
+            let tags = try index.tags(for: number)
+            let known = try #require(first.callerIDHint.withLock { $0?.entries(under: tags.truncated) })
+            try #require(known.count == (number == Self.old ? 2 : 1))
+            let read = CallerIDHint.auditedRead([.int(Int(index.version)), .integer(tags.truncated), .blob(CallerIDHint.fingerprint(known))])
+            let event = AuditEvent(.decrypt, TestStore.caller, subject: sharer, fields: Store.nameOnly, time: Date())
+            let recorded = try #require(try first.auditTrail.record([event], with: read) { CallerCandidate($0).id })
+            #expect(recorded.appended, "the server's rows under the tag differ from the hint's fingerprint")
+            #expect(Set(recorded.rows) == (number == Self.old ? [id, sharer] : [sharer]))
+            // A fingerprint one byte off appends nothing, and still returns the rows.
+            var wrong = CallerIDHint.fingerprint(known)
+            wrong[wrong.count - 1] ^= 1
+            let refused = try #require(try first.auditTrail.record([event], with: CallerIDHint.auditedRead(
+                [.int(Int(index.version)), .integer(tags.truncated), .blob(wrong)])) { CallerCandidate($0).id })
+            #expect(!refused.appended && refused.rows.count == known.count)
+        }
+        // Second act: lookups go on through the hint, and a fresh instance verifies the chain.
+        #expect(try first.callerID(number: Self.new, context: TestStore.caller).map(\.id) == [sharer])
+        let third = try test.reopen()
+        defer { third.close() }
+        #expect(try third.verifyAuditLog().isIntact)
+    }
+
     /// The lines of the store's audit log.
     private func auditLines(of store: Store) throws -> Int {
         var count = 0

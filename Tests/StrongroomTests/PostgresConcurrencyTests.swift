@@ -1,5 +1,5 @@
 import Foundation
-import Strongroom
+@testable import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
 import StrongroomTestSupport
@@ -94,6 +94,57 @@ struct PostgresConcurrencyTests {
         }.filter { $0.hasPrefix("writer-") }
         let switches = zip(actors, actors.dropFirst()).filter { $0 != $1 }.count
         #expect(switches >= 2 * workers, "the writers' audit entries change hands \(switches) times")
+    }
+
+    @Test("processes doing nothing but caller-ID lookups at once: every lookup audited in one chain, each appender waiting its turn")
+    func concurrentCallers() async throws {
+        guard let test = try postgresStore() else { return }
+        defer { test.cleanUp() }
+        let seeds = try seed(test, 30)
+        let before = Int(try auditRun(test).first ?? 0)
+        let callers = 4
+        let perCaller = 150
+        await run((0..<callers).map { ChildJob(role: .caller, worker: $0, parties: callers, count: perCaller, seeds: seeds, test: test) })
+        try expectOneChain(test, entries: before + callers * perCaller)
+        // They ran at once: the callers' entries interleave, so most appends found others had appended first.
+        let actors = try test.database(.data).rows("SELECT line FROM audit_log WHERE sequence > ? ORDER BY sequence", [.int(before)]) { row in
+            let object = try? JSONSerialization.jsonObject(with: Data(row.blob(0) ?? [])) as? [String: Any]
+            return object?["actor"] as? String ?? ""
+        }
+        let switches = zip(actors, actors.dropFirst()).filter { $0 != $1 }.count
+        #expect(switches >= callers * perCaller / 4, "the callers' audit entries change hands \(switches) times")
+        // Second act: lookups from a fresh instance chain after them; reopened, the log verifies again.
+        let store = try test.reopen()
+        defer { store.close() }
+        for index in 0..<seeds.count {
+            #expect(try store.callerID(number: ChildJob.seedNumber(index), context: TestStore.caller).map(\.id.rawValue) == [seeds[index]])
+        }
+        store.close()
+        try expectOneChain(test, entries: before + callers * perCaller + seeds.count)
+    }
+
+    @Test("an instance idle while another appended more entries than a turn reads chains after all of them, checked against the signed head")
+    func idleInstanceAfterManyAppends() throws {
+        guard let test = try postgresStore() else { return }
+        defer { test.cleanUp() }
+        let seeds = try seed(test, 3)
+        let idle = try test.reopen()
+        defer { idle.close() }
+        #expect(try idle.callerID(number: ChildJob.seedNumber(0), context: TestStore.caller).map(\.id.rawValue) == [seeds[0]])
+        // Another instance appends more than `turnReadLimit` entries (one per subject written).
+        let busy = try test.reopen()
+        _ = try busy.write((0..<(PostgresAuditLog.turnReadLimit + 50)).map { sampleSubject("bulk\($0)", phones: []) }, context: TestStore.admin)
+        busy.close()
+        for index in 0..<seeds.count {
+            #expect(try idle.callerID(number: ChildJob.seedNumber(index), context: TestStore.caller).map(\.id.rawValue) == [seeds[index]])
+        }
+        idle.close()
+        try expectOneChain(test)
+        // Second act: a fresh instance looks up and the chain still verifies.
+        let fresh = try test.reopen()
+        #expect(try fresh.callerID(number: ChildJob.seedNumber(1), context: TestStore.caller).map(\.id.rawValue) == [seeds[1]])
+        fresh.close()
+        try expectOneChain(test)
     }
 
     @Test("a KEK and a data-key rotation run by one process in small batches while two others read and write")
@@ -214,6 +265,8 @@ struct ChildJob: Codable, Sendable {
         case doomedRotator
         /// Resumes the interrupted rotation `kind`.
         case resumer
+        /// Looks seeded subjects up `count` times, as fast as it can.
+        case caller
     }
 
     let role: Role
@@ -279,6 +332,15 @@ struct ChildJob: Codable, Sendable {
         case .writer: try write(store, context, caller)
         case .server: try serve(store, context, caller)
         case .rotator, .doomedRotator, .resumer: try rotate(store, context)
+        case .caller: try call(store, caller)
+        }
+    }
+
+    private func call(_ store: Store, _ caller: AccessContext) throws {
+        for index in 0..<count {
+            let seedIndex = (index * 7 + worker) % seeds.count
+            let found = try store.callerID(number: ChildJob.seedNumber(seedIndex), context: caller)
+            guard found.map(\.id.rawValue) == [seeds[seedIndex]] else { throw ChildFailure(description: "seed \(seedIndex) not found: \(found)") }
         }
     }
 

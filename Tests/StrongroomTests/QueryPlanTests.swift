@@ -171,7 +171,7 @@ struct QueryPlanTests {
             INSERT INTO audit_log (sequence, line) SELECT i, 'x'::bytea FROM generate_series(1000000, \(999_999 + Self.plannedSubjects)) AS g(i);
             ANALYZE audit_log
             """)
-        let sql = PostgresAuditLog.appendingSQL(entries: 2, with: CallerIDHint.auditedRead([.int(1), .integer(1), .text("")]))
+        let sql = PostgresAuditLog.appendingSQL(entries: 2, with: CallerIDHint.auditedRead([.int(1), .integer(1), .text("")]), lock: 1)
         try data.execute("PREPARE hinted_lookup AS " + PostgresConnection.numberedParameters(sql))
         try data.execute("SET plan_cache_mode = force_generic_plan")
         let plan = try data.rows("EXPLAIN EXECUTE hinted_lookup(1, 1, '', 1, '', 2, '', 0)") { $0.text(0) ?? "" }

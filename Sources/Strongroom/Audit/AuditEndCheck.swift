@@ -45,19 +45,26 @@ struct AuditEndCheck {
         if last.sequence < head.sequence { return (AuditGap(kind: .cut, expected: head.sequence, found: last.sequence), head.entryMAC) }
         if last.sequence == head.sequence { return constantTimeEquals(last.mac, head.entryMAC) ? nil : rewritten }
         // Longer than the head: the entries after it must chain from the entry it signed.
+        guard let end = try continuation(of: (head.sequence, head.entryMAC), lines: try linesFrom(head.sequence)),
+              end.sequence == last.sequence, constantTimeEquals(end.mac, last.mac) else { return rewritten }
+        return nil
+    }
+
+    /// The last of `lines` (without newlines, oldest first) when the first is the entry `known` (its
+    /// sequence number and MAC) and each later one chains from the one before; nil otherwise.
+    func continuation(of known: (sequence: UInt64, mac: [UInt8]), lines: [ArraySlice<UInt8>]) throws -> (sequence: UInt64, mac: [UInt8])? {
         var previous: [UInt8]?
-        var expected = head.sequence
-        for line in try linesFrom(head.sequence) {
-            guard let entry = AuditLineFormat.split(line), entry.sequence == expected else { return rewritten }
+        var expected = known.sequence
+        for line in lines {
+            guard let entry = AuditLineFormat.split(line), entry.sequence == expected else { return nil }
             if let previous {
-                guard constantTimeEquals(try mac.authenticationCode(for: [previous, Array(entry.body)]), entry.mac) else { return rewritten }
+                guard constantTimeEquals(try mac.authenticationCode(for: [previous, Array(entry.body)]), entry.mac) else { return nil }
             } else {
-                guard constantTimeEquals(entry.mac, head.entryMAC) else { return rewritten }
+                guard constantTimeEquals(entry.mac, known.mac) else { return nil }
             }
             previous = entry.mac
             expected += 1
         }
-        guard expected == last.sequence + 1, let previous, constantTimeEquals(previous, last.mac) else { return rewritten }
-        return nil
+        return previous.map { (expected - 1, $0) }
     }
 }

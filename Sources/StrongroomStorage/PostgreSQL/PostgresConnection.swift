@@ -11,18 +11,19 @@ internal import CPostgreSQL
 /// keeps each one behind a lock.
 public final class PostgresConnection: Database {
     /// The raw handle: `PGconn *`, closed in `deinit`.
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
     /// Prepared statement names, keyed by the engine's SQL text.
     private var prepared: [String: String] = [:]
     /// Rows changed by the last statement (`PQcmdTuples`).
     private var lastChanges = 0
-    /// The key of the advisory lock that serialises write transactions (see `transaction`).
-    private let writeLockKey: Int64
+    /// The key of the advisory lock that serialises write transactions (see `transaction`); a
+    /// statement that must wait for them takes it too (`pg_advisory_xact_lock`).
+    public let writeLockKey: Int64
     /// The statements that set up a session: run after connecting and after a reconnect.
     private let sessionSetup: String
     /// True inside `transaction`: a connection lost there is not re-established until it ends, so
     /// the rest of the body cannot run outside the transaction it belonged to.
-    private var inTransaction = false
+    var inTransaction = false
     /// The schema holding the store's tables.
     public let schema: String
     /// The channel this connection listens on (`listen`), subscribed again after a reconnect.
@@ -203,15 +204,27 @@ public final class PostgresConnection: Database {
     /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
     private func query(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) -> PostgresResult {
         try reconnectIfLost()
-        let name: String
-        if let known = prepared[sql] {
-            name = known
-        } else {
-            name = "s\(prepared.count + 1)"
-            let result = PostgresResult(unsafe PQprepare(handle, name, PostgresConnection.numberedParameters(sql), 0, nil))
-            try check(result, sql: sql)
-            prepared[sql] = name
+        let name = try preparedName(sql)
+        let result = try withParameters(values, sql: sql) { count, pointers, lengths, formats in
+            unsafe PostgresResult(PQexecPrepared(handle, name, count, pointers, lengths, formats, 0))
         }
+        try check(result, sql: sql)
+        return result
+    }
+
+    /// The name of `sql`'s prepared statement, prepared first (with `?` rewritten to `$1…$n`) if it is not yet.
+    func preparedName(_ sql: String) throws(DatabaseError) -> String {
+        if let known = prepared[sql] { return known }
+        let name = "s\(prepared.count + 1)"
+        let result = PostgresResult(unsafe PQprepare(handle, name, PostgresConnection.numberedParameters(sql), 0, nil))
+        try check(result, sql: sql)
+        prepared[sql] = name
+        return name
+    }
+
+    /// Calls `body` with `values` as libpq takes a statement's parameters: their count, values, lengths and formats.
+    func withParameters<T>(_ values: [SQLValue], sql: String,
+                           _ body: (Int32, [UnsafePointer<CChar>?], [Int32], [Int32]) -> T) throws(DatabaseError) -> T {
         // All parameters in one buffer: text as NUL-terminated UTF-8 (libpq reads text parameters up
         // to their NUL), bytes as binary with a length, so they need no escaping.
         var buffer: [UInt8] = [0]
@@ -245,15 +258,13 @@ public final class PostgresConnection: Database {
             formats.append(format)
             if format == 0 { buffer.append(0) }
         }
-        let result = unsafe buffer.withUnsafeBufferPointer { bytes in
+        return unsafe buffer.withUnsafeBufferPointer { bytes in
             let base = unsafe UnsafeRawPointer(bytes.baseAddress!)
             let pointers: [UnsafePointer<CChar>?] = unsafe offsets.map {
                 $0 < 0 ? nil : unsafe (base + $0).assumingMemoryBound(to: CChar.self)
             }
-            return unsafe PostgresResult(PQexecPrepared(handle, name, Int32(values.count), pointers, lengths, formats, 0))
+            return unsafe body(Int32(values.count), pointers, lengths, formats)
         }
-        try check(result, sql: sql)
-        return result
     }
 
     /// Rewrites SQLite's placeholders as PostgreSQL's, leaving quoted text and identifiers alone: a
@@ -292,7 +303,7 @@ public final class PostgresConnection: Database {
 
     /// Reconnects once when the server closed the connection (a restart or failover); prepared
     /// statements are gone with the session, so they are prepared again.
-    private func reconnectIfLost() throws(DatabaseError) {
+    func reconnectIfLost() throws(DatabaseError) {
         guard unsafe PQstatus(handle) != CONNECTION_OK else { return }
         guard !inTransaction else {
             throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "connection lost inside a transaction, which was rolled back")
@@ -373,7 +384,7 @@ public final class PostgresConnection: Database {
     }
 
     /// Throws the result's error unless it succeeded.
-    private func check(_ result: PostgresResult, sql: String?) throws(DatabaseError) {
+    func check(_ result: PostgresResult, sql: String?) throws(DatabaseError) {
         if let error = result.error(connection: handle, sql: sql) { throw error }
     }
 

@@ -9,19 +9,32 @@ import Synchronization
 ///
 /// An append is one `INSERT` of the new entries, committed before `record` returns (so no plaintext
 /// leaves the store before its entry is committed and, with PostgreSQL's default `synchronous_commit`,
-/// durable). It chains after the last entry this process knows of. The sequence number is the primary
-/// key, so when another process appended meanwhile the insert fails as a whole; the log then reads the
-/// real last entry and chains again. Entry n+1 can only be written by someone who saw entry n
-/// committed, and never twice: one chain, no forks, no gaps, and one round trip while no one else writes.
-/// A tail read back is first checked against the signed head (`AuditEndCheck`): rows cut off the end
-/// are a gap, and nothing is appended after one until it is acknowledged.
+/// durable). It chains after the last entry this process knows of, and takes the transaction-level
+/// advisory lock `appendLock` before it inserts. The sequence number is the primary key, so when
+/// another process appended meanwhile the insert fails as a whole. The log then takes its turn: in a
+/// transaction holding that lock (no one else can insert until it commits) it reads the entries
+/// appended since the one it knows, checks that they chain from it, and chains its own after the last.
+/// That cannot lose again, so under contention an append waits in line rather than retrying; while
+/// other processes keep appending, the next append takes its turn at once, and the first one that finds
+/// no one else appended since goes back to the single statement. Entry n+1 can only be written by
+/// someone who saw entry n committed, and never twice: one chain, no forks, no gaps, and one round trip
+/// while no one else writes. A tail read back whole is first checked against the signed head
+/// (`AuditEndCheck`): rows cut off the end are a gap, and nothing is appended after one until it is
+/// acknowledged.
 ///
 /// Thread safety: safe to call from any thread; calls are serialised.
 final class PostgresAuditLog: AuditTrail {
     /// The table's name, shown as the place of a bad entry.
     static let table = "audit_log"
-    /// How many times an append chains again after losing a race before it gives up (fail closed).
+    /// How many times an append chains again before it gives up (fail closed): after the first try it
+    /// waits for its turn, so only rows cut off the end meanwhile make it try again.
     static let attempts = 1000
+    /// The transaction-level advisory lock every insert into the table takes first: the audit
+    /// connection's write lock, which a turn (`PostgresConnection.beginLocked`) holds until its commit.
+    private let appendLock: Int64
+    /// The most entries a turn reads since the one it knew: with more (a process idle while others
+    /// appended much), it reads the end and checks it against the signed head instead, as a first read does.
+    static let turnReadLimit = 1000
     private let state: Mutex<State>
     private let mac: HMACSHA256
     private let genesis: [UInt8]
@@ -29,13 +42,16 @@ final class PostgresAuditLog: AuditTrail {
     private let endCheck: AuditEndCheck
 
     private struct State: ~Copyable {
-        let connection: any Database
+        let connection: PostgresConnection
         /// The last entry this process knows of; nil until read.
         var tail: (sequence: UInt64, mac: [UInt8])?
+        /// True when others appended before this process's last append: the next one takes its turn at once.
+        var contended = false
     }
 
-    init(connection: consuming sending any Database, mac: HMACSHA256, storeID: [UInt8],
+    init(connection: consuming sending PostgresConnection, mac: HMACSHA256, storeID: [UInt8],
          headStore: any AuditHeadStore) throws(AuditLogError) {
+        self.appendLock = connection.writeLockKey
         self.state = Mutex(State(connection: connection, tail: nil))
         self.mac = mac
         self.headKeeper = AuditHeadKeeper(store: headStore)
@@ -46,14 +62,18 @@ final class PostgresAuditLog: AuditTrail {
     func append(_ events: [AuditEvent]) throws -> UInt64? {
         guard !events.isEmpty else { return nil }
         let rows = Array(repeating: "(?::bigint, ?::bytea)", count: events.count).joined(separator: ", ")
-        return try appendChained(events) { connection, previous, values -> Attempt<Int> in
-            // Inserted only while the entry chained after is still there: rows cut off the end
-            // under a running process make its next append read the tail back and check it.
-            try connection.run("""
+        // Inserted only while the entry chained after is still there: rows cut off the end under a
+        // running process make its next append read the tail back and check it.
+        let sql = """
+            WITH appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(rows)) AS v(sequence, line)
-                WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
-                """, values + [.integer(Int64(previous)), .integer(Int64(previous))])
-            return connection.changes == events.count ? .appended(0) : .chainAgain
+                \(PostgresAuditLog.serialised(appendLock)) WHERE ? = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?)
+                RETURNING 1)
+            SELECT count(*) FROM appended
+            """
+        return try appendChained(events, sql, arguments: { previous, values in values + [.integer(Int64(previous)), .integer(Int64(previous))] }) {
+            rows -> Attempt<Int> in
+            rows.first?.int64(0) == Int64(events.count) ? .appended(0) : .chainAgain
         }.lastSequence
     }
 
@@ -65,19 +85,16 @@ final class PostgresAuditLog: AuditTrail {
     /// before this returns, also returns the read's rows. One round trip while no one else appends.
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
-        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read)
-        let appended = try appendChained(events) { connection, previous, values -> Attempt<[T]> in
+        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read, lock: appendLock)
+        let appended = try appendChained(events, sql, arguments: { previous, values in read.arguments + values + [.integer(Int64(previous))] }) {
+            statementRows -> Attempt<[T]> in
             var rows: [T] = []
             var (appendedCount, predecessorFound) = (Int64(0), false)
-            var mapFailure: (any Error)?
-            try connection.forEachRow(sql, read.arguments + values + [.integer(Int64(previous))]) { row in
+            for row in statementRows {
                 appendedCount = row.int64(read.columnCount)
                 predecessorFound = row.int64(read.columnCount + 1) != 0
-                guard !row.isNull(0) else { return }
-                // The statement's rows are all read (the connection must be ready again) before a mapping failure is thrown.
-                do { rows.append(try map(row)) } catch { mapFailure = mapFailure ?? error }
+                if !row.isNull(0) { rows.append(try map(row)) }
             }
-            if let mapFailure { throw mapFailure }
             if appendedCount == events.count { return .appended(rows) }
             // Nothing appended: the read's condition did not hold, or the entry chained after is gone
             // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).
@@ -96,37 +113,65 @@ final class PostgresAuditLog: AuditTrail {
         case chainAgain
     }
 
-    /// Appends `events` by `insert` (given the connection, the sequence number of the entry chained
-    /// after, and each entry's sequence number and line), chained after the last entry this process
-    /// knows of; when another process appended meanwhile (the insert fails on the primary key) or the
-    /// entry chained after is gone, the real last entry is read, checked against the signed head, and
-    /// the entries are chained again. The sequence number the last entry took (nil when `insert` did
-    /// not append them), and what `insert` returned.
-    private func appendChained<Result: Sendable>(_ events: [AuditEvent],
-                                                 _ insert: @Sendable (any Database, UInt64, [SQLValue]) throws -> Attempt<Result>) throws
+    /// Appends `events` by `sql` (with the values `arguments` gives for the sequence number of the entry
+    /// chained after and each entry's sequence number and line; `outcome` says what its rows mean),
+    /// chained after the last entry this process knows of. When another process appended meanwhile (the
+    /// insert fails on the primary key), again in a turn: a transaction holding `appendLock` that reads
+    /// the entries appended since (`advancedTail`), chains after them and commits. When the entry
+    /// chained after is gone, after the real last entry, read and checked against the signed head. The
+    /// sequence number the last entry took (nil when the statement did not append them), and what
+    /// `outcome` returned.
+    private func appendChained<Result: Sendable>(_ events: [AuditEvent], _ sql: String,
+                                                 arguments: (_ previous: UInt64, _ entries: [SQLValue]) -> [SQLValue],
+                                                 outcome: ([any Row]) throws -> Attempt<Result>) throws
         -> (lastSequence: UInt64?, result: Result) {
         let (lastSequence, result, dueHead) = try state.withLock { state throws -> (UInt64?, Result, AuditHead?) in
             // A head found deleted: the tail is read back and checked against the head.
             if headKeeper.takeHeadFoundMissing() { state.tail = nil }
-            for _ in 0..<PostgresAuditLog.attempts {
-                let tail = try state.tail ?? checkedTail(state.connection)
-                let (last, values) = try chained(events, after: tail)
-                let attempt: Attempt<Result>
+            let connection = state.connection
+            for attempt in 0..<PostgresAuditLog.attempts {
+                let known = try state.tail ?? checkedTail(connection)
+                let (tried, after, last): (Attempt<Result>, (sequence: UInt64, mac: [UInt8]), (sequence: UInt64, mac: [UInt8]))
                 do {
-                    attempt = try insert(state.connection, tail.sequence, values)
+                    if attempt == 0 && !state.contended {
+                        let (chainedLast, values) = try chained(events, after: known)
+                        let rows = try connection.rows(sql, arguments(known.sequence, values)) { $0 }
+                        (tried, after, last) = (try outcome(rows), known, chainedLast)
+                    } else {
+                        // Its turn: no one else inserts until the commit, one round trip later.
+                        var lines: [ArraySlice<UInt8>] = []
+                        try connection.beginLocked(reading: """
+                            SELECT line FROM audit_log WHERE sequence >= \(known.sequence) ORDER BY sequence LIMIT \(PostgresAuditLog.turnReadLimit)
+                            """) {
+                            lines.append(PostgresAuditLog.withoutNewline($0.blob(0) ?? []))
+                        }
+                        let (current, othersAppended, chainedLast, values): ((sequence: UInt64, mac: [UInt8]), Bool, (sequence: UInt64, mac: [UInt8]), [SQLValue])
+                        do {
+                            (current, othersAppended) = try advancedTail(from: known, lines: lines, connection)
+                            (chainedLast, values) = try chained(events, after: current)
+                        } catch {
+                            connection.rollBack()
+                            throw error
+                        }
+                        var rows: [any Row] = []
+                        try connection.forEachRowAndCommit(sql, arguments(current.sequence, values)) { rows.append($0) }
+                        (tried, after, last) = (try outcome(rows), current, chainedLast)
+                        state.contended = othersAppended
+                    }
                 } catch let error as DatabaseError where error.isConstraintViolation {
-                    state.tail = nil   // another process appended: chain after its entries
+                    state.contended = true   // another process appended: chain after its entries, in turn
                     continue
                 } catch {
                     state.tail = nil
                     throw error
                 }
-                switch attempt {
+                switch tried {
                 case .appended(let result):
                     state.tail = last
                     // Noted in chain order, under the state lock; saved (when due) outside it.
-                    return (last.sequence, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: tail.sequence))
+                    return (last.sequence, result, headKeeper.noteAppended(sequence: last.sequence, entryMAC: last.mac, after: after.sequence))
                 case .notAppended(let result):
+                    state.tail = after
                     return (nil, result, nil)
                 case .chainAgain:
                     state.tail = nil
@@ -138,9 +183,34 @@ final class PostgresAuditLog: AuditTrail {
         return (lastSequence, result)
     }
 
-    /// The statement of `record(_:with:_:)` for `count` entries: parameters `read.arguments`, then each
-    /// entry's sequence number and line, then the sequence number of the entry chained after.
-    static func appendingSQL(entries count: Int, with read: AuditedRead) -> String {
+    /// The last entry in the table, given its `lines` from the entry `known` on (the last this process
+    /// knew of), and whether others were appended after it: when `known` is still there and they chain
+    /// from it, the last of them; otherwise (rows cut off or rewritten, or `turnReadLimit` lines or more)
+    /// the last entry once the end is checked against the signed head, as a first read is.
+    private func advancedTail(from known: (sequence: UInt64, mac: [UInt8]), lines: [ArraySlice<UInt8>], _ database: any Database) throws
+        -> (tail: (sequence: UInt64, mac: [UInt8]), othersAppended: Bool) {
+        if known.sequence > 0, lines.count < PostgresAuditLog.turnReadLimit, let end = try endCheck.continuation(of: known, lines: lines) {
+            return (end, end.sequence != known.sequence)
+        }
+        return (try checkedTail(database), true)
+    }
+
+    /// A stored line without its newline.
+    private static func withoutNewline(_ line: [UInt8]) -> ArraySlice<UInt8> {
+        line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...]
+    }
+
+    /// A join that takes the transaction-level advisory lock `key` before its rows are produced, so an
+    /// insert from it waits for the turn in progress (the lock is taken again, harmlessly, in a turn).
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADVISORY-LOCKS>
+    static func serialised(_ key: Int64) -> String {
+        "CROSS JOIN (SELECT pg_advisory_xact_lock(\(key))) AS serialised"
+    }
+
+    /// The statement of `record(_:with:_:)` for `count` entries, inserting under the advisory lock
+    /// `lock`: parameters `read.arguments`, then each entry's sequence number and line, then the
+    /// sequence number of the entry chained after.
+    static func appendingSQL(entries count: Int, with read: AuditedRead, lock: Int64) -> String {
         let first = read.arguments.count + 1
         let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
         let predecessor = first + 2 * count
@@ -152,7 +222,7 @@ final class PostgresAuditLog: AuditTrail {
             WITH audited_read AS (\(read.rows)),
             appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
-                WHERE (\(read.condition)) AND (\(predecessorPresent))
+                \(serialised(lock)) WHERE (\(read.condition)) AND (\(predecessorPresent))
                 RETURNING 1)
             SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
             FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
@@ -184,10 +254,7 @@ final class PostgresAuditLog: AuditTrail {
     /// The lines (without newlines) of the entries `from` through `last`, in sequence order.
     private func lines(from first: UInt64, through last: UInt64, in database: any Database) throws -> [ArraySlice<UInt8>] {
         try database.rows("SELECT line FROM audit_log WHERE sequence >= ? AND sequence <= ? ORDER BY sequence",
-                          [.integer(Int64(first)), .integer(Int64(last))]) { row in
-            let line = row.blob(0) ?? []
-            return line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...]
-        }
+                          [.integer(Int64(first)), .integer(Int64(last))]) { PostgresAuditLog.withoutNewline($0.blob(0) ?? []) }
     }
 
     func acknowledgeGap(_ acknowledgement: (AuditGap, [UInt8]?) -> AuditEvent) throws -> AuditGap {
@@ -202,7 +269,7 @@ final class PostgresAuditLog: AuditTrail {
                 let last = try AuditLineFormat.chain([acknowledgement(gap, headMAC)], after: tail.sequence, previous: tail.mac,
                                                      mac: mac, into: &output)
                 do {
-                    try state.connection.run("INSERT INTO audit_log (sequence, line) VALUES (?, ?)",
+                    try state.connection.run("INSERT INTO audit_log (sequence, line) SELECT ?::bigint, ?::bytea FROM (SELECT 1) AS one \(PostgresAuditLog.serialised(appendLock))",
                                              [.integer(Int64(last.sequence)), .blob(output)])
                 } catch let error as DatabaseError where error.isConstraintViolation {
                     continue   // another process appended meanwhile: look at the end again
