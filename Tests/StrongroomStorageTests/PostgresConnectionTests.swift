@@ -473,7 +473,7 @@ struct PostgresConnectionTests {
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 2)
         try connection.beginLocked(reading: "SELECT 1") { _ in }
         try connection.forEachRowAndCommit("INSERT INTO t (x) VALUES (?)", [.integer(3)]) { _ in }
-        try observer.transaction { try observer.run("INSERT INTO t (x) VALUES (4)") }
+        try observer.transaction { () throws(DatabaseError) in try observer.run("INSERT INTO t (x) VALUES (4)") }
         #expect(try observer.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2, 3, 4])
     }
 }
