@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomCrypto
 import StrongroomStorage
 import Synchronization
 
@@ -43,7 +44,7 @@ struct CallerIDHint: Sendable {
     private var entriesByTag: [Int64: [Entry]] = [:]
 
     /// Reads every row of the index version `indexVersion` from `data` (the store's data connection).
-    init(indexVersion: UInt32, from data: any Database) throws {
+    init(indexVersion: UInt32, from data: any Database) throws(DatabaseError) {
         self.indexVersion = indexVersion
         try data.forEachRow(CallerIDHint.readAll, [.int(Int(indexVersion))]) { row in
             entriesByTag[row.int64(1), default: []].append(Entry(row, checkColumn: 2))
@@ -133,8 +134,9 @@ extension Store {
         let indexes = keyring.keys.phoneIndexes
         guard auditTrail.appendsBesideData, auditHooks.first is any AuditTrail, indexes.count == 1, let index = indexes.first,
               let declaration = purposeDeclaration(context.purpose), declaration.lawfulBasis != .consent else { return nil }
-        let tags = try storeErrors { try index.tags(for: e164) }
-        let known = try storeErrors { try hintEntries(under: tags.truncated, indexVersion: index.version) }
+        let tags: PhoneBlindIndex.Tags
+        do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
+        let known = try hintEntries(under: tags.truncated, indexVersion: index.version)
         var holders: [SubjectID] = []
         for entry in known where !holders.contains(entry.subject) {
             if index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) { holders.append(entry.subject) }
@@ -143,12 +145,10 @@ extension Store {
         let read: (appended: Bool, rows: [CheckedCandidate])
         if holders.isEmpty {
             var newest: Int64?
-            let rows = try storeErrors {
-                try data.withLock { connection in
-                    try connection.rows(CallerIDHint.candidatesAndNewestVersion, arguments) { row -> CheckedCandidate? in
-                        newest = row.isNull(CallerCandidate.columnCount + 1) ? nil : row.int64(CallerCandidate.columnCount + 1)
-                        return row.isNull(0) ? nil : CheckedCandidate(row, index: index, fullTag: tags.full)
-                    }
+            let rows = try withData { (connection) throws(DatabaseError) in
+                try connection.rows(CallerIDHint.candidatesAndNewestVersion, arguments) { row -> CheckedCandidate? in
+                    newest = row.isNull(CallerCandidate.columnCount + 1) ? nil : row.int64(CallerCandidate.columnCount + 1)
+                    return row.isNull(0) ? nil : CheckedCandidate(row, index: index, fullTag: tags.full)
                 }
             }
             guard (newest ?? 0) <= Int64(index.version) else { return nil }
@@ -182,9 +182,9 @@ extension Store {
 
     /// The hint's rows under `tag` for the index version `indexVersion`, read first if the hint is of
     /// another version or was not read yet.
-    private func hintEntries(under tag: Int64, indexVersion: UInt32) throws -> [CallerIDHint.Entry] {
+    private func hintEntries(under tag: Int64, indexVersion: UInt32) throws(StoreError) -> [CallerIDHint.Entry] {
         if let entries = callerIDHint.withLock({ $0?.indexVersion == indexVersion ? $0?.entries(under: tag) : nil }) { return entries }
-        let loaded = try data.withLock { try CallerIDHint(indexVersion: indexVersion, from: $0) }
+        let loaded = try withData { (connection) throws(DatabaseError) in try CallerIDHint(indexVersion: indexVersion, from: connection) }
         callerIDHint.withLock { $0 = loaded }
         return loaded.entries(under: tag)
     }

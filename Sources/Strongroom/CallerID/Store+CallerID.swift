@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomCrypto
 import StrongroomPhone
 import StrongroomStorage
 
@@ -65,9 +66,10 @@ extension Store {
         // Keyed under the active index's call-record key, so the number is not recoverable from the row;
         // after an index rotation (or from before the call-record key had its own label), a call logged
         // earlier is not recognised as a repeat and is logged again.
-        let callKey = try storeErrors {
-            try keyring.phoneIndex.callKey(e164: e164, milliseconds: milliseconds, direction: direction.rawValue)
-        }
+        let callKey: [UInt8]
+        do throws(CryptoError) {
+            callKey = try keyring.phoneIndex.callKey(e164: e164, milliseconds: milliseconds, direction: direction.rawValue)
+        } catch { throw .crypto(error) }
         let (subjects, logged) = try writeSubjects(context: context) { write -> ([SubjectID], Bool) in
             let connection = write.connection
             var subjects = try matches.map(\.id).filter { try write.admits($0, .callRecord) }
@@ -93,7 +95,8 @@ extension Store {
             }
             return (subjects, true)
         }
-        let refreshed = try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        let probes = try probeTags(e164)
+        let refreshed = try withData { (connection) throws(DatabaseError) in try matchingSubjects(probes, in: connection) }
         guard let caller = try answer(refreshed, context: context).first else {
             throw .accessRefused(subjects[0], purpose: context.purpose,
                                  reason: "this purpose may not process the caller's data (restricted, or no consent)")
@@ -121,18 +124,18 @@ extension Store {
     /// commits to the data. So while the data is as it was when the keys were last found current, a
     /// miss under them is a miss.
     private func subjectsHolding(_ e164: String) throws(StoreError) -> [CallerCandidate] {
-        let (candidates, dataVersion) = try storeErrors {
-            try data.withLock { connection in
-                (try matchingSubjects(e164: e164, in: connection), backend.dataVersion(of: connection))
-            }
+        let probes = try probeTags(e164)
+        let (candidates, dataVersion) = try withData { (connection) throws(DatabaseError) in
+            (try matchingSubjects(probes, in: connection), backend.dataVersion(of: connection))
         }
         guard candidates.isEmpty else { return candidates }
         let alreadyChecked = keysCheckedAtDataVersion.withLock { checked in
             defer { checked = dataVersion }
             return dataVersion != nil && checked == dataVersion
         }
-        guard !alreadyChecked, try storeErrors({ try keyring.reloadIfChanged() }) else { return [] }
-        return try storeErrors { try data.withLock { try matchingSubjects(e164: e164, in: $0) } }
+        guard !alreadyChecked, try keyring.reloadIfChanged() else { return [] }
+        let reloaded = try probeTags(e164)
+        return try withData { (connection) throws(DatabaseError) in try matchingSubjects(reloaded, in: connection) }
     }
 
     /// The subjects whose index rows seal exactly this number's full tag, with the clear columns and the
@@ -141,13 +144,12 @@ extension Store {
     ///
     /// Where the backend checks candidates inside the query (`CallerIDProbe.checksInQuery`, SQLite), only
     /// exact matches' rows are read; otherwise the few candidates' rows come with their checks, which are
-    /// made here.
-    private func matchingSubjects(e164: String, in connection: any Database) throws -> [CallerCandidate] {
+    /// made here. `probes`: the number's tags under each index version (`probeTags`).
+    private func matchingSubjects(_ probes: [(index: PhoneBlindIndex, tags: PhoneBlindIndex.Tags)],
+                                  in connection: any Database) throws(DatabaseError) -> [CallerCandidate] {
         var matches: [CallerCandidate] = []
         let probe = callerIDProbe
-        // One index version normally; two while an index rotation builds the new one.
-        for index in keyring.keys.phoneIndexes {
-            let tags = try index.tags(for: e164)
+        for (index, tags) in probes {
             let (version, tag) = (SQLValue.int(Int(index.version)), SQLValue.integer(tags.truncated))
             let arguments = probe.checksInQuery ? [version, tag, .blob(tags.full)] : [version, tag]
             try connection.forEachRow(probe.sql, arguments) { row in
@@ -159,6 +161,14 @@ extension Store {
             }
         }
         return matches
+    }
+
+    /// The tags of `e164` under each answering index version: one normally, two while an index rotation
+    /// builds the new one.
+    private func probeTags(_ e164: String) throws(StoreError) -> [(index: PhoneBlindIndex, tags: PhoneBlindIndex.Tags)] {
+        do throws(CryptoError) {
+            return try keyring.keys.phoneIndexes.map { (index) throws(CryptoError) in (index, try index.tags(for: e164)) }
+        } catch { throw .crypto(error) }
     }
 
     /// The one field a caller-ID answer decrypts.
