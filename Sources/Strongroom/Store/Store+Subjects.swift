@@ -81,6 +81,7 @@ extension Store {
         _ = try keyring.reloadIfChanged()
         let now = Store.milliseconds(Date())
         var known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection)
+        let erased = try tombstones(ofExternalIDs: subjects.compactMap { $0.metadata.externalID.flatMap { known[$0] == nil ? $0 : nil } })
         var results: [WriteResult] = []
         var creating: [(position: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
@@ -102,7 +103,7 @@ extension Store {
             guard let externalID, let existing = known[externalID] else {
                 // An erased external id is never brought back (its tombstone, one index probe): refused,
                 // or with `skippingRefused` (an import) skipped and reported.
-                if let externalID, let erased = try tombstone(ofExternalID: externalID) {
+                if let externalID, let erased = erased[externalID] {
                     guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
                     results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt,
                                                unindexedPhoneNumbers: 0))
@@ -139,6 +140,20 @@ extension Store {
             known[$0.text(0) ?? ""] = (SubjectID(rawValue: $0.int64(1)), UInt32($0.int64(11)), Store.summary(from: $0, offset: 1).metadata)
         }
         return known
+    }
+
+    /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
+    /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
+    private func tombstones(ofExternalIDs externalIDs: [String]) throws -> [String: ErasureReceipt] {
+        guard !externalIDs.isEmpty else { return [:] }
+        var byTag: [[UInt8]: String] = [:]
+        for externalID in Set(externalIDs) { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
+        let receipts = try keyring.database.read { try $0.tombstones(externalIDTags: Array(byTag.keys)) }
+        var erased: [String: ErasureReceipt] = [:]
+        for receipt in receipts {
+            if let externalID = byTag[receipt.externalIDTag ?? []] { erased[externalID] = receipt.with(externalID: externalID) }
+        }
+        return erased
     }
 
     /// The columns of a new subject's row, in the order `insertNew` gives their values.
