@@ -1,4 +1,6 @@
+import Dispatch
 import Foundation
+import Synchronization
 import StrongroomStorage
 import StrongroomPhone
 
@@ -118,7 +120,6 @@ public struct CSVImporter: Sendable {
         let normalizer = try store.normalizer(for: options.region)
         var report = ImportReport()
         var batch: [(line: Int, subject: NewSubject)] = []
-        var pending: [(line: Int, subject: NewSubject)] = []
         var rowsDone = 0
 
         func flush() throws {
@@ -155,51 +156,89 @@ public struct CSVImporter: Sendable {
             progress(rowsDone)
         }
 
+        let readBatch: @Sendable (inout CSVReader) -> ReadBatch = { [self] reader in
+            readRows(from: &reader, columns: columns, normalizer: normalizer, upTo: options.strict ? .max : options.batchSize)
+        }
+        if options.strict {
+            let read = readBatch(&reader)
+            report.unindexed = read.unindexed
+            report.rejected = read.rejected
+            var pending: [(line: Int, subject: NewSubject)] = []
+            for row in read.rows {
+                // Checked before anything is written, so that the file is refused as a whole (the
+                // write path checks again, and refuses the batch, should an erasure come meanwhile).
+                if let externalID = row.subject.metadata.externalID, let erased = try store.tombstone(ofExternalID: externalID) {
+                    report.rejected.append(.erased(line: row.line, at: erased.erasedAt))
+                } else {
+                    pending.append(row)
+                }
+            }
+            guard report.rejected.isEmpty else { throw ImportError.rejectedRows(report.rejected.sorted { $0.line < $1.line }) }
+            for start in stride(from: 0, to: pending.count, by: options.batchSize) {
+                batch = Array(pending[start..<min(start + options.batchSize, pending.count)])
+                try flush()
+            }
+            return report
+        }
+        // Two stages on two cores: while this thread writes batch k (keys, seals, rows, audit), another
+        // reads batch k+1 from the file (parsing, validation, phone normalisation). Reports keep file
+        // order: a batch's read problems are reported before its write's, as when one thread did both.
+        let readAhead = ReadAhead(reader: reader, readBatch: readBatch)
+        var read = readAhead.readNow()
         while true {
+            report.rejected += read.rejected
+            report.unindexed += read.unindexed
+            guard !read.rows.isEmpty else { break }
+            batch = read.rows
+            readAhead.start()
+            do { try flush() } catch {
+                _ = readAhead.finish()
+                throw error
+            }
+            read = readAhead.finish()
+        }
+        return report
+    }
+
+    /// Rows read from the file by `readRows`, with the problems found in them.
+    struct ReadBatch: Sendable {
+        /// The good rows, with their lines, in file order.
+        var rows: [(line: Int, subject: NewSubject)] = []
+        /// Rows refused by the reading (malformed, invalid values), in file order.
+        var rejected: [ImportReport.RejectedRow] = []
+        /// Numbers that will be stored but not indexed, in file order.
+        var unindexed: [ImportReport.UnindexedNumber] = []
+    }
+
+    /// Reads records from `reader` until `limit` good rows are read or the file ends.
+    private func readRows(from reader: inout CSVReader, columns: [String], normalizer: PhoneNormalizer,
+                          upTo limit: Int) -> ReadBatch {
+        var read = ReadBatch()
+        while read.rows.count < limit {
             let record: CSVRecord
             do {
                 guard let next = try reader.next() else { break }
                 record = next
             } catch {
-                report.rejected.append(.init(line: error.line, reason: error.reason))
+                read.rejected.append(.init(line: error.line, reason: error.reason))
                 continue
             }
             // A blank line is not a row (spreadsheets leave them): skipped, not reported.
             if record.fields == [""] { continue }
             switch subject(from: record, columns: columns) {
             case .failure(let reason):
-                report.rejected.append(.init(line: record.line, column: reason.column, reason: reason.message))
+                read.rejected.append(.init(line: record.line, column: reason.column, reason: reason.message))
             case .success(let subject):
                 for (column, label) in CSVImporter.phoneColumns {
                     guard let phone = subject.personal.phones?.first(where: { $0.label == label }) else { continue }
                     do { _ = try normalizer.normalize(phone.number) } catch {
-                        report.unindexed.append(.init(line: record.line, column: column, reason: error.reason))
+                        read.unindexed.append(.init(line: record.line, column: column, reason: error.reason))
                     }
                 }
-                if options.strict {
-                    // Checked before anything is written, so that the file is refused as a whole (the
-                    // write path checks again, and refuses the batch, should an erasure come meanwhile).
-                    if let externalID = subject.metadata.externalID, let erased = try store.tombstone(ofExternalID: externalID) {
-                        report.rejected.append(.erased(line: record.line, at: erased.erasedAt))
-                        continue
-                    }
-                    pending.append((record.line, subject))
-                } else {
-                    batch.append((record.line, subject))
-                    if batch.count >= options.batchSize { try flush() }
-                }
+                read.rows.append((record.line, subject))
             }
         }
-        if options.strict {
-            guard report.rejected.isEmpty else { throw ImportError.rejectedRows(report.rejected) }
-            for start in stride(from: 0, to: pending.count, by: options.batchSize) {
-                batch = Array(pending[start..<min(start + options.batchSize, pending.count)])
-                try flush()
-            }
-        } else {
-            try flush()
-        }
-        return report
+        return read
     }
 
     private struct RowProblem: Error {
@@ -352,5 +391,39 @@ extension String {
         while start < end, isBlank(scalars[start]) { scalars.formIndex(after: &start) }
         while end > start, isBlank(scalars[scalars.index(before: end)]) { scalars.formIndex(before: &end) }
         return String(scalars[start..<end])
+    }
+}
+
+/// Reads an import's next batch on another thread while the caller writes the one before: the reader
+/// and the batch read are handed over under a lock, and `finish` waits for the read to end.
+private final class ReadAhead: Sendable {
+    private let state: Mutex<(reader: CSVReader, read: CSVImporter.ReadBatch?)>
+    private let reading = DispatchGroup()
+    private let readBatch: @Sendable (inout CSVReader) -> CSVImporter.ReadBatch
+
+    init(reader: CSVReader, readBatch: @escaping @Sendable (inout CSVReader) -> CSVImporter.ReadBatch) {
+        state = Mutex((reader, nil))
+        self.readBatch = readBatch
+    }
+
+    /// The next batch, read on this thread.
+    func readNow() -> CSVImporter.ReadBatch {
+        state.withLock { readBatch(&$0.reader) }
+    }
+
+    /// Starts reading the next batch on another thread.
+    func start() {
+        DispatchQueue.global().async(group: reading) { [self] in
+            state.withLock { $0.read = readBatch(&$0.reader) }
+        }
+    }
+
+    /// The batch `start` read, once it is read.
+    func finish() -> CSVImporter.ReadBatch {
+        reading.wait()
+        return state.withLock { state in
+            defer { state.read = nil }
+            return state.read ?? CSVImporter.ReadBatch()
+        }
     }
 }
