@@ -119,7 +119,7 @@ public struct CSVImporter: Sendable {
         }
         let normalizer = try store.normalizer(for: options.region)
         var report = ImportReport()
-        var batch: [(line: Int, subject: NewSubject)] = []
+        var batch: [ReadRow] = []
         var rowsDone = 0
 
         func flush() throws {
@@ -127,7 +127,9 @@ public struct CSVImporter: Sendable {
             let stored = try storedRows(mergedInto: batch.map(\.subject))
             batch = try batch.compactMap { row in
                 switch try merged(row.subject, over: stored, context: context) {
-                case .success(let subject): return (row.line, subject)
+                case .success(let subject):
+                    // Numbers merged with stored ones are normalised again by the write.
+                    return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil)
                 case .failure(let problem):
                     let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
                     if options.strict { throw ImportError.rejectedRows([rejected]) }
@@ -138,8 +140,8 @@ public struct CSVImporter: Sendable {
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
-            let results = try store.write(batch.map(\.subject), region: options.region, skippingRefused: !options.strict,
-                                          context: context)
+            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), region: options.region,
+                                          skippingRefused: !options.strict, context: context)
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))
@@ -163,7 +165,7 @@ public struct CSVImporter: Sendable {
             let read = readBatch(&reader)
             report.unindexed = read.unindexed
             report.rejected = read.rejected
-            var pending: [(line: Int, subject: NewSubject)] = []
+            var pending: [ReadRow] = []
             for row in read.rows {
                 // Checked before anything is written, so that the file is refused as a whole (the
                 // write path checks again, and refuses the batch, should an erasure come meanwhile).
@@ -200,10 +202,20 @@ public struct CSVImporter: Sendable {
         return report
     }
 
+    /// A good row read from the file.
+    struct ReadRow: Sendable {
+        /// The line where it starts.
+        let line: Int
+        /// What it says.
+        let subject: NewSubject
+        /// Its numbers in E.164, in the order of `subject.personal.phones`; nil for one that cannot be normalised.
+        let numbers: [String?]?
+    }
+
     /// Rows read from the file by `readRows`, with the problems found in them.
     struct ReadBatch: Sendable {
-        /// The good rows, with their lines, in file order.
-        var rows: [(line: Int, subject: NewSubject)] = []
+        /// The good rows, in file order.
+        var rows: [ReadRow] = []
         /// Rows refused by the reading (malformed, invalid values), in file order.
         var rejected: [ImportReport.RejectedRow] = []
         /// Numbers that will be stored but not indexed, in file order.
@@ -229,13 +241,16 @@ public struct CSVImporter: Sendable {
             case .failure(let reason):
                 read.rejected.append(.init(line: record.line, column: reason.column, reason: reason.message))
             case .success(let subject):
-                for (column, label) in CSVImporter.phoneColumns {
-                    guard let phone = subject.personal.phones?.first(where: { $0.label == label }) else { continue }
-                    do { _ = try normalizer.normalize(phone.number) } catch {
+                // Normalised here, on the reading thread, once: the write indexes these.
+                var numbers: [String?] = []
+                for phone in subject.personal.phones ?? [] {
+                    do { numbers.append(try normalizer.normalize(phone.number).e164) } catch {
+                        numbers.append(nil)
+                        let column = CSVImporter.phoneColumns.first { $0.1 == phone.label }?.0 ?? phone.label
                         read.unindexed.append(.init(line: record.line, column: column, reason: error.reason))
                     }
                 }
-                read.rows.append((record.line, subject))
+                read.rows.append(ReadRow(line: record.line, subject: subject, numbers: numbers))
             }
         }
         return read

@@ -65,15 +65,25 @@ extension Store {
     /// with `skippingRefused` that row alone skipped (its result has `erasedAt`).
     public func write(_ subjects: [NewSubject], region: String? = nil, skippingRefused: Bool = false,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
+        try write(subjects, numbers: [], region: region, skippingRefused: skippingRefused, context: context)
+    }
+
+    /// `write`, given the E.164 form of the subjects' numbers where the caller has them (the importer
+    /// normalises on its reading thread): `numbers[i]`, when there is one and it is not nil, holds
+    /// `subjects[i].personal.phones`' numbers in order, normalised by the normaliser for `region`
+    /// (nil for a number that cannot be); the others are normalised here.
+    func write(_ subjects: [NewSubject], numbers: [[String?]?], region: String?, skippingRefused: Bool,
+               context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
         return try writeSubjects(context: context) { write in
-            try createOrUpdate(subjects, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
+            try createOrUpdate(subjects, numbers: numbers, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
         }
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
     /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
-    func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
+    /// `numbers`: the subjects' numbers in E.164 where known, as `write(_:numbers:region:skippingRefused:context:)` takes them.
+    func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
                         in write: SubjectWriteTransaction) throws -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
@@ -83,19 +93,20 @@ extension Store {
         var known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection)
         let erased = try tombstones(ofExternalIDs: subjects.compactMap { $0.metadata.externalID.flatMap { known[$0] == nil ? $0 : nil } })
         var results: [WriteResult] = []
-        var creating: [(position: Int, subject: NewSubject)] = []
+        var creating: [(position: Int, input: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
         /// Writes the new subjects met so far, and fills in their results.
         func createPending() throws {
-            let created = try insertNew(creating.map(\.subject), normalizer: normalizer, now: now, in: write)
-            for ((position, subject), (id, unindexed)) in zip(creating, created) {
+            let created = try insertNew(creating.map(\.subject), numbers: creating.map { numbers.indices.contains($0.input) ? numbers[$0.input] : nil },
+                                        normalizer: normalizer, now: now, in: write)
+            for ((position, _, subject), (id, unindexed)) in zip(creating, created) {
                 results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
                 if let externalID = subject.metadata.externalID { known[externalID] = (id, 1, subject.metadata) }
             }
             creating.removeAll()
             creatingExternalIDs.removeAll()
         }
-        for subject in subjects {
+        for (input, subject) in subjects.enumerated() {
             let externalID = subject.metadata.externalID
             // The same external id twice in one batch: the first row's subject is written before the
             // second row updates it, as if the rows had come in batches of their own.
@@ -109,7 +120,7 @@ extension Store {
                                                unindexedPhoneNumbers: 0))
                     continue
                 }
-                creating.append((results.count, subject))
+                creating.append((results.count, input, subject))
                 if let externalID { creatingExternalIDs.insert(externalID) }
                 results.append(WriteResult(id: SubjectID(rawValue: 0), created: true, unindexedPhoneNumbers: 0))
                 continue
@@ -168,7 +179,7 @@ extension Store {
     /// are reserved, their keys made (one fresh key each, committed in the key database first), their
     /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
     /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
-    private func insertNew(_ subjects: [NewSubject], normalizer: PhoneNormalizer, now: Int64,
+    private func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64,
                            in write: SubjectWriteTransaction) throws -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
         let ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:))
@@ -177,19 +188,34 @@ extension Store {
         var rows: [[SQLValue]] = []
         var indexRows: [[SQLValue]] = []
         var created: [(id: SubjectID, unindexed: Int, fields: [PersonalField])] = []
-        for (subject, (id, key)) in zip(subjects, zip(ids, keys)) {
+        rows.reserveCapacity(subjects.count)
+        created.reserveCapacity(subjects.count)
+        let phoneIndexes = keyring.keys.phoneIndexes
+        for (position, (subject, (id, key))) in zip(subjects, zip(ids, keys)).enumerated() {
             let sealed = try sealedFields(subject.personal, of: id, under: key)
             // The key is new: only a budget smaller than one subject's fields can be exhausted.
             guard UInt64(sealed.count) <= keyring.nonceBudget else {
                 throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
             }
-            let index = try blindIndexEntries(subject.personal.phones ?? [], of: id, normalizer: normalizer, into: keyring.keys.phoneIndexes)
-            indexRows += index.entries.map { Store.phoneIndexRow($0, of: id) }
-            let ciphertexts = Dictionary(uniqueKeysWithValues: sealed)
-            rows.append([.integer(id.rawValue)] + Store.metadataValues(subject.metadata)
-                + [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                   .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
-                + PersonalField.allCases.map { ciphertexts[$0].map(SQLValue.blob) ?? .null })
+            let index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers[position], of: id, normalizer: normalizer,
+                                              into: phoneIndexes)
+            for entry in index.entries { indexRows.append(Store.phoneIndexRow(entry, of: id)) }
+            var row: [SQLValue] = [.integer(id.rawValue)]
+            row.reserveCapacity(Store.newSubjectColumns.count)
+            row += Store.metadataValues(subject.metadata)
+            row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
+                    .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
+            // `sealed` is in `PersonalField` order: one pass puts each ciphertext in its column.
+            var next = sealed.startIndex
+            for field in PersonalField.allCases {
+                if next < sealed.endIndex, sealed[next].field == field {
+                    row.append(.blob(sealed[next].ciphertext))
+                    next += 1
+                } else {
+                    row.append(.null)
+                }
+            }
+            rows.append(row)
             created.append((id, index.unindexed, sealed.map(\.field)))
         }
         try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
