@@ -144,12 +144,12 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
-    @Test("external ids holding quotes, backslashes, commas, braces and NULL as text survive the batch's lookup: a re-import updates them",
+    @Test("external ids holding quotes, backslashes, commas, braces, tabs, line breaks and NULL as text survive the batch's insert and lookup: a re-import updates them",
           arguments: TestBackend.all)
     func awkwardExternalIDs(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
-        let ids = [#"q"1"#, #"back\slash"#, "comma,{brace}", "NULL", " ", "ünï €"]
+        let ids = [#"q"1"#, #"back\slash"#, "comma,{brace}", "NULL", " ", "ünï €", "tab\there", "line\nbreak\r", #"\N"#]
         let file = { (name: String) in
             Self.header + ids.map { "\"\($0.replacingOccurrences(of: "\"", with: "\"\""))\",lead,\(name),,,,,,,,,,,\n" }.joined()
         }
