@@ -73,7 +73,6 @@ struct PostgresBackend: StoreBackend {
     /// but NULL and integers quoted, with `"` and `\` escaped by a backslash; bytes in bytea's hex form.
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/arrays.html#ARRAYS-IO>
     static func arrayLiteral(_ values: some Sequence<SQLValue>) -> String {
-        let hexDigits = Array("0123456789abcdef".utf8)
         var literal: [UInt8] = [UInt8(ascii: "{")]
         for value in values {
             if literal.count > 1 { literal.append(UInt8(ascii: ",")) }
@@ -93,10 +92,7 @@ struct PostgresBackend: StoreBackend {
                 literal.append(UInt8(ascii: "\""))
             case .blob(let bytes):
                 literal += "\"\\\\x".utf8
-                for byte in bytes {
-                    literal.append(hexDigits[Int(byte >> 4)])
-                    literal.append(hexDigits[Int(byte & 0x0F)])
-                }
+                appendHex(bytes, to: &literal)
                 literal.append(UInt8(ascii: "\""))
             }
         }
@@ -109,7 +105,6 @@ struct PostgresBackend: StoreBackend {
     /// (`\x…`, its backslash escaped in turn).
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-copy.html> (File Formats, Text Format)
     static func copyText(_ rows: [[SQLValue]]) -> [UInt8] {
-        let hexDigits = Array("0123456789abcdef".utf8)
         var text: [UInt8] = []
         for row in rows {
             for (position, value) in row.enumerated() {
@@ -133,15 +128,23 @@ struct PostgresBackend: StoreBackend {
                     }
                 case .blob(let bytes):
                     text += "\\\\x".utf8
-                    for byte in bytes {
-                        text.append(hexDigits[Int(byte >> 4)])
-                        text.append(hexDigits[Int(byte & 0x0F)])
-                    }
+                    appendHex(bytes, to: &text)
                 }
             }
             text.append(UInt8(ascii: "\n"))
         }
         return text
+    }
+
+    /// The digits `appendHex` writes.
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Appends `bytes` in lower-case hexadecimal, two digits a byte (bytea's hex form, after its `\x`).
+    private static func appendHex(_ bytes: [UInt8], to output: inout [UInt8]) {
+        for byte in bytes {
+            output.append(hexDigits[Int(byte >> 4)])
+            output.append(hexDigits[Int(byte & 0x0F)])
+        }
     }
 
     func connect(keys: Bool, existing: Bool) throws -> any Database {
