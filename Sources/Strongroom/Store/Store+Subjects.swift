@@ -1,7 +1,9 @@
+import Dispatch
 import Foundation
 import StrongroomCrypto
 import StrongroomPhone
 import StrongroomStorage
+import Synchronization
 
 /// A new lead or contact: clear metadata and the personal data to encrypt.
 public struct NewSubject: Sendable, Hashable {
@@ -185,50 +187,62 @@ extension Store {
         let ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:))
         let keys = try keyring.createSubjectKeys(for: ids)
         try faultInjection?("write.keys", subjects.count)
-        var rows: [[SQLValue]] = []
-        var indexRows: [[SQLValue]] = []
-        var created: [(id: SubjectID, unindexed: Int, fields: [PersonalField])] = []
-        rows.reserveCapacity(subjects.count)
-        created.reserveCapacity(subjects.count)
-        let phoneIndexes = keyring.keys.phoneIndexes
-        for (position, (subject, (id, key))) in zip(subjects, zip(ids, keys)).enumerated() {
-            let sealed = try sealedFields(subject.personal, of: id, under: key)
-            // The key is new: only a budget smaller than one subject's fields can be exhausted.
-            guard UInt64(sealed.count) <= keyring.nonceBudget else {
-                throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
-            }
-            let index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers[position], of: id, normalizer: normalizer,
-                                              into: phoneIndexes)
-            for entry in index.entries { indexRows.append(Store.phoneIndexRow(entry, of: id)) }
-            var row: [SQLValue] = [.integer(id.rawValue)]
-            row.reserveCapacity(Store.newSubjectColumns.count)
-            row += Store.metadataValues(subject.metadata)
-            row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                    .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
-            // `sealed` is in `PersonalField` order: one pass puts each ciphertext in its column.
-            var next = sealed.startIndex
-            for field in PersonalField.allCases {
-                if next < sealed.endIndex, sealed[next].field == field {
-                    row.append(.blob(sealed[next].ciphertext))
-                    next += 1
-                } else {
-                    row.append(.null)
-                }
-            }
-            rows.append(row)
-            created.append((id, index.unindexed, sealed.map(\.field)))
+        let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
+        // Pure CPU, no database: sealed on this thread and a second one, half the batch each.
+        let sealed = try Store.concurrentMap(subjects.count) { position in
+            try newSubjectRows(subjects[position], id: ids[position], key: keys[position], numbers: numbers[position],
+                               normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes)
         }
-        try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+        try backend.insert(sealed.map(\.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
         try faultInjection?("write.rows", subjects.count)
-        try backend.insert(indexRows, into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-        let emailIndexes = keyring.keys.emailIndexes
-        let emailRows = try zip(subjects, ids).flatMap { subject, id in
-            try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes)
-        }
-        try backend.insert(emailRows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        try backend.insert(sealed.flatMap(\.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        try backend.insert(sealed.flatMap(\.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
         try faultInjection?("write.sealed", subjects.count)
-        for subject in created { write.record(subject.id, .create, fields: subject.fields) }
-        return created.map { ($0.id, $0.unindexed) }
+        for (id, subject) in zip(ids, sealed) { write.record(id, .create, fields: subject.fields) }
+        return zip(ids, sealed).map { ($0, $1.unindexed) }
+    }
+
+    /// A new subject's row (its fields sealed under `key`), its blind-index rows, how many of its numbers
+    /// could not be indexed, and the fields written: what `insertNew` inserts for it.
+    private func newSubjectRows(_ subject: NewSubject, id: SubjectID, key: KeyHandle, numbers: [String?]?, normalizer: PhoneNormalizer,
+                                now: Int64, phoneIndexes: [PhoneBlindIndex], emailIndexes: [EmailBlindIndex]) throws
+        -> (row: [SQLValue], phoneIndexRows: [[SQLValue]], emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField]) {
+        let sealed = try sealedFields(subject.personal, of: id, under: key)
+        // The key is new: only a budget smaller than one subject's fields can be exhausted.
+        guard UInt64(sealed.count) <= keyring.nonceBudget else {
+            throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
+        }
+        let index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: phoneIndexes)
+        var row: [SQLValue] = [.integer(id.rawValue)]
+        row.reserveCapacity(Store.newSubjectColumns.count)
+        row += Store.metadataValues(subject.metadata)
+        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
+                .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
+        // `sealed` is in `PersonalField` order: one pass puts each ciphertext in its column.
+        var next = sealed.startIndex
+        for field in PersonalField.allCases {
+            if next < sealed.endIndex, sealed[next].field == field {
+                row.append(.blob(sealed[next].ciphertext))
+                next += 1
+            } else {
+                row.append(.null)
+            }
+        }
+        return (row, index.entries.map { Store.phoneIndexRow($0, of: id) },
+                try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes), index.unindexed, sealed.map(\.field))
+    }
+
+    /// `transform` of each position in `0..<count`, in order, computed on this thread and one more (the
+    /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
+    /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
+    static func concurrentMap<T: Sendable>(_ count: Int, _ transform: @Sendable (Int) throws -> T) throws -> [T] {
+        let parts = count >= 16 ? 2 : 1
+        let done = Mutex<[Int: Result<[T], any Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let outcome = Result { try (count * part / parts..<count * (part + 1) / parts).map(transform) }
+            done.withLock { $0[part] = outcome }
+        }
+        return try done.withLock { done in try (0..<parts).flatMap { try done[$0]?.get() ?? [] } }
     }
 
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
