@@ -114,7 +114,7 @@ extension Store {
             // second row updates it, as if the rows had come in batches of their own.
             if let externalID, creatingExternalIDs.contains(externalID) { try createPending() }
             guard let externalID, let existing = known[externalID] else {
-                // An erased external id is never brought back (its tombstone, one index probe): refused,
+                // An erased external id is never brought back (its tombstone, probed with the batch's): refused,
                 // or with `skippingRefused` (an import) skipped and reported.
                 if let externalID, let erased = erased[externalID] {
                     guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
