@@ -6,6 +6,14 @@ import Testing
 struct ImportTests {
     let header = "external_id,kind,name,company,email,phone,mobile,work_phone,address,notes,source,owner,last_contacted,shoe_size\n"
 
+    @Test("cells lose the blanks Foundation's whitespace set holds (tab, space separators, zero-width space) at their ends, nothing else")
+    func trimmingMatchesFoundation() {
+        for text in ["", " ", "\t", "plain", "\t a b \t", "\u{00A0}x\u{3000}", "\u{2003}y\u{202F}", "\n z \n", "\r\nq", "\u{200B}w\u{200B}",
+                     "\u{FEFF}v", "é ", " ü", "\u{1680}\u{2000}\u{205F}"] {
+            #expect(text.trimmingBlanks() == text.trimmingCharacters(in: .whitespaces), "\(text.unicodeScalars.map(\.value))")
+        }
+    }
+
     @Test("bad rows are reported with their line and skipped; good rows land; unknown columns become custom fields", arguments: TestBackend.all)
     func badRows(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")

@@ -33,7 +33,7 @@ struct QueryPlanTests {
         for pinned in [KeyDatabase.subjectKeysToRewrap, rewrapSubjectKeys, RotationStatements.dropSubjectIndexRows,
                        RotationStatements.subjectUpdatedAt, RotationStatements.dropStagedIndexRows,
                        RotationStatements.dropStagedRowsOfIndexedSubjects, RotationStatements.copyStagedIndexRows,
-                       KeyDatabase.tombstoneByExternalID] {
+                       KeyDatabase.tombstonesByExternalIDs] {
             #expect(statements.contains { $0.matches(pinned) }, "not run by the paths: \(pinned)")
         }
         #expect(statements.count > 40, "only \(statements.count) statements were seen: the paths did not run")
@@ -67,8 +67,9 @@ struct QueryPlanTests {
             (RotationStatements.copyStagedIndexRows, "USING INTEGER PRIMARY KEY (rowid=?)", "Hash Join"),
             (KeyDatabase.subjectKeysToRewrap, "USING PRIMARY KEY (subject_id>?)", "subject_keys_pkey"),
             (rewrapSubjectKeys, "USING PRIMARY KEY (subject_id=? AND version=?)", "subject_keys_pkey"),
-            // The tombstone probe each imported or created row makes (an erased external id is never re-created).
-            (KeyDatabase.tombstoneByExternalID, "USING INDEX tombstones_by_external_id (external_id_tag=?)", "tombstones_by_external_id"),
+            // The tombstone probe of the rows a write would create, a chunk at a time (an erased external
+            // id is never re-created).
+            (KeyDatabase.tombstonesByExternalIDs, "USING INDEX tombstones_by_external_id (external_id_tag=?)", "tombstones_by_external_id"),
         ]
         for (sql, sqlitePlan, postgresIndex) in expected {
             let statement = try #require(statements.first { $0.matches(sql) })
@@ -115,9 +116,11 @@ struct QueryPlanTests {
         }
         // A write of several new subjects looks the batch's external ids up in one statement, and
         // writes subject keys in sets whose conflict check goes by primary key.
+        // An import batch reads the stored rows its rows merge numbers and custom fields over in one statement too.
         let lookups = statements.filter { $0.sql.hasPrefix("SELECT external_id, \(Store.summaryColumns) FROM subjects WHERE external_id") }
-        #expect(!lookups.isEmpty)
-        for lookup in lookups {
+        let mergeReads = statements.filter { $0.sql.hasPrefix(CSVImporter.storedRowsByExternalID) }
+        #expect(!lookups.isEmpty && !mergeReads.isEmpty)
+        for lookup in lookups + mergeReads {
             let plan = try lookup.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? "USING INDEX sqlite_autoindex_subjects_1 (external_id=?)" : "subjects_external_id_key"),
                     "\(backend): \(lookup.sql)\nplan:\n\(plan)")
@@ -229,6 +232,9 @@ struct QueryPlanTests {
         try store.setRestricted(true, ids[2], context: TestStore.admin)
         try store.erase(ids[3], reason: "request", context: TestStore.admin)
         _ = try store.write([sampleSubject("plan3")], skippingRefused: true, context: TestStore.admin)
+        // An import row carrying one of a stored subject's numbers: its stored numbers are read to merge over.
+        _ = try CSVImporter(store: store).run(Array("external_id,mobile\next-plan5,07700 900555\nnew-import,07700 900556\n".utf8),
+                                              context: TestStore.admin)
         try store.delete(ids[4], context: TestStore.admin)
         _ = try store.rotateMasterKey(to: try SecretKey.random(), context: TestStore.admin)
         _ = try store.rotateKeyEncryptionKey(batchSize: 2, context: TestStore.admin)

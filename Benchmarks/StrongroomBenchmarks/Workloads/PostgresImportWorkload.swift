@@ -30,7 +30,7 @@ struct PostgresImportWorkload {
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: try backend.storeLocation(scratch: directory),
                                          keyProvider: StaticKeyProvider(key: try SecretKey.random()), configuration: configuration)
-            let (created, seconds) = try ImportWorkload.timeImport(bytes, into: store)
+            let (created, seconds, cpuSeconds) = try ImportWorkload.timeImport(bytes, into: store)
             let rate = Double(created) / seconds
             let baselineRate = Double(rows.count) / insertSeconds
             return BenchmarkResult(workload: "import", backend: backend.name, n: contacts, operations: created, opsPerS: rate,
@@ -40,7 +40,8 @@ struct PostgresImportWorkload {
                                    notes: "rows/s including CSV parsing, phone normalisation, per-subject keys and an audit entry per row; "
                                        + "p50 columns show the mean µs per row; baseline: plain PostgreSQL on the same server, "
                                        + "a prepared multi-row INSERT per table and batch of \(Self.batch) "
-                                       + String(format: "(COPY of the same batches: %.0f rows/s)", Double(rows.count) / copySeconds),
+                                       + String(format: "(COPY of the same batches: %.0f rows/s); client CPU %.1f µs per row",
+                                                Double(rows.count) / copySeconds, cpuSeconds * 1e6 / Double(max(created, 1))),
                                    copyBaselineOpsPerS: Double(rows.count) / copySeconds)
         }
     }

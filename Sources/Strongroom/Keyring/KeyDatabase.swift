@@ -119,9 +119,16 @@ final class KeyDatabase: Sendable {
         subject_id, receipt, external_id_tag, erased_at, actor, reason, destroyed_keys, destroyed_rows,
         destroyed_index_entries, destroyed_consent_entries, destroyed_calls, audit_sequence, mac
         """
-    /// The tombstone of an erased external id, probed once per row a write would create (import,
-    /// create, call record): by its unique index on the keyed hash.
+    /// The tombstone of an erased external id (a receipt's lookup, a strict import's check): by its
+    /// unique index on the keyed hash.
     static let tombstoneByExternalID = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag = ?"
+    /// External ids asked per statement by `KeyTables.tombstones(externalIDTags:)`: always this many,
+    /// so that one statement text, prepared once, serves every batch (a short chunk repeats a tag).
+    static let tombstoneProbeWidth = 50
+    /// The tombstones of up to `tombstoneProbeWidth` erased external ids, probed once per chunk of the
+    /// rows a write would create: through the same unique index as `tombstoneByExternalID`.
+    static let tombstonesByExternalIDs = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag IN ("
+        + Array(repeating: "?", count: tombstoneProbeWidth).joined(separator: ", ") + ")"
     /// The tombstone of an erased subject, by store id: the primary key.
     static let tombstoneBySubject = "SELECT \(tombstoneColumns) FROM tombstones WHERE subject_id = ?"
     /// The rotation's committed position after a batch of a walk over subjects.

@@ -29,6 +29,19 @@ extension KeyTables {
         try connection.firstRow(KeyDatabase.tombstoneByExternalID, [.blob(tag)], KeyTables.receipt(from:))
     }
 
+    /// The receipts kept with the tombstones of the external ids whose keyed hashes are `tags`, in
+    /// statements of `KeyDatabase.tombstoneProbeWidth` tags each (a round trip per chunk, not per tag).
+    func tombstones(externalIDTags tags: [[UInt8]]) throws -> [ErasureReceipt] {
+        var receipts: [ErasureReceipt] = []
+        let width = KeyDatabase.tombstoneProbeWidth
+        for start in stride(from: 0, to: tags.count, by: width) {
+            let chunk = tags[start..<min(start + width, tags.count)]
+            let padded = chunk + Array(repeating: chunk[chunk.endIndex - 1], count: width - chunk.count)
+            receipts += try connection.rows(KeyDatabase.tombstonesByExternalIDs, padded.map { .blob($0) }, KeyTables.receipt(from:))
+        }
+        return receipts
+    }
+
     /// The receipt kept with the tombstone of `subject`.
     func tombstone(of subject: SubjectID) throws(DatabaseError) -> ErasureReceipt? {
         try connection.firstRow(KeyDatabase.tombstoneBySubject, [.integer(subject.rawValue)], KeyTables.receipt(from:))

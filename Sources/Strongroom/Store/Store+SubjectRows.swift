@@ -91,20 +91,23 @@ extension Store {
     }
 
     /// The blind-index rows of `phones` (each distinct normalised number once) under each of `indexes`,
-    /// and how many numbers could not be normalised.
-    func blindIndexEntries(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer,
+    /// and how many numbers could not be normalised. `numbers`, when given, holds `phones`' numbers
+    /// already normalised by `normalizer` (nil for one that cannot be), in order.
+    func blindIndexEntries(_ phones: [LabeledPhone], numbers: [String?]? = nil, of id: SubjectID, normalizer: PhoneNormalizer,
                            into indexes: [PhoneBlindIndex]) throws -> (entries: [BlindIndexEntry], unindexed: Int) {
         var entries: [BlindIndexEntry] = []
         var unindexed = 0
         var seen = Set<String>()
-        for phone in phones {
-            guard let number = try? normalizer.normalize(phone.number) else {
+        let numbers = numbers?.count == phones.count ? numbers : nil
+        for (position, phone) in phones.enumerated() {
+            let normalized = numbers.map { $0[position] } ?? (try? normalizer.normalize(phone.number))?.e164
+            guard let e164 = normalized else {
                 unindexed += 1
                 continue
             }
-            guard seen.insert(number.e164).inserted else { continue }
+            guard seen.insert(e164).inserted else { continue }
             for index in indexes {
-                let tags = try index.tags(for: number.e164)
+                let tags = try index.tags(for: e164)
                 entries.append(BlindIndexEntry(version: index.version, tag: tags.truncated, check: try index.check(tags, subject: id)))
             }
         }

@@ -1,7 +1,9 @@
+import Dispatch
 import Foundation
 import StrongroomCrypto
 import StrongroomPhone
 import StrongroomStorage
+import Synchronization
 
 /// A new lead or contact: clear metadata and the personal data to encrypt.
 public struct NewSubject: Sendable, Hashable {
@@ -65,15 +67,25 @@ extension Store {
     /// with `skippingRefused` that row alone skipped (its result has `erasedAt`).
     public func write(_ subjects: [NewSubject], region: String? = nil, skippingRefused: Bool = false,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
+        try write(subjects, numbers: [], region: region, skippingRefused: skippingRefused, context: context)
+    }
+
+    /// `write`, given the E.164 form of the subjects' numbers where the caller has them (the importer
+    /// normalises on its reading thread): `numbers[i]`, when there is one and it is not nil, holds
+    /// `subjects[i].personal.phones`' numbers in order, normalised by the normaliser for `region`
+    /// (nil for a number that cannot be); the others are normalised here.
+    func write(_ subjects: [NewSubject], numbers: [[String?]?], region: String?, skippingRefused: Bool,
+               context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
         return try writeSubjects(context: context) { write in
-            try createOrUpdate(subjects, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
+            try createOrUpdate(subjects, numbers: numbers, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
         }
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
     /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
-    func createOrUpdate(_ subjects: [NewSubject], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
+    /// `numbers`: the subjects' numbers in E.164 where known, as `write(_:numbers:region:skippingRefused:context:)` takes them.
+    func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
                         in write: SubjectWriteTransaction) throws -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
@@ -81,34 +93,36 @@ extension Store {
         _ = try keyring.reloadIfChanged()
         let now = Store.milliseconds(Date())
         var known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection)
+        let erased = try tombstones(ofExternalIDs: subjects.compactMap { $0.metadata.externalID.flatMap { known[$0] == nil ? $0 : nil } })
         var results: [WriteResult] = []
-        var creating: [(position: Int, subject: NewSubject)] = []
+        var creating: [(position: Int, input: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
         /// Writes the new subjects met so far, and fills in their results.
         func createPending() throws {
-            let created = try insertNew(creating.map(\.subject), normalizer: normalizer, now: now, in: write)
-            for ((position, subject), (id, unindexed)) in zip(creating, created) {
+            let created = try insertNew(creating.map(\.subject), numbers: creating.map { numbers.indices.contains($0.input) ? numbers[$0.input] : nil },
+                                        normalizer: normalizer, now: now, in: write)
+            for ((position, _, subject), (id, unindexed)) in zip(creating, created) {
                 results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)
                 if let externalID = subject.metadata.externalID { known[externalID] = (id, 1, subject.metadata) }
             }
             creating.removeAll()
             creatingExternalIDs.removeAll()
         }
-        for subject in subjects {
+        for (input, subject) in subjects.enumerated() {
             let externalID = subject.metadata.externalID
             // The same external id twice in one batch: the first row's subject is written before the
             // second row updates it, as if the rows had come in batches of their own.
             if let externalID, creatingExternalIDs.contains(externalID) { try createPending() }
             guard let externalID, let existing = known[externalID] else {
-                // An erased external id is never brought back (its tombstone, one index probe): refused,
+                // An erased external id is never brought back (its tombstone, probed with the batch's): refused,
                 // or with `skippingRefused` (an import) skipped and reported.
-                if let externalID, let erased = try tombstone(ofExternalID: externalID) {
+                if let externalID, let erased = erased[externalID] {
                     guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
                     results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt,
                                                unindexedPhoneNumbers: 0))
                     continue
                 }
-                creating.append((results.count, subject))
+                creating.append((results.count, input, subject))
                 if let externalID { creatingExternalIDs.insert(externalID) }
                 results.append(WriteResult(id: SubjectID(rawValue: 0), created: true, unindexedPhoneNumbers: 0))
                 continue
@@ -141,6 +155,20 @@ extension Store {
         return known
     }
 
+    /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
+    /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
+    private func tombstones(ofExternalIDs externalIDs: [String]) throws -> [String: ErasureReceipt] {
+        guard !externalIDs.isEmpty else { return [:] }
+        var byTag: [[UInt8]: String] = [:]
+        for externalID in Set(externalIDs) { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
+        let receipts = try keyring.database.read { try $0.tombstones(externalIDTags: Array(byTag.keys)) }
+        var erased: [String: ErasureReceipt] = [:]
+        for receipt in receipts {
+            if let externalID = byTag[receipt.externalIDTag ?? []] { erased[externalID] = receipt.with(externalID: externalID) }
+        }
+        return erased
+    }
+
     /// The columns of a new subject's row, in the order `insertNew` gives their values.
     private static let newSubjectColumns = [BulkColumn("id", .integer), BulkColumn("kind", .text), BulkColumn("external_id", .text),
                                             BulkColumn("owner", .text), BulkColumn("status", .text), BulkColumn("source", .text),
@@ -153,41 +181,68 @@ extension Store {
     /// are reserved, their keys made (one fresh key each, committed in the key database first), their
     /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
     /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
-    private func insertNew(_ subjects: [NewSubject], normalizer: PhoneNormalizer, now: Int64,
+    private func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64,
                            in write: SubjectWriteTransaction) throws -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
         let ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:))
         let keys = try keyring.createSubjectKeys(for: ids)
         try faultInjection?("write.keys", subjects.count)
-        var rows: [[SQLValue]] = []
-        var indexRows: [[SQLValue]] = []
-        var created: [(id: SubjectID, unindexed: Int, fields: [PersonalField])] = []
-        for (subject, (id, key)) in zip(subjects, zip(ids, keys)) {
-            let sealed = try sealedFields(subject.personal, of: id, under: key)
-            // The key is new: only a budget smaller than one subject's fields can be exhausted.
-            guard UInt64(sealed.count) <= keyring.nonceBudget else {
-                throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
-            }
-            let index = try blindIndexEntries(subject.personal.phones ?? [], of: id, normalizer: normalizer, into: keyring.keys.phoneIndexes)
-            indexRows += index.entries.map { Store.phoneIndexRow($0, of: id) }
-            let ciphertexts = Dictionary(uniqueKeysWithValues: sealed)
-            rows.append([.integer(id.rawValue)] + Store.metadataValues(subject.metadata)
-                + [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                   .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
-                + PersonalField.allCases.map { ciphertexts[$0].map(SQLValue.blob) ?? .null })
-            created.append((id, index.unindexed, sealed.map(\.field)))
+        let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
+        // Pure CPU, no database: sealed on this thread and a second one, half the batch each.
+        let sealed = try Store.concurrentMap(subjects.count) { position in
+            try newSubjectRows(subjects[position], id: ids[position], key: keys[position], numbers: numbers[position],
+                               normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes)
         }
-        try backend.insert(rows, into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+        try backend.insert(sealed.map(\.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
         try faultInjection?("write.rows", subjects.count)
-        try backend.insert(indexRows, into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-        let emailIndexes = keyring.keys.emailIndexes
-        let emailRows = try zip(subjects, ids).flatMap { subject, id in
-            try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes)
-        }
-        try backend.insert(emailRows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        try backend.insert(sealed.flatMap(\.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        try backend.insert(sealed.flatMap(\.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
         try faultInjection?("write.sealed", subjects.count)
-        for subject in created { write.record(subject.id, .create, fields: subject.fields) }
-        return created.map { ($0.id, $0.unindexed) }
+        for (id, subject) in zip(ids, sealed) { write.record(id, .create, fields: subject.fields) }
+        return zip(ids, sealed).map { ($0, $1.unindexed) }
+    }
+
+    /// A new subject's row (its fields sealed under `key`), its blind-index rows, how many of its numbers
+    /// could not be indexed, and the fields written: what `insertNew` inserts for it.
+    private func newSubjectRows(_ subject: NewSubject, id: SubjectID, key: KeyHandle, numbers: [String?]?, normalizer: PhoneNormalizer,
+                                now: Int64, phoneIndexes: [PhoneBlindIndex], emailIndexes: [EmailBlindIndex]) throws
+        -> (row: [SQLValue], phoneIndexRows: [[SQLValue]], emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField]) {
+        let sealed = try sealedFields(subject.personal, of: id, under: key)
+        // The key is new: only a budget smaller than one subject's fields can be exhausted.
+        guard UInt64(sealed.count) <= keyring.nonceBudget else {
+            throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
+        }
+        let index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: phoneIndexes)
+        var row: [SQLValue] = [.integer(id.rawValue)]
+        row.reserveCapacity(Store.newSubjectColumns.count)
+        row += Store.metadataValues(subject.metadata)
+        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
+                .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
+        // `sealed` is in `PersonalField` order: one pass puts each ciphertext in its column.
+        var next = sealed.startIndex
+        for field in PersonalField.allCases {
+            if next < sealed.endIndex, sealed[next].field == field {
+                row.append(.blob(sealed[next].ciphertext))
+                next += 1
+            } else {
+                row.append(.null)
+            }
+        }
+        return (row, index.entries.map { Store.phoneIndexRow($0, of: id) },
+                try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes), index.unindexed, sealed.map(\.field))
+    }
+
+    /// `transform` of each position in `0..<count`, in order, computed on this thread and one more (the
+    /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
+    /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
+    static func concurrentMap<T: Sendable>(_ count: Int, _ transform: @Sendable (Int) throws -> T) throws -> [T] {
+        let parts = count >= 16 ? 2 : 1
+        let done = Mutex<[Int: Result<[T], any Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let outcome = Result { try (count * part / parts..<count * (part + 1) / parts).map(transform) }
+            done.withLock { $0[part] = outcome }
+        }
+        return try done.withLock { done in try (0..<parts).flatMap { try done[$0]?.get() ?? [] } }
     }
 
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.

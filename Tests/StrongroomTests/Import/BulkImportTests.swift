@@ -1,6 +1,7 @@
 import Foundation
 @testable import Strongroom
 import StrongroomStorage
+import Synchronization
 import Testing
 
 /// The importer writes its batches' new subjects in sets of rows (`Store.insertNew`, multi-row
@@ -100,12 +101,55 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
-    @Test("external ids holding quotes, backslashes, commas, braces and NULL as text survive the batch's lookup: a re-import updates them",
+    @Test("a batch failing once sealed, while the next is read ahead: the batches before it stay, nothing of it or after it; a re-import completes and names the oversized row's line",
+          arguments: TestBackend.all)
+    func failedBatchWhileReadingAhead(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        test.store.close()
+        // Batches of 4: rows 1-4; rows 5, 6, 8, 9 (row 7, line 8, is oversized and refused by the reading); row 10.
+        let file = "external_id,name,phone,notes\n" + (1...10).map { row in
+            "r\(row),Person \(row),020 7946 \(1000 + row),\(row == 7 ? String(repeating: "n", count: 300) : "note \(row)")\n"
+        }.joined()
+        var options = ImportOptions()
+        options.batchSize = 4
+        // The second batch fails after its keys, seals, rows and index rows, before its audit entries and commit.
+        let sealedBatches = Mutex(0)
+        var configuration = StoreConfiguration()
+        configuration.maxFieldBytes = 256
+        configuration.faultInjection = { point, _ in
+            if point == "write.sealed", sealedBatches.withLock({ $0 += 1; return $0 }) == 2 { throw InjectedCrash() }
+        }
+        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        #expect(throws: StoreError.self) { try CSVImporter(store: failing, options: options).run(Array(file.utf8), context: TestStore.admin) }
+        failing.close()
+        try expectConsistent(test.location, key: test.key)
+        configuration.faultInjection = nil
+        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { store.close() }
+        #expect(try store.count() == 4)
+        #expect(try store.callerID(number: "020 7946 1004", context: TestStore.caller).map(\.externalID) == ["r4"])
+        #expect(try store.callerID(number: "020 7946 1005", context: TestStore.caller).isEmpty)
+        #expect(throws: StoreError.self) { try store.resolve("r10") }
+        // Second act: the file again updates the first batch, creates the rest, and names the oversized row.
+        let report = try CSVImporter(store: store, options: options).run(Array(file.utf8), context: TestStore.admin)
+        #expect(report.updated == 4 && report.created == 5)
+        #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
+        for row in (1...10) where row != 7 {
+            let id = try store.resolve("r\(row)")
+            #expect(try store.read(id, context: TestStore.admin).personal.notes == "note \(row)")
+            #expect(try store.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
+        }
+        #expect(try store.verifyAuditLog().isIntact)
+        try expectConsistent(test.location, key: test.key)
+    }
+
+    @Test("external ids holding quotes, backslashes, commas, braces, tabs, line breaks and NULL as text survive the batch's insert and lookup: a re-import updates them",
           arguments: TestBackend.all)
     func awkwardExternalIDs(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")
         defer { test.cleanUp() }
-        let ids = [#"q"1"#, #"back\slash"#, "comma,{brace}", "NULL", " ", "ünï €"]
+        let ids = [#"q"1"#, #"back\slash"#, "comma,{brace}", "NULL", " ", "ünï €", "tab\there", "line\nbreak\r", #"\N"#]
         let file = { (name: String) in
             Self.header + ids.map { "\"\($0.replacingOccurrences(of: "\"", with: "\"\""))\",lead,\(name),,,,,,,,,,,\n" }.joined()
         }

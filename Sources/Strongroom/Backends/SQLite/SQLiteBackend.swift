@@ -102,12 +102,16 @@ struct SQLiteBackend: StoreBackend {
         // an erased subject's ciphertext and key do not linger in free pages. Data: `synchronous =
         // NORMAL` survives a process crash and loses at most the last commits on power loss; keys:
         // `FULL`, each committed key durable (erasure truncates the WAL: `discardDeletedContent`).
-        // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>
+        // `temp_store = MEMORY` keeps statement journals in memory: a multi-row insert in a transaction
+        // (an import's batch) keeps one, which past 64 KiB spilled to a file in /var/tmp (five times the
+        // writes of the import's own WAL, and copies of the store's pages outside its folder).
+        // Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_secure_delete>,
+        // <https://www.sqlite.org/tempfiles.html> (statement journals, and where temporary files go)
         do throws(DatabaseError) {
             let connection = try SQLiteConnection(path: path, create: !existing)
             try connection.execute("""
                 PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
-                PRAGMA mmap_size = 1073741824
+                PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY
                 """)
             return connection
         } catch {
