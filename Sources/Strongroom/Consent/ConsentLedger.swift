@@ -214,7 +214,7 @@ extension Store {
                                try seal(evidence.map { Array($0.utf8) }, .consentEvidence), try seal(actor.plaintext, .consentActor)]
             // The sealed parts (the actor always) count against the subject key's nonce budget like its fields do.
             let sealed = 1 + [clientAddress, evidence].compactMap { $0 }.count
-            let used: Int64??
+            let used: Int64?
             do throws(DatabaseError) {
                 try connection.run("""
                     INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
@@ -226,12 +226,12 @@ extension Store {
                 try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
                                    [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
                 used = connection.changes == 1 ? nil
-                    : .some(try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)]))
+                    : try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) ?? 0
             } catch {
                 throw .database(error)
             }
             if let used {
-                throw .keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0), budget: keyring.nonceBudget)
+                throw .keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used), budget: keyring.nonceBudget)
             }
             write.record(subject, kind, detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")
             return (id, entry)
