@@ -181,7 +181,7 @@ extension StoreError {
              .noFieldsToRectify, .unknownField, .fieldNamedTwice, .invalidEmailAddress:
             return .usage
         case .wrongMasterKey, .storeMismatch, .keyProvider, .keyUnavailable, .accessRefused, .unreadableField, .unreadableKey,
-             .auditFailed, .auditHookFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted, .injectedFault, .unexpected:
+             .auditFailed, .auditHookFailed, .auditGap, .database, .crypto, .file, .keyBudgetExhausted, .injectedFault:
             return .integrity
         }
     }

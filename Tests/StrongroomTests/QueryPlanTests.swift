@@ -353,7 +353,7 @@ struct QueryPlanTests {
             ? "WITH RECURSIVE g(i) AS (SELECT \(first) UNION ALL SELECT i + 1 FROM g WHERE i < \(last)) SELECT i FROM g"
             : "SELECT i FROM generate_series(\(first), \(last)) AS g(i)"
         let bytes = test.backend == .sqlite ? "randomblob(16)" : "decode(md5(i::text), 'hex')"
-        try data.transaction {
+        try data.transaction { () throws(DatabaseError) in
             try data.execute("""
                 INSERT INTO subjects (id, kind, created_at, updated_at, key_version, last_contacted_at)
                     SELECT i, 'contact', i, i, 1, i FROM (\(series)) AS s;
@@ -366,7 +366,7 @@ struct QueryPlanTests {
                     SELECT i, 'marketing-email', 'granted', i, 'staff', 1 FROM (\(series)) AS s;
                 """)
         }
-        try keys.transaction {
+        try keys.transaction { () throws(DatabaseError) in
             try keys.execute("""
                 INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at)
                     SELECT i, 1, i, 1, \(bytes), i FROM (\(series)) AS s;

@@ -51,7 +51,10 @@ final class SubjectWriteTransaction {
     fileprivate var events: [AuditEvent] = []
     /// Entries already audited by `auditNow`.
     fileprivate var auditedCount = 0
+    /// Subjects `admits` said no to, with their entries to audit as refused.
     fileprivate var refusals: [(subject: SubjectID, event: AuditEvent)] = []
+    /// Whether `refuse` refused the whole transaction.
+    fileprivate var refused = false
 
     fileprivate init(connection: any Database, context: AccessContext, store: Store) {
         self.connection = connection
@@ -100,9 +103,9 @@ final class SubjectWriteTransaction {
         return false
     }
 
-    /// Checks that `kind` may change `subject`; when it may not, the whole transaction is refused.
-    func require(_ subject: SubjectID, _ kind: SubjectWriteKind) throws {
-        guard try admits(subject, kind) else { throw WriteRefused() }
+    /// Checks that `kind` may change `subject`; when it may not, the whole transaction is refused (`refuse`).
+    func require(_ subject: SubjectID, _ kind: SubjectWriteKind) throws(StoreError) {
+        guard try admits(subject, kind) else { try refuse() }
     }
 
     /// Records that `kind` changed `subject` (its fields, a non-personal detail): one entry per subject
@@ -111,8 +114,14 @@ final class SubjectWriteTransaction {
         events.append(AuditEvent(action(of: kind), context, subject: subject, fields: fields, detail: detail))
     }
 
-    /// Refuses the whole transaction with the refusals kept so far (at least one `admits` said no).
-    func refuse() throws -> Never { throw WriteRefused() }
+    /// Refuses the whole transaction with the refusals kept so far (at least one `admits` said no):
+    /// `accessRefused` naming the first refused subject. `Store.writeSubjects` rolls the transaction
+    /// back and audits the refusals after the rollback.
+    func refuse() throws(StoreError) -> Never {
+        refused = true
+        let first = refusals[0]
+        throw .accessRefused(first.subject, purpose: context.purpose, reason: first.event.detail ?? "refused")
+    }
 
     /// The audit action of a write kind.
     private func action(of kind: SubjectWriteKind) -> AuditEvent.Action {
@@ -129,11 +138,6 @@ final class SubjectWriteTransaction {
     }
 }
 
-/// Thrown inside a write transaction to roll it back as refused, with the refusals to audit.
-private struct WriteRefused: Error {
-    var refusals: [(subject: SubjectID, event: AuditEvent)] = []
-}
-
 extension Store {
     /// The one function through which every write to a subject goes (create, update, call record,
     /// consent, restriction, erasure and deletion, re-encryption by a rotation).
@@ -143,28 +147,27 @@ extension Store {
     /// changed; before the commit, the recorded entries and any refusals are audited, and if that fails the
     /// transaction rolls back (fail closed). If `body` refuses, the transaction rolls back — a refused
     /// write changes nothing — the refusals are audited, and `accessRefused` names the first refused subject.
-    func writeSubjects<T: Sendable>(context: AccessContext, _ body: @Sendable (SubjectWriteTransaction) throws -> T) throws(StoreError) -> T {
-        do {
-            return try data.withLock { connection in
-                try connection.transaction {
-                    let write = SubjectWriteTransaction(connection: connection, context: context, store: self)
-                    let result: T
-                    do { result = try body(write) } catch is WriteRefused { throw WriteRefused(refusals: write.refusals) }
-                    // Inside the transaction: if the log cannot take the entries, nothing is committed.
-                    let entries = write.refusals.map(\.event) + write.events
-                    if !entries.isEmpty { try audit(entries) }
-                    try injectFault("write.audited", write.auditedCount + write.events.count)
-                    return result
+    func writeSubjects<T: Sendable>(context: AccessContext,
+                                    _ body: @Sendable (SubjectWriteTransaction) throws(StoreError) -> T) throws(StoreError) -> T {
+        var refusals: [AuditEvent] = []
+        do throws(StoreError) {
+            return try withDataTransaction { (connection) throws(StoreError) -> T in
+                let write = SubjectWriteTransaction(connection: connection, context: context, store: self)
+                let result: T
+                do throws(StoreError) { result = try body(write) } catch {
+                    if write.refused { refusals = write.refusals.map(\.event) }
+                    throw error
                 }
+                // Inside the transaction: if the log cannot take the entries, nothing is committed.
+                let entries = write.refusals.map(\.event) + write.events
+                if !entries.isEmpty { try audit(entries) }
+                try injectFault("write.audited", write.auditedCount + write.events.count)
+                return result
             }
-        } catch let refused as WriteRefused {
-            // Rolled back: the refusal is all there is to keep.
-            try audit(refused.refusals.map(\.event))
-            let first = refused.refusals[0]
-            throw .accessRefused(first.subject, purpose: context.purpose, reason: first.event.detail ?? "refused")
         } catch {
-            // `body` throws untyped (Store+Subjects.swift's bodies): left until they are typed.
-            throw .wrap(error)
+            // Rolled back: a refusal is all there is to keep, audited before its `accessRefused` is thrown.
+            if !refusals.isEmpty { try audit(refusals) }
+            throw error
         }
     }
 }

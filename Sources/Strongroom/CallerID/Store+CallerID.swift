@@ -70,9 +70,12 @@ extension Store {
         do throws(CryptoError) {
             callKey = try keyring.phoneIndex.callKey(e164: e164, milliseconds: milliseconds, direction: direction.rawValue)
         } catch { throw .crypto(error) }
-        let (subjects, logged) = try writeSubjects(context: context) { write -> ([SubjectID], Bool) in
+        let (subjects, logged) = try writeSubjects(context: context) { (write) throws(StoreError) -> ([SubjectID], Bool) in
             let connection = write.connection
-            var subjects = try matches.map(\.id).filter { try write.admits($0, .callRecord) }
+            var subjects: [SubjectID] = []
+            for match in matches {
+                if try write.admits(match.id, .callRecord) { subjects.append(match.id) }
+            }
             if subjects.isEmpty {
                 guard matches.isEmpty else { try write.refuse() }
                 let lead = NewSubject(metadata: SubjectMetadata(kind: .lead, source: "Call log", lastContactedAt: time),
@@ -81,18 +84,22 @@ extension Store {
                 // A purpose resting on consent may not process a person who just appeared: no lead then.
                 try write.require(subjects[0], .callRecord)
             }
-            guard try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) == nil else {
-                return (subjects, false)
+            do throws(DatabaseError) {
+                guard try connection.scalarInteger("SELECT 1 FROM calls WHERE call_key = ?", [.blob(callKey)]) == nil else {
+                    return (subjects, false)
+                }
+                try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                   [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
+                for subject in subjects {
+                    try connection.run("""
+                        UPDATE subjects SET last_contacted_at = ?1
+                        WHERE id = ?2 AND (last_contacted_at IS NULL OR last_contacted_at < ?1)
+                        """, [.integer(milliseconds), .integer(subject.rawValue)])
+                }
+            } catch {
+                throw .database(error)
             }
-            try connection.run("INSERT INTO calls (call_key, subject_id, at, direction) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                               [.blob(callKey), .integer(subjects[0].rawValue), .integer(milliseconds), .text(direction.rawValue)])
-            for subject in subjects {
-                try connection.run("""
-                    UPDATE subjects SET last_contacted_at = ?1
-                    WHERE id = ?2 AND (last_contacted_at IS NULL OR last_contacted_at < ?1)
-                    """, [.integer(milliseconds), .integer(subject.rawValue)])
-                write.record(subject, .callRecord, detail: "call \(direction.rawValue) logged")
-            }
+            for subject in subjects { write.record(subject, .callRecord, detail: "call \(direction.rawValue) logged") }
             return (subjects, true)
         }
         let probes = try probeTags(e164)

@@ -179,10 +179,15 @@ extension Store {
     /// for a restricted subject is refused; a withdrawal is not (`SubjectWriteKind`). Returns the entry's id and facts.
     private func appendConsent(_ subject: SubjectID, _ change: LedgerChange, initiator: ConsentInitiator, clientAddress: String?,
                                evidence: String?, context: AccessContext) throws(StoreError) -> (Int64, LedgerFacts) {
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection
-            guard let keyVersion = try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
-            else { throw try notFoundOrErased(subject) }
+            let stored: Int64?
+            do throws(DatabaseError) {
+                stored = try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+            } catch {
+                throw .database(error)
+            }
+            guard let keyVersion = stored else { throw try notFoundOrErased(subject) }
             let entry: LedgerFacts
             switch change {
             case .facts(let facts): entry = facts
@@ -193,8 +198,11 @@ extension Store {
             let key = try keyring.subjectKey(for: subject, version: UInt32(keyVersion))
             // The entry's id is bound into its ciphertexts' AAD, so it is chosen before they are sealed
             // (the write lock held by this transaction keeps it free).
-            let id = try connection.scalarInteger(type(of: backend).nextConsentEntryIDSQL) ?? 1
-            func seal(_ plaintext: [UInt8]?, _ slot: EnvelopeSlot) throws -> SQLValue {
+            let id: Int64
+            do throws(DatabaseError) { id = try connection.scalarInteger(type(of: backend).nextConsentEntryIDSQL) ?? 1 } catch {
+                throw .database(error)
+            }
+            func seal(_ plaintext: [UInt8]?, _ slot: EnvelopeSlot) throws(StoreError) -> SQLValue {
                 guard let plaintext else { return .null }
                 return .blob(try Envelope.seal(plaintext, at: EnvelopeLocation(slot: slot, recordID: id), under: key,
                                                storeID: keyring.storeID))
@@ -202,23 +210,28 @@ extension Store {
             let at = Store.milliseconds(Date())
             let actor = ConsentActorSeal(actor: context.actor, purpose: entry.purpose.rawValue, state: entry.state, at: at,
                                          initiator: initiator, confirms: entry.confirms)
-            try connection.run("""
-                INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
-                                            actor_ct, token_hash, token_expires_at, confirms)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
-                      .integer(at), .text(initiator.rawValue), .integer(keyVersion),
-                      try seal(clientAddress.map { Array($0.utf8) }, .consentClientAddress),
-                      try seal(evidence.map { Array($0.utf8) }, .consentEvidence), try seal(actor.plaintext, .consentActor),
-                      .blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
+            let ciphertexts = [try seal(clientAddress.map { Array($0.utf8) }, .consentClientAddress),
+                               try seal(evidence.map { Array($0.utf8) }, .consentEvidence), try seal(actor.plaintext, .consentActor)]
             // The sealed parts (the actor always) count against the subject key's nonce budget like its fields do.
             let sealed = 1 + [clientAddress, evidence].compactMap { $0 }.count
-            try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
-                               [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
-            guard connection.changes == 1 else {
-                let used = try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
-                throw StoreError.keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used ?? 0),
-                                                    budget: keyring.nonceBudget)
+            let used: Int64?
+            do throws(DatabaseError) {
+                try connection.run("""
+                    INSERT INTO consent_ledger (id, subject_id, purpose, state, at, initiator, key_version, client_ct, evidence_ct,
+                                                actor_ct, token_hash, token_expires_at, confirms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, [.integer(id), .integer(subject.rawValue), .text(entry.purpose.rawValue), .text(entry.state.rawValue),
+                          .integer(at), .text(initiator.rawValue), .integer(keyVersion)]
+                        + ciphertexts + [.blob(entry.tokenHash), .integer(entry.tokenExpiry), .integer(entry.confirms)])
+                try connection.run("UPDATE subjects SET seal_count = seal_count + ?1 WHERE id = ?2 AND seal_count + ?1 <= ?3",
+                                   [.int(sealed), .integer(subject.rawValue), .integer(Int64(keyring.nonceBudget))])
+                used = connection.changes == 1 ? nil
+                    : try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(subject.rawValue)]) ?? 0
+            } catch {
+                throw .database(error)
+            }
+            if let used {
+                throw .keyBudgetExhausted(key: "subject:\(subject.rawValue):\(keyVersion)", used: UInt64(used), budget: keyring.nonceBudget)
             }
             write.record(subject, kind, detail: "\(entry.purpose): \(entry.state.rawValue) (\(initiator.rawValue))")
             return (id, entry)

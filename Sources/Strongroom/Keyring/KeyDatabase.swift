@@ -51,16 +51,6 @@ final class KeyDatabase: Sendable {
         }
     }
 
-    /// `read` for a body that throws untyped: left for Rotation/ and CallerID until merged.
-    func read<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
-        try locked { try body($0) }
-    }
-
-    /// `transaction` for a body that throws untyped: left for Rotation/ and CallerID until merged.
-    func transaction<Result: Sendable>(_ body: (KeyTables) throws -> Result) throws -> Result {
-        try read { tables in try tables.connection.transaction { try body(tables) } }
-    }
-
     /// The connection itself, for the query-plan tests that ask it for its prepared statements; the
     /// engine goes through `read` and `transaction`.
     var connectionForInspection: any Database { tables.withLock { $0.connection } }

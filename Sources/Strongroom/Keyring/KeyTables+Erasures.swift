@@ -31,7 +31,7 @@ extension KeyTables {
 
     /// The receipts kept with the tombstones of the external ids whose keyed hashes are `tags`, in
     /// statements of `KeyDatabase.tombstoneProbeWidth` tags each (a round trip per chunk, not per tag).
-    func tombstones(externalIDTags tags: [[UInt8]]) throws -> [ErasureReceipt] {
+    func tombstones(externalIDTags tags: [[UInt8]]) throws(DatabaseError) -> [ErasureReceipt] {
         var receipts: [ErasureReceipt] = []
         let width = KeyDatabase.tombstoneProbeWidth
         for start in stride(from: 0, to: tags.count, by: width) {

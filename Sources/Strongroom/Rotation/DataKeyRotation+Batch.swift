@@ -67,23 +67,33 @@ extension DataKeyRotation {
         let store = store
         guard let first = batch.ids.first, let last = batch.ids.last else { return }
         let range: [SQLValue] = [.integer(first.rawValue), .integer(last.rawValue)]
-        try store.writeSubjects(context: context.forKeyRotation) { write in
+        try store.writeSubjects(context: context.forKeyRotation) { (write) throws(StoreError) in
             let connection = write.connection
-            let written = try MultiRowStatements.rotation.run(batch.subjects, on: connection) { RotationStatements.reencryptSubjects($0, bytes: bytes) }
-            if written != batch.ids.count {
-                let now = try connection.rows(RotationStatements.subjectKeyVersions, range) { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }
-                let current = Dictionary(now, uniquingKeysWith: { $1 })
-                throw StoreError.concurrentChange(batch.ids.first { current[$0] != newVersions[$0] } ?? first)
+            // A subject changed since it was read (nil: none), by its key version, then by its ledger's.
+            let changed: SubjectID?
+            do throws(DatabaseError) {
+                let written = try MultiRowStatements.rotation.run(batch.subjects, on: connection) {
+                    RotationStatements.reencryptSubjects($0, bytes: bytes)
+                }
+                if written != batch.ids.count {
+                    let now = try connection.rows(RotationStatements.subjectKeyVersions, range) { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }
+                    let current = Dictionary(now, uniquingKeysWith: { $1 })
+                    changed = batch.ids.first { current[$0] != newVersions[$0] } ?? first
+                } else {
+                    try MultiRowStatements.rotation.run(batch.ledger, on: connection) { RotationStatements.resealLedgerEntries($0, bytes: bytes) }
+                    // Read after the subjects' rows were written (and, on PostgreSQL, locked): an entry appended
+                    // since the ledger was read is still under the old key.
+                    let entries = try connection.rows(RotationStatements.ledgerKeyVersions, range) {
+                        (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1)))
+                    }
+                    changed = entries.first { subject, version in newVersions[subject].map { $0 != version } ?? false }?.0
+                }
+            } catch {
+                throw .database(error)
             }
-            try MultiRowStatements.rotation.run(batch.ledger, on: connection) { RotationStatements.resealLedgerEntries($0, bytes: bytes) }
-            // Read after the subjects' rows were written (and, on PostgreSQL, locked): an entry appended
-            // since the ledger was read is still under the old key.
-            let entries = try connection.rows(RotationStatements.ledgerKeyVersions, range) { (SubjectID(rawValue: $0.int64(0)), UInt32($0.int64(1))) }
-            if let (subject, _) = entries.first(where: { subject, version in newVersions[subject].map { $0 != version } ?? false }) {
-                throw StoreError.concurrentChange(subject)
-            }
+            if let changed { throw .concurrentChange(changed) }
             for id in batch.ids { write.record(id, .reencryption, detail: "rotate-data: re-encrypted under key version \(newVersions[id]!)") }
-            try store.faultInjection?("rotate-data.in-batch", number)
+            try store.injectFault("rotate-data.in-batch", number)
         }
     }
 }

@@ -84,9 +84,13 @@ struct IndexKeyRotation {
         var values: [SQLValue] = []
         for (row, personal) in zip(rows, phones) {
             let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
-            for entry in try storeErrors({
-                try store.blindIndexEntries(personal.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index]).entries
-            }) {
+            let entries: [BlindIndexEntry]
+            do throws(CryptoError) {
+                entries = try store.blindIndexEntries(personal.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index]).entries
+            } catch {
+                throw .crypto(error)
+            }
+            for entry in entries {
                 values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
             }
         }
@@ -170,22 +174,27 @@ struct IndexKeyRotation {
             guard !rows.isEmpty else { return [] }
             try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
             let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
-            do {
-                try storeErrors {
-                    try store.data.withLock { connection in
-                        try connection.transaction {
-                            for (row, personal) in zip(rows, phones) {
-                                let id = row.summary.id.rawValue
-                                guard let updated = try connection.firstRow(RotationStatements.subjectUpdatedAt, [.integer(id)], { $0.int64(0) })
-                                else { continue }
-                                guard updated == Store.milliseconds(row.summary.updatedAt) else { throw StoreError.concurrentChange(row.summary.id) }
-                                try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
-                                _ = try store.index(personal.phones ?? [], of: row.summary.id, normalizer: store.phoneNormalizer,
-                                                   in: connection, into: [index])
-                            }
-                            try store.faultInjection?("rotate-index.in-batch", batch)
+            do throws(StoreError) {
+                try store.withDataTransaction { (connection) throws(StoreError) in
+                    for (row, personal) in zip(rows, phones) {
+                        let id = row.summary.id.rawValue
+                        let updated: Int64?
+                        do throws(DatabaseError) {
+                            updated = try connection.firstRow(RotationStatements.subjectUpdatedAt, [.integer(id)], { $0.int64(0) })
+                        } catch {
+                            throw .database(error)
                         }
+                        guard let updated else { continue }
+                        guard updated == Store.milliseconds(row.summary.updatedAt) else { throw .concurrentChange(row.summary.id) }
+                        do throws(DatabaseError) {
+                            try connection.run(RotationStatements.dropSubjectIndexRows, [.integer(id), .int(Int(index.version))])
+                        } catch {
+                            throw .database(error)
+                        }
+                        _ = try store.index(personal.phones ?? [], of: row.summary.id, normalizer: store.phoneNormalizer,
+                                           in: connection, into: [index])
                     }
+                    try store.injectFault("rotate-index.in-batch", batch)
                 }
                 return rows.map(\.summary.id)
             } catch .concurrentChange where attempt < 5 {

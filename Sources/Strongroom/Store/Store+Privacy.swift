@@ -76,10 +76,14 @@ extension Store {
     /// purpose but those in `Purpose.allowedUnderRestriction` is refused and audited as refused, and so
     /// are the writes `SubjectWriteKind` names as processing (a call record, a consent grant, …).
     public func setRestricted(_ restricted: Bool, _ id: SubjectID, context: AccessContext) throws(StoreError) {
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             try write.require(id, .restriction)
-            try write.connection.run("UPDATE subjects SET restricted = ?, updated_at = ? WHERE id = ?",
-                                     [.int(restricted ? 1 : 0), .integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            do throws(DatabaseError) {
+                try write.connection.run("UPDATE subjects SET restricted = ?, updated_at = ? WHERE id = ?",
+                                         [.int(restricted ? 1 : 0), .integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            } catch {
+                throw .database(error)
+            }
             guard write.connection.changes == 1 else { throw try notFoundOrErased(id) }
             write.record(id, .restriction, detail: restricted ? "restricted" : "unrestricted")
         }

@@ -46,14 +46,17 @@ extension Store {
         // The stored fields a change rewrites only in part: the numbers under other labels, the other custom fields.
         let fields = (changes.contains { CSVImporter.phoneColumns.map(\.0).contains($0.field) } ? [PersonalField.phones] : [])
             + (changes.contains(where: Store.isCustomField) ? [.customFields] : [])
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection
             _ = try keyring.reloadIfChanged()
-            guard let stored = try connection.firstRow(
-                "SELECT \(Store.summaryColumns)\(fields.map { ", " + $0.column }.joined()) FROM subjects WHERE id = ?",
-                [.integer(id.rawValue)], { Store.encryptedSubject(from: $0, fields: fields) }) else {
-                throw try notFoundOrErased(id)
+            let row: EncryptedSubject?
+            do throws(DatabaseError) {
+                row = try connection.firstRow("SELECT \(Store.summaryColumns)\(fields.map { ", " + $0.column }.joined()) FROM subjects WHERE id = ?",
+                                              [.integer(id.rawValue)], { Store.encryptedSubject(from: $0, fields: fields) })
+            } catch {
+                throw .database(error)
             }
+            guard let stored = row else { throw try notFoundOrErased(id) }
             try write.require(id, .update)
             let current = fields.isEmpty ? PersonalData() : try decrypt([stored], fields: fields, detail: "rectify", context: context).personal[0]
             let personal = try Store.applying(changes, to: current)

@@ -9,30 +9,38 @@ extension Store {
 
     /// Every present field of `personal`, sealed under the subject's key, in `PersonalField` order.
     func sealedFields(_ personal: PersonalData, of id: SubjectID,
-                              under key: KeyHandle) throws -> [(field: PersonalField, ciphertext: [UInt8])] {
+                              under key: KeyHandle) throws(StoreError) -> [(field: PersonalField, ciphertext: [UInt8])] {
         try personal.checkValueSizes(limit: maxFieldBytes)
-        return try PersonalField.allCases.compactMap { field in
-            guard let plaintext = FieldCodec.encode(field, of: personal) else { return nil }
-            return (field, try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
-                                             under: key, storeID: keyring.storeID))
+        var sealed: [(field: PersonalField, ciphertext: [UInt8])] = []
+        for field in PersonalField.allCases {
+            guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
+            sealed.append((field, try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
+                                                    under: key, storeID: keyring.storeID)))
         }
+        return sealed
     }
 
     /// Seals every present field of `personal` into an existing subject's row; returns the fields written.
     func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
-                      in connection: any Database) throws -> [PersonalField] {
+                      in connection: any Database) throws(StoreError) -> [PersonalField] {
         let sealed = try sealedFields(personal, of: id, under: key)
         guard !sealed.isEmpty else { return [] }
         // Counted in the statement that stores the ciphertexts, and refused past the budget: the
         // ciphertexts just made are then never stored, so their nonces were never seen.
-        try connection.run("""
-            UPDATE subjects SET \(sealed.map { "\($0.field.column) = ?" }.joined(separator: ", ")), seal_count = seal_count + ?
-            WHERE id = ? AND seal_count + ? <= ?
-            """, sealed.map { .blob($0.ciphertext) }
-                + [.int(sealed.count), .integer(id.rawValue), .int(sealed.count), .integer(Int64(keyring.nonceBudget))])
-        guard connection.changes == 1 else {
-            let used = UInt64(try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) ?? 0)
-            throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: used, budget: keyring.nonceBudget)
+        let used: UInt64?
+        do throws(DatabaseError) {
+            try connection.run("""
+                UPDATE subjects SET \(sealed.map { "\($0.field.column) = ?" }.joined(separator: ", ")), seal_count = seal_count + ?
+                WHERE id = ? AND seal_count + ? <= ?
+                """, sealed.map { .blob($0.ciphertext) }
+                    + [.int(sealed.count), .integer(id.rawValue), .int(sealed.count), .integer(Int64(keyring.nonceBudget))])
+            used = connection.changes == 1 ? nil
+                : UInt64(try connection.scalarInteger("SELECT seal_count FROM subjects WHERE id = ?", [.integer(id.rawValue)]) ?? 0)
+        } catch {
+            throw .database(error)
+        }
+        if let used {
+            throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: used, budget: keyring.nonceBudget)
         }
         return sealed.map(\.field)
     }
@@ -49,7 +57,7 @@ extension Store {
     /// numbers and e-mail addresses are re-indexed.
     func replace(_ id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata, personal: PersonalData,
                  normalizer: PhoneNormalizer, now: Int64,
-                 in connection: any Database) throws -> (written: [PersonalField], unindexed: Int) {
+                 in connection: any Database) throws(StoreError) -> (written: [PersonalField], unindexed: Int) {
         try Store.refusingDuplicate(metadata.externalID) { () throws(DatabaseError) in
             try connection.run("""
                 UPDATE subjects SET kind = ?, external_id = ?, owner = ?, status = ?, source = ?, updated_at = ?, last_contacted_at = ?
@@ -61,9 +69,15 @@ extension Store {
         let written = try seal(personal, of: id, under: key, in: connection)
         var unindexed = 0
         if let phones = personal.phones {
-            try connection.run("DELETE FROM phone_index WHERE subject_id = ?", [.integer(id.rawValue)])
+            do throws(DatabaseError) { try connection.run("DELETE FROM phone_index WHERE subject_id = ?", [.integer(id.rawValue)]) } catch {
+                throw .database(error)
+            }
             unindexed = try index(phones, of: id, normalizer: normalizer, in: connection)
-            try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)])
+            do throws(DatabaseError) {
+                try connection.run("UPDATE subjects SET unindexed_phones = ? WHERE id = ?", [.int(unindexed), .integer(id.rawValue)])
+            } catch {
+                throw .database(error)
+            }
         }
         if let emails = personal.emails { try reindexEmails(emails, of: id, in: connection) }
         return (written, unindexed)
@@ -73,10 +87,19 @@ extension Store {
     /// rotation builds the new one), or to `indexes`; returns how many numbers could not be normalised
     /// (they are stored, encrypted, but not indexed).
     func index(_ phones: [LabeledPhone], of id: SubjectID, normalizer: PhoneNormalizer, in connection: any Database,
-               into indexes: [PhoneBlindIndex]? = nil) throws -> Int {
-        let (entries, unindexed) = try blindIndexEntries(phones, of: id, normalizer: normalizer, into: indexes ?? keyring.keys.phoneIndexes)
-        try backend.insert(entries.map { Store.phoneIndexRow($0, of: id) }, into: "phone_index", columns: Store.blindIndexColumns,
-                           conflict: "", on: connection)
+               into indexes: [PhoneBlindIndex]? = nil) throws(StoreError) -> Int {
+        let (entries, unindexed): ([BlindIndexEntry], Int)
+        do throws(CryptoError) {
+            (entries, unindexed) = try blindIndexEntries(phones, of: id, normalizer: normalizer, into: indexes ?? keyring.keys.phoneIndexes)
+        } catch {
+            throw .crypto(error)
+        }
+        do throws(DatabaseError) {
+            try backend.insert(entries.map { Store.phoneIndexRow($0, of: id) }, into: "phone_index", columns: Store.blindIndexColumns,
+                               conflict: "", on: connection)
+        } catch {
+            throw .database(error)
+        }
         return unindexed
     }
 
@@ -94,7 +117,7 @@ extension Store {
     /// and how many numbers could not be normalised. `numbers`, when given, holds `phones`' numbers
     /// already normalised by `normalizer` (nil for one that cannot be), in order.
     func blindIndexEntries(_ phones: [LabeledPhone], numbers: [String?]? = nil, of id: SubjectID, normalizer: PhoneNormalizer,
-                           into indexes: [PhoneBlindIndex]) throws -> (entries: [BlindIndexEntry], unindexed: Int) {
+                           into indexes: [PhoneBlindIndex]) throws(CryptoError) -> (entries: [BlindIndexEntry], unindexed: Int) {
         var entries: [BlindIndexEntry] = []
         var unindexed = 0
         var seen = Set<String>()

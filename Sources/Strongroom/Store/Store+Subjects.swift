@@ -77,7 +77,7 @@ extension Store {
     func write(_ subjects: [NewSubject], numbers: [[String?]?], region: String?, skippingRefused: Bool,
                context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
-        return try writeSubjects(context: context) { write in
+        return try writeSubjects(context: context) { (write) throws(StoreError) in
             try createOrUpdate(subjects, numbers: numbers, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
         }
     }
@@ -86,19 +86,22 @@ extension Store {
     /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
     /// `numbers`: the subjects' numbers in E.164 where known, as `write(_:numbers:region:skippingRefused:context:)` takes them.
     func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
-                        in write: SubjectWriteTransaction) throws -> [WriteResult] {
+                        in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
         // left, read inside the transaction so an index rotation's last step cannot pass it by.
         _ = try keyring.reloadIfChanged()
         let now = Store.milliseconds(Date())
-        var known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection)
+        var known: [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)]
+        do throws(DatabaseError) { known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection) } catch {
+            throw .database(error)
+        }
         let erased = try tombstones(ofExternalIDs: subjects.compactMap { $0.metadata.externalID.flatMap { known[$0] == nil ? $0 : nil } })
         var results: [WriteResult] = []
         var creating: [(position: Int, input: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
         /// Writes the new subjects met so far, and fills in their results.
-        func createPending() throws {
+        func createPending() throws(StoreError) {
             let created = try insertNew(creating.map(\.subject), numbers: creating.map { numbers.indices.contains($0.input) ? numbers[$0.input] : nil },
                                         normalizer: normalizer, now: now, in: write)
             for ((position, _, subject), (id, unindexed)) in zip(creating, created) {
@@ -117,7 +120,7 @@ extension Store {
                 // An erased external id is never brought back (its tombstone, probed with the batch's): refused,
                 // or with `skippingRefused` (an import) skipped and reported.
                 if let externalID, let erased = erased[externalID] {
-                    guard skippingRefused else { throw StoreError.externalIDErased(erasedAt: erased.erasedAt) }
+                    guard skippingRefused else { throw .externalIDErased(erasedAt: erased.erasedAt) }
                     results.append(WriteResult(id: erased.id, created: false, refused: true, erasedAt: erased.erasedAt,
                                                unindexedPhoneNumbers: 0))
                     continue
@@ -145,7 +148,7 @@ extension Store {
     }
 
     /// The subjects with these external ids, by external id, found in as few statements as the backend can.
-    private func knownSubjects(withExternalIDs externalIDs: [String], in connection: any Database) throws
+    private func knownSubjects(withExternalIDs externalIDs: [String], in connection: any Database) throws(DatabaseError)
         -> [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)] {
         var known: [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)] = [:]
         try backend.forEachRow("SELECT external_id, \(Store.summaryColumns) FROM subjects WHERE external_id", matchingAny: Array(Set(externalIDs)),
@@ -157,11 +160,15 @@ extension Store {
 
     /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
     /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
-    private func tombstones(ofExternalIDs externalIDs: [String]) throws -> [String: ErasureReceipt] {
+    private func tombstones(ofExternalIDs externalIDs: [String]) throws(StoreError) -> [String: ErasureReceipt] {
         guard !externalIDs.isEmpty else { return [:] }
         var byTag: [[UInt8]: String] = [:]
-        for externalID in Set(externalIDs) { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
-        let receipts = try keyring.database.read { try $0.tombstones(externalIDTags: Array(byTag.keys)) }
+        do throws(CryptoError) {
+            for externalID in Set(externalIDs) { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
+        } catch {
+            throw .crypto(error)
+        }
+        let receipts = try keyring.database.read { (tables) throws(DatabaseError) in try tables.tombstones(externalIDTags: Array(byTag.keys)) }
         var erased: [String: ErasureReceipt] = [:]
         for receipt in receipts {
             if let externalID = byTag[receipt.externalIDTag ?? []] { erased[externalID] = receipt.with(externalID: externalID) }
@@ -182,22 +189,33 @@ extension Store {
     /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
     /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
     private func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64,
-                           in write: SubjectWriteTransaction) throws -> [(id: SubjectID, unindexed: Int)] {
+                           in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
-        let ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:))
+        let ids: [SubjectID]
+        do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
+            throw .database(error)
+        }
         let keys = try keyring.createSubjectKeys(for: ids)
-        try faultInjection?("write.keys", subjects.count)
+        try injectFault("write.keys", subjects.count)
         let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
         // Pure CPU, no database: sealed on this thread and a second one, half the batch each.
-        let sealed = try Store.concurrentMap(subjects.count) { position in
+        let sealed = try Store.concurrentMap(subjects.count) { (position) throws(StoreError) in
             try newSubjectRows(subjects[position], id: ids[position], key: keys[position], numbers: numbers[position],
                                normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes)
         }
-        try backend.insert(sealed.map(\.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
-        try faultInjection?("write.rows", subjects.count)
-        try backend.insert(sealed.flatMap(\.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-        try backend.insert(sealed.flatMap(\.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-        try faultInjection?("write.sealed", subjects.count)
+        do throws(DatabaseError) {
+            try backend.insert(sealed.map(\.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+        } catch {
+            throw .database(error)
+        }
+        try injectFault("write.rows", subjects.count)
+        do throws(DatabaseError) {
+            try backend.insert(sealed.flatMap(\.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+            try backend.insert(sealed.flatMap(\.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+        } catch {
+            throw .database(error)
+        }
+        try injectFault("write.sealed", subjects.count)
         for (id, subject) in zip(ids, sealed) { write.record(id, .create, fields: subject.fields) }
         return zip(ids, sealed).map { ($0, $1.unindexed) }
     }
@@ -205,14 +223,20 @@ extension Store {
     /// A new subject's row (its fields sealed under `key`), its blind-index rows, how many of its numbers
     /// could not be indexed, and the fields written: what `insertNew` inserts for it.
     private func newSubjectRows(_ subject: NewSubject, id: SubjectID, key: KeyHandle, numbers: [String?]?, normalizer: PhoneNormalizer,
-                                now: Int64, phoneIndexes: [PhoneBlindIndex], emailIndexes: [EmailBlindIndex]) throws
+                                now: Int64, phoneIndexes: [PhoneBlindIndex], emailIndexes: [EmailBlindIndex]) throws(StoreError)
         -> (row: [SQLValue], phoneIndexRows: [[SQLValue]], emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField]) {
         let sealed = try sealedFields(subject.personal, of: id, under: key)
         // The key is new: only a budget smaller than one subject's fields can be exhausted.
         guard UInt64(sealed.count) <= keyring.nonceBudget else {
-            throw StoreError.keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
+            throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
         }
-        let index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: phoneIndexes)
+        let index: (entries: [BlindIndexEntry], unindexed: Int), emailIndexRows: [[SQLValue]]
+        do throws(CryptoError) {
+            index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: phoneIndexes)
+            emailIndexRows = try self.emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes)
+        } catch {
+            throw .crypto(error)
+        }
         var row: [SQLValue] = [.integer(id.rawValue)]
         row.reserveCapacity(Store.newSubjectColumns.count)
         row += Store.metadataValues(subject.metadata)
@@ -228,21 +252,24 @@ extension Store {
                 row.append(.null)
             }
         }
-        return (row, index.entries.map { Store.phoneIndexRow($0, of: id) },
-                try emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes), index.unindexed, sealed.map(\.field))
+        return (row, index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows, index.unindexed, sealed.map(\.field))
     }
 
     /// `transform` of each position in `0..<count`, in order, computed on this thread and one more (the
     /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
     /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
-    static func concurrentMap<T: Sendable>(_ count: Int, _ transform: @Sendable (Int) throws -> T) throws -> [T] {
+    static func concurrentMap<T: Sendable, Failure: Error>(_ count: Int, _ transform: @Sendable (Int) throws(Failure) -> T) throws(Failure) -> [T] {
         let parts = count >= 16 ? 2 : 1
-        let done = Mutex<[Int: Result<[T], any Error>]>([:])
+        let done = Mutex<[Int: Result<[T], Failure>]>([:])
         DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let outcome = Result { try (count * part / parts..<count * (part + 1) / parts).map(transform) }
+            let outcome = Result { () throws(Failure) in try (count * part / parts..<count * (part + 1) / parts).map(transform) }
             done.withLock { $0[part] = outcome }
         }
-        return try done.withLock { done in try (0..<parts).flatMap { try done[$0]?.get() ?? [] } }
+        let outcomes = done.withLock { $0 }
+        var mapped: [T] = []
+        mapped.reserveCapacity(count)
+        for part in 0..<parts { mapped += try outcomes[part]?.get() ?? [] }
+        return mapped
     }
 
     /// Replaces the given personal fields of a subject (rectification) and, when given, its metadata.
@@ -253,17 +280,22 @@ extension Store {
     public func update(_ id: SubjectID, metadata: SubjectMetadata? = nil, personal: PersonalData,
                        region: String? = nil, context: AccessContext) throws(StoreError) {
         let normalizer = try normalizer(for: region)
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection
             _ = try keyring.reloadIfChanged()
-            guard let (keyVersion, current) = try connection.firstRow(
-                "SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
+            let stored: (keyVersion: UInt32, metadata: SubjectMetadata)?
+            do throws(DatabaseError) {
+                stored = try connection.firstRow("SELECT key_version, \(Store.summaryColumns) FROM subjects WHERE id = ?", [.integer(id.rawValue)], {
                     (UInt32($0.int64(0)), Store.summary(from: $0, offset: 1).metadata)
-                }) else { throw try notFoundOrErased(id) }
+                })
+            } catch {
+                throw .database(error)
+            }
+            guard let (keyVersion, current) = stored else { throw try notFoundOrErased(id) }
             try write.require(id, .update)
             // Nor may an update give a subject an erased external id.
             if let externalID = metadata?.externalID, externalID != current.externalID, let erased = try tombstone(ofExternalID: externalID) {
-                throw StoreError.externalIDErased(erasedAt: erased.erasedAt)
+                throw .externalIDErased(erasedAt: erased.erasedAt)
             }
             var metadata = metadata ?? current
             metadata.lastContactedAt = SubjectMetadata.later(metadata.lastContactedAt, current.lastContactedAt)
@@ -287,44 +319,58 @@ extension Store {
     @discardableResult
     func remove(_ id: SubjectID, _ kind: SubjectWriteKind, detail: String? = nil, onlyIfUntouchedBefore cutoff: Date? = nil,
                 context: AccessContext) throws(StoreError) -> ErasureReceipt? {
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection
-            guard let (externalID, touched) = try connection.firstRow(
-                "SELECT external_id, coalesce(last_contacted_at, created_at) FROM subjects WHERE id = ?", [.integer(id.rawValue)],
-                { ($0.text(0), $0.int64(1)) }) else {
-                throw try notFoundOrErased(id)
+            let row: (externalID: String?, touched: Int64)?
+            do throws(DatabaseError) {
+                row = try connection.firstRow("SELECT external_id, coalesce(last_contacted_at, created_at) FROM subjects WHERE id = ?",
+                                              [.integer(id.rawValue)], { ($0.text(0), $0.int64(1)) })
+            } catch {
+                throw .database(error)
             }
+            guard let (externalID, touched) = row else { throw try notFoundOrErased(id) }
             // A retention rule's erasure: a subject contacted since the rule selected it is kept (checked
             // here, in the transaction that would erase it, so no call recorded meanwhile is overlooked).
             if let cutoff, touched >= Store.milliseconds(cutoff) { return nil }
             try write.require(id, kind)
             write.record(id, kind, detail: detail)
-            let content = kind == .erase ? try erasedContent(of: id, in: connection) : nil
+            let content: ErasureReceipt.Destroyed?
+            do throws(DatabaseError) { content = kind == .erase ? try erasedContent(of: id, in: connection) : nil } catch {
+                throw .database(error)
+            }
             // Audited before the key is destroyed: a removal the log cannot take never starts.
             let sequence = try write.auditNow()
-            try faultInjection?("erase.audited", 1)
+            try injectFault("erase.audited", 1)
             let erasureKeys = keyring.erasureKeys
             let receipt = try keyring.destroySubjectKeys(of: id, tombstone: true, receipt: content.map { content in
                 ErasureReceipt.Draft(id: id, externalID: externalID, actor: context.actor, reason: detail ?? "",
                                      destroyed: content, auditSequence: sequence, keys: erasureKeys)
             }).receipt
-            try faultInjection?("erase.key-destroyed", 1)
-            try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)])
+            try injectFault("erase.key-destroyed", 1)
+            do throws(DatabaseError) { try connection.run("DELETE FROM subjects WHERE id = ?", [.integer(id.rawValue)]) } catch {
+                throw .database(error)
+            }
             return receipt?.with(externalID: externalID)
         }
     }
 
     /// Turns a lead into a contact, keeping its id, fields, history and consents.
     public func convertToContact(_ id: SubjectID, context: AccessContext) throws(StoreError) {
-        try writeSubjects(context: context) { write in
+        try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection
-            guard let kind = try connection.scalarText("SELECT kind FROM subjects WHERE id = ?", [.integer(id.rawValue)]) else {
-                throw try notFoundOrErased(id)
+            let kind: String?
+            do throws(DatabaseError) { kind = try connection.scalarText("SELECT kind FROM subjects WHERE id = ?", [.integer(id.rawValue)]) } catch {
+                throw .database(error)
             }
-            guard kind == SubjectKind.lead.rawValue else { throw StoreError.wrongSubjectKind(id, expected: .lead) }
+            guard let kind else { throw try notFoundOrErased(id) }
+            guard kind == SubjectKind.lead.rawValue else { throw .wrongSubjectKind(id, expected: .lead) }
             try write.require(id, .convert)
-            try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ?",
-                               [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            do throws(DatabaseError) {
+                try connection.run("UPDATE subjects SET kind = 'contact', updated_at = ? WHERE id = ?",
+                                   [.integer(Store.milliseconds(Date())), .integer(id.rawValue)])
+            } catch {
+                throw .database(error)
+            }
             write.record(id, .convert, detail: "lead to contact")
         }
     }

@@ -8,11 +8,12 @@ import StrongroomStorage
 /// Errors keep their type on the way up: the storage layer throws `DatabaseError`, the crypto layer
 /// `CryptoError`, the audit log `AuditLogError`, and each becomes a `StoreError` case once, where its
 /// owner hands it to the engine: the key database in `KeyDatabase.read`/`transaction`, the data
-/// connection in `Store.withData`/`withDataTransaction`, the place in `StoreBackend.connect`. The
+/// connection in `Store.withData`/`withDataTransaction` (which `Store.writeSubjects`, the write path,
+/// runs its body in), the place in `StoreBackend.connect`, the audit log in `Store.audit`. The
 /// closures given to them say their thrown type (`{ (tables) throws(DatabaseError) in … }`): Swift
 /// 6.3 never infers a closure's thrown type, from its body or from context. A body that mixes
 /// statements with sealing, unwrapping or auditing throws `StoreError` and converts its statements'
-/// errors in `do throws(DatabaseError)` blocks.
+/// errors in `do throws(DatabaseError)` blocks (a keyed hash's `CryptoError` likewise, to `crypto`).
 public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// No store at the path (`strongroom init` creates one).
     case storeNotFound(path: String)
@@ -123,9 +124,6 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// The fault-injection hook (`StoreConfiguration.faultInjection`, for tests) threw at `point`: the
     /// operation stopped there, as a crash would stop it.
     case injectedFault(point: String, error: any Error)
-    /// An error of a type no case converts, kept as thrown (not renamed). Left for Rotation/, CallerID
-    /// and `writeSubjects` until merged (`wrap`); nothing else makes it.
-    case unexpected(any Error)
 
     public var description: String {
         switch self {
@@ -189,7 +187,6 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .schemaTooNew(let found, let supported):
             return "the store has schema version \(found); this build reads up to \(supported): upgrade Strongroom"
         case .injectedFault(let point, _): return "stopped by the fault-injection hook at \(point)"
-        case .unexpected(let error): return "unexpected \(type(of: error)) error"
         }
     }
 }
@@ -206,9 +203,6 @@ extension StoreError: DatabaseFailure {
     /// A database failure.
     public init(_ error: DatabaseError) { self = .database(error) }
 
-    /// A cryptographic failure.
-    init(_ error: CryptoError) { self = .crypto(error) }
-
     /// An audit log failure: a gap (or none to acknowledge) as its own case, any other as `auditFailed`.
     init(_ error: AuditLogError) {
         switch error {
@@ -223,50 +217,6 @@ extension StoreError: DatabaseFailure {
         switch error {
         case .schemaNewerThanBuild(let found, let supported): self = .schemaTooNew(found: found, supported: supported)
         case .database(let error): self = .database(error)
-        }
-    }
-
-    /// The store error for what came out of a function that throws untyped. Left for Rotation/,
-    /// CallerID and the bodies `writeSubjects` takes (Store+Subjects.swift) until merged: everything
-    /// else throws typed errors, converted where each owner (the key database, the data connection, the
-    /// backend) hands them on.
-    static func wrap(_ error: any Error) -> StoreError {
-        switch error {
-        case let error as StoreError: return error
-        case let error as DatabaseError: return StoreError(error)
-        case let error as CryptoError: return .crypto(error)
-        case let error as FileError: return .file(error)
-        case let error as KeyProviderError: return .keyProvider(error)
-        case let error as AuditLogError: return StoreError(error)
-        case let error as MigrationError: return StoreError(error)
-        default: return .unexpected(error)
-        }
-    }
-}
-
-/// Runs `body`, turning its error into a `StoreError` (`StoreError.wrap`). Left for Rotation/ and
-/// CallerID until merged.
-func storeErrors<T>(_ body: () throws -> T) throws(StoreError) -> T {
-    do { return try body() } catch { throw StoreError.wrap(error) }
-}
-
-/// An error of any type carried through a typed `Database.transaction` (`UntypedFailure`): left for
-/// Rotation/ and CallerID until merged.
-struct UntypedFailure: DatabaseFailure {
-    let error: any Error
-    init(_ error: DatabaseError) { self.error = error }
-    init(passing error: any Error) { self.error = error }
-}
-
-extension Database {
-    /// `transaction` for a body that throws untyped: left for Rotation/ and CallerID until merged.
-    func transaction<T>(_ body: () throws -> T) throws -> T {
-        do {
-            return try transaction { () throws(UntypedFailure) -> T in
-                do { return try body() } catch { throw UntypedFailure(passing: error) }
-            }
-        } catch {
-            throw error.error
         }
     }
 }

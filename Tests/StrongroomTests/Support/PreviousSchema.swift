@@ -16,7 +16,7 @@ enum PreviousSchema {
     }
 
     private static func rewind(_ raw: any Database, to version: Int, undoing steps: [Int: String]) throws {
-        try raw.transaction {
+        try raw.transaction { () throws(DatabaseError) in
             for (step, sql) in steps.sorted(by: { $0.key > $1.key }) where step > version {
                 try raw.execute(sql)
             }
