@@ -92,7 +92,7 @@ struct PostgresBackend: StoreBackend {
                 literal.append(UInt8(ascii: "\""))
             case .blob(let bytes):
                 literal += "\"\\\\x".utf8
-                appendHex(bytes, to: &literal)
+                AuditLineFormat.appendHex(bytes, to: &literal)
                 literal.append(UInt8(ascii: "\""))
             }
         }
@@ -128,23 +128,12 @@ struct PostgresBackend: StoreBackend {
                     }
                 case .blob(let bytes):
                     text += "\\\\x".utf8
-                    appendHex(bytes, to: &text)
+                    AuditLineFormat.appendHex(bytes, to: &text)
                 }
             }
             text.append(UInt8(ascii: "\n"))
         }
         return text
-    }
-
-    /// The digits `appendHex` writes.
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    /// Appends `bytes` in lower-case hexadecimal, two digits a byte (bytea's hex form, after its `\x`).
-    private static func appendHex(_ bytes: [UInt8], to output: inout [UInt8]) {
-        for byte in bytes {
-            output.append(hexDigits[Int(byte >> 4)])
-            output.append(hexDigits[Int(byte & 0x0F)])
-        }
     }
 
     func connect(keys: Bool, existing: Bool) throws(StoreError) -> any Database {
