@@ -101,6 +101,22 @@ struct ToolTests {
         #expect(store.run(["lookup", "12"]).0 == .usage)
     }
 
+    @Test("a header that does not parse is a bad header (exit 2), naming its line; the store imports a good file after it")
+    func malformedHeader() throws {
+        let store = try ToolStore(importSample: false)
+        defer { store.cleanUp() }
+        let file = store.directory + "/bad-header.csv"
+        try Data("external_id,na\"me,phone\ncrm-1,Ann,+44 121 242 9000\n".utf8).write(to: URL(fileURLWithPath: file))
+        let (status, _, err) = store.run(["import", file])
+        #expect(status == .usage)
+        #expect(err.contains("bad header: line 1"))
+        // Second act: nothing was written, and a good file imports and is found.
+        #expect(store.run(["lookup", "+44 121 242 9000"]).0 == .failure)
+        try Data("external_id,name,phone\ncrm-1,Ann,+44 121 242 9000\n".utf8).write(to: URL(fileURLWithPath: file))
+        #expect(store.run(["import", file]).0 == .success)
+        #expect(store.run(["lookup", "+44 121 242 9000"]).0 == .success)
+    }
+
     @Test("a wrong key or a key file readable by others is a key error (exit 3), and says so")
     func keyErrors() throws {
         let store = try ToolStore(importSample: false)

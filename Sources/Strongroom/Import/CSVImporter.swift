@@ -30,7 +30,10 @@ public struct CSVImporter: Sendable {
     /// Imports `bytes` (a whole CSV file), calling `progress(rowsWritten)` after each batch.
     public func run(_ bytes: [UInt8], context: AccessContext, progress: (Int) -> Void = { _ in }) throws -> ImportReport {
         var reader = CSVReader(bytes: bytes)
-        guard let header = try reader.next() else { throw ImportError.badHeader("the file is empty") }
+        // A header that does not parse is a bad header (a usage error), like one that names nothing known.
+        let first: CSVRecord?
+        do throws(CSVError) { first = try reader.next() } catch { throw ImportError.badHeader("line \(error.line): \(error.reason)") }
+        guard let header = first else { throw ImportError.badHeader("the file is empty") }
         let columns = header.fields.map { $0.trimmingBlanks().lowercased() }
         guard Set(columns).count == columns.count else { throw ImportError.badHeader("a column appears twice") }
         guard columns.allSatisfy({ $0.utf8.count <= store.maxFieldBytes }) else {
