@@ -28,6 +28,8 @@ public struct CSVImporter: Sendable {
     }
 
     /// Imports `bytes` (a whole CSV file), calling `progress(rowsWritten)` after each batch.
+    /// Throws `ImportError` for the file (a bad header, or a strict import's bad rows) and `StoreError`
+    /// for the store (its refusal or failure, as the store threw it): two kinds, so the signature is untyped.
     public func run(_ bytes: [UInt8], context: AccessContext, progress: (Int) -> Void = { _ in }) throws -> ImportReport {
         var reader = CSVReader(bytes: bytes)
         // A header that does not parse is a bad header (a usage error), like one that names nothing known.
