@@ -3,6 +3,7 @@ import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
 import StrongroomTestSupport
+import Synchronization
 import Testing
 
 /// A fault injected into a rotation, standing in for a crash between two batches.
@@ -18,6 +19,33 @@ struct RotationTests {
     }
 
     func number(_ index: Int) -> String { "+4477009" + String(format: "%05d", index) }
+
+    @Test("a read whose key a data-key rotation destroyed between its row read and its key read reads the new row; later reads, caller ID and the audit log stay sound",
+          arguments: TestBackend.all)
+    func readRacingDataRotation(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 3)
+        defer { test.cleanUp() }
+        let rotated = Mutex(0)
+        let rotator = test.store
+        var configuration = StoreConfiguration()
+        // Another opening of the store rotates the subject's data key, destroying the key the row just
+        // read names, exactly between the reader's row read and its key read.
+        configuration.faultInjection = { point, _ in
+            guard point == "read.rows", rotated.withLock({ $0 == 0 }) else { return }
+            _ = try rotator.rotateDataKey(of: ids[1], context: TestStore.admin)
+            rotated.withLock { $0 += 1 }
+        }
+        let reader = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { reader.close() }
+        #expect(try reader.read(ids[1], context: TestStore.admin).personal.name == "Zebedee Quixotic-r1")
+        #expect(rotated.withLock { $0 } == 1)
+        // Second act: the store serves as before, in both openings, and the log verifies.
+        #expect(try reader.read(ids[1], context: TestStore.admin).personal.name == "Zebedee Quixotic-r1")
+        #expect(try reader.callerID(number: number(1), context: TestStore.caller).map(\.id) == [ids[1]])
+        #expect(try rotator.read(ids[1], context: TestStore.admin).personal.notes == "Prefers ultramarine r1")
+        #expect(try reader.read(ids[2], context: TestStore.admin).personal.name == "Zebedee Quixotic-r2")
+        #expect(try reader.verifyAuditLog().isIntact)
+    }
 
     /// Opens the test's store with a fault that fires at `point` after `batches` batches.
     func crashing(_ test: TestStore, at point: String, after batches: Int, key: SecretKey? = nil) throws -> Store {

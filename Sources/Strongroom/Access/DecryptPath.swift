@@ -114,6 +114,25 @@ extension Store {
         return (results, opened)
     }
 
+    /// Runs `read` (rows read, then decrypted) once more when it failed because a key its rows named was
+    /// destroyed meanwhile by a data-key rotation, in this process or another: the rotation committed the
+    /// subject's row re-encrypted under a new key, then destroyed the old key, between `read`'s row read
+    /// and its key read (`keyUnavailable` while the subject's row now names a newer key). The second run
+    /// reads the new row. The failed attempt stays in the audit log as a failed decrypt (nothing was
+    /// opened); anything else, or a second such failure, is thrown as it is.
+    func rereadingAfterKeyRotation<Result>(_ read: () throws(StoreError) -> Result) throws(StoreError) -> Result {
+        do throws(StoreError) {
+            return try read()
+        } catch {
+            guard case .keyUnavailable(let subject, let version) = error else { throw error }
+            let current = try withData { (connection) throws(DatabaseError) in
+                try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+            }
+            guard let current, current > Int64(version) else { throw error }
+            return try read()
+        }
+    }
+
     /// Why `purpose` may not process `subject`'s data, or nil when it may.
     private func refusal(of subject: some SealedSubject, for purpose: Purpose) throws(StoreError) -> String? {
         try processingRefusal(restricted: subject.isRestricted, allowedUnderRestriction: Purpose.allowedUnderRestriction.contains(purpose),

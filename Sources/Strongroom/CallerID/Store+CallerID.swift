@@ -46,8 +46,10 @@ extension Store {
     /// on consent; each refusal audited), and decrypts only the name, through the audited path.
     public func callerID(number: String, region: String? = nil, context: AccessContext) throws(StoreError) -> [CallerMatch] {
         let e164 = try normalize(number, region: region)
-        if let answer = try callerIDThroughHint(e164, context: context) { return answer }
-        return try answer(try subjectsHolding(e164), context: context)
+        return try rereadingAfterKeyRotation { () throws(StoreError) in
+            if let answer = try callerIDThroughHint(e164, context: context) { return answer }
+            return try answer(try subjectsHolding(e164), context: context)
+        }
     }
 
     /// Logs a call: a known number's people get `at` as their last-contacted time (if newer); an

@@ -44,7 +44,7 @@ extension Store {
             }
             // Finishes a first build that could not run at open (`backfillEmailIndex`); one query otherwise.
             try backfillEmailIndex()
-            return try answer(try subjectsHolding(address), context: context)
+            return try rereadingAfterKeyRotation { () throws(StoreError) in try answer(try subjectsHolding(address), context: context) }
         case .externalID(let externalID):
             let candidates = try withData { (connection) throws(DatabaseError) in
                 try connection.rows(Store.subjectByExternalID, [.text(externalID)]) { CallerCandidate($0) }

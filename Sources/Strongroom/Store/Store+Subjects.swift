@@ -280,16 +280,19 @@ extension Store {
     /// Reads a subject: clear fields, and the requested personal fields decrypted through the audited path.
     public func read(_ id: SubjectID, fields: Set<PersonalField> = .all, context: AccessContext) throws(StoreError) -> Subject {
         let requested = fields.sorted()
-        let encrypted = try withData { (connection) throws(DatabaseError) in
-            try connection.firstRow(
-                "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
-                [.integer(id.rawValue)]) { row in
-                    Store.encryptedSubject(from: row, fields: requested)
-                }
+        return try rereadingAfterKeyRotation { () throws(StoreError) in
+            let encrypted = try withData { (connection) throws(DatabaseError) in
+                try connection.firstRow(
+                    "SELECT \(Store.summaryColumns), \(requested.map(\.column).joined(separator: ", ")) FROM subjects WHERE id = ?",
+                    [.integer(id.rawValue)]) { row in
+                        Store.encryptedSubject(from: row, fields: requested)
+                    }
+            }
+            guard let encrypted else { throw try notFoundOrErased(id) }
+            try injectFault("read.rows", 1)
+            let personal = try decrypt([encrypted], fields: requested, context: context).personal[0]
+            return Subject(summary: encrypted.summary, personal: personal)
         }
-        guard let encrypted else { throw try notFoundOrErased(id) }
-        let personal = try decrypt([encrypted], fields: requested, context: context).personal[0]
-        return Subject(summary: encrypted.summary, personal: personal)
     }
 
     /// Lists subjects by id, without decrypting anything: clear fields only.
