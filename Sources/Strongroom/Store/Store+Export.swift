@@ -155,12 +155,17 @@ extension Store {
         var refused: [SubjectID] = []
         let decoder = JSONDecoder()
         while true {
-            var batch = try exportBatch(after: cursor, through: last, kind: kind)
-            guard let lastInBatch = batch.subjects.last?.summary.id.rawValue else { break }
+            // Read and opened together, so that a batch whose keys a data rotation replaced meanwhile is read again.
+            let read = try rereadingAfterKeyRotation { () throws(StoreError) -> OpenedExportBatch? in
+                var batch = try exportBatch(after: cursor, through: last, kind: kind)
+                guard let lastInBatch = batch.subjects.last?.summary.id.rawValue else { return nil }
+                // A subject made since the start under a reused id (its row's predecessor deleted) waits for the next export.
+                batch.subjects.removeAll { !exported.contains($0.summary.id.rawValue) }
+                try injectFault("export.rows", count)
+                return (batch, lastInBatch, try decryptForExport(batch, context: context))
+            }
+            guard let (batch, lastInBatch, (opened, refusedInBatch)) = read else { break }
             cursor = lastInBatch
-            // A subject made since the start under a reused id (its row's predecessor deleted) waits for the next export.
-            batch.subjects.removeAll { !exported.contains($0.summary.id.rawValue) }
-            let (opened, refusedInBatch) = try decryptForExport(batch, context: context)
             refused += refusedInBatch
             let now = Date()
             for (subject, consents) in opened {
@@ -178,6 +183,10 @@ extension Store {
         }
         return BulkExportSummary(exported: count, refused: refused)
     }
+
+    /// A batch of the bulk export read and opened: as stored, its last subject's id (the next cursor), and
+    /// the subjects opened with their consent ledgers and those refused.
+    private typealias OpenedExportBatch = (ExportBatch, Int64, (opened: [(subject: Subject, consents: [ConsentEntry])], refused: [SubjectID]))
 
     /// One batch of the bulk export as stored: the subjects' rows, their calls and their consent ledgers.
     private struct ExportBatch {
