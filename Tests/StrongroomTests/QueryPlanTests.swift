@@ -27,6 +27,11 @@ struct QueryPlanTests {
         let test = try TestStore(backend)
         defer { test.cleanUp() }
         try runEveryPerSubjectPath(test.store)
+        // Run only when a read or a rotation batch meets a concurrent change: prepared here as those paths would.
+        try test.store.data.withLock { (connection) throws(DatabaseError) in
+            _ = try connection.scalarInteger(Store.currentKeyVersion, [.integer(1)])
+            _ = try connection.rows(RotationStatements.subjectsToReencryptAgain, [.integer(1), .integer(2)]) { $0.int64(0) }
+        }
         let statements = try preparedStatements(of: test.store)
         // The rotation's own statements are among them (the code and this test share the constants).
         let rewrapSubjectKeys = KeyDatabase.rewrapSubjectKeys(2, bytes: backend == .sqlite ? SQLiteBackend.bytesParameter : PostgresBackend.bytesParameter)
@@ -82,6 +87,8 @@ struct QueryPlanTests {
         let dataRotationPlans: [(sql: String, sqlite: String, postgres: String)] = [
             (RotationStatements.subjectsToReencrypt, "INTEGER PRIMARY KEY (rowid>?)", "subjects_pkey"),
             (RotationStatements.subjectToReencrypt, "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
+            (RotationStatements.subjectsToReencryptAgain, "INTEGER PRIMARY KEY (rowid>? AND rowid<?)", "subjects_pkey"),
+            (Store.currentKeyVersion, "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
             (RotationStatements.reencryptSubjects(1, bytes: bytes), "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
             (RotationStatements.resealLedgerEntries(1, bytes: bytes), "INTEGER PRIMARY KEY (rowid=?)", "consent_ledger_pkey"),
             (RotationStatements.ledgerKeyVersions, "consent_by_subject (subject_id>? AND subject_id<?)", "consent_by_subject"),

@@ -114,6 +114,9 @@ extension Store {
         return (results, opened)
     }
 
+    /// The key version a subject's row names now (`rereadingAfterKeyRotation`).
+    static let currentKeyVersion = "SELECT key_version FROM subjects WHERE id = ?"
+
     /// Runs `read` (rows read, then decrypted) once more when it failed because a key its rows named was
     /// destroyed meanwhile by a data-key rotation, in this process or another: the rotation committed the
     /// subject's row re-encrypted under a new key, then destroyed the old key, between `read`'s row read
@@ -126,7 +129,7 @@ extension Store {
         } catch {
             guard case .keyUnavailable(let subject, let version) = error else { throw error }
             let current = try withData { (connection) throws(DatabaseError) in
-                try connection.scalarInteger("SELECT key_version FROM subjects WHERE id = ?", [.integer(subject.rawValue)])
+                try connection.scalarInteger(Store.currentKeyVersion, [.integer(subject.rawValue)])
             }
             guard let current, current > Int64(version) else { throw error }
             return try read()
