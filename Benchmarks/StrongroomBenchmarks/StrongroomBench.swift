@@ -14,8 +14,10 @@ enum StrongroomBench {
         (numbers in clear, an index, prepared statements; for callerid, import and export-all written in C
         against the sqlite3 API), and the ratio.
         scaling times each per-subject operation (create, update, erase, call record, consent, a step
-        of each rotation) in a store of --small contacts (default 10000) and one of --contacts, and fails
-        (exit 1, a FAIL line) when one costs more than 1.5 times the CPU time in the large store.
+        of each rotation) in a store of --small contacts (default 10000, at least \(ScalingWorkload.minimumContacts)) and one of
+        --contacts, both open and timed in turns (three rounds; the whole-store rotations two), and
+        fails (exit 1, a FAIL line) when one's cheapest round costs more than 1.5 times the CPU time
+        in the large store as in the small one.
         rotate-all runs the four rotations of one store in turn (master, KEK, data, index) and reports
         each and their sum, judged against 10 minutes per million subjects.
         Build with -c release: a debug build is refused.
@@ -148,7 +150,12 @@ enum StrongroomBench {
                 results.append(try ExportAllWorkload(contacts: contacts ?? 100_000, backend: backend).run())
             }
             if workload == "scaling" {
-                results.append(contentsOf: try ScalingWorkload(small: small ?? 10_000, large: contacts ?? 200_000).run())
+                let (small, large) = (small ?? 10_000, contacts ?? 200_000)
+                guard small >= ScalingWorkload.minimumContacts, large >= small else {
+                    FileHandle.standardError.write(Data("strongroom-bench: scaling needs --small of \(ScalingWorkload.minimumContacts) or more and --contacts no smaller\n".utf8))
+                    exit(2)
+                }
+                results.append(contentsOf: try ScalingWorkload(small: small, large: large).run())
             }
             report(results, json: json)
             let failures = results.filter { $0.smallN != nil && $0.ratio > ScalingWorkload.limit }
