@@ -17,6 +17,8 @@ public final class SQLiteConnection: Database {
     public let path: String
     /// How long a statement waits for another connection's lock.
     let busyTimeoutMilliseconds: Int32
+    /// What this connection's own transactions changed, once `keepChangeJournal` started it.
+    var changeJournal: ChangeJournal?
 
     /// Opens (or creates) the database file at `path`, in defensive mode with foreign keys on.
     ///
@@ -117,12 +119,17 @@ public final class SQLiteConnection: Database {
             result = try body()
         } catch {
             try? execute("ROLLBACK")
+            changeJournal?.rollBack()
             throw error
         }
+        // Inside the transaction, which holds the write lock: the version of the latest data.
+        let fromVersion = changeJournal == nil ? 0 : dataVersion
         do { try execute("COMMIT") } catch {
             try? execute("ROLLBACK")
+            changeJournal?.rollBack()
             throw Failure(error)
         }
+        changeJournal?.commit(from: fromVersion, to: dataVersion)
         return result
     }
 
