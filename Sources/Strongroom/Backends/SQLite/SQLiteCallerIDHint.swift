@@ -36,7 +36,7 @@ struct SQLiteCallerIDHint: Sendable {
     private var entriesByTag: [Int64: [CallerIDHint.Entry]] = [:]
     /// True while every tag of the index is held (`entriesByTag` lacks only tags without rows); false
     /// once the hint was emptied, when only the tags in `entriesByTag` are known.
-    private var holdsEveryTag: Bool
+    private(set) var holdsEveryTag: Bool
     /// Tags this store's writes changed since they were read (read again before the next answer).
     private var changedTags: Set<Int64> = []
 
