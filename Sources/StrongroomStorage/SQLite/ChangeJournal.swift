@@ -3,7 +3,7 @@ internal import CSQLite
 /// One transaction a connection committed (`SQLiteConnection.transaction`) while it kept a change
 /// journal: the data version (`SQLiteConnection.dataVersion`) it began from, the one its commit left,
 /// and the keys its statements reported through the journal's SQL function.
-public struct CommittedChanges: Sendable, Equatable {
+public struct CommittedChanges: Sendable {
     /// The data version inside the transaction, before its commit: the latest data, as a write
     /// transaction holds the write lock from its start.
     public let fromVersion: UInt32
