@@ -111,7 +111,9 @@ public final class SQLiteConnection: Database {
     /// Runs `body` inside a transaction: committed when it returns, rolled back when it throws.
     ///
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading
-    /// read locks. Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
+    /// read locks. With a change journal kept (`keepChangeJournal`), each commit is recorded there with
+    /// its data versions, and a rollback drops the keys its statements reported.
+    /// Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
     public func transaction<T, Failure: DatabaseFailure>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
         do { try execute("BEGIN IMMEDIATE") } catch { throw Failure(error) }
         let result: T
