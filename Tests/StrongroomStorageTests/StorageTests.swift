@@ -42,6 +42,50 @@ struct ConnectionTests {
         #expect(try read() != afterOther)
     }
 
+    @Test("the change journal: each commit's data versions and reported keys, none for a rollback, incomplete past its limit")
+    func changeJournal() throws {
+        struct Refused: DatabaseFailure {
+            init(_ error: DatabaseError) {}
+            init() {}
+        }
+        let path = scratch.path("journal.sqlite")
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")
+        try connection.keepChangeJournal(function: "changed", keyLimit: 3)
+        try connection.execute("CREATE TEMP TRIGGER t_insert AFTER INSERT ON main.t BEGIN SELECT changed(NEW.x); END")
+        _ = try connection.scalarInteger("SELECT count(*) FROM t")
+        let before = connection.dataVersion
+        try connection.transaction { () throws(DatabaseError) in try connection.run("INSERT INTO t VALUES (7), (8)", []) }
+        let committed = connection.takeChangeJournal()
+        #expect(committed.complete)
+        let commit = try #require(committed.transactions.first)
+        #expect(committed.transactions.count == 1)
+        #expect(commit.fromVersion == before && commit.toVersion == connection.dataVersion && commit.keys == [7, 8])
+        #expect(connection.dataVersion != before)
+        _ = try connection.scalarInteger("SELECT count(*) FROM t")
+        #expect(committed.transactions.last?.toVersion == connection.dataVersion, "the next read sees the commit's version")
+        // A rolled-back transaction reports nothing; the journal was emptied by the take.
+        #expect(throws: Refused.self) {
+            try connection.transaction { () throws(Refused) in
+                try? connection.run("INSERT INTO t VALUES (9)", [])
+                throw Refused()
+            }
+        }
+        #expect(connection.takeChangeJournal().transactions.isEmpty)
+        // Past the limit the journal says it is incomplete; second act: it records again after being taken.
+        try connection.transaction { () throws(DatabaseError) in try connection.run("INSERT INTO t VALUES (1), (2), (3), (4)", []) }
+        let overflowed = connection.takeChangeJournal()
+        #expect(!overflowed.complete && overflowed.transactions.isEmpty)
+        try connection.transaction { () throws(DatabaseError) in try connection.run("INSERT INTO t VALUES (5)", []) }
+        let again = connection.takeChangeJournal()
+        #expect(again.complete && again.transactions.map(\.keys) == [[5]])
+        // A write outside `transaction` is not journalled: only the version tells of it.
+        let version = connection.dataVersion
+        try connection.run("INSERT INTO t VALUES (6)", [])
+        #expect(connection.dataVersion != version)
+        #expect(connection.takeChangeJournal().transactions.isEmpty)
+    }
+
     @Test("a transaction that throws is rolled back")
     func rollback() throws {
         let connection = try SQLiteConnection(path: scratch.path("tx.sqlite"))

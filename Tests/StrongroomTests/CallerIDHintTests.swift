@@ -6,7 +6,7 @@ import Testing
 /// The caller-ID hint (`CallerIDHint`): on PostgreSQL a lookup is answered in one round trip from the
 /// blind index's pairs kept in the process. Another instance of the store changes what the hint holds
 /// behind its back; each test checks that the answer follows the data, never the hint, and that every
-/// lookup is audited. On SQLite (no hint) the same guarantees hold through the full path.
+/// lookup is audited. On SQLite the same guarantees hold through its own hint (`SQLiteCallerIDHintTests`).
 @Suite("Caller ID through the in-process hint", .serialized)
 struct CallerIDHintTests {
     static let old = "+442079460958"

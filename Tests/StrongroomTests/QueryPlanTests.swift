@@ -140,6 +140,16 @@ struct QueryPlanTests {
                 #expect(plan.contains("Conflict Arbiter Indexes: subject_keys_pkey"), "\(insert.sql)\nplan:\n\(plan)")
             }
         }
+        // The SQLite hint's reads (`SQLiteCallerIDHint`): a match's row by primary key, and the newest index
+        // version from the end of the blind index (SQLite's min/max optimisation: one probe, no walk).
+        if backend == .sqlite {
+            for (sql, sqlitePlan) in [(SQLiteCallerIDHint.candidateByID, "USING INTEGER PRIMARY KEY (rowid=?)"),
+                                      (SQLiteCallerIDHint.newestIndexVersion, "SEARCH phone_index USING COVERING INDEX phone_index_by_tag")] {
+                let statement = try #require(statements.first { $0.matches(sql) }, "not run by the paths: \(sql)")
+                let plan = try statement.plan().joined(separator: "\n")
+                #expect(plan.contains(sqlitePlan), "\(sql)\nplan:\n\(plan)")
+            }
+        }
         // The caller-ID probe reads candidates from the covering blind index.
         let probes = statements.filter {
             $0.sql.contains("FROM phone_index") && $0.sql.contains("tag") && !$0.sql.contains("DELETE") && !$0.sql.contains("phone_index_building")

@@ -48,6 +48,7 @@ extension Store {
         let e164 = try normalize(number, region: region)
         return try rereadingAfterKeyRotation { () throws(StoreError) in
             if let answer = try callerIDThroughHint(e164, context: context) { return answer }
+            if let candidates = try candidatesThroughSQLiteHint(e164) { return try answer(candidates, context: context) }
             return try answer(try subjectsHolding(e164), context: context)
         }
     }
@@ -247,7 +248,9 @@ struct CallerCandidate: SealedSubject {
     let nameCiphertext: [UInt8]?
 
     /// The columns read, in this order, from `phone_index p JOIN subjects s`.
-    static let columns = "p.subject_id, s.kind, s.external_id, s.source, s.last_contacted_at, s.restricted, s.key_version, s.name_ct"
+    static let columns = "p.subject_id, " + subjectColumns.dropFirst("s.id, ".count)
+    /// The same columns read from `subjects s` alone (the SQLite hint's read by id, `SQLiteCallerIDHint`).
+    static let subjectColumns = "s.id, s.kind, s.external_id, s.source, s.last_contacted_at, s.restricted, s.key_version, s.name_ct"
     /// How many: a column selected after them is at this index.
     static let columnCount = columns.split(separator: ",").count
 

@@ -37,6 +37,8 @@ public final class Store: Sendable {
     let keysCheckedAtDataVersion = Mutex<UInt32?>(nil)
     /// The blind index's rows kept in the process, where caller ID answers in one round trip (`CallerIDHint`).
     let callerIDHint = Mutex<CallerIDHint?>(nil)
+    /// The blind index's rows kept in the process on SQLite, exact by data version (`SQLiteCallerIDHint`).
+    let sqliteCallerIDHint = Mutex<SQLiteCallerIDHint?>(nil)
 
     private init(location: StoreLocation, backend: any StoreBackend, defaultRegion: String, keyring: Keyring,
                  data: consuming sending any Database, configuration: StoreConfiguration) throws(StoreError) {

@@ -17,6 +17,8 @@ public final class SQLiteConnection: Database {
     public let path: String
     /// How long a statement waits for another connection's lock.
     let busyTimeoutMilliseconds: Int32
+    /// What this connection's own transactions changed, once `keepChangeJournal` started it.
+    var changeJournal: ChangeJournal?
 
     /// Opens (or creates) the database file at `path`, in defensive mode with foreign keys on.
     ///
@@ -109,7 +111,9 @@ public final class SQLiteConnection: Database {
     /// Runs `body` inside a transaction: committed when it returns, rolled back when it throws.
     ///
     /// `BEGIN IMMEDIATE` takes the write lock up front, so two writers never deadlock upgrading
-    /// read locks. Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
+    /// read locks. With a change journal kept (`keepChangeJournal`), each commit is recorded there with
+    /// its data versions, and a rollback drops the keys its statements reported.
+    /// Related SQLite documentation: <https://www.sqlite.org/lang_transaction.html>
     public func transaction<T, Failure: DatabaseFailure>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
         do { try execute("BEGIN IMMEDIATE") } catch { throw Failure(error) }
         let result: T
@@ -117,12 +121,17 @@ public final class SQLiteConnection: Database {
             result = try body()
         } catch {
             try? execute("ROLLBACK")
+            changeJournal?.rollBack()
             throw error
         }
+        // Inside the transaction, which holds the write lock: the version of the latest data.
+        let fromVersion = changeJournal == nil ? 0 : dataVersion
         do { try execute("COMMIT") } catch {
             try? execute("ROLLBACK")
+            changeJournal?.rollBack()
             throw Failure(error)
         }
+        changeJournal?.commit(from: fromVersion, to: dataVersion)
         return result
     }
 
