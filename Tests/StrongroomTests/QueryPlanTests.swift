@@ -95,9 +95,13 @@ struct QueryPlanTests {
             (KeyDatabase.subjectKeyVersionsInRange, "PRIMARY KEY (subject_id>? AND subject_id<?)", "subject_keys_pkey"),
             // The batch's range: found by primary key whatever the planner makes of the VALUES list.
             (KeyDatabase.deleteSubjectKeyVersions(1), "SEARCH subject_keys USING PRIMARY KEY (subject_id", "subject_keys_pkey"),
+            // The e-mail index's batch (rotation and first build): its subjects' `updated_at` read again and
+            // their rows dropped, by id lists (every size the paths prepared, matched up to the list).
+            (Store.EmailIndexStatements.subjectsUpdatedAt + " (?)", "INTEGER PRIMARY KEY (rowid=?)", "subjects_pkey"),
+            (Store.EmailIndexStatements.dropVersionOfSubjects(1), "email_index_by_subject (subject_id=? AND key_version=?)", "email_index_by_subject"),
         ]
         for (sql, sqlitePlan, postgresIndex) in dataRotationPlans {
-            let head = sql.components(separatedBy: "(VALUES").first ?? sql
+            let head = sql.components(separatedBy: "(VALUES").first.flatMap { $0.components(separatedBy: " IN (").first } ?? sql
             let prepared = statements.filter {
                 head == sql ? $0.matches(sql) : $0.sql.hasPrefix(head) || $0.sql.hasPrefix(PostgresConnection.numberedParameters(head))
             }
@@ -110,7 +114,6 @@ struct QueryPlanTests {
         // The e-mail index's statements, and those of find, list and rectify.
         let emailIndexPlans: [(sql: String, sqlite: String, postgres: String)] = [
             (Store.EmailIndexStatements.probe, "email_index_by_tag (key_version=? AND tag=?)", "email_index_by_tag"),
-            (Store.EmailIndexStatements.dropSubjectVersion, "email_index_by_subject (subject_id=? AND key_version=?)", "email_index_by_subject"),
             (Store.EmailIndexStatements.dropSubject, "email_index_by_subject (subject_id=?)", "email_index_by_subject"),
             (Store.EmailIndexStatements.subjectsWithAddresses, "INTEGER PRIMARY KEY (rowid>? AND rowid<?)", "subjects_pkey"),
             (Store.subjectByExternalID, "sqlite_autoindex_subjects_1 (external_id=?)", "subjects_external_id_key"),
