@@ -9,9 +9,15 @@ extension Store {
         /// Drops a subject's rows of every version (its addresses changed).
         static let dropSubject = "DELETE FROM email_index WHERE subject_id = ?"
         /// Drops the rows of index version ? of `count` subjects (their ids follow), re-indexed under it in
-        /// one batch: through `email_index_by_subject (subject_id, key_version)`.
+        /// one batch: through `email_index_by_subject`, by subject alone. The unary `+` keeps the version
+        /// out of every index's search (SQLite documents it for that; PostgreSQL matches no index to the
+        /// expression), so `email_index_by_tag`, which leads with the version, is never a choice: with
+        /// statistics gathered before the rotation, PostgreSQL's planner took the version being built
+        /// for a rare value and walked all of its rows through that index for each batch's 128 ids, a
+        /// pass over the growing version per statement (quadratic).
+        /// Related SQLite documentation: <https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>
         static func dropVersionOfSubjects(_ count: Int) -> String {
-            "DELETE FROM email_index WHERE key_version = ? AND subject_id IN (" + Array(repeating: "?", count: count).joined(separator: ", ") + ")"
+            "DELETE FROM email_index WHERE +key_version = ? AND subject_id IN (" + Array(repeating: "?", count: count).joined(separator: ", ") + ")"
         }
         /// The `updated_at` of a batch's subjects (`MultiRowStatements.forEachRow` appends the id list),
         /// read again in the transaction that writes their index rows: through the primary key.
