@@ -48,12 +48,11 @@ extension Store {
     }
 
     /// Adds e-mail index rows for `emails` to every answering index version (two while an index rotation
-    /// builds the new one), or to `indexes`. An address that does not normalise is stored, encrypted, but
-    /// not indexed (`subject find --email` cannot find it), as an invalid phone number is.
-    func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database,
-                     into indexes: [EmailBlindIndex]? = nil) throws(StoreError) {
+    /// builds the new one). An address that does not normalise is stored, encrypted, but not indexed
+    /// (`subject find --email` cannot find it), as an invalid phone number is.
+    func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database) throws(StoreError) {
         let rows: [[SQLValue]]
-        do throws(CryptoError) { rows = try emailIndexRows(emails, of: id, into: indexes ?? keyring.keys.emailIndexes) } catch { throw .crypto(error) }
+        do throws(CryptoError) { rows = try emailIndexRows(emails, of: id, into: keyring.keys.emailIndexes) } catch { throw .crypto(error) }
         do throws(DatabaseError) { try backend.insert(rows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection) } catch {
             throw .database(error)
         }
@@ -117,7 +116,7 @@ extension Store {
     /// Indexes under `indexes` the addresses of the subjects `select` reads (`summaryColumns` and
     /// `emails_ct`, in id order); returns the last id read (nil: none).
     ///
-    /// The batch moves in sets, a few round trips whatever its size (PostgreSQL): one read, the
+    /// The batch moves in sets, a few round trips per 128 subjects (PostgreSQL): one read, the
     /// subjects' keys in one key-database query, the addresses decrypted through the audited path
     /// (`context`, purpose `key-rotation`) outside the transaction that writes the rows, then in that
     /// transaction the subjects' `updated_at` read again, their rows of `indexes` dropped and the new
