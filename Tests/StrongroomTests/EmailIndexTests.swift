@@ -2,6 +2,7 @@ import Foundation
 @testable import Strongroom
 @testable import StrongroomStorage
 import StrongroomTestSupport
+import Synchronization
 import Testing
 
 /// A subject holding one e-mail address (and no phone number), for the e-mail index tests.
@@ -160,6 +161,77 @@ struct EmailIndexTests {
         // Second act: a subject written after the rotation is found too, by the stale opening as well.
         let late = try reopened.create(emailSubject("Late", email: "late@example.org"), context: TestStore.admin)
         #expect(try stale.find(.email("late@example.org"), context: Self.request).map(\.id) == [late])
+    }
+
+    /// Opens the test's store again with `hook` at the fault points, called with the number of times it
+    /// was called at `point` (from 1).
+    static func opening(_ test: TestStore, at point: String, _ hook: @escaping @Sendable (Int) throws -> Void) throws -> Store {
+        let calls = Mutex(0)
+        var configuration = StoreConfiguration()
+        configuration.faultInjection = { name, _ in
+            guard name == point else { return }
+            try hook(calls.withLock { $0 += 1; return $0 })
+        }
+        return try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+    }
+
+    @Test("an address rectified by another opening while the index rotation's batch holds it decrypted: only the new address is found after the rotation",
+          arguments: TestBackend.all)
+    func rotationRacingRectification(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let ids = try test.store.write((0..<9).map { emailSubject("P\($0)", email: "p\($0)@example.org") }, context: TestStore.admin).map(\.id)
+        let writer = test.store
+        // Between the second batch's decrypt (ids[3] to ids[5]) and its write, once.
+        let rotator = try Self.opening(test, at: "email-index.decrypted") { call in
+            if call == 2 { _ = try writer.rectify(ids[4], [FieldChange(field: "email", value: "p4@new.example")], context: TestStore.admin) }
+        }
+        defer { rotator.close() }
+        let report = try rotator.rotateIndexKey(batchSize: 3, context: TestStore.admin)
+        #expect(try writer.read(ids[4], context: TestStore.admin).personal.emails == ["p4@new.example"])
+        let data = try test.database(.data)
+        #expect(try data.rows("SELECT DISTINCT key_version FROM email_index") { $0.int64(0) } == [Int64(report.toVersion)])
+        for store in [rotator, writer, try test.reopen()] {
+            #expect(try store.find(.email("p4@example.org"), context: Self.request).isEmpty)
+            #expect(try store.find(.email("p4@new.example"), context: Self.request).map(\.id) == [ids[4]])
+            for (index, id) in ids.enumerated() where index != 4 {
+                #expect(try store.find(.email("p\(index)@example.org"), context: Self.request).map(\.id) == [id])
+            }
+        }
+        // Second act: another rotation and another rectification; everyone is found by the address they hold.
+        _ = try test.reopen().rotateIndexKey(batchSize: 4, context: TestStore.admin)
+        _ = try writer.rectify(ids[4], [FieldChange(field: "email", value: "p4@newer.example")], context: TestStore.admin)
+        let again = try test.reopen()
+        defer { again.close() }
+        #expect(try again.find(.email("p4@new.example"), context: Self.request).isEmpty)
+        #expect(try again.find(.email("p4@newer.example"), context: Self.request).map(\.id) == [ids[4]])
+        #expect(try again.find(.email("p8@example.org"), context: Self.request).map(\.id) == [ids[8]])
+        #expect(try again.verifyAuditLog().isIntact)
+    }
+
+    @Test("a subject changed by another writer during the first build of the e-mail index is found by its address", arguments: TestBackend.all)
+    func firstBuildRacingWriter(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let ids = try test.store.write((0..<5).map { emailSubject("Old \($0)", email: "old.\($0)@example.org") }, context: TestStore.admin).map(\.id)
+        let raw = try Self.asSchemaFive(test)
+        // What a writer that changes another field leaves (it re-indexes the fields it changes only): a
+        // new `updated_at`. The build's batch, which read the subject before, must run again, not skip it.
+        let location = test.location
+        let reopened = try Self.opening(test, at: "email-index.decrypted") { call in
+            guard call == 1 else { return }
+            try TestStore.database(.data, at: location).run("UPDATE subjects SET updated_at = updated_at + 1 WHERE id = ?", [.integer(ids[2].rawValue)])
+        }
+        defer { reopened.close() }
+        #expect(try raw.scalarInteger("SELECT count(*) FROM email_index_backfill") == 0)
+        for (index, id) in ids.enumerated() {
+            #expect(try reopened.find(.email("old.\(index)@example.org"), context: Self.request).map(\.id) == [id])
+        }
+        // Second act: another opening finds the changed subject by its address as well.
+        let again = try test.reopen()
+        defer { again.close() }
+        #expect(try again.find(.email("old.2@example.org"), context: Self.request).map(\.id) == [ids[2]])
+        #expect(try again.verifyAuditLog().isIntact)
     }
 
     @Test("a store made before the e-mail index (schema 5) opens, indexes its addresses once, and finds by e-mail", arguments: TestBackend.all)

@@ -3,8 +3,9 @@ import Strongroom
 import StrongroomCrypto
 import StrongroomStorage
 
-/// A store of `contacts` synthetic contacts and a plain copy of the same rows in clear on the same
-/// backend, for the rotation workloads.
+/// A store of `contacts` synthetic contacts, each holding an e-mail address (the index rotation
+/// rebuilds the e-mail index too), and a plain copy of the same rows in clear on the same backend, for
+/// the rotation workloads.
 struct LoadedStores {
     let store: Store
     let baseline: any Database
@@ -24,13 +25,14 @@ struct LoadedStores {
         baseline = try backend.baselineConnection(scratch: directory)
         // On SQLite `INTEGER PRIMARY KEY` is the rowid itself.
         let (id, bytes) = baseline.dialect == .sqlite ? ("INTEGER", "BLOB") : ("BIGINT", "BYTEA")
-        try baseline.execute("CREATE TABLE contacts (id \(id) PRIMARY KEY, name \(bytes), company \(bytes), phones \(bytes), key \(bytes))")
-        try SyntheticContacts.load(contacts, into: store, baselineDatabase: baseline) { [baseline] (index, contact) throws(DatabaseError) in
+        try baseline.execute("CREATE TABLE contacts (id \(id) PRIMARY KEY, name \(bytes), company \(bytes), phones \(bytes), emails \(bytes), key \(bytes))")
+        try SyntheticContacts.load(contacts, into: store, withEmails: true, baselineDatabase: baseline) { [baseline] (index, contact) throws(DatabaseError) in
             // Same sizes as Strongroom's rows: each value padded by the 46-byte envelope overhead.
             let pad = [UInt8](repeating: 0, count: 46)
-            try baseline.run("INSERT INTO contacts (id, name, company, phones, key) VALUES (?, ?, ?, ?, ?)", [
+            try baseline.run("INSERT INTO contacts (id, name, company, phones, emails, key) VALUES (?, ?, ?, ?, ?, ?)", [
                 .int(index + 1), .blob(Array(contact.name.utf8) + pad), .blob(Array("Company of \(contact.name)".utf8) + pad),
-                .blob(Array(contact.typed.joined(separator: ",").utf8) + pad), .blob([UInt8](repeating: 7, count: 78)),
+                .blob(Array(contact.typed.joined(separator: ",").utf8) + pad), .blob(Array(contact.email.utf8) + pad),
+                .blob([UInt8](repeating: 7, count: 78)),
             ])
         }
     }
@@ -120,7 +122,7 @@ struct RotateWorkload {
         }
         let batch = ["kek": 1000, "index": 500][kind] ?? 200
         for first in stride(from: 1, through: contacts, by: batch) where kind != "master" {
-            let columns = ["kek": ["key"], "index": ["phones"]][kind] ?? ["name", "company", "phones"]
+            let columns = ["kek": ["key"], "index": ["phones", "emails"]][kind] ?? ["name", "company", "phones", "emails"]
             try baseline.transaction { () throws(DatabaseError) in
                 try baseline.run("UPDATE contacts SET " + columns.map { "\($0) = \(stores.newBytes($0))" }.joined(separator: ", ")
                                  + " WHERE id BETWEEN ? AND ?", [.int(first), .int(first + batch - 1)])
@@ -131,7 +133,7 @@ struct RotateWorkload {
         let rate = Double(contacts) / seconds
         let baselineRate = Double(contacts) / baselineSeconds
         let what = ["master": "the master key rotated (%d KEK re-wrapped); baseline rewrites the whole plain table",
-                    "kek": "%d subject keys re-wrapped", "index": "%d subjects re-indexed (each decrypt audited); baseline rewrites each contact's numbers"][kind]
+                    "kek": "%d subject keys re-wrapped", "index": "%d subjects re-indexed, numbers and e-mail (each decrypt audited); baseline rewrites each contact's numbers and address"][kind]
             ?? "%d subjects re-encrypted (each decrypt audited)"
         var result = BenchmarkResult(
             workload: workload ?? "rotate-\(kind)", n: contacts, operations: report.items, opsPerS: rate, baselineOpsPerS: baselineRate,

@@ -13,14 +13,18 @@ struct SyntheticContacts {
         let lastContacted: Date
         let e164: [String]
         let typed: [String]
+
+        /// Its e-mail address, for the stores that hold one (`load`'s `withEmails`).
+        var email: String { name.lowercased().replacingOccurrences(of: " ", with: ".") + "@example.com" }
     }
 
     static let sources = ["Referral", "Website form", "Cold call", "Google Ads", "Trade show", "Call log"]
 
     /// Writes the first `count` contacts into `store` in batches of 1,000 (external ids `c0`, `c1`, …);
     /// `baseline`, when given, is called with each contact's index and contents inside one transaction of
-    /// `baselineDatabase` per batch, so both sides are loaded alike. Notes progress every 100,000.
-    static func load(_ count: Int, into store: Store, baselineDatabase: (any Database)? = nil,
+    /// `baselineDatabase` per batch, so both sides are loaded alike. `withEmails`: each subject holds its
+    /// contact's e-mail address too. Notes progress every 100,000.
+    static func load(_ count: Int, into store: Store, withEmails: Bool = false, baselineDatabase: (any Database)? = nil,
                      baseline: (Int, Contact) throws(DatabaseError) -> Void = { _, _ in }) throws {
         let admin = AccessContext(actor: "bench", purpose: .admin)
         let start = Date()
@@ -32,7 +36,7 @@ struct SyntheticContacts {
                     for (index, contact) in zip(indexes, contacts) { try baseline(index, contact) }
                 }
             }
-            _ = try store.write(zip(indexes, contacts).map { subject($1, externalID: "c\($0)") }, context: admin)
+            _ = try store.write(zip(indexes, contacts).map { subject($1, externalID: "c\($0)", withEmail: withEmails) }, context: admin)
             if first % 100_000 == 0 && first > 0 { note("  loaded \(first) in \(Int(Date().timeIntervalSince(start))) s") }
         }
     }
@@ -87,11 +91,12 @@ struct SyntheticContacts {
         "+336" + String(format: "%08d", (index &* 7_919) % 100_000_000)
     }
 
-    /// The contact as a new subject for the store.
-    static func subject(_ contact: Contact, externalID: String) -> NewSubject {
+    /// The contact as a new subject for the store (`withEmail`: holding its e-mail address).
+    static func subject(_ contact: Contact, externalID: String, withEmail: Bool = false) -> NewSubject {
         NewSubject(metadata: SubjectMetadata(kind: .contact, externalID: externalID, source: contact.source,
                                              lastContactedAt: contact.lastContacted),
                    personal: PersonalData(name: contact.name, company: "Company of \(contact.name)",
+                                          emails: withEmail ? [contact.email] : nil,
                                           phones: contact.typed.map { LabeledPhone(label: "phone", number: $0) }))
     }
 }

@@ -8,8 +8,20 @@ extension Store {
         /// Adds a row (key version, truncated tag, subject, check).
         /// Drops a subject's rows of every version (its addresses changed).
         static let dropSubject = "DELETE FROM email_index WHERE subject_id = ?"
-        /// Drops a subject's rows of one version (re-indexed under it).
-        static let dropSubjectVersion = "DELETE FROM email_index WHERE subject_id = ? AND key_version = ?"
+        /// Drops the rows of index version ? of `count` subjects (their ids follow), re-indexed under it in
+        /// one batch: through `email_index_by_subject`, by subject alone. The unary `+` keeps the version
+        /// out of every index's search (SQLite documents it for that; PostgreSQL matches no index to the
+        /// expression), so `email_index_by_tag`, which leads with the version, is never a choice: with
+        /// statistics gathered before the rotation, PostgreSQL's planner took the version being built
+        /// for a rare value and walked all of its rows through that index for each batch's 128 ids, a
+        /// pass over the growing version per statement (quadratic).
+        /// Related SQLite documentation: <https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>
+        static func dropVersionOfSubjects(_ count: Int) -> String {
+            "DELETE FROM email_index WHERE +key_version = ? AND subject_id IN (" + Array(repeating: "?", count: count).joined(separator: ", ") + ")"
+        }
+        /// The `updated_at` of a batch's subjects (`MultiRowStatements.forEachRow` appends the id list),
+        /// read again in the transaction that writes their index rows: through the primary key.
+        static let subjectsUpdatedAt = "SELECT id, updated_at FROM subjects WHERE id IN"
         /// The candidates of one version and truncated tag, with the clear columns an answer needs and the
         /// checks (the index is named `p`, as `CallerCandidate.columns` reads the phone index's).
         static let probe = """
@@ -36,12 +48,11 @@ extension Store {
     }
 
     /// Adds e-mail index rows for `emails` to every answering index version (two while an index rotation
-    /// builds the new one), or to `indexes`. An address that does not normalise is stored, encrypted, but
-    /// not indexed (`subject find --email` cannot find it), as an invalid phone number is.
-    func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database,
-                     into indexes: [EmailBlindIndex]? = nil) throws(StoreError) {
+    /// builds the new one). An address that does not normalise is stored, encrypted, but not indexed
+    /// (`subject find --email` cannot find it), as an invalid phone number is.
+    func indexEmails(_ emails: [String], of id: SubjectID, in connection: any Database) throws(StoreError) {
         let rows: [[SQLValue]]
-        do throws(CryptoError) { rows = try emailIndexRows(emails, of: id, into: indexes ?? keyring.keys.emailIndexes) } catch { throw .crypto(error) }
+        do throws(CryptoError) { rows = try emailIndexRows(emails, of: id, into: keyring.keys.emailIndexes) } catch { throw .crypto(error) }
         do throws(DatabaseError) { try backend.insert(rows, into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection) } catch {
             throw .database(error)
         }
@@ -105,11 +116,18 @@ extension Store {
     /// Indexes under `indexes` the addresses of the subjects `select` reads (`summaryColumns` and
     /// `emails_ct`, in id order); returns the last id read (nil: none).
     ///
-    /// The addresses are decrypted through the audited path (`context`, purpose `key-rotation`), outside
-    /// the transaction that writes the rows; a subject changed meanwhile (its `updated_at` moved) makes
-    /// the batch roll back and run again, at most five times, as the phone index's rotation does; one
-    /// deleted meanwhile is skipped. `advance` runs in that transaction with the last id (the
-    /// first build keeps its cursor there).
+    /// The batch moves in sets, a few round trips per 128 subjects (PostgreSQL): one read, the
+    /// subjects' keys in one key-database query, the addresses decrypted through the audited path
+    /// (`context`, purpose `key-rotation`) outside the transaction that writes the rows, then in that
+    /// transaction the subjects' `updated_at` read again, their rows of `indexes` dropped and the new
+    /// ones written, each in multi-row statements (`MultiRowStatements.rotation`; the rows by the
+    /// backend's bulk insert). A subject changed meanwhile (its `updated_at` moved) makes the batch
+    /// roll back and run again, at most five times, as the phone index's rotation does: its writer
+    /// re-indexes only the fields it changed, so a subject renamed during the first build would
+    /// otherwise be left out of the index. One deleted meanwhile is skipped. The write transaction
+    /// holds the store's write lock on both backends (`Database.transaction`), so nothing changes a
+    /// subject between that check and the writes. `advance` runs in that transaction with the last id
+    /// (the first build keeps its cursor there).
     @discardableResult
     func indexEmailsOfSubjects(_ select: String, _ values: [SQLValue], into indexes: [EmailBlindIndex], context: AccessContext,
                                advance: (@Sendable (Int64, any Database) throws(DatabaseError) -> Void)? = nil) throws(StoreError) -> Int64? {
@@ -119,29 +137,39 @@ extension Store {
                 try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.emails]) }
             }
             guard let last = rows.last?.id.rawValue else { return nil }
+            try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
             let personal = try decrypt(rows, fields: [.emails], detail: "e-mail index", context: context).personal
+            try injectFault("email-index.decrypted", attempt)
+            var readAt: [SubjectID: Int64] = [:]
+            var indexRows: [SubjectID: [[SQLValue]]] = [:]
+            for (row, opened) in zip(rows, personal) {
+                readAt[row.summary.id] = Store.milliseconds(row.summary.updatedAt)
+                do throws(CryptoError) { indexRows[row.summary.id] = try emailIndexRows(opened.emails ?? [], of: row.summary.id, into: indexes) } catch {
+                    throw .crypto(error)
+                }
+            }
             do throws(StoreError) {
                 try withDataTransaction { (connection) throws(StoreError) in
-                    for (row, opened) in zip(rows, personal) {
-                        let id = row.summary.id
-                        let updated: Int64?
-                        do throws(DatabaseError) {
-                            updated = try connection.scalarInteger("SELECT updated_at FROM subjects WHERE id = ?", [.integer(id.rawValue)])
-                        } catch {
-                            throw .database(error)
-                        }
-                        guard let updated else { continue }
-                        guard updated == Store.milliseconds(row.summary.updatedAt) else { throw .concurrentChange(id) }
-                        do throws(DatabaseError) {
-                            for index in indexes {
-                                try connection.run(EmailIndexStatements.dropSubjectVersion, [.integer(id.rawValue), .int(Int(index.version))])
-                            }
-                        } catch {
-                            throw .database(error)
-                        }
-                        try indexEmails(opened.emails ?? [], of: id, in: connection, into: indexes)
+                    var stored: [(id: SubjectID, updatedAt: Int64)] = []
+                    do throws(DatabaseError) {
+                        try MultiRowStatements.rotation.forEachRow(EmailIndexStatements.subjectsUpdatedAt, in: rows.map { .integer($0.id.rawValue) },
+                                                                   on: connection) { row in stored.append((SubjectID(rawValue: row.int64(0)), row.int64(1))) }
+                    } catch {
+                        throw .database(error)
                     }
-                    do throws(DatabaseError) { try advance?(last, connection) } catch { throw .database(error) }
+                    if let changed = stored.first(where: { readAt[$0.id] != $0.updatedAt }) { throw .concurrentChange(changed.id) }
+                    let present = stored.map(\.id).sorted()
+                    do throws(DatabaseError) {
+                        for index in indexes {
+                            try connection.runInRows(present.map { .integer($0.rawValue) }, valuesPerRow: 1, leading: [.int(Int(index.version))],
+                                                     statement: EmailIndexStatements.dropVersionOfSubjects)
+                        }
+                        try backend.insert(present.flatMap { indexRows[$0] ?? [] }, into: "email_index", columns: Store.blindIndexColumns,
+                                           conflict: "", on: connection)
+                        try advance?(last, connection)
+                    } catch {
+                        throw .database(error)
+                    }
                 }
                 return last
             } catch .concurrentChange where attempt < 5 {
