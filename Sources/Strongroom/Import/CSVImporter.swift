@@ -67,8 +67,9 @@ public struct CSVImporter: Sendable {
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
+            // The new subjects' keys are not cached: the import does not read them back.
             let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), region: options.region,
-                                          skippingRefused: !options.strict, context: context)
+                                          skippingRefused: !options.strict, cachingNewKeys: false, context: context)
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))

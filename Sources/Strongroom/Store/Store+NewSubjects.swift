@@ -15,39 +15,46 @@ extension Store {
         + PersonalField.allCases.map { BulkColumn($0.column, .blob) }
 
     /// Writes new subjects together, in sets of rows rather than a statement per subject: their ids
-    /// are reserved, their keys made (one fresh key each, committed in the key database first), their
-    /// fields sealed under them, then their rows (ciphertexts included) and blind-index rows inserted
-    /// (`StoreBackend.insert`). Returns each one's id and count of numbers that could not be indexed.
-    func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64,
-                           in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
+    /// are reserved, their keys made and wrapped (one fresh key each) and their fields sealed under them
+    /// on two threads, the keys committed in the key database, then their rows (ciphertexts included)
+    /// and blind-index rows inserted (`StoreBackend.insert`). With `cachingKeys` false the fresh keys
+    /// stay out of the key cache (`Keyring.storeSubjectKeys`). Returns each one's id and count of
+    /// numbers that could not be indexed.
+    func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64, cachingKeys: Bool = true,
+                   in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
         let ids: [SubjectID]
         do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
             throw .database(error)
         }
-        let keys = try keyring.createSubjectKeys(for: ids)
-        try injectFault("write.keys", subjects.count)
         let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
-        // Pure CPU, no database: sealed on this thread and a second one, half the batch each.
-        let sealed = try Store.concurrentMap(subjects.count) { (position) throws(StoreError) in
-            try newSubjectRows(subjects[position], id: ids[position], key: keys[position], numbers: numbers[position],
-                               normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes)
+        let kek = keyring.keyEncryptionKey
+        try keyring.reserve(kek.usage, count: subjects.count)
+        // Pure CPU, no database: each subject's key made and wrapped, and its fields sealed under it,
+        // on this thread and a second one, half the batch each. Nothing of it is stored before the keys
+        // commit below, and the rows after them, as when the keys were made first.
+        let made = try Store.concurrentMap(subjects.count) { (position) throws(StoreError) in
+            let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
+            return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
+                                            normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
         }
+        try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
+        try injectFault("write.keys", subjects.count)
         do throws(DatabaseError) {
-            try backend.insert(sealed.map(\.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+            try backend.insert(made.map(\.sealed.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
         } catch {
             throw .database(error)
         }
         try injectFault("write.rows", subjects.count)
         do throws(DatabaseError) {
-            try backend.insert(sealed.flatMap(\.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-            try backend.insert(sealed.flatMap(\.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+            try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
+            try backend.insert(made.flatMap(\.sealed.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
         } catch {
             throw .database(error)
         }
         try injectFault("write.sealed", subjects.count)
-        for (id, subject) in zip(ids, sealed) { write.record(id, .create, fields: subject.fields) }
-        return zip(ids, sealed).map { ($0, $1.unindexed) }
+        for (id, subject) in zip(ids, made) { write.record(id, .create, fields: subject.sealed.fields) }
+        return zip(ids, made).map { ($0, $1.sealed.unindexed) }
     }
 
     /// A new subject's row (its fields sealed under `key`), its blind-index rows, how many of its numbers

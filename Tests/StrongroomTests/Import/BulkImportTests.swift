@@ -165,6 +165,29 @@ struct BulkImportTests {
     }
 
     /// Every subject's clear and decrypted fields, every caller-ID answer and the audit entries agree.
+    @Test("an import leaves its new subjects' keys out of the key cache: each is read back from the key database, then cached; a create still caches its key",
+          arguments: TestBackend.all)
+    func importedKeysNotCached(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        let cached = { test.store.keyring.subjectKeys.withLock { $0.count } }
+        let report = try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        #expect(report.created > 600)
+        // The one key cached is b10's: its second row (in the next batch) updates it under its key.
+        #expect(cached() == 1)
+        // Second act: every subject reads and is found by caller ID from its key in the key database,
+        // in this process and in another opening; the keys read are cached from then on.
+        #expect(try test.store.read(try test.store.resolve("b499"), context: TestStore.admin).personal.name == "Person 499")
+        #expect(try test.store.callerID(number: "020 7946 0600", context: TestStore.caller).map(\.externalID) == ["b600"])
+        #expect(cached() == 3)
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.read(try reopened.resolve("b600"), context: TestStore.admin).personal.name == "Person 600")
+        _ = try test.store.create(sampleSubject("created"), context: TestStore.admin)
+        #expect(cached() == 4)
+        try expectConsistent(test.location, key: test.key)
+    }
+
     private func expectSame(_ bulk: Store, _ single: Store) throws {
         let bulkSubjects = try subjects(of: bulk), singleSubjects = try subjects(of: single)
         #expect(bulkSubjects.count == singleSubjects.count)
