@@ -30,22 +30,24 @@ extension Store {
         let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
         let kek = keyring.keyEncryptionKey
         try keyring.reserve(kek.usage, count: subjects.count)
-        // Pure CPU, no database: each subject's key made and wrapped, and its fields sealed under it,
-        // on this thread and a second one, half the batch each. Nothing of it is stored before the keys
-        // commit below, and the rows after them, as when the keys were made first.
-        let made = try Store.concurrentMap(subjects.count) { (position) throws(StoreError) in
+        // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
+        // threads a chunk at a time while this one inserts the rows of the chunks sealed before. The
+        // keys commit once every row is inserted, before the blind-index rows and the commit: a row is
+        // still never committed without its key (a rollback after the keys leaves orphan keys, as before).
+        let made = try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
             let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
             return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
-                                            normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
-        }
-        try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
-        try injectFault("write.keys", subjects.count)
-        do throws(DatabaseError) {
-            try backend.insert(made.map(\.sealed.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
-        } catch {
-            throw .database(error)
+                                                         normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
+        } consume: { (chunk) throws(StoreError) in
+            do throws(DatabaseError) {
+                try backend.insert(chunk.map(\.sealed.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
+            } catch {
+                throw .database(error)
+            }
         }
         try injectFault("write.rows", subjects.count)
+        try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
+        try injectFault("write.keys", subjects.count)
         do throws(DatabaseError) {
             try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
             try backend.insert(made.flatMap(\.sealed.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
@@ -92,6 +94,43 @@ extension Store {
         return (row, index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows, index.unindexed, sealed.map(\.field))
     }
 
+    /// New subjects sealed per chunk of `pipelinedMap` in `insertNew`: a multiple of the 32 rows of
+    /// SQLite's multi-row statements, and small enough that the writing thread soon has rows to insert.
+    static let sealingChunk = 64
+
+    /// `transform` of each position in `0..<count`, in order, computed a chunk of `chunk` positions at a
+    /// time on other threads (each chunk with `concurrentMap`), while this thread gives each finished
+    /// chunk, in order, to `consume`: a batch's rows inserted while the rest of it is still being sealed.
+    /// A single chunk is computed on this thread, without handing over. The first failure, of a chunk
+    /// or of `consume`, is thrown once the other threads have stopped.
+    static func pipelinedMap<T: Sendable>(_ count: Int, chunk: Int, _ transform: @Sendable (Int) throws(StoreError) -> T,
+                                          consume: ([T]) throws(StoreError) -> Void) throws(StoreError) -> [T] {
+        let chunks = stride(from: 0, to: count, by: chunk).map { $0..<min($0 + chunk, count) }
+        guard chunks.count > 1 else {
+            let mapped = try concurrentMap(count, transform)
+            try consume(mapped)
+            return mapped
+        }
+        let handoff = ChunkHandoff<T>()
+        var mapped: [T] = []
+        mapped.reserveCapacity(count)
+        let consumed = withoutActuallyEscaping(transform) { (transform) -> Result<Void, StoreError> in
+            handoff.produce(chunks) { (range) throws(StoreError) in
+                try concurrentMap(range.count) { (position) throws(StoreError) in try transform(range.lowerBound + position) }
+            }
+            defer { handoff.stop() }
+            return Result { () throws(StoreError) in
+                for index in chunks.indices {
+                    let values = try handoff.chunk(index)
+                    try consume(values)
+                    mapped += values
+                }
+            }
+        }
+        try consumed.get()
+        return mapped
+    }
+
     /// `transform` of each position in `0..<count`, in order, computed on this thread and one more (the
     /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
     /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
@@ -107,5 +146,40 @@ extension Store {
         mapped.reserveCapacity(count)
         for part in 0..<parts { mapped += try outcomes[part]?.get() ?? [] }
         return mapped
+    }
+}
+
+/// The chunks `Store.pipelinedMap` computes on another thread, handed over one by one as each is done.
+private final class ChunkHandoff<T: Sendable>: Sendable {
+    /// The chunks done so far, in order, and whether the consumer has stopped wanting more.
+    private let state = Mutex<(done: [Result<[T], StoreError>], stopped: Bool)>(([], false))
+    /// Signalled once per chunk done.
+    private let ready = DispatchSemaphore(value: 0)
+    private let producing = DispatchGroup()
+
+    /// Starts computing `chunks` in order on another thread, stopping after a failure or `stop`.
+    func produce(_ chunks: [Range<Int>], _ compute: @escaping @Sendable (Range<Int>) throws(StoreError) -> [T]) {
+        DispatchQueue.global().async(group: producing) { [self] in
+            for range in chunks {
+                guard !state.withLock({ $0.stopped }) else { return }
+                let result = Result { () throws(StoreError) in try compute(range) }
+                state.withLock { $0.done.append(result) }
+                ready.signal()
+                if case .failure = result { return }
+            }
+        }
+    }
+
+    /// The chunk at `index` (chunks are asked for in order), once it is done; its failure if it failed.
+    func chunk(_ index: Int) throws(StoreError) -> [T] {
+        ready.wait()
+        let result = state.withLock { $0.done[index] }
+        return try result.get()
+    }
+
+    /// Tells the other thread to compute no more chunks, and waits until it has stopped.
+    func stop() {
+        state.withLock { $0.stopped = true }
+        producing.wait()
     }
 }

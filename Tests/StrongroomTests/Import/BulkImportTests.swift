@@ -188,6 +188,39 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
+    @Test("a batch sealed in chunks on other threads is handed over in order; a chunk's failure, or the writer's, stops it with that error and nothing after it")
+    func pipelinedChunks() throws {
+        let consumed = Mutex<[[Int]]>([])
+        let all = try Store.pipelinedMap(300, chunk: 64) { $0 * 2 } consume: { chunk in consumed.withLock { $0.append(chunk) } }
+        #expect(all == (0..<300).map { $0 * 2 })
+        #expect(consumed.withLock { $0.map(\.count) } == [64, 64, 64, 64, 44])
+        // A position of the fourth chunk fails: the three before it are handed over, nothing after.
+        consumed.withLock { $0 = [] }
+        let sealing = try #require(throws: StoreError.self) {
+            try Store.pipelinedMap(300, chunk: 64) { (position) throws(StoreError) in
+                guard position != 200 else { throw .keyUnavailable(SubjectID(rawValue: Int64(position)), version: 1) }
+                return position
+            } consume: { chunk in consumed.withLock { $0.append(chunk) } }
+        }
+        #expect(failedPosition(sealing) == 200)
+        #expect(consumed.withLock { $0.map(\.first) } == [0, 64, 128])
+        // The writer fails on the second chunk of forty: its error, once the sealing thread has stopped.
+        let writing = try #require(throws: StoreError.self) {
+            try Store.pipelinedMap(64 * 40, chunk: 64) { $0 } consume: { (chunk) throws(StoreError) in
+                if chunk[0] == 64 { throw .keyUnavailable(SubjectID(rawValue: 64), version: 1) }
+            }
+        }
+        #expect(failedPosition(writing) == 64)
+        // Second act: the next batch goes through whole.
+        #expect(try Store.pipelinedMap(130, chunk: 64) { $0 } consume: { _ in } == Array(0..<130))
+    }
+
+    /// The subject named by a `keyUnavailable` error (what `pipelinedChunks` throws), else nil.
+    private func failedPosition(_ error: StoreError) -> Int64? {
+        guard case .keyUnavailable(let subject, _) = error else { return nil }
+        return subject.rawValue
+    }
+
     private func expectSame(_ bulk: Store, _ single: Store) throws {
         let bulkSubjects = try subjects(of: bulk), singleSubjects = try subjects(of: single)
         #expect(bulkSubjects.count == singleSubjects.count)
