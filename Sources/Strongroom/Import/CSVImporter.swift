@@ -44,6 +44,13 @@ public struct CSVImporter: Sendable {
         guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
             throw ImportError.badHeader("no name, email or phone column")
         }
+        // The batches are a bulk write: on SQLite, checkpoints spaced further apart meanwhile.
+        return try store.bulkWriting { try importRows(from: &reader, columns: columns, context: context, progress: progress) }
+    }
+
+    /// Imports the rows after the header, whose `columns` `run` has checked, in batches.
+    private func importRows(from reader: inout CSVReader, columns: [String], context: AccessContext,
+                            progress: (Int) -> Void) throws -> ImportReport {
         let normalizer = try store.normalizer(for: options.region)
         var report = ImportReport()
         var batch: [ReadRow] = []

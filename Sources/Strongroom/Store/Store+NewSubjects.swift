@@ -94,6 +94,17 @@ extension Store {
         return (row, index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows, index.unindexed, sealed.map(\.field))
     }
 
+    /// Runs `body`, a bulk write (an import), with the data connection readied for one
+    /// (`StoreBackend.beginBulkWrites`), and ends that after it, whether it succeeds or throws. What
+    /// it throws is thrown; a failure to end is not, as it loses nothing: on SQLite, the next commit's
+    /// automatic checkpoint does what the final one could not, and the longer spacing lasts at worst
+    /// until the connection closes.
+    func bulkWriting<Result>(_ body: () throws -> Result) throws -> Result {
+        try withData { (connection) throws(DatabaseError) in try backend.beginBulkWrites(on: connection) }
+        defer { _ = try? withData { (connection) throws(DatabaseError) in try backend.endBulkWrites(on: connection) } }
+        return try body()
+    }
+
     /// New subjects sealed per chunk of `pipelinedMap` in `insertNew`: a multiple of the 32 rows of
     /// SQLite's multi-row statements, and small enough that the writing thread soon has rows to insert.
     static let sealingChunk = 64
