@@ -32,8 +32,9 @@ extension Store {
         try keyring.reserve(kek.usage, count: subjects.count)
         // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
         // threads a chunk at a time while this one inserts the rows of the chunks sealed before. The
-        // keys commit once every row is inserted, before the blind-index rows and the commit: a row is
-        // still never committed without its key (a rollback after the keys leaves orphan keys, as before).
+        // keys commit once every row is inserted, on another thread while this one inserts the
+        // blind-index rows, and before the commit: a row is still never committed without its key (a
+        // rollback after the keys leaves orphan keys, as before).
         let made = try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
             let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
             return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
@@ -46,14 +47,18 @@ extension Store {
             }
         }
         try injectFault("write.rows", subjects.count)
-        try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
-        try injectFault("write.keys", subjects.count)
-        do throws(DatabaseError) {
-            try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-            try backend.insert(made.flatMap(\.sealed.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "", on: connection)
-        } catch {
-            throw .database(error)
+        let keys = made.map(\.key)
+        try Store.alongside { () throws(StoreError) in try keyring.storeSubjectKeys(keys, caching: cachingKeys) } _: { () throws(StoreError) in
+            do throws(DatabaseError) {
+                try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "",
+                                   on: connection)
+                try backend.insert(made.flatMap(\.sealed.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "",
+                                   on: connection)
+            } catch {
+                throw .database(error)
+            }
         }
+        try injectFault("write.keys", subjects.count)
         try injectFault("write.sealed", subjects.count)
         for (id, subject) in zip(ids, made) { write.record(id, .create, fields: subject.sealed.fields) }
         return zip(ids, made).map { ($0, $1.sealed.unindexed) }
@@ -142,6 +147,19 @@ extension Store {
         return mapped
     }
 
+    /// Runs `background` on another thread while this one runs `foreground`, and returns once both
+    /// are done: the foreground's failure is thrown if it failed, else the background's.
+    static func alongside(_ background: @Sendable () throws(StoreError) -> Void, _ foreground: () throws(StoreError) -> Void) throws(StoreError) {
+        let outcome = BackgroundOutcome()
+        let foregroundOutcome = withoutActuallyEscaping(background) { (background) -> Result<Void, StoreError> in
+            DispatchQueue.global().async(group: outcome.running) { outcome.record(Result { () throws(StoreError) in try background() }) }
+            defer { outcome.running.wait() }
+            return Result { () throws(StoreError) in try foreground() }
+        }
+        try foregroundOutcome.get()
+        try outcome.result.get()
+    }
+
     /// `transform` of each position in `0..<count`, in order, computed on this thread and one more (the
     /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
     /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
@@ -193,4 +211,18 @@ private final class ChunkHandoff<T: Sendable>: Sendable {
         state.withLock { $0.stopped = true }
         producing.wait()
     }
+}
+
+/// What `Store.alongside` ran on another thread: its group, and its outcome once it is done.
+private final class BackgroundOutcome: Sendable {
+    let running = DispatchGroup()
+    private let outcome = Mutex<Result<Void, StoreError>>(.success(()))
+
+    /// Records how the work ended.
+    func record(_ result: Result<Void, StoreError>) {
+        outcome.withLock { $0 = result }
+    }
+
+    /// How the work ended (success until it has).
+    var result: Result<Void, StoreError> { outcome.withLock { $0 } }
 }

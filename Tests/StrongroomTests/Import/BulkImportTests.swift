@@ -241,6 +241,28 @@ struct BulkImportTests {
         #expect(try Store.pipelinedMap(130, chunk: 64) { $0 } consume: { _ in } == Array(0..<130))
     }
 
+    @Test("the keys committed alongside the blind-index rows: both run to their end, and a failure of either is thrown, the writer's first")
+    func keysAlongsideIndexRows() throws {
+        let ran = Mutex<[String]>([])
+        try Store.alongside { ran.withLock { $0.append("keys") } } _: { ran.withLock { $0.append("rows") } }
+        #expect(ran.withLock { $0.sorted() } == ["keys", "rows"])
+        let keysFailing = try #require(throws: StoreError.self) {
+            try Store.alongside { () throws(StoreError) in throw .keyUnavailable(SubjectID(rawValue: 1), version: 1) } _: {
+                ran.withLock { $0.append("rows") }
+            }
+        }
+        #expect(failedPosition(keysFailing) == 1 && ran.withLock { $0.count } == 3)
+        let bothFailing = try #require(throws: StoreError.self) {
+            try Store.alongside { () throws(StoreError) in
+                Thread.sleep(forTimeInterval: 0.05)
+                ran.withLock { $0.append("keys") }
+                throw .keyUnavailable(SubjectID(rawValue: 1), version: 1)
+            } _: { () throws(StoreError) in throw .keyUnavailable(SubjectID(rawValue: 2), version: 1) }
+        }
+        // The writer's error, thrown once the other thread was done.
+        #expect(failedPosition(bothFailing) == 2 && ran.withLock { $0.count } == 4)
+    }
+
     /// The subject named by a `keyUnavailable` error (what `pipelinedChunks` throws), else nil.
     private func failedPosition(_ error: StoreError) -> Int64? {
         guard case .keyUnavailable(let subject, _) = error else { return nil }
