@@ -44,7 +44,7 @@ public struct CSVImporter: Sendable {
         guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
             throw ImportError.badHeader("no name, email or phone column")
         }
-        // The batches are a bulk write: on SQLite, checkpoints spaced further apart meanwhile.
+        // The batches are a bulk write: on SQLite, checkpoints spaced further apart and a larger page cache meanwhile.
         return try store.bulkWriting { try importRows(from: &reader, columns: columns, context: context, progress: progress) }
     }
 

@@ -15,11 +15,11 @@ extension Store {
         + PersonalField.allCases.map { BulkColumn($0.column, .blob) }
 
     /// Writes new subjects together, in sets of rows rather than a statement per subject: their ids
-    /// are reserved, their keys made and wrapped (one fresh key each) and their fields sealed under them
-    /// on two threads, the keys committed in the key database, then their rows (ciphertexts included)
-    /// and blind-index rows inserted (`StoreBackend.insert`). With `cachingKeys` false the fresh keys
-    /// stay out of the key cache (`Keyring.storeSubjectKeys`). Returns each one's id and count of
-    /// numbers that could not be indexed.
+    /// are reserved; their keys made and wrapped (one fresh key each) and their fields sealed under them
+    /// on other threads, while this one inserts their rows (ciphertexts included) as they are sealed;
+    /// then their keys committed in the key database while this thread inserts their blind-index rows
+    /// (`StoreBackend.insert`). With `cachingKeys` false the fresh keys stay out of the key cache
+    /// (`Keyring.storeSubjectKeys`). Returns each one's id and count of numbers that could not be indexed.
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64, cachingKeys: Bool = true,
                    in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
@@ -48,7 +48,8 @@ extension Store {
         }
         try injectFault("write.rows", subjects.count)
         let keys = made.map(\.key)
-        try Store.alongside { () throws(StoreError) in try keyring.storeSubjectKeys(keys, caching: cachingKeys) } _: { () throws(StoreError) in
+        let storeKeys = { @Sendable [keyring] () throws(StoreError) in try keyring.storeSubjectKeys(keys, caching: cachingKeys) }
+        let insertIndexRows = { [backend] () throws(StoreError) in
             do throws(DatabaseError) {
                 try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "",
                                    on: connection)
@@ -57,6 +58,13 @@ extension Store {
             } catch {
                 throw .database(error)
             }
+        }
+        // A few subjects (a create) are not worth a thread.
+        if subjects.count < Store.sealingChunk {
+            try storeKeys()
+            try insertIndexRows()
+        } else {
+            try Store.alongside(storeKeys, insertIndexRows)
         }
         try injectFault("write.keys", subjects.count)
         try injectFault("write.sealed", subjects.count)
