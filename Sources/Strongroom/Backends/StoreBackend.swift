@@ -40,6 +40,13 @@ protocol StoreBackend: Sendable {
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
                 on connection: any Database) throws(DatabaseError)
 
+    /// Readies `data` (a connection this backend made) for a bulk write, such as an import's batches,
+    /// until `endBulkWrites`: where the backend has work it can defer for one (SQLite's checkpoints).
+    func beginBulkWrites(on data: any Database) throws(DatabaseError)
+
+    /// Ends what `beginBulkWrites` began on `data`, doing the work it deferred.
+    func endBulkWrites(on data: any Database) throws(DatabaseError)
+
     /// Runs `query`, a SELECT whose condition ends with a text column left for this function to
     /// compare, for the rows whose column holds one of `keys`, in as few statements as the backend can.
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,

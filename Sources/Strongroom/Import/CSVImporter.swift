@@ -44,6 +44,13 @@ public struct CSVImporter: Sendable {
         guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
             throw ImportError.badHeader("no name, email or phone column")
         }
+        // The batches are a bulk write: on SQLite, checkpoints spaced further apart and a larger page cache meanwhile.
+        return try store.bulkWriting { try importRows(from: &reader, columns: columns, context: context, progress: progress) }
+    }
+
+    /// Imports the rows after the header, whose `columns` `run` has checked, in batches.
+    private func importRows(from reader: inout CSVReader, columns: [String], context: AccessContext,
+                            progress: (Int) -> Void) throws -> ImportReport {
         let normalizer = try store.normalizer(for: options.region)
         var report = ImportReport()
         var batch: [ReadRow] = []
@@ -67,8 +74,9 @@ public struct CSVImporter: Sendable {
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
+            // The new subjects' keys are not cached: the import does not read them back.
             let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), region: options.region,
-                                          skippingRefused: !options.strict, context: context)
+                                          skippingRefused: !options.strict, cachingNewKeys: false, context: context)
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))

@@ -6,34 +6,76 @@ import Synchronization
 /// The subject keys: making, wrapping and storing fresh ones, reading and unwrapping them through the
 /// key cache (one at a time or a batch's range at once), and dropping them from the cache.
 extension Keyring {
+    /// A subject key made and wrapped but not yet stored: what `makeSubjectKey` returns and
+    /// `storeSubjectKeys` writes.
+    struct FreshSubjectKey: Sendable {
+        /// The subject it is for.
+        let subject: SubjectID
+        /// The key itself, kept to wrap it again should the KEK change before it is stored, and to cache it.
+        let key: SecretKey
+        /// The key ready to seal the subject's fields.
+        let handle: KeyHandle
+        /// The key wrapped under the KEK of `kekVersion`.
+        var wrapped: [UInt8]
+        /// The version of the KEK it is wrapped under.
+        var kekVersion: UInt32
+    }
+
     /// Makes, wraps and stores a fresh random key of `version` for each of `subjects`, in one key-database
     /// transaction that first checks it wraps under the current KEK (another process may have rotated it).
     func createSubjectKeys(for subjects: [SubjectID], version: UInt32 = 1) throws(StoreError) -> [KeyHandle] {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        var keys: [(SubjectID, SecretKey, KeyHandle)] = []
+        let kek = keyEncryptionKey
+        try reserve(kek.usage, count: subjects.count)
+        var keys: [FreshSubjectKey] = []
+        keys.reserveCapacity(subjects.count)
+        for subject in subjects { keys.append(try makeSubjectKey(for: subject, version: version, wrappedUnder: kek)) }
+        try storeSubjectKeys(keys, caching: true)
+        return keys.map(\.handle)
+    }
+
+    /// A fresh random key of `version` for `subject`, wrapped under `kek`, whose encryptions the caller
+    /// has reserved (`reserve`). Pure CPU, no database: safe on any thread, so that a batch's keys are
+    /// made on the threads that seal its fields, and stored afterwards by `storeSubjectKeys`.
+    func makeSubjectKey(for subject: SubjectID, version: UInt32, wrappedUnder kek: KeyHandle) throws(StoreError) -> FreshSubjectKey {
+        let key: SecretKey, handle: KeyHandle
         do throws(CryptoError) {
-            for subject in subjects {
-                let key = try SecretKey.random()
-                keys.append((subject, key, KeyHandle(cipher: try AES256GCM(key: key), version: version,
-                                                     identifier: try Keyring.randomKeyIdentifier())))
-            }
+            key = try SecretKey.random()
+            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try Keyring.randomKeyIdentifier())
         } catch {
             throw .crypto(error)
         }
+        return FreshSubjectKey(subject: subject, key: key, handle: handle, wrapped: try wrap(key, of: subject, under: kek),
+                               kekVersion: kek.version)
+    }
+
+    /// Stores keys made by `makeSubjectKey` in one key-database transaction that first checks they are
+    /// wrapped under the current KEK: when another process rotated it meanwhile, the keyring is reloaded
+    /// and the keys wrapped again under the new one, once. With `caching`, the keys then go into the key
+    /// cache; without, a later read unwraps them from the key database, as after a restart (an import's
+    /// fresh keys are not read back by it, and caching them cost its writing thread a page fault per
+    /// new page of the cache's mapping).
+    func storeSubjectKeys(_ fresh: [FreshSubjectKey], caching: Bool) throws(StoreError) {
+        guard let first = fresh.first else { return }
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var keys = fresh
+        var kekVersion = first.kekVersion
         for attempt in 0..<2 {
-            let kek = keyEncryptionKey
-            try reserve(kek.usage, count: keys.count)
-            // Wrapped before the transaction (the encryptions are reserved above): it only checks that
-            // they are under the current KEK and stores them.
-            var wrapped: [KeyTables.NewSubjectKey] = []
-            for (subject, key, handle) in keys {
-                wrapped.append(KeyTables.NewSubjectKey(
-                    subject: subject, version: version, identifier: handle.identifier, kekVersion: kek.version,
-                    wrapped: try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue),
-                                               under: kek, storeID: storeID)))
+            if attempt > 0 {
+                try reload()
+                let kek = keyEncryptionKey
+                try reserve(kek.usage, count: keys.count)
+                for index in keys.indices {
+                    keys[index].wrapped = try wrap(keys[index].key, of: keys[index].subject, under: kek)
+                    keys[index].kekVersion = kek.version
+                }
+                kekVersion = kek.version
+            }
+            let wrapped = keys.map {
+                KeyTables.NewSubjectKey(subject: $0.subject, version: $0.handle.version, identifier: $0.handle.identifier,
+                                        kekVersion: $0.kekVersion, wrapped: $0.wrapped)
             }
             let written: Bool = try database.transaction { (tables) throws(DatabaseError) in
-                guard try tables.currentKEKVersion() == kek.version else { return false }
+                guard try tables.currentKEKVersion() == kekVersion else { return false }
                 // Replacing: a row already at (subject, version) is an orphan of a write whose data
                 // transaction rolled back after its keys committed (the rollback also gives the
                 // subject id back to the next insert): its key never protected any stored data.
@@ -41,15 +83,19 @@ extension Keyring {
                 return true
             }
             if written { break }
-            guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kek.version)) }
-            try reload()
+            guard attempt == 0 else { throw StoreError.unreadableKey("the current key-encryption key", .keyVersionUnavailable(kekVersion)) }
         }
+        guard caching else { return }
         try withKeyCache { (cache) throws(CryptoError) in
-            for (subject, key, handle) in keys {
-                try cache.insert(key, identifier: handle.identifier, owner: subject.rawValue, version: version)
+            for key in keys {
+                try cache.insert(key.key, identifier: key.handle.identifier, owner: key.subject.rawValue, version: key.handle.version)
             }
         }
-        return keys.map(\.2)
+    }
+
+    /// `key` wrapped as `subject`'s key under `kek` (one of its reserved encryptions).
+    private func wrap(_ key: SecretKey, of subject: SubjectID, under kek: KeyHandle) throws(StoreError) -> [UInt8] {
+        try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue), under: kek, storeID: storeID)
     }
 
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database. Before

@@ -165,6 +165,110 @@ struct BulkImportTests {
     }
 
     /// Every subject's clear and decrypted fields, every caller-ID answer and the audit entries agree.
+    @Test("an import leaves its new subjects' keys out of the key cache: each is read back from the key database, then cached; a create still caches its key",
+          arguments: TestBackend.all)
+    func importedKeysNotCached(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        let cached = { test.store.keyring.subjectKeys.withLock { $0.count } }
+        let report = try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        #expect(report.created > 600)
+        // The one key cached is b10's: its second row (in the next batch) updates it under its key.
+        #expect(cached() == 1)
+        // Second act: every subject reads and is found by caller ID from its key in the key database,
+        // in this process and in another opening; the keys read are cached from then on.
+        #expect(try test.store.read(try test.store.resolve("b499"), context: TestStore.admin).personal.name == "Person 499")
+        #expect(try test.store.callerID(number: "020 7946 0600", context: TestStore.caller).map(\.externalID) == ["b600"])
+        #expect(cached() == 3)
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.read(try reopened.resolve("b600"), context: TestStore.admin).personal.name == "Person 600")
+        _ = try test.store.create(sampleSubject("created"), context: TestStore.admin)
+        #expect(cached() == 4)
+        try expectConsistent(test.location, key: test.key)
+    }
+
+    @Test("on SQLite an import spaces the data connection's checkpoints further apart and enlarges its page cache while it runs, and restores both when it ends, also when it fails")
+    func importCheckpointSpacing() throws {
+        let test = try TestStore(.sqlite, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        let spacing = {
+            try test.store.withData { (connection) throws(DatabaseError) in
+                [try connection.scalarInteger("PRAGMA wal_autocheckpoint"), try connection.scalarInteger("PRAGMA cache_size")]
+            }
+        }
+        let during = Mutex<[[Int64?]]>([])
+        _ = try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin) { _ in
+            during.withLock { $0.append((try? spacing()) ?? []) }
+        }
+        let bulk = [Int64(SQLiteBackend.bulkWriteCheckpointPages), -Int64(SQLiteBackend.bulkWriteCacheKiB)]
+        #expect(during.withLock { $0 } == [bulk, bulk])
+        #expect(try spacing() == [1000, -2000])
+        // Second act: a failing import restores the spacing too, and the store takes the next one.
+        var strict = ImportOptions()
+        strict.strict = true
+        #expect(throws: ImportError.self) { try CSVImporter(store: test.store, options: strict).run(Array(Self.firstFile.utf8), context: TestStore.admin) }
+        #expect(try spacing() == [1000, -2000])
+        let report = try CSVImporter(store: test.store).run(Array(Self.secondFile.utf8), context: TestStore.admin)
+        #expect(report.updated + report.created == 401)
+        #expect(try test.store.read(try test.store.resolve("b760"), context: TestStore.admin).personal.name == "Twice in one batch")
+    }
+
+    @Test("a batch sealed in chunks on other threads is handed over in order; a chunk's failure, or the writer's, stops it with that error and nothing after it")
+    func pipelinedChunks() throws {
+        let consumed = Mutex<[[Int]]>([])
+        let all = try Store.pipelinedMap(300, chunk: 64) { $0 * 2 } consume: { chunk in consumed.withLock { $0.append(chunk) } }
+        #expect(all == (0..<300).map { $0 * 2 })
+        #expect(consumed.withLock { $0.map(\.count) } == [64, 64, 64, 64, 44])
+        // A position of the fourth chunk fails: the three before it are handed over, nothing after.
+        consumed.withLock { $0 = [] }
+        let sealing = try #require(throws: StoreError.self) {
+            try Store.pipelinedMap(300, chunk: 64) { (position) throws(StoreError) in
+                guard position != 200 else { throw .keyUnavailable(SubjectID(rawValue: Int64(position)), version: 1) }
+                return position
+            } consume: { chunk in consumed.withLock { $0.append(chunk) } }
+        }
+        #expect(failedPosition(sealing) == 200)
+        #expect(consumed.withLock { $0.map(\.first) } == [0, 64, 128])
+        // The writer fails on the second chunk of forty: its error, once the sealing thread has stopped.
+        let writing = try #require(throws: StoreError.self) {
+            try Store.pipelinedMap(64 * 40, chunk: 64) { $0 } consume: { (chunk) throws(StoreError) in
+                if chunk[0] == 64 { throw .keyUnavailable(SubjectID(rawValue: 64), version: 1) }
+            }
+        }
+        #expect(failedPosition(writing) == 64)
+        // Second act: the next batch goes through whole.
+        #expect(try Store.pipelinedMap(130, chunk: 64) { $0 } consume: { _ in } == Array(0..<130))
+    }
+
+    @Test("the keys committed alongside the blind-index rows: both run to their end, and a failure of either is thrown, the writer's first")
+    func keysAlongsideIndexRows() throws {
+        let ran = Mutex<[String]>([])
+        try Store.alongside { ran.withLock { $0.append("keys") } } _: { ran.withLock { $0.append("rows") } }
+        #expect(ran.withLock { $0.sorted() } == ["keys", "rows"])
+        let keysFailing = try #require(throws: StoreError.self) {
+            try Store.alongside { () throws(StoreError) in throw .keyUnavailable(SubjectID(rawValue: 1), version: 1) } _: {
+                ran.withLock { $0.append("rows") }
+            }
+        }
+        #expect(failedPosition(keysFailing) == 1 && ran.withLock { $0.count } == 3)
+        let bothFailing = try #require(throws: StoreError.self) {
+            try Store.alongside { () throws(StoreError) in
+                Thread.sleep(forTimeInterval: 0.05)
+                ran.withLock { $0.append("keys") }
+                throw .keyUnavailable(SubjectID(rawValue: 1), version: 1)
+            } _: { () throws(StoreError) in throw .keyUnavailable(SubjectID(rawValue: 2), version: 1) }
+        }
+        // The writer's error, thrown once the other thread was done.
+        #expect(failedPosition(bothFailing) == 2 && ran.withLock { $0.count } == 4)
+    }
+
+    /// The subject named by a `keyUnavailable` error (what `pipelinedChunks` throws), else nil.
+    private func failedPosition(_ error: StoreError) -> Int64? {
+        guard case .keyUnavailable(let subject, _) = error else { return nil }
+        return subject.rawValue
+    }
+
     private func expectSame(_ bulk: Store, _ single: Store) throws {
         let bulkSubjects = try subjects(of: bulk), singleSubjects = try subjects(of: single)
         #expect(bulkSubjects.count == singleSubjects.count)

@@ -53,6 +53,12 @@ struct PostgresBackend: StoreBackend {
             """, columns.indices.map { column in .text(PostgresBackend.arrayLiteral(rows.lazy.map { $0[column] })) })
     }
 
+    /// Nothing to defer: PostgreSQL's checkpoints are the server's, not a connection's.
+    func beginBulkWrites(on data: any Database) throws(DatabaseError) {}
+
+    /// Nothing was deferred (`beginBulkWrites`).
+    func endBulkWrites(on data: any Database) throws(DatabaseError) {}
+
     /// One statement: `= ANY` of the keys as one array parameter.
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
                     _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
