@@ -45,7 +45,10 @@ public struct CSVImporter: Sendable {
             throw ImportError.badHeader("no name, email or phone column")
         }
         // The batches are a bulk write: on SQLite, checkpoints spaced further apart and a larger page cache meanwhile.
-        return try store.bulkWriting { try importRows(from: &reader, columns: columns, context: context, progress: progress) }
+        // (The rows' errors are an `ImportError` or a `StoreError`: carried out in a `Result`.)
+        return try store.bulkWriting { () throws(StoreError) in
+            Result { try importRows(from: &reader, columns: columns, context: context, progress: progress) }
+        }.get()
     }
 
     /// Imports the rows after the header, whose `columns` `run` has checked, in batches.

@@ -96,6 +96,9 @@ enum RotationStatements {
     /// `phone_index_by_tag` dropped, to be built again (`Schema.phoneIndexByTag`) in the same transaction.
     static let dropTagIndex = "DROP INDEX phone_index_by_tag"
 
+    /// `email_index_by_tag` dropped, to be built again (`Schema.emailIndexByTag`) in the same transaction.
+    static let dropEmailTagIndex = "DROP INDEX email_index_by_tag"
+
     /// Every staged row, dropped in the transaction that copied them.
     static let dropAllStagedIndexRows = "DELETE FROM phone_index_building"
 

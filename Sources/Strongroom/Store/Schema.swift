@@ -22,6 +22,8 @@ enum Schema {
     /// index alone (version 1 on SQLite, 4 on PostgreSQL; built again by index rotations on SQLite,
     /// `StoreBackend.rebuildsTagIndexForBulkChanges`).
     static let phoneIndexByTag = "CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac)"
+    /// The e-mail index's probe index, covering like the phone index's (built again by an index rotation's end on SQLite).
+    static let emailIndexByTag = "CREATE INDEX email_index_by_tag ON email_index (key_version, tag, subject_id, check_mac)"
 
     static let phoneIndexBySubjectAndVersion = """
         DROP INDEX phone_index_by_subject;
@@ -64,7 +66,7 @@ enum Schema {
             subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
             check_mac \(blobType) NOT NULL
         );
-        CREATE INDEX email_index_by_tag ON email_index (key_version, tag, subject_id, check_mac);
+        \(emailIndexByTag);
         CREATE INDEX email_index_by_subject ON email_index (subject_id, key_version);
         CREATE TABLE email_index_backfill (
             id BIGINT PRIMARY KEY CHECK (id = 1),

@@ -107,12 +107,12 @@ extension Store {
         return (row, index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows, index.unindexed, sealed.map(\.field))
     }
 
-    /// Runs `body`, a bulk write (an import), with the data connection readied for one
-    /// (`StoreBackend.beginBulkWrites`), and ends that after it, whether it succeeds or throws. What
-    /// it throws is thrown; a failure to end is not, as it loses nothing: on SQLite, the next commit's
-    /// automatic checkpoint does what the final one could not, and the longer spacing lasts at worst
-    /// until the connection closes.
-    func bulkWriting<Result>(_ body: () throws -> Result) throws -> Result {
+    /// Runs `body`, a bulk write (an import, a blind-index rotation), with the data connection readied
+    /// for one (`StoreBackend.beginBulkWrites`), and ends that after it, whether it succeeds or throws.
+    /// What it throws is thrown; a failure to end is not, as it loses nothing: on SQLite, the next
+    /// commit's automatic checkpoint does what the final one could not, and the longer spacing lasts at
+    /// worst until the connection closes.
+    func bulkWriting<Result>(_ body: () throws(StoreError) -> Result) throws(StoreError) -> Result {
         try withData { (connection) throws(DatabaseError) in try backend.beginBulkWrites(on: connection) }
         defer { _ = try? withData { (connection) throws(DatabaseError) in try backend.endBulkWrites(on: connection) } }
         return try body()
