@@ -27,9 +27,11 @@ struct QueryPlanTests {
         let test = try TestStore(backend)
         defer { test.cleanUp() }
         try runEveryPerSubjectPath(test.store)
-        // Run only when a read or a rotation batch meets a concurrent change: prepared here as those paths would.
+        // Run only when a read or a rotation batch meets a concurrent change, or (the last) when a lookup on
+        // SQLite finds its hint emptied by another process's write: prepared here as those paths would.
         try test.store.data.withLock { (connection) throws(DatabaseError) in
             _ = try connection.scalarInteger(Store.currentKeyVersion, [.integer(1)])
+            _ = try connection.rows(CallerIDHint.candidatesAndNewestVersion, [.int(1), .integer(1)]) { $0.isNull(0) }
             _ = try connection.rows(RotationStatements.subjectsToReencryptAgain, [.integer(1), .integer(2)]) { $0.int64(0) }
         }
         let statements = try preparedStatements(of: test.store)
@@ -143,11 +145,13 @@ struct QueryPlanTests {
                 #expect(plan.contains("Conflict Arbiter Indexes: subject_keys_pkey"), "\(insert.sql)\nplan:\n\(plan)")
             }
         }
-        // The SQLite hint's reads (`SQLiteCallerIDHint`): a match's row by primary key, and the newest index
-        // version from the end of the blind index (SQLite's min/max optimisation: one probe, no walk).
+        // The SQLite hint's reads (`SQLiteCallerIDHint`): a match's row by primary key, the newest index
+        // version from the end of the blind index (SQLite's min/max optimisation: one probe, no walk), and,
+        // refilling a tag, its rows by the probe's (version, tag) with that newest version.
         if backend == .sqlite {
             for (sql, sqlitePlan) in [(SQLiteCallerIDHint.candidateByID, "USING INTEGER PRIMARY KEY (rowid=?)"),
-                                      (SQLiteCallerIDHint.newestIndexVersion, "SEARCH phone_index USING COVERING INDEX phone_index_by_tag")] {
+                                      (SQLiteCallerIDHint.newestIndexVersion, "SEARCH phone_index USING COVERING INDEX phone_index_by_tag"),
+                                      (CallerIDHint.candidatesAndNewestVersion, "USING COVERING INDEX phone_index_by_tag (key_version=? AND tag=?)")] {
                 let statement = try #require(statements.first { $0.matches(sql) }, "not run by the paths: \(sql)")
                 let plan = try statement.plan().joined(separator: "\n")
                 #expect(plan.contains(sqlitePlan), "\(sql)\nplan:\n\(plan)")
