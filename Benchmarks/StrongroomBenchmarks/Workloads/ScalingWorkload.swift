@@ -41,6 +41,12 @@ struct ScalingWorkload {
     struct Cost {
         let cpu: Double
         let wall: Double
+
+        /// The cheaper of `kept` (none yet: nil) and `new`, by CPU time.
+        static func min(_ kept: Cost?, _ new: Cost) -> Cost {
+            guard let kept, kept.cpu <= new.cpu else { return new }
+            return kept
+        }
     }
 
     func run() throws -> [BenchmarkResult] {
@@ -92,7 +98,8 @@ struct ScalingWorkload {
     /// Each operation's name and its cheapest cost at the small and the large size.
     private func cheapestCosts(_ scenes: [Scene]) throws -> [(name: String, small: Cost, large: Cost)] {
         var names: [String] = []
-        var cheapest: [String: [Cost]] = [:]
+        /// Each operation's cheapest cost so far at each size (index 0 small, 1 large).
+        var cheapest: [String: [Cost?]] = [:]
         /// Times `body` (`count` operations, or a whole rotation over `count` subjects) in scene `size`,
         /// keeping the cheaper cost.
         func measure(_ name: String, size: Int, per count: Int, _ body: () throws -> Void) rethrows {
@@ -104,9 +111,8 @@ struct ScalingWorkload {
             try body()
             let cpu = Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC) * 1e6 / Double(count)
             let wall = Double(DispatchTime.now().uptimeNanoseconds - wallStart) / 1e3 / Double(count)
-            if cheapest[name] == nil { names.append(name); cheapest[name] = [] }
-            if cheapest[name]!.count <= size { cheapest[name]!.append(Cost(cpu: cpu, wall: wall)) }
-            else if cpu < cheapest[name]![size].cpu { cheapest[name]![size] = Cost(cpu: cpu, wall: wall) }
+            if cheapest[name] == nil { names.append(name) }
+            cheapest[name, default: [nil, nil]][size] = Cost.min(cheapest[name]?[size], Cost(cpu: cpu, wall: wall))
         }
         let admin = LoadedStores.admin
         let caller = AccessContext(actor: "pbx", purpose: .callerID)
@@ -158,6 +164,6 @@ struct ScalingWorkload {
                 try measure("rotate-index", size: size, per: count) { _ = try scene.store.rotateIndexKey(context: admin) }
             }
         }
-        return names.map { ($0, cheapest[$0]![0], cheapest[$0]![1]) }
+        return names.map { ($0, cheapest[$0]![0]!, cheapest[$0]![1]!) }
     }
 }
