@@ -29,12 +29,17 @@ struct CallerIDHint: Sendable {
         let subject: SubjectID
         let check: InlineArray<16, UInt8>
 
+        /// The entry of `subject`'s index row whose check is `check`.
+        init(subject: SubjectID, check: InlineArray<16, UInt8>) {
+            self.subject = subject
+            self.check = check
+        }
+
         /// The entry of an index row whose check is in column `column` of `row`, where the subject is in column 0.
         init(_ row: any Row, checkColumn column: Int) {
-            subject = SubjectID(rawValue: row.int64(0))
-            check = row.withBlob(column) { bytes in
+            self.init(subject: SubjectID(rawValue: row.int64(0)), check: row.withBlob(column) { bytes in
                 InlineArray { index in index < bytes.count ? bytes[index] : 0 }
-            }
+            })
         }
     }
 
