@@ -136,8 +136,10 @@ extension Store {
     /// Only where the audit trail appends beside the data and is the store's first hook, for a declared
     /// purpose not resting on consent (whose check would need a read of the ledger first).
     func callerIDThroughHint(_ e164: String, context: AccessContext) throws(StoreError) -> [CallerMatch]? {
+        // The trail first: on SQLite this is every lookup's first step, and reading the keys takes a lock.
+        guard recordsToAuditTrail, auditTrail.appendsBesideData else { return nil }
         let indexes = keyring.keys.phoneIndexes
-        guard recordsToAuditTrail, auditTrail.appendsBesideData, indexes.count == 1, let index = indexes.first,
+        guard indexes.count == 1, let index = indexes.first,
               let declaration = purposeDeclaration(context.purpose), declaration.lawfulBasis != .consent else { return nil }
         let tags: PhoneBlindIndex.Tags
         do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
