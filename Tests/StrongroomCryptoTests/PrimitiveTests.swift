@@ -43,6 +43,7 @@ struct PrimitiveTests {
         let message = Array("Hi There".utf8)
         let expected = hexBytes("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
         #expect(try hmac.authenticationCode(for: message) == expected)
+        #expect(try hmac.authenticationCode(for: "Hi There".utf8.span) == expected, "a string's UTF-8 read in place")
         #expect(hmac.isValidAuthenticationCode(expected, for: message))
     }
 

@@ -1,5 +1,5 @@
 import Foundation
-import Strongroom
+@testable import Strongroom
 import StrongroomStorage
 import StrongroomCrypto
 import Testing
@@ -308,6 +308,25 @@ struct AuditTests {
         #expect(try test.database(.keys).scalarText("SELECT audit_durability FROM store WHERE id = 1") == "synced")
         let verification = try reopened.verifyAuditLog()
         #expect(verification.isIntact && verification.verifiedEntries == 102)
+    }
+
+    @Test("a batch larger than the kept line buffer, then single appends: every line whole, numbered in decimal across 9→10, 99→100 and 999→1000, the chain verifies after a reopen", arguments: TestBackend.all)
+    func batchThenSingles(backend: TestBackend) throws {
+        let test = try TestStore(backend)
+        defer { test.cleanUp() }
+        let id = try test.store.create(sampleSubject("bt"), context: TestStore.admin)
+        let before = try test.store.verifyAuditLog().verifiedEntries
+        // One append of 1,000 entries (about 250 KB of lines: a buffer that is not kept), then single ones.
+        try test.store.audit((0..<1_000).map { _ in AuditEvent(.decrypt, TestStore.admin, subject: id, fields: [.name], detail: "batch") })
+        for _ in 0..<5 { _ = try test.store.read(id, fields: [.name], context: TestStore.admin) }
+        let reopened = try test.reopen()
+        for _ in 0..<5 { _ = try reopened.read(id, fields: [.name], context: TestStore.admin) }
+        let verification = try reopened.verifyAuditLog()
+        #expect(verification.isIntact && verification.verifiedEntries == before + 1_010)
+        var entries: [AuditEntry] = []
+        try reopened.auditEntries { entry, _ in entries.append(entry) }
+        #expect(entries.map(\.seq) == Array(1...UInt64(entries.count)), "each line's number, read back as JSON, is its place")
+        #expect(entries.last?.detail == nil && entries[before].detail == "batch")
     }
 
     @Test("segments roll over by size and the chain spans them (PostgreSQL: one table, the limit has no effect)", arguments: TestBackend.all)

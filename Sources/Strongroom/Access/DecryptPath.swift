@@ -75,6 +75,8 @@ extension Store {
         let now = Date()
         for subject in subjects {
             var personal = PersonalData()
+            // Most decrypts open no extra values: no hashing of the subject id into an empty dictionary then.
+            let sealedValues = extra.isEmpty ? nil : extra[subject.id]
             do throws(StoreError) {
                 let key = try keyring.subjectKey(for: subject.id, version: subject.keyVersion)
                 for field in fields {
@@ -91,7 +93,7 @@ extension Store {
                         throw StoreError.unreadableField(subject.id, field: field.rawValue, .authenticationFailed)
                     }
                 }
-                for value in extra[subject.id] ?? [] {
+                for value in sealedValues ?? [] {
                     do {
                         opened[subject.id, default: []].append(
                             try Envelope.openPersonalData(value.ciphertext, at: value.location, under: key, storeID: keyring.storeID,
@@ -107,7 +109,7 @@ extension Store {
             }
             results.append(personal)
             events.append(AuditEvent(.decrypt, context, subject: subject.id, fields: fields,
-                                     detail: extra[subject.id].map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
+                                     detail: sealedValues.map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
                                      time: now))
         }
         if !okEntriesCommitted { try audit(events) }
@@ -138,7 +140,9 @@ extension Store {
 
     /// Why `purpose` may not process `subject`'s data, or nil when it may.
     private func refusal(of subject: some SealedSubject, for purpose: Purpose) throws(StoreError) -> String? {
-        try processingRefusal(restricted: subject.isRestricted, allowedUnderRestriction: Purpose.allowedUnderRestriction.contains(purpose),
+        // The set is consulted only for a restricted subject: it matters only then, and hashing the purpose costs every decrypt.
+        try processingRefusal(restricted: subject.isRestricted,
+                              allowedUnderRestriction: subject.isRestricted && Purpose.allowedUnderRestriction.contains(purpose),
                               for: purpose) { () throws(StoreError) in try consentState(of: subject.id, for: purpose) }
     }
 

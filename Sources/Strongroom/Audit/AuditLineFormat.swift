@@ -60,16 +60,19 @@ enum AuditLineFormat {
 
     /// Appends `value` in decimal.
     static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        var digitCount = 1
-        var rest = value / 10
-        while rest > 0 { digitCount += 1; rest /= 10 }
-        out.append(addingCapacity: digitCount) { (text: inout OutputSpan<UInt8>) in
-            var divisor: UInt64 = 1
-            for _ in 1..<digitCount { divisor *= 10 }
-            while divisor > 0 {
-                text.append(UInt8(48 + value / divisor % 10))
-                divisor /= 10
-            }
+        // Digits from the right, dividing by the constant 10 only (a multiplication once compiled): a
+        // division by a computed power of ten is a hardware divide per digit, and every audit line
+        // writes two numbers.
+        var digits = InlineArray<20, UInt8>(repeating: 0)
+        var start = digits.count
+        var rest = value
+        repeat {
+            start -= 1
+            digits[start] = UInt8(truncatingIfNeeded: 48 + rest % 10)
+            rest /= 10
+        } while rest > 0
+        out.append(addingCapacity: digits.count - start) { (text: inout OutputSpan<UInt8>) in
+            for index in start..<digits.count { text.append(digits[index]) }
         }
     }
 

@@ -79,6 +79,8 @@ final class AuditLog: AuditTrail {
     static let populationDistance: Int64 = 256 << 10
     /// The least that is asked for at a time: one request every 64 KiB of entries.
     static let populationStep: Int64 = 64 << 10
+    /// The largest line buffer kept between appends (`WriterState.lines`).
+    static let keptLineBufferCapacity = 16 << 10
 
     /// This process's hold on the log; the writer state itself, and the append lock, are in `TailFile`.
     struct WriterState: ~Copyable {
@@ -100,6 +102,9 @@ final class AuditLog: AuditTrail {
         var populator: PagePopulator?
         /// How far into the current segment this process has asked for pages to be readied.
         var populatedThrough: Int64 = 0
+        /// The lines of the append under way, built here: its capacity stays from one append to the
+        /// next, so an append allocates no buffer. Holds only entry lines, which carry no personal data.
+        var lines: [UInt8] = []
     }
 
     /// Opens the log in `directory` (created if absent, mode 0700; an existing one must be a real
@@ -231,7 +236,13 @@ final class AuditLog: AuditTrail {
 
     /// Chains `events` after `tail` and copies their lines into the segment's mapping.
     private func append(_ events: [AuditEvent], after tail: SharedTail, to state: inout WriterState) throws -> SharedTail {
-        var output: [UInt8] = []
+        var output = state.lines
+        state.lines = []
+        defer {
+            // A large batch's buffer (an import's entries) is not kept.
+            output.removeAll(keepingCapacity: output.capacity <= AuditLog.keptLineBufferCapacity)
+            state.lines = output
+        }
         output.reserveCapacity(events.count * 320)
         let (sequence, previous) = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac,
                                                              mac: mac, into: &output)

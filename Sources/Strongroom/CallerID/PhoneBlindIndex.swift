@@ -54,7 +54,7 @@ struct PhoneBlindIndex: Sendable {
 
     /// The tags of an E.164 number.
     func tags(for e164: String) throws(CryptoError) -> Tags {
-        let full = try tagMAC.authenticationCode(for: Array(e164.utf8))
+        let full = try tagMAC.authenticationCode(for: e164.utf8.span)
         let leading = readUInt64(full, at: 0) >> UInt64(64 - bits)
         return Tags(truncated: Int64(leading), full: full)
     }

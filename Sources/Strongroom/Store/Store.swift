@@ -25,7 +25,11 @@ public final class Store: Sendable {
     let keyring: Keyring
     let data: Mutex<any Database>
     let auditTrail: any AuditTrail
-    let auditHooks: [any AuditHook]
+    /// Whether events go to `auditTrail` (`StoreConfiguration.auditLogFile`), before any other hook.
+    let recordsToAuditTrail: Bool
+    /// The hooks after the trail (`StoreConfiguration.additionalAuditHooks`). Kept apart from the trail
+    /// at open, so that reporting an event tests no hook's type (a dynamic cast per decrypt).
+    let additionalAuditHooks: [any AuditHook]
     let phoneNormalizer: PhoneNormalizer
     let faultInjection: (@Sendable (String, Int) throws -> Void)?
     /// The declared purposes, read at open, kept current by `declarePurpose` and re-read when stale (`PurposeCache`).
@@ -65,7 +69,8 @@ public final class Store: Sendable {
         guard configuration.auditLogFile || !configuration.additionalAuditHooks.isEmpty else {
             throw .noAuditHook
         }
-        auditHooks = (configuration.auditLogFile ? [auditTrail] : []) + configuration.additionalAuditHooks
+        recordsToAuditTrail = configuration.auditLogFile
+        additionalAuditHooks = configuration.additionalAuditHooks
         faultInjection = configuration.faultInjection
     }
 
@@ -192,13 +197,11 @@ public final class Store: Sendable {
     @discardableResult
     func audit(_ events: [AuditEvent], skippingTrail: Bool = false) throws(StoreError) -> UInt64? {
         var sequence: UInt64?
-        for hook in auditHooks {
-            if let trail = hook as? any AuditTrail {
-                guard !skippingTrail else { continue }
-                sequence = try reportingAuditFailure(of: hook) { try trail.append(events) } ?? sequence
-            } else {
-                try reportingAuditFailure(of: hook) { try hook.record(events) }
-            }
+        if recordsToAuditTrail, !skippingTrail {
+            sequence = try reportingAuditFailure(of: auditTrail) { try auditTrail.append(events) }
+        }
+        for hook in additionalAuditHooks {
+            try reportingAuditFailure(of: hook) { try hook.record(events) }
         }
         return sequence
     }
@@ -251,7 +254,7 @@ public final class Store: Sendable {
             }
         }
         if let event {
-            for hook in auditHooks where !(hook is any AuditTrail) {
+            for hook in additionalAuditHooks {
                 do { try hook.record([event]) } catch { throw .auditHookFailed(hook: "\(type(of: hook))", error: error) }
             }
         }

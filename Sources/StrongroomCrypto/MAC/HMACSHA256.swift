@@ -64,6 +64,11 @@ public final class HMACSHA256: @unchecked Sendable {
         try authenticationCode(for: parts[...])
     }
 
+    /// The code of `message`, read in place (a string's UTF-8 without copying it into an array).
+    public func authenticationCode(for message: Span<UInt8>) throws(CryptoError) -> [UInt8] {
+        try authenticationCode(feeding: { HMACSHA256.feed(message, &$0) })
+    }
+
     /// The code of `first` followed by `second`, read in place.
     public func authenticationCode(forConcatenationOf first: Span<UInt8>, _ second: Span<UInt8>) throws(CryptoError) -> [UInt8] {
         try authenticationCode(feeding: { HMACSHA256.feed(first, &$0) && HMACSHA256.feed(second, &$0) })

@@ -25,18 +25,22 @@ import StrongroomStorage
 /// probe (`Store.subjectsHolding`). So a stale hint never gives a wrong person nor misses one the probe
 /// would find; the row's own check (`PhoneBlindIndex.matches`) decides each match.
 ///
-/// Memory: the entries of `CallerIDHint` (24 bytes a number inline, one array per tag); read whole on
-/// the first lookup, as on PostgreSQL (`strongroom-bench callerid` reports it).
+/// Memory: a `CallerIDHintTable` (24 bytes a number, 16 bytes a slot, two slots or more per tag), plus
+/// the tags read again since; read whole on the first lookup, as on PostgreSQL (`strongroom-bench
+/// callerid` reports it).
 struct SQLiteCallerIDHint: Sendable {
     /// The index version whose rows these are.
     let indexVersion: UInt32
     /// The data version at which the held tags' rows are those in `entriesByTag`; nil when none is held.
     private var validAt: UInt32?
-    /// The rows by truncated tag, an empty array for a tag known to have none.
+    /// Every row of the index version as read whole on the first lookup; nil once the hint was emptied.
+    private var table: CallerIDHintTable?
+    /// The rows of the tags read since, by truncated tag (an empty array for a tag known to have none):
+    /// they replace the table's for those tags.
     private var entriesByTag: [Int64: [CallerIDHint.Entry]] = [:]
-    /// True while every tag of the index is held (`entriesByTag` lacks only tags without rows); false
-    /// once the hint was emptied, when only the tags in `entriesByTag` are known.
-    private(set) var holdsEveryTag: Bool
+    /// True while every tag of the index is held (the table, and the tags read since); false once the
+    /// hint was emptied, when only the tags in `entriesByTag` are known.
+    var holdsEveryTag: Bool { table != nil }
     /// Tags this store's writes changed since they were read (read again before the next answer).
     private var changedTags: Set<Int64> = []
 
@@ -70,19 +74,22 @@ struct SQLiteCallerIDHint: Sendable {
         try connection.keepChangeJournal(function: reportFunction, keyLimit: journalLimit)
         try connection.execute(triggers)
         _ = connection.takeChangeJournal()
-        var hint = SQLiteCallerIDHint(indexVersion: indexVersion, holdsEveryTag: true)
+        var hint = SQLiteCallerIDHint(indexVersion: indexVersion)
+        var tags: [Int64] = []
+        var entries: [CallerIDHint.Entry] = []
         try connection.forEachRow(CallerIDHint.readAll, [.int(Int(indexVersion))]) { row in
-            hint.entriesByTag[row.int64(1), default: []].append(CallerIDHint.Entry(row, checkColumn: 2))
+            tags.append(row.int64(1))
+            entries.append(CallerIDHint.Entry(row, checkColumn: 2))
         }
+        hint.table = CallerIDHintTable(tags: tags, entries: entries)
         let version = connection.dataVersion
         let newest = try connection.scalarInteger(newestIndexVersion)
         if connection.dataVersion == version, (newest ?? 0) <= Int64(indexVersion) { hint.validAt = version } else { hint.empty() }
         return hint
     }
 
-    private init(indexVersion: UInt32, holdsEveryTag: Bool) {
+    private init(indexVersion: UInt32) {
         self.indexVersion = indexVersion
-        self.holdsEveryTag = holdsEveryTag
     }
 
     /// The subjects holding the number of `tags` under `index`, with their rows; nil when the probe must
@@ -94,7 +101,7 @@ struct SQLiteCallerIDHint: Sendable {
             for tag in changedTags { _ = try readTag(tag, index: index, tags: nil, on: connection) }
             changedTags = []
         }
-        if let entries = entriesByTag[tag: tags.truncated, holdsEveryTag: holdsEveryTag] {
+        if let entries = entries(under: tags.truncated) {
             var candidates: [CallerCandidate] = []
             var rowsFound = true
             for entry in entries where !candidates.contains(where: { $0.id == entry.subject })
@@ -158,14 +165,14 @@ struct SQLiteCallerIDHint: Sendable {
 
     /// Forgets every tag: each is read again on its next lookup.
     private mutating func empty() {
-        (validAt, entriesByTag, holdsEveryTag, changedTags) = (nil, [:], false, [])
+        (validAt, table, entriesByTag, changedTags) = (nil, nil, [:], [])
     }
-}
 
-private extension Dictionary where Key == Int64, Value == [CallerIDHint.Entry] {
-    /// The rows under `tag` if known: held, or absent from a hint holding every tag (no rows).
-    subscript(tag tag: Int64, holdsEveryTag holdsEveryTag: Bool) -> [CallerIDHint.Entry]? {
-        self[tag] ?? (holdsEveryTag ? [] : nil)
+    /// The rows under `tag` if known: read since the table, or the table's (none when it has none).
+    private func entries(under tag: Int64) -> ArraySlice<CallerIDHint.Entry>? {
+        // Empty until this store writes or the hint is emptied: no hashing on the lookups before.
+        if !entriesByTag.isEmpty, let read = entriesByTag[tag] { return read[...] }
+        return table?[tag]
     }
 }
 
@@ -175,7 +182,8 @@ extension Store {
     /// answering, or the hint cannot say).
     func candidatesThroughSQLiteHint(_ e164: String) throws(StoreError) -> [CallerCandidate]? {
         let indexes = keyring.keys.phoneIndexes
-        guard indexes.count == 1, let index = indexes.first, backend is SQLiteBackend else { return nil }
+        // A metatype comparison: `backend is SQLiteBackend` is a dynamic cast, on every lookup.
+        guard indexes.count == 1, let index = indexes.first, type(of: backend) == SQLiteBackend.self else { return nil }
         let tags: PhoneBlindIndex.Tags
         do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
         return try withData { (connection) throws(DatabaseError) -> [CallerCandidate]? in
