@@ -20,10 +20,18 @@ struct PostgresBackend: StoreBackend {
     static let rebuildsTagIndexForBulkChanges = false
 
     /// Values of the identity sequence, taken in one round trip (never given back, not even by a rollback).
+    /// The sequence is looked up once per statement (a materialised CTE): as a function of each row,
+    /// `pg_get_serial_sequence` resolved the table's name for every id, four fifths of the statement's
+    /// time (1.05 ms → 0.2 ms for 500 ids, `EXPLAIN ANALYZE`, 2026-12-07).
     func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
-        try data.rows("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?::integer) ORDER BY 1",
-                      [.int(count)]) { $0.int64(0) }
+        try data.rows(PostgresBackend.reserveSubjectIDsSQL, [.int(count)]) { $0.int64(0) }
     }
+
+    /// `reserveSubjectIDs`' statement: `?` ids of the subjects' identity sequence, ascending.
+    static let reserveSubjectIDsSQL = """
+        WITH sequence AS MATERIALIZED (SELECT pg_get_serial_sequence('subjects', 'id')::regclass AS id)
+        SELECT nextval(sequence.id) FROM sequence, generate_series(1, ?::integer) ORDER BY 1
+        """
 
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
     var keyDatabaseURL: String {
