@@ -43,8 +43,36 @@ extension PostgresConnection {
     public func copyBinary<T, Failure: DatabaseFailure>(into table: String, columns: [String],
                                                         _ body: (_ send: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
+        try copyBinary(into: table, columns: columns, after: "", body)
+    }
+
+    /// Copies `rows` into `table` by binary COPY (`copyBinary`) unless a unique constraint refuses one
+    /// of them: then none of them stays (inside a transaction the COPY is undone to a savepoint taken in
+    /// its first round trip; outside one it was a transaction of its own) and `instead` runs, such as
+    /// the same rows' `INSERT … ON CONFLICT`. For rows that rarely meet a conflict: COPY costs the
+    /// server about half of what a statement spreading arrays into rows does (20,000 subject keys,
+    /// 44–60 ms against 88–100 ms, 2026-12-07), and the savepoint's release one round trip more.
+    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-savepoint.html>
+    public func copyBinary(_ rows: [[SQLValue]], into table: String, columns: [String],
+                           onUniqueViolation instead: () throws(DatabaseError) -> Void) throws(DatabaseError) {
+        let savepoint = inTransaction ? "strongroom_bulk_insert" : nil
+        do {
+            _ = try copyBinary(into: table, columns: columns, after: savepoint.map { "SAVEPOINT \($0); " } ?? "") {
+                (send) throws(DatabaseError) in try send(rows)
+            }
+            if let savepoint { try execute("RELEASE SAVEPOINT \(savepoint)") }
+        } catch where error.isUniqueViolation {
+            if let savepoint { try execute("ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)") }
+            try instead()
+        }
+    }
+
+    /// `copyBinary(into:columns:_:)`, the COPY sent after `prefix` (statements run in the same round trip).
+    private func copyBinary<T, Failure: DatabaseFailure>(into table: String, columns: [String], after prefix: String,
+                                                         _ body: (_ send: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> (value: T, rows: Int) {
         let sql = "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)"
-        do { try beginCopy(sql) } catch { throw Failure(error) }
+        do { try beginCopy(prefix + sql) } catch { throw Failure(error) }
         var buffer = PostgresConnection.binaryCopySignature
         let value: T
         do throws(Failure) {

@@ -56,3 +56,37 @@ struct PostgresCopyImportTests {
         #expect(try reopened.verifyAuditLog().isIntact)
     }
 }
+
+@Suite("PostgreSQL subject keys: COPY first, the upsert when a key is in the way", .enabled(if: TestBackend.all.contains(.postgres), "STRONGROOM_TEST_POSTGRES=off"))
+struct PostgresSubjectKeyCopyTests {
+    @Test("an orphan key at the ids new subjects take (a data schema restored behind its keys) is replaced: the keys' COPY meets it, the upsert runs instead, and the subjects open")
+    func orphanKeyReplaced() throws {
+        let test = try TestStore(.postgres, region: "GB")
+        defer { test.cleanUp() }
+        let data = try test.database(.data), keys = try test.database(.keys)
+        let next = try #require(try data.scalarInteger("""
+            SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('subjects', 'id')::regclass), 0) + 1
+            """))
+        // A key that never protected anything, at the second of the next import's ids.
+        try keys.run("INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at) VALUES (?, 1, 7, 1, ?, 0)",
+                     [.integer(next + 1), .blob(Array(repeating: 0xAB, count: 60))])
+        let file = "external_id,name,mobile\n" + (0..<100).map { "o\($0),Orphan Test \($0),07700 9\(String(format: "%05d", $0))\n" }.joined()
+        let report = try CSVImporter(store: test.store).run(Array(file.utf8), context: TestStore.admin)
+        #expect(report.created == 100)
+        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys WHERE subject_id = ? AND wrapped = ?",
+                                       [.integer(next + 1), .blob(Array(repeating: 0xAB, count: 60))]) == 0, "the orphan was replaced")
+        #expect(try keys.scalarInteger("SELECT count(*) FROM subject_keys") == 100)
+        try expectConsistent(test.location, key: test.key)
+        // Second act: every subject opens, here and in a reopened store, and the next import copies its keys again.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        for store in [test.store, reopened] {
+            for row in [0, 1, 2, 99] {
+                #expect(try store.read(try store.resolve("o\(row)"), context: TestStore.admin).personal.name == "Orphan Test \(row)")
+            }
+        }
+        let more = "external_id,name\n" + (100..<150).map { "o\($0),Orphan Test \($0)\n" }.joined()
+        #expect(try CSVImporter(store: reopened).run(Array(more.utf8), context: TestStore.admin).created == 50)
+        #expect(try reopened.read(try reopened.resolve("o149"), context: TestStore.admin).personal.name == "Orphan Test 149")
+    }
+}

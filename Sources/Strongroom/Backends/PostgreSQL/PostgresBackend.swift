@@ -40,10 +40,13 @@ struct PostgresBackend: StoreBackend {
         return PostgresConnection.url(url, schema: schema + "_keys")
     }
 
-    /// Without a conflict clause, `COPY … FROM STDIN` in binary format (`inserting`). With one (COPY
-    /// cannot take it), one statement: each column's values go as one array parameter in binary form,
-    /// spread back into rows by `unnest` (a statement text per table, prepared once). One round trip
-    /// for the statement, two for the COPY, whatever the number of rows; no value is turned into text.
+    /// `COPY … FROM STDIN` in binary format (`inserting`), whatever the number of rows; no value is
+    /// turned into text. With a conflict clause (COPY cannot take one) the COPY is tried first, as its
+    /// callers' conflicts are rare (a subject key left behind by a rolled-back write: on PostgreSQL a
+    /// subject id is never handed out twice, so only a data schema restored behind its keys meets one),
+    /// and only when it meets a unique violation does one statement run instead: each column's values
+    /// as one array parameter in binary form, spread back into rows by `unnest`, then the clause
+    /// (`upsertSQL`, prepared once per table).
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/functions-array.html>
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
                 on connection: any Database) throws(DatabaseError) {
@@ -52,15 +55,30 @@ struct PostgresBackend: StoreBackend {
             try inserting(into: table, columns: columns, on: connection) { (insert) throws(DatabaseError) in try insert(rows) }
             return
         }
-        let arrays = columns.map { "?::\(PostgresBackend.arrayElement($0.kind).typeName)[]" }
-        var parameters: [SQLValue] = []
-        for (position, column) in columns.enumerated() {
-            parameters.append(.blob(try PostgresConnection.binaryArray(rows.lazy.map { $0[position] }, of: PostgresBackend.arrayElement(column.kind))))
+        try PostgresBackend.postgres(connection).copyBinary(rows, into: table, columns: columns.map(\.name)) { () throws(DatabaseError) in
+            var parameters: [SQLValue] = []
+            for (position, column) in columns.enumerated() {
+                parameters.append(.blob(try PostgresConnection.binaryArray(rows.lazy.map { $0[position] }, of: PostgresBackend.arrayElement(column.kind))))
+            }
+            try connection.run(PostgresBackend.upsertSQL(into: table, columns: columns, conflict: conflict), parameters)
         }
-        try connection.run("""
-            INSERT INTO \(table) (\(columns.map(\.name).joined(separator: ", ")))
-            SELECT * FROM unnest(\(arrays.joined(separator: ", "))) \(conflict)
-            """, parameters)
+    }
+
+    /// The statement `insert` falls back on when its COPY meets a conflict: the rows from one binary
+    /// array parameter per column, then `conflict`.
+    static func upsertSQL(into table: String, columns: [BulkColumn], conflict: String) -> String {
+        """
+        INSERT INTO \(table) (\(columns.map(\.name).joined(separator: ", ")))
+        SELECT * FROM unnest(\(columns.map { "?::\(arrayElement($0.kind).typeName)[]" }.joined(separator: ", "))) \(conflict)
+        """
+    }
+
+    /// `connection` as the PostgreSQL connection this backend made it.
+    private static func postgres(_ connection: any Database) throws(DatabaseError) -> PostgresConnection {
+        guard let postgres = connection as? PostgresConnection else {
+            throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "not a PostgreSQL connection")
+        }
+        return postgres
     }
 
     /// One `COPY … FROM STDIN (FORMAT binary)` for every row `body` makes, each set sent on as it comes
@@ -71,9 +89,8 @@ struct PostgresBackend: StoreBackend {
     func inserting<T, Failure: DatabaseFailure>(into table: String, columns: [BulkColumn], on connection: any Database,
                                                 _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> T {
-        guard let postgres = connection as? PostgresConnection else {
-            throw Failure(DatabaseError(code: .postgresql(sqlState: "08000"), message: "not a PostgreSQL connection"))
-        }
+        let postgres: PostgresConnection
+        do { postgres = try PostgresBackend.postgres(connection) } catch { throw Failure(error) }
         return try postgres.copyBinary(into: table, columns: columns.map(\.name), body).value
     }
 
