@@ -208,9 +208,10 @@ extension PostgresConnection {
                 }
             }
             guard sent else {
-                throw DatabaseError(code: .postgresql(sqlState: "08006"),
-                                    message: "the COPY's data could not be sent: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))",
-                                    sql: sql)
+                let reason = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle)))
+                // The server's own error, if it ended the COPY with one, is the failure to report.
+                _ = try endCopy(sql, failure: "the client could not send the data")
+                throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "the COPY's data could not be sent: \(reason)", sql: sql)
             }
             offset += count
         }
