@@ -495,7 +495,12 @@ struct PostgresBinaryCopyTests {
     }
 
     static let columns = ["id", "i", "r", "t", "b"]
-    static let table = "CREATE TABLE v (id BIGINT PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t TEXT, b BYTEA)"
+    /// A scratch schema holding the table `v` of one column per kind of value (nil as `Scratch()` is).
+    fileprivate static func scratchWithTable() throws -> Scratch? {
+        guard let scratch = try Scratch() else { return nil }
+        try scratch.connection.execute("CREATE TABLE v (id BIGINT PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t TEXT, b BYTEA)")
+        return scratch
+    }
 
     /// Every row of `v`, in id order, as the values it was written with.
     static func stored(_ connection: PostgresConnection) throws -> [[SQLValue]] {
@@ -507,10 +512,9 @@ struct PostgresBinaryCopyTests {
 
     @Test("rows sent by a streamed binary COPY in several sets come back exactly: NULLs, empty and 3 MB bytes, negative integers, non-ASCII text")
     func copyRoundTrip() throws {
-        guard let scratch = try Scratch() else { return }
+        guard let scratch = try Self.scratchWithTable() else { return }
         defer { scratch.drop() }
         let connection = scratch.connection
-        try connection.execute(Self.table)
         let rows = Self.awkwardRows()
         let (sets, copied) = try connection.copyBinary(into: "v", columns: Self.columns) { (send) throws(DatabaseError) -> Int in
             try send(Array(rows[0..<2]))
@@ -527,10 +531,9 @@ struct PostgresBinaryCopyTests {
 
     @Test("binary array parameters spread into rows by unnest come back exactly, NULLs included; text with NUL or a value of the wrong type is refused before sending")
     func arrayRoundTrip() throws {
-        guard let scratch = try Scratch() else { return }
+        guard let scratch = try Self.scratchWithTable() else { return }
         defer { scratch.drop() }
         let connection = scratch.connection
-        try connection.execute(Self.table)
         let rows = Self.awkwardRows()
         let kinds: [PostgresConnection.ArrayElement] = [.bigint, .bigint, .float, .text, .bytea]
         var parameters: [SQLValue] = []
@@ -547,10 +550,9 @@ struct PostgresBinaryCopyTests {
 
     @Test("a binary COPY failing mid-stream (a duplicate key, a NUL in text, the client's own error) fails its transaction, which rolls back; the connection copies again afterwards")
     func failedCopyRollsBack() throws {
-        guard let scratch = try Scratch() else { return }
+        guard let scratch = try Self.scratchWithTable() else { return }
         defer { scratch.drop() }
         let connection = scratch.connection
-        try connection.execute(Self.table)
         let rows = Self.awkwardRows()
         let clientError = DatabaseError(code: .postgresql(sqlState: "P0001"), message: "the body's own error")
         let failures: [(sent: [[SQLValue]], expected: String)] = [
