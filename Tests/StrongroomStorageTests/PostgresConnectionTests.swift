@@ -477,3 +477,109 @@ struct PostgresConnectionTests {
         #expect(try observer.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2, 3, 4])
     }
 }
+
+@Suite("PostgreSQL binary COPY and binary arrays, round trip through the test server", .enabled(if: !PostgresTestServer.isOff, "STRONGROOM_TEST_POSTGRES=off"))
+struct PostgresBinaryCopyTests {
+    /// Rows of every kind a bulk insert sends: NULLs, empty and large bytes, negative and extreme
+    /// integers, reals, text with non-ASCII characters and COPY's text-format specials.
+    static func awkwardRows() -> [[SQLValue]] {
+        var random = SystemRandomNumberGenerator()
+        let large = (0..<(3 << 20)).map { _ in UInt8.random(in: 0...255, using: &random) }
+        return [
+            [.integer(1), .integer(-1), .real(-0.5), .text("Zoë Ångström 漢字 😀"), .blob([])],
+            [.integer(2), .integer(Int64.min + 1), .real(1e308), .text(""), .blob(Array(0...255))],
+            [.integer(3), .integer(Int64.max), .null, .text("tab\there\nline \\N back\\slash \"quote\" {brace}, comma"), .null],
+            [.integer(4), .null, .real(Double.leastNonzeroMagnitude), .null, .blob(large)],
+            [.integer(5), .integer(-1_790_000_000_000), .real(0), .text("\\x00"), .blob(Array("\\x00".utf8))],
+        ]
+    }
+
+    static let columns = ["id", "i", "r", "t", "b"]
+    /// A scratch schema holding the table `v` of one column per kind of value (nil as `Scratch()` is).
+    fileprivate static func scratchWithTable() throws -> Scratch? {
+        guard let scratch = try Scratch() else { return nil }
+        try scratch.connection.execute("CREATE TABLE v (id BIGINT PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t TEXT, b BYTEA)")
+        return scratch
+    }
+
+    /// Every row of `v`, in id order, as the values it was written with.
+    static func stored(_ connection: PostgresConnection) throws -> [[SQLValue]] {
+        try connection.rows("SELECT id, i, r, t, b FROM v ORDER BY id") { row in
+            [.integer(row.int64(0)), row.isNull(1) ? .null : .integer(row.int64(1)), row.isNull(2) ? .null : .real(row.double(2)),
+             .text(row.text(3)), .blob(row.blob(4))]
+        }
+    }
+
+    @Test("rows sent by a streamed binary COPY in several sets come back exactly: NULLs, empty and 3 MB bytes, negative integers, non-ASCII text")
+    func copyRoundTrip() throws {
+        guard let scratch = try Self.scratchWithTable() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        let rows = Self.awkwardRows()
+        let (sets, copied) = try connection.copyBinary(into: "v", columns: Self.columns) { (send) throws(DatabaseError) -> Int in
+            try send(Array(rows[0..<2]))
+            try send([])
+            try send(Array(rows[2...]))
+            return 3
+        }
+        #expect(sets == 3 && copied == rows.count)
+        #expect(try Self.stored(connection) == rows)
+        // Second act: the connection runs statements and another COPY afterwards.
+        _ = try connection.copyBinary(into: "v", columns: ["id", "t"]) { (send) throws(DatabaseError) in try send([[.integer(6), .text("later")]]) }
+        #expect(try connection.scalarText("SELECT t FROM v WHERE id = 6") == "later")
+    }
+
+    @Test("binary array parameters spread into rows by unnest come back exactly, NULLs included; text with NUL or a value of the wrong type is refused before sending")
+    func arrayRoundTrip() throws {
+        guard let scratch = try Self.scratchWithTable() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        let rows = Self.awkwardRows()
+        let kinds: [PostgresConnection.ArrayElement] = [.bigint, .bigint, .float, .text, .bytea]
+        var parameters: [SQLValue] = []
+        for (position, kind) in kinds.enumerated() {
+            parameters.append(.blob(try PostgresConnection.binaryArray(rows.map { $0[position] }, of: kind)))
+        }
+        try connection.run("INSERT INTO v SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::double precision[], ?::text[], ?::bytea[])", parameters)
+        #expect(try Self.stored(connection) == rows)
+        #expect(try connection.rows("SELECT id FROM v WHERE t = ANY(?::text[]) ORDER BY id",
+                                    [.blob(try PostgresConnection.binaryArray([.text("Zoë Ångström 漢字 😀"), .text("")], of: .text))]) { $0.int64(0) } == [1, 2])
+        #expect(throws: DatabaseError.self) { try PostgresConnection.binaryArray([.text("a\u{0}b")], of: .text) }
+        #expect(throws: DatabaseError.self) { try PostgresConnection.binaryArray([.integer(1)], of: .text) }
+    }
+
+    @Test("a binary COPY failing mid-stream (a duplicate key, a NUL in text, the client's own error) fails its transaction, which rolls back; the connection copies again afterwards")
+    func failedCopyRollsBack() throws {
+        guard let scratch = try Self.scratchWithTable() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        let rows = Self.awkwardRows()
+        let clientError = DatabaseError(code: .postgresql(sqlState: "P0001"), message: "the body's own error")
+        let failures: [(sent: [[SQLValue]], expected: String)] = [
+            ([Array(rows[0]), Array(rows[0])], "23505"),
+            ([[.integer(9), .null, .null, .text("secret\u{0}value"), .null]], "22000"),
+            ([Array(rows[1])], "P0001"),
+        ]
+        for failure in failures {
+            let error = thrown {
+                try connection.transaction { () throws(DatabaseError) in
+                    try connection.run("INSERT INTO v (id) VALUES (100)")
+                    _ = try connection.copyBinary(into: "v", columns: Self.columns) { (send) throws(DatabaseError) in
+                        try send(Array(rows[2...]))
+                        try send(failure.sent)
+                        if failure.expected == "P0001" { throw clientError }
+                    }
+                }
+            }
+            let databaseError = try #require(error as? DatabaseError, "\(String(describing: error))")
+            #expect(databaseError.sqlState == failure.expected)
+            #expect(!databaseError.description.contains("secret"))
+            #expect(try connection.scalarInteger("SELECT count(*) FROM v") == 0, "the whole transaction rolled back")
+        }
+        // Second act: the same rows copy in a transaction of their own, and another connection sees them.
+        try connection.transaction { () throws(DatabaseError) in
+            _ = try connection.copyBinary(into: "v", columns: Self.columns) { (send) throws(DatabaseError) in try send(rows) }
+        }
+        #expect(try Self.stored(try scratch.connect()) == rows)
+    }
+}

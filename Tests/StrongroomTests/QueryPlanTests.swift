@@ -34,6 +34,14 @@ struct QueryPlanTests {
             _ = try connection.rows(CallerIDHint.candidatesAndNewestVersion, [.int(1), .integer(1)]) { $0.isNull(0) }
             _ = try connection.rows(RotationStatements.subjectsToReencryptAgain, [.integer(1), .integer(2)]) { $0.int64(0) }
         }
+        if backend == .postgres {
+            // Subject keys go by COPY, and their upsert runs only when a key is in the way: one is put there.
+            let next = try test.database(.data).scalarInteger(
+                "SELECT pg_sequence_last_value(pg_get_serial_sequence('subjects', 'id')::regclass) + 1") ?? 1
+            try test.database(.keys).run("INSERT INTO subject_keys (subject_id, version, key_id, kek_version, wrapped, created_at) VALUES (?, 1, 1, 1, ?, 0)",
+                                         [.integer(next), .blob([1])])
+            _ = try test.store.create(sampleSubject("orphan-key"), context: TestStore.admin)
+        }
         let statements = try preparedStatements(of: test.store)
         // The rotation's own statements are among them (the code and this test share the constants).
         let rewrapSubjectKeys = KeyDatabase.rewrapSubjectKeys(2, bytes: backend == .sqlite ? SQLiteBackend.bytesParameter : PostgresBackend.bytesParameter)

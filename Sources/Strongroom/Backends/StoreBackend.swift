@@ -40,6 +40,15 @@ protocol StoreBackend: Sendable {
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
                 on connection: any Database) throws(DatabaseError)
 
+    /// Inserts rows into `table` (no conflict clause) on `connection` (made by this backend) while `body`
+    /// makes them: `body` passes each set of rows to `insert` as soon as it has it, one value per column
+    /// of `columns` each. The backend may send them on at once and finish once `body` returns (one
+    /// `COPY` for all of them on PostgreSQL, its rows stored while the next ones are made), or insert
+    /// each set as `insert` does. Returns `body`'s value.
+    func inserting<T, Failure: DatabaseFailure>(into table: String, columns: [BulkColumn], on connection: any Database,
+                                                _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> T
+
     /// Readies `data` (a connection this backend made) for a bulk write, such as an import's batches,
     /// until `endBulkWrites`: where the backend has work it can defer for one (SQLite's checkpoints).
     func beginBulkWrites(on data: any Database) throws(DatabaseError)
@@ -81,6 +90,17 @@ protocol StoreBackend: Sendable {
     /// Whether an erasure was announced on `keys` since the last call; nil where the backend has no
     /// announcements (the engine then relies on `keyChangeCounterSQL` and `dataVersion(of:)`).
     func takeErasureAnnouncements(from keys: any Database) -> Bool?
+}
+
+extension StoreBackend {
+    /// Each set of rows inserted as it comes, by `insert`.
+    func inserting<T, Failure: DatabaseFailure>(into table: String, columns: [BulkColumn], on connection: any Database,
+                                                _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> T {
+        try body { (rows) throws(Failure) in
+            do throws(DatabaseError) { try insert(rows, into: table, columns: columns, conflict: "", on: connection) } catch { throw Failure(error) }
+        }
+    }
 }
 
 /// A column a bulk insert (`StoreBackend.insert`) fills: its name and the kind of its values.

@@ -35,15 +35,13 @@ extension Store {
         // keys commit once every row is inserted, on another thread while this one inserts the
         // blind-index rows, and before the commit: a row is still never committed without its key (a
         // rollback after the keys leaves orphan keys, as before).
-        let made = try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
-            let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
-            return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
-                                                         normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
-        } consume: { (chunk) throws(StoreError) in
-            do throws(DatabaseError) {
-                try backend.insert(chunk.map(\.sealed.row), into: "subjects", columns: Store.newSubjectColumns, conflict: "", on: connection)
-            } catch {
-                throw .database(error)
+        let made = try backend.inserting(into: "subjects", columns: Store.newSubjectColumns, on: connection) { (insertRows) throws(StoreError) in
+            try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
+                let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
+                return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
+                                                             normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
+            } consume: { (chunk) throws(StoreError) in
+                try insertRows(chunk.map(\.sealed.row))
             }
         }
         try injectFault("write.rows", subjects.count)

@@ -321,41 +321,6 @@ public final class PostgresConnection: Database {
         }
     }
 
-    /// Runs `COPY … FROM STDIN` (`sql`) with `data`, the rows in the format the statement names;
-    /// returns the rows copied. Used by the benchmarks' plain-PostgreSQL baseline.
-    /// The corresponding C functions are `PQputCopyData`, `PQputCopyEnd` and `PQgetResult`.
-    /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/libpq-copy.html>
-    public func copy(_ sql: String, _ data: [UInt8]) throws(DatabaseError) -> Int {
-        try reconnectIfLost()
-        let start = PostgresResult(unsafe PQexec(handle, sql))
-        guard start.isCopyIn else {
-            try check(start, sql: sql)
-            throw DatabaseError(code: .postgresql(sqlState: "XX000"), message: "not a COPY FROM STDIN statement", sql: sql)
-        }
-        // libpq takes the data in pieces of at most Int32.max bytes; 1 MiB keeps its buffer small.
-        var offset = 0
-        var sent = true
-        while offset < data.count, sent {
-            let count = min(data.count - offset, 1 << 20)
-            sent = unsafe data.withUnsafeBufferPointer { bytes in
-                unsafe (bytes.baseAddress! + offset).withMemoryRebound(to: CChar.self, capacity: count) {
-                    unsafe PQputCopyData(handle, $0, Int32(count)) == 1
-                }
-            }
-            offset += count
-        }
-        _ = unsafe PQputCopyEnd(handle, sent ? nil : "the client could not send the data")
-        var copied = 0
-        var failure: DatabaseError?
-        // The COPY's own result, then nil: every result is read, so the connection is ready again.
-        while let next = unsafe PQgetResult(handle) {
-            let result = PostgresResult(next)
-            if let error = result.error(connection: handle, sql: sql) { failure = failure ?? error } else { copied += result.changes }
-        }
-        if let failure { throw failure }
-        return copied
-    }
-
     /// Subscribes the connection to notifications on `channel` (`LISTEN`), again after any reconnect.
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-listen.html>
     public func listen(_ channel: String) throws(DatabaseError) {
