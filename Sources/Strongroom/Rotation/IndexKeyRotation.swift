@@ -2,10 +2,10 @@ import Foundation
 import StrongroomCrypto
 import StrongroomStorage
 
-/// The phone blind-index key's rotation: a new index version (with `bits`, default the current
-/// length) built beside the old one from every subject's numbers (decrypted through the audited path,
-/// purpose `key-rotation`), the e-mail index rebuilt by the same walk; lookups answer from both
-/// versions until the switch; then the old index rows and key are dropped.
+/// The blind-index key's rotation: a new index version (with `bits`, default the current length) of
+/// the phone and e-mail indexes built beside the old one from every subject's numbers and addresses
+/// (decrypted together through the audited path, purpose `key-rotation`) by one walk; lookups answer
+/// from both versions until the switch; then the old index rows and key are dropped.
 struct IndexKeyRotation {
     let store: Store
     let context: AccessContext
