@@ -330,7 +330,7 @@ struct RotationTests {
         #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
         crashing.close()
         // Stopped before the switch: the old version answers for everyone, the new one has no row in
-        // either index yet (the copy rolled back whole), and the staged rows wait (the first batch's,
+        // either index yet (a copy stopped midway rolls back whole), and the staged rows wait (the first batch's,
         // or all of them when the copy stopped).
         try expectIntact(try test.reopen(), ids)
         let staged: Int64 = point == "rotate-index.copy" ? 30 : 10
