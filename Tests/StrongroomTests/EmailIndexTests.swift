@@ -175,22 +175,28 @@ struct EmailIndexTests {
         return try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
     }
 
-    @Test("an address rectified by another opening while the index rotation's batch holds it decrypted: only the new address is found after the rotation",
+    @Test("an address rectified (and a name) by another opening while the index rotation's batch holds it decrypted: only the new address is found after the rotation",
           arguments: TestBackend.all)
     func rotationRacingRectification(backend: TestBackend) throws {
         let test = try TestStore(backend)
         defer { test.cleanUp() }
         let ids = try test.store.write((0..<9).map { emailSubject("P\($0)", email: "p\($0)@example.org") }, context: TestStore.admin).map(\.id)
         let writer = test.store
-        // Between the second batch's decrypt (ids[3] to ids[5]) and its write, once.
-        let rotator = try Self.opening(test, at: "email-index.decrypted") { call in
+        // Between the second batch's decrypt (ids[3] to ids[5]) and its staging, the address; in the
+        // third's (ids[6] to ids[8]), a name only (its writer leaves its index rows alone: the staged
+        // rows are stale all the same, and the subject is indexed again after the switch).
+        let rotator = try Self.opening(test, at: "rotate-index.decrypted") { call in
             if call == 2 { _ = try writer.rectify(ids[4], [FieldChange(field: "email", value: "p4@new.example")], context: TestStore.admin) }
+            if call == 3 { _ = try writer.rectify(ids[7], [FieldChange(field: "name", value: "P7 Renamed")], context: TestStore.admin) }
         }
         defer { rotator.close() }
         let report = try rotator.rotateIndexKey(batchSize: 3, context: TestStore.admin)
         #expect(try writer.read(ids[4], context: TestStore.admin).personal.emails == ["p4@new.example"])
+        #expect(try writer.read(ids[7], context: TestStore.admin).personal.name == "P7 Renamed")
         let data = try test.database(.data)
         #expect(try data.rows("SELECT DISTINCT key_version FROM email_index") { $0.int64(0) } == [Int64(report.toVersion)])
+        #expect(try data.scalarInteger("SELECT count(*) FROM email_index") == 9)
+        #expect(try data.scalarInteger("SELECT count(*) FROM email_index_building") == 0)
         for store in [rotator, writer, try test.reopen()] {
             #expect(try store.find(.email("p4@example.org"), context: Self.request).isEmpty)
             #expect(try store.find(.email("p4@new.example"), context: Self.request).map(\.id) == [ids[4]])

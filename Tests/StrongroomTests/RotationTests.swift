@@ -20,6 +20,22 @@ struct RotationTests {
 
     func number(_ index: Int) -> String { "+4477009" + String(format: "%05d", index) }
 
+    /// The e-mail address of the subject `populated` made `index`th.
+    func email(_ index: Int) -> String { "zebedee.r\(index)@example.org" }
+
+    /// The rows of each blind index (`phone_index`, `email_index`) under each key version, and how
+    /// many rows their staging tables hold: after an index rotation to version `v`, one row per
+    /// number and per address under `v` alone, and none staged.
+    func indexRows(_ test: TestStore) throws -> [String: Int64] {
+        let data = try test.database(.data)
+        var rows: [String: Int64] = [:]
+        for table in ["phone_index", "email_index"] {
+            try data.forEachRow("SELECT key_version, count(*) FROM \(table) GROUP BY key_version") { rows["\(table) v\($0.int64(0))"] = $0.int64(1) }
+            rows["\(table)_building"] = try data.scalarInteger("SELECT count(*) FROM \(table)_building")
+        }
+        return rows
+    }
+
     @Test("a read (and a bulk export's batch) whose key a data-key rotation destroyed between its row read and its key read reads the new row; later reads, caller ID and the audit log stay sound",
           arguments: TestBackend.all)
     func readRacingDataRotation(backend: TestBackend) throws {
@@ -62,12 +78,13 @@ struct RotationTests {
         return try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: key ?? test.key), configuration: configuration)
     }
 
-    /// Every subject reads back whole and is found by caller ID; the audit log verifies.
+    /// Every subject reads back whole and is found by caller ID and by its e-mail address; the audit log verifies.
     func expectIntact(_ store: Store, _ ids: [SubjectID]) throws {
         for (index, id) in ids.enumerated() {
             let subject = try store.read(id, context: TestStore.admin)
             #expect(subject.personal.name == "Zebedee Quixotic-r\(index)")
             #expect(try store.callerID(number: number(index), context: TestStore.caller).map(\.id) == [id])
+            #expect(try store.find(.email(email(index)), context: EmailIndexTests.request).map(\.id) == [id])
         }
         let verification = try store.verifyAuditLog()
         #expect(verification.isIntact, "\(String(describing: verification.problem))")
@@ -207,8 +224,9 @@ struct RotationTests {
         let store = try test.reopen()
         try expectIntact(store, ids)
         #expect(try store.callerID(number: "+447700977777", context: TestStore.caller).map(\.id) == [late])
+        #expect(try store.find(.email("zebedee.late@example.org"), context: EmailIndexTests.request).map(\.id) == [late])
         #expect(try store.keyStatus().phoneIndex.bits == 10)
-        #expect(try test.database(.data).scalarInteger("SELECT count(*) FROM phone_index WHERE key_version <> 2") == 0)
+        #expect(try indexRows(test) == ["phone_index v2": 61, "phone_index_building": 0, "email_index v2": 61, "email_index_building": 0])
         #expect(try test.database(.keys).scalarInteger("SELECT count(*) FROM index_keys") == 1)
     }
 
@@ -262,13 +280,18 @@ struct RotationTests {
         let data = try test.database(.data)
         let staged = "SELECT count(*) FROM phone_index_building WHERE subject_id = ?"
         #expect(try data.scalarInteger(staged, [.integer(ids[3].rawValue)]) == 1)
+        let stagedAddresses = "SELECT count(*) FROM email_index_building WHERE subject_id = ?"
+        #expect(try data.scalarInteger(stagedAddresses, [.integer(ids[3].rawValue)]) == 1)
         // Behind the walk's cursor: a new number, a new name only (its rows stay those of the old
-        // version alone), an erasure (its staged rows go with it).
+        // version alone), an erasure (its staged rows go with it), a new address (indexed under both
+        // versions by its writer).
         let writer = try test.reopen()
         try writer.update(ids[1], personal: PersonalData(phones: [LabeledPhone(label: "m", number: "+447700955555")]), context: TestStore.admin)
         try writer.update(ids[2], personal: PersonalData(name: "Renamed"), context: TestStore.admin)
         try writer.erase(ids[3], reason: "request", context: TestStore.admin)
+        try writer.rectify(ids[5], [FieldChange(field: "email", value: "r5@new.example")], context: TestStore.admin)
         #expect(try data.scalarInteger(staged, [.integer(ids[3].rawValue)]) == 0)
+        #expect(try data.scalarInteger(stagedAddresses, [.integer(ids[3].rawValue)]) == 0)
 
         let report = try test.reopen().rotateIndexKey(batchSize: 10, context: TestStore.admin)
         #expect(report.resumed && report.toVersion == 2)
@@ -280,17 +303,92 @@ struct RotationTests {
         for index in 4..<30 {
             #expect(try store.callerID(number: number(index), context: TestStore.caller).map(\.id) == [ids[index]])
         }
-        // One row per number, all of the new version; nothing left staged.
-        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = 2") == 29)
-        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index") == 29)
-        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index_building") == 0)
+        for index in [1, 2] + Array(4..<30) where index != 5 {
+            #expect(try store.find(.email(email(index)), context: EmailIndexTests.request).map(\.id) == [ids[index]])
+        }
+        #expect(try store.find(.email(email(3)), context: EmailIndexTests.request).isEmpty)
+        #expect(try store.find(.email(email(5)), context: EmailIndexTests.request).isEmpty)
+        #expect(try store.find(.email("r5@new.example"), context: EmailIndexTests.request).map(\.id) == [ids[5]])
+        // One row per number and per address, all of the new version; nothing left staged.
+        #expect(try indexRows(test) == ["phone_index v2": 29, "phone_index_building": 0, "email_index v2": 29, "email_index_building": 0])
         // Second act: the next rotation, from another opening, finds everyone still.
         _ = try test.reopen().rotateIndexKey(batchSize: 7, context: TestStore.admin)
         let again = try test.reopen()
         #expect(try again.callerID(number: "+447700955555", context: TestStore.caller).map(\.id) == [ids[1]])
         #expect(try again.callerID(number: number(2), context: TestStore.caller).map(\.id) == [ids[2]])
-        #expect(try data.scalarInteger("SELECT count(*) FROM phone_index WHERE key_version = 3") == 29)
+        #expect(try again.find(.email("r5@new.example"), context: EmailIndexTests.request).map(\.id) == [ids[5]])
+        #expect(try indexRows(test) == ["phone_index v3": 29, "phone_index_building": 0, "email_index v3": 29, "email_index_building": 0])
         #expect(try again.verifyAuditLog().isIntact)
+    }
+
+    @Test("index rotation stopped between a batch's decrypt and its staging, inside a batch, or in the copy of the staged rows resumes: every subject found by number and address, once each, under the new version",
+          arguments: TestBackend.all, ["rotate-index.decrypted", "rotate-index.in-batch", "rotate-index.copy"])
+    func indexStoppedMidWalkOrCopy(backend: TestBackend, point: String) throws {
+        let (test, ids) = try populated(backend, 30)
+        defer { test.cleanUp() }
+        let crashing = try crashing(test, at: point, after: point == "rotate-index.copy" ? 0 : 2)
+        #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
+        crashing.close()
+        // Stopped before the switch: the old version answers for everyone, the new one has no row in
+        // either index yet (a copy stopped midway rolls back whole), and the staged rows wait (the first batch's,
+        // or all of them when the copy stopped).
+        try expectIntact(try test.reopen(), ids)
+        let staged: Int64 = point == "rotate-index.copy" ? 30 : 10
+        #expect(try indexRows(test) == ["phone_index v1": 30, "phone_index_building": staged, "email_index v1": 30, "email_index_building": staged])
+
+        let report = try test.reopen().rotateIndexKey(batchSize: 10, context: TestStore.admin)
+        #expect(report.resumed && report.toVersion == 2)
+        try expectIntact(try test.reopen(), ids)
+        #expect(try indexRows(test) == ["phone_index v2": 30, "phone_index_building": 0, "email_index v2": 30, "email_index_building": 0])
+        // Second act: a subject written since, then another rotation from another opening; everyone found once.
+        let late = try test.reopen().create(sampleSubject("late", phones: ["+447700977777"]), context: TestStore.admin)
+        _ = try test.reopen().rotateIndexKey(batchSize: 7, context: TestStore.admin)
+        let again = try test.reopen()
+        try expectIntact(again, ids)
+        #expect(try again.find(.email("zebedee.late@example.org"), context: EmailIndexTests.request).map(\.id) == [late])
+        #expect(try indexRows(test) == ["phone_index v3": 31, "phone_index_building": 0, "email_index v3": 31, "email_index_building": 0])
+    }
+
+    @Test("index rotation decrypts each subject's numbers and addresses once, in one audited entry, and stages both from it",
+          arguments: TestBackend.all)
+    func indexDecryptsOnce(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, hooks: [hook])
+        defer { test.cleanUp() }
+        let ids = try test.store.write((0..<20).map { sampleSubject("r\($0)", phones: [number($0)]) }, context: TestStore.admin).map(\.id)
+        _ = try test.store.rotateIndexKey(batchSize: 7, context: TestStore.admin)
+        let decrypts = hook.events.filter { $0.action == .decrypt && $0.purpose == Purpose.keyRotation.rawValue }
+        #expect(decrypts.count == 20 && Set(decrypts.compactMap(\.subject)) == Set(ids))
+        #expect(decrypts.allSatisfy { $0.fields == [.emails, .phones] && $0.detail == nil && $0.outcome == .ok })
+        // Second act: from another opening, everyone is found by number and by address.
+        try expectIntact(try test.reopen(hooks: [hook]), ids)
+    }
+
+    @Test("a store the previous version (data schema 9) left in an index rotation's walk opens, gains the e-mail staging table, and the resumed rotation indexes every number and address once",
+          arguments: TestBackend.all)
+    func schemaNineMidRotationOpens(backend: TestBackend) throws {
+        let (test, ids) = try populated(backend, 30)
+        defer { test.cleanUp() }
+        let crashing = try crashing(test, at: "rotate-index.batch", after: 1)
+        #expect(throws: StoreError.self) { try crashing.rotateIndexKey(batchSize: 10, context: TestStore.admin) }
+        crashing.close()
+        test.store.close()
+        // What version 9 left after its first batch: the e-mail rows written straight into `email_index`
+        // under the new version, no staging table for them.
+        let raw = try test.database(.data)
+        try raw.run("INSERT INTO email_index (key_version, tag, subject_id, check_mac) SELECT 2, tag, subject_id, check_mac FROM email_index_building")
+        try PreviousSchema.rewindData(raw, to: 9, backend)
+        #expect(throws: DatabaseError.self) { try raw.scalarInteger("SELECT count(*) FROM email_index_building") }
+
+        let report = try test.reopen().rotateIndexKey(batchSize: 10, context: TestStore.admin)
+        #expect(report.resumed && report.toVersion == 2)
+        #expect(try raw.schemaVersion() == PreviousSchema.latestData(backend))
+        try expectIntact(try test.reopen(), ids)
+        #expect(try indexRows(test) == ["phone_index v2": 30, "phone_index_building": 0, "email_index v2": 30, "email_index_building": 0])
+        // Second act: the next rotation, from another opening, finds everyone once again.
+        _ = try test.reopen().rotateIndexKey(batchSize: 8, context: TestStore.admin)
+        try expectIntact(try test.reopen(), ids)
+        #expect(try indexRows(test) == ["phone_index v3": 30, "phone_index_building": 0, "email_index v3": 30, "email_index_building": 0])
     }
 
     @Test("reads and writes from other tasks keep succeeding during KEK, data and index rotations", arguments: TestBackend.all)

@@ -61,14 +61,20 @@ extension Store {
     /// The e-mail index rows of `emails` (each distinct normalised address once) under each of `indexes`,
     /// in `blindIndexColumns` order: an import writes a whole batch's in one statement (`insertNew`).
     func emailIndexRows(_ emails: [String], of id: SubjectID, into indexes: [EmailBlindIndex]) throws(CryptoError) -> [[SQLValue]] {
-        var rows: [[SQLValue]] = []
+        try emailIndexEntries(emails, of: id, into: indexes).map { Store.phoneIndexRow($0, of: id) }
+    }
+
+    /// The e-mail index entries of `emails` (each distinct normalised address once) under each of
+    /// `indexes`; an address that does not normalise has none.
+    func emailIndexEntries(_ emails: [String], of id: SubjectID, into indexes: [EmailBlindIndex]) throws(CryptoError) -> [BlindIndexEntry] {
+        var entries: [BlindIndexEntry] = []
         for address in Set(emails.compactMap({ try? EmailAddress($0) })) {
             for index in indexes {
                 let tags = try index.tags(for: address)
-                rows.append([.int(Int(index.version)), .integer(tags.truncated), .integer(id.rawValue), .blob(try index.check(tags, subject: id))])
+                entries.append(BlindIndexEntry(version: index.version, tag: tags.truncated, check: try index.check(tags, subject: id)))
             }
         }
-        return rows
+        return entries
     }
 
     /// Replaces a subject's e-mail index rows by those of `emails` (an update or rectification).

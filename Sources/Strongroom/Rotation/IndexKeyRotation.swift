@@ -2,20 +2,19 @@ import Foundation
 import StrongroomCrypto
 import StrongroomStorage
 
-/// The phone blind-index key's rotation: a new index version (with `bits`, default the current
-/// length) built beside the old one from every subject's numbers (decrypted through the audited path,
-/// purpose `key-rotation`), the e-mail index rebuilt by the same walk; lookups answer from both
-/// versions until the switch; then the old index rows and key are dropped.
+/// The blind-index key's rotation: a new index version (with `bits`, default the current length) of
+/// the phone and e-mail indexes built beside the old one from every subject's numbers and addresses
+/// (decrypted together through the audited path, purpose `key-rotation`) by one walk; lookups answer
+/// from both versions until the switch; then the old index rows and key are dropped.
 struct IndexKeyRotation {
     let store: Store
     let context: AccessContext
     private var keyring: Keyring { store.keyring }
 
     /// Runs the rotation, or resumes the one in progress, `batchSize` subjects to a batch: a bulk write
-    /// (`Store.bulkWriting`), since every batch adds its e-mail index rows at random places of
-    /// `email_index_by_tag` (on SQLite, with the default cache and checkpoints, a page read and written
-    /// again per row once the index outgrows them: 1.86 times the CPU per subject at a million subjects
-    /// as at 10,000, `strongroom-bench scaling`).
+    /// (`Store.bulkWriting`; on SQLite a larger page cache and spaced checkpoints), since it appends a
+    /// row per number and address to the staging tables, copies them all into both indexes and drops
+    /// every old row.
     func run(bits: Int?, batchSize: Int, progress: (Int, Int) -> Void) throws(StoreError) -> RotationReport {
         try store.bulkWriting { () throws(StoreError) in try rotate(bits: bits, batchSize: batchSize, progress: progress) }
     }
@@ -33,16 +32,18 @@ struct IndexKeyRotation {
         guard let building = keyring.keys.phoneIndexes.first(where: { $0.version == target }) else {
             throw .unreadableKey("the new phone index key", .keyVersionUnavailable(target))
         }
+        guard let buildingEmails = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
+            throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
+        }
         try walk.announce(", version \(from.version) -> \(target), \(building.bits) bits")
         try walk.run(progress: progress) { cursor, _, batch throws(StoreError) in
-            let subjects = try stageIndexRows(under: building, after: cursor, limit: batchSize, batch: batch)
+            let subjects = try stageIndexRows(under: building, buildingEmails, after: cursor, limit: batchSize, batch: batch)
             guard let last = subjects.last else { return nil }
-            try reindexEmails(after: cursor, through: last, into: target, batchSize: batchSize)
             return RotationWalk.Batch(last: last.rawValue, count: subjects.count)
         }
         // Lookups still answer from the old version alone: the new one's rows go in now, in one
         // transaction, so a rotation stopped before or during the copy copies again when resumed.
-        try copyStagedIndexRows(into: building)
+        try copyStagedIndexRows(into: target)
         // Switch: the new version answers alone; then the old rows and key go. The rotation stays in
         // progress until they are gone, so a run stopped in between is finished by the next (the switch
         // is idempotent).
@@ -74,69 +75,76 @@ struct IndexKeyRotation {
         return target
     }
 
-    /// Stages under `index` the blind-index rows of the `limit` subjects after `cursor` (their numbers
-    /// decrypted through the audited path): the walk's one step per batch. The rows are appended to
-    /// `phone_index_building`, not written into `phone_index`, where they would land at random places
-    /// of the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them
-    /// once the walk is through. Each row carries its subject's `updated_at` as read, so a subject
-    /// changed meanwhile is not copied: no retry here. Returns the subjects read.
-    private func stageIndexRows(under index: PhoneBlindIndex, after cursor: Int64, limit: Int,
+    /// Stages under `index` and `emailIndex` the blind-index rows of the `limit` subjects after
+    /// `cursor` (their numbers and addresses decrypted through the audited path, one entry per
+    /// subject): the walk's one step per batch. The rows are appended to `phone_index_building` and
+    /// `email_index_building`, not written into the indexes, where they would land at random places of
+    /// the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them once the
+    /// walk is through. Each row carries its subject's `updated_at` as read, so a subject changed
+    /// meanwhile is not copied: no retry here. Returns the subjects read.
+    private func stageIndexRows(under index: PhoneBlindIndex, _ emailIndex: EmailBlindIndex, after cursor: Int64, limit: Int,
                                 batch: Int) throws(StoreError) -> [SubjectID] {
         let rows = try store.withData { (connection) throws(DatabaseError) in
-            try connection.rows("SELECT \(Store.summaryColumns), phones_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
-                                [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones]) }
+            try connection.rows("SELECT \(Store.summaryColumns), phones_ct, emails_ct FROM subjects WHERE id > ? ORDER BY id LIMIT ?",
+                                [.integer(cursor), .int(limit)]) { Store.encryptedSubject(from: $0, fields: [.phones, .emails]) }
         }
         guard let first = rows.first, let last = rows.last else { return [] }
         try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
-        let phones = try store.decrypt(rows, fields: [.phones], context: context.forKeyRotation).personal
-        var values: [SQLValue] = []
-        for (row, personal) in zip(rows, phones) {
+        let personal = try store.decrypt(rows, fields: [.phones, .emails], context: context.forKeyRotation).personal
+        try store.injectFault("rotate-index.decrypted", batch)
+        var phoneValues: [SQLValue] = [], emailValues: [SQLValue] = []
+        for (row, opened) in zip(rows, personal) {
             let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
-            let entries: [BlindIndexEntry]
+            let staged = { (entry: BlindIndexEntry) -> [SQLValue] in [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)] }
             do throws(CryptoError) {
-                entries = try store.blindIndexEntries(personal.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index]).entries
+                phoneValues += try store.blindIndexEntries(opened.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index])
+                    .entries.flatMap(staged)
+                emailValues += try store.emailIndexEntries(opened.emails ?? [], of: id, into: [emailIndex]).flatMap(staged)
             } catch {
                 throw .crypto(error)
-            }
-            for entry in entries {
-                values += [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)]
             }
         }
         try store.withDataTransaction { (connection) throws(StoreError) in
             do throws(DatabaseError) {
-                try connection.run(RotationStatements.dropStagedIndexRows, [.integer(first.summary.id.rawValue),
-                                                                            .integer(last.summary.id.rawValue)])
-                try connection.runInRows(values, valuesPerRow: 4, statement: RotationStatements.stageIndexRows)
+                for (staging, values) in [(IndexStaging.phones, phoneValues), (.emails, emailValues)] {
+                    try connection.run(staging.dropStagedRows, [.integer(first.summary.id.rawValue), .integer(last.summary.id.rawValue)])
+                    try connection.runInRows(values, valuesPerRow: 4, statement: staging.stageRows)
+                }
             } catch { throw .database(error) }
             try store.injectFault("rotate-index.in-batch", batch)
         }
         return rows.map(\.summary.id)
     }
 
-    /// Copies the staged rows into `phone_index` as rows of `index`, but those of subjects changed
-    /// since they were staged, and drops them, in one transaction. A subject changed meanwhile was
-    /// indexed by its writer, or is left behind with old rows only and indexed by `reindexLeftBehind`.
-    private func copyStagedIndexRows(into index: PhoneBlindIndex) throws(StoreError) {
-        try store.withData { (connection) throws(DatabaseError) in
-            try connection.transaction { () throws(DatabaseError) in
-                try connection.run(RotationStatements.dropStagedRowsOfIndexedSubjects, [.int(Int(index.version))])
-                try withTagIndexRebuilt(on: connection) { () throws(DatabaseError) in
-                    try connection.run(RotationStatements.copyStagedIndexRows, [.int(Int(index.version))])
+    /// Copies the staged rows of both indexes into `phone_index` and `email_index` as rows of index
+    /// version `target`, but those of subjects changed since they were staged, and drops them, in one
+    /// transaction (fault point "rotate-index.copy" before it commits). A subject changed meanwhile was
+    /// indexed by its writer, or is left behind with old rows only and indexed after the switch
+    /// (`reindexLeftBehind`, `finishEmailIndexRotation`).
+    private func copyStagedIndexRows(into target: UInt32) throws(StoreError) {
+        try store.withDataTransaction { (connection) throws(StoreError) in
+            do throws(DatabaseError) {
+                for staging in [IndexStaging.phones, .emails] {
+                    try connection.run(staging.dropStagedRowsOfIndexedSubjects, [.int(Int(target))])
+                    try withTagIndexRebuilt(staging, on: connection) { () throws(DatabaseError) in
+                        try connection.run(staging.copyStagedRows, [.int(Int(target))])
+                    }
+                    try connection.run(staging.dropAllStagedRows, [])
                 }
-                try connection.run(RotationStatements.dropAllStagedIndexRows, [])
-            }
+            } catch { throw .database(error) }
+            try store.injectFault("rotate-index.copy", 0)
         }
     }
 
-    /// Runs `change`, a bulk change of a blind index, with its tag index (`phone_index_by_tag`, or
-    /// `email_index_by_tag` for `emails`) dropped before and built again after where the backend chooses
-    /// to (`StoreBackend.rebuildsTagIndexForBulkChanges`). Inside the caller's transaction.
-    private func withTagIndexRebuilt(on connection: any Database, emails: Bool = false,
+    /// Runs `change`, a bulk change of blind index `index`, with its tag index dropped before and built
+    /// again after where the backend chooses to (`StoreBackend.rebuildsTagIndexForBulkChanges`). Inside
+    /// the caller's transaction.
+    private func withTagIndexRebuilt(_ index: IndexStaging, on connection: any Database,
                                      _ change: () throws(DatabaseError) -> Void) throws(DatabaseError) {
         let rebuilds = type(of: store.backend).rebuildsTagIndexForBulkChanges
-        if rebuilds { try connection.run(emails ? RotationStatements.dropEmailTagIndex : RotationStatements.dropTagIndex, []) }
+        if rebuilds { try connection.run(index.dropTagIndex, []) }
         try change()
-        if rebuilds { try connection.run(emails ? Schema.emailIndexByTag : Schema.phoneIndexByTag, []) }
+        if rebuilds { try connection.run(index.createTagIndex, []) }
     }
 
     /// Indexes under `building` the subjects left behind, then drops the old index rows; returns how
@@ -173,7 +181,7 @@ struct IndexKeyRotation {
                     let rows = try connection.rows(select, values) { Store.encryptedSubject(from: $0, fields: [.phones]) }
                         .filter { !skipping.contains($0.summary.id) }
                     if rows.isEmpty {
-                        try withTagIndexRebuilt(on: connection) { () throws(DatabaseError) in
+                        try withTagIndexRebuilt(.phones, on: connection) { () throws(DatabaseError) in
                             try connection.run(RotationStatements.dropOldIndexRows, [.int(Int(index.version))])
                         }
                     }
@@ -212,17 +220,6 @@ struct IndexKeyRotation {
         }
     }
 
-    /// The e-mail index's part of the walk: indexes under version `target` the addresses of the subjects
-    /// the phone walk's batch covered (ids in (`after`, `through`]), so both indexes are rebuilt by the
-    /// same resumable walk.
-    private func reindexEmails(after: Int64, through: SubjectID, into target: UInt32, batchSize: Int) throws(StoreError) {
-        guard let building = keyring.keys.emailIndexes.first(where: { $0.version == target }) else {
-            throw .unreadableKey("the new e-mail index key", .keyVersionUnavailable(target))
-        }
-        try store.indexEmailsOfSubjects(Store.EmailIndexStatements.subjectsWithAddresses, [.integer(after), .integer(through.rawValue), .int(batchSize)],
-                                  into: [building], context: context.forKeyRotation)
-    }
-
     /// After the switch: indexes under `target` the addresses of subjects written meanwhile under the old
     /// version only, then drops the old versions' rows.
     private func finishEmailIndexRotation(into target: UInt32) throws(StoreError) {
@@ -234,7 +231,7 @@ struct IndexKeyRotation {
         // again instead, one sort (as the phone index's old rows go in `reindexLeftBehind`).
         try store.withData { (connection) throws(DatabaseError) in
             try connection.transaction { () throws(DatabaseError) in
-                try withTagIndexRebuilt(on: connection, emails: true) { () throws(DatabaseError) in
+                try withTagIndexRebuilt(.emails, on: connection) { () throws(DatabaseError) in
                     try connection.run(Store.EmailIndexStatements.dropOldVersions, [.int(Int(target))])
                 }
             }

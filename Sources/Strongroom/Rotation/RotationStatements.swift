@@ -63,45 +63,6 @@ enum RotationStatements {
     /// A subject's `updated_at` now, read before its rows are written: through the primary key.
     static let subjectUpdatedAt = "SELECT updated_at FROM subjects WHERE id = ?"
 
-    /// A batch's staged rows (subjects ?1 to ?2), dropped before it stages them (a batch run again
-    /// after a crash): through `phone_index_building_by_subject`.
-    static let dropStagedIndexRows = "DELETE FROM phone_index_building WHERE subject_id BETWEEN ? AND ?"
-
-    /// `rows` staged blind-index rows in one statement (four values each: subject, its `updated_at`,
-    /// tag, check), appended in subject order.
-    static func stageIndexRows(_ rows: Int) -> String {
-        "INSERT INTO phone_index_building (subject_id, updated_at, tag, check_mac) VALUES "
-            + Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
-    }
-
-    /// The staged rows of subjects that a writer indexed under the version being built (?) while the
-    /// walk ran: the writer's rows are newer. Only that version's few rows are read (before the copy
-    /// it holds only writers' rows).
-    static let dropStagedRowsOfIndexedSubjects = """
-        DELETE FROM phone_index_building WHERE subject_id IN (SELECT subject_id FROM phone_index WHERE key_version = ?)
-        """
-
-    /// The staged rows, as the rows of index version ?, inserted in subject order (as they were staged),
-    /// so that the table, `phone_index_by_subject` and the foreign key's probes of `subjects` meet them
-    /// page after page; those of a subject changed since its numbers were read (`updated_at` moved)
-    /// are left out. `phone_index_by_tag`, which meets them at random, is built again around it where
-    /// the backend says so (`StoreBackend.rebuildsTagIndexForBulkChanges`).
-    static let copyStagedIndexRows = """
-        INSERT INTO phone_index (key_version, tag, subject_id, check_mac)
-        SELECT ?, b.tag, b.subject_id, b.check_mac FROM phone_index_building b
-        JOIN subjects s ON s.id = b.subject_id AND s.updated_at = b.updated_at
-        ORDER BY b.subject_id
-        """
-
-    /// `phone_index_by_tag` dropped, to be built again (`Schema.phoneIndexByTag`) in the same transaction.
-    static let dropTagIndex = "DROP INDEX phone_index_by_tag"
-
-    /// `email_index_by_tag` dropped, to be built again (`Schema.emailIndexByTag`) in the same transaction.
-    static let dropEmailTagIndex = "DROP INDEX email_index_by_tag"
-
-    /// Every staged row, dropped in the transaction that copied them.
-    static let dropAllStagedIndexRows = "DELETE FROM phone_index_building"
-
     /// Subjects indexed under an old index version but not the new (?1), once the walk is through: a few
     /// passes over the blind index at the end of an index rotation.
     static let subjectsLeftBehind = """
@@ -114,6 +75,61 @@ enum RotationStatements {
     static let dropOldIndexRows = "DELETE FROM phone_index WHERE key_version <> ?"
     /// The statements that read or change a whole table on purpose: each runs once (or a few times) per
     /// rotation, never per subject, so the rotation stays linear.
-    static let onceOverTheWholeTable = [KeyDatabase.subjectKeysLeftBehind, subjectsLeftBehind, dropOldIndexRows,
-                                        dropStagedRowsOfIndexedSubjects, copyStagedIndexRows, dropAllStagedIndexRows]
+    static let onceOverTheWholeTable = [KeyDatabase.subjectKeysLeftBehind, subjectsLeftBehind, dropOldIndexRows]
+        + [IndexStaging.phones, .emails].flatMap { [$0.dropStagedRowsOfIndexedSubjects, $0.copyStagedRows, $0.dropAllStagedRows] }
+}
+
+/// One of the two blind indexes an index rotation builds again (`phone_index`, `email_index`), with
+/// the statements that stage its new rows apart during the walk and copy them in at its end: the same
+/// for both indexes but for the tables' names (`Schema.stagedIndexRows`).
+struct IndexStaging: Sendable {
+    /// The blind index's table.
+    let table: String
+    /// The statement that creates its covering tag index, `<table>_by_tag`.
+    let createTagIndex: String
+
+    /// The phone numbers' blind index.
+    static let phones = IndexStaging(table: "phone_index", createTagIndex: Schema.phoneIndexByTag)
+    /// The e-mail addresses' blind index.
+    static let emails = IndexStaging(table: "email_index", createTagIndex: Schema.emailIndexByTag)
+
+    /// The table its new rows are staged in.
+    var staging: String { table + "_building" }
+
+    /// A batch's staged rows (subjects ?1 to ?2), dropped before it stages them (a batch run again
+    /// after a crash): through `<staging>_by_subject`.
+    var dropStagedRows: String { "DELETE FROM \(staging) WHERE subject_id BETWEEN ? AND ?" }
+
+    /// `rows` staged rows in one statement (four values each: subject, its `updated_at`, tag, check),
+    /// appended in subject order.
+    func stageRows(_ rows: Int) -> String {
+        "INSERT INTO \(staging) (subject_id, updated_at, tag, check_mac) VALUES " + Array(repeating: "(?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+
+    /// The staged rows of subjects that a writer indexed under the version being built (?) while the
+    /// walk ran: the writer's rows are newer. Only that version's few rows are read (before the copy
+    /// it holds only writers' rows).
+    var dropStagedRowsOfIndexedSubjects: String {
+        "DELETE FROM \(staging) WHERE subject_id IN (SELECT subject_id FROM \(table) WHERE key_version = ?)"
+    }
+
+    /// The staged rows, as the rows of index version ?, inserted in subject order (as they were staged),
+    /// so that the table, `<table>_by_subject` and the foreign key's probes of `subjects` meet them
+    /// page after page; those of a subject changed since its fields were read (`updated_at` moved)
+    /// are left out. `<table>_by_tag`, which meets them at random, is built again around it where the
+    /// backend says so (`StoreBackend.rebuildsTagIndexForBulkChanges`).
+    var copyStagedRows: String {
+        """
+        INSERT INTO \(table) (key_version, tag, subject_id, check_mac)
+        SELECT ?, b.tag, b.subject_id, b.check_mac FROM \(staging) b
+        JOIN subjects s ON s.id = b.subject_id AND s.updated_at = b.updated_at
+        ORDER BY b.subject_id
+        """
+    }
+
+    /// Every staged row, dropped in the transaction that copied them.
+    var dropAllStagedRows: String { "DELETE FROM \(staging)" }
+
+    /// `<table>_by_tag` dropped, to be built again (`createTagIndex`) in the same transaction.
+    var dropTagIndex: String { "DROP INDEX \(table)_by_tag" }
 }

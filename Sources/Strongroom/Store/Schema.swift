@@ -30,27 +30,28 @@ enum Schema {
         CREATE INDEX phone_index_by_subject ON phone_index (subject_id, key_version);
         """
 
-    /// Version 9 of the data schema (`bytes`: the backend's type for bytes): the blind-index rows an
-    /// index rotation builds, kept apart from `phone_index` until its walk is through, then copied in
-    /// one statement (`RotationStatements.copyStagedIndexRows`). Written into `phone_index` as the
-    /// walk went (in subject order, so in random tag order), they landed all over the growing
-    /// `phone_index_by_tag`: every batch rewrote pages spread over the whole new version, and the cost
-    /// per subject grew with the store (index rotation at 200k subjects 2.55× its cost per subject at
-    /// 10k). Here they are appended in subject order instead. `updated_at` is the subject's
-    /// when its numbers were read: a subject changed since is not copied (its writer indexed it, or the
-    /// rotation's catch-up does). Rows go with their subject (erasure) through the cascade.
-    static func stagedIndexRows(bytes: String) -> String {
+    /// Versions 9 and 10 of the data schema (`index`: `phone_index` for 9, `email_index` for 10;
+    /// `bytes`: the backend's type for bytes): the rows of blind index `index` that an index rotation
+    /// builds, kept apart in `<index>_building` until its walk is through, then copied in one statement
+    /// (`IndexStaging.copyStagedRows`). Written into the index as the walk went (in subject order, so
+    /// in random tag order), they landed all over the growing `<index>_by_tag`: every batch rewrote
+    /// pages spread over the whole new version, and the cost per subject grew with the store (index
+    /// rotation at 200k subjects 2.55× its cost per subject at 10k before the phone rows were staged,
+    /// 1.65× at a million before the e-mail rows were). Here they are appended in subject order
+    /// instead. `updated_at` is the subject's when its fields were read: a subject changed since is not
+    /// copied (its writer indexed it, or the rotation's catch-up does). Rows go with their subject
+    /// (erasure) through the cascade.
+    static func stagedIndexRows(of index: String, bytes: String) -> String {
         """
-        CREATE TABLE phone_index_building (
+        CREATE TABLE \(index)_building (
             subject_id BIGINT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
             updated_at BIGINT NOT NULL,
             tag BIGINT NOT NULL,
             check_mac \(bytes) NOT NULL
         );
-        CREATE INDEX phone_index_building_by_subject ON phone_index_building (subject_id);
+        CREATE INDEX \(index)_building_by_subject ON \(index)_building (subject_id);
         """
     }
-
 
     /// Version 6 of the data schema: the e-mail blind index (`EmailBlindIndex`), shaped as the phone
     /// index is (a covering index for the probe, one by subject and version for maintenance), and the

@@ -108,7 +108,7 @@ extension Store {
     static let blindIndexColumns = [BulkColumn("key_version", .integer), BulkColumn("tag", .integer), BulkColumn("subject_id", .integer),
                                     BulkColumn("check_mac", .blob)]
 
-    /// The values of `entry`'s row in `phone_index`, for `blindIndexColumns`.
+    /// The values of `entry`'s row in `phone_index` (or `email_index`: `emailIndexRows`), for `blindIndexColumns`.
     static func phoneIndexRow(_ entry: BlindIndexEntry, of id: SubjectID) -> [SQLValue] {
         [.int(Int(entry.version)), .integer(entry.tag), .integer(id.rawValue), .blob(entry.check)]
     }

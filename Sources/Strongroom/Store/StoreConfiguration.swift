@@ -46,7 +46,9 @@ public struct StoreConfiguration: Sendable {
     /// Called at named points of long operations with a count of batches: after a batch commits
     /// ("rotate-kek.batch", "rotate-data.batch", "rotate-index.batch"), inside a batch's transaction
     /// before it commits ("rotate-kek.in-batch", "rotate-data.in-batch", "rotate-index.in-batch") and at
-    /// the index switch ("rotate-index.switch"); between an e-mail index batch's decrypt and its write
+    /// the index switch ("rotate-index.switch"); between an index rotation batch's decrypt and its staging
+    /// ("rotate-index.decrypted"), in the copy of its staged rows before it commits ("rotate-index.copy");
+    /// between an e-mail index batch's decrypt and its write
     /// ("email-index.decrypted", with the batch's attempt number); in a write ("write.rows", "write.keys", "write.sealed",
     /// each before the commit), after the audit entries of any write-path transaction ("write.audited",
     /// before its commit, with the count of entries), in an erasure or deletion ("erase.audited",

@@ -27,6 +27,7 @@ enum PreviousSchema {
     /// The undo of each data migration, by the version it brought the database to.
     private static func dataUndo(_ backend: TestBackend) -> [Int: String] {
         [
+            10: "DROP TABLE email_index_building",
             9: "DROP TABLE phone_index_building",
             7: (backend == .sqlite ? "DROP TRIGGER consent_ledger_actor_reseal_only;"
                 : "DROP TRIGGER consent_ledger_actor_reseal_only ON consent_ledger; DROP FUNCTION consent_actor_guard();")

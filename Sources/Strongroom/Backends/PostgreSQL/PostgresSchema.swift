@@ -117,7 +117,8 @@ enum PostgresSchema {
             CREATE TRIGGER consent_ledger_actor_reseal_only BEFORE UPDATE ON consent_ledger
                 FOR EACH ROW EXECUTE FUNCTION consent_actor_guard();
             """),
-        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BYTEA")),
+        Migration(version: 9, sql: Schema.stagedIndexRows(of: "phone_index", bytes: "BYTEA")),
+        Migration(version: 10, sql: Schema.stagedIndexRows(of: "email_index", bytes: "BYTEA")),
     ]
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that

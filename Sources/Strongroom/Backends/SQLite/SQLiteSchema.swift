@@ -1,6 +1,6 @@
 import StrongroomStorage
 
-/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–7 and 9 (8 was never used) and key
+/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–7, 9 and 10 (8 was never used) and key
 /// versions 1–6 (`PRAGMA user_version` counts them). Tables shared word for word with PostgreSQL are in `Schema`.
 enum SQLiteSchema {
     /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
@@ -119,7 +119,8 @@ enum SQLiteSchema {
             WHEN NEW.key_version <= OLD.key_version
             BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only: sealed parts change only under a newer key'); END;
             """),
-        Migration(version: 9, sql: Schema.stagedIndexRows(bytes: "BLOB")),
+        Migration(version: 9, sql: Schema.stagedIndexRows(of: "phone_index", bytes: "BLOB")),
+        Migration(version: 10, sql: Schema.stagedIndexRows(of: "email_index", bytes: "BLOB")),
     ]
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
