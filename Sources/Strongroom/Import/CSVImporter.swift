@@ -66,7 +66,9 @@ public struct CSVImporter: Sendable {
                 switch try merged(row.subject, over: stored, context: context) {
                 case .success(let subject):
                     // Numbers merged with stored ones are normalised again by the write.
-                    return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil)
+                    // A row merged over a stored subject's is no longer what was sealed ahead (and updates it).
+                    return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil,
+                                   sealed: subject == row.subject ? row.sealed : nil)
                 case .failure(let problem):
                     let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
                     if options.strict { throw ImportError.rejectedRows([rejected]) }
@@ -78,8 +80,8 @@ public struct CSVImporter: Sendable {
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
             // The new subjects' keys are not cached: the import does not read them back.
-            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), region: options.region,
-                                          skippingRefused: !options.strict, cachingNewKeys: false, context: context)
+            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), sealedAhead: batch.map(\.sealed),
+                                          region: options.region, skippingRefused: !options.strict, cachingNewKeys: false, context: context)
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))
@@ -120,21 +122,37 @@ public struct CSVImporter: Sendable {
             }
             return report
         }
-        // Two stages on two cores: while this thread writes batch k (keys, seals, rows, audit), another
-        // reads batch k+1 from the file (parsing, validation, phone normalisation). Reports keep file
-        // order: a batch's read problems are reported before its write's, as when one thread did both.
-        let readAhead = ReadAhead(reader: reader, readBatch: readBatch)
-        var read = readAhead.readNow()
+        // Two stages on two cores: while this thread writes batch k (its rows, keys, index rows, audit
+        // entries, commit), other threads read batch k+1 from the file (parsing, validation, phone
+        // normalisation) and seal its rows as new subjects (keys, fields, blind-index rows) under ids
+        // taken for them ahead (`Store.sealAhead`). Only while the import creates at least as many
+        // subjects as it updates: an update is sealed under its stored key in its transaction, so a
+        // re-import's rows sealed ahead would be wasted work (and ids). Reports keep file order: a
+        // batch's read problems are reported before its write's, as when one thread did both.
+        let readAhead = ReadAhead(reader: reader) { [self] reader, ids in
+            var read = readBatch(&reader)
+            guard let ids else { return read }
+            let sealed = store.sealAhead(read.rows.map(\.subject), ids: ids, numbers: read.rows.map(\.numbers), normalizer: normalizer)
+            for position in read.rows.indices { read.rows[position].sealed = sealed[position] }
+            return read
+        }
+        var sealingAhead = true
+        func idsAhead() throws -> [SubjectID]? {
+            sealingAhead && !readAhead.isAtEnd ? try store.reserveSubjectIDsAhead(options.batchSize) : nil
+        }
+        var read = readAhead.readNow(ids: try idsAhead())
         while true {
             report.rejected += read.rejected
             report.unindexed += read.unindexed
             guard !read.rows.isEmpty else { break }
             batch = read.rows
-            readAhead.start()
+            let (rows, createdBefore) = (batch.count, report.created)
+            readAhead.start(ids: try idsAhead())
             do { try flush() } catch {
                 _ = readAhead.finish()
                 throw error
             }
+            sealingAhead = (report.created - createdBefore) * 2 >= rows
             read = readAhead.finish()
         }
         return report
@@ -148,6 +166,8 @@ public struct CSVImporter: Sendable {
         let subject: NewSubject
         /// Its numbers in E.164, in the order of `subject.personal.phones`; nil for one that cannot be normalised.
         let numbers: [String?]?
+        /// It sealed as a new subject ahead of its batch's transaction (`Store.sealAhead`), if it was.
+        var sealed: SealedNewSubject? = nil
     }
 
     /// Rows read from the file by `readRows`, with the problems found in them.

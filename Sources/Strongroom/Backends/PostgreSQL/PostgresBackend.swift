@@ -6,6 +6,11 @@ import StrongroomStorage
 struct PostgresBackend: StoreBackend {
     /// The data database's URL.
     let url: String
+    /// The same ids `reserveSubjectIDs` takes: a sequence never gives a value twice, in a transaction or not.
+    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
+        try reserveSubjectIDs(count, on: data)
+    }
+
     /// The key database's URL, if not the default beside the data (`keyDatabaseURL`).
     let keysURL: String?
 
