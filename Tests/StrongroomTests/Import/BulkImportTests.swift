@@ -144,6 +144,92 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
+    /// Rows 1-14 in batches of 4 (row 7, line 8, oversized and refused by the reading): rows 1-4; 5, 6,
+    /// 8, 9; 10-13; 14. Each batch after the first is sealed while the one before is written.
+    static let sealedAheadFile = "external_id,name,phone,notes\n" + (1...14).map { row in
+        "r\(row),Person \(row),020 7946 \(1000 + row),\(row == 7 ? String(repeating: "n", count: 300) : "note \(row)")\n"
+    }.joined()
+
+    @Test("each batch is sealed once, ahead of its transaction, while the one before is written; a batch whose sealing ahead failed is sealed again in its transaction and lands whole",
+          arguments: TestBackend.all)
+    func sealedAhead(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        test.store.close()
+        var options = ImportOptions()
+        options.batchSize = 4
+        // The third batch's sealing ahead fails (seals 9-12); its transaction seals its rows again.
+        let seals = Mutex(0)
+        var configuration = StoreConfiguration()
+        configuration.maxFieldBytes = 256
+        configuration.faultInjection = { point, _ in
+            guard point == "write.seal" else { return }
+            if (9...12).contains(seals.withLock { $0 += 1; return $0 }) { throw InjectedCrash() }
+        }
+        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { store.close() }
+        let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+        #expect(report.created == 13 && report.rejected.map(\.line) == [8])
+        // 13 rows sealed once each, and the third batch's four twice: no batch sealed again in its transaction but that one.
+        #expect(seals.withLock { $0 } == 17)
+        // Second act: every row reads back and is found by caller ID, here and in another opening.
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        for reader in [store, reopened] {
+            for row in (1...14) where row != 7 {
+                let id = try reader.resolve("r\(row)")
+                #expect(try reader.read(id, context: TestStore.admin).personal.notes == "note \(row)")
+                #expect(try reader.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
+            }
+        }
+        #expect(try reopened.verifyAuditLog().isIntact)
+        try expectConsistent(test.location, key: test.key)
+    }
+
+    @Test("a failure sealing batch k+1 while batch k is written: batches up to k stay, nothing of k+1 or after it; a re-import completes, names the oversized row's line, and every row reads back and is found by caller ID",
+          arguments: TestBackend.all)
+    func failedSealingAhead(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        defer { test.cleanUp() }
+        test.store.close()
+        var options = ImportOptions()
+        options.batchSize = 4
+        // Every seal from the ninth on fails: the third batch's, sealed while the second is written, and
+        // again in its own transaction.
+        let seals = Mutex(0)
+        var configuration = StoreConfiguration()
+        configuration.maxFieldBytes = 256
+        configuration.faultInjection = { point, _ in
+            if point == "write.seal", seals.withLock({ $0 += 1; return $0 }) >= 9 { throw InjectedCrash() }
+        }
+        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        let error = try #require(throws: StoreError.self) {
+            try CSVImporter(store: failing, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+        }
+        guard case .injectedFault(let point, _) = error else { throw error }
+        #expect(point == "write.seal")
+        failing.close()
+        try expectConsistent(test.location, key: test.key)
+        configuration.faultInjection = nil
+        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        defer { store.close() }
+        #expect(try store.count() == 8)
+        #expect(try store.callerID(number: "020 7946 1009", context: TestStore.caller).map(\.externalID) == ["r9"])
+        #expect(try store.callerID(number: "020 7946 1010", context: TestStore.caller).isEmpty)
+        #expect(throws: StoreError.self) { try store.resolve("r10") }
+        // Second act: the file again updates the first two batches, creates the rest, and names the oversized row.
+        let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+        #expect(report.updated == 8 && report.created == 5)
+        #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
+        for row in (1...14) where row != 7 {
+            let id = try store.resolve("r\(row)")
+            #expect(try store.read(id, context: TestStore.admin).personal.notes == "note \(row)")
+            #expect(try store.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
+        }
+        #expect(try store.verifyAuditLog().isIntact)
+        try expectConsistent(test.location, key: test.key)
+    }
+
     @Test("external ids holding quotes, backslashes, commas, braces, tabs, line breaks and NULL as text survive the batch's insert and lookup: a re-import updates them",
           arguments: TestBackend.all)
     func awkwardExternalIDs(backend: TestBackend) throws {
