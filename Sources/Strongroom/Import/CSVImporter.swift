@@ -62,18 +62,21 @@ public struct CSVImporter: Sendable {
         func flush() throws {
             // A row carrying some of a stored subject's numbers or custom fields keeps the others.
             let stored = try storedRows(mergedInto: batch.map(\.subject))
-            batch = try batch.compactMap { row in
-                switch try merged(row.subject, over: stored, context: context) {
-                case .success(let subject):
-                    // Numbers merged with stored ones are normalised again by the write.
-                    // A row merged over a stored subject's is no longer what was sealed ahead (and updates it).
-                    return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil,
-                                   sealed: subject == row.subject ? row.sealed : nil)
-                case .failure(let problem):
-                    let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
-                    if options.strict { throw ImportError.rejectedRows([rejected]) }
-                    report.rejected.append(rejected)
-                    return nil
+            // Nothing stored to merge over (a new file's batch): the rows stay as read.
+            if !stored.isEmpty {
+                batch = try batch.compactMap { row in
+                    switch try merged(row.subject, over: stored, context: context) {
+                    case .success(let subject):
+                        // Numbers merged with stored ones are normalised again by the write.
+                        // A row merged over a stored subject's is no longer what was sealed ahead (and updates it).
+                        return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil,
+                                       sealed: subject == row.subject ? row.sealed : nil)
+                    case .failure(let problem):
+                        let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
+                        if options.strict { throw ImportError.rejectedRows([rejected]) }
+                        report.rejected.append(rejected)
+                        return nil
+                    }
                 }
             }
             guard !batch.isEmpty else { return }

@@ -7,7 +7,9 @@ import Synchronization
 /// A new subject sealed and made ready for its insert: its id, its fresh key, its row's values and its
 /// blind-index rows. `insertNew` makes them inside the write transaction; an import makes them for its
 /// next batch ahead of that batch's transaction (`Store.sealAhead`), while the batch before is written.
-struct SealedNewSubject: Sendable {
+/// A class: handed from the sealing threads to the writing one through several arrays, it is retained
+/// once per hand-over rather than once per key, array and string it holds.
+final class SealedNewSubject: Sendable {
     /// Its id (bound into every ciphertext's and index check's location).
     let id: SubjectID
     /// Its key, made and wrapped, to be stored with its row.
@@ -24,6 +26,19 @@ struct SealedNewSubject: Sendable {
     let fields: [PersonalField]
     /// The blind-index versions its index rows were made for (`Keyring.LoadedKeys.phoneIndexes`'s).
     let indexVersions: [UInt32]
+
+    init(id: SubjectID, key: Keyring.FreshSubjectKey, metadata: SubjectMetadata, ciphertexts: [SQLValue], phoneIndexRows: [[SQLValue]],
+         emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField], indexVersions: [UInt32]) {
+        self.id = id
+        self.key = key
+        self.metadata = metadata
+        self.ciphertexts = ciphertexts
+        self.phoneIndexRows = phoneIndexRows
+        self.emailIndexRows = emailIndexRows
+        self.unindexed = unindexed
+        self.fields = fields
+        self.indexVersions = indexVersions
+    }
 
     /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
     func row(now: Int64) -> [SQLValue] {
@@ -51,9 +66,10 @@ extension Store {
     /// answer now, their rows are inserted as they are; otherwise (a batch not sealed ahead, a subject
     /// whose sealing ahead failed, an index rotation begun or ended meanwhile) their ids are reserved,
     /// their keys made and wrapped (one fresh key each) and their fields sealed under them on other
-    /// threads, while this one inserts their rows as they are sealed. Then their keys are committed in
-    /// the key database while this thread inserts their blind-index rows (`StoreBackend.insert`). With
-    /// `cachingKeys` false the fresh keys stay out of the key cache (`Keyring.storeSubjectKeys`).
+    /// threads, while this one inserts their rows as they are sealed. Their keys are committed in the
+    /// key database on another thread while this one inserts rows (`StoreBackend.insert`): all of them
+    /// when sealed ahead, else the blind-index rows. With `cachingKeys` false the fresh keys stay out of
+    /// the key cache (`Keyring.storeSubjectKeys`).
     /// Returns each one's id and count of numbers that could not be indexed.
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                    now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
@@ -68,32 +84,10 @@ extension Store {
         }
         let keys = keyring.keys
         let ahead = sealedAhead.compactMap { $0 }, indexVersions = keys.phoneIndexes.map(\.version)
-        let made: [SealedNewSubject]
-        if ahead.count == subjects.count, ahead.allSatisfy({ $0.indexVersions == indexVersions }) {
-            // Their ids were taken ahead and committed (`reserveSubjectIDsAhead`): no other writer has them.
-            made = ahead
-            try insertRows(made)
-        } else {
-            let ids: [SubjectID]
-            do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
-                throw .database(error)
-            }
-            try keyring.reserve(keys.current.usage, count: subjects.count)
-            // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
-            // threads a chunk at a time while this one inserts the rows of the chunks sealed before.
-            made = try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
-                try sealNew(subjects[position], id: ids[position], numbers: numbers[position], normalizer: normalizer, keys: keys)
-            } consume: { (chunk) throws(StoreError) in
-                try insertRows(chunk)
-            }
+        let storeKeys = { @Sendable [keyring] (made: [SealedNewSubject]) throws(StoreError) in
+            try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
         }
-        try injectFault("write.rows", subjects.count)
-        // The keys commit once every row is inserted, on another thread while this one inserts the
-        // blind-index rows, and before the commit: a row is still never committed without its key (a
-        // rollback after the keys leaves orphan keys, as before).
-        let fresh = made.map(\.key)
-        let storeKeys = { @Sendable [keyring] () throws(StoreError) in try keyring.storeSubjectKeys(fresh, caching: cachingKeys) }
-        let insertIndexRows = { [backend] () throws(StoreError) in
+        let insertIndexRows = { [backend] (made: [SealedNewSubject]) throws(StoreError) in
             do throws(DatabaseError) {
                 try backend.insert(Store.inIndexOrder(made.flatMap(\.phoneIndexRows)), into: "phone_index", columns: Store.blindIndexColumns,
                                    conflict: "", on: connection)
@@ -103,12 +97,44 @@ extension Store {
                 throw .database(error)
             }
         }
-        // A few subjects (a create) are not worth a thread.
-        if subjects.count < Store.sealingChunk {
-            try storeKeys()
-            try insertIndexRows()
+        // The keys commit on another thread while this one inserts rows (a few subjects, a create, are
+        // not worth a thread), and before the commit: a row is still never committed without its key
+        // (a rollback after the keys leaves orphan keys, as before). The key database's commit waits
+        // for its disk (`synchronous = FULL`): beside the rows, not after them.
+        let alongsideKeys = { (made: [SealedNewSubject], insert: () throws(StoreError) -> Void) throws(StoreError) in
+            if subjects.count < Store.sealingChunk {
+                try storeKeys(made)
+                try insert()
+            } else {
+                try Store.alongside({ () throws(StoreError) in try storeKeys(made) }, insert)
+            }
+        }
+        let made: [SealedNewSubject]
+        if ahead.count == subjects.count, ahead.allSatisfy({ $0.indexVersions == indexVersions }) {
+            // Their ids were taken ahead and committed (`reserveSubjectIDsAhead`): no other writer has
+            // them. Their keys commit while every row of theirs is inserted.
+            made = ahead
+            try alongsideKeys(made) { () throws(StoreError) in
+                try insertRows(made)
+                try injectFault("write.rows", subjects.count)
+                try insertIndexRows(made)
+            }
         } else {
-            try Store.alongside(storeKeys, insertIndexRows)
+            let ids: [SubjectID]
+            do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
+                throw .database(error)
+            }
+            try keyring.reserve(keys.current.usage, count: subjects.count)
+            // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
+            // threads a chunk at a time while this one inserts the rows of the chunks sealed before. The
+            // keys, known once all are made, commit while the blind-index rows are inserted.
+            made = try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
+                try sealNew(subjects[position], id: ids[position], numbers: numbers[position], normalizer: normalizer, keys: keys)
+            } consume: { (chunk) throws(StoreError) in
+                try insertRows(chunk)
+            }
+            try injectFault("write.rows", subjects.count)
+            try alongsideKeys(made) { () throws(StoreError) in try insertIndexRows(made) }
         }
         try injectFault("write.keys", subjects.count)
         try injectFault("write.sealed", subjects.count)
