@@ -125,38 +125,42 @@ public struct CSVImporter: Sendable {
             }
             return report
         }
-        // Two stages on two cores: while this thread writes batch k (its rows, keys, index rows, audit
-        // entries, commit), other threads read batch k+1 from the file (parsing, validation, phone
-        // normalisation) and seal its rows as new subjects (keys, fields, blind-index rows) under ids
-        // taken for them ahead (`Store.sealAhead`). Only while the import creates at least as many
-        // subjects as it updates: an update is sealed under its stored key in its transaction, so a
-        // re-import's rows sealed ahead would be wasted work (and ids). Reports keep file order: a
-        // batch's read problems are reported before its write's, as when one thread did both.
-        let readAhead = ReadAhead(reader: reader) { [self] reader, ids in
-            var read = readBatch(&reader)
-            guard let ids else { return read }
-            let sealed = store.sealAhead(read.rows.map(\.subject), ids: ids, numbers: read.rows.map(\.numbers), normalizer: normalizer)
-            for position in read.rows.indices { read.rows[position].sealed = sealed[position] }
-            return read
+        // Three stages on two cores: while this thread writes batch k (its rows, keys, index rows, audit
+        // entries, commit), other threads seal batch k+1's rows as new subjects (keys, fields,
+        // blind-index rows) under ids taken for them ahead (`Store.sealAhead`), then read batch k+2
+        // from the file (parsing, validation, phone normalisation). A batch is read before its ids are
+        // taken, so that a new file's subjects get consecutive ids, as when one thread did everything.
+        // Sealing ahead only while the import creates at least as many subjects as it updates: an
+        // update is sealed under its stored key in its transaction, so a re-import's rows sealed ahead
+        // would be wasted work (and ids). Reports keep file order: a batch's read problems are reported
+        // before its write's, as when one thread did both.
+        let readAhead = ReadAhead(reader: reader, readBatch: readBatch) { [store] batch, ids in
+            var sealed = batch
+            let subjects = store.sealAhead(batch.rows.map(\.subject), ids: ids, numbers: batch.rows.map(\.numbers), normalizer: normalizer)
+            for position in sealed.rows.indices { sealed.rows[position].sealed = subjects[position] }
+            return sealed
         }
         var sealingAhead = true
-        func idsAhead() throws -> [SubjectID]? {
-            sealingAhead && !readAhead.isAtEnd ? try store.reserveSubjectIDsAhead(options.batchSize) : nil
+        /// Ids for `batch`'s rows, taken ahead, while sealing ahead pays.
+        func idsAhead(for batch: ReadBatch) throws -> [SubjectID]? {
+            sealingAhead && !batch.rows.isEmpty ? try store.reserveSubjectIDsAhead(batch.rows.count) : nil
         }
-        var read = readAhead.readNow(ids: try idsAhead())
+        var read = readAhead.readNow()
+        read = readAhead.sealNow(read, under: try idsAhead(for: read))
+        var next = readAhead.readNow()
         while true {
             report.rejected += read.rejected
             report.unindexed += read.unindexed
             guard !read.rows.isEmpty else { break }
             batch = read.rows
             let (rows, createdBefore) = (batch.count, report.created)
-            readAhead.start(ids: try idsAhead())
+            readAhead.start(sealing: next, under: try idsAhead(for: next))
             do { try flush() } catch {
                 _ = readAhead.finish()
                 throw error
             }
             sealingAhead = (report.created - createdBefore) * 2 >= rows
-            read = readAhead.finish()
+            (read, next) = readAhead.finish()
         }
         return report
     }

@@ -154,7 +154,7 @@ public struct CSVReader: Sendable {
     }
 
     /// Whether nothing but line breaks is left (consuming them if so).
-    mutating func atEnd() -> Bool {
+    private mutating func atEnd() -> Bool {
         guard position < bytes.count else { return true }
         guard position >= blankRunEnd else { return false }
         var index = position

@@ -108,24 +108,18 @@ struct BulkImportTests {
         defer { test.cleanUp() }
         test.store.close()
         // Batches of 4: rows 1-4; rows 5, 6, 8, 9 (row 7, line 8, is oversized and refused by the reading); row 10.
-        let file = "external_id,name,phone,notes\n" + (1...10).map { row in
-            "r\(row),Person \(row),020 7946 \(1000 + row),\(row == 7 ? String(repeating: "n", count: 300) : "note \(row)")\n"
-        }.joined()
+        let file = Self.numberedFile(10)
         var options = ImportOptions()
         options.batchSize = 4
         // The second batch fails after its keys, seals, rows and index rows, before its audit entries and commit.
         let sealedBatches = Mutex(0)
-        var configuration = StoreConfiguration()
-        configuration.maxFieldBytes = 256
-        configuration.faultInjection = { point, _ in
+        let failing = try open(test) { point, _ in
             if point == "write.sealed", sealedBatches.withLock({ $0 += 1; return $0 }) == 2 { throw InjectedCrash() }
         }
-        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
         #expect(throws: StoreError.self) { try CSVImporter(store: failing, options: options).run(Array(file.utf8), context: TestStore.admin) }
         failing.close()
         try expectConsistent(test.location, key: test.key)
-        configuration.faultInjection = nil
-        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        let store = try open(test, faultInjection: nil)
         defer { store.close() }
         #expect(try store.count() == 4)
         #expect(try store.callerID(number: "020 7946 1004", context: TestStore.caller).map(\.externalID) == ["r4"])
@@ -135,20 +129,38 @@ struct BulkImportTests {
         let report = try CSVImporter(store: store, options: options).run(Array(file.utf8), context: TestStore.admin)
         #expect(report.updated == 4 && report.created == 5)
         #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
-        for row in (1...10) where row != 7 {
-            let id = try store.resolve("r\(row)")
-            #expect(try store.read(id, context: TestStore.admin).personal.notes == "note \(row)")
-            #expect(try store.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
-        }
+        try expectEveryNumberedRow(10, in: store)
         #expect(try store.verifyAuditLog().isIntact)
         try expectConsistent(test.location, key: test.key)
     }
 
-    /// Rows 1-14 in batches of 4 (row 7, line 8, oversized and refused by the reading): rows 1-4; 5, 6,
-    /// 8, 9; 10-13; 14. Each batch after the first is sealed while the one before is written.
-    static let sealedAheadFile = "external_id,name,phone,notes\n" + (1...14).map { row in
-        "r\(row),Person \(row),020 7946 \(1000 + row),\(row == 7 ? String(repeating: "n", count: 300) : "note \(row)")\n"
-    }.joined()
+    /// Rows 1…`count`, r1…, each with a number and a note; row 7 (line 8) holds an oversized note and is
+    /// refused by the reading.
+    static func numberedFile(_ count: Int) -> String {
+        "external_id,name,phone,notes\n" + (1...count).map { row in
+            "r\(row),Person \(row),020 7946 \(1000 + row),\(row == 7 ? String(repeating: "n", count: 300) : "note \(row)")\n"
+        }.joined()
+    }
+
+    /// In batches of 4: rows 1-4; 5, 6, 8, 9; 10-13; 14. Each batch after the first is sealed while the one before is written.
+    static let sealedAheadFile = numberedFile(14)
+
+    /// Every row of `numberedFile(count)` but the oversized one reads back from `store` and is found by caller ID.
+    private func expectEveryNumberedRow(_ count: Int, in store: Store) throws {
+        for row in (1...count) where row != 7 {
+            let id = try store.resolve("r\(row)")
+            #expect(try store.read(id, context: TestStore.admin).personal.notes == "note \(row)")
+            #expect(try store.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
+        }
+    }
+
+    /// The store of `test` opened again with fields of at most 256 bytes and `faultInjection`.
+    private func open(_ test: TestStore, faultInjection: (@Sendable (String, Int) throws -> Void)?) throws -> Store {
+        var configuration = StoreConfiguration()
+        configuration.maxFieldBytes = 256
+        configuration.faultInjection = faultInjection
+        return try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+    }
 
     @Test("each batch is sealed once, ahead of its transaction, while the one before is written; a batch whose sealing ahead failed is sealed again in its transaction and lands whole",
           arguments: TestBackend.all)
@@ -160,13 +172,10 @@ struct BulkImportTests {
         options.batchSize = 4
         // The third batch's sealing ahead fails (seals 9-12); its transaction seals its rows again.
         let seals = Mutex(0)
-        var configuration = StoreConfiguration()
-        configuration.maxFieldBytes = 256
-        configuration.faultInjection = { point, _ in
+        let store = try open(test) { point, _ in
             guard point == "write.seal" else { return }
             if (9...12).contains(seals.withLock { $0 += 1; return $0 }) { throw InjectedCrash() }
         }
-        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
         defer { store.close() }
         let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         #expect(report.created == 13 && report.rejected.map(\.line) == [8])
@@ -175,13 +184,7 @@ struct BulkImportTests {
         // Second act: every row reads back and is found by caller ID, here and in another opening.
         let reopened = try test.reopen()
         defer { reopened.close() }
-        for reader in [store, reopened] {
-            for row in (1...14) where row != 7 {
-                let id = try reader.resolve("r\(row)")
-                #expect(try reader.read(id, context: TestStore.admin).personal.notes == "note \(row)")
-                #expect(try reader.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
-            }
-        }
+        for reader in [store, reopened] { try expectEveryNumberedRow(14, in: reader) }
         #expect(try reopened.verifyAuditLog().isIntact)
         try expectConsistent(test.location, key: test.key)
     }
@@ -197,12 +200,9 @@ struct BulkImportTests {
         // Every seal from the ninth on fails: the third batch's, sealed while the second is written, and
         // again in its own transaction.
         let seals = Mutex(0)
-        var configuration = StoreConfiguration()
-        configuration.maxFieldBytes = 256
-        configuration.faultInjection = { point, _ in
+        let failing = try open(test) { point, _ in
             if point == "write.seal", seals.withLock({ $0 += 1; return $0 }) >= 9 { throw InjectedCrash() }
         }
-        let failing = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
         let error = try #require(throws: StoreError.self) {
             try CSVImporter(store: failing, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         }
@@ -210,8 +210,7 @@ struct BulkImportTests {
         #expect(point == "write.seal")
         failing.close()
         try expectConsistent(test.location, key: test.key)
-        configuration.faultInjection = nil
-        let store = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        let store = try open(test, faultInjection: nil)
         defer { store.close() }
         #expect(try store.count() == 8)
         #expect(try store.callerID(number: "020 7946 1009", context: TestStore.caller).map(\.externalID) == ["r9"])
@@ -221,11 +220,7 @@ struct BulkImportTests {
         let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         #expect(report.updated == 8 && report.created == 5)
         #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
-        for row in (1...14) where row != 7 {
-            let id = try store.resolve("r\(row)")
-            #expect(try store.read(id, context: TestStore.admin).personal.notes == "note \(row)")
-            #expect(try store.callerID(number: "+44 20 7946 \(1000 + row)", context: TestStore.caller).map(\.id) == [id])
-        }
+        try expectEveryNumberedRow(14, in: store)
         #expect(try store.verifyAuditLog().isIntact)
         try expectConsistent(test.location, key: test.key)
     }
