@@ -104,19 +104,16 @@ struct BulkImportTests {
     @Test("a batch failing once sealed, while the next is read ahead: the batches before it stay, nothing of it or after it; a re-import completes and names the oversized row's line",
           arguments: TestBackend.all)
     func failedBatchWhileReadingAhead(backend: TestBackend) throws {
-        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        let test = try closedStore(backend)
         defer { test.cleanUp() }
-        test.store.close()
         // Batches of 4: rows 1-4; rows 5, 6, 8, 9 (row 7, line 8, is oversized and refused by the reading); row 10.
         let file = Self.numberedFile(10)
-        var options = ImportOptions()
-        options.batchSize = 4
         // The second batch fails after its keys, seals, rows and index rows, before its audit entries and commit.
         let sealedBatches = Mutex(0)
         let failing = try open(test) { point, _ in
             if point == "write.sealed", sealedBatches.withLock({ $0 += 1; return $0 }) == 2 { throw InjectedCrash() }
         }
-        #expect(throws: StoreError.self) { try CSVImporter(store: failing, options: options).run(Array(file.utf8), context: TestStore.admin) }
+        #expect(throws: StoreError.self) { try CSVImporter(store: failing, options: Self.batchesOfFour).run(Array(file.utf8), context: TestStore.admin) }
         failing.close()
         try expectConsistent(test.location, key: test.key)
         let store = try open(test, faultInjection: nil)
@@ -126,7 +123,7 @@ struct BulkImportTests {
         #expect(try store.callerID(number: "020 7946 1005", context: TestStore.caller).isEmpty)
         #expect(throws: StoreError.self) { try store.resolve("r10") }
         // Second act: the file again updates the first batch, creates the rest, and names the oversized row.
-        let report = try CSVImporter(store: store, options: options).run(Array(file.utf8), context: TestStore.admin)
+        let report = try CSVImporter(store: store, options: Self.batchesOfFour).run(Array(file.utf8), context: TestStore.admin)
         #expect(report.updated == 4 && report.created == 5)
         #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
         try expectEveryNumberedRow(10, in: store)
@@ -154,6 +151,20 @@ struct BulkImportTests {
         }
     }
 
+    /// Imports in batches of 4 rows.
+    static let batchesOfFour = {
+        var options = ImportOptions()
+        options.batchSize = 4
+        return options
+    }()
+
+    /// A store of `backend` for fields of at most 256 bytes, closed: the test opens it with `open`.
+    private func closedStore(_ backend: TestBackend) throws -> TestStore {
+        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        test.store.close()
+        return test
+    }
+
     /// The store of `test` opened again with fields of at most 256 bytes and `faultInjection`.
     private func open(_ test: TestStore, faultInjection: (@Sendable (String, Int) throws -> Void)?) throws -> Store {
         var configuration = StoreConfiguration()
@@ -165,11 +176,8 @@ struct BulkImportTests {
     @Test("each batch is sealed once, ahead of its transaction, while the one before is written; a batch whose sealing ahead failed is sealed again in its transaction and lands whole",
           arguments: TestBackend.all)
     func sealedAhead(backend: TestBackend) throws {
-        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        let test = try closedStore(backend)
         defer { test.cleanUp() }
-        test.store.close()
-        var options = ImportOptions()
-        options.batchSize = 4
         // The third batch's sealing ahead fails (seals 9-12); its transaction seals its rows again.
         let seals = Mutex(0)
         let store = try open(test) { point, _ in
@@ -177,7 +185,7 @@ struct BulkImportTests {
             if (9...12).contains(seals.withLock { $0 += 1; return $0 }) { throw InjectedCrash() }
         }
         defer { store.close() }
-        let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+        let report = try CSVImporter(store: store, options: Self.batchesOfFour).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         #expect(report.created == 13 && report.rejected.map(\.line) == [8])
         // 13 rows sealed once each, and the third batch's four twice: no batch sealed again in its transaction but that one.
         #expect(seals.withLock { $0 } == 17)
@@ -192,11 +200,8 @@ struct BulkImportTests {
     @Test("a failure sealing batch k+1 while batch k is written: batches up to k stay, nothing of k+1 or after it; a re-import completes, names the oversized row's line, and every row reads back and is found by caller ID",
           arguments: TestBackend.all)
     func failedSealingAhead(backend: TestBackend) throws {
-        let test = try TestStore(backend, region: "GB") { $0.maxFieldBytes = 256 }
+        let test = try closedStore(backend)
         defer { test.cleanUp() }
-        test.store.close()
-        var options = ImportOptions()
-        options.batchSize = 4
         // Every seal from the ninth on fails: the third batch's, sealed while the second is written, and
         // again in its own transaction.
         let seals = Mutex(0)
@@ -204,7 +209,7 @@ struct BulkImportTests {
             if point == "write.seal", seals.withLock({ $0 += 1; return $0 }) >= 9 { throw InjectedCrash() }
         }
         let error = try #require(throws: StoreError.self) {
-            try CSVImporter(store: failing, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+            try CSVImporter(store: failing, options: Self.batchesOfFour).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         }
         guard case .injectedFault(let point, _) = error else { throw error }
         #expect(point == "write.seal")
@@ -217,7 +222,7 @@ struct BulkImportTests {
         #expect(try store.callerID(number: "020 7946 1010", context: TestStore.caller).isEmpty)
         #expect(throws: StoreError.self) { try store.resolve("r10") }
         // Second act: the file again updates the first two batches, creates the rest, and names the oversized row.
-        let report = try CSVImporter(store: store, options: options).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
+        let report = try CSVImporter(store: store, options: Self.batchesOfFour).run(Array(Self.sealedAheadFile.utf8), context: TestStore.admin)
         #expect(report.updated == 8 && report.created == 5)
         #expect(report.rejected.map(\.line) == [8] && report.rejected.first?.column == "notes")
         try expectEveryNumberedRow(14, in: store)
