@@ -24,7 +24,7 @@ final class ReadAhead: Sendable {
         state.withLock { readBatch(&$0.reader) }
     }
 
-    /// `batch` sealed under `ids` on this thread (and one more); as it is without ids.
+    /// `batch` sealed under `ids` on this thread and one more; `batch` as it is without ids.
     func sealNow(_ batch: CSVImporter.ReadBatch, under ids: [SubjectID]?) -> CSVImporter.ReadBatch {
         ids.map { seal(batch, $0) } ?? batch
     }

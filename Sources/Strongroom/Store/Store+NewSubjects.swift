@@ -14,8 +14,8 @@ final class SealedNewSubject: Sendable {
     let id: SubjectID
     /// Its key, made and wrapped, to be stored with its row.
     let key: Keyring.FreshSubjectKey
-    /// The clear values it was sealed from.
-    let metadata: SubjectMetadata
+    /// The subject it was sealed from (`insertNew` takes it for no other).
+    let subject: NewSubject
     /// Each `PersonalField`'s ciphertext, in `PersonalField.allCases` order (null where the field is absent).
     let ciphertexts: [SQLValue]
     /// Its rows of `phone_index` and of `email_index`, for `Store.blindIndexColumns`.
@@ -27,11 +27,11 @@ final class SealedNewSubject: Sendable {
     /// The blind-index versions its index rows were made for (`Keyring.LoadedKeys.phoneIndexes`'s).
     let indexVersions: [UInt32]
 
-    init(id: SubjectID, key: Keyring.FreshSubjectKey, metadata: SubjectMetadata, ciphertexts: [SQLValue], phoneIndexRows: [[SQLValue]],
+    init(id: SubjectID, key: Keyring.FreshSubjectKey, subject: NewSubject, ciphertexts: [SQLValue], phoneIndexRows: [[SQLValue]],
          emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField], indexVersions: [UInt32]) {
         self.id = id
         self.key = key
-        self.metadata = metadata
+        self.subject = subject
         self.ciphertexts = ciphertexts
         self.phoneIndexRows = phoneIndexRows
         self.emailIndexRows = emailIndexRows
@@ -44,8 +44,8 @@ final class SealedNewSubject: Sendable {
     func row(now: Int64) -> [SQLValue] {
         var row: [SQLValue] = [.integer(id.rawValue)]
         row.reserveCapacity(Store.newSubjectColumns.count)
-        row += Store.metadataValues(metadata)
-        row += [.integer(now), .integer(now), .integer(metadata.lastContactedAt.map(Store.milliseconds)),
+        row += Store.metadataValues(subject.metadata)
+        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
                 .int(Int(key.handle.version)), .int(unindexed), .int(fields.count)]
         return row + ciphertexts
     }
@@ -83,7 +83,11 @@ extension Store {
             }
         }
         let keys = keyring.keys
-        let ahead = sealedAhead.compactMap { $0 }, indexVersions = keys.phoneIndexes.map(\.version)
+        // The subjects sealed ahead, each of exactly the subject at its place, under the index versions that answer now.
+        let indexVersions = keys.phoneIndexes.map(\.version)
+        let ahead = sealedAhead.count != subjects.count ? [] : zip(sealedAhead, subjects).compactMap { sealed, subject in
+            sealed.flatMap { $0.subject == subject && $0.indexVersions == indexVersions ? $0 : nil }
+        }
         let storeKeys = { @Sendable [keyring] (made: [SealedNewSubject]) throws(StoreError) in
             try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
         }
@@ -110,7 +114,7 @@ extension Store {
             }
         }
         let made: [SealedNewSubject]
-        if ahead.count == subjects.count, ahead.allSatisfy({ $0.indexVersions == indexVersions }) {
+        if ahead.count == subjects.count {
             // Their ids were taken ahead and committed (`reserveSubjectIDsAhead`): no other writer has
             // them. Their keys commit while every row of theirs is inserted.
             made = ahead
@@ -199,7 +203,7 @@ extension Store {
                 ciphertexts.append(.null)
             }
         }
-        return SealedNewSubject(id: id, key: key, metadata: subject.metadata, ciphertexts: ciphertexts,
+        return SealedNewSubject(id: id, key: key, subject: subject, ciphertexts: ciphertexts,
                                 phoneIndexRows: index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows: emailIndexRows,
                                 unindexed: index.unindexed, fields: sealed.map(\.field), indexVersions: keys.phoneIndexes.map(\.version))
     }

@@ -6,11 +6,6 @@ import StrongroomStorage
 struct PostgresBackend: StoreBackend {
     /// The data database's URL.
     let url: String
-    /// The same ids `reserveSubjectIDs` takes: a sequence never gives a value twice, in a transaction or not.
-    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
-        try reserveSubjectIDs(count, on: data)
-    }
-
     /// The key database's URL, if not the default beside the data (`keyDatabaseURL`).
     let keysURL: String?
 
@@ -28,6 +23,11 @@ struct PostgresBackend: StoreBackend {
     func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
         try data.rows("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?::integer) ORDER BY 1",
                       [.int(count)]) { $0.int64(0) }
+    }
+
+    /// The same ids `reserveSubjectIDs` takes: a sequence never gives a value twice, in a transaction or not.
+    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
+        try reserveSubjectIDs(count, on: data)
     }
 
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
