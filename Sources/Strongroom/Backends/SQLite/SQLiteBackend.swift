@@ -43,13 +43,17 @@ struct SQLiteBackend: StoreBackend {
         try data.transaction { () throws(DatabaseError) in
             let ids = try reserveSubjectIDs(count, on: data)
             guard let last = ids.last else { return ids }
-            try data.run("UPDATE sqlite_sequence SET seq = ? WHERE name = 'subjects'", [.integer(last)])
+            try data.run(SQLiteBackend.moveSubjectCounter, [.integer(last)])
             if data.changes == 0 {
                 try data.run("INSERT INTO sqlite_sequence (name, seq) VALUES ('subjects', ?)", [.integer(last)])
             }
             return ids
         }
     }
+
+    /// The statement `reserveSubjectIDsAhead` moves AUTOINCREMENT's counter with (`sqlite_sequence`
+    /// holds a row per AUTOINCREMENT table: a scan of it reads two rows, in a store of any size).
+    static let moveSubjectCounter = "UPDATE sqlite_sequence SET seq = ? WHERE name = 'subjects'"
 
     /// A statement is a call into the process, not a round trip: a few dozen rows to a multi-row
     /// statement save most of the per-statement work without making long statement texts.
