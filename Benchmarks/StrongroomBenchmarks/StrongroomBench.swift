@@ -6,7 +6,7 @@ import Strongroom
 enum StrongroomBench {
     static let usage = """
         Usage: strongroom-bench WORKLOAD [--contacts N] [--small N] [--lookups M] [--backend sqlite|postgres]
-                                [--clients N] [--audit-durability written|synced] [--json]
+                                [--clients N] [--audit-durability written|synced] [--batch N] [--json]
 
         Workloads: callerid, import, rotate-master, rotate-kek, rotate-data, rotate-index, rotate-all,
         audit-overhead, audit-verify, field-seal, export-all, all (every one but scaling and rotate-all), scaling.
@@ -39,6 +39,8 @@ enum StrongroomBench {
           --audit-durability D
                          callerid only: the store's audit durability, written (default) or synced
                          (each entry flushed to stable storage before the answer)
+          --batch N      import on sqlite: rows to a transaction, for the store's import and
+                         its baselines alike (default \(ImportOptions().batchSize), the import's own default)
           --json         one JSON object per workload per line
 
         Example:
@@ -71,6 +73,11 @@ enum StrongroomBench {
         let lookups = option("--lookups") ?? 200_000
         let small = option("--small")
         let clients = option("--clients") ?? 1
+        let batch = option("--batch") ?? ImportOptions().batchSize
+        guard batch >= 1 else {
+            FileHandle.standardError.write(Data("strongroom-bench: --batch is a number of rows, 1 or more\n".utf8))
+            exit(2)
+        }
         guard clients >= 1 else {
             FileHandle.standardError.write(Data("strongroom-bench: --clients is a number of clients, 1 or more\n".utf8))
             exit(2)
@@ -125,7 +132,7 @@ enum StrongroomBench {
             if workload == "import", case .postgres = backend {
                 results.append(try PostgresImportWorkload(contacts: contacts ?? 100_000, backend: backend).run())
             } else if workload == "import" || workload == "all" {
-                results.append(try ImportWorkload(contacts: contacts ?? 100_000).run())
+                results.append(try ImportWorkload(contacts: contacts ?? 100_000, batch: batch).run())
             }
             if workload == "rotate-master" || workload == "all" {
                 results.append(try RotateMasterWorkload(contacts: contacts ?? 1_000_000).run())

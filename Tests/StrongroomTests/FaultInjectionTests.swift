@@ -75,7 +75,7 @@ func expectConsistent(_ location: StoreLocation, key: SecretKey, finished: Bool 
 
 @Suite("Fault injection: stopped at every step of a write, an erasure and a rotation batch")
 struct FaultInjectionTests {
-    static let writePoints = ["write.rows", "write.keys", "write.sealed", "write.audited"]
+    static let writePoints = ["write.seal", "write.rows", "write.keys", "write.sealed", "write.audited"]
     static let erasePoints = ["erase.audited", "erase.key-destroyed"]
 
     func store(_ test: TestStore, failingAt point: String) throws -> Store {

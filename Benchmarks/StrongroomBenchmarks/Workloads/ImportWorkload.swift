@@ -5,10 +5,12 @@ import StrongroomStorage
 
 /// CSV import: N synthetic contacts through `CSVImporter` (parse, validate, encrypt every field, index
 /// every number, audit every row) against plain SQLite inserting the same rows in clear, in
-/// transactions of the same size: in C against the sqlite3 API (CBaseline.h), with the previous
-/// baseline through the project's Swift storage layer reported beside it.
+/// transactions of the same size (`batch` rows): in C against the sqlite3 API (CBaseline.h), with the
+/// previous baseline through the project's Swift storage layer reported beside it.
 struct ImportWorkload {
     let contacts: Int
+    /// Rows to a transaction, the store's and the baselines' alike.
+    let batch: Int
 
     func run() throws -> BenchmarkResult {
         try withScratchDirectory { directory in
@@ -46,13 +48,13 @@ struct ImportWorkload {
             }
             note("import: timing")
             let cBaselineSeconds = try cBaselineImport(sourcePath: directory + "/source.sqlite", targetPath: directory + "/baseline-c.sqlite",
-                                                       batch: 500)
+                                                       batch: batch)
             // The bulk-write settings the store's import takes, as the C baseline does (CBaseline.c).
             try baseline.execute("PRAGMA wal_autocheckpoint = 16384; PRAGMA cache_size = -65536")
             let baselineStart = DispatchTime.now().uptimeNanoseconds
-            for start in stride(from: 0, to: rows.count, by: 500) {
+            for start in stride(from: 0, to: rows.count, by: batch) {
                 try baseline.transaction { () throws(DatabaseError) in
-                    for row in rows[start..<min(start + 500, rows.count)] {
+                    for row in rows[start..<min(start + batch, rows.count)] {
                         try baseline.run("INSERT INTO contacts (external_id, name, company, source) VALUES (?, ?, ?, ?)",
                                          [.text(row.0), .text(row.1), .text("Company of \(row.1)"), .text(row.2)])
                         let id = baseline.lastInsertedRowID
@@ -62,7 +64,9 @@ struct ImportWorkload {
             }
             try baseline.execute("PRAGMA wal_checkpoint(PASSIVE)")
             let baselineSeconds = Double(DispatchTime.now().uptimeNanoseconds - baselineStart) / 1e9
-            let (created, seconds, cpuSeconds) = try ImportWorkload.timeImport(bytes, into: store)
+            var options = ImportOptions()
+            options.batchSize = batch
+            let (created, seconds, cpuSeconds) = try ImportWorkload.timeImport(bytes, into: store, options: options)
             let rate = Double(created) / seconds
             let swiftBaselineRate = Double(rows.count) / baselineSeconds
             let baselineRate = Double(rows.count) / cBaselineSeconds
@@ -70,7 +74,7 @@ struct ImportWorkload {
                                    baselineOpsPerS: baselineRate, ratio: rate / baselineRate,
                                    p50Us: 1e6 / rate, p99Us: 0, p999Us: 0, baselineP50Us: 1e6 / baselineRate, baselineP99Us: 0,
                                    peakRssMb: peakResidentMegabytes(),
-                                   notes: "rows/s including CSV parsing, phone normalisation, per-subject keys and an audit entry per row; "
+                                   notes: "\(batch) rows to a transaction; rows/s including CSV parsing, phone normalisation, per-subject keys and an audit entry per row; "
                                        + "p50 columns show the mean µs per row (rows are timed in batches); baseline: C against the "
                                        + String(format: "sqlite3 API (the Swift storage-layer baseline: %.0f rows/s); CPU %.1f µs per row",
                                                 swiftBaselineRate, cpuSeconds * 1e6 / Double(max(created, 1))),
@@ -78,13 +82,14 @@ struct ImportWorkload {
         }
     }
 
-    /// Imports `bytes` into `store`, then closes it: the rows created, the seconds the import took, and
+    /// Imports `bytes` into `store` with `options`, then closes it: the rows created, the seconds the import took, and
     /// the process's CPU seconds over them (both threads; on a shared machine the wall time also holds
     /// the time other processes had the cores).
-    static func timeImport(_ bytes: [UInt8], into store: Store) throws -> (created: Int, seconds: Double, cpuSeconds: Double) {
+    static func timeImport(_ bytes: [UInt8], into store: Store,
+                           options: ImportOptions = ImportOptions()) throws -> (created: Int, seconds: Double, cpuSeconds: Double) {
         defer { store.close() }
         let start = DispatchTime.now().uptimeNanoseconds, cpuStart = clock()
-        let report = try CSVImporter(store: store).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
+        let report = try CSVImporter(store: store, options: options).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
         return (report.created, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC))
     }
 }

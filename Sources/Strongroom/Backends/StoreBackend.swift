@@ -33,6 +33,12 @@ protocol StoreBackend: Sendable {
     /// that their rows can be inserted with their ciphertexts, which bind the id, in one statement.
     func reserveSubjectIDs(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64]
 
+    /// Takes the ids of `count` new subjects, in ascending order, on `data` (a connection this backend
+    /// made) outside any transaction, committed at once: ids no writer will ever take, so that the
+    /// subjects can be sealed under them before the transaction that inserts them (an import seals its
+    /// next batch while the one before is written). An id its caller leaves unused stays unused.
+    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64]
+
     /// Inserts `rows` (each one value per column of `columns`) into `table` on `connection` (made by
     /// this backend) in as few statements as the backend can, each followed by `conflict` (an
     /// `ON CONFLICT` clause, or empty): bulk paths such as an import's batches move rows in sets, not one

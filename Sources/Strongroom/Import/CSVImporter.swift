@@ -62,24 +62,29 @@ public struct CSVImporter: Sendable {
         func flush() throws {
             // A row carrying some of a stored subject's numbers or custom fields keeps the others.
             let stored = try storedRows(mergedInto: batch.map(\.subject))
-            batch = try batch.compactMap { row in
-                switch try merged(row.subject, over: stored, context: context) {
-                case .success(let subject):
-                    // Numbers merged with stored ones are normalised again by the write.
-                    return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil)
-                case .failure(let problem):
-                    let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
-                    if options.strict { throw ImportError.rejectedRows([rejected]) }
-                    report.rejected.append(rejected)
-                    return nil
+            // Nothing stored to merge over (a new file's batch): the rows stay as read.
+            if !stored.isEmpty {
+                batch = try batch.compactMap { row in
+                    switch try merged(row.subject, over: stored, context: context) {
+                    case .success(let subject):
+                        // Numbers merged with stored ones are normalised again by the write.
+                        // A row merged over a stored subject's is no longer what was sealed ahead (and updates it).
+                        return ReadRow(line: row.line, subject: subject, numbers: subject.personal.phones == row.subject.personal.phones ? row.numbers : nil,
+                                       sealed: subject == row.subject ? row.sealed : nil)
+                    case .failure(let problem):
+                        let rejected = ImportReport.RejectedRow(line: row.line, reason: problem.message)
+                        if options.strict { throw ImportError.rejectedRows([rejected]) }
+                        report.rejected.append(rejected)
+                        return nil
+                    }
                 }
             }
             guard !batch.isEmpty else { return }
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
             // The new subjects' keys are not cached: the import does not read them back.
-            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), region: options.region,
-                                          skippingRefused: !options.strict, cachingNewKeys: false, context: context)
+            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), sealedAhead: batch.map(\.sealed),
+                                          region: options.region, skippingRefused: !options.strict, cachingNewKeys: false, context: context)
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))
@@ -120,22 +125,42 @@ public struct CSVImporter: Sendable {
             }
             return report
         }
-        // Two stages on two cores: while this thread writes batch k (keys, seals, rows, audit), another
-        // reads batch k+1 from the file (parsing, validation, phone normalisation). Reports keep file
-        // order: a batch's read problems are reported before its write's, as when one thread did both.
-        let readAhead = ReadAhead(reader: reader, readBatch: readBatch)
+        // Three stages on two cores: while this thread writes batch k (its rows, keys, index rows, audit
+        // entries, commit), other threads seal batch k+1's rows as new subjects (keys, fields,
+        // blind-index rows) under ids taken for them ahead (`Store.sealAhead`), then read batch k+2
+        // from the file (parsing, validation, phone normalisation). A batch is read before its ids are
+        // taken, so that a new file's subjects get consecutive ids, as when one thread did everything.
+        // Sealing ahead only while the import creates at least as many subjects as it updates: an
+        // update is sealed under its stored key in its transaction, so a re-import's rows sealed ahead
+        // would be wasted work (and ids). Reports keep file order: a batch's read problems are reported
+        // before its write's, as when one thread did both.
+        let readAhead = ReadAhead(reader: reader, readBatch: readBatch) { [store] batch, ids in
+            var sealed = batch
+            let subjects = store.sealAhead(batch.rows.map(\.subject), ids: ids, numbers: batch.rows.map(\.numbers), normalizer: normalizer)
+            for position in sealed.rows.indices { sealed.rows[position].sealed = subjects[position] }
+            return sealed
+        }
+        var sealingAhead = true
+        /// Ids for `batch`'s rows, taken ahead, while sealing ahead pays.
+        func idsAhead(for batch: ReadBatch) throws -> [SubjectID]? {
+            sealingAhead && !batch.rows.isEmpty ? try store.reserveSubjectIDsAhead(batch.rows.count) : nil
+        }
         var read = readAhead.readNow()
+        read = readAhead.sealNow(read, under: try idsAhead(for: read))
+        var next = readAhead.readNow()
         while true {
             report.rejected += read.rejected
             report.unindexed += read.unindexed
             guard !read.rows.isEmpty else { break }
             batch = read.rows
-            readAhead.start()
+            let (rows, createdBefore) = (batch.count, report.created)
+            readAhead.start(sealing: next, under: try idsAhead(for: next))
             do { try flush() } catch {
                 _ = readAhead.finish()
                 throw error
             }
-            read = readAhead.finish()
+            sealingAhead = (report.created - createdBefore) * 2 >= rows
+            (read, next) = readAhead.finish()
         }
         return report
     }
@@ -148,6 +173,8 @@ public struct CSVImporter: Sendable {
         let subject: NewSubject
         /// Its numbers in E.164, in the order of `subject.personal.phones`; nil for one that cannot be normalised.
         let numbers: [String?]?
+        /// It sealed as a new subject ahead of its batch's transaction (`Store.sealAhead`), if it was.
+        var sealed: SealedNewSubject? = nil
     }
 
     /// Rows read from the file by `readRows`, with the problems found in them.

@@ -4,9 +4,56 @@ import StrongroomPhone
 import StrongroomStorage
 import Synchronization
 
+/// A new subject sealed and made ready for its insert: its id, its fresh key, its row's values and its
+/// blind-index rows. `insertNew` makes them inside the write transaction; an import makes them for its
+/// next batch ahead of that batch's transaction (`Store.sealAhead`), while the batch before is written.
+/// A class: handed from the sealing threads to the writing one through several arrays, it is retained
+/// once per hand-over rather than once per key, array and string it holds.
+final class SealedNewSubject: Sendable {
+    /// Its id (bound into every ciphertext's and index check's location).
+    let id: SubjectID
+    /// Its key, made and wrapped, to be stored with its row.
+    let key: Keyring.FreshSubjectKey
+    /// The subject it was sealed from (`insertNew` takes it for no other).
+    let subject: NewSubject
+    /// Each `PersonalField`'s ciphertext, in `PersonalField.allCases` order (null where the field is absent).
+    let ciphertexts: [SQLValue]
+    /// Its rows of `phone_index` and of `email_index`, for `Store.blindIndexColumns`.
+    let phoneIndexRows: [[SQLValue]], emailIndexRows: [[SQLValue]]
+    /// How many of its numbers could not be indexed.
+    let unindexed: Int
+    /// The fields sealed (what its audit entry names).
+    let fields: [PersonalField]
+    /// The blind-index versions its index rows were made for (`Keyring.LoadedKeys.phoneIndexes`'s).
+    let indexVersions: [UInt32]
+
+    init(id: SubjectID, key: Keyring.FreshSubjectKey, subject: NewSubject, ciphertexts: [SQLValue], phoneIndexRows: [[SQLValue]],
+         emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField], indexVersions: [UInt32]) {
+        self.id = id
+        self.key = key
+        self.subject = subject
+        self.ciphertexts = ciphertexts
+        self.phoneIndexRows = phoneIndexRows
+        self.emailIndexRows = emailIndexRows
+        self.unindexed = unindexed
+        self.fields = fields
+        self.indexVersions = indexVersions
+    }
+
+    /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
+    func row(now: Int64) -> [SQLValue] {
+        var row: [SQLValue] = [.integer(id.rawValue)]
+        row.reserveCapacity(Store.newSubjectColumns.count)
+        row += Store.metadataValues(subject.metadata)
+        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
+                .int(Int(key.handle.version)), .int(unindexed), .int(fields.count)]
+        return row + ciphertexts
+    }
+}
+
 /// A batch's new subjects written in sets of rows, sealed on two cores.
 extension Store {
-    /// The columns of a new subject's row, in the order `insertNew` gives their values.
+    /// The columns of a new subject's row, in the order `SealedNewSubject.row` gives their values.
     static let newSubjectColumns = [BulkColumn("id", .integer), BulkColumn("kind", .text), BulkColumn("external_id", .text),
                                             BulkColumn("owner", .text), BulkColumn("status", .text), BulkColumn("source", .text),
                                             BulkColumn("created_at", .integer), BulkColumn("updated_at", .integer),
@@ -14,95 +61,165 @@ extension Store {
                                             BulkColumn("unindexed_phones", .integer), BulkColumn("seal_count", .integer)]
         + PersonalField.allCases.map { BulkColumn($0.column, .blob) }
 
-    /// Writes new subjects together, in sets of rows rather than a statement per subject: their ids
-    /// are reserved; their keys made and wrapped (one fresh key each) and their fields sealed under them
-    /// on other threads, while this one inserts their rows (ciphertexts included) as they are sealed;
-    /// then their keys committed in the key database while this thread inserts their blind-index rows
-    /// (`StoreBackend.insert`). With `cachingKeys` false the fresh keys stay out of the key cache
-    /// (`Keyring.storeSubjectKeys`). Returns each one's id and count of numbers that could not be indexed.
-    func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], normalizer: PhoneNormalizer, now: Int64, cachingKeys: Bool = true,
-                   in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
+    /// Writes new subjects together, in sets of rows rather than a statement per subject. When
+    /// `sealedAhead` holds every one of them sealed (`sealAhead`) under the blind-index versions that
+    /// answer now, their rows are inserted as they are; otherwise (a batch not sealed ahead, a subject
+    /// whose sealing ahead failed, an index rotation begun or ended meanwhile) their ids are reserved,
+    /// their keys made and wrapped (one fresh key each) and their fields sealed under them on other
+    /// threads, while this one inserts their rows as they are sealed. Their keys are committed in the
+    /// key database on another thread while this one inserts rows (`StoreBackend.insert`): all of them
+    /// when sealed ahead, else the blind-index rows. With `cachingKeys` false the fresh keys stay out of
+    /// the key cache (`Keyring.storeSubjectKeys`).
+    /// Returns each one's id and count of numbers that could not be indexed.
+    func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
+                   now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
-        let ids: [SubjectID]
-        do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
-            throw .database(error)
-        }
-        let phoneIndexes = keyring.keys.phoneIndexes, emailIndexes = keyring.keys.emailIndexes
-        let kek = keyring.keyEncryptionKey
-        try keyring.reserve(kek.usage, count: subjects.count)
-        // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
-        // threads a chunk at a time while this one inserts the rows of the chunks sealed before. The
-        // keys commit once every row is inserted, on another thread while this one inserts the
-        // blind-index rows, and before the commit: a row is still never committed without its key (a
-        // rollback after the keys leaves orphan keys, as before).
-        let made = try backend.inserting(into: "subjects", columns: Store.newSubjectColumns, on: connection) { (insertRows) throws(StoreError) in
-            try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
-                let key = try keyring.makeSubjectKey(for: ids[position], version: 1, wrappedUnder: kek)
-                return (key: key, sealed: try newSubjectRows(subjects[position], id: ids[position], key: key.handle, numbers: numbers[position],
-                                                             normalizer: normalizer, now: now, phoneIndexes: phoneIndexes, emailIndexes: emailIndexes))
-            } consume: { (chunk) throws(StoreError) in
-                try insertRows(chunk.map(\.sealed.row))
-            }
-        }
-        try injectFault("write.rows", subjects.count)
-        let keys = made.map(\.key)
-        let storeKeys = { @Sendable [keyring] () throws(StoreError) in try keyring.storeSubjectKeys(keys, caching: cachingKeys) }
-        let insertIndexRows = { [backend] () throws(StoreError) in
+        let insertRows = { [backend] (sealed: [SealedNewSubject]) throws(StoreError) in
             do throws(DatabaseError) {
-                try backend.insert(made.flatMap(\.sealed.phoneIndexRows), into: "phone_index", columns: Store.blindIndexColumns, conflict: "",
-                                   on: connection)
-                try backend.insert(made.flatMap(\.sealed.emailIndexRows), into: "email_index", columns: Store.blindIndexColumns, conflict: "",
+                try backend.insert(sealed.map { $0.row(now: now) }, into: "subjects", columns: Store.newSubjectColumns, conflict: "",
                                    on: connection)
             } catch {
                 throw .database(error)
             }
         }
-        // A few subjects (a create) are not worth a thread.
-        if subjects.count < Store.sealingChunk {
-            try storeKeys()
-            try insertIndexRows()
+        let keys = keyring.keys
+        // The subjects sealed ahead, each of exactly the subject at its place, under the index versions that answer now.
+        let indexVersions = keys.phoneIndexes.map(\.version)
+        let ahead = sealedAhead.count != subjects.count ? [] : zip(sealedAhead, subjects).compactMap { sealed, subject in
+            sealed.flatMap { $0.subject == subject && $0.indexVersions == indexVersions ? $0 : nil }
+        }
+        let storeKeys = { @Sendable [keyring] (made: [SealedNewSubject]) throws(StoreError) in
+            try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
+        }
+        let insertIndexRows = { [backend] (made: [SealedNewSubject]) throws(StoreError) in
+            do throws(DatabaseError) {
+                try backend.insert(Store.inIndexOrder(made.flatMap(\.phoneIndexRows)), into: "phone_index", columns: Store.blindIndexColumns,
+                                   conflict: "", on: connection)
+                try backend.insert(Store.inIndexOrder(made.flatMap(\.emailIndexRows)), into: "email_index", columns: Store.blindIndexColumns,
+                                   conflict: "", on: connection)
+            } catch {
+                throw .database(error)
+            }
+        }
+        // The keys commit on another thread while this one inserts rows (a few subjects, a create, are
+        // not worth a thread), and before the commit: a row is still never committed without its key
+        // (a rollback after the keys leaves orphan keys, as before). The key database's commit waits
+        // for its disk (`synchronous = FULL`): beside the rows, not after them.
+        let alongsideKeys = { (made: [SealedNewSubject], insert: () throws(StoreError) -> Void) throws(StoreError) in
+            if subjects.count < Store.sealingChunk {
+                try storeKeys(made)
+                try insert()
+            } else {
+                try Store.alongside({ () throws(StoreError) in try storeKeys(made) }, insert)
+            }
+        }
+        let made: [SealedNewSubject]
+        if ahead.count == subjects.count {
+            // Their ids were taken ahead and committed (`reserveSubjectIDsAhead`): no other writer has
+            // them. Their keys commit while every row of theirs is inserted.
+            made = ahead
+            try alongsideKeys(made) { () throws(StoreError) in
+                try insertRows(made)
+                try injectFault("write.rows", subjects.count)
+                try insertIndexRows(made)
+            }
         } else {
-            try Store.alongside(storeKeys, insertIndexRows)
+            let ids: [SubjectID]
+            do throws(DatabaseError) { ids = try backend.reserveSubjectIDs(subjects.count, on: connection).map(SubjectID.init(rawValue:)) } catch {
+                throw .database(error)
+            }
+            try keyring.reserve(keys.current.usage, count: subjects.count)
+            // Each subject's key made and wrapped, and its fields sealed under it: pure CPU, done on other
+            // threads a chunk at a time while this one inserts the rows of the chunks sealed before (on
+            // PostgreSQL streamed into one COPY, `StoreBackend.inserting`). The keys, known once all are
+            // made, commit while the blind-index rows are inserted.
+            made = try backend.inserting(into: "subjects", columns: Store.newSubjectColumns, on: connection) { (insertChunk) throws(StoreError) in
+                try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
+                    try sealNew(subjects[position], id: ids[position], numbers: numbers[position], normalizer: normalizer, keys: keys)
+                } consume: { (chunk) throws(StoreError) in
+                    try insertChunk(chunk.map { $0.row(now: now) })
+                }
+            }
+            try injectFault("write.rows", subjects.count)
+            try alongsideKeys(made) { () throws(StoreError) in try insertIndexRows(made) }
         }
         try injectFault("write.keys", subjects.count)
         try injectFault("write.sealed", subjects.count)
-        for (id, subject) in zip(ids, made) { write.record(id, .create, fields: subject.sealed.fields) }
-        return zip(ids, made).map { ($0, $1.sealed.unindexed) }
+        for subject in made { write.record(subject.id, .create, fields: subject.fields) }
+        return made.map { ($0.id, $0.unindexed) }
     }
 
-    /// A new subject's row (its fields sealed under `key`), its blind-index rows, how many of its numbers
-    /// could not be indexed, and the fields written: what `insertNew` inserts for it.
-    func newSubjectRows(_ subject: NewSubject, id: SubjectID, key: KeyHandle, numbers: [String?]?, normalizer: PhoneNormalizer,
-                                now: Int64, phoneIndexes: [PhoneBlindIndex], emailIndexes: [EmailBlindIndex]) throws(StoreError)
-        -> (row: [SQLValue], phoneIndexRows: [[SQLValue]], emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField]) {
-        let sealed = try sealedFields(subject.personal, of: id, under: key)
+    /// Takes `count` ids for new subjects ahead of the transaction that will insert them
+    /// (`StoreBackend.reserveSubjectIDsAhead`): for `sealAhead`, on the data connection between two
+    /// transactions. An id left unused (its row turned out to update a stored subject, or the import
+    /// stopped) is never taken by anyone: a gap in the ids, as a rolled-back insert leaves.
+    func reserveSubjectIDsAhead(_ count: Int) throws(StoreError) -> [SubjectID] {
+        try withData { (connection) throws(DatabaseError) in
+            try backend.reserveSubjectIDsAhead(count, on: connection).map(SubjectID.init(rawValue:))
+        }
+    }
+
+    /// `subjects` (with their numbers normalised as `write` takes them) sealed as new subjects under
+    /// `ids` (from `reserveSubjectIDsAhead`), ahead of the transaction that writes them: an import seals
+    /// its next batch so while the batch before is written. Keys, ciphertexts and index rows are pure
+    /// CPU (on this thread and one more); the database is asked only to reserve the KEK's encryptions.
+    /// A subject whose sealing fails gets nil, as every one does when the reservation fails: `insertNew`
+    /// then seals the batch again in its transaction, which fails there as it would have, so a failure
+    /// here changes nothing of what is written, thrown or reported.
+    func sealAhead(_ subjects: [NewSubject], ids: [SubjectID], numbers: [[String?]?], normalizer: PhoneNormalizer) -> [SealedNewSubject?] {
+        let keys = keyring.keys
+        guard (try? keyring.reserve(keys.current.usage, count: subjects.count)) != nil else { return subjects.map { _ in nil } }
+        return Store.concurrentMap(subjects.count) { position in
+            try? sealNew(subjects[position], id: ids[position], numbers: numbers.indices.contains(position) ? numbers[position] : nil,
+                         normalizer: normalizer, keys: keys)
+        }
+    }
+
+    /// `subject` sealed as the new subject `id`: a fresh key made and wrapped under `keys`' current KEK
+    /// (whose encryptions the caller reserved), its fields sealed under that key, its blind-index rows
+    /// made under `keys`' index versions. `numbers`: as `insertNew` takes them.
+    func sealNew(_ subject: NewSubject, id: SubjectID, numbers: [String?]?, normalizer: PhoneNormalizer,
+                 keys: Keyring.LoadedKeys) throws(StoreError) -> SealedNewSubject {
+        try injectFault("write.seal", 1)
+        let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current)
+        let sealed = try sealedFields(subject.personal, of: id, under: key.handle)
         // The key is new: only a budget smaller than one subject's fields can be exhausted.
         guard UInt64(sealed.count) <= keyring.nonceBudget else {
-            throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.version)", used: 0, budget: keyring.nonceBudget)
+            throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.handle.version)", used: 0, budget: keyring.nonceBudget)
         }
         let index: (entries: [BlindIndexEntry], unindexed: Int), emailIndexRows: [[SQLValue]]
         do throws(CryptoError) {
-            index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: phoneIndexes)
-            emailIndexRows = try self.emailIndexRows(subject.personal.emails ?? [], of: id, into: emailIndexes)
+            index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: keys.phoneIndexes)
+            emailIndexRows = try self.emailIndexRows(subject.personal.emails ?? [], of: id, into: keys.emailIndexes)
         } catch {
             throw .crypto(error)
         }
-        var row: [SQLValue] = [.integer(id.rawValue)]
-        row.reserveCapacity(Store.newSubjectColumns.count)
-        row += Store.metadataValues(subject.metadata)
-        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                .int(Int(key.version)), .int(index.unindexed), .int(sealed.count)]
         // `sealed` is in `PersonalField` order: one pass puts each ciphertext in its column.
+        var ciphertexts: [SQLValue] = []
+        ciphertexts.reserveCapacity(PersonalField.allCases.count)
         var next = sealed.startIndex
         for field in PersonalField.allCases {
             if next < sealed.endIndex, sealed[next].field == field {
-                row.append(.blob(sealed[next].ciphertext))
+                ciphertexts.append(.blob(sealed[next].ciphertext))
                 next += 1
             } else {
-                row.append(.null)
+                ciphertexts.append(.null)
             }
         }
-        return (row, index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows, index.unindexed, sealed.map(\.field))
+        return SealedNewSubject(id: id, key: key, subject: subject, ciphertexts: ciphertexts,
+                                phoneIndexRows: index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows: emailIndexRows,
+                                unindexed: index.unindexed, fields: sealed.map(\.field), indexVersions: keys.phoneIndexes.map(\.version))
+    }
+
+    /// Blind-index rows (of `blindIndexColumns`) in the order of the tag index's key, (key_version,
+    /// tag): a batch's rows, which hash to random tags, then descend that B-tree from left to right, each
+    /// page they change met in one run rather than again and again at random.
+    static func inIndexOrder(_ rows: [[SQLValue]]) -> [[SQLValue]] {
+        func key(_ row: [SQLValue]) -> (version: Int64, tag: Int64) {
+            guard case .integer(let version) = row[0], case .integer(let tag) = row[1] else { return (0, 0) }
+            return (version, tag)
+        }
+        return rows.sorted { key($0) < key($1) }
     }
 
     /// Runs `body`, a bulk write (an import, a blind-index rotation), with the data connection readied

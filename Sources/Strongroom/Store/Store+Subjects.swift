@@ -72,21 +72,24 @@ extension Store {
     /// normalises on its reading thread): `numbers[i]`, when there is one and it is not nil, holds
     /// `subjects[i].personal.phones`' numbers in order, normalised by the normaliser for `region`
     /// (nil for a number that cannot be); the others are normalised here. With `cachingNewKeys` false
-    /// (the importer) the new subjects' keys stay out of the key cache (`insertNew`).
-    func write(_ subjects: [NewSubject], numbers: [[String?]?], region: String?, skippingRefused: Bool, cachingNewKeys: Bool = true,
-               context: AccessContext) throws(StoreError) -> [WriteResult] {
+    /// (the importer) the new subjects' keys stay out of the key cache (`insertNew`). `sealedAhead[i]`,
+    /// when there is one, holds `subjects[i]` sealed ahead (`sealAhead`), used if it is created.
+    func write(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], region: String?, skippingRefused: Bool,
+               cachingNewKeys: Bool = true, context: AccessContext) throws(StoreError) -> [WriteResult] {
         let normalizer = try normalizer(for: region)
         return try writeSubjects(context: context) { (write) throws(StoreError) in
-            try createOrUpdate(subjects, numbers: numbers, normalizer: normalizer, skippingRefused: skippingRefused,
+            try createOrUpdate(subjects, numbers: numbers, sealedAhead: sealedAhead, normalizer: normalizer, skippingRefused: skippingRefused,
                                cachingNewKeys: cachingNewKeys, in: write)
         }
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
     /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
-    /// `numbers` and `cachingNewKeys`: as `write(_:numbers:region:skippingRefused:cachingNewKeys:context:)` takes them.
-    func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], normalizer: PhoneNormalizer, skippingRefused: Bool = false,
-                        cachingNewKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
+    /// `numbers`, `sealedAhead` and `cachingNewKeys`: as `write(_:numbers:sealedAhead:region:skippingRefused:cachingNewKeys:context:)`
+    /// takes them.
+    func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
+                        skippingRefused: Bool = false, cachingNewKeys: Bool = true,
+                        in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
         let connection = write.connection
         // Another process may have started or finished a key rotation: write under the keys it
         // left, read inside the transaction so an index rotation's last step cannot pass it by.
@@ -103,6 +106,7 @@ extension Store {
         /// Writes the new subjects met so far, and fills in their results.
         func createPending() throws(StoreError) {
             let created = try insertNew(creating.map(\.subject), numbers: creating.map { numbers.indices.contains($0.input) ? numbers[$0.input] : nil },
+                                        sealedAhead: creating.map { sealedAhead.indices.contains($0.input) ? sealedAhead[$0.input] : nil },
                                         normalizer: normalizer, now: now, cachingKeys: cachingNewKeys, in: write)
             for ((position, _, subject), (id, unindexed)) in zip(creating, created) {
                 results[position] = WriteResult(id: id, created: true, unindexedPhoneNumbers: unindexed)

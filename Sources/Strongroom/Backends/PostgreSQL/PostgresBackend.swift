@@ -33,6 +33,11 @@ struct PostgresBackend: StoreBackend {
         SELECT nextval(sequence.id) FROM sequence, generate_series(1, ?::integer) ORDER BY 1
         """
 
+    /// The same ids `reserveSubjectIDs` takes: a sequence never gives a value twice, in a transaction or not.
+    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
+        try reserveSubjectIDs(count, on: data)
+    }
+
     /// The key database's URL: `keysURL`, or `url` with its schema suffixed `_keys`.
     var keyDatabaseURL: String {
         if let keysURL { return keysURL }

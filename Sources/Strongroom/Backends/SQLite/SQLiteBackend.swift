@@ -35,6 +35,26 @@ struct SQLiteBackend: StoreBackend {
         return (0..<Int64(count)).map { last + 1 + $0 }
     }
 
+    /// The ids after AUTOINCREMENT's counter, which its own transaction moves past them and commits:
+    /// another writer's insert takes ids after the counter, and an insert naming its id below the
+    /// counter leaves it where it is. (The counter's row is made if no subject was ever inserted.)
+    /// Related SQLite documentation: <https://www.sqlite.org/autoinc.html>
+    func reserveSubjectIDsAhead(_ count: Int, on data: any Database) throws(DatabaseError) -> [Int64] {
+        try data.transaction { () throws(DatabaseError) in
+            let ids = try reserveSubjectIDs(count, on: data)
+            guard let last = ids.last else { return ids }
+            try data.run(SQLiteBackend.moveSubjectCounter, [.integer(last)])
+            if data.changes == 0 {
+                try data.run("INSERT INTO sqlite_sequence (name, seq) VALUES ('subjects', ?)", [.integer(last)])
+            }
+            return ids
+        }
+    }
+
+    /// The statement `reserveSubjectIDsAhead` moves AUTOINCREMENT's counter with (`sqlite_sequence`
+    /// holds a row per AUTOINCREMENT table: a scan of it reads two rows, in a store of any size).
+    static let moveSubjectCounter = "UPDATE sqlite_sequence SET seq = ? WHERE name = 'subjects'"
+
     /// A statement is a call into the process, not a round trip: a few dozen rows to a multi-row
     /// statement save most of the per-statement work without making long statement texts.
     private static let multiRowStatements = MultiRowStatements(rowsPerStatement: 32)
