@@ -238,7 +238,7 @@ struct QueryPlanTests {
         try data.execute("""
             INSERT INTO subjects (id, kind, created_at, updated_at, key_version) SELECT i, 'contact', i, i, 1 FROM generate_series(\(first), \(last)) AS g(i);
             INSERT INTO email_index (key_version, tag, subject_id, check_mac) SELECT 1, g.* FROM (\(rows)) AS g;
-            ANALYZE;
+            ANALYZE subjects, email_index;
             INSERT INTO email_index (key_version, tag, subject_id, check_mac) SELECT 2, g.* FROM (\(rows)) AS g
             """)
         let batch = MultiRowStatements.rotation.rowsPerStatement
@@ -448,9 +448,17 @@ struct QueryPlanTests {
                 """)
         }
         if test.backend == .postgres {
-            try data.execute("ANALYZE")
-            try keys.execute("ANALYZE")
+            try analyzeOwnTables(data)
+            try analyzeOwnTables(keys)
         }
+    }
+
+    /// Gathers the planner's statistics for the tables of `connection`'s own schema only: a bare
+    /// `ANALYZE` takes every table of the database, other tests' schemas too, and can deadlock with a
+    /// test dropping its schema at the same time.
+    private func analyzeOwnTables(_ connection: any Database) throws {
+        let tables = try connection.rows("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()") { $0.text(0) ?? "" }
+        try connection.execute("ANALYZE " + tables.joined(separator: ", "))
     }
 
     /// The data schema's newest version on `backend`.
