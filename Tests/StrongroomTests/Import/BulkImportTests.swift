@@ -274,7 +274,7 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
-    @Test("on SQLite an import spaces the data connection's checkpoints further apart and enlarges its page cache while it runs, and restores both when it ends, also when it fails")
+    @Test("on SQLite the data connection's checkpoints are spaced 16,384 pages apart, and an import enlarges its page cache while it runs and restores it when it ends, also when it fails")
     func importCheckpointSpacing() throws {
         let test = try TestStore(.sqlite, region: "GB") { $0.maxFieldBytes = 256 }
         defer { test.cleanUp() }
@@ -287,14 +287,14 @@ struct BulkImportTests {
         _ = try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin) { _ in
             during.withLock { $0.append((try? spacing()) ?? []) }
         }
-        let bulk = [Int64(SQLiteBackend.bulkWriteCheckpointPages), -Int64(SQLiteBackend.bulkWriteCacheKiB)]
+        let bulk = [Int64(SQLiteBackend.dataCheckpointPages), -Int64(SQLiteBackend.bulkWriteCacheKiB)]
         #expect(during.withLock { $0 } == [bulk, bulk])
-        #expect(try spacing() == [1000, -2000])
+        #expect(try spacing() == [Int64(SQLiteBackend.dataCheckpointPages), -2000])
         // Second act: a failing import restores the spacing too, and the store takes the next one.
         var strict = ImportOptions()
         strict.strict = true
         #expect(throws: ImportError.self) { try CSVImporter(store: test.store, options: strict).run(Array(Self.firstFile.utf8), context: TestStore.admin) }
-        #expect(try spacing() == [1000, -2000])
+        #expect(try spacing() == [Int64(SQLiteBackend.dataCheckpointPages), -2000])
         let report = try CSVImporter(store: test.store).run(Array(Self.secondFile.utf8), context: TestStore.admin)
         #expect(report.updated + report.created == 401)
         #expect(try test.store.read(try test.store.resolve("b760"), context: TestStore.admin).personal.name == "Twice in one batch")

@@ -65,14 +65,17 @@ struct SQLiteBackend: StoreBackend {
                                                     on: connection)
     }
 
-    /// Pages between the data connection's automatic checkpoints during a bulk write (SQLite's
-    /// default, and this store's otherwise, is 1,000). A checkpoint copies the latest version of each
-    /// page changed since the last one into the database file; an import changes the pages of its
-    /// random-order indexes (external ids, blind-index tags) in batch after batch, so checkpoints 16
-    /// times further apart copy each such page once where they copied it again and again: they were a
-    /// sixth of the import's writing thread at 100,000 rows. The WAL file grows to about 64 MiB
-    /// (4 KiB pages) meanwhile. <https://www.sqlite.org/wal.html#automatic_checkpoint>
-    static let bulkWriteCheckpointPages = 16_384
+    /// Pages between the data connection's automatic checkpoints (SQLite's default, and the key
+    /// database's, is 1,000). A checkpoint copies the latest version of each page changed since the last
+    /// one into the database file and syncs it. Writes change pages at random places of the store's
+    /// indexes (blind-index tags, external ids): an import changes them in batch after batch, so
+    /// checkpoints 16 times further apart copy each such page once where they copied it again and again
+    /// (at 1,000 they were a sixth of the import's writing thread at 100,000 rows); a rectification at a
+    /// million subjects cost 157 µs of CPU at 1,000 and 96 µs at 16,384 (`strongroom-bench scaling`,
+    /// 2026-12-07), where its ratio to 10,000 subjects had reached the 1.5 limit. The WAL file grows to
+    /// about 64 MiB (4 KiB pages) between checkpoints; an erasure still checkpoints and truncates it at
+    /// once (`discardDeletedContent`). <https://www.sqlite.org/wal.html#automatic_checkpoint>
+    static let dataCheckpointPages = 16_384
 
     /// The data connection's page cache during a bulk write, in KiB (SQLite's default, and this
     /// store's otherwise, is 2,000 KiB). An import's batch changes pages all over its random-order
@@ -81,18 +84,15 @@ struct SQLiteBackend: StoreBackend {
     /// commit. <https://www.sqlite.org/pragma.html#pragma_cache_spill>
     static let bulkWriteCacheKiB = 65_536
 
-    /// Spaces the automatic checkpoints `bulkWriteCheckpointPages` apart on `data`, and gives it a page
-    /// cache of `bulkWriteCacheKiB`.
+    /// Gives `data` a page cache of `bulkWriteCacheKiB`.
     func beginBulkWrites(on data: any Database) throws(DatabaseError) {
-        try data.execute("""
-            PRAGMA wal_autocheckpoint = \(SQLiteBackend.bulkWriteCheckpointPages); PRAGMA cache_size = -\(SQLiteBackend.bulkWriteCacheKiB)
-            """)
+        try data.execute("PRAGMA cache_size = -\(SQLiteBackend.bulkWriteCacheKiB)")
     }
 
-    /// Checkpoints what the bulk write left in the WAL (passive: waiting for no reader), and spaces
-    /// automatic checkpoints and sizes the page cache as before.
+    /// Checkpoints what the bulk write left in the WAL (passive: waiting for no reader), and sizes the
+    /// page cache as before.
     func endBulkWrites(on data: any Database) throws(DatabaseError) {
-        try data.execute("PRAGMA wal_checkpoint(PASSIVE); PRAGMA wal_autocheckpoint = 1000; PRAGMA cache_size = -2000")
+        try data.execute("PRAGMA wal_checkpoint(PASSIVE); PRAGMA cache_size = -2000")
     }
 
     func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
@@ -161,7 +161,8 @@ struct SQLiteBackend: StoreBackend {
             let connection = try SQLiteConnection(path: path, create: !existing)
             try connection.execute("""
                 PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
-                PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY
+                PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;
+                PRAGMA wal_autocheckpoint = \(keys ? 1000 : SQLiteBackend.dataCheckpointPages)
                 """)
             return connection
         } catch {
