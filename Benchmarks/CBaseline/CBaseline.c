@@ -169,8 +169,9 @@ int64_t cbaseline_import(const char *source_path, const char *target_path, int32
     sqlite3 *target = open_database(target_path);
     sqlite3_stmt *contact = NULL, *number = NULL, *begin = NULL, *commit = NULL;
     int64_t elapsed = -1;
-    // The bulk-write settings Strongroom's import takes (SQLiteBackend.beginBulkWrites): checkpoints
-    // 16,384 pages apart and a 64 MiB page cache, and one checkpoint at the end, timed. A careful
+    // The settings Strongroom's import runs with (SQLiteBackend.dataCheckpointPages and
+    // beginBulkWrites): checkpoints 16,384 pages apart and a 64 MiB page cache, and one checkpoint at
+    // the end, timed. A careful
     // programmer loading a file would set them too; without them the baseline would be slowed by
     // repeated checkpoints of its random-order index and flatter the ratio.
     if (target

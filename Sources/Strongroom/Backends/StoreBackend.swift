@@ -56,10 +56,10 @@ protocol StoreBackend: Sendable {
         throws(Failure) -> T
 
     /// Readies `data` (a connection this backend made) for a bulk write, such as an import's batches,
-    /// until `endBulkWrites`: where the backend has work it can defer for one (SQLite's checkpoints).
+    /// until `endBulkWrites`: where the backend has settings that suit one (SQLite's page cache).
     func beginBulkWrites(on data: any Database) throws(DatabaseError)
 
-    /// Ends what `beginBulkWrites` began on `data`, doing the work it deferred.
+    /// Ends what `beginBulkWrites` began on `data`, doing the work a bulk write leaves (SQLite: a checkpoint).
     func endBulkWrites(on data: any Database) throws(DatabaseError)
 
     /// Runs `query`, a SELECT whose condition ends with a text column left for this function to

@@ -44,7 +44,7 @@ public struct CSVImporter: Sendable {
         guard columns.contains(where: { ["name", "email", "phone", "mobile", "work_phone"].contains($0) }) else {
             throw ImportError.badHeader("no name, email or phone column")
         }
-        // The batches are a bulk write: on SQLite, checkpoints spaced further apart and a larger page cache meanwhile.
+        // The batches are a bulk write: on SQLite, a larger page cache meanwhile.
         // (The rows' errors are an `ImportError` or a `StoreError`: carried out in a `Result`.)
         return try store.bulkWriting { () throws(StoreError) in
             Result { try importRows(from: &reader, columns: columns, context: context, progress: progress) }

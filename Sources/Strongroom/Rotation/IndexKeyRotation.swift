@@ -12,7 +12,7 @@ struct IndexKeyRotation {
     private var keyring: Keyring { store.keyring }
 
     /// Runs the rotation, or resumes the one in progress, `batchSize` subjects to a batch: a bulk write
-    /// (`Store.bulkWriting`; on SQLite a larger page cache and spaced checkpoints), since it appends a
+    /// (`Store.bulkWriting`; on SQLite a larger page cache), since it appends a
     /// row per number and address to the staging tables, copies them all into both indexes and drops
     /// every old row.
     func run(bits: Int?, batchSize: Int, progress: (Int, Int) -> Void) throws(StoreError) -> RotationReport {

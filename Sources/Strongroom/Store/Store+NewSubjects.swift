@@ -225,8 +225,8 @@ extension Store {
     /// Runs `body`, a bulk write (an import, a blind-index rotation), with the data connection readied
     /// for one (`StoreBackend.beginBulkWrites`), and ends that after it, whether it succeeds or throws.
     /// What it throws is thrown; a failure to end is not, as it loses nothing: on SQLite, the next
-    /// commit's automatic checkpoint does what the final one could not, and the longer spacing lasts at
-    /// worst until the connection closes.
+    /// commit's automatic checkpoint does what the final one could not, and the larger page cache lasts
+    /// at worst until the connection closes.
     func bulkWriting<Result>(_ body: () throws(StoreError) -> Result) throws(StoreError) -> Result {
         try withData { (connection) throws(DatabaseError) in try backend.beginBulkWrites(on: connection) }
         defer { _ = try? withData { (connection) throws(DatabaseError) in try backend.endBulkWrites(on: connection) } }

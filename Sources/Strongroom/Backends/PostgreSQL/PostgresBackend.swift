@@ -99,7 +99,7 @@ struct PostgresBackend: StoreBackend {
         return try postgres.copyBinary(into: table, columns: columns.map(\.name), body).value
     }
 
-    /// Nothing to defer: PostgreSQL's checkpoints are the server's, not a connection's.
+    /// Nothing to ready: PostgreSQL's memory and checkpoints are the server's, not a connection's.
     func beginBulkWrites(on data: any Database) throws(DatabaseError) {}
 
     /// Nothing was deferred (`beginBulkWrites`).
