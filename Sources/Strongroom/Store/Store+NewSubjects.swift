@@ -42,12 +42,18 @@ final class SealedNewSubject: Sendable {
 
     /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
     func row(now: Int64) -> [SQLValue] {
+        // Appended in place into one array (on the writing thread: no array made and copied per part).
         var row: [SQLValue] = [.integer(id.rawValue)]
         row.reserveCapacity(Store.newSubjectColumns.count)
-        row += Store.metadataValues(subject.metadata)
-        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                .int(Int(key.handle.version)), .int(unindexed), .int(fields.count)]
-        return row + ciphertexts
+        row.append(contentsOf: Store.metadataValues(subject.metadata))
+        row.append(.integer(now))
+        row.append(.integer(now))
+        row.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
+        row.append(.int(Int(key.handle.version)))
+        row.append(.int(unindexed))
+        row.append(.int(fields.count))
+        row.append(contentsOf: ciphertexts)
+        return row
     }
 }
 
