@@ -40,6 +40,7 @@ final class ReadAhead: Sendable {
                 $0.sealed = sealed
                 $0.read = readBatch(&$0.reader)
             }
+            // Named here so that this closure holds it, and lets go of it on this thread.
             withExtendedLifetime(written) {}
         }
     }
