@@ -148,18 +148,22 @@ public struct CSVImporter: Sendable {
         var read = readAhead.readNow()
         read = readAhead.sealNow(read, under: try idsAhead(for: read))
         var next = readAhead.readNow()
+        // The batch written last, held until the other threads let go of it (`ReadAhead.start`).
+        var written = ReadBatch()
         while true {
             report.rejected += read.rejected
             report.unindexed += read.unindexed
             guard !read.rows.isEmpty else { break }
             batch = read.rows
             let (rows, createdBefore) = (batch.count, report.created)
-            readAhead.start(sealing: next, under: try idsAhead(for: next))
+            readAhead.start(sealing: next, under: try idsAhead(for: next), releasing: written)
+            written = ReadBatch()
             do { try flush() } catch {
                 _ = readAhead.finish()
                 throw error
             }
             sealingAhead = (report.created - createdBefore) * 2 >= rows
+            written = read
             (read, next) = readAhead.finish()
         }
         return report

@@ -29,14 +29,19 @@ final class ReadAhead: Sendable {
         ids.map { seal(batch, $0) } ?? batch
     }
 
-    /// Starts sealing `batch` under `ids` (when given), then reading the next batch, on other threads.
-    func start(sealing batch: CSVImporter.ReadBatch, under ids: [SubjectID]?) {
+    /// Starts sealing `batch` under `ids` (when given), then reading the next batch, on other threads,
+    /// which then let go of `written` (a batch the caller wrote and holds no more): the last release of
+    /// its rows, their sealed subjects and the strings they hold is freeing memory, work the writing
+    /// thread does not wait for.
+    func start(sealing batch: CSVImporter.ReadBatch, under ids: [SubjectID]?, releasing written: CSVImporter.ReadBatch) {
         DispatchQueue.global().async(group: working) { [self] in
             let sealed = sealNow(batch, under: ids)
             state.withLock {
                 $0.sealed = sealed
                 $0.read = readBatch(&$0.reader)
             }
+            // Named here so that this closure holds it, and lets go of it on this thread.
+            withExtendedLifetime(written) {}
         }
     }
 

@@ -26,9 +26,12 @@ final class SealedNewSubject: Sendable {
     let fields: [PersonalField]
     /// The blind-index versions its index rows were made for (`Keyring.LoadedKeys.phoneIndexes`'s).
     let indexVersions: [UInt32]
+    /// The keyed hash its external id's tombstone would be found by (`ErasureKeys.tag`), made ahead
+    /// with it (`sealAhead`); nil without an external id, or when sealed in its transaction.
+    let externalIDTag: [UInt8]?
 
     init(id: SubjectID, key: Keyring.FreshSubjectKey, subject: NewSubject, ciphertexts: [SQLValue], phoneIndexRows: [[SQLValue]],
-         emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField], indexVersions: [UInt32]) {
+         emailIndexRows: [[SQLValue]], unindexed: Int, fields: [PersonalField], indexVersions: [UInt32], externalIDTag: [UInt8]?) {
         self.id = id
         self.key = key
         self.subject = subject
@@ -38,16 +41,23 @@ final class SealedNewSubject: Sendable {
         self.unindexed = unindexed
         self.fields = fields
         self.indexVersions = indexVersions
+        self.externalIDTag = externalIDTag
     }
 
     /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
     func row(now: Int64) -> [SQLValue] {
+        // Appended in place into one array (on the writing thread: no array made and copied per part).
         var row: [SQLValue] = [.integer(id.rawValue)]
         row.reserveCapacity(Store.newSubjectColumns.count)
-        row += Store.metadataValues(subject.metadata)
-        row += [.integer(now), .integer(now), .integer(subject.metadata.lastContactedAt.map(Store.milliseconds)),
-                .int(Int(key.handle.version)), .int(unindexed), .int(fields.count)]
-        return row + ciphertexts
+        row.append(contentsOf: Store.metadataValues(subject.metadata))
+        row.append(.integer(now))
+        row.append(.integer(now))
+        row.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
+        row.append(.int(Int(key.handle.version)))
+        row.append(.int(unindexed))
+        row.append(.int(fields.count))
+        row.append(contentsOf: ciphertexts)
+        return row
     }
 }
 
@@ -165,21 +175,23 @@ extension Store {
     /// CPU (on this thread and one more); the database is asked only to reserve the KEK's encryptions.
     /// A subject whose sealing fails gets nil, as every one does when the reservation fails: `insertNew`
     /// then seals the batch again in its transaction, which fails there as it would have, so a failure
-    /// here changes nothing of what is written, thrown or reported.
+    /// here changes nothing of what is written, thrown or reported. Each one's external id is hashed
+    /// for the write's tombstone probe here too (`SealedNewSubject.externalIDTag`).
     func sealAhead(_ subjects: [NewSubject], ids: [SubjectID], numbers: [[String?]?], normalizer: PhoneNormalizer) -> [SealedNewSubject?] {
         let keys = keyring.keys
         guard (try? keyring.reserve(keys.current.usage, count: subjects.count)) != nil else { return subjects.map { _ in nil } }
         return Store.concurrentMap(subjects.count) { position in
             try? sealNew(subjects[position], id: ids[position], numbers: numbers.indices.contains(position) ? numbers[position] : nil,
-                         normalizer: normalizer, keys: keys)
+                         normalizer: normalizer, keys: keys, taggingExternalID: true)
         }
     }
 
     /// `subject` sealed as the new subject `id`: a fresh key made and wrapped under `keys`' current KEK
     /// (whose encryptions the caller reserved), its fields sealed under that key, its blind-index rows
-    /// made under `keys`' index versions. `numbers`: as `insertNew` takes them.
+    /// made under `keys`' index versions; with `taggingExternalID`, its external id's tombstone tag.
+    /// `numbers`: as `insertNew` takes them.
     func sealNew(_ subject: NewSubject, id: SubjectID, numbers: [String?]?, normalizer: PhoneNormalizer,
-                 keys: Keyring.LoadedKeys) throws(StoreError) -> SealedNewSubject {
+                 keys: Keyring.LoadedKeys, taggingExternalID: Bool = false) throws(StoreError) -> SealedNewSubject {
         try injectFault("write.seal", 1)
         let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current)
         let sealed = try sealedFields(subject.personal, of: id, under: key.handle)
@@ -187,10 +199,13 @@ extension Store {
         guard UInt64(sealed.count) <= keyring.nonceBudget else {
             throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.handle.version)", used: 0, budget: keyring.nonceBudget)
         }
-        let index: (entries: [BlindIndexEntry], unindexed: Int), emailIndexRows: [[SQLValue]]
+        let index: (entries: [BlindIndexEntry], unindexed: Int), emailIndexRows: [[SQLValue]], externalIDTag: [UInt8]?
         do throws(CryptoError) {
             index = try blindIndexEntries(subject.personal.phones ?? [], numbers: numbers, of: id, normalizer: normalizer, into: keys.phoneIndexes)
             emailIndexRows = try self.emailIndexRows(subject.personal.emails ?? [], of: id, into: keys.emailIndexes)
+            externalIDTag = try subject.metadata.externalID.flatMap { (externalID) throws(CryptoError) in
+                taggingExternalID ? try keyring.erasureKeys.tag(externalID: externalID) : nil
+            }
         } catch {
             throw .crypto(error)
         }
@@ -208,7 +223,8 @@ extension Store {
         }
         return SealedNewSubject(id: id, key: key, subject: subject, ciphertexts: ciphertexts,
                                 phoneIndexRows: index.entries.map { Store.phoneIndexRow($0, of: id) }, emailIndexRows: emailIndexRows,
-                                unindexed: index.unindexed, fields: sealed.map(\.field), indexVersions: keys.phoneIndexes.map(\.version))
+                                unindexed: index.unindexed, fields: sealed.map(\.field), indexVersions: keys.phoneIndexes.map(\.version),
+                                externalIDTag: externalIDTag)
     }
 
     /// Blind-index rows (of `blindIndexColumns`) in the order of the tag index's key, (key_version,

@@ -99,7 +99,12 @@ extension Store {
         do throws(DatabaseError) { known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection) } catch {
             throw .database(error)
         }
-        let erased = try tombstones(ofExternalIDs: subjects.compactMap { $0.metadata.externalID.flatMap { known[$0] == nil ? $0 : nil } })
+        // A subject sealed ahead brings its external id's tag, hashed on another thread.
+        let erased = try tombstones(ofExternalIDs: subjects.indices.compactMap { (input) -> (String, [UInt8]?)? in
+            guard let externalID = subjects[input].metadata.externalID, known[externalID] == nil else { return nil }
+            let sealed = sealedAhead.indices.contains(input) ? sealedAhead[input] : nil
+            return (externalID, sealed?.subject.metadata.externalID == externalID ? sealed?.externalIDTag : nil)
+        })
         var results: [WriteResult] = []
         var creating: [(position: Int, input: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
@@ -164,11 +169,15 @@ extension Store {
 
     /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
     /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
-    private func tombstones(ofExternalIDs externalIDs: [String]) throws(StoreError) -> [String: ErasureReceipt] {
+    /// Each id comes with its keyed hash where it was made ahead (`SealedNewSubject.externalIDTag`:
+    /// the tombstone key, derived from the audit key, is never replaced), else it is made here.
+    private func tombstones(ofExternalIDs externalIDs: [(id: String, tag: [UInt8]?)]) throws(StoreError) -> [String: ErasureReceipt] {
         guard !externalIDs.isEmpty else { return [:] }
         var byTag: [[UInt8]: String] = [:]
         do throws(CryptoError) {
-            for externalID in Set(externalIDs) { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
+            for (externalID, tag) in externalIDs {
+                if let tag { byTag[tag] = externalID } else { byTag[try keyring.erasureKeys.tag(externalID: externalID)] = externalID }
+            }
         } catch {
             throw .crypto(error)
         }
