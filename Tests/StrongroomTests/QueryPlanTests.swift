@@ -94,6 +94,20 @@ struct QueryPlanTests {
             let plan = try statement.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
         }
+        // An erasure's trigger on PostgreSQL (`PostgresSchema.blindIndexRowsGoWithTheirSubjects`) deletes the
+        // erased subject's rows of the blind indexes and their staging tables by subject: each statement
+        // planned as the trigger plans it when it runs, with `gone` a table of that name holding nothing
+        // (the plan does not depend on how many subjects it holds).
+        if backend == .postgres {
+            let data = try test.database(.data)
+            try data.execute("CREATE TEMP TABLE gone (id BIGINT)")
+            for table in PostgresSchema.blindIndexTables {
+                let plan = try data.rows("EXPLAIN " + PostgresSchema.dropRowsOfDeletedSubjects(from: table)) { $0.text(0) ?? "" }
+                let text = plan.joined(separator: "\n")
+                #expect(text.contains("\(table)_by_subject") && text.contains("Index Cond: (subject_id = ANY ($0))"), "\(text)")
+                #expect(plan.filter(Self.isPostgresScanOfGrowingTable).isEmpty, "\(text)")
+            }
+        }
         // An import taking ids ahead for its next batch (SQLite: AUTOINCREMENT's counter moved in a
         // transaction of its own) reads the counters' table of two rows, nothing that grows.
         if backend == .sqlite {

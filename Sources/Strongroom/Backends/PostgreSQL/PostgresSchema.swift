@@ -119,7 +119,52 @@ enum PostgresSchema {
             """),
         Migration(version: 9, sql: Schema.stagedIndexRows(of: "phone_index", bytes: "BYTEA")),
         Migration(version: 10, sql: Schema.stagedIndexRows(of: "email_index", bytes: "BYTEA")),
+        Migration(version: 11, sql: blindIndexRowsGoWithTheirSubjects),
     ]
+
+    /// The tables whose rows name a subject by `subject_id` without a foreign key from version 11 on:
+    /// the blind indexes and their rotation's staging tables (see `blindIndexRowsGoWithTheirSubjects`).
+    static let blindIndexTables = ["phone_index", "email_index", "phone_index_building", "email_index_building"]
+
+    /// The statement that deletes the rows of `table` (one of `blindIndexTables`) naming a subject of
+    /// `gone`, the deleted subjects: by `<table>_by_subject`, an index probe per subject, whatever the
+    /// number of subjects (the array's length is not estimated from `gone`). Pinned by QueryPlanTests.
+    static func dropRowsOfDeletedSubjects(from table: String) -> String {
+        "DELETE FROM \(table) WHERE subject_id = ANY (ARRAY(SELECT id FROM gone))"
+    }
+
+    /// Version 11 of the data schema on PostgreSQL (SQLite keeps its foreign keys): the blind-index
+    /// rows and their staged copies lose their foreign key to `subjects`, which checked every row an
+    /// import or an index rotation inserts (a probe of `subjects_pkey` and a row lock per number and
+    /// address: a fifth of the data connection's server CPU per imported row). What it did is done so:
+    ///
+    /// - the erasure's cascade: one trigger per statement deleting from `subjects` deletes the rows of
+    ///   the deleted subjects from all four tables (`dropRowsOfDeletedSubjects`), in the same statement
+    ///   and transaction, as the cascade did. Each statement is planned when the trigger runs (EXECUTE),
+    ///   against the tables as they are then, not once per session while a new store's tables are small;
+    /// - "no row names a missing subject": every write transaction holds the store's write lock
+    ///   (`PostgresConnection.transaction`), so writers of these tables and erasures never interleave,
+    ///   and each writer inserts a subject's rows in the transaction that created the subject (create,
+    ///   import), or that found the subject there first: update, rectify and an import's update read the
+    ///   subject's row before they index it; the e-mail index's first build and a rotation's catch-up
+    ///   read `updated_at` again and skip a subject gone; an index rotation's staging keeps only the rows
+    ///   of subjects it finds in its transaction (`IndexKeyRotation.stageIndexRows`), and its copy joins
+    ///   `subjects`. An erasure after any of these deletes the rows it finds through this trigger.
+    static let blindIndexRowsGoWithTheirSubjects = blindIndexTables.map { "ALTER TABLE \($0) DROP CONSTRAINT \($0)_subject_id_fkey;\n" }.joined()
+        + """
+        CREATE FUNCTION drop_blind_index_rows_of_deleted_subjects() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+        DECLARE
+            deletion TEXT;
+        BEGIN
+            FOREACH deletion IN ARRAY ARRAY['\(blindIndexTables.map(dropRowsOfDeletedSubjects).joined(separator: "', '"))'] LOOP
+                EXECUTE deletion;
+            END LOOP;
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER blind_index_rows_go_with_their_subjects AFTER DELETE ON subjects REFERENCING OLD TABLE AS gone
+            FOR EACH STATEMENT EXECUTE FUNCTION drop_blind_index_rows_of_deleted_subjects();
+        """
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that
     /// `PostgresBackend.keyChangeCounterSQL` reads, bumped by any statement that changes the upper keys.
