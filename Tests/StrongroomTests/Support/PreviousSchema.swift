@@ -26,11 +26,13 @@ enum PreviousSchema {
 
     /// The undo of each data migration, by the version it brought the database to.
     private static func dataUndo(_ backend: TestBackend) -> [Int: String] {
-        // Version 11 is PostgreSQL's alone: the blind-index rows' foreign keys back, the trigger gone.
+        // Version 11 is PostgreSQL's alone: the blind-index rows' foreign keys and two indexes of `subjects` back, the trigger gone.
         let postgresOnly: [Int: String] = backend == .sqlite ? [:] : [
             11: """
                 DROP TRIGGER blind_index_rows_go_with_their_subjects ON subjects;
                 DROP FUNCTION drop_blind_index_rows_of_deleted_subjects();
+                CREATE INDEX subjects_by_kind ON subjects (kind, id);
+                CREATE INDEX subjects_by_last_contacted ON subjects (last_contacted_at);
                 """ + PostgresSchema.blindIndexTables.map {
                     "ALTER TABLE \($0) ADD CONSTRAINT \($0)_subject_id_fkey FOREIGN KEY (subject_id) REFERENCES subjects (id) ON DELETE CASCADE;\n"
                 }.joined(),

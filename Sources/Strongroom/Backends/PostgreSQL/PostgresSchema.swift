@@ -119,7 +119,7 @@ enum PostgresSchema {
             """),
         Migration(version: 9, sql: Schema.stagedIndexRows(of: "phone_index", bytes: "BYTEA")),
         Migration(version: 10, sql: Schema.stagedIndexRows(of: "email_index", bytes: "BYTEA")),
-        Migration(version: 11, sql: blindIndexRowsGoWithTheirSubjects),
+        Migration(version: 11, sql: blindIndexRowsGoWithTheirSubjects + "\n" + unreadSubjectIndexesDropped),
     ]
 
     /// The tables whose rows name a subject by `subject_id` without a foreign key from version 11 on:
@@ -164,6 +164,19 @@ enum PostgresSchema {
         $$;
         CREATE TRIGGER blind_index_rows_go_with_their_subjects AFTER DELETE ON subjects REFERENCING OLD TABLE AS gone
             FOR EACH STATEMENT EXECUTE FUNCTION drop_blind_index_rows_of_deleted_subjects();
+        """
+
+    /// Also version 11 of the data schema on PostgreSQL: the two indexes of `subjects` that no statement
+    /// of a PostgreSQL store reads through, and that every imported row paid for, dropped.
+    /// `subjects_by_kind`: a list or an export by kind walks the primary key or the table with the kind
+    /// as a filter (a generic plan cannot probe a kind that may be NULL). `subjects_by_last_contacted`:
+    /// the retention and list filters test `coalesce(last_contacted_at, created_at)`, which it does not
+    /// hold. Without it a call record's `UPDATE … SET last_contacted_at` changes no indexed column, so
+    /// PostgreSQL may update the row in place (a heap-only tuple) instead of adding an entry to each of
+    /// the table's indexes. QueryPlanTests pins every per-subject statement's plan without them.
+    static let unreadSubjectIndexesDropped = """
+        DROP INDEX subjects_by_kind;
+        DROP INDEX subjects_by_last_contacted;
         """
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that
