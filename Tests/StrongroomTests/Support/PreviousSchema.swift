@@ -26,9 +26,17 @@ enum PreviousSchema {
 
     /// The undo of each data migration, by the version it brought the database to.
     private static func dataUndo(_ backend: TestBackend) -> [Int: String] {
-        // Version 11 is PostgreSQL's alone: the blind-index rows' foreign keys and two indexes of `subjects` back, the trigger gone.
-        let postgresOnly: [Int: String] = backend == .sqlite ? [:] : [
-            11: """
+        [
+            10: "DROP TABLE email_index_building",
+            9: "DROP TABLE phone_index_building",
+            7: (backend == .sqlite ? "DROP TRIGGER consent_ledger_actor_reseal_only;"
+                : "DROP TRIGGER consent_ledger_actor_reseal_only ON consent_ledger; DROP FUNCTION consent_actor_guard();")
+                + "ALTER TABLE consent_ledger DROP COLUMN actor_ct",
+            6: "DROP TABLE email_index; DROP TABLE email_index_backfill",
+            5: "DROP INDEX phone_index_by_subject; CREATE INDEX phone_index_by_subject ON phone_index (subject_id)",
+            // PostgreSQL's alone (SQLite has no version 11): the blind-index rows' foreign keys and two
+            // indexes of `subjects` back, the trigger gone.
+            11: backend == .sqlite ? "" : """
                 DROP TRIGGER blind_index_rows_go_with_their_subjects ON subjects;
                 DROP FUNCTION drop_blind_index_rows_of_deleted_subjects();
                 CREATE INDEX subjects_by_kind ON subjects (kind, id);
@@ -37,15 +45,6 @@ enum PreviousSchema {
                     "ALTER TABLE \($0) ADD CONSTRAINT \($0)_subject_id_fkey FOREIGN KEY (subject_id) REFERENCES subjects (id) ON DELETE CASCADE;\n"
                 }.joined(),
         ]
-        return postgresOnly.merging([
-            10: "DROP TABLE email_index_building",
-            9: "DROP TABLE phone_index_building",
-            7: (backend == .sqlite ? "DROP TRIGGER consent_ledger_actor_reseal_only;"
-                : "DROP TRIGGER consent_ledger_actor_reseal_only ON consent_ledger; DROP FUNCTION consent_actor_guard();")
-                + "ALTER TABLE consent_ledger DROP COLUMN actor_ct",
-            6: "DROP TABLE email_index; DROP TABLE email_index_backfill",
-            5: "DROP INDEX phone_index_by_subject; CREATE INDEX phone_index_by_subject ON phone_index (subject_id)",
-        ]) { first, _ in first }
     }
 
     /// The undo of each key migration, by the version it brought the database to.

@@ -136,7 +136,7 @@ enum PostgresSchema {
     /// Version 11 of the data schema on PostgreSQL (SQLite keeps its foreign keys): the blind-index
     /// rows and their staged copies lose their foreign key to `subjects`, which checked every row an
     /// import or an index rotation inserts (a probe of `subjects_pkey` and a row lock per number and
-    /// address: a fifth of the data connection's server CPU per imported row). What it did is done so:
+    /// address: about a quarter of the data connection's server CPU per imported row). What it did is done so:
     ///
     /// - the erasure's cascade: one trigger per statement deleting from `subjects` deletes the rows of
     ///   the deleted subjects from all four tables (`dropRowsOfDeletedSubjects`), in the same statement
