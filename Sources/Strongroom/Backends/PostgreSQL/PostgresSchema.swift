@@ -126,11 +126,12 @@ enum PostgresSchema {
     /// the blind indexes and their rotation's staging tables (see `blindIndexRowsGoWithTheirSubjects`).
     static let blindIndexTables = ["phone_index", "email_index", "phone_index_building", "email_index_building"]
 
-    /// The statement that deletes the rows of `table` (one of `blindIndexTables`) naming a subject of
-    /// `gone`, the deleted subjects: by `<table>_by_subject`, an index probe per subject, whatever the
-    /// number of subjects (the array's length is not estimated from `gone`). Pinned by QueryPlanTests.
-    static func dropRowsOfDeletedSubjects(from table: String) -> String {
-        "DELETE FROM \(table) WHERE subject_id = ANY (ARRAY(SELECT id FROM gone))"
+    /// The statement that deletes the rows of `table` (one of `blindIndexTables`) naming a subject whose
+    /// id is in the array `ids` (the trigger's variable, a parameter of the statement): by
+    /// `<table>_by_subject`, an index probe per id, in the plan PL/pgSQL settles on for any array
+    /// (QueryPlanTests pins the generic plan).
+    static func dropRows(from table: String, ofSubjectsIn ids: String) -> String {
+        "DELETE FROM \(table) WHERE subject_id = ANY (\(ids))"
     }
 
     /// Version 11 of the data schema on PostgreSQL (SQLite keeps its foreign keys): the blind-index
@@ -139,9 +140,9 @@ enum PostgresSchema {
     /// address: about a quarter of the data connection's server CPU per imported row). What it did is done so:
     ///
     /// - the erasure's cascade: one trigger per statement deleting from `subjects` deletes the rows of
-    ///   the deleted subjects from all four tables (`dropRowsOfDeletedSubjects`), in the same statement
-    ///   and transaction, as the cascade did. Each statement is planned when the trigger runs (EXECUTE),
-    ///   against the tables as they are then, not once per session while a new store's tables are small;
+    ///   the deleted subjects from all four tables (`dropRows`), in the same statement and transaction,
+    ///   as the cascade did, and at about its cost (PL/pgSQL keeps each statement's plan for the session,
+    ///   and makes it again when the table's statistics change);
     /// - "no row names a missing subject": every write transaction holds the store's write lock
     ///   (`PostgresConnection.transaction`), so writers of these tables and erasures never interleave,
     ///   and each writer inserts a subject's rows in the transaction that created the subject (create,
@@ -154,11 +155,9 @@ enum PostgresSchema {
         + """
         CREATE FUNCTION drop_blind_index_rows_of_deleted_subjects() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
         DECLARE
-            deletion TEXT;
+            gone_ids BIGINT[] := ARRAY(SELECT id FROM gone);
         BEGIN
-            FOREACH deletion IN ARRAY ARRAY['\(blindIndexTables.map(dropRowsOfDeletedSubjects).joined(separator: "', '"))'] LOOP
-                EXECUTE deletion;
-            END LOOP;
+            \(blindIndexTables.map { dropRows(from: $0, ofSubjectsIn: "gone_ids") + ";" }.joined(separator: "\n    "))
             RETURN NULL;
         END
         $$;
