@@ -112,6 +112,39 @@ struct BlindIndexErasureTests {
         #expect(try reopened.callerID(number: rotation.number(5), context: TestStore.caller).map(\.id) == [ids[5]])
     }
 
+    @Test("subjects erased by another opening just before an index rotation's copy and just after it leave no index row; the rotation finishes",
+          arguments: TestBackend.all)
+    func erasuresAroundTheCopy(backend: TestBackend) throws {
+        let (test, ids) = try rotation.populated(backend, 30)
+        defer { test.cleanUp() }
+        let erased = Mutex<[Int]>([])
+        var configuration = StoreConfiguration()
+        configuration.faultInjection = { [eraser = test.store, ids] point, count in
+            // After the walk's third and last batch (its rows staged, none copied yet), subject 25; after
+            // the copy and the switch (both versions' rows in place, the old ones not yet dropped), subject 15.
+            let victim = point == "rotate-index.batch" && count == 3 ? 25 : point == "rotate-index.switch" ? 15 : nil
+            guard let victim, !erased.withLock({ $0.contains(victim) }) else { return }
+            _ = try eraser.erase(ids[victim], reason: Self.reason, context: TestStore.admin)
+            erased.withLock { $0.append(victim) }
+        }
+        let rotator = try Store.open(at: test.location, keyProvider: StaticKeyProvider(key: test.key), configuration: configuration)
+        _ = try rotator.rotateIndexKey(batchSize: 10, context: TestStore.admin)
+        rotator.close()
+        #expect(erased.withLock { $0 } == [25, 15])
+        for victim in [25, 15] {
+            #expect(try Self.rows(of: ids[victim], test) == Dictionary(uniqueKeysWithValues: Self.tables.map { ($0, 0) }))
+        }
+        #expect(try Self.orphans(test) == 0)
+        #expect(try rotation.indexRows(test) == ["phone_index v2": 28, "phone_index_building": 0, "email_index v2": 28, "email_index_building": 0])
+        // Second act: from an opening made afterwards, the erased are found by nobody, the others by all.
+        let reopened = try test.reopen()
+        for index in ids.indices {
+            let found = try reopened.callerID(number: rotation.number(index), context: TestStore.caller).map(\.id)
+            #expect(found == ([25, 15].contains(index) ? [] : [ids[index]]))
+        }
+        #expect(try reopened.find(.email(rotation.email(15)), context: EmailIndexTests.request).isEmpty)
+    }
+
     @Test("a store of data schema 10 stopped mid index rotation opens, migrates, erases every index row of a subject, and finishes the rotation",
           arguments: TestBackend.all)
     func schemaTenMidRotationOpens(backend: TestBackend) throws {
