@@ -128,8 +128,7 @@ enum PostgresSchema {
 
     /// The statement that deletes the rows of `table` (one of `blindIndexTables`) naming a subject whose
     /// id is in the array `ids` (the trigger's variable, a parameter of the statement): by
-    /// `<table>_by_subject`, an index probe per id, in the plan PL/pgSQL settles on for any array
-    /// (QueryPlanTests pins the generic plan).
+    /// `<table>_by_subject`, an index probe per id (QueryPlanTests pins the plan for one id).
     static func dropRows(from table: String, ofSubjectsIn ids: String) -> String {
         "DELETE FROM \(table) WHERE subject_id = ANY (\(ids))"
     }
@@ -141,8 +140,10 @@ enum PostgresSchema {
     ///
     /// - the erasure's cascade: one trigger per statement deleting from `subjects` deletes the rows of
     ///   the deleted subjects from all four tables (`dropRows`), in the same statement and transaction,
-    ///   as the cascade did, and at about its cost (PL/pgSQL keeps each statement's plan for the session,
-    ///   and makes it again when the table's statistics change);
+    ///   as the cascade did. Each statement is planned at each run for the ids it gets
+    ///   (`force_custom_plan`): a plan PL/pgSQL kept for the session from a new store's first erasure,
+    ///   when the tables were small, could be a scan that would stay while they grow (as a generic plan
+    ///   of the external-id lookup made on an empty table stayed a scan for a whole import, tried);
     /// - "no row names a missing subject": every write transaction holds the store's write lock
     ///   (`PostgresConnection.transaction`), so writers of these tables and erasures never interleave,
     ///   and each writer inserts a subject's rows in the transaction that created the subject (create,
@@ -153,7 +154,8 @@ enum PostgresSchema {
     ///   `subjects`. An erasure after any of these deletes the rows it finds through this trigger.
     static let blindIndexRowsGoWithTheirSubjects = blindIndexTables.map { "ALTER TABLE \($0) DROP CONSTRAINT \($0)_subject_id_fkey;\n" }.joined()
         + """
-        CREATE FUNCTION drop_blind_index_rows_of_deleted_subjects() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+        CREATE FUNCTION drop_blind_index_rows_of_deleted_subjects() RETURNS trigger LANGUAGE plpgsql
+            SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
         DECLARE
             gone_ids BIGINT[] := ARRAY(SELECT id FROM gone);
         BEGIN
