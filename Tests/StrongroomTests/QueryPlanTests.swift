@@ -94,6 +94,20 @@ struct QueryPlanTests {
             let plan = try statement.plan().joined(separator: "\n")
             #expect(plan.contains(backend == .sqlite ? sqlitePlan : postgresIndex), "\(backend): \(sql)\nplan:\n\(plan)")
         }
+        // An erasure's trigger on PostgreSQL (`PostgresSchema.blindIndexRowsGoWithTheirSubjects`) deletes the
+        // erased subject's rows of the blind indexes and their staging tables by subject: each statement,
+        // planned for the erased subject's id as the trigger plans it, probes by subject.
+        if backend == .postgres {
+            let data = try test.database(.data)
+            try data.execute("SET plan_cache_mode = force_custom_plan")
+            for (number, table) in PostgresSchema.blindIndexTables.enumerated() {
+                try data.execute("PREPARE drop_rows_\(number) (BIGINT[]) AS " + PostgresSchema.dropRows(from: table, ofSubjectsIn: "$1"))
+                let plan = try data.rows("EXPLAIN EXECUTE drop_rows_\(number)('{1}')") { $0.text(0) ?? "" }
+                let text = plan.joined(separator: "\n")
+                #expect(text.contains("\(table)_by_subject") && text.contains("Index Cond: (subject_id = ANY ('{1}'::bigint[]))"), "\(text)")
+                #expect(plan.filter(Self.isPostgresScanOfGrowingTable).isEmpty, "\(text)")
+            }
+        }
         // An import taking ids ahead for its next batch (SQLite: AUTOINCREMENT's counter moved in a
         // transaction of its own) reads the counters' table of two rows, nothing that grows.
         if backend == .sqlite {

@@ -81,7 +81,10 @@ struct IndexKeyRotation {
     /// `email_index_building`, not written into the indexes, where they would land at random places of
     /// the growing new version (see `Schema.stagedIndexRows`); `copyStagedIndexRows` moves them once the
     /// walk is through. Each row carries its subject's `updated_at` as read, so a subject changed
-    /// meanwhile is not copied: no retry here. Returns the subjects read.
+    /// meanwhile is not copied: no retry here. A subject erased since it was read has no rows staged
+    /// (its transaction finds it gone, and no erasure runs until it commits): nothing of it is left in
+    /// the staging tables, whose rows name no missing subject (on PostgreSQL no foreign key checks that:
+    /// `PostgresSchema.blindIndexRowsGoWithTheirSubjects`). Returns the subjects read.
     private func stageIndexRows(under index: PhoneBlindIndex, _ emailIndex: EmailBlindIndex, after cursor: Int64, limit: Int,
                                 batch: Int) throws(StoreError) -> [SubjectID] {
         let rows = try store.withData { (connection) throws(DatabaseError) in
@@ -92,23 +95,25 @@ struct IndexKeyRotation {
         try keyring.cacheSubjectKeys(Dictionary(uniqueKeysWithValues: rows.map { ($0.id, $0.keyVersion) }))
         let personal = try store.decrypt(rows, fields: [.phones, .emails], context: context.forKeyRotation).personal
         try store.injectFault("rotate-index.decrypted", batch)
-        var phoneValues: [SQLValue] = [], emailValues: [SQLValue] = []
+        var phoneValues: [(id: SubjectID, values: [SQLValue])] = [], emailValues: [(id: SubjectID, values: [SQLValue])] = []
         for (row, opened) in zip(rows, personal) {
             let id = row.summary.id, updatedAt = SQLValue.integer(Store.milliseconds(row.summary.updatedAt))
             let staged = { (entry: BlindIndexEntry) -> [SQLValue] in [.integer(id.rawValue), updatedAt, .integer(entry.tag), .blob(entry.check)] }
             do throws(CryptoError) {
-                phoneValues += try store.blindIndexEntries(opened.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index])
-                    .entries.flatMap(staged)
-                emailValues += try store.emailIndexEntries(opened.emails ?? [], of: id, into: [emailIndex]).flatMap(staged)
+                phoneValues.append((id, try store.blindIndexEntries(opened.phones ?? [], of: id, normalizer: store.phoneNormalizer, into: [index])
+                    .entries.flatMap(staged)))
+                emailValues.append((id, try store.emailIndexEntries(opened.emails ?? [], of: id, into: [emailIndex]).flatMap(staged)))
             } catch {
                 throw .crypto(error)
             }
         }
         try store.withDataTransaction { (connection) throws(StoreError) in
             do throws(DatabaseError) {
+                let range: [SQLValue] = [.integer(first.summary.id.rawValue), .integer(last.summary.id.rawValue)]
+                let present = Set(try connection.rows(RotationStatements.subjectKeyVersions, range) { SubjectID(rawValue: $0.int64(0)) })
                 for (staging, values) in [(IndexStaging.phones, phoneValues), (.emails, emailValues)] {
-                    try connection.run(staging.dropStagedRows, [.integer(first.summary.id.rawValue), .integer(last.summary.id.rawValue)])
-                    try connection.runInRows(values, valuesPerRow: 4, statement: staging.stageRows)
+                    try connection.run(staging.dropStagedRows, range)
+                    try connection.runInRows(values.filter { present.contains($0.id) }.flatMap(\.values), valuesPerRow: 4, statement: staging.stageRows)
                 }
             } catch { throw .database(error) }
             try store.injectFault("rotate-index.in-batch", batch)

@@ -51,7 +51,8 @@ enum RotationStatements {
     static let ledgerKeyVersions = "SELECT subject_id, key_version FROM consent_ledger WHERE subject_id >= ? AND subject_id <= ?"
 
     /// The key versions of the batch's subjects (?1 to ?2), read when one of them was not written, to
-    /// name it: the primary key's range.
+    /// name it, and by an index rotation's staging, to stage rows only for subjects still there: the
+    /// primary key's range.
     static let subjectKeyVersions = "SELECT id, key_version FROM subjects WHERE id >= ? AND id <= ?"
 
     // MARK: Index rotation

@@ -40,7 +40,8 @@ enum Schema {
     /// 1.65× at a million before the e-mail rows were). Here they are appended in subject order
     /// instead. `updated_at` is the subject's when its fields were read: a subject changed since is not
     /// copied (its writer indexed it, or the rotation's catch-up does). Rows go with their subject
-    /// (erasure) through the cascade.
+    /// (erasure) through the cascade (on PostgreSQL from version 11 through a trigger:
+    /// `PostgresSchema.blindIndexRowsGoWithTheirSubjects`).
     static func stagedIndexRows(of index: String, bytes: String) -> String {
         """
         CREATE TABLE \(index)_building (

@@ -34,6 +34,16 @@ enum PreviousSchema {
                 + "ALTER TABLE consent_ledger DROP COLUMN actor_ct",
             6: "DROP TABLE email_index; DROP TABLE email_index_backfill",
             5: "DROP INDEX phone_index_by_subject; CREATE INDEX phone_index_by_subject ON phone_index (subject_id)",
+            // PostgreSQL's alone (SQLite has no version 11): the blind-index rows' foreign keys and two
+            // indexes of `subjects` back, the trigger gone.
+            11: backend == .sqlite ? "" : """
+                DROP TRIGGER blind_index_rows_go_with_their_subjects ON subjects;
+                DROP FUNCTION drop_blind_index_rows_of_deleted_subjects();
+                CREATE INDEX subjects_by_kind ON subjects (kind, id);
+                CREATE INDEX subjects_by_last_contacted ON subjects (last_contacted_at);
+                """ + PostgresSchema.blindIndexTables.map {
+                    "ALTER TABLE \($0) ADD CONSTRAINT \($0)_subject_id_fkey FOREIGN KEY (subject_id) REFERENCES subjects (id) ON DELETE CASCADE;\n"
+                }.joined(),
         ]
     }
 

@@ -119,7 +119,66 @@ enum PostgresSchema {
             """),
         Migration(version: 9, sql: Schema.stagedIndexRows(of: "phone_index", bytes: "BYTEA")),
         Migration(version: 10, sql: Schema.stagedIndexRows(of: "email_index", bytes: "BYTEA")),
+        Migration(version: 11, sql: blindIndexRowsGoWithTheirSubjects + "\n" + unreadSubjectIndexesDropped),
     ]
+
+    /// The tables whose rows name a subject by `subject_id` without a foreign key from version 11 on:
+    /// the blind indexes and their rotation's staging tables (see `blindIndexRowsGoWithTheirSubjects`).
+    static let blindIndexTables = ["phone_index", "email_index", "phone_index_building", "email_index_building"]
+
+    /// The statement that deletes the rows of `table` (one of `blindIndexTables`) naming a subject whose
+    /// id is in the array `ids` (the trigger's variable, a parameter of the statement): by
+    /// `<table>_by_subject`, an index probe per id (QueryPlanTests pins the plan for one id).
+    static func dropRows(from table: String, ofSubjectsIn ids: String) -> String {
+        "DELETE FROM \(table) WHERE subject_id = ANY (\(ids))"
+    }
+
+    /// Version 11 of the data schema on PostgreSQL (SQLite keeps its foreign keys): the blind-index
+    /// rows and their staged copies lose their foreign key to `subjects`, which checked every row an
+    /// import or an index rotation inserts (a probe of `subjects_pkey` and a row lock per number and
+    /// address: about a quarter of the data connection's server CPU per imported row). What it did is done so:
+    ///
+    /// - the erasure's cascade: one trigger per statement deleting from `subjects` deletes the rows of
+    ///   the deleted subjects from all four tables (`dropRows`), in the same statement and transaction,
+    ///   as the cascade did. Each statement is planned at each run for the ids it gets
+    ///   (`force_custom_plan`): a plan PL/pgSQL kept for the session from a new store's first erasure,
+    ///   when the tables were small, could be a scan that would stay while they grow (as a generic plan
+    ///   of the external-id lookup made on an empty table stayed a scan for a whole import, tried);
+    /// - "no row names a missing subject": every write transaction holds the store's write lock
+    ///   (`PostgresConnection.transaction`), so writers of these tables and erasures never interleave,
+    ///   and each writer inserts a subject's rows in the transaction that created the subject (create,
+    ///   import), or that found the subject there first: update, rectify and an import's update read the
+    ///   subject's row before they index it; the e-mail index's first build and a rotation's catch-up
+    ///   read `updated_at` again and skip a subject gone; an index rotation's staging keeps only the rows
+    ///   of subjects it finds in its transaction (`IndexKeyRotation.stageIndexRows`), and its copy joins
+    ///   `subjects`. An erasure after any of these deletes the rows it finds through this trigger.
+    static let blindIndexRowsGoWithTheirSubjects = blindIndexTables.map { "ALTER TABLE \($0) DROP CONSTRAINT \($0)_subject_id_fkey;\n" }.joined()
+        + """
+        CREATE FUNCTION drop_blind_index_rows_of_deleted_subjects() RETURNS trigger LANGUAGE plpgsql
+            SET search_path FROM CURRENT SET plan_cache_mode = force_custom_plan AS $$
+        DECLARE
+            gone_ids BIGINT[] := ARRAY(SELECT id FROM gone);
+        BEGIN
+            \(blindIndexTables.map { dropRows(from: $0, ofSubjectsIn: "gone_ids") + ";" }.joined(separator: "\n    "))
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER blind_index_rows_go_with_their_subjects AFTER DELETE ON subjects REFERENCING OLD TABLE AS gone
+            FOR EACH STATEMENT EXECUTE FUNCTION drop_blind_index_rows_of_deleted_subjects();
+        """
+
+    /// Also version 11 of the data schema on PostgreSQL: the two indexes of `subjects` that no statement
+    /// of a PostgreSQL store reads through, and that every imported row paid for, dropped.
+    /// `subjects_by_kind`: a list or an export by kind walks the primary key or the table with the kind
+    /// as a filter (a generic plan cannot probe a kind that may be NULL). `subjects_by_last_contacted`:
+    /// the retention and list filters test `coalesce(last_contacted_at, created_at)`, which it does not
+    /// hold. Without it a call record's `UPDATE … SET last_contacted_at` changes no indexed column, so
+    /// PostgreSQL may update the row in place (a heap-only tuple) instead of adding an entry to each of
+    /// the table's indexes. QueryPlanTests pins every per-subject statement's plan without them.
+    static let unreadSubjectIndexesDropped = """
+        DROP INDEX subjects_by_kind;
+        DROP INDEX subjects_by_last_contacted;
+        """
 
     /// The key schema on PostgreSQL: the SQLite tables at version 4, and the change counter that
     /// `PostgresBackend.keyChangeCounterSQL` reads, bumped by any statement that changes the upper keys.
