@@ -145,7 +145,7 @@ struct BlindIndexErasureTests {
         #expect(try reopened.find(.email(rotation.email(15)), context: EmailIndexTests.request).isEmpty)
     }
 
-    @Test("a store of data schema 10 stopped mid index rotation opens, migrates, erases every index row of a subject, and finishes the rotation",
+    @Test("a store of data schema 10 stopped mid index rotation opens, migrates (no index on last contact left), erases every index row of a subject, and finishes the rotation",
           arguments: TestBackend.all)
     func schemaTenMidRotationOpens(backend: TestBackend) throws {
         let (test, ids) = try rotation.populated(backend, 30)
@@ -158,10 +158,14 @@ struct BlindIndexErasureTests {
         try PreviousSchema.rewindData(raw, to: 10, backend)
         let foreignKeys = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = current_schema()::regnamespace AND conrelid::regclass::text LIKE '%index%'"
         if backend == .postgres { #expect(try raw.scalarInteger(foreignKeys) == 4) }
+        let unreadIndex = backend == .sqlite ? "SELECT count(*) FROM sqlite_master WHERE name = 'subjects_by_last_contacted'"
+            : "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = 'subjects_by_last_contacted'"
+        #expect(try raw.scalarInteger(unreadIndex) == 1)
 
         let store = try test.reopen()
         #expect(try raw.schemaVersion() == PreviousSchema.latestData(backend))
         if backend == .postgres { #expect(try raw.scalarInteger(foreignKeys) == 0) }
+        #expect(try raw.scalarInteger(unreadIndex) == 0)
         #expect(try Self.rows(of: ids[2], test) == ["phone_index": 1, "email_index": 1, "phone_index_building": 1, "email_index_building": 1])
         try eraseAndCheck(2, of: ids, through: store, test)
         // Second act: the rotation resumes and finishes; the next one too, from another opening.
@@ -173,5 +177,9 @@ struct BlindIndexErasureTests {
         #expect(try reopened.callerID(number: rotation.number(2), context: TestStore.caller).isEmpty)
         #expect(try reopened.callerID(number: rotation.number(7), context: TestStore.caller).map(\.id) == [ids[7]])
         #expect(try reopened.find(.email(rotation.email(7)), context: EmailIndexTests.request).map(\.id) == [ids[7]])
+        // A call record sets the last contact without the index that held it.
+        let called = Date(timeIntervalSince1970: 1_800_000_000)
+        _ = try reopened.recordCall(number: rotation.number(7), at: called, context: TestStore.caller)
+        #expect(try reopened.callerID(number: rotation.number(7), context: TestStore.caller).first?.lastContactedAt == called)
     }
 }
