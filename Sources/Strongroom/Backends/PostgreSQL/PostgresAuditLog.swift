@@ -214,18 +214,21 @@ final class PostgresAuditLog: AuditTrail {
         let first = read.arguments.count + 1
         let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
         let predecessor = first + 2 * count
-        let predecessorPresent = "?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint)"
-        // The read is a CTE that the condition and the answer share; the insert's condition checks the
-        // predecessor as `append(_:)` does. The outer join returns one row even when the read has none, to
-        // carry the number of entries appended and whether the predecessor was there.
+        // The read is a CTE that the verdict and the answer share. The verdict, one row, is evaluated
+        // once: whether the read's condition holds, and whether the entry chained after is still there
+        // (as `append(_:)` checks); the insert appends only when both do, and the answer carries both
+        // (the number of entries appended, counted from the insert's own rows, and the predecessor's
+        // presence). The outer join returns one row even when the read has none.
         return """
             WITH audited_read AS (\(read.rows)),
+            verdict AS (SELECT (\(read.condition)) AS read_holds,
+                               ?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint) AS predecessor_found),
             appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
-                \(serialised(lock)) WHERE (\(read.condition)) AND (\(predecessorPresent))
+                \(serialised(lock)) CROSS JOIN verdict WHERE verdict.read_holds AND verdict.predecessor_found
                 RETURNING 1)
-            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
-            FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
+            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN verdict.predecessor_found THEN 1 ELSE 0 END
+            FROM verdict LEFT JOIN audited_read ON true
             """
     }
 
