@@ -144,6 +144,45 @@ struct CallerIDHintTests {
         #expect(try third.verifyAuditLog().isIntact)
     }
 
+    @Test("entries cut off the log's end under an instance answering through the hint: its next lookups append nothing and return no name until the gap is acknowledged",
+          arguments: TestBackend.all.filter { $0 == .postgres })
+    func cutTailRefusedThroughHint(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        for _ in 0..<3 { #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id]) }
+        first.auditTrail.flushHead()
+        let data = try test.database(.data)
+        let end = try #require(try data.scalarInteger("SELECT max(sequence) FROM audit_log"))
+        try data.run("DELETE FROM audit_log WHERE sequence > ?", [.integer(end - 2)])
+        let gap = AuditGap(kind: .cut, expected: UInt64(end), found: UInt64(end - 2))
+        // The instance whose last entry is gone (its statement finds no predecessor), and a fresh one
+        // (it reads the end back): no name, no entry.
+        let fresh = try test.reopen()
+        for store in [first, fresh] {
+            for _ in 0..<2 {
+                #expect { _ = try store.callerID(number: Self.old, context: TestStore.caller) } throws: { error in
+                    guard case StoreError.auditGap(let found) = error else { return false }
+                    return found == gap
+                }
+            }
+        }
+        fresh.close()
+        #expect(try auditLines(of: first) == Int(end - 2), "nothing chained onto the cut log")
+        // Second act: acknowledged, lookups go on through the hint, an entry each, and a reopened store
+        // verifies everything but the acknowledged gap.
+        #expect(try first.acknowledgeAuditGap(reason: "incident 7", context: TestStore.admin) == gap)
+        let acknowledged = try auditLines(of: first)
+        for round in 1...3 {
+            #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+            #expect(try auditLines(of: first) == acknowledged + round)
+        }
+        let third = try test.reopen()
+        defer { third.close() }
+        let verification = try third.verifyAuditLog()
+        #expect(verification.problem == nil && verification.isIntactExceptAcknowledgedGaps && !verification.isIntact)
+        #expect(try third.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+    }
+
     /// The lines of the store's audit log.
     private func auditLines(of store: Store) throws -> Int {
         var count = 0

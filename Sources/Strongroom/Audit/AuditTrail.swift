@@ -55,7 +55,7 @@ struct AuditedRead {
     /// How many columns `rows` selects.
     let columnCount: Int
     /// The SQL condition, over the read's rows as the table `audited_read`, under which the entries are
-    /// appended (same parameters).
+    /// appended (same parameters): a boolean expression, or a query returning one boolean.
     let condition: String
     /// The values of `?1`…`?k`.
     let arguments: [SQLValue]

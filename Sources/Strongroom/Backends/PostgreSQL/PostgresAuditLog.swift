@@ -36,6 +36,9 @@ final class PostgresAuditLog: AuditTrail {
     /// appended much), it reads the end and checks it against the signed head instead, as a first read does.
     static let turnReadLimit = 1000
     private let state: Mutex<State>
+    /// The statements `record(_:with:_:)` made, by entry count, with the read each was made for: a
+    /// lookup reuses the text instead of building it again (about a microsecond of a lookup's CPU).
+    private let recordStatements = Mutex<[Int: (rows: String, condition: String, sql: String)]>([:])
     private let mac: HMACSHA256
     private let genesis: [UInt8]
     private let headKeeper: AuditHeadKeeper
@@ -85,7 +88,7 @@ final class PostgresAuditLog: AuditTrail {
     /// before this returns, also returns the read's rows. One round trip while no one else appends.
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
-        let sql = PostgresAuditLog.appendingSQL(entries: events.count, with: read, lock: appendLock)
+        let sql = recordStatement(entries: events.count, with: read)
         let appended = try appendChained(events, sql, arguments: { previous, values in read.arguments + values + [.integer(Int64(previous))] }) {
             statementRows -> Attempt<[T]> in
             var rows: [T] = []
@@ -101,6 +104,16 @@ final class PostgresAuditLog: AuditTrail {
             return predecessorFound ? .notAppended(rows) : .chainAgain
         }
         return (appended.lastSequence != nil, appended.result)
+    }
+
+    /// The statement of `record(_:with:_:)` for `count` entries and `read` (`appendingSQL`), made once.
+    private func recordStatement(entries count: Int, with read: AuditedRead) -> String {
+        if let made = recordStatements.withLock({ $0[count] }), made.rows == read.rows, made.condition == read.condition {
+            return made.sql
+        }
+        let sql = PostgresAuditLog.appendingSQL(entries: count, with: read, lock: appendLock)
+        recordStatements.withLock { $0[count] = (read.rows, read.condition, sql) }
+        return sql
     }
 
     /// What one try at an append did.
@@ -214,18 +227,21 @@ final class PostgresAuditLog: AuditTrail {
         let first = read.arguments.count + 1
         let entries = (0..<count).map { "(?\(first + 2 * $0)::bigint, ?\(first + 2 * $0 + 1)::bytea)" }.joined(separator: ", ")
         let predecessor = first + 2 * count
-        let predecessorPresent = "?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint)"
-        // The read is a CTE that the condition and the answer share; the insert's condition checks the
-        // predecessor as `append(_:)` does. The outer join returns one row even when the read has none, to
-        // carry the number of entries appended and whether the predecessor was there.
+        // The read is a CTE that the verdict and the answer share. The verdict, one row, is evaluated
+        // once: whether the read's condition holds, and whether the entry chained after is still there
+        // (as `append(_:)` checks); the insert appends only when both do, and the answer carries both
+        // (the number of entries appended, counted from the insert's own rows, and the predecessor's
+        // presence). The outer join returns one row even when the read has none.
         return """
             WITH audited_read AS (\(read.rows)),
+            verdict AS (SELECT (\(read.condition)) AS read_holds,
+                               ?\(predecessor)::bigint = 0 OR EXISTS (SELECT 1 FROM audit_log WHERE sequence = ?\(predecessor)::bigint) AS predecessor_found),
             appended AS (
                 INSERT INTO audit_log (sequence, line) SELECT v.sequence, v.line FROM (VALUES \(entries)) AS v(sequence, line)
-                \(serialised(lock)) WHERE (\(read.condition)) AND (\(predecessorPresent))
+                \(serialised(lock)) CROSS JOIN verdict WHERE verdict.read_holds AND verdict.predecessor_found
                 RETURNING 1)
-            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN \(predecessorPresent) THEN 1 ELSE 0 END
-            FROM (SELECT 1) AS one LEFT JOIN audited_read ON true
+            SELECT audited_read.*, (SELECT count(*) FROM appended), CASE WHEN verdict.predecessor_found THEN 1 ELSE 0 END
+            FROM verdict LEFT JOIN audited_read ON true
             """
     }
 
