@@ -60,11 +60,10 @@ enum Envelope {
     static func seal(_ plaintext: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
                      storeID: [UInt8], nonces: inout RandomDraw) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
-        var output = header(location: location, key: key)
+        var output = header(location: location, key: key, capacity: overheadByteCount + plaintext.count)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         do throws(CryptoError) {
             let nonce = try nonces.take(AES256GCM.nonceByteCount)
-            output.reserveCapacity(overheadByteCount + plaintext.count)
             output.append(contentsOf: nonce)
             try key.cipher.seal(plaintext, nonce: nonce, authenticating: aad, appendingTo: &output)
         } catch {
@@ -84,7 +83,7 @@ enum Envelope {
     static func seal(key wrapped: SecretKey, at location: EnvelopeLocation, under key: KeyHandle,
                      storeID: [UInt8], nonces: inout RandomDraw) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
-        var output = header(location: location, key: key)
+        var output = header(location: location, key: key, capacity: overheadByteCount + wrapped.byteCount)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         do throws(CryptoError) {
             let nonce = try nonces.take(AES256GCM.nonceByteCount)
@@ -150,9 +149,13 @@ enum Envelope {
         guard found.keyIdentifier == key.identifier else { throw .wrongKey }
     }
 
-    private static func header(location: EnvelopeLocation, key: KeyHandle) -> [UInt8] {
-        var bytes: [UInt8] = [formatVersion, location.slot.rawValue]
-        bytes.reserveCapacity(headerByteCount)
+    /// The header of an envelope for `location` under `key`, in an array with room for `capacity` bytes
+    /// (the whole envelope: one allocation, where growing it took three).
+    private static func header(location: EnvelopeLocation, key: KeyHandle, capacity: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(capacity)
+        bytes.append(formatVersion)
+        bytes.append(location.slot.rawValue)
         appendUInt64(UInt64(bitPattern: location.recordID), to: &bytes)
         appendUInt32(key.version, to: &bytes)
         appendUInt32(key.identifier, to: &bytes)
