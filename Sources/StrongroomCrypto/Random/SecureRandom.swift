@@ -29,12 +29,12 @@ public enum SecureRandom {
 }
 
 /// Public random values (GCM nonces, key identifiers) drawn from `SecureRandom.bytes` in one request
-/// and handed out a piece at a time, each byte once: a request's fixed cost dwarfs its bytes' (OpenSSL's
-/// CTR_DRBG updates its key after every request, SP 800-90A §10.2.1.5), so the several
-/// nonces of a subject's fields cost one request instead of one each. Each piece is as fresh and
-/// unpredictable as a request of its own: SP 800-90A §10.2.1.5 makes one request's output a single
-/// stream of AES-CTR blocks, any part of which tells nothing of another. Noncopyable, so no byte can
-/// be handed out twice through a copy. Never for secrets: keys come from `SecureRandom.privateBytes`.
+/// and handed out a piece at a time, each byte once. A request's fixed cost dwarfs its bytes' (OpenSSL's
+/// CTR_DRBG updates its own key after every request), so a subject's several nonces cost one request
+/// instead of one each. Each piece is as fresh and unpredictable as a request of its own: a CTR_DRBG
+/// request's output is one stream of AES-CTR blocks under the generator's key (NIST SP 800-90A
+/// §10.2.1.5), no part of which tells anything of another. Noncopyable, so no byte can be handed out
+/// twice through a copy. Never for secrets: keys come from `SecureRandom.privateBytes`.
 public struct RandomDraw: ~Copyable {
     /// The bytes drawn; those before `next` have been handed out.
     private var drawn: [UInt8]
