@@ -51,12 +51,19 @@ enum Envelope {
     /// Seals `plaintext` for `location` under `key`, with a fresh random nonce.
     static func seal(_ plaintext: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
                      storeID: [UInt8]) throws(StoreError) -> [UInt8] {
+        var nonces = try randomDraw(byteCount: AES256GCM.nonceByteCount)
+        return try seal(plaintext, at: location, under: key, storeID: storeID, nonces: &nonces)
+    }
+
+    /// Seals `plaintext` for `location` under `key`, with a fresh random nonce taken from `nonces`
+    /// (96 bits never used before: SP 800-38D §8.2.2's random construction, as a nonce of its own).
+    static func seal(_ plaintext: [UInt8], at location: EnvelopeLocation, under key: KeyHandle,
+                     storeID: [UInt8], nonces: inout RandomDraw) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
-        var output = header(location: location, key: key)
+        var output = header(location: location, key: key, capacity: overheadByteCount + plaintext.count)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         do throws(CryptoError) {
-            let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
-            output.reserveCapacity(overheadByteCount + plaintext.count)
+            let nonce = try nonces.take(AES256GCM.nonceByteCount)
             output.append(contentsOf: nonce)
             try key.cipher.seal(plaintext, nonce: nonce, authenticating: aad, appendingTo: &output)
         } catch {
@@ -68,17 +75,29 @@ enum Envelope {
     /// Seals a key (a wrapped key) for `location` under `key`.
     static func seal(key wrapped: SecretKey, at location: EnvelopeLocation, under key: KeyHandle,
                      storeID: [UInt8]) throws(StoreError) -> [UInt8] {
+        var nonces = try randomDraw(byteCount: AES256GCM.nonceByteCount)
+        return try seal(key: wrapped, at: location, under: key, storeID: storeID, nonces: &nonces)
+    }
+
+    /// Seals a key (a wrapped key) for `location` under `key`, its nonce taken from `nonces`.
+    static func seal(key wrapped: SecretKey, at location: EnvelopeLocation, under key: KeyHandle,
+                     storeID: [UInt8], nonces: inout RandomDraw) throws(StoreError) -> [UInt8] {
         try key.usage?.take()
-        var output = header(location: location, key: key)
+        var output = header(location: location, key: key, capacity: overheadByteCount + wrapped.byteCount)
         let aad = authenticatedData(header: output[...], storeID: storeID)
         do throws(CryptoError) {
-            let nonce = try SecureRandom.bytes(count: AES256GCM.nonceByteCount)
+            let nonce = try nonces.take(AES256GCM.nonceByteCount)
             output.append(contentsOf: nonce)
             try key.cipher.seal(key: wrapped, nonce: nonce, authenticating: aad, appendingTo: &output)
         } catch {
             throw .crypto(error)
         }
         return output
+    }
+
+    /// `byteCount` random bytes drawn at once, for nonces and key identifiers (`RandomDraw`).
+    static func randomDraw(byteCount: Int) throws(StoreError) -> RandomDraw {
+        do throws(CryptoError) { return try RandomDraw(byteCount: byteCount) } catch { throw .crypto(error) }
     }
 
     /// Reads the header of `bytes`, checking length and format version only.
@@ -130,9 +149,13 @@ enum Envelope {
         guard found.keyIdentifier == key.identifier else { throw .wrongKey }
     }
 
-    private static func header(location: EnvelopeLocation, key: KeyHandle) -> [UInt8] {
-        var bytes: [UInt8] = [formatVersion, location.slot.rawValue]
-        bytes.reserveCapacity(headerByteCount)
+    /// The header of an envelope for `location` under `key`, in an array with room for `capacity` bytes
+    /// (the whole envelope: one allocation, where growing it took three).
+    private static func header(location: EnvelopeLocation, key: KeyHandle, capacity: Int) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(capacity)
+        bytes.append(formatVersion)
+        bytes.append(location.slot.rawValue)
         appendUInt64(UInt64(bitPattern: location.recordID), to: &bytes)
         appendUInt32(key.version, to: &bytes)
         appendUInt32(key.identifier, to: &bytes)

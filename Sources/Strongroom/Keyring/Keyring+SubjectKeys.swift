@@ -28,24 +28,32 @@ extension Keyring {
         try reserve(kek.usage, count: subjects.count)
         var keys: [FreshSubjectKey] = []
         keys.reserveCapacity(subjects.count)
-        for subject in subjects { keys.append(try makeSubjectKey(for: subject, version: version, wrappedUnder: kek)) }
+        var draw = try Envelope.randomDraw(byteCount: subjects.count * Keyring.subjectKeyDrawByteCount)
+        for subject in subjects { keys.append(try makeSubjectKey(for: subject, version: version, wrappedUnder: kek, drawingFrom: &draw)) }
         try storeSubjectKeys(keys, caching: true)
         return keys.map(\.handle)
     }
 
+    /// The public random bytes `makeSubjectKey` takes from its draw: the key's identifier and the
+    /// nonce that wraps it.
+    static let subjectKeyDrawByteCount = keyIdentifierByteCount + AES256GCM.nonceByteCount
+
     /// A fresh random key of `version` for `subject`, wrapped under `kek`, whose encryptions the caller
-    /// has reserved (`reserve`). Pure CPU, no database: safe on any thread, so that a batch's keys are
-    /// made on the threads that seal its fields, and stored afterwards by `storeSubjectKeys`.
-    func makeSubjectKey(for subject: SubjectID, version: UInt32, wrappedUnder kek: KeyHandle) throws(StoreError) -> FreshSubjectKey {
+    /// has reserved (`reserve`); its identifier and wrapping nonce are taken from `draw` (the key
+    /// itself comes from the private DRBG, `SecretKey.random`). Pure CPU, no database: safe on any
+    /// thread, so that a batch's keys are made on the threads that seal its fields, and stored
+    /// afterwards by `storeSubjectKeys`.
+    func makeSubjectKey(for subject: SubjectID, version: UInt32, wrappedUnder kek: KeyHandle,
+                        drawingFrom draw: inout RandomDraw) throws(StoreError) -> FreshSubjectKey {
         let key: SecretKey, handle: KeyHandle
         do throws(CryptoError) {
             key = try SecretKey.random()
-            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try Keyring.randomKeyIdentifier())
+            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try Keyring.randomKeyIdentifier(from: &draw))
         } catch {
             throw .crypto(error)
         }
-        return FreshSubjectKey(subject: subject, key: key, handle: handle, wrapped: try wrap(key, of: subject, under: kek),
-                               kekVersion: kek.version)
+        return FreshSubjectKey(subject: subject, key: key, handle: handle,
+                               wrapped: try wrap(key, of: subject, under: kek, nonces: &draw), kekVersion: kek.version)
     }
 
     /// Stores keys made by `makeSubjectKey` in one key-database transaction that first checks they are
@@ -64,8 +72,9 @@ extension Keyring {
                 try reload()
                 let kek = keyEncryptionKey
                 try reserve(kek.usage, count: keys.count)
+                var nonces = try Envelope.randomDraw(byteCount: keys.count * AES256GCM.nonceByteCount)
                 for index in keys.indices {
-                    keys[index].wrapped = try wrap(keys[index].key, of: keys[index].subject, under: kek)
+                    keys[index].wrapped = try wrap(keys[index].key, of: keys[index].subject, under: kek, nonces: &nonces)
                     keys[index].kekVersion = kek.version
                 }
                 kekVersion = kek.version
@@ -93,9 +102,10 @@ extension Keyring {
         }
     }
 
-    /// `key` wrapped as `subject`'s key under `kek` (one of its reserved encryptions).
-    private func wrap(_ key: SecretKey, of subject: SubjectID, under kek: KeyHandle) throws(StoreError) -> [UInt8] {
-        try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue), under: kek, storeID: storeID)
+    /// `key` wrapped as `subject`'s key under `kek` (one of its reserved encryptions), its nonce taken from `nonces`.
+    private func wrap(_ key: SecretKey, of subject: SubjectID, under kek: KeyHandle, nonces: inout RandomDraw) throws(StoreError) -> [UInt8] {
+        try Envelope.seal(key: key, at: EnvelopeLocation(slot: .subjectKey, recordID: subject.rawValue), under: kek, storeID: storeID,
+                          nonces: &nonces)
     }
 
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database. Before

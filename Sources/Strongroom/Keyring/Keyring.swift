@@ -326,11 +326,15 @@ final class Keyring: Sendable {
 
     /// A fresh random 256-bit key and its random identifier.
     static func newKey() throws(StoreError) -> (key: SecretKey, identifier: UInt32) {
-        do throws(CryptoError) { return (try SecretKey.random(), try randomKeyIdentifier()) } catch { throw .crypto(error) }
+        var draw = try Envelope.randomDraw(byteCount: keyIdentifierByteCount)
+        do throws(CryptoError) { return (try SecretKey.random(), try randomKeyIdentifier(from: &draw)) } catch { throw .crypto(error) }
     }
 
-    /// A random key identifier (the 32 bits an envelope's header names its key by).
-    static func randomKeyIdentifier() throws(CryptoError) -> UInt32 {
-        readUInt32(try SecureRandom.bytes(count: 4), at: 0)
+    /// The bytes of a key identifier.
+    static let keyIdentifierByteCount = 4
+
+    /// A random key identifier (the 32 bits an envelope's header names its key by), taken from `draw`.
+    static func randomKeyIdentifier(from draw: inout RandomDraw) throws(CryptoError) -> UInt32 {
+        readUInt32(try draw.take(keyIdentifierByteCount), at: 0)
     }
 }

@@ -193,8 +193,11 @@ extension Store {
     func sealNew(_ subject: NewSubject, id: SubjectID, numbers: [String?]?, normalizer: PhoneNormalizer,
                  keys: Keyring.LoadedKeys, taggingExternalID: Bool = false) throws(StoreError) -> SealedNewSubject {
         try injectFault("write.seal", 1)
-        let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current)
-        let sealed = try sealedFields(subject.personal, of: id, under: key.handle)
+        // One request to the CSPRNG for all the subject's public random values (its key's identifier
+        // and wrapping nonce, a nonce per field), where each took one: `RandomDraw`.
+        var draw = try Envelope.randomDraw(byteCount: Keyring.subjectKeyDrawByteCount + Store.sealedFieldsDrawByteCount)
+        let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current, drawingFrom: &draw)
+        let sealed = try sealedFields(subject.personal, of: id, under: key.handle, nonces: &draw)
         // The key is new: only a budget smaller than one subject's fields can be exhausted.
         guard UInt64(sealed.count) <= keyring.nonceBudget else {
             throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.handle.version)", used: 0, budget: keyring.nonceBudget)

@@ -7,15 +7,20 @@ import StrongroomStorage
 /// the internals the write paths share.
 extension Store {
 
-    /// Every present field of `personal`, sealed under the subject's key, in `PersonalField` order.
-    func sealedFields(_ personal: PersonalData, of id: SubjectID,
-                              under key: KeyHandle) throws(StoreError) -> [(field: PersonalField, ciphertext: [UInt8])] {
+    /// The random bytes `sealedFields` may take from its draw: a nonce for every field.
+    static let sealedFieldsDrawByteCount = PersonalField.allCases.count * AES256GCM.nonceByteCount
+
+    /// Every present field of `personal`, sealed under the subject's key, in `PersonalField` order, each
+    /// with a fresh random nonce of its own taken from `nonces` (SP 800-38D §8.2.2).
+    func sealedFields(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
+                      nonces: inout RandomDraw) throws(StoreError) -> [(field: PersonalField, ciphertext: [UInt8])] {
         try personal.checkValueSizes(limit: maxFieldBytes)
         var sealed: [(field: PersonalField, ciphertext: [UInt8])] = []
+        sealed.reserveCapacity(PersonalField.allCases.count)
         for field in PersonalField.allCases {
             guard let plaintext = FieldCodec.encode(field, of: personal) else { continue }
             sealed.append((field, try Envelope.seal(plaintext, at: EnvelopeLocation(slot: .field(field), recordID: id.rawValue),
-                                                    under: key, storeID: keyring.storeID)))
+                                                    under: key, storeID: keyring.storeID, nonces: &nonces)))
         }
         return sealed
     }
@@ -23,7 +28,8 @@ extension Store {
     /// Seals every present field of `personal` into an existing subject's row; returns the fields written.
     func seal(_ personal: PersonalData, of id: SubjectID, under key: KeyHandle,
                       in connection: any Database) throws(StoreError) -> [PersonalField] {
-        let sealed = try sealedFields(personal, of: id, under: key)
+        var nonces = try Envelope.randomDraw(byteCount: Store.sealedFieldsDrawByteCount)
+        let sealed = try sealedFields(personal, of: id, under: key, nonces: &nonces)
         guard !sealed.isEmpty else { return [] }
         // Counted in the statement that stores the ciphertexts, and refused past the budget: the
         // ciphertexts just made are then never stored, so their nonces were never seen.

@@ -36,9 +36,9 @@ public final class SecretKey: @unchecked Sendable {
         unsafe storage.deallocate()
     }
 
-    /// A key of `byteCount` bytes from OpenSSL's CSPRNG.
+    /// A key of `byteCount` bytes from OpenSSL's CSPRNG (its private DRBG: `SecureRandom.privateBytes`).
     public static func random(byteCount: Int = 32) throws(CryptoError) -> SecretKey {
-        var bytes = try SecureRandom.bytes(count: byteCount)
+        var bytes = try SecureRandom.privateBytes(count: byteCount)
         return SecretKey(wiping: &bytes)
     }
 

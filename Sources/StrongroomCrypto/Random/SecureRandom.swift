@@ -1,16 +1,58 @@
 internal import COpenSSL
 
-/// Bytes from OpenSSL's CSPRNG (`RAND_bytes`, a NIST SP 800-90A DRBG seeded by the OS).
+/// Bytes from OpenSSL's CSPRNG (NIST SP 800-90A CTR_DRBGs seeded by the OS).
 public enum SecureRandom {
-    /// `count` random bytes.
+    /// `count` random bytes for values that are public or made public (nonces, identifiers, tokens),
+    /// from OpenSSL's public DRBG (`RAND_bytes`).
     public static func bytes(count: Int) throws(CryptoError) -> [UInt8] {
+        try draw(count: count) { unsafe RAND_bytes($0, $1) }
+    }
+
+    /// `count` random bytes for secrets (keys), from OpenSSL's private DRBG (`RAND_priv_bytes`): an
+    /// instance of its own, which outputs seen by anyone (nonces, identifiers) never come from, as
+    /// OpenSSL recommends for values that must stay private. Wipe them after use.
+    public static func privateBytes(count: Int) throws(CryptoError) -> [UInt8] {
+        try draw(count: count) { unsafe RAND_priv_bytes($0, $1) }
+    }
+
+    /// `count` bytes written by `generate` (`RAND_bytes` or `RAND_priv_bytes`).
+    private static func draw(count: Int, _ generate: (UnsafeMutablePointer<UInt8>?, Int32) -> Int32) throws(CryptoError) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: count)
         guard count > 0 else { return output }
-        let status = unsafe output.withUnsafeMutableBufferPointer { unsafe RAND_bytes($0.baseAddress, Int32($0.count)) }
+        let status = unsafe output.withUnsafeMutableBufferPointer { unsafe generate($0.baseAddress, Int32($0.count)) }
         guard status == 1 else {
             ERR_clear_error()
             throw .randomGenerationFailed
         }
         return output
+    }
+}
+
+/// Public random values (GCM nonces, key identifiers) drawn from `SecureRandom.bytes` in one request
+/// and handed out a piece at a time, each byte once. A request's fixed cost dwarfs its bytes' (OpenSSL's
+/// CTR_DRBG updates its own key after every request), so a subject's several nonces cost one request
+/// instead of one each. Each piece is as fresh and unpredictable as a request of its own: a CTR_DRBG
+/// request's output is one stream of AES-CTR blocks under the generator's key (NIST SP 800-90A
+/// §10.2.1.5), no part of which tells anything of another. Noncopyable, so no byte can be handed out
+/// twice through a copy. Never for secrets: keys come from `SecureRandom.privateBytes`.
+public struct RandomDraw: ~Copyable {
+    /// The bytes drawn; those before `next` have been handed out.
+    private var drawn: [UInt8]
+    private var next = 0
+
+    /// Draws `byteCount` bytes now, the expected need: a `take` beyond them draws again.
+    public init(byteCount: Int) throws(CryptoError) {
+        drawn = try SecureRandom.bytes(count: byteCount)
+    }
+
+    /// The next `count` bytes, never handed out before; when fewer are left, a fresh request of at
+    /// least `count` bytes replaces the rest.
+    public mutating func take(_ count: Int) throws(CryptoError) -> [UInt8] {
+        if drawn.count - next < count {
+            drawn = try SecureRandom.bytes(count: count)
+            next = 0
+        }
+        defer { next += count }
+        return Array(drawn[next..<(next + count)])
     }
 }
