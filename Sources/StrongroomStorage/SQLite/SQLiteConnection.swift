@@ -19,8 +19,6 @@ public final class SQLiteConnection: Database {
     let busyTimeoutMilliseconds: Int32
     /// What this connection's own transactions changed, once `keepChangeJournal` started it.
     var changeJournal: ChangeJournal?
-    /// Runs this connection's checkpoints, once `checkpointInBackground(afterPages:)` set it up.
-    private var backgroundCheckpointer: BackgroundCheckpointer?
 
     /// Opens (or creates) the database file at `path`, in defensive mode with foreign keys on.
     ///
@@ -56,10 +54,6 @@ public final class SQLiteConnection: Database {
     }
 
     deinit {
-        if let backgroundCheckpointer {
-            unsafe sqlite3_wal_hook(handle, nil, nil)
-            backgroundCheckpointer.close()
-        }
         lastStatement = nil
         statementCache.removeAll()
         unsafe sqlite3_close_v2(handle)
@@ -179,31 +173,10 @@ public final class SQLiteConnection: Database {
     /// "busy" column, which SQLite reports as a result and not as an error).
     /// Related SQLite documentation: <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>
     public func discardDeletedContent(waitingUpTo milliseconds: Int32?) throws(DatabaseError) -> Bool {
-        // A checkpoint running in the background holds the checkpoint lock, for which SQLite reports
-        // busy at once rather than wait: let it finish first.
-        backgroundCheckpointer?.waitForCheckpoint()
         if let milliseconds { unsafe sqlite3_busy_timeout(handle, milliseconds) }
         defer { if milliseconds != nil { unsafe sqlite3_busy_timeout(handle, busyTimeoutMilliseconds) } }
         return try firstRow("PRAGMA wal_checkpoint(TRUNCATE)", []) { $0.int64(0) } == 0
     }
-
-    /// Moves this connection's checkpoints off the thread that commits (`BackgroundCheckpointer`): a
-    /// commit that leaves `pages` or more pages in the WAL queues a PASSIVE checkpoint, made through a
-    /// second connection to the file, and returns at once. It replaces SQLite's automatic checkpoint
-    /// on this connection (`PRAGMA wal_autocheckpoint` reads 0 from then on).
-    public func checkpointInBackground(afterPages pages: Int32) {
-        backgroundCheckpointer?.close()
-        let checkpointer = BackgroundCheckpointer(path: path, pages: pages)
-        backgroundCheckpointer = checkpointer
-        unsafe sqlite3_wal_hook(handle, { context, _, _, walPages in
-            unsafe Unmanaged<BackgroundCheckpointer>.fromOpaque(context!).takeUnretainedValue().committed(walPages: walPages)
-            return SQLITE_OK
-        }, unsafe Unmanaged.passUnretained(checkpointer).toOpaque())
-    }
-
-    /// The pages in the WAL from which a commit starts a background checkpoint; nil when SQLite's own
-    /// automatic checkpoint runs (`checkpointInBackground(afterPages:)`).
-    public var backgroundCheckpointPages: Int32? { backgroundCheckpointer?.pages }
 
     /// Builds an error from the connection's last error, keeping the SQL but no bound values.
     static func error(_ database: OpaquePointer, code: Int32, sql: String?) -> DatabaseError {

@@ -74,9 +74,7 @@ struct SQLiteBackend: StoreBackend {
     /// million subjects cost 157 µs of CPU at 1,000 and 96 µs at 16,384 (`strongroom-bench scaling`,
     /// 2026-12-07), where its ratio to 10,000 subjects had reached the 1.5 limit. The WAL file grows to
     /// about 64 MiB (4 KiB pages) between checkpoints; an erasure still checkpoints and truncates it at
-    /// once (`discardDeletedContent`). The checkpoints run in the background
-    /// (`SQLiteConnection.checkpointInBackground`): copying 64 MiB of random pages held the write that
-    /// set one off for about 200 ms. <https://www.sqlite.org/wal.html#automatic_checkpoint>
+    /// once (`discardDeletedContent`). <https://www.sqlite.org/wal.html#automatic_checkpoint>
     static let dataCheckpointPages = 16_384
 
     /// The data connection's page cache during a bulk write, in KiB (SQLite's default, and this
@@ -163,10 +161,9 @@ struct SQLiteBackend: StoreBackend {
             let connection = try SQLiteConnection(path: path, create: !existing)
             try connection.execute("""
                 PRAGMA journal_mode = WAL; PRAGMA synchronous = \(keys ? "FULL" : "NORMAL"); PRAGMA secure_delete = ON;
-                PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY
+                PRAGMA mmap_size = 1073741824; PRAGMA temp_store = MEMORY;
+                PRAGMA wal_autocheckpoint = \(keys ? 1000 : SQLiteBackend.dataCheckpointPages)
                 """)
-            // The key database's commits are few and small: SQLite's own checkpoint every 1,000 pages.
-            if !keys { connection.checkpointInBackground(afterPages: Int32(SQLiteBackend.dataCheckpointPages)) }
             return connection
         } catch {
             throw .database(error)
