@@ -183,6 +183,51 @@ struct CallerIDHintTests {
         #expect(try third.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
     }
 
+    @Test("entries cut off the end that another instance never saw: its appends refill the cut numbers for at most a second, then its next save of the head finds the signed entry gone and it refuses until the gap is acknowledged; verification reports the cut",
+          arguments: TestBackend.all.filter { $0 == .postgres })
+    func cutUnseenByAnotherInstance(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        // `other` knows the log up to its own lookup; `first` appends four more and signs the last.
+        #expect(try other.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        let data = try test.database(.data)
+        let known = try #require(try data.scalarInteger("SELECT max(sequence) FROM audit_log"))
+        for _ in 0..<4 { #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id]) }
+        first.auditTrail.flushHead()
+        let signed = try #require(try data.scalarInteger("SELECT max(sequence) FROM audit_log"))
+        // Everything `other` never saw is cut: its entry is still the last, so its next append finds
+        // its predecessor and takes the first cut number.
+        try data.run("DELETE FROM audit_log WHERE sequence > ?", [.integer(known)])
+        #expect(try other.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        // Its head save (due within the second; made now) finds the signed entry gone: no head moved,
+        // and its next lookups refuse, as a fresh instance's do.
+        other.auditTrail.flushHead()
+        let gap = AuditGap(kind: .cut, expected: UInt64(signed), found: UInt64(known + 1))
+        let fresh = try test.reopen()
+        for store in [other, fresh, other] {
+            #expect { _ = try store.callerID(number: Self.old, context: TestStore.caller) } throws: { error in
+                guard case StoreError.auditGap(let found) = error else { return false }
+                return found == gap
+            }
+        }
+        fresh.close()
+        #expect(try auditLines(of: other) == Int(known + 1), "nothing more chained onto the refilled log")
+        let verification = try test.reopen().verifyAuditLog()
+        #expect(!verification.isIntact && !verification.isIntactExceptAcknowledgedGaps)
+        // Second act: acknowledged, lookups go on from both instances, and a reopened store verifies
+        // everything but the acknowledged gap.
+        #expect(try other.acknowledgeAuditGap(reason: "incident 8", context: TestStore.admin) == gap)
+        for store in [other, first, other] {
+            #expect(try store.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        }
+        for store in [other, first] { store.auditTrail.flushHead() }
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        let after = try reopened.verifyAuditLog()
+        #expect(after.problem == nil && after.isIntactExceptAcknowledgedGaps && !after.isIntact)
+        #expect(try reopened.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+    }
+
     /// The lines of the store's audit log.
     private func auditLines(of store: Store) throws -> Int {
         var count = 0

@@ -1,4 +1,5 @@
 import Foundation
+import StrongroomCrypto
 import Synchronization
 
 /// Where the signed chain head is kept (the key database): read to check the log's end before a
@@ -27,8 +28,9 @@ enum AuditHeadSave: Equatable, Sendable {
     case saved
     /// The key database could not take it now (busy): try again later.
     case failed
-    /// No head is saved and this one may not create it (the head was deleted): the trail must check
-    /// its end against the head before it appends again.
+    /// No head is saved and this one may not create it (the head was deleted), or the log no longer
+    /// holds the saved head's entry (`checkSavedHead`): the trail must check its end against the head
+    /// before it appends again.
     case missing
 }
 
@@ -53,9 +55,12 @@ final class AuditHeadKeeper: Sendable {
     static let interval: TimeInterval = 1
 
     private let state = Mutex(State())
-    /// A save found the head deleted: the trail checks its end before its next append (an atomic, as
-    /// every append looks at it).
-    private let headFoundMissing = Atomic<Bool>(false)
+    /// A save found the head deleted, or the log not holding its entry: the trail checks its end before
+    /// its next append (an atomic, as every append looks at it).
+    private let endCheckDue = Atomic<Bool>(false)
+    /// Reads the MAC of the log's entry at a sequence number (nil: the log holds none), once
+    /// `checkSavedHead` set it.
+    private let entryReader = Mutex<(@Sendable (UInt64) throws -> [UInt8]?)?>(nil)
     /// Where the head is saved.
     private let store: any AuditHeadStore
     /// Runs the timed saves, off the appending threads.
@@ -88,11 +93,28 @@ final class AuditHeadKeeper: Sendable {
         return head
     }
 
+    /// Makes every save first check that the log still holds the entry the saved head names, as
+    /// `entryMAC` reads the log, and refuse to move the head past a log that does not.
+    ///
+    /// For a trail whose appends chain after the last entry this process knows of, without reading the
+    /// log's end (PostgreSQL's): when entries were cut off the end that this process never saw, its
+    /// next appends find their predecessor there and refill the cut sequence numbers with its own
+    /// entries. The saved head, written by the process that saw the lost entries, names one of them;
+    /// moving it forward over the refilled chain would leave a log that verifies. So the head is saved
+    /// only while the log holds its entry (a log may run past its head, never short of it nor differ
+    /// there); otherwise the trail checks its end against the head before its next append, and that
+    /// check reports the gap (`AuditEndCheck`). Heads are saved at most a second apart, so the appends a
+    /// process makes after a cut it did not see are bounded by that second, the same window in which
+    /// the last entries are not yet signed; they and the cut are reported by `audit verify`.
+    func checkSavedHead(readingEntries entryMAC: @escaping @Sendable (UInt64) throws -> [UInt8]?) {
+        entryReader.withLock { $0 = entryMAC }
+    }
+
     /// Saves a head `noteAppended` returned; a failure leaves the timer to try again.
     func save(_ head: AuditHead) {
-        switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
+        switch savedIfLogHoldsSavedHead(head) {
         case .saved: state.withLock { $0.startedLog = false }
-        case .missing: headFoundMissing.store(true, ordering: .releasing)
+        case .missing: endCheckDue.store(true, ordering: .releasing)
         case .failed:
             state.withLock { $0.isCurrent = false; $0.lastSave = .distantPast }
             armTimerIfIdle()
@@ -108,17 +130,36 @@ final class AuditHeadKeeper: Sendable {
             return AuditHead(sequence: state.sequence, entryMAC: state.entryMAC, time: state.lastSave)
         }
         guard let head else { return }
-        switch store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance) {
+        switch savedIfLogHoldsSavedHead(head) {
         case .saved: state.withLock { $0.startedLog = false }
-        case .missing: headFoundMissing.store(true, ordering: .releasing)
+        case .missing: endCheckDue.store(true, ordering: .releasing)
         case .failed: state.withLock { $0.isCurrent = false }
         }
     }
 
-    /// Whether a save found the head deleted since the last call: the trail then checks its end
-    /// against the head (and refuses) before it appends again.
-    func takeHeadFoundMissing() -> Bool {
-        headFoundMissing.load(ordering: .acquiring) && headFoundMissing.exchange(false, ordering: .acquiringAndReleasing)
+    /// `head` saved (moving the saved one forward, or creating it when this keeper's trail started the
+    /// log), once the log is found to hold the saved head's entry (`checkSavedHead`): `.missing`
+    /// when it does not, `.failed` when that could not be read now.
+    private func savedIfLogHoldsSavedHead(_ head: AuditHead) -> AuditHeadSave {
+        if let entryMAC = entryReader.withLock({ $0 }) {
+            do {
+                // No head saved: `saveAuditHead` creates it or reports it missing.
+                if let saved = try store.auditHead() {
+                    guard let stored = try entryMAC(saved.head.sequence), constantTimeEquals(stored, saved.head.entryMAC) else {
+                        return .missing
+                    }
+                }
+            } catch {
+                return .failed
+            }
+        }
+        return store.saveAuditHead(head, mode: state.withLock { $0.startedLog } ? .create : .advance)
+    }
+
+    /// Whether a save found the head deleted, or the log not holding its entry, since the last call:
+    /// the trail then checks its end against the head (and refuses) before it appends again.
+    func takeEndCheckDue() -> Bool {
+        endCheckDue.load(ordering: .acquiring) && endCheckDue.exchange(false, ordering: .acquiringAndReleasing)
     }
 
     /// After an acknowledged gap: the chain now ends at the acknowledgement, whose head replaces the

@@ -184,7 +184,7 @@ final class AuditLog: AuditTrail {
             // Taken and released by this thread: the closure runs on it, under the state lock.
             let tail = try shared.withAppendLock(until: deadline) {
                 // A head found deleted: the files decide again, and the end is checked against the head.
-                if headKeeper.takeHeadFoundMissing() { shared.isInProgress = true }
+                if headKeeper.takeEndCheckDue() { shared.isInProgress = true }
                 var tail = try attach(&state)
                 previous = tail.sequence
                 if tail.committed >= segmentByteLimit {

@@ -60,6 +60,19 @@ final class PostgresAuditLog: AuditTrail {
         self.headKeeper = AuditHeadKeeper(store: headStore)
         self.endCheck = AuditEndCheck(mac: mac, headStore: headStore)
         do { genesis = try AuditLineFormat.genesis(mac: mac, storeID: storeID) } catch { throw .crypto(error) }
+        // Appends chain after the last entry this process knows of without reading the table's end: a
+        // head is saved only while the table holds the saved head's entry (see `checkSavedHead`).
+        headKeeper.checkSavedHead { [weak self] sequence in try self?.entryMAC(at: sequence) }
+    }
+
+    /// The MAC of the table's entry `sequence`; nil when the table holds none there (or an unreadable
+    /// line, or the entry of another number).
+    private func entryMAC(at sequence: UInt64) throws -> [UInt8]? {
+        let line = try state.withLock { state in
+            try state.connection.firstRow("SELECT line FROM audit_log WHERE sequence = ?", [.integer(Int64(sequence))]) { $0.blob(0) ?? [] }
+        }
+        guard let line, let entry = AuditLineFormat.split(PostgresAuditLog.withoutNewline(line)), entry.sequence == sequence else { return nil }
+        return entry.mac
     }
 
     func append(_ events: [AuditEvent]) throws -> UInt64? {
@@ -140,7 +153,7 @@ final class PostgresAuditLog: AuditTrail {
         -> (lastSequence: UInt64?, result: Result) {
         let (lastSequence, result, dueHead) = try state.withLock { state throws -> (UInt64?, Result, AuditHead?) in
             // A head found deleted: the tail is read back and checked against the head.
-            if headKeeper.takeHeadFoundMissing() { state.tail = nil }
+            if headKeeper.takeEndCheckDue() { state.tail = nil }
             let connection = state.connection
             for attempt in 0..<PostgresAuditLog.attempts {
                 let known = try state.tail ?? checkedTail(connection)
