@@ -115,8 +115,8 @@ struct IndexStaging: Sendable {
     }
 
     /// The staged rows, as the rows of index version ?, inserted in subject order (as they were staged),
-    /// so that the table, `<table>_by_subject` and the foreign key's probes of `subjects` meet them
-    /// page after page; those of a subject changed since its fields were read (`updated_at` moved)
+    /// so that the table, `<table>_by_subject` and the probes of `subjects` (the join below, and on SQLite
+    /// the foreign key's) meet them page after page; those of a subject changed since its fields were read (`updated_at` moved)
     /// are left out. `<table>_by_tag`, which meets them at random, is built again around it where the
     /// backend says so (`StoreBackend.rebuildsTagIndexForBulkChanges`).
     var copyStagedRows: String {
