@@ -68,3 +68,46 @@ public final class AppendOnlyFile {
 
 @available(*, unavailable, message: "An AppendOnlyFile is used by one owner at a time")
 extension AppendOnlyFile: Sendable {}
+
+/// A regular file opened for reading parts of it (`pread`): the audit log reads the last entries of a
+/// segment, up to 64 MiB long, without reading the rest.
+///
+/// Thread safety: not thread-safe; the owner serialises calls.
+public final class PositionalReader {
+    /// The file descriptor, closed in `deinit`.
+    private let descriptor: Int32
+    /// The path it was opened on.
+    public let path: String
+    /// The file's size when it was opened.
+    public let size: Int64
+
+    /// Opens the regular file at `path` for reading; anything else there (a symbolic link, a FIFO, a
+    /// device, a folder) is refused at once (`FileProblem.wrongKind`), and a missing file is an error.
+    public init(path: String) throws(FileError) {
+        (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// The file's bytes from `offset`, `count` of them, or fewer where the file ends first.
+    public func read(from offset: Int64, count: Int) throws(FileError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = retryingOnInterrupt {
+                unsafe bytes.withUnsafeMutableBytes { raw in
+                    unsafe pread(descriptor, raw.baseAddress! + filled, raw.count - filled, off_t(offset) + off_t(filled))
+                }
+            }
+            guard read >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
+            if read == 0 { break }
+            filled += read
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+}
+
+@available(*, unavailable, message: "A PositionalReader is used by one owner at a time")
+extension PositionalReader: Sendable {}
