@@ -29,6 +29,9 @@ struct AuditTailAttackTests {
         /// The last entries zeroed in place and `audit/TAIL` set back to the last entry kept: writers
         /// continue the chain from there, refilling the cut sequence numbers with entries of their own.
         case rewindTailState = "rewind audit/TAIL"
+        /// The newest segment cut, and `audit/TAIL` pointed at a next segment, empty, chained from the last
+        /// entry kept: writers map that one alone, whose size matches, and refill the cut numbers there.
+        case redirectTailState = "point audit/TAIL at a new segment"
         /// The head in keys.sqlite put back to an older genuine one, and the log cut below it.
         case rollHeadBackAndCut = "roll the head back, cut below it"
 
@@ -121,6 +124,13 @@ struct AuditTailAttackTests {
             let tail = test.directory + "/audit/TAIL"
             try overwrite(tail, at: 16, with: withUnsafeBytes(of: UInt64(end.offset)) { Array($0) })
             try overwrite(tail, at: 32, with: withUnsafeBytes(of: UInt64(older)) { Array($0) })
+            try overwrite(tail, at: 48, with: end.mac)
+        case .redirectTailState:
+            let end = try kept()
+            try FileHandle(forWritingTo: URL(fileURLWithPath: path)).truncate(atOffset: UInt64(end.offset))
+            let tail = test.directory + "/audit/TAIL"
+            let fields: [(Int, UInt64)] = [(8, UInt64(AuditLog.segmentNumber(of: path) + 1)), (16, 0), (24, 0), (32, UInt64(older))]
+            for (offset, value) in fields { try overwrite(tail, at: offset, with: withUnsafeBytes(of: value) { Array($0) }) }
             try overwrite(tail, at: 48, with: end.mac)
         case .rollHeadBackAndCut:
             let below = try endOfEntry(UInt64(older) - 1, in: bytes)
