@@ -69,8 +69,8 @@ public final class AppendOnlyFile {
 @available(*, unavailable, message: "An AppendOnlyFile is used by one owner at a time")
 extension AppendOnlyFile: Sendable {}
 
-/// A regular file opened for reading parts of it (`pread`): the audit log reads the last entries of a
-/// segment, up to 64 MiB long, without reading the rest.
+/// A regular file opened for reading parts of it (`pread`): the audit log reads a few lines of a
+/// segment, up to 64 MiB long, at chosen places, without reading the rest.
 ///
 /// Thread safety: not thread-safe; the owner serialises calls.
 public final class PositionalReader {

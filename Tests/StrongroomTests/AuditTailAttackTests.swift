@@ -225,7 +225,9 @@ struct AuditTailAttackTests {
         let store = try Store.open(at: .directory(location), keyProvider: StaticKeyProvider(key: SecretKey(base64Encoded: key)!))
         let context = AccessContext(actor: "child", purpose: .admin)
         for _ in 0..<5 { _ = try store.read(SubjectID(rawValue: 1), fields: [.name], context: context) }
-        FileManager.default.createFile(atPath: location + "/ready", contents: nil)
+        guard FileManager.default.createFile(atPath: location + "/ready", contents: nil) else {
+            throw ChildFailure(description: "cannot write in \(location)")
+        }
         let deadline = Date().addingTimeInterval(30)
         while !FileManager.default.fileExists(atPath: location + "/go") {
             guard Date() < deadline else { throw ChildFailure(description: "no go within 30 s") }
@@ -262,7 +264,7 @@ struct AuditTailAttackTests {
         try await Task.sleep(for: .milliseconds(1_300))
         #expect(try headSequence(test) == 14)
         let lost = try perform(.rewindTailState, on: test, olderCopy: [], olderHead: olderHead)
-        FileManager.default.createFile(atPath: test.directory + "/go", contents: nil)
+        #expect(FileManager.default.createFile(atPath: test.directory + "/go", contents: nil))
         _ = await child
         let store = try test.reopen()
         defer { store.close() }
@@ -279,6 +281,61 @@ struct AuditTailAttackTests {
         try read(store)
         let after = try test.reopen().verifyAuditLog()
         #expect(after.problem == nil && after.acknowledgedGaps.map(\.gap) == [gap], "\(String(describing: after.problem))")
+    }
+
+    @Test("zeros over the last entries, found by the head save of the first append after an idle second (the line it wrote follows the zeros): refused with a gap, acknowledged, then the zeros are reported for ever")
+    func zeroedTailFoundAtOnce() async throws {
+        let test = try AuditTests().populated(.sqlite)
+        defer { test.cleanUp() }
+        let first = try open(test)
+        defer { first.close() }
+        for _ in 0..<3 { try read(first) }
+        first.auditTrail.flushHead()
+        let olderHead = try #require(try gaps.headRow(test))
+        for _ in 0..<3 { try read(first) }
+        first.auditTrail.flushHead()
+        try await Task.sleep(for: .milliseconds(1_100))
+        let lost = try perform(.zeroTheTail, on: test, olderCopy: [], olderHead: olderHead)
+        // Appended after the zeros; its head save finds entry 15 gone.
+        try read(first)
+        let second = try open(test)
+        defer { second.close() }
+        for store in [first, second, first] {
+            #expect { try read(store) } throws: { error in
+                guard case StoreError.auditGap(let gap) = error else { return false }
+                return gap == AuditGap(kind: .rewritten, expected: lost, found: lost + 1)
+            }
+        }
+        await gaps.readInChild(test, expectGap: true)
+        #expect(try second.acknowledgeAuditGap(reason: "incident: zeros", context: TestStore.admin).expected == lost)
+        for store in [first, second] { try read(store) }
+        await gaps.readInChild(test, expectGap: false)
+        guard case .badEntry(sequence: 13, _, _, _) = try test.reopen().verifyAuditLog().problem else {
+            Issue.record("expected the zeros to be reported at entry 13")
+            return
+        }
+    }
+
+    @Test("a malformed line inside the log is reported by verify, but does not make a writer that rebuilds its state take the end for rewritten")
+    func malformedLineInsideWhileRebuilding() throws {
+        let test = try AuditTests().populated(.sqlite)
+        defer { test.cleanUp() }
+        var lines = try gaps.entryLines(test)
+        lines[4] = Array(#"{"seq":5,"subject":"1", not an entry"#.utf8)
+        try Data(lines.flatMap { $0 + [UInt8(ascii: "\n")] }).write(to: URL(fileURLWithPath: test.directory + "/audit/00000001.jsonl"))
+        let store = try open(test)
+        defer { store.close() }
+        // Entry 10's head is saved at once, entry 11's left to the timer: the head lags the end.
+        for _ in 0..<2 { try read(store) }
+        #expect(try headSequence(test) == 10)
+        // A writer's death mid-append (its in-progress marker left set): the next append rebuilds and
+        // checks that entry 11 chains from the head's entry 10.
+        try overwrite(test.directory + "/audit/TAIL", at: 40, with: withUnsafeBytes(of: UInt64(1)) { Array($0) })
+        for _ in 0..<3 { try read(store) }
+        guard case .badEntry(sequence: 5, _, _, _) = try test.reopen().verifyAuditLog().problem else {
+            Issue.record("expected the malformed line to be reported")
+            return
+        }
     }
 
     @Test("the head check finds every entry of a log spanning segments, open (zeros after its end) or closed, and nothing once this process's last entry is not where it wrote it")

@@ -32,9 +32,8 @@ extension AuditLog {
             for path in segments.reversed() {
                 let file = try PositionalReader(path: path)
                 // A segment just started holds no whole line yet: the entry is in an older one.
-                guard let first = try line(startingFrom: 0, in: file) else { continue }
-                guard let entry = AuditLineFormat.split(first.bytes[...]) else { return nil }
-                if entry.sequence > sequence { continue }
+                guard let first = try entry(startingFrom: 0, in: file) else { continue }
+                if first.sequence > sequence { continue }
                 return try search(sequence, in: file)
             }
             return nil
@@ -44,21 +43,33 @@ extension AuditLog {
     }
 
     /// The MAC of entry `sequence` in `file`, found by halving the range of bytes its line may start in;
-    /// nil when no line there has that number, or a line met is not an entry.
+    /// nil when no line there has that number.
     private static func search(_ sequence: UInt64, in file: PositionalReader) throws(FileError) -> [UInt8]? {
-        // Every line starting in lower..<upper may be the one; none starting outside it is.
+        // Every entry starting in lower..<upper may be the one; none starting outside it is.
         var lower: Int64 = 0
         var upper = file.size
         while lower < upper {
             let middle = lower + (upper - lower) / 2
-            // The first whole line starting at or after `middle`: none before its start, after `middle`.
-            guard let line = try line(startingFrom: middle, in: file), line.start < upper else {
+            // The first entry starting at or after `middle`: none before its start, after `middle`.
+            guard let entry = try entry(startingFrom: middle, in: file), entry.start < upper else {
                 upper = middle
                 continue
             }
-            guard let entry = AuditLineFormat.split(line.bytes[...]) else { return nil }
             if entry.sequence == sequence { return entry.mac }
-            if entry.sequence < sequence { lower = line.end } else { upper = middle }
+            if entry.sequence < sequence { lower = entry.end } else { upper = middle }
+        }
+        return nil
+    }
+
+    /// The first entry of `file` whose line starts at or after `offset`: where its line starts and ends
+    /// (past its newline), its sequence number and MAC. Lines that are not entries are passed over, as
+    /// writers pass over them (`audit verify` reports them); nil when no whole line follows.
+    private static func entry(startingFrom offset: Int64, in file: PositionalReader) throws(FileError)
+        -> (start: Int64, end: Int64, sequence: UInt64, mac: [UInt8])? {
+        var offset = offset
+        while let line = try line(startingFrom: offset, in: file) {
+            if let entry = AuditLineFormat.split(line.bytes[...]) { return (line.start, line.end, entry.sequence, entry.mac) }
+            offset = line.end
         }
         return nil
     }
@@ -93,8 +104,8 @@ extension AuditLog {
         }
     }
 
-    /// The bytes (without its newline) of the line of `file` that ends at `end` (past its newline); nil
-    /// when no whole line ends there.
+    /// The bytes (without its newline) of the line of `file` that ends at `end` (past its newline), after
+    /// the newline or NUL byte before it (as `cutTail` reads a last line); nil when no line ends there.
     private static func lineEnding(at end: Int64, in file: PositionalReader) throws(FileError) -> [UInt8]? {
         let newline = UInt8(ascii: "\n")
         var length = lineReadLength
@@ -102,7 +113,9 @@ extension AuditLog {
             let from = max(0, end - Int64(length))
             let bytes = try file.read(from: from, count: Int(end - from))
             guard bytes.count == Int(end - from), bytes.last == newline else { return nil }
-            if let previous = bytes.dropLast().lastIndex(of: newline) { return Array(bytes[(previous + 1)..<(bytes.count - 1)]) }
+            if let previous = bytes.dropLast().lastIndex(where: { $0 == newline || $0 == 0 }) {
+                return Array(bytes[(previous + 1)..<(bytes.count - 1)])
+            }
             if from == 0 { return Array(bytes.dropLast()) }
             length *= 2
         }

@@ -105,8 +105,8 @@ final class AuditLog: AuditTrail {
         /// The lines of the append under way, built here: its capacity stays from one append to the
         /// next, so an append allocates no buffer. Holds only entry lines, which carry no personal data.
         var lines: [UInt8] = []
-        /// The last entry this process appended, and where its line ends: what the head check reads
-        /// the log's end from (`entryMAC(at:)`).
+        /// The last entry this process appended, and where its line ends: the head check requires the
+        /// segment files still to hold it there (`AuditLog.entryMAC(at:in:own:)`).
         var lastAppended: AppendedEntry?
     }
 
@@ -338,8 +338,8 @@ final class AuditLog: AuditTrail {
         headKeeper.flush()
     }
 
-    /// The MAC of entry `sequence` at the log's end, read back to it from this process's last entry
-    /// (`AuditLog.entryMAC(at:in:own:)`).
+    /// The MAC of entry `sequence` as the segment files hold it, while they hold this process's last
+    /// entry where it wrote it (`AuditLog.entryMAC(at:in:own:)`).
     private func entryMAC(at sequence: UInt64) throws -> [UInt8]? {
         try AuditLog.entryMAC(at: sequence, in: directory, own: state.withLock { $0.lastAppended })
     }
