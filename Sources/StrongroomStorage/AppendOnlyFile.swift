@@ -46,22 +46,16 @@ public final class AppendOnlyFile {
     /// Reads the whole regular file at `path`, to its end; anything else there (a symbolic link, a FIFO,
     /// a device, a folder) is refused at once (`FileProblem.wrongKind`), never read through or waited on.
     public static func readAll(path: String) throws(FileError) -> [UInt8] {
-        let (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
-        defer { close(descriptor) }
+        let file = try PositionalReader(path: path)
         // The size is a first guess (files of /proc say 0): read until a read finds the end, for which
-        // the buffer keeps a byte more.
-        var bytes = [UInt8](repeating: 0, count: Int(size) + 1)
-        var filled = 0
-        while true {
-            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(bytes.count, 4096))) }
-            let count = retryingOnInterrupt {
-                unsafe bytes.withUnsafeMutableBytes { raw in unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled) }
-            }
-            guard count >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
-            if count == 0 { break }
-            filled += count
+        // each read asks for a byte more.
+        var bytes = try file.read(from: 0, count: Int(file.size) + 1)
+        while bytes.count > file.size {
+            let wanted = max(bytes.count, 4096)
+            let more = try file.read(from: Int64(bytes.count), count: wanted)
+            bytes.append(contentsOf: more)
+            if more.count < wanted { break }
         }
-        bytes.removeSubrange(filled...)
         return bytes
     }
 }
