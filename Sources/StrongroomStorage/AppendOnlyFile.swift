@@ -46,25 +46,62 @@ public final class AppendOnlyFile {
     /// Reads the whole regular file at `path`, to its end; anything else there (a symbolic link, a FIFO,
     /// a device, a folder) is refused at once (`FileProblem.wrongKind`), never read through or waited on.
     public static func readAll(path: String) throws(FileError) -> [UInt8] {
-        let (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
-        defer { close(descriptor) }
+        let file = try PositionalReader(path: path)
         // The size is a first guess (files of /proc say 0): read until a read finds the end, for which
-        // the buffer keeps a byte more.
-        var bytes = [UInt8](repeating: 0, count: Int(size) + 1)
-        var filled = 0
-        while true {
-            if filled == bytes.count { bytes.append(contentsOf: repeatElement(0, count: max(bytes.count, 4096))) }
-            let count = retryingOnInterrupt {
-                unsafe bytes.withUnsafeMutableBytes { raw in unsafe read(descriptor, raw.baseAddress! + filled, raw.count - filled) }
-            }
-            guard count >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
-            if count == 0 { break }
-            filled += count
+        // each read asks for a byte more.
+        var bytes = try file.read(from: 0, count: Int(file.size) + 1)
+        while bytes.count > file.size {
+            let wanted = max(bytes.count, 4096)
+            let more = try file.read(from: Int64(bytes.count), count: wanted)
+            bytes.append(contentsOf: more)
+            if more.count < wanted { break }
         }
-        bytes.removeSubrange(filled...)
         return bytes
     }
 }
 
 @available(*, unavailable, message: "An AppendOnlyFile is used by one owner at a time")
 extension AppendOnlyFile: Sendable {}
+
+/// A regular file opened for reading parts of it (`pread`): the audit log reads a few lines of a
+/// segment, up to 64 MiB long, at chosen places, without reading the rest.
+///
+/// Thread safety: not thread-safe; the owner serialises calls.
+public final class PositionalReader {
+    /// The file descriptor, closed in `deinit`.
+    private let descriptor: Int32
+    /// The path it was opened on.
+    public let path: String
+    /// The file's size when it was opened.
+    public let size: Int64
+
+    /// Opens the regular file at `path` for reading; anything else there (a symbolic link, a FIFO, a
+    /// device, a folder) is refused at once (`FileProblem.wrongKind`), and a missing file is an error.
+    public init(path: String) throws(FileError) {
+        (descriptor, size) = try openRegularFile(path, flags: O_RDONLY, create: false)
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// The file's bytes from `offset`, `count` of them, or fewer where the file ends first.
+    public func read(from offset: Int64, count: Int) throws(FileError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = retryingOnInterrupt {
+                unsafe bytes.withUnsafeMutableBytes { raw in
+                    unsafe pread(descriptor, raw.baseAddress! + filled, raw.count - filled, off_t(offset) + off_t(filled))
+                }
+            }
+            guard read >= 0 else { throw FileError(path: path, operation: "read", code: errno) }
+            if read == 0 { break }
+            filled += read
+        }
+        bytes.removeSubrange(filled...)
+        return bytes
+    }
+}
+
+@available(*, unavailable, message: "A PositionalReader is used by one owner at a time")
+extension PositionalReader: Sendable {}

@@ -106,6 +106,10 @@ final class AuditHeadKeeper: Sendable {
     /// check reports the gap (`AuditEndCheck`). Heads are saved at most a second apart, so the appends a
     /// process makes after a cut it did not see are bounded by that second, the same window in which
     /// the last entries are not yet signed; they and the cut are reported by `audit verify`.
+    ///
+    /// A folder log's writers share their state, but it is a file that can be rewritten under them
+    /// (see `AuditLog.entryMAC(at:in:own:)`), so it makes the same check, and its reader also requires
+    /// the process's own last entry to be where it wrote it.
     func checkSavedHead(readingEntries entryMAC: @escaping @Sendable (UInt64) throws -> [UInt8]?) {
         entryReader.withLock { $0 = entryMAC }
     }

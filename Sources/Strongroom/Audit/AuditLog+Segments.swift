@@ -46,7 +46,9 @@ extension AuditLog {
             }
         }
         guard end > 0 else { return (0, nil) }
-        let start = (bytes[..<(end - 1)].lastIndex(of: UInt8(ascii: "\n")) ?? -1) + 1
+        // Zeros before the line are not part of it: entries zeroed in place under a running writer,
+        // which went on after them (`audit verify` reports them; the end check, the lost entries).
+        let start = (bytes[..<(end - 1)].lastIndex { $0 == UInt8(ascii: "\n") || $0 == 0 } ?? -1) + 1
         guard let entry = AuditLineFormat.split(bytes[start..<(end - 1)]) else {
             throw AuditLogError.unreadableTail(segment: path)
         }
@@ -68,8 +70,9 @@ extension AuditLog {
             if let entry = AuditLineFormat.split(first), entry.sequence <= sequence { break }
         }
         let all = newestFirst.reversed().joined()
-        // A line that does not split keeps its place (the caller's chain check then fails on it).
-        return Array(all.drop { AuditLineFormat.split($0).map { $0.sequence < sequence } ?? false })
+        // A line that does not split is left out with the entries before `sequence`; after the first
+        // entry from `sequence` on, it keeps its place (the caller's chain check then fails on it).
+        return Array(all.drop { AuditLineFormat.split($0).map { $0.sequence < sequence } ?? true })
     }
 
     /// The allocated length for `length` bytes of entries: the next whole step above it.

@@ -105,6 +105,17 @@ final class AuditLog: AuditTrail {
         /// The lines of the append under way, built here: its capacity stays from one append to the
         /// next, so an append allocates no buffer. Holds only entry lines, which carry no personal data.
         var lines: [UInt8] = []
+        /// The last entry this process appended, and where its line ends: the head check requires the
+        /// segment files still to hold it there (`AuditLog.entryMAC(at:in:own:)`).
+        var lastAppended: AppendedEntry?
+    }
+
+    /// An entry this process appended: its segment, where its line ends there, its sequence number and MAC.
+    struct AppendedEntry {
+        let segment: Int
+        let end: Int64
+        let sequence: UInt64
+        let mac: [UInt8]
     }
 
     /// Opens the log in `directory` (created if absent, mode 0700; an existing one must be a real
@@ -127,6 +138,10 @@ final class AuditLog: AuditTrail {
         self.headKeeper = AuditHeadKeeper(store: headStore)
         self.endCheck = AuditEndCheck(mac: mac, headStore: headStore)
         self.state = Mutex(WriterState(joinLock: joinLock))
+        // The shared writer state (`audit/TAIL`) and the segment this process maps can be rewritten or
+        // replaced under it by anyone who can write the folder: a head is saved only while the log's end
+        // still holds the saved head's entry and this process's own last one (see `checkSavedHead`).
+        headKeeper.checkSavedHead { [weak self] sequence in try self?.entryMAC(at: sequence) }
     }
 
     deinit {
@@ -267,6 +282,7 @@ final class AuditLog: AuditTrail {
         next.mac = previous
         shared.commit(next)
         shared.isInProgress = false
+        state.lastAppended = AppendedEntry(segment: state.segmentNumber, end: next.committed, sequence: sequence, mac: previous)
         appended.add(UInt64(output.count), ordering: .releasing)
         populateAhead(of: next, in: &state)
         return next
@@ -320,5 +336,11 @@ final class AuditLog: AuditTrail {
 
     func flushHead() {
         headKeeper.flush()
+    }
+
+    /// The MAC of entry `sequence` as the segment files hold it, while they hold this process's last
+    /// entry where it wrote it (`AuditLog.entryMAC(at:in:own:)`).
+    private func entryMAC(at sequence: UInt64) throws -> [UInt8]? {
+        try AuditLog.entryMAC(at: sequence, in: directory, own: state.withLock { $0.lastAppended })
     }
 }
