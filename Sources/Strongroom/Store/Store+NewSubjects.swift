@@ -78,8 +78,9 @@ extension Store {
     /// their keys made and wrapped (one fresh key each) and their fields sealed under them on other
     /// threads, while this one inserts their rows as they are sealed. Their keys are committed in the
     /// key database on another thread while this one inserts rows (`StoreBackend.insert`): all of them
-    /// when sealed ahead, else the blind-index rows. With `cachingKeys` false the fresh keys stay out of
-    /// the key cache (`Keyring.storeSubjectKeys`).
+    /// when sealed ahead, else the blind-index rows; a batch of `sealingChunk` subjects or more also has
+    /// the transaction's audit entries appended there, after the keys. With `cachingKeys` false the
+    /// fresh keys stay out of the key cache (`Keyring.storeSubjectKeys`).
     /// Returns each one's id and count of numbers that could not be indexed.
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                    now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
@@ -114,13 +115,17 @@ extension Store {
         // The keys commit on another thread while this one inserts rows (a few subjects, a create, are
         // not worth a thread), and before the commit: a row is still never committed without its key
         // (a rollback after the keys leaves orphan keys, as before). The key database's commit waits
-        // for its disk (`synchronous = FULL`): beside the rows, not after them.
+        // for its disk (`synchronous = FULL`): beside the rows, not after them. The subjects' audit
+        // entries follow their keys on that thread (`SubjectWriteTransaction.auditAlongside`): chained,
+        // MAC'd and appended while the rows go in, not after them (on PostgreSQL the audit table's
+        // insert is a round trip and server work of its own).
         let alongsideKeys = { (made: [SealedNewSubject], insert: () throws(StoreError) -> Void) throws(StoreError) in
+            for subject in made { write.record(subject.id, .create, fields: subject.fields) }
             if subjects.count < Store.sealingChunk {
                 try storeKeys(made)
                 try insert()
             } else {
-                try Store.alongside({ () throws(StoreError) in try storeKeys(made) }, insert)
+                try write.auditAlongside(after: { () throws(StoreError) in try storeKeys(made) }, insert)
             }
         }
         let made: [SealedNewSubject]
@@ -155,7 +160,6 @@ extension Store {
         }
         try injectFault("write.keys", subjects.count)
         try injectFault("write.sealed", subjects.count)
-        for subject in made { write.record(subject.id, .create, fields: subject.fields) }
         return made.map { ($0.id, $0.unindexed) }
     }
 
