@@ -85,13 +85,20 @@ extension Store {
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                    now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
-        let insertRows = { [backend] (sealed: [SealedNewSubject]) throws(StoreError) in
+        // `count` rows into `table`, made and sent `sealingChunk` at a time (`StoreBackend.inserting`):
+        // on PostgreSQL one COPY whose rows the server stores while this thread makes the next ones.
+        let insertStreamed = { [backend] (table: String, columns: [BulkColumn], count: Int, rows: (Range<Int>) -> [[SQLValue]]) throws(StoreError) in
+            guard count > 0 else { return }
             do throws(DatabaseError) {
-                try backend.insert(sealed.map { $0.row(now: now) }, into: "subjects", columns: Store.newSubjectColumns, conflict: "",
-                                   on: connection)
+                try backend.inserting(into: table, columns: columns, on: connection) { (insert) throws(DatabaseError) in
+                    for start in stride(from: 0, to: count, by: Store.sealingChunk) { try insert(rows(start..<min(start + Store.sealingChunk, count))) }
+                }
             } catch {
                 throw .database(error)
             }
+        }
+        let insertRows = { (sealed: [SealedNewSubject]) throws(StoreError) in
+            try insertStreamed("subjects", Store.newSubjectColumns, sealed.count) { sealed[$0].map { $0.row(now: now) } }
         }
         let keys = keyring.keys
         // The subjects sealed ahead, each of exactly the subject at its place, under the index versions that answer now.
@@ -102,14 +109,10 @@ extension Store {
         let storeKeys = { @Sendable [keyring] (made: [SealedNewSubject]) throws(StoreError) in
             try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
         }
-        let insertIndexRows = { [backend] (made: [SealedNewSubject]) throws(StoreError) in
-            do throws(DatabaseError) {
-                try backend.insert(Store.inIndexOrder(made.flatMap(\.phoneIndexRows)), into: "phone_index", columns: Store.blindIndexColumns,
-                                   conflict: "", on: connection)
-                try backend.insert(Store.inIndexOrder(made.flatMap(\.emailIndexRows)), into: "email_index", columns: Store.blindIndexColumns,
-                                   conflict: "", on: connection)
-            } catch {
-                throw .database(error)
+        let insertIndexRows = { (made: [SealedNewSubject]) throws(StoreError) in
+            for (table, rows) in [("phone_index", made.flatMap(\.phoneIndexRows)), ("email_index", made.flatMap(\.emailIndexRows))] {
+                let ordered = Store.inIndexOrder(rows)
+                try insertStreamed(table, Store.blindIndexColumns, ordered.count) { Array(ordered[$0]) }
             }
         }
         // The keys commit on another thread while this one inserts rows (a few subjects, a create, are
