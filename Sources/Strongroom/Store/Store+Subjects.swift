@@ -190,7 +190,7 @@ extension Store {
     }
 
     /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
-    /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
+    /// their keyed hashes in as few statements as the backend can (`KeyTables.tombstones(externalIDTags:)`), not one per id.
     /// Each id comes with its keyed hash where it was made ahead (`SealedNewSubject.externalIDTag`:
     /// the tombstone key, derived from the audit key, is never replaced), else it is made here.
     private func tombstones(ofExternalIDs externalIDs: [(id: String, tag: [UInt8]?)]) throws(StoreError) -> [String: ErasureReceipt] {
