@@ -66,7 +66,7 @@ struct ImportWorkload {
             let baselineSeconds = Double(DispatchTime.now().uptimeNanoseconds - baselineStart) / 1e9
             var options = ImportOptions()
             options.batchSize = batch
-            let (created, seconds, cpuSeconds) = try ImportWorkload.timeImport(bytes, into: store, options: options)
+            let (created, seconds, cpuSeconds, _) = try ImportWorkload.timeImport(bytes, into: store, options: options)
             let rate = Double(created) / seconds
             let swiftBaselineRate = Double(rows.count) / baselineSeconds
             let baselineRate = Double(rows.count) / cBaselineSeconds
@@ -82,14 +82,26 @@ struct ImportWorkload {
         }
     }
 
-    /// Imports `bytes` into `store` with `options`, then closes it: the rows created, the seconds the import took, and
+    /// Imports `bytes` into `store` with `options`, then closes it: the rows created, the seconds the import took,
     /// the process's CPU seconds over them (both threads; on a shared machine the wall time also holds
-    /// the time other processes had the cores).
-    static func timeImport(_ bytes: [UInt8], into store: Store,
-                           options: ImportOptions = ImportOptions()) throws -> (created: Int, seconds: Double, cpuSeconds: Double) {
+    /// the time other processes had the cores), and the mean µs per row of the batches in the first and
+    /// in the last tenth of the rows (a cost per row that grows with the store shows as the second above the first).
+    static func timeImport(_ bytes: [UInt8], into store: Store, options: ImportOptions = ImportOptions()) throws
+        -> (created: Int, seconds: Double, cpuSeconds: Double, firstAndLastTenth: (first: Double, last: Double)) {
         defer { store.close() }
         let start = DispatchTime.now().uptimeNanoseconds, cpuStart = clock()
-        let report = try CSVImporter(store: store, options: options).run(bytes, context: AccessContext(actor: "bench", purpose: .admin))
-        return (report.created, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC))
+        var progress: [(rows: Int, at: UInt64)] = [(0, start)]
+        let report = try CSVImporter(store: store, options: options).run(bytes, context: AccessContext(actor: "bench", purpose: .admin)) {
+            progress.append(($0, DispatchTime.now().uptimeNanoseconds))
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, cpuSeconds = Double(clock() - cpuStart) / Double(CLOCKS_PER_SEC)
+        // µs per row from the batch ending at `from` to the one ending at `to` (indexes into `progress`).
+        func microsecondsPerRow(_ from: Int, _ to: Int) -> Double {
+            Double(progress[to].at - progress[from].at) / 1e3 / Double(max(progress[to].rows - progress[from].rows, 1))
+        }
+        let total = progress.last?.rows ?? 0
+        let firstTenthEnd = progress.firstIndex { $0.rows * 10 >= total } ?? 0
+        let lastTenthStart = progress.lastIndex { $0.rows * 10 <= total * 9 } ?? 0
+        return (report.created, seconds, cpuSeconds, (microsecondsPerRow(0, firstTenthEnd), microsecondsPerRow(lastTenthStart, progress.count - 1)))
     }
 }

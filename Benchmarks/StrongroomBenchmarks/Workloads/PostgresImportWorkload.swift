@@ -30,7 +30,7 @@ struct PostgresImportWorkload {
             configuration.defaultRegion = "GB"
             let store = try Store.create(at: try backend.storeLocation(scratch: directory),
                                          keyProvider: StaticKeyProvider(key: try SecretKey.random()), configuration: configuration)
-            let (created, seconds, cpuSeconds) = try ImportWorkload.timeImport(bytes, into: store)
+            let (created, seconds, cpuSeconds, tenths) = try ImportWorkload.timeImport(bytes, into: store)
             let rate = Double(created) / seconds
             let baselineRate = Double(rows.count) / insertSeconds
             return BenchmarkResult(workload: "import", backend: backend.name, n: contacts, operations: created, opsPerS: rate,
@@ -41,7 +41,8 @@ struct PostgresImportWorkload {
                                        + "p50 columns show the mean µs per row; baseline: plain PostgreSQL on the same server, "
                                        + "a prepared multi-row INSERT per table and batch of \(Self.batch) "
                                        + String(format: "(COPY of the same batches: %.0f rows/s); client CPU %.1f µs per row",
-                                                Double(rows.count) / copySeconds, cpuSeconds * 1e6 / Double(max(created, 1))),
+                                                Double(rows.count) / copySeconds, cpuSeconds * 1e6 / Double(max(created, 1)))
+                                       + String(format: "; µs per row in the first and the last tenth of the rows: %.1f, %.1f", tenths.first, tenths.last),
                                    copyBaselineOpsPerS: Double(rows.count) / copySeconds)
         }
     }

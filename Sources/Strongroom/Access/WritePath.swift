@@ -73,6 +73,26 @@ final class SubjectWriteTransaction {
         return sequence
     }
 
+    /// Audits the entries recorded so far on another thread, after `background`, while this thread
+    /// runs `foreground`; returns once all three are done, throwing the foreground's failure first,
+    /// then the background's or the audit's (the transaction then rolls back, as when `auditNow`
+    /// fails). Still inside the transaction and before its commit, as every entry is: for a bulk
+    /// write whose entries are known before its rows are written (an import's batch), so that the
+    /// audit log's round trip and its entries' MACs overlap the rows' insert instead of following it.
+    /// Should the rows' insert then fail, the rolled-back rows' entries stay in the log, as they do
+    /// when a commit fails after the entries were audited: the log may name a write that did not
+    /// happen, never miss one that did.
+    func auditAlongside(after background: @Sendable () throws(StoreError) -> Void,
+                        _ foreground: () throws(StoreError) -> Void) throws(StoreError) {
+        let entries = events
+        auditedCount += entries.count
+        events.removeAll()
+        try Store.alongside({ [store] () throws(StoreError) in
+            try background()
+            _ = try store.audit(entries)
+        }, foreground)
+    }
+
     /// Whether `kind` may change `subject` now (read inside the transaction, so no restriction or consent
     /// change can come between the check and the write). A call record is processing for the context's
     /// purpose and is checked as the decrypt path checks a read (`Store.processingRefusal`); other writes

@@ -62,9 +62,10 @@ protocol StoreBackend: Sendable {
     /// Ends what `beginBulkWrites` began on `data`, doing the work a bulk write leaves (SQLite: a checkpoint).
     func endBulkWrites(on data: any Database) throws(DatabaseError)
 
-    /// Runs `query`, a SELECT whose condition ends with a text column left for this function to
-    /// compare, for the rows whose column holds one of `keys`, in as few statements as the backend can.
-    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+    /// Runs `query`, a SELECT whose condition ends with a column left for this function to compare,
+    /// for the rows whose column holds one of `keys` (each a value of `kind`), in as few statements as
+    /// the backend can.
+    func forEachRow(_ query: String, matchingAny keys: [SQLValue], of kind: BulkColumn.Kind, on connection: any Database,
                     _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError)
 
     /// Connects to the store's data database (`keys` false) or key database (`keys` true): of the store
@@ -106,6 +107,12 @@ extension StoreBackend {
         try body { (rows) throws(Failure) in
             do throws(DatabaseError) { try insert(rows, into: table, columns: columns, conflict: "", on: connection) } catch { throw Failure(error) }
         }
+    }
+
+    /// `forEachRow(_:matchingAny:of:on:_:)` for a text column.
+    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+                    _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
+        try forEachRow(query, matchingAny: keys.map { .text($0) }, of: .text, on: connection, body)
     }
 }
 

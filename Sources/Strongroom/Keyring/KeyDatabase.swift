@@ -112,13 +112,10 @@ final class KeyDatabase: Sendable {
     /// The tombstone of an erased external id (a receipt's lookup, a strict import's check): by its
     /// unique index on the keyed hash.
     static let tombstoneByExternalID = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag = ?"
-    /// External ids asked per statement by `KeyTables.tombstones(externalIDTags:)`: always this many,
-    /// so that one statement text, prepared once, serves every batch (a short chunk repeats a tag).
-    static let tombstoneProbeWidth = 50
-    /// The tombstones of up to `tombstoneProbeWidth` erased external ids, probed once per chunk of the
-    /// rows a write would create: through the same unique index as `tombstoneByExternalID`.
-    static let tombstonesByExternalIDs = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag IN ("
-        + Array(repeating: "?", count: tombstoneProbeWidth).joined(separator: ", ") + ")"
+    /// The tombstones of the erased external ids among those of the rows a write would create, their
+    /// keyed hashes compared by `StoreBackend.forEachRow(_:matchingAny:of:on:_:)` (SQLite: `IN` lists;
+    /// PostgreSQL: `= ANY` of one array): through the same unique index as `tombstoneByExternalID`.
+    static let tombstonesByExternalIDs = "SELECT \(tombstoneColumns) FROM tombstones WHERE external_id_tag"
     /// The tombstone of an erased subject, by store id: the primary key.
     static let tombstoneBySubject = "SELECT \(tombstoneColumns) FROM tombstones WHERE subject_id = ?"
     /// The rotation's committed position after a batch of a walk over subjects.

@@ -29,15 +29,13 @@ extension KeyTables {
         try connection.firstRow(KeyDatabase.tombstoneByExternalID, [.blob(tag)], KeyTables.receipt(from:))
     }
 
-    /// The receipts kept with the tombstones of the external ids whose keyed hashes are `tags`, in
-    /// statements of `KeyDatabase.tombstoneProbeWidth` tags each (a round trip per chunk, not per tag).
+    /// The receipts kept with the tombstones of the external ids whose keyed hashes are `tags`, in as
+    /// few statements as the backend can (`StoreBackend.forEachRow(_:matchingAny:of:on:_:)`: on
+    /// PostgreSQL one round trip for a batch, where chunks of 50 took ten for 500 rows).
     func tombstones(externalIDTags tags: [[UInt8]]) throws(DatabaseError) -> [ErasureReceipt] {
         var receipts: [ErasureReceipt] = []
-        let width = KeyDatabase.tombstoneProbeWidth
-        for start in stride(from: 0, to: tags.count, by: width) {
-            let chunk = tags[start..<min(start + width, tags.count)]
-            let padded = chunk + Array(repeating: chunk[chunk.endIndex - 1], count: width - chunk.count)
-            receipts += try connection.rows(KeyDatabase.tombstonesByExternalIDs, padded.map { .blob($0) }, KeyTables.receipt(from:))
+        try backend.forEachRow(KeyDatabase.tombstonesByExternalIDs, matchingAny: tags.map { .blob($0) }, of: .blob, on: connection) {
+            receipts.append(KeyTables.receipt(from: $0))
         }
         return receipts
     }

@@ -2,6 +2,7 @@ import Foundation
 import StrongroomCrypto
 import StrongroomPhone
 import StrongroomStorage
+import Synchronization
 
 /// A new lead or contact: clear metadata and the personal data to encrypt.
 public struct NewSubject: Sendable, Hashable {
@@ -91,20 +92,41 @@ extension Store {
                         skippingRefused: Bool = false, cachingNewKeys: Bool = true,
                         in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
         let connection = write.connection
-        // Another process may have started or finished a key rotation: write under the keys it
-        // left, read inside the transaction so an index rotation's last step cannot pass it by.
-        _ = try keyring.reloadIfChanged()
         let now = Store.milliseconds(Date())
-        var known: [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)]
-        do throws(DatabaseError) { known = try knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection) } catch {
-            throw .database(error)
-        }
         // A subject sealed ahead brings its external id's tag, hashed on another thread.
-        let erased = try tombstones(ofExternalIDs: subjects.indices.compactMap { (input) -> (String, [UInt8]?)? in
-            guard let externalID = subjects[input].metadata.externalID, known[externalID] == nil else { return nil }
-            let sealed = sealedAhead.indices.contains(input) ? sealedAhead[input] : nil
-            return (externalID, sealed?.subject.metadata.externalID == externalID ? sealed?.externalIDTag : nil)
-        })
+        let taggedAhead = subjects.indices.compactMap { (input) -> (id: String, tag: [UInt8]?)? in
+            guard let externalID = subjects[input].metadata.externalID, sealedAhead.indices.contains(input),
+                  let sealed = sealedAhead[input], sealed.subject.metadata.externalID == externalID, let tag = sealed.externalIDTag else { return nil }
+            return (externalID, tag)
+        }
+        // Another process may have started or finished a key rotation: write under the keys it
+        // left, read inside the transaction so an index rotation's last step cannot pass it by. On
+        // the key connection, beside the lookup of stored external ids on the data connection (for a
+        // batch sealed ahead: one round trip's wait, not three), with the tombstones of the ids sealed
+        // ahead (an import's rows expected new; any other id found not stored is probed after).
+        let erasedAhead = Mutex<[String: ErasureReceipt]>([:])
+        let reloadAndProbeAhead = { @Sendable [self] () throws(StoreError) in
+            _ = try keyring.reloadIfChanged()
+            let found = try tombstones(ofExternalIDs: taggedAhead)
+            erasedAhead.withLock { $0 = found }
+        }
+        var known: [String: (id: SubjectID, keyVersion: UInt32, metadata: SubjectMetadata)] = [:]
+        let lookUpKnown = { () throws(StoreError) in
+            do throws(DatabaseError) { known = try self.knownSubjects(withExternalIDs: subjects.compactMap(\.metadata.externalID), in: connection) } catch {
+                throw .database(error)
+            }
+        }
+        if taggedAhead.isEmpty {
+            try reloadAndProbeAhead()
+            try lookUpKnown()
+        } else {
+            try Store.alongside(reloadAndProbeAhead, lookUpKnown)
+        }
+        let probedAhead = Set(taggedAhead.map(\.id))
+        let erased = try erasedAhead.withLock { $0 }.merging(tombstones(ofExternalIDs: subjects.compactMap { (subject) -> (String, [UInt8]?)? in
+            guard let externalID = subject.metadata.externalID, known[externalID] == nil, !probedAhead.contains(externalID) else { return nil }
+            return (externalID, nil)
+        })) { ahead, _ in ahead }
         var results: [WriteResult] = []
         var creating: [(position: Int, input: Int, subject: NewSubject)] = []
         var creatingExternalIDs = Set<String>()
@@ -168,7 +190,7 @@ extension Store {
     }
 
     /// The tombstones of those of `externalIDs` whose subjects were erased, by external id: probed by
-    /// their keyed hashes in chunks (`KeyTables.tombstones(externalIDTags:)`), not a statement per id.
+    /// their keyed hashes in as few statements as the backend can (`KeyTables.tombstones(externalIDTags:)`), not one per id.
     /// Each id comes with its keyed hash where it was made ahead (`SealedNewSubject.externalIDTag`:
     /// the tombstone key, derived from the audit key, is never replaced), else it is made here.
     private func tombstones(ofExternalIDs externalIDs: [(id: String, tag: [UInt8]?)]) throws(StoreError) -> [String: ErasureReceipt] {

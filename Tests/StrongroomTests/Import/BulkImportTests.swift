@@ -101,6 +101,40 @@ struct BulkImportTests {
         try expectConsistent(test.location, key: test.key)
     }
 
+    @Test("a batch whose audit entries are refused while its rows go in beside them: none of it stays, the batches before it do; importing again completes",
+          arguments: TestBackend.all)
+    func auditRefusedBesideRows(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, region: "GB") {
+            $0.maxFieldBytes = 256
+            $0.additionalAuditHooks = [hook]
+        }
+        defer { test.cleanUp() }
+        // The file's second batch (201 new subjects and an update: appended beside its rows) is refused
+        // by the hook, after the audit log took its entries.
+        let error = try #require(throws: StoreError.self) {
+            try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin) { _ in hook.failWrites(true) }
+        }
+        guard case .auditHookFailed = error else {
+            Issue.record("not the hook's refusal: \(error)")
+            return
+        }
+        hook.failWrites(false)
+        #expect(try test.store.count() == 500)
+        #expect(try test.store.callerID(number: "020 7946 0499", context: TestStore.caller).map(\.externalID) == ["b499"])
+        #expect(try test.store.callerID(number: "020 7946 0600", context: TestStore.caller).isEmpty)
+        #expect(throws: StoreError.self) { try test.store.resolve("b600") }
+        try expectConsistent(test.location, key: test.key)
+        // Second act: the same file again, by this store and by another opening, completes.
+        let report = try CSVImporter(store: test.store).run(Array(Self.firstFile.utf8), context: TestStore.admin)
+        #expect(report.updated == 495 && report.created == 207)
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        #expect(try reopened.callerID(number: "020 7946 0600", context: TestStore.caller).map(\.externalID) == ["b600"])
+        #expect(try reopened.verifyAuditLog().isIntact)
+        try expectConsistent(test.location, key: test.key)
+    }
+
     @Test("a batch failing once sealed, while the next is read ahead: the batches before it stay, nothing of it or after it; a re-import completes and names the oversized row's line",
           arguments: TestBackend.all)
     func failedBatchWhileReadingAhead(backend: TestBackend) throws {

@@ -105,11 +105,13 @@ struct PostgresBackend: StoreBackend {
     /// Nothing was deferred (`beginBulkWrites`).
     func endBulkWrites(on data: any Database) throws(DatabaseError) {}
 
-    /// One statement: `= ANY` of the keys as one array parameter (in binary form).
-    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+    /// One statement: `= ANY` of the keys as one array parameter (in binary form), one round trip
+    /// whatever their number; its plan, generic after the first runs, probes the column's index once per key.
+    func forEachRow(_ query: String, matchingAny keys: [SQLValue], of kind: BulkColumn.Kind, on connection: any Database,
                     _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         guard !keys.isEmpty else { return }
-        try connection.forEachRow(query + " = ANY(?::text[])", [.blob(try PostgresConnection.binaryArray(keys.map { .text($0) }, of: .text))], body)
+        let element = PostgresBackend.arrayElement(kind)
+        try connection.forEachRow(query + " = ANY(?::\(element.typeName)[])", [.blob(try PostgresConnection.binaryArray(keys, of: element))], body)
     }
 
     /// The element type of an array of a bulk column's values.

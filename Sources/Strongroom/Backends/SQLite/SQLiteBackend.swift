@@ -95,9 +95,9 @@ struct SQLiteBackend: StoreBackend {
         try data.execute("PRAGMA wal_checkpoint(PASSIVE); PRAGMA cache_size = -2000")
     }
 
-    func forEachRow(_ query: String, matchingAny keys: [String], on connection: any Database,
+    func forEachRow(_ query: String, matchingAny keys: [SQLValue], of kind: BulkColumn.Kind, on connection: any Database,
                     _ body: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
-        try SQLiteBackend.multiRowStatements.forEachRow(query + " IN", in: keys.map { .text($0) }, on: connection, body)
+        try SQLiteBackend.multiRowStatements.forEachRow(query + " IN", in: keys, on: connection, body)
     }
 
     /// The paths of a folder store's files.
