@@ -15,6 +15,10 @@ public final class PostgresConnection: Database {
     let handle: OpaquePointer
     /// Prepared statement names, keyed by the engine's SQL text.
     private var prepared: [String: String] = [:]
+    /// The statement `preparedName` gave last, looked at before `prepared`: a service runs the same
+    /// statement again and again (a lookup's, whose text is a kilobyte), and the same string compares
+    /// equal at once, where the dictionary would hash all of it.
+    private var lastPrepared: (sql: String, name: String)?
     /// Rows changed by the last statement (`PQcmdTuples`).
     private var lastChanges = 0
     /// The key of the advisory lock that serialises write transactions (see `transaction`); a
@@ -217,31 +221,39 @@ public final class PostgresConnection: Database {
 
     /// The name of `sql`'s prepared statement, prepared first (with `?` rewritten to `$1…$n`) if it is not yet.
     func preparedName(_ sql: String) throws(DatabaseError) -> String {
-        if let known = prepared[sql] { return known }
+        if let lastPrepared, lastPrepared.sql == sql { return lastPrepared.name }
+        if let known = prepared[sql] {
+            lastPrepared = (sql, known)
+            return known
+        }
         let name = "s\(prepared.count + 1)"
         let result = PostgresResult(unsafe PQprepare(handle, name, PostgresConnection.numberedParameters(sql), 0, nil))
         try check(result, sql: sql)
         prepared[sql] = name
+        lastPrepared = (sql, name)
         return name
     }
 
-    /// Calls `body` with `values` as libpq takes a statement's parameters: their count, values, lengths and formats.
+    /// Calls `body` with `values` as libpq takes a statement's parameters: their count, values, lengths and
+    /// formats (`PQexecPrepared`'s `nParams`, `paramValues`, `paramLengths`, `paramFormats`), valid for the call.
     func withParameters<T>(_ values: [SQLValue], sql: String,
-                           _ body: (Int32, [UnsafePointer<CChar>?], [Int32], [Int32]) -> T) throws(DatabaseError) -> T {
+                           _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T)
+        throws(DatabaseError) -> T {
         // All parameters in one buffer: text as NUL-terminated UTF-8 (libpq reads text parameters up
-        // to their NUL), bytes as binary with a length, so they need no escaping.
-        var buffer: [UInt8] = [0]
-        var offsets: [Int] = []
-        var lengths: [Int32] = []
-        var formats: [Int32] = []
-        for value in values {
-            var format: Int32 = 0
+        // to their NUL), bytes as binary with a length, so they need no escaping. The lengths, then the
+        // formats, in one array: three allocations a statement, whatever its parameters.
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(values.reduce(1) { size, value in
+            if case .blob(let bytes) = value { return size + bytes.count }
+            return size + 24
+        })
+        let count = values.count
+        var lengthsAndFormats = [Int32](repeating: 0, count: 2 * count)
+        for (index, value) in values.enumerated() {
             let start = buffer.count
             switch value {
             case .null:
-                offsets.append(-1)
-                lengths.append(0)
-                formats.append(0)
+                lengthsAndFormats[index] = -1   // no value: a NULL pointer (libpq ignores its length)
                 continue
             case .integer(let integer):
                 buffer.append(contentsOf: String(integer).utf8)
@@ -254,19 +266,30 @@ public final class PostgresConnection: Database {
                 buffer.append(contentsOf: text.utf8)
             case .blob(let bytes):
                 buffer.append(contentsOf: bytes)
-                format = 1
+                lengthsAndFormats[count + index] = 1
             }
-            offsets.append(start)
-            lengths.append(Int32(buffer.count - start))
-            formats.append(format)
-            if format == 0 { buffer.append(0) }
+            lengthsAndFormats[index] = Int32(buffer.count - start)
+            if lengthsAndFormats[count + index] == 0 { buffer.append(0) }
         }
+        buffer.append(0)   // an address for an empty last value
         return unsafe buffer.withUnsafeBufferPointer { bytes in
-            let base = unsafe UnsafeRawPointer(bytes.baseAddress!)
-            let pointers: [UnsafePointer<CChar>?] = unsafe offsets.map {
-                $0 < 0 ? nil : unsafe (base + $0).assumingMemoryBound(to: CChar.self)
+            unsafe lengthsAndFormats.withUnsafeBufferPointer { lengthsAndFormats in
+                unsafe withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: max(count, 1)) { pointers in
+                    // Each value where the one before it ends (a text value's NUL after it).
+                    var offset = 0
+                    for index in 0..<count {
+                        let length = unsafe Int(lengthsAndFormats[index])
+                        guard length >= 0 else {
+                            unsafe pointers.initializeElement(at: index, to: nil)
+                            continue
+                        }
+                        unsafe pointers.initializeElement(at: index, to: UnsafeRawPointer(bytes.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
+                        offset += unsafe length + (lengthsAndFormats[count + index] == 0 ? 1 : 0)
+                    }
+                    return unsafe body(Int32(count), UnsafePointer(pointers.baseAddress), lengthsAndFormats.baseAddress,
+                                       lengthsAndFormats.baseAddress.map { unsafe $0 + count })
+                }
             }
-            return unsafe body(Int32(values.count), pointers, lengths, formats)
         }
     }
 
@@ -316,6 +339,7 @@ public final class PostgresConnection: Database {
             throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
         }
         prepared.removeAll()
+        lastPrepared = nil
         let result = PostgresResult(unsafe PQexec(handle, sessionSetup))
         try check(result, sql: nil)
         if let listeningChannel {
