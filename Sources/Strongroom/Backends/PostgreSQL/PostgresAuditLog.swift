@@ -102,7 +102,14 @@ final class PostgresAuditLog: AuditTrail {
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
         let sql = recordStatement(entries: events.count, with: read)
-        let appended = try appendChained(events, sql, arguments: { previous, values in read.arguments + values + [.integer(Int64(previous))] }) {
+        let appended = try appendChained(events, sql, arguments: { previous, values in
+            var arguments: [SQLValue] = []
+            arguments.reserveCapacity(read.arguments.count + values.count + 1)
+            arguments += read.arguments
+            arguments += values
+            arguments.append(.integer(Int64(previous)))
+            return arguments
+        }) {
             statementRows -> Attempt<[T]> in
             var rows: [T] = []
             var (appendedCount, predecessorFound) = (Int64(0), false)
@@ -265,10 +272,13 @@ final class PostgresAuditLog: AuditTrail {
         var output: [UInt8] = []
         let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
         var values: [SQLValue] = []
+        values.reserveCapacity(2 * events.count)
         var start = 0
         for sequence in (tail.sequence + 1)...last.sequence {
             let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
-            values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
+            values.append(.integer(Int64(sequence)))
+            // One entry (a lookup's): its line is the whole output, not copied.
+            values.append(.blob(start == 0 && end == output.count ? output : Array(output[start..<end])))
             start = end
         }
         return (last, values)
