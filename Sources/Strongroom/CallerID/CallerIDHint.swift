@@ -78,9 +78,14 @@ struct CallerIDHint: Sendable {
         return table[tag]
     }
 
-    /// Replaces the rows under `tag` with `entries`, just read.
+    /// Replaces the rows under `tag` with `entries`, just read. Rows the table already holds (a number
+    /// no one holds, its tag's rows unchanged) are not kept twice, so that while nothing changes a
+    /// lookup does not look in `replaced` at all.
     mutating func replace(under tag: Int64, with entries: [Entry]) {
-        replaced[tag] = entries
+        let unchanged = entries.elementsEqual(table[tag]) { left, right in
+            left.subject == right.subject && (0..<16).allSatisfy { left.check[$0] == right.check[$0] }
+        }
+        replaced[tag] = unchanged ? nil : entries
     }
 
     /// The rows of `entries` as the server lists them in `CallerIDHint.sameRowsCondition`: each subject id

@@ -76,9 +76,8 @@ final class PostgresResult {
     /// Calls `body` with the value's bytes where libpq keeps them (its text form for a text column).
     func withBytes<T>(row: Int32, column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
         let length = Int(unsafe PQgetlength(handle, row, column))
-        return unsafe PQgetvalue(handle, row, column).withMemoryRebound(to: UInt8.self, capacity: length) {
-            unsafe body(UnsafeBufferPointer(start: $0, count: length))
-        }
+        let start = unsafe UnsafeRawPointer(PQgetvalue(handle, row, column)).assumingMemoryBound(to: UInt8.self)
+        return unsafe body(UnsafeBufferPointer(start: start, count: length))
     }
 }
 
