@@ -177,6 +177,7 @@ extension Store {
         do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
         let known = try hintEntries(under: tags.truncated, indexVersion: index.version)
         var holders: [SubjectID] = []
+        holders.reserveCapacity(known.count)
         for entry in known where !holders.contains(entry.subject) {
             if index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) { holders.append(entry.subject) }
         }
@@ -205,6 +206,7 @@ extension Store {
             if read.appended { try audit(events, skippingTrail: true) }
         }
         var candidates: [CallerCandidate] = []
+        candidates.reserveCapacity(read.rows.count)
         for row in read.rows where row.holdsNumber && !candidates.contains(where: { $0.id == row.candidate.id }) {
             // Appended: the rows are those the hint held, so the holders are those the entries name.
             guard !read.appended || holders.contains(row.candidate.id) else { continue }

@@ -112,6 +112,7 @@ final class PostgresAuditLog: AuditTrail {
         }) {
             statementRows -> Attempt<[T]> in
             var rows: [T] = []
+            rows.reserveCapacity(statementRows.count)
             var (appendedCount, predecessorFound) = (Int64(0), false)
             for row in statementRows {
                 appendedCount = row.int64(read.columnCount)
