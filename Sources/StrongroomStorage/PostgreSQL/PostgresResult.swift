@@ -10,6 +10,8 @@ internal import CPostgreSQL
 /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-FORMAT-CODES>
 final class PostgresResult {
     private let handle: OpaquePointer?
+    /// Each column's format, read once by `rows(sql:)` (a row's reads then ask libpq for values only).
+    private var formats: [PostgresColumnFormat] = []
 
     init(_ handle: OpaquePointer?) {
         unsafe self.handle = handle
@@ -52,12 +54,19 @@ final class PostgresResult {
     /// never a value misread. `sql` names the statement in that error.
     func rows(sql: String?) throws(DatabaseError) -> LazyMapSequence<Range<Int32>, PostgresRow> {
         let columns = unsafe PQnfields(handle)
-        for column in 0..<columns where unsafe PQfformat(handle, column) == 1 {
+        formats.removeAll(keepingCapacity: true)
+        formats.reserveCapacity(Int(columns))
+        for column in 0..<columns {
             let oid = unsafe PQftype(handle, column)
-            guard PostgresColumnType(oid: oid) != nil else {
+            guard unsafe PQfformat(handle, column) == 1 else {
+                formats.append(.text(isBytes: oid == PostgresColumnType.byteaOID))
+                continue
+            }
+            guard let type = PostgresColumnType(oid: oid) else {
                 throw DatabaseError(code: .postgresql(sqlState: "42804"),
                                     message: "result column \(column + 1) has the type of OID \(oid), which Strongroom does not read", sql: sql)
             }
+            formats.append(.binary(type))
         }
         return (0..<rowCount).lazy.map { PostgresRow(result: self, row: $0) }
     }
@@ -66,11 +75,7 @@ final class PostgresResult {
 
     /// How the column's values are written: text, or binary of a type `rows(sql:)` checked.
     func format(column: Int32) -> PostgresColumnFormat {
-        guard unsafe PQfformat(handle, column) == 1 else { return .text(isBytes: unsafe PQftype(handle, column) == PostgresColumnType.byteaOID) }
-        guard let type = unsafe PostgresColumnType(oid: PQftype(handle, column)) else {
-            preconditionFailure("a binary column read without its type checked (PostgresResult.rows)")
-        }
-        return .binary(type)
+        formats[Int(column)]
     }
 
     /// Calls `body` with the value's bytes where libpq keeps them (its text form for a text column).
@@ -212,19 +217,26 @@ struct PostgresRow: Row {
         }
     }
 
-    /// The signed integer of 1 to 8 bytes in network order.
+    /// The signed integer of 1, 2, 4 or 8 bytes in network order (0 for another length).
     private static func signedBigEndian(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64 {
-        guard !bytes.isEmpty else { return 0 }
-        // Shifted up to the top of 64 bits and back down arithmetically: the sign extends.
-        let unused = UInt64(64 - 8 * min(bytes.count, 8))
-        return Int64(bitPattern: unsignedBigEndian(bytes) << unused) >> unused
+        let raw = unsafe UnsafeRawBufferPointer(bytes)
+        switch raw.count {
+        case 8: return unsafe Int64(bigEndian: raw.loadUnaligned(as: Int64.self))
+        case 4: return unsafe Int64(Int32(bigEndian: raw.loadUnaligned(as: Int32.self)))
+        case 2: return unsafe Int64(Int16(bigEndian: raw.loadUnaligned(as: Int16.self)))
+        case 1: return unsafe Int64(Int8(bitPattern: raw[0]))
+        default: return 0
+        }
     }
 
-    /// The unsigned integer of up to 8 bytes in network order.
+    /// The unsigned integer of 4 or 8 bytes in network order (0 for another length).
     private static func unsignedBigEndian(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        var value: UInt64 = 0
-        for byte in unsafe bytes.prefix(8) { value = value << 8 | UInt64(byte) }
-        return value
+        let raw = unsafe UnsafeRawBufferPointer(bytes)
+        switch raw.count {
+        case 8: return unsafe UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self))
+        case 4: return unsafe UInt64(UInt32(bigEndian: raw.loadUnaligned(as: UInt32.self)))
+        default: return 0
+        }
     }
 
     /// A decimal integer's text form read as far as it goes ("t", a boolean's text form, is 1).
