@@ -10,11 +10,18 @@ internal import CPostgreSQL
 /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/protocol-overview.html#PROTOCOL-FORMAT-CODES>
 final class PostgresResult {
     private let handle: OpaquePointer?
-    /// Each column's format, read once by `rows(sql:)` (a row's reads then ask libpq for values only).
-    private var formats: [PostgresColumnFormat] = []
+    /// Each column's format, read once (a row's reads then ask libpq for values only); nil for a binary
+    /// column of a type not read, which `rows(sql:)` refuses. A constant: a class's variable would be
+    /// checked for exclusive access on every read.
+    private let formats: [PostgresColumnFormat?]
 
     init(_ handle: OpaquePointer?) {
         unsafe self.handle = handle
+        formats = unsafe (0..<PQnfields(handle)).map { column in
+            let oid = unsafe PQftype(handle, column)
+            guard unsafe PQfformat(handle, column) == 1 else { return .text(isBytes: oid == PostgresColumnType.byteaOID) }
+            return PostgresColumnType(oid: oid).map { .binary($0) }
+        }
     }
 
     deinit {
@@ -53,20 +60,10 @@ final class PostgresResult {
     /// another type is a `DatabaseError` (SQLSTATE 42804, "datatype mismatch") before any row is read,
     /// never a value misread. `sql` names the statement in that error.
     func rows(sql: String?) throws(DatabaseError) -> LazyMapSequence<Range<Int32>, PostgresRow> {
-        let columns = unsafe PQnfields(handle)
-        formats.removeAll(keepingCapacity: true)
-        formats.reserveCapacity(Int(columns))
-        for column in 0..<columns {
-            let oid = unsafe PQftype(handle, column)
-            guard unsafe PQfformat(handle, column) == 1 else {
-                formats.append(.text(isBytes: oid == PostgresColumnType.byteaOID))
-                continue
-            }
-            guard let type = PostgresColumnType(oid: oid) else {
-                throw DatabaseError(code: .postgresql(sqlState: "42804"),
-                                    message: "result column \(column + 1) has the type of OID \(oid), which Strongroom does not read", sql: sql)
-            }
-            formats.append(.binary(type))
+        if let column = formats.firstIndex(of: nil) {
+            throw DatabaseError(code: .postgresql(sqlState: "42804"),
+                                message: "result column \(column + 1) has the type of OID \(unsafe PQftype(handle, Int32(column))), which Strongroom does not read",
+                                sql: sql)
         }
         return (0..<rowCount).lazy.map { PostgresRow(result: self, row: $0) }
     }
@@ -75,7 +72,8 @@ final class PostgresResult {
 
     /// How the column's values are written: text, or binary of a type `rows(sql:)` checked.
     func format(column: Int32) -> PostgresColumnFormat {
-        formats[Int(column)]
+        guard let format = formats[Int(column)] else { preconditionFailure("a column of a type not read, which rows(sql:) refuses") }
+        return format
     }
 
     /// Calls `body` with the value's bytes where libpq keeps them (its text form for a text column).
@@ -87,7 +85,7 @@ final class PostgresResult {
 }
 
 /// How a result column's values are written (`PostgresResult.format(column:)`).
-enum PostgresColumnFormat {
+enum PostgresColumnFormat: Equatable {
     /// Text (PostgreSQL's output functions); `isBytes` for `bytea`, written `\x` and hex digits.
     case text(isBytes: Bool)
     /// Binary (PostgreSQL's send functions), of this type.
