@@ -272,14 +272,14 @@ final class PostgresAuditLog: AuditTrail {
         -> (last: (sequence: UInt64, mac: [UInt8]), values: [SQLValue]) {
         var output: [UInt8] = []
         let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
+        // One entry (a lookup's): its line is the whole output, neither searched for its end nor copied.
+        guard events.count > 1 else { return (last, [.integer(Int64(last.sequence)), .blob(output)]) }
         var values: [SQLValue] = []
         values.reserveCapacity(2 * events.count)
         var start = 0
         for sequence in (tail.sequence + 1)...last.sequence {
             let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1
-            values.append(.integer(Int64(sequence)))
-            // One entry (a lookup's): its line is the whole output, not copied.
-            values.append(.blob(start == 0 && end == output.count ? output : Array(output[start..<end])))
+            values += [.integer(Int64(sequence)), .blob(Array(output[start..<end]))]
             start = end
         }
         return (last, values)
