@@ -510,7 +510,7 @@ struct PostgresBinaryResultTests {
         return (binary, text)
     }
 
-    @Test("every column type the engine reads (bigint, integer, smallint, boolean, double precision, text, bytea, and what count, max, EXISTS, bool_or, nextval, literals and int8send give) reads the same in binary as in text: Int64.min and max, NULLs, empty bytea and text, non-ASCII text")
+    @Test("every column type the engine reads (bigint, integer, smallint, boolean, double precision, text, bytea, and what count, max, EXISTS, bool_or, nextval, literals and int8send give; real and oid too) reads the same in binary as in text: Int64.min and max, NULLs, empty bytea and text, non-ASCII text")
     func everyEngineType() throws {
         guard let scratch = try Scratch() else { return }
         defer { scratch.drop() }
@@ -548,17 +548,18 @@ struct PostgresBinaryResultTests {
         // What the engine's statements compute: counts, max, EXISTS, bool_or, literals, CASE, int8send, nextval.
         let computed = try Self.bothFormats(connection, """
             SELECT count(*), max(i8), max(i4), EXISTS (SELECT 1 FROM v WHERE b), bool_or(b), 1, 'literal', CASE WHEN count(*) > 0 THEN 1 ELSE 0 END,
-                   coalesce(string_agg(int8send(id) || by, ''::bytea ORDER BY id), ''::bytea), nextval('counter'), min(f8)
+                   coalesce(string_agg(int8send(id) || by, ''::bytea ORDER BY id), ''::bytea), nextval('counter'), min(f8),
+                   (-1.5)::real, 'pg_class'::regclass::oid
             FROM v
-            """, columns: 11, kinds: [3: .boolean, 4: .boolean, 10: .real])
+            """, columns: 13, kinds: [3: .boolean, 4: .boolean, 10: .real, 11: .real])
         #expect(computed.binary.count == 1)
         // nextval moved on between the two reads; the rest agrees.
-        #expect(computed.binary[0].prefix(9) == computed.text[0].prefix(9) && computed.binary[0][10] == computed.text[0][10])
+        #expect(computed.binary[0].prefix(9) == computed.text[0].prefix(9) && computed.binary[0][10...] == computed.text[0][10...])
         let aggregate = try #require(computed.binary.first)
         #expect(aggregate[0].integer == 5 && aggregate[1].integer == Int64.max && aggregate[2].integer == Int64(Int32.max))
         #expect(aggregate[3].integer == 1 && aggregate[4].integer == 1 && aggregate[5].integer == 1 && aggregate[6].text == "literal" && aggregate[7].integer == 1)
         #expect(aggregate[9].integer == 9_007_199_254_740_993 && computed.text[0][9].integer == 9_007_199_254_740_994)
-        #expect(aggregate[10].real == -0.5)
+        #expect(aggregate[10].real == -0.5 && aggregate[11].real == -1.5 && aggregate[11].text == "-1.5" && aggregate[12].integer == 1259)
         var expectedAggregate: [UInt8] = []
         for row in rows {
             guard case .integer(let id) = row[0], case .blob(let bytes) = row[7] else { continue }
