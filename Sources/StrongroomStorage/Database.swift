@@ -110,6 +110,9 @@ extension Database {
     public func firstRow<T>(_ sql: String, _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T? { try firstRow(sql, [], map) }
 
     /// Runs a query and maps every row.
+    /// (Inlinable, so that the engine's calls are specialised for their row type: generic, each paid
+    /// for runtime type lookups and an unspecialised array append on every query.)
+    @inlinable
     public func rows<T>(_ sql: String, _ values: [SQLValue] = [], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> [T] {
         var result: [T] = []
         try forEachRow(sql, values) { (row) throws(DatabaseError) in result.append(try map(row)) }

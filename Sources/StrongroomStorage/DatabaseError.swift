@@ -9,7 +9,8 @@ public struct DatabaseError: Error, Equatable, Sendable, CustomStringConvertible
         /// Related SQLite documentation: <https://www.sqlite.org/rescode.html>
         case sqlite(extendedCode: Int32)
         /// PostgreSQL's five-character SQLSTATE ("23505" for a unique violation); "08000" when the
-        /// connection itself failed, "22000" when Strongroom refused a value before sending it.
+        /// connection itself failed, "22000" when Strongroom refused a value before sending it, "42804"
+        /// when a result column has a type Strongroom does not read in binary (`PostgresColumnType`).
         /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/errcodes-appendix.html>
         case postgresql(sqlState: String)
     }

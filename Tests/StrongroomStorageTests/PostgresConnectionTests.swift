@@ -182,8 +182,7 @@ struct PostgresConnectionTests {
         try connection.execute("CREATE TABLE v (id BIGINT PRIMARY KEY, i BIGINT, r DOUBLE PRECISION, t TEXT, b BYTEA)")
         let insert = "INSERT INTO v (id, i, r, t, b) VALUES (?, ?, ?, ?, ?)"
         let select = "SELECT i, r, t, b FROM v WHERE id = ?"
-        // Int64.min is left out: reading it back traps (PostgresRow.int64 negates the overflowed magnitude; reported).
-        let integers: [Int64] = [0, 1, -1, 42, Int64.max, Int64.min + 1, -1_790_000_000_000, 1_790_000_000_000]
+        let integers: [Int64] = [0, 1, -1, 42, Int64.max, Int64.min, Int64.min + 1, -1_790_000_000_000, 1_790_000_000_000]
         let reals: [Double] = [0, -0.5, 0.1, Double.pi, 1e308, -2.5e-300, Double.leastNonzeroMagnitude, 123_456_789.125]
         let texts = ["", "plain", "Zoë Ångström", "漢字かな", "😀👩‍👩‍👧", "e\u{0301}", "quote ' and \" and \\ and ?", String(repeating: "x", count: 100_000)]
         var random = SystemRandomNumberGenerator()
@@ -475,6 +474,122 @@ struct PostgresConnectionTests {
         try connection.forEachRowAndCommit("INSERT INTO t (x) VALUES (?)", [.integer(3)]) { _ in }
         try observer.transaction { () throws(DatabaseError) in try observer.run("INSERT INTO t (x) VALUES (4)") }
         #expect(try observer.rows("SELECT x FROM t ORDER BY x") { $0.int64(0) } == [1, 2, 3, 4])
+    }
+}
+
+@Suite("PostgreSQL results in binary format, read as the text format reads them", .enabled(if: !PostgresTestServer.isOff, "STRONGROOM_TEST_POSTGRES=off"))
+struct PostgresBinaryResultTests {
+    /// What every accessor of a row gives for one column (`withBlob` copied out), but `int64` of a
+    /// double (the text form is read only as far as its digits go) and `double` of a boolean ("t" is no
+    /// number), which no statement of the engine reads and the two formats answer differently.
+    struct Reading: Equatable {
+        let isNull: Bool, integer: Int64?, real: Double?, text: String?, blob: [UInt8]?, inPlace: [UInt8]
+
+        init(_ row: any Row, _ index: Int, kind: Kind) {
+            isNull = row.isNull(index)
+            integer = kind == .real ? nil : row.int64(index)
+            real = kind == .boolean ? nil : row.double(index)
+            text = row.text(index)
+            blob = row.blob(index)
+            inPlace = row.withBlob(index) { bytes in (0..<bytes.count).map { bytes[$0] } }
+        }
+
+        enum Kind { case boolean, real, other }
+    }
+
+    /// Each row of `sql` as `Reading`s (`kinds` by column, `.other` when absent): in binary format (a
+    /// prepared statement) and in text format (the simple query protocol, which a locked turn's read
+    /// uses), the turn rolled back.
+    static func bothFormats(_ connection: PostgresConnection, _ sql: String, columns: Int, kinds: [Int: Reading.Kind])
+        throws -> (binary: [[Reading]], text: [[Reading]]) {
+        func read(_ row: any Row) -> [Reading] { (0..<columns).map { Reading(row, $0, kind: kinds[$0] ?? .other) } }
+        let binary = try connection.rows(sql) { read($0) }
+        var text: [[Reading]] = []
+        try connection.beginLocked(reading: sql) { text.append(read($0)) }
+        connection.rollBack()
+        return (binary, text)
+    }
+
+    @Test("every column type the engine reads (bigint, integer, smallint, boolean, double precision, text, bytea, and what count, max, EXISTS, bool_or, nextval, literals and int8send give; real and oid too) reads the same in binary as in text: Int64.min and max, NULLs, empty bytea and text, non-ASCII text")
+    func everyEngineType() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("""
+            CREATE TABLE v (id BIGINT PRIMARY KEY, i8 BIGINT, i4 INTEGER, i2 SMALLINT, b BOOLEAN, f8 DOUBLE PRECISION, t TEXT, by BYTEA);
+            CREATE SEQUENCE counter START 9007199254740993
+            """)
+        let rows: [[SQLValue]] = [
+            [.integer(1), .integer(Int64.min), .integer(Int64(Int32.min)), .integer(Int64(Int16.min)), .integer(1), .real(-2.5e-300),
+             .text("Zoë Ångström 漢字 😀 e\u{0301}"), .blob(Array(0...255))],
+            [.integer(2), .integer(Int64.max), .integer(Int64(Int32.max)), .integer(Int64(Int16.max)), .integer(0), .real(1e308), .text(""), .blob([])],
+            [.integer(3), .null, .null, .null, .null, .null, .null, .null],
+            [.integer(4), .integer(-1), .integer(-1), .integer(-1), .integer(1), .real(0.1), .text("-42 and digits"), .blob(Array("123".utf8))],
+            [.integer(5), .integer(0), .integer(0), .integer(0), .integer(0), .real(-0.5), .text("\\x00"), .blob(Array("\\x00".utf8))],
+        ]
+        for row in rows {
+            try connection.run("INSERT INTO v VALUES (?, ?, ?, ?, ?::integer::boolean, ?, ?, ?)", row)
+        }
+        let columns = try Self.bothFormats(connection, "SELECT i8, i4, i2, b, f8, t, by FROM v ORDER BY id", columns: 7,
+                                            kinds: [3: .boolean, 4: .real])
+        #expect(columns.binary.count == rows.count)
+        #expect(columns.binary == columns.text)
+        // Exact values, not only agreement: the extremes, NULL, an empty bytea that is not NULL, every byte value.
+        let first = try #require(columns.binary.first), second = columns.binary[1], nulls = columns.binary[2]
+        #expect(first[0].integer == Int64.min && second[0].integer == Int64.max && first[0].text == String(Int64.min))
+        #expect(first[1].integer == Int64(Int32.min) && second[2].integer == Int64(Int16.max))
+        #expect(first[3].integer == 1 && first[3].text == "t" && second[3].integer == 0 && second[3].text == "f")
+        #expect(first[4].text == "-2.5e-300" && second[4].text == "1e+308")
+        #expect(first[4].real == -2.5e-300 && second[4].real == 1e308)
+        #expect(first[5].text == "Zoë Ångström 漢字 😀 e\u{0301}" && second[5].text == "" && second[5].blob == [])
+        #expect(first[6].blob == Array(0...255) && first[6].inPlace == Array(0...255))
+        #expect(second[6].blob == [] && !second[6].isNull && second[6].text == "\\x")
+        #expect(nulls.allSatisfy { $0.isNull && ($0.integer ?? 0) == 0 && $0.text == nil && $0.blob == nil && $0.inPlace == [] })
+        // What the engine's statements compute: counts, max, EXISTS, bool_or, literals, CASE, int8send, nextval.
+        let computed = try Self.bothFormats(connection, """
+            SELECT count(*), max(i8), max(i4), EXISTS (SELECT 1 FROM v WHERE b), bool_or(b), 1, 'literal', CASE WHEN count(*) > 0 THEN 1 ELSE 0 END,
+                   coalesce(string_agg(int8send(id) || by, ''::bytea ORDER BY id), ''::bytea), nextval('counter'), min(f8),
+                   (-1.5)::real, 'pg_class'::regclass::oid
+            FROM v
+            """, columns: 13, kinds: [3: .boolean, 4: .boolean, 10: .real, 11: .real])
+        #expect(computed.binary.count == 1)
+        // nextval moved on between the two reads; the rest agrees.
+        #expect(computed.binary[0].prefix(9) == computed.text[0].prefix(9) && computed.binary[0][10...] == computed.text[0][10...])
+        let aggregate = try #require(computed.binary.first)
+        #expect(aggregate[0].integer == 5 && aggregate[1].integer == Int64.max && aggregate[2].integer == Int64(Int32.max))
+        #expect(aggregate[3].integer == 1 && aggregate[4].integer == 1 && aggregate[5].integer == 1 && aggregate[6].text == "literal" && aggregate[7].integer == 1)
+        #expect(aggregate[9].integer == 9_007_199_254_740_993 && computed.text[0][9].integer == 9_007_199_254_740_994)
+        #expect(aggregate[10].real == -0.5 && aggregate[11].real == -1.5 && aggregate[11].text == "-1.5" && aggregate[12].integer == 1259)
+        var expectedAggregate: [UInt8] = []
+        for row in rows {
+            guard case .integer(let id) = row[0], case .blob(let bytes) = row[7] else { continue }
+            expectedAggregate += withUnsafeBytes(of: id.bigEndian) { Array($0) } + bytes
+        }
+        #expect(aggregate[8].blob == expectedAggregate && aggregate[8].inPlace == expectedAggregate)
+    }
+
+    @Test("a result column of a type the binary reader does not know (numeric, timestamp, uuid) is a typed error naming no value, before any row is read; the connection goes on")
+    func unknownTypeRefused() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        for sql in ["SELECT 12.5::numeric", "SELECT 1, now()", "SELECT gen_random_uuid()", "SELECT ?::bigint::numeric"] {
+            var rowsRead = 0
+            let error = thrown {
+                try connection.forEachRow(sql, sql.contains("?") ? [.integer(424_242)] : []) { _ in rowsRead += 1 }
+            }
+            let refusal = try #require(error as? DatabaseError, "\(sql)")
+            #expect(refusal.sqlState == "42804" && refusal.sql == sql && rowsRead == 0)
+            #expect(!refusal.description.contains("12.5") && !refusal.description.contains("424242"))
+            #expect(throws: DatabaseError.self) { try connection.firstRow(sql, sql.contains("?") ? [.integer(1)] : []) { $0.int64(0) } }
+        }
+        // A statement whose rows nobody reads runs; the text format (a turn's read) still reads such a column.
+        try connection.run("SELECT now()")
+        try connection.beginLocked(reading: "SELECT 12.5::numeric") { #expect($0.text(0) == "12.5") }
+        connection.rollBack()
+        // Second act: the same connection reads rows in binary again.
+        #expect(try connection.scalarInteger("SELECT ?::bigint", [.integer(Int64.min)]) == Int64.min)
+        #expect(try connection.scalarText("SELECT 'Zoë'") == "Zoë")
     }
 }
 

@@ -16,13 +16,13 @@ import Synchronization
 /// tag's pairs are replaced by the rows just read, and the lookup takes the full path. A stale hint can
 /// cost a second round trip, never a wrong person or an unaudited name.
 ///
-/// Memory: one dictionary slot and one array per tag and 24 bytes per number (the subject id and the
-/// 16-byte check, inline): 56 MB per million numbers, measured on the heap around the hint's read
-/// (`strongroom-bench callerid --backend postgres`: +2.3 MB for 40,000 numbers at 2.4 per tag, the tag
-/// lengths `BlindIndexPlan` chooses; the resident size grew as much). It is read in one query on the
+/// Memory: a `CallerIDHintTable` (24 bytes per number, the subject id and the 16-byte check inline, and
+/// 16 bytes a slot, two slots or more per tag), plus the tags replaced since (`strongroom-bench callerid
+/// --backend postgres` prints the heap's growth around the hint's read). It is read in one query on the
 /// first lookup, and read again when the index version changes; between, each tag's pairs follow the
 /// rows as lookups find them changed (`CallerIDHintTests.staleHintAfterChange`: the next lookup in one
-/// instance sees a number another instance moved).
+/// instance sees a number another instance moved). A lookup reads one slot and one group of the table
+/// where a dictionary of arrays read four or five places, each a cache miss in a large hint.
 struct CallerIDHint: Sendable {
     /// One index row: whose, and its check (`PhoneBlindIndex.check`).
     struct Entry: Sendable {
@@ -45,15 +45,27 @@ struct CallerIDHint: Sendable {
 
     /// The index version whose rows these are.
     let indexVersion: UInt32
-    /// The rows, by truncated tag; a tag absent here had no rows when read.
-    private var entriesByTag: [Int64: [Entry]] = [:]
+    /// Every row of the version as read; a tag absent there had no rows when read.
+    private let table: CallerIDHintTable
+    /// The rows of the tags replaced since, by truncated tag (an empty array for a tag with none now):
+    /// they stand for the table's.
+    private var replaced: [Int64: [Entry]] = [:]
 
     /// Reads every row of the index version `indexVersion` from `data` (the store's data connection).
     init(indexVersion: UInt32, from data: any Database) throws(DatabaseError) {
         self.indexVersion = indexVersion
-        try data.forEachRow(CallerIDHint.readAll, [.int(Int(indexVersion))]) { row in
-            entriesByTag[row.int64(1), default: []].append(Entry(row, checkColumn: 2))
+        table = try CallerIDHint.readTable(indexVersion: indexVersion, from: data)
+    }
+
+    /// Every row of the index version `indexVersion` in `data`, in one query.
+    static func readTable(indexVersion: UInt32, from data: any Database) throws(DatabaseError) -> CallerIDHintTable {
+        var tags: [Int64] = []
+        var entries: [Entry] = []
+        try data.forEachRow(readAll, [.int(Int(indexVersion))]) { row in
+            tags.append(row.int64(1))
+            entries.append(Entry(row, checkColumn: 2))
         }
+        return CallerIDHintTable(tags: tags, entries: entries)
     }
 
     /// The statement reading the whole hint: once per process and index version, a walk of the version's
@@ -61,18 +73,24 @@ struct CallerIDHint: Sendable {
     static let readAll = "SELECT subject_id, tag, check_mac FROM phone_index WHERE key_version = ?"
 
     /// The rows under `tag`, as last read.
-    func entries(under tag: Int64) -> [Entry] {
-        entriesByTag[tag] ?? []
+    func entries(under tag: Int64) -> ArraySlice<Entry> {
+        if !replaced.isEmpty, let entries = replaced[tag] { return entries[...] }
+        return table[tag]
     }
 
-    /// Replaces the rows under `tag` with `entries`, just read.
+    /// Replaces the rows under `tag` with `entries`, just read. Rows the table already holds (a number
+    /// no one holds, its tag's rows unchanged) are not kept twice, so that while nothing changes a
+    /// lookup does not look in `replaced` at all.
     mutating func replace(under tag: Int64, with entries: [Entry]) {
-        entriesByTag[tag] = entries.isEmpty ? nil : entries
+        let unchanged = entries.elementsEqual(table[tag]) { left, right in
+            left.subject == right.subject && (0..<16).allSatisfy { left.check[$0] == right.check[$0] }
+        }
+        replaced[tag] = unchanged ? nil : entries
     }
 
     /// The rows of `entries` as the server lists them in `CallerIDHint.sameRowsCondition`: each subject id
     /// (8 bytes, big-endian, as `int8send` writes it) and check, ordered by subject id then check, end to end.
-    static func fingerprint(_ entries: [Entry]) -> [UInt8] {
+    static func fingerprint(_ entries: ArraySlice<Entry>) -> [UInt8] {
         let sorted = entries.sorted { left, right in
             if left.subject.rawValue != right.subject.rawValue { return left.subject.rawValue < right.subject.rawValue }
             for index in 0..<16 where left.check[index] != right.check[index] { return left.check[index] < right.check[index] }
@@ -159,6 +177,7 @@ extension Store {
         do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
         let known = try hintEntries(under: tags.truncated, indexVersion: index.version)
         var holders: [SubjectID] = []
+        holders.reserveCapacity(known.count)
         for entry in known where !holders.contains(entry.subject) {
             if index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) { holders.append(entry.subject) }
         }
@@ -177,7 +196,7 @@ extension Store {
         } else {
             let now = Date()
             let events = holders.map { AuditEvent(.decrypt, context, subject: $0, fields: Store.nameOnly, time: now) }
-            let audited = CallerIDHint.auditedRead(arguments + [.blob(CallerIDHint.fingerprint(known))])
+            let audited = CallerIDHint.auditedRead([arguments[0], arguments[1], .blob(CallerIDHint.fingerprint(known))])
             let recorded = try reportingAuditFailure(of: auditTrail) {
                 try auditTrail.record(events, with: audited) { CheckedCandidate($0, index: index, fullTag: tags.full) }
             }
@@ -187,6 +206,7 @@ extension Store {
             if read.appended { try audit(events, skippingTrail: true) }
         }
         var candidates: [CallerCandidate] = []
+        candidates.reserveCapacity(read.rows.count)
         for row in read.rows where row.holdsNumber && !candidates.contains(where: { $0.id == row.candidate.id }) {
             // Appended: the rows are those the hint held, so the holders are those the entries name.
             guard !read.appended || holders.contains(row.candidate.id) else { continue }
@@ -203,7 +223,7 @@ extension Store {
 
     /// The hint's rows under `tag` for the index version `indexVersion`, read first if the hint is of
     /// another version or was not read yet.
-    private func hintEntries(under tag: Int64, indexVersion: UInt32) throws(StoreError) -> [CallerIDHint.Entry] {
+    private func hintEntries(under tag: Int64, indexVersion: UInt32) throws(StoreError) -> ArraySlice<CallerIDHint.Entry> {
         if let entries = callerIDHint.withLock({ $0?.indexVersion == indexVersion ? $0?.entries(under: tag) : nil }) { return entries }
         let loaded = try withData { (connection) throws(DatabaseError) in try CallerIDHint(indexVersion: indexVersion, from: connection) }
         callerIDHint.withLock { $0 = loaded }

@@ -16,7 +16,7 @@ extension PostgresConnection {
         inTransaction = true
         do {
             try check(result, sql: read)
-            for index in 0..<result.rowCount { try row(PostgresRow(result: result, row: index)) }
+            for each in try result.rows(sql: read) { try row(each) }
         } catch {
             rollBack()
             throw error
@@ -34,7 +34,7 @@ extension PostgresConnection {
             results = try withParameters(values, sql: sql) { count, pointers, lengths, formats in
                 guard unsafe PQenterPipelineMode(handle) == 1 else { return [] }
                 defer { _ = unsafe PQexitPipelineMode(handle) }
-                guard unsafe PQsendQueryPrepared(handle, name, count, pointers, lengths, formats, 0) == 1,
+                guard unsafe PQsendQueryPrepared(handle, name, count, pointers, lengths, formats, PostgresConnection.binaryResults) == 1,
                       unsafe PQsendQueryParams(handle, "COMMIT", 0, nil, nil, nil, nil, 0) == 1,
                       unsafe PQpipelineSync(handle) == 1 else { return [] }
                 // Each statement's result, then nil; then the sync's. More nils than statements: the connection failed.
@@ -66,7 +66,7 @@ extension PostgresConnection {
         guard results[1].commandStatus == "COMMIT" else {
             throw DatabaseError(code: .postgresql(sqlState: "40000"), message: "the transaction was rolled back by the server", sql: "COMMIT")
         }
-        for index in 0..<results[0].rowCount { try row(PostgresRow(result: results[0], row: index)) }
+        for each in try results[0].rows(sql: sql) { try row(each) }
     }
 
     /// Ends the transaction `beginLocked` began without its changes.

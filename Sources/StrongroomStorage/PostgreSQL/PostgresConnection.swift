@@ -5,7 +5,8 @@ internal import CPostgreSQL
 ///
 /// A store's tables live in one schema, named by Strongroom's own `schema=` URL parameter (taken out
 /// before the rest goes to libpq) and set as the connection's `search_path`, so the engine's SQL is the
-/// same on both backends. Parameters go as text, bytes as binary; results come back as text.
+/// same on both backends. Parameters go as text, bytes as binary; a prepared statement's results come
+/// back in binary format, what the simple query protocol runs as text (`PostgresResult`).
 ///
 /// Thread safety: not thread-safe. A connection is confined to one thread at a time; the engine
 /// keeps each one behind a lock.
@@ -14,6 +15,10 @@ public final class PostgresConnection: Database {
     let handle: OpaquePointer
     /// Prepared statement names, keyed by the engine's SQL text.
     private var prepared: [String: String] = [:]
+    /// The statement `preparedName` gave last, looked at before `prepared`: a service runs the same
+    /// statement again and again (a lookup's, whose text is a kilobyte), and the same string compares
+    /// equal at once, where the dictionary would hash all of it.
+    private var lastPrepared: (sql: String, name: String)?
     /// Rows changed by the last statement (`PQcmdTuples`).
     private var lastChanges = 0
     /// The key of the advisory lock that serialises write transactions (see `transaction`); a
@@ -30,6 +35,9 @@ public final class PostgresConnection: Database {
     private var listeningChannel: String?
     /// Set when the connection was re-established while listening: notifications sent meanwhile are lost.
     private var notificationsMayBeLost = false
+
+    /// `resultFormat` 1 of `PQexecPrepared` and `PQsendQueryPrepared`: every column in binary format.
+    static let binaryResults: Int32 = 1
 
     /// The schema a URL without `schema=` uses.
     public static let defaultSchema = "strongroom"
@@ -146,14 +154,12 @@ public final class PostgresConnection: Database {
     }
 
     public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
-        let result = try query(sql, values)
-        for index in 0..<result.rowCount { try row(PostgresRow(result: result, row: index)) }
+        for each in try query(sql, values).rows(sql: sql) { try row(each) }
     }
 
     public func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T? {
-        let result = try query(sql, values)
-        guard result.rowCount > 0 else { return nil }
-        return try map(PostgresRow(result: result, row: 0))
+        guard let first = try query(sql, values).rows(sql: sql).first else { return nil }
+        return try map(first)
     }
 
     /// Runs `body` in a transaction that first takes this connection's advisory write lock, so write
@@ -201,12 +207,13 @@ public final class PostgresConnection: Database {
     /// means for erasure. Always true: no reader of this connection's making holds anything back.
     public func discardDeletedContent(waitingUpTo milliseconds: Int32?) -> Bool { true }
 
-    /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`.
+    /// Prepares `sql` once (with `?` rewritten to `$1…$n`) and runs it with `values`; its rows come in
+    /// binary format (`PostgresResult`).
     private func query(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) -> PostgresResult {
         try reconnectIfLost()
         let name = try preparedName(sql)
         let result = try withParameters(values, sql: sql) { count, pointers, lengths, formats in
-            unsafe PostgresResult(PQexecPrepared(handle, name, count, pointers, lengths, formats, 0))
+            unsafe PostgresResult(PQexecPrepared(handle, name, count, pointers, lengths, formats, PostgresConnection.binaryResults))
         }
         try check(result, sql: sql)
         return result
@@ -214,31 +221,39 @@ public final class PostgresConnection: Database {
 
     /// The name of `sql`'s prepared statement, prepared first (with `?` rewritten to `$1…$n`) if it is not yet.
     func preparedName(_ sql: String) throws(DatabaseError) -> String {
-        if let known = prepared[sql] { return known }
+        if let lastPrepared, lastPrepared.sql == sql { return lastPrepared.name }
+        if let known = prepared[sql] {
+            lastPrepared = (sql, known)
+            return known
+        }
         let name = "s\(prepared.count + 1)"
         let result = PostgresResult(unsafe PQprepare(handle, name, PostgresConnection.numberedParameters(sql), 0, nil))
         try check(result, sql: sql)
         prepared[sql] = name
+        lastPrepared = (sql, name)
         return name
     }
 
-    /// Calls `body` with `values` as libpq takes a statement's parameters: their count, values, lengths and formats.
+    /// Calls `body` with `values` as libpq takes a statement's parameters: their count, values, lengths and
+    /// formats (`PQexecPrepared`'s `nParams`, `paramValues`, `paramLengths`, `paramFormats`), valid for the call.
     func withParameters<T>(_ values: [SQLValue], sql: String,
-                           _ body: (Int32, [UnsafePointer<CChar>?], [Int32], [Int32]) -> T) throws(DatabaseError) -> T {
+                           _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T)
+        throws(DatabaseError) -> T {
         // All parameters in one buffer: text as NUL-terminated UTF-8 (libpq reads text parameters up
-        // to their NUL), bytes as binary with a length, so they need no escaping.
-        var buffer: [UInt8] = [0]
-        var offsets: [Int] = []
-        var lengths: [Int32] = []
-        var formats: [Int32] = []
-        for value in values {
-            var format: Int32 = 0
+        // to their NUL), bytes as binary with a length, so they need no escaping. The lengths, then the
+        // formats, in one array: three allocations a statement, whatever its parameters.
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(values.reduce(1) { size, value in
+            if case .blob(let bytes) = value { return size + bytes.count }
+            return size + 24
+        })
+        let count = values.count
+        var lengthsAndFormats = [Int32](repeating: 0, count: 2 * count)
+        for (index, value) in values.enumerated() {
             let start = buffer.count
             switch value {
             case .null:
-                offsets.append(-1)
-                lengths.append(0)
-                formats.append(0)
+                lengthsAndFormats[index] = -1   // no value: a NULL pointer (libpq ignores its length)
                 continue
             case .integer(let integer):
                 buffer.append(contentsOf: String(integer).utf8)
@@ -251,19 +266,30 @@ public final class PostgresConnection: Database {
                 buffer.append(contentsOf: text.utf8)
             case .blob(let bytes):
                 buffer.append(contentsOf: bytes)
-                format = 1
+                lengthsAndFormats[count + index] = 1
             }
-            offsets.append(start)
-            lengths.append(Int32(buffer.count - start))
-            formats.append(format)
-            if format == 0 { buffer.append(0) }
+            lengthsAndFormats[index] = Int32(buffer.count - start)
+            if lengthsAndFormats[count + index] == 0 { buffer.append(0) }
         }
+        buffer.append(0)   // an address for an empty last value
         return unsafe buffer.withUnsafeBufferPointer { bytes in
-            let base = unsafe UnsafeRawPointer(bytes.baseAddress!)
-            let pointers: [UnsafePointer<CChar>?] = unsafe offsets.map {
-                $0 < 0 ? nil : unsafe (base + $0).assumingMemoryBound(to: CChar.self)
+            unsafe lengthsAndFormats.withUnsafeBufferPointer { lengthsAndFormats in
+                unsafe withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: max(count, 1)) { pointers in
+                    // Each value where the one before it ends (a text value's NUL after it).
+                    var offset = 0
+                    for index in 0..<count {
+                        let length = unsafe Int(lengthsAndFormats[index])
+                        guard length >= 0 else {
+                            unsafe pointers.initializeElement(at: index, to: nil)
+                            continue
+                        }
+                        unsafe pointers.initializeElement(at: index, to: UnsafeRawPointer(bytes.baseAddress! + offset).assumingMemoryBound(to: CChar.self))
+                        offset += unsafe length + (lengthsAndFormats[count + index] == 0 ? 1 : 0)
+                    }
+                    return unsafe body(Int32(count), UnsafePointer(pointers.baseAddress), lengthsAndFormats.baseAddress,
+                                       lengthsAndFormats.baseAddress.map { unsafe $0 + count })
+                }
             }
-            return unsafe body(Int32(values.count), pointers, lengths, formats)
         }
     }
 
@@ -313,6 +339,7 @@ public final class PostgresConnection: Database {
             throw DatabaseError(code: .postgresql(sqlState: "08006"), message: "connection lost: \(unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(handle))))")
         }
         prepared.removeAll()
+        lastPrepared = nil
         let result = PostgresResult(unsafe PQexec(handle, sessionSetup))
         try check(result, sql: nil)
         if let listeningChannel {
@@ -360,112 +387,6 @@ public final class PostgresConnection: Database {
 
 @available(*, unavailable, message: "A PostgresConnection is confined to one thread at a time; keep it behind a lock")
 extension PostgresConnection: Sendable {}
-
-/// A libpq result (`PGresult *`), cleared when the last row referring to it is gone.
-final class PostgresResult {
-    private let handle: OpaquePointer?
-
-    init(_ handle: OpaquePointer?) {
-        unsafe self.handle = handle
-    }
-
-    deinit {
-        unsafe PQclear(handle)
-    }
-
-    /// The error this result reports, or nil when the command succeeded.
-    func error(connection: OpaquePointer, sql: String?) -> DatabaseError? {
-        guard let handle else {
-            return DatabaseError(code: .postgresql(sqlState: "08006"), message: unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection))), sql: sql)
-        }
-        switch unsafe PQresultStatus(handle) {
-        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
-            return nil
-        default:
-            // The primary message only: the DETAIL field can quote the values of a conflicting row.
-            let state = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "C"))).map { unsafe String(cString: $0) } ?? "XX000"
-            let connectionMessage = unsafe PostgresConnection.trimmed(String(cString: PQerrorMessage(connection)))
-            let message = unsafe PQresultErrorField(handle, Int32(UInt8(ascii: "M"))).map { unsafe String(cString: $0) } ?? connectionMessage
-            return DatabaseError(code: .postgresql(sqlState: state), message: message, sql: sql)
-        }
-    }
-
-    var rowCount: Int32 { unsafe PQntuples(handle) }
-
-    /// Rows changed by an INSERT, UPDATE or DELETE (0 for other commands).
-    var changes: Int { unsafe Int(String(cString: PQcmdTuples(handle))) ?? 0 }
-
-    /// True when the server waits for `COPY … FROM STDIN` data.
-    var isCopyIn: Bool { unsafe PQresultStatus(handle) == PGRES_COPY_IN }
-
-    /// The command tag ("COMMIT", "ROLLBACK", "INSERT 0 1", …).
-    var commandStatus: String { unsafe String(cString: PQcmdStatus(handle)) }
-
-    func isNull(row: Int32, column: Int32) -> Bool { unsafe PQgetisnull(handle, row, column) == 1 }
-
-    /// The column's value as the bytes of its text form.
-    func withText<T>(row: Int32, column: Int32, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
-        let length = Int(unsafe PQgetlength(handle, row, column))
-        return unsafe PQgetvalue(handle, row, column).withMemoryRebound(to: UInt8.self, capacity: length) {
-            unsafe body(UnsafeBufferPointer(start: $0, count: length))
-        }
-    }
-
-    /// True when the column is `bytea` (its text form is `\x` and hex digits).
-    func isBytes(column: Int32) -> Bool { unsafe PQftype(handle, column) == 17 }
-}
-
-/// One row of a `PostgresResult`.
-struct PostgresRow: Row {
-    let result: PostgresResult
-    let row: Int32
-
-    func isNull(_ index: Int) -> Bool { result.isNull(row: row, column: Int32(index)) }
-
-    func int64(_ index: Int) -> Int64 {
-        result.withText(row: row, column: Int32(index)) { bytes in
-            // Booleans come back as t/f; integers and numerics as decimal text.
-            if bytes.count == 1, bytes[0] == UInt8(ascii: "t") { return 1 }
-            // The magnitude in 64 unsigned bits, so that Int64.min's reads back without overflow.
-            var magnitude: UInt64 = 0
-            var negative = false
-            for (position, byte) in bytes.enumerated() {
-                if position == 0, byte == UInt8(ascii: "-") { negative = true; continue }
-                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
-                magnitude = magnitude &* 10 &+ UInt64(byte - UInt8(ascii: "0"))
-            }
-            return Int64(bitPattern: negative ? 0 &- magnitude : magnitude)
-        }
-    }
-
-    func double(_ index: Int) -> Double { text(index).flatMap(Double.init) ?? 0 }
-
-    func text(_ index: Int) -> String? {
-        let column = Int32(index)
-        guard !result.isNull(row: row, column: column) else { return nil }
-        return result.withText(row: row, column: column) { unsafe String(decoding: $0, as: UTF8.self) }
-    }
-
-    func blob(_ index: Int) -> [UInt8]? {
-        let column = Int32(index)
-        guard !result.isNull(row: row, column: column) else { return nil }
-        let isBytes = result.isBytes(column: column)
-        return result.withText(row: row, column: column) { text in
-            guard isBytes, text.count >= 2, text[0] == UInt8(ascii: "\\"), text[1] == UInt8(ascii: "x") else { return unsafe Array(text) }
-            func nibble(_ digit: UInt8) -> UInt8 {
-                digit <= UInt8(ascii: "9") ? digit &- UInt8(ascii: "0") : (digit | 0x20) &- UInt8(ascii: "a") &+ 10
-            }
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity((text.count - 2) / 2)
-            var position = 2
-            while position + 1 < text.count {
-                bytes.append(nibble(text[position]) << 4 | nibble(text[position + 1]))
-                position += 2
-            }
-            return bytes
-        }
-    }
-}
 
 extension String {
     /// The string without leading or trailing spaces.

@@ -102,9 +102,17 @@ final class PostgresAuditLog: AuditTrail {
     func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
         let sql = recordStatement(entries: events.count, with: read)
-        let appended = try appendChained(events, sql, arguments: { previous, values in read.arguments + values + [.integer(Int64(previous))] }) {
+        let appended = try appendChained(events, sql, arguments: { previous, values in
+            var arguments: [SQLValue] = []
+            arguments.reserveCapacity(read.arguments.count + values.count + 1)
+            arguments += read.arguments
+            arguments += values
+            arguments.append(.integer(Int64(previous)))
+            return arguments
+        }) {
             statementRows -> Attempt<[T]> in
             var rows: [T] = []
+            rows.reserveCapacity(statementRows.count)
             var (appendedCount, predecessorFound) = (Int64(0), false)
             for row in statementRows {
                 appendedCount = row.int64(read.columnCount)
@@ -264,7 +272,10 @@ final class PostgresAuditLog: AuditTrail {
         -> (last: (sequence: UInt64, mac: [UInt8]), values: [SQLValue]) {
         var output: [UInt8] = []
         let last = try AuditLineFormat.chain(events, after: tail.sequence, previous: tail.mac, mac: mac, into: &output)
+        // One entry (a lookup's): its line is the whole output, neither searched for its end nor copied.
+        guard events.count > 1 else { return (last, [.integer(Int64(last.sequence)), .blob(output)]) }
         var values: [SQLValue] = []
+        values.reserveCapacity(2 * events.count)
         var start = 0
         for sequence in (tail.sequence + 1)...last.sequence {
             let end = output[start...].firstIndex(of: UInt8(ascii: "\n"))! + 1

@@ -75,13 +75,7 @@ struct SQLiteCallerIDHint: Sendable {
         try connection.execute(triggers)
         _ = connection.takeChangeJournal()
         var hint = SQLiteCallerIDHint(indexVersion: indexVersion)
-        var tags: [Int64] = []
-        var entries: [CallerIDHint.Entry] = []
-        try connection.forEachRow(CallerIDHint.readAll, [.int(Int(indexVersion))]) { row in
-            tags.append(row.int64(1))
-            entries.append(CallerIDHint.Entry(row, checkColumn: 2))
-        }
-        hint.table = CallerIDHintTable(tags: tags, entries: entries)
+        hint.table = try CallerIDHint.readTable(indexVersion: indexVersion, from: connection)
         let version = connection.dataVersion
         let newest = try connection.scalarInteger(newestIndexVersion)
         if connection.dataVersion == version, (newest ?? 0) <= Int64(indexVersion) { hint.validAt = version } else { hint.empty() }
