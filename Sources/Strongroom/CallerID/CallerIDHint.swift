@@ -25,9 +25,15 @@ import Synchronization
 /// where a dictionary of arrays read four or five places, each a cache miss in a large hint.
 struct CallerIDHint: Sendable {
     /// One index row: whose, and its check (`PhoneBlindIndex.check`).
-    struct Entry: Sendable {
+    struct Entry: Sendable, Equatable {
         let subject: SubjectID
         let check: InlineArray<16, UInt8>
+
+        /// The same subject and the same check (not in constant time: a hint's checks are compared
+        /// with rows just read, never with a secret).
+        static func == (left: Entry, right: Entry) -> Bool {
+            left.subject == right.subject && (0..<16).allSatisfy { left.check[$0] == right.check[$0] }
+        }
 
         /// The entry of `subject`'s index row whose check is `check`.
         init(subject: SubjectID, check: InlineArray<16, UInt8>) {
@@ -82,10 +88,7 @@ struct CallerIDHint: Sendable {
     /// no one holds, its tag's rows unchanged) are not kept twice, so that while nothing changes a
     /// lookup does not look in `replaced` at all.
     mutating func replace(under tag: Int64, with entries: [Entry]) {
-        let unchanged = entries.elementsEqual(table[tag]) { left, right in
-            left.subject == right.subject && (0..<16).allSatisfy { left.check[$0] == right.check[$0] }
-        }
-        replaced[tag] = unchanged ? nil : entries
+        replaced[tag] = entries.elementsEqual(table[tag]) ? nil : entries
     }
 
     /// The rows of `entries` as the server lists them in `CallerIDHint.sameRowsCondition`: each subject id

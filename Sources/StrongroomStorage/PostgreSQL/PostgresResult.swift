@@ -174,7 +174,10 @@ struct PostgresRow: Row {
                 let digits = Array("0123456789abcdef".utf8)
                 var text: [UInt8] = Array("\\x".utf8)
                 text.reserveCapacity(2 + 2 * bytes.count)
-                for byte in bytes { text += [digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]] }
+                for byte in bytes {
+                    text.append(digits[Int(byte >> 4)])
+                    text.append(digits[Int(byte & 0x0F)])
+                }
                 return String(decoding: text, as: UTF8.self)
             }
         case .binary(.boolean):
