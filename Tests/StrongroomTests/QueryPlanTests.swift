@@ -332,7 +332,7 @@ struct QueryPlanTests {
 
         let store = try test.reopen()
         defer { store.close() }
-        #expect(try raw.schemaVersion() == 13)
+        #expect(try raw.schemaVersion() == PreviousSchema.latestData(.sqlite))
         for index in ["phone_index_by_tag", "email_index_by_tag"] { #expect(try indexColumns(of: index, raw) == narrow) }
         // Every subject found by each of its keys, and the erased one by none.
         func everyoneFound(by store: Store, _ moment: String) throws {
