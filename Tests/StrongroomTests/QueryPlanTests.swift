@@ -58,7 +58,8 @@ struct QueryPlanTests {
             let plan = try statement.plan()
             checked += 1
             if (RotationStatements.onceOverTheWholeTable + [Store.EmailIndexStatements.leftBehind, Store.EmailIndexStatements.dropOldVersions,
-                                                             Store.exportedSubjects, CallerIDHint.readAll, CallerIDHint.candidatesAndNewestVersion])
+                                                             Store.exportedSubjects, CallerIDHint.readAll, SQLiteCallerIDHint.readAll,
+                                                             CallerIDHint.candidatesAndNewestVersion])
                 .contains(where: statement.matches)
                 || statement.isWholeTableCount { continue }
             let scans = plan.filter(backend == .sqlite ? Self.isSQLiteScanOfGrowingTable : Self.isPostgresScanOfGrowingTable)
@@ -185,20 +186,25 @@ struct QueryPlanTests {
         }
         // The SQLite hint's reads (`SQLiteCallerIDHint`): a match's row by primary key, the newest index
         // version from the end of the blind index (SQLite's min/max optimisation: one probe, no walk), and,
-        // refilling a tag, its rows by the probe's (version, tag) with that newest version.
+        // refilling a tag, its rows by the probe's (version, tag) with that newest version, each candidate's
+        // subject and check read from the table by rowid (the tag index holds only version and tag since
+        // data version 13); the whole hint, once, by a walk of the table, not row by row through that index.
         if backend == .sqlite {
             for (sql, sqlitePlan) in [(SQLiteCallerIDHint.candidateByID, "USING INTEGER PRIMARY KEY (rowid=?)"),
                                       (SQLiteCallerIDHint.newestIndexVersion, "SEARCH phone_index USING COVERING INDEX phone_index_by_tag"),
-                                      (CallerIDHint.candidatesAndNewestVersion, "USING COVERING INDEX phone_index_by_tag (key_version=? AND tag=?)")] {
+                                      (CallerIDHint.candidatesAndNewestVersion, "SEARCH p USING INDEX phone_index_by_tag (key_version=? AND tag=?)"),
+                                      (Store.EmailIndexStatements.probe, "SEARCH p USING INDEX email_index_by_tag (key_version=? AND tag=?)")] {
                 let statement = try #require(statements.first { $0.matches(sql) }, "not run by the paths: \(sql)")
                 let plan = try statement.plan().joined(separator: "\n")
                 #expect(plan.contains(sqlitePlan), "\(sql)\nplan:\n\(plan)")
             }
+            let readAll = try #require(statements.first { $0.matches(SQLiteCallerIDHint.readAll) }, "not run by the paths")
+            #expect(try readAll.plan() == ["SCAN phone_index"])
         }
-        // The caller-ID probe reads candidates from the covering blind index.
+        // The caller-ID probe reads candidates through the blind index's tag index.
         let probes = statements.filter {
             $0.sql.contains("FROM phone_index") && $0.sql.contains("tag") && !$0.sql.contains("DELETE") && !$0.sql.contains("phone_index_building")
-                && !$0.matches(CallerIDHint.readAll)
+                && !$0.matches(CallerIDHint.readAll) && !$0.matches(SQLiteCallerIDHint.readAll)
         }
         #expect(!probes.isEmpty)
         for probe in probes {
@@ -286,12 +292,12 @@ struct QueryPlanTests {
         // The data database as version 4 made it.
         let raw = try test.database(.data)
         try PreviousSchema.rewindData(raw, to: 4, backend)
-        #expect(try indexColumns(raw) == ["subject_id"])
+        #expect(try indexColumns(of: "phone_index_by_subject", raw) == ["subject_id"])
 
         let reopened = try test.reopen()
         defer { reopened.close() }
         #expect(try raw.schemaVersion() == PreviousSchema.latestData(backend))
-        #expect(try indexColumns(raw) == ["subject_id", "key_version"])
+        #expect(try indexColumns(of: "phone_index_by_subject", raw) == ["subject_id", "key_version"])
         #expect(try reopened.callerID(number: "020 7946 0958", context: TestStore.caller).map(\.id) == [id])
         _ = try reopened.rotateIndexKey(context: TestStore.admin)
         // Second act: after the rotation, and from yet another opening, the caller is still found.
@@ -300,6 +306,69 @@ struct QueryPlanTests {
         defer { again.close() }
         #expect(try again.callerID(number: "+442079460958", context: TestStore.caller).map(\.id) == [id])
         #expect(try raw.schemaVersion() == PreviousSchema.latestData(backend))
+    }
+
+    @Test("a SQLite store of data schema 12 opens with narrow tag indexes and finds every number: through the hint, the probe, a reopen, an index rotation; PostgreSQL keeps its covering ones")
+    func storeOfSchemaTwelveNarrowsTagIndexes() throws {
+        if TestBackend.all.contains(.postgres) {
+            let test = try TestStore(.postgres)
+            defer { test.cleanUp() }
+            let raw = try test.database(.data)
+            for index in ["phone_index_by_tag", "email_index_by_tag"] {
+                #expect(try indexColumns(of: index, raw) == ["key_version", "tag", "subject_id", "check_mac"], "\(index)")
+            }
+        }
+        let test = try TestStore(.sqlite)
+        defer { test.cleanUp() }
+        let numbers = (10..<50).map { "+4420794609\($0)" }
+        let ids = try test.store.write(numbers.indices.map { sampleSubject("v12-\($0)", phones: [numbers[$0]]) }, context: TestStore.admin).map(\.id)
+        let imported = try CSVImporter(store: test.store).run(Array("external_id,mobile\nv12-import,07700 900555\n".utf8), context: TestStore.admin)
+        #expect(imported.created == 1)
+        test.store.close()
+        let raw = try test.database(.data)
+        try PreviousSchema.rewindData(raw, to: 12, .sqlite)
+        let covering = ["key_version", "tag", "subject_id", "check_mac"], narrow = ["key_version", "tag"]
+        for index in ["phone_index_by_tag", "email_index_by_tag"] { #expect(try indexColumns(of: index, raw) == covering) }
+
+        let store = try test.reopen()
+        defer { store.close() }
+        #expect(try raw.schemaVersion() == PreviousSchema.latestData(.sqlite))
+        for index in ["phone_index_by_tag", "email_index_by_tag"] { #expect(try indexColumns(of: index, raw) == narrow) }
+        // Every subject found by each of its keys, and the erased one by none.
+        func everyoneFound(by store: Store, _ moment: String) throws {
+            for index in numbers.indices {
+                let expected = index == 7 ? [] : [ids[index]]
+                #expect(try store.callerID(number: numbers[index], context: TestStore.caller).map(\.id) == expected, "\(moment): \(index)")
+                #expect(try store.find(.email("zebedee.v12-\(index)@example.org"), context: EmailIndexTests.request).map(\.id) == expected,
+                        "\(moment): \(index)")
+            }
+            #expect(try store.callerID(number: "07700 900555", context: TestStore.caller).count == 1, "\(moment)")
+        }
+        try store.erase(ids[7], reason: "request", context: TestStore.admin)
+        try everyoneFound(by: store, "through the hint")
+        // Another opening's write empties this one's hint: each tag is then read through the tag index.
+        let other = try test.reopen()
+        _ = try other.create(sampleSubject("v12-other", phones: ["+447700900999"]), context: TestStore.admin)
+        other.close()
+        try everyoneFound(by: store, "hint emptied")
+        #expect(store.sqliteCallerIDHint.withLock { $0?.holdsEveryTag } == false)
+        // A call record probes the blind index with the checks made in SQL (no hint).
+        let call = try store.recordCall(number: numbers[3], context: TestStore.caller)
+        #expect(call.caller.id == ids[3] && !call.createdLead)
+        // While an index rotation runs two versions answer, through the probe; its end builds the tag index again, narrow.
+        var checkedMidRotation = false
+        _ = try store.rotateIndexKey(batchSize: 8, context: TestStore.admin) { done, total in
+            guard !checkedMidRotation, done > 0, done < total else { return }
+            checkedMidRotation = true
+            #expect(store.keyring.keys.phoneIndexes.count == 2)
+            try? everyoneFound(by: store, "mid rotation")
+        }
+        #expect(checkedMidRotation)
+        for index in ["phone_index_by_tag", "email_index_by_tag"] { #expect(try indexColumns(of: index, raw) == narrow) }
+        try everyoneFound(by: store, "after the rotation")
+        let reopened = try test.reopen()
+        defer { reopened.close() }
+        try everyoneFound(by: reopened, "reopened")
     }
 
     // MARK: - The paths
@@ -486,14 +555,14 @@ struct QueryPlanTests {
         try connection.execute("ANALYZE " + tables.joined(separator: ", "))
     }
 
-    /// The data schema's newest version on `backend`.
-    /// The columns of `phone_index_by_subject`, in order.
-    private func indexColumns(_ connection: any Database) throws -> [String] {
+    /// The columns of index `index`, in order.
+    private func indexColumns(of index: String, _ connection: any Database) throws -> [String] {
         switch connection.dialect {
         case .sqlite:
-            return try connection.rows("SELECT name FROM pragma_index_info('phone_index_by_subject') ORDER BY seqno") { $0.text(0) ?? "" }
+            return try connection.rows("SELECT name FROM pragma_index_info(?) ORDER BY seqno", [.text(index)]) { $0.text(0) ?? "" }
         case .postgresql:
-            let definition = try connection.scalarText("SELECT indexdef FROM pg_indexes WHERE indexname = 'phone_index_by_subject' AND schemaname = current_schema()") ?? ""
+            let definition = try connection.scalarText("SELECT indexdef FROM pg_indexes WHERE indexname = ? AND schemaname = current_schema()",
+                                                       [.text(index)]) ?? ""
             guard let open = definition.lastIndex(of: "("), let close = definition.lastIndex(of: ")") else { return [] }
             return definition[definition.index(after: open)..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         }

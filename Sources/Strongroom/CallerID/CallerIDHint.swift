@@ -63,11 +63,13 @@ struct CallerIDHint: Sendable {
         table = try CallerIDHint.readTable(indexVersion: indexVersion, from: data)
     }
 
-    /// Every row of the index version `indexVersion` in `data`, in one query.
-    static func readTable(indexVersion: UInt32, from data: any Database) throws(DatabaseError) -> CallerIDHintTable {
+    /// Every row of the index version `indexVersion` in `data`, in one query: `statement`, `readAll` or a
+    /// backend's own over the same columns and parameter.
+    static func readTable(indexVersion: UInt32, from data: any Database,
+                          statement: String = readAll) throws(DatabaseError) -> CallerIDHintTable {
         var tags: [Int64] = []
         var entries: [Entry] = []
-        try data.forEachRow(readAll, [.int(Int(indexVersion))]) { row in
+        try data.forEachRow(statement, [.int(Int(indexVersion))]) { row in
             tags.append(row.int64(1))
             entries.append(Entry(row, checkColumn: 2))
         }
@@ -75,7 +77,7 @@ struct CallerIDHint: Sendable {
     }
 
     /// The statement reading the whole hint: once per process and index version, a walk of the version's
-    /// rows in the covering index by design (`QueryPlanTests`).
+    /// rows in the covering index by design on PostgreSQL (`QueryPlanTests`; SQLite's is `SQLiteCallerIDHint.readAll`).
     static let readAll = "SELECT subject_id, tag, check_mac FROM phone_index WHERE key_version = ?"
 
     /// The rows under `tag`, as last read.
@@ -256,7 +258,7 @@ struct CallerIDHintTable: Sendable {
     private let mask: Int
 
     /// The table of the rows whose tags are `tags` and entries `entries` (in the same order; in tag order,
-    /// as a walk of the covering index gives them, they are kept as they are, else sorted by tag). Tags are
+    /// as a walk of a covering index gives them, they are kept as they are, else sorted by tag). Tags are
     /// the non-negative leading bits of a keyed hash.
     init(tags: [Int64], entries: [CallerIDHint.Entry]) {
         precondition(tags.count == entries.count, "one tag per entry")

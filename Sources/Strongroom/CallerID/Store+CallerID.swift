@@ -149,8 +149,9 @@ extension Store {
     }
 
     /// The subjects whose index rows seal exactly this number's full tag, with the clear columns and the
-    /// name ciphertext an answer needs: one query per index version, joining the candidates of the
-    /// covering index probe with their rows.
+    /// name ciphertext an answer needs: one query per index version, joining the candidates of the tag
+    /// index's probe with their rows (PostgreSQL's index is covering; SQLite's holds version and tag only,
+    /// and each candidate's subject and check are read from `phone_index` by rowid).
     ///
     /// Where the backend checks candidates inside the query (`CallerIDProbe.checksInQuery`, SQLite), only
     /// exact matches' rows are read; otherwise the few candidates' rows come with their checks, which are

@@ -86,13 +86,14 @@ enum RotationStatements {
 struct IndexStaging: Sendable {
     /// The blind index's table.
     let table: String
-    /// The statement that creates its covering tag index, `<table>_by_tag`.
+    /// The statement that creates its tag index, `<table>_by_tag`, as SQLite has it: only SQLite builds
+    /// it again (`StoreBackend.rebuildsTagIndexForBulkChanges`).
     let createTagIndex: String
 
     /// The phone numbers' blind index.
-    static let phones = IndexStaging(table: "phone_index", createTagIndex: Schema.phoneIndexByTag)
+    static let phones = IndexStaging(table: "phone_index", createTagIndex: SQLiteSchema.phoneIndexByTag)
     /// The e-mail addresses' blind index.
-    static let emails = IndexStaging(table: "email_index", createTagIndex: Schema.emailIndexByTag)
+    static let emails = IndexStaging(table: "email_index", createTagIndex: SQLiteSchema.emailIndexByTag)
 
     /// The table its new rows are staged in.
     var staging: String { table + "_building" }

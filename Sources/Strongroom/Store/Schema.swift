@@ -19,10 +19,11 @@ enum Schema {
     /// version for each subject: the blind-index rotation was quadratic (10k subjects 8.8 s, 20k 33 s).
     /// PostgreSQL keeps its statistics by itself (autovacuum's ANALYZE) and gets the same index.
     /// The blind index's lookup index, covering: a lookup reads candidates and their checks from the
-    /// index alone (version 1 on SQLite, 4 on PostgreSQL; built again by index rotations on SQLite,
-    /// `StoreBackend.rebuildsTagIndexForBulkChanges`).
+    /// index alone (version 1 on SQLite, 4 on PostgreSQL). PostgreSQL keeps it (its caller-ID statement
+    /// reads it index-only); SQLite replaced it with `SQLiteSchema.phoneIndexByTag` in data version 13.
     static let phoneIndexByTag = "CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag, subject_id, check_mac)"
-    /// The e-mail index's probe index, covering like the phone index's (built again by an index rotation's end on SQLite).
+    /// The e-mail index's probe index, covering like the phone index's (PostgreSQL's; SQLite's until data
+    /// version 13, `SQLiteSchema.emailIndexByTag`).
     static let emailIndexByTag = "CREATE INDEX email_index_by_tag ON email_index (key_version, tag, subject_id, check_mac)"
 
     static let phoneIndexBySubjectAndVersion = """

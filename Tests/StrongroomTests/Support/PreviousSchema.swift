@@ -27,6 +27,10 @@ enum PreviousSchema {
     /// The undo of each data migration, by the version it brought the database to.
     private static func dataUndo(_ backend: TestBackend) -> [Int: String] {
         [
+            // SQLite's alone: the covering tag indexes back (PostgreSQL keeps them).
+            13: backend == .sqlite ? """
+                DROP INDEX phone_index_by_tag; \(Schema.phoneIndexByTag); DROP INDEX email_index_by_tag; \(Schema.emailIndexByTag)
+                """ : "",
             // SQLite's alone (PostgreSQL's version 11 dropped the same index).
             12: backend == .sqlite ? "CREATE INDEX subjects_by_last_contacted ON subjects (last_contacted_at)" : "",
             10: "DROP TABLE email_index_building",

@@ -61,6 +61,14 @@ struct SQLiteCallerIDHint: Sendable {
         BEGIN SELECT \(reportFunction)(OLD.tag); SELECT \(reportFunction)(NEW.tag); END;
         """
 
+    /// The statement reading the whole hint, once per process and index version: a walk of the table in
+    /// rowid order (`+key_version` keeps the version out of every index's search, as SQLite documents:
+    /// <https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_>). Since data
+    /// version 13 the tag index holds neither subject nor check, and read through it every row would be a
+    /// lookup by rowid at a random place in the table; the rows are sorted by tag in the process instead
+    /// (`CallerIDHintTable`).
+    static let readAll = "SELECT subject_id, tag, check_mac FROM phone_index WHERE +key_version = ?"
+
     /// The newest index version in the data: above the hint's, the keys are behind an index rotation.
     static let newestIndexVersion = "SELECT max(key_version) FROM phone_index"
 
@@ -75,7 +83,7 @@ struct SQLiteCallerIDHint: Sendable {
         try connection.execute(triggers)
         _ = connection.takeChangeJournal()
         var hint = SQLiteCallerIDHint(indexVersion: indexVersion)
-        hint.table = try CallerIDHint.readTable(indexVersion: indexVersion, from: connection)
+        hint.table = try CallerIDHint.readTable(indexVersion: indexVersion, from: connection, statement: readAll)
         let version = connection.dataVersion
         let newest = try connection.scalarInteger(newestIndexVersion)
         if connection.dataVersion == version, (newest ?? 0) <= Int64(indexVersion) { hint.validAt = version } else { hint.empty() }

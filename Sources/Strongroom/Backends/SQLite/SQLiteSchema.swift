@@ -1,6 +1,6 @@
 import StrongroomStorage
 
-/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–7, 9 and 10 (8 was never used) and key
+/// A folder store's two schemas, as migrations: SQLite stores grew through data versions 1–7, 9, 10, 12 and 13 (8 was never used, 11 is PostgreSQL's) and key
 /// versions 1–6 (`PRAGMA user_version` counts them). Tables shared word for word with PostgreSQL are in `Schema`.
 enum SQLiteSchema {
     /// `data.sqlite`: ciphertext, clear operational fields, the blind index.
@@ -126,7 +126,25 @@ enum SQLiteSchema {
         // not hold: `QueryPlanTests` pins their plans), yet every new subject inserted an entry in it at a
         // random place, and every call record moved one: dropped, as on PostgreSQL.
         Migration(version: 12, sql: "DROP INDEX subjects_by_last_contacted"),
+        Migration(version: 13, sql: """
+            DROP INDEX phone_index_by_tag;
+            \(phoneIndexByTag);
+            DROP INDEX email_index_by_tag;
+            \(emailIndexByTag);
+            """),
     ]
+
+    /// The phone blind index's tag index from data version 13: the version and the tag, no more (a row's
+    /// subject and check are read from the table by rowid). An import's rows land in it at random
+    /// places, so each batch's commit writes every page of it the batch touched: the covering index
+    /// (`Schema.phoneIndexByTag`, ~35 bytes an entry with its 16-byte check) made those pages three times
+    /// as many, most of the WAL an import wrote (2,675 bytes a row at 30,000 rows; 1,414 with this one).
+    /// A lookup rarely reads it: the hint (`SQLiteCallerIDHint`) holds the pairs in the process, and the
+    /// probe, when the hint cannot answer, reads its few candidates' rows by rowid. Built again by index
+    /// rotations (`StoreBackend.rebuildsTagIndexForBulkChanges`).
+    static let phoneIndexByTag = "CREATE INDEX phone_index_by_tag ON phone_index (key_version, tag)"
+    /// The e-mail blind index's tag index from data version 13, narrow as the phone index's.
+    static let emailIndexByTag = "CREATE INDEX email_index_by_tag ON email_index (key_version, tag)"
 
     /// `keys.sqlite`: every key of the hierarchy, wrapped; the audit chain head; erasure tombstones.
     static let keys: [Migration] = [
