@@ -145,8 +145,8 @@ extension PostgresConnection {
     /// Appends `rows` as binary COPY tuples (a 16-bit field count, then each field: a 32-bit length, -1
     /// for NULL, and its bytes); each row must have `columns` values. The tuples' size is added up
     /// first and the buffer grown once, then each field stored in place: appending field by field
-    /// (a check of the array's capacity and uniqueness per integer, a generic append per value) was a
-    /// tenth of an import's writing thread on PostgreSQL (2026-12-07).
+    /// (a check of the array's capacity and uniqueness per integer, a generic append per value) was
+    /// about a tenth of a PostgreSQL import's writing thread (2026-12-07).
     static func appendBinaryCopyRows(_ rows: [[SQLValue]], columns: Int, to bytes: inout [UInt8], sql: String) throws(DatabaseError) {
         var size = 0
         for row in rows {
