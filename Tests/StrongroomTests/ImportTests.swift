@@ -41,6 +41,45 @@ struct ImportTests {
         #expect(try test.store.read(try test.store.resolve("e6"), context: TestStore.admin).personal.phones?.first?.number == "12")
     }
 
+    @Test("each known column's place is its name's place in knownColumns: every name maps to its own column, and back")
+    func knownColumnsByPlace() {
+        #expect(CSVImporter.KnownColumn.allCases.count == CSVImporter.knownColumns.count)
+        for column in CSVImporter.KnownColumn.allCases {
+            #expect(CSVImporter.KnownColumn(name: CSVImporter.knownColumns[column.rawValue]) == column)
+        }
+        #expect(CSVImporter.KnownColumn(name: "shoe_size") == nil && CSVImporter.KnownColumn(name: "") == nil)
+        #expect(CSVImporter.phoneKnownColumns.map(\.0) == [.phone, .mobile, .workPhone])
+    }
+
+    @Test("every column lands in its own field whatever the header's order; a re-import in another order updates the same subject",
+          arguments: TestBackend.all)
+    func headerOrder(backend: TestBackend) throws {
+        let test = try TestStore(backend, region: "GB")
+        defer { test.cleanUp() }
+        let reversed = "shoe_size,last_contacted,owner,source,notes,address,work_phone,mobile,phone,email,company,name,kind,external_id\n"
+            + "42,2026-01-02,a1,Referral,first,1 Road,020 7946 0000,07700 900123,020 7946 0958,ann@example.org,Acme,Ann,contact,e1\n"
+        #expect(try CSVImporter(store: test.store).run(Array(reversed.utf8), context: TestStore.admin).created == 1)
+        let id = try test.store.resolve("e1")
+        let expected = PersonalData(name: "Ann", company: "Acme", emails: ["ann@example.org"],
+                                    phones: [LabeledPhone(label: "phone", number: "020 7946 0958"), LabeledPhone(label: "mobile", number: "07700 900123"),
+                                             LabeledPhone(label: "work", number: "020 7946 0000")],
+                                    address: "1 Road", notes: "first", customFields: ["shoe_size": "42"])
+        let ann = try test.store.read(id, context: TestStore.admin)
+        #expect(ann.personal == expected)
+        #expect(ann.metadata == SubjectMetadata(kind: .contact, externalID: "e1", owner: "a1", source: "Referral",
+                                                lastContactedAt: Timestamp.parse("2026-01-02")))
+        // Second act: another order, in another opening; the same subject changes, and caller ID finds it by each number.
+        let reopened = try test.reopen()
+        let shuffled = "notes,external_id,name\nsecond,e1,Ann Renamed\n"
+        #expect(try CSVImporter(store: reopened).run(Array(shuffled.utf8), context: TestStore.admin).updated == 1)
+        let renamed = try reopened.read(id, context: TestStore.admin)
+        #expect(renamed.personal.name == "Ann Renamed" && renamed.personal.notes == "second" && renamed.personal.company == "Acme")
+        for number in ["+44 20 7946 0958", "+44 7700 900123", "+44 20 7946 0000"] {
+            #expect(try reopened.callerID(number: number, context: TestStore.caller).map(\.id) == [id])
+        }
+        #expect(try reopened.count() == 1)
+    }
+
     @Test("re-importing the same external ids updates, never duplicates", arguments: TestBackend.all)
     func reimport(backend: TestBackend) throws {
         let test = try TestStore(backend, region: "GB")

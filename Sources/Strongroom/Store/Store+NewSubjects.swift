@@ -240,12 +240,14 @@ extension Store {
     /// Blind-index rows (of `blindIndexColumns`) in the order of the tag index's key, (key_version,
     /// tag): a batch's rows, which hash to random tags, then descend that B-tree from left to right, each
     /// page they change met in one run rather than again and again at random.
+    /// The keys are read out once and positions sorted by them: comparing the rows themselves read
+    /// and reference-counted two rows per comparison.
     static func inIndexOrder(_ rows: [[SQLValue]]) -> [[SQLValue]] {
-        func key(_ row: [SQLValue]) -> (version: Int64, tag: Int64) {
+        let keys = rows.map { (row) -> (version: Int64, tag: Int64) in
             guard case .integer(let version) = row[0], case .integer(let tag) = row[1] else { return (0, 0) }
             return (version, tag)
         }
-        return rows.sorted { key($0) < key($1) }
+        return keys.indices.sorted { keys[$0] < keys[$1] }.map { rows[$0] }
     }
 
     /// Runs `body`, a bulk write (an import, a blind-index rotation), with the data connection readied
