@@ -31,11 +31,10 @@ protocol AuditTrail: AuditHook {
     /// and a line number there). A segment that cannot be read is `StoreError.file`, a table
     /// `StoreError.database`.
     func forEachLine(_ body: (_ place: String, _ line: Int, AuditStoredLine) throws(StoreError) -> Void) throws(StoreError)
-    /// Appends `events` only if `read.condition` holds, and calls `body` with each of `read`'s rows, in
-    /// order, in one statement committed before it returns; returns whether the entries were appended, or
-    /// nil where the trail is not kept beside the data and cannot (a folder store's segment files).
-    /// Not generic, so that a call through `any AuditTrail` instantiates no type metadata at run time.
-    func record(_ events: [AuditEvent], reading read: AuditedRead, forEachRow body: (any Row) throws -> Void) throws -> Bool?
+    /// Appends `events` only if `read.condition` holds, and returns `read`'s rows mapped by `map`, in one
+    /// statement committed before it returns (`appended` tells whether the entries were appended); nil
+    /// where the trail is not kept beside the data and cannot (a folder store's segment files).
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])?
     /// Whether the trail is kept beside the data, and `record(_:with:_:)` reads in the same statement.
     var appendsBesideData: Bool { get }
 }
@@ -43,17 +42,8 @@ protocol AuditTrail: AuditHook {
 extension AuditTrail {
     var appendsBesideData: Bool { false }
 
-    func record(_ events: [AuditEvent], reading read: AuditedRead, forEachRow body: (any Row) throws -> Void) throws -> Bool? {
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         nil
-    }
-
-    /// Appends `events` only if `read.condition` holds, and returns `read`'s rows mapped by `map`, in one
-    /// statement committed before it returns (`appended` tells whether the entries were appended); nil
-    /// where the trail is not kept beside the data (`record(_:reading:forEachRow:)`).
-    func record<T>(_ events: [AuditEvent], with read: AuditedRead, _ map: (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
-        var rows: [T] = []
-        guard let appended = try record(events, reading: read, forEachRow: { rows.append(try map($0)) }) else { return nil }
-        return (appended, rows)
     }
 }
 

@@ -98,12 +98,10 @@ final class PostgresAuditLog: AuditTrail {
     /// Appends `events` in the statement that reads `read`, as `append(_:)` appends them (chained after
     /// the last entry this process knows of, only while that entry is still there, again after losing a
     /// race): the entries are inserted only when `read.condition` holds too, and the statement, committed
-    /// before this returns, also returns the read's rows, which `body` is given once the statement that
-    /// decided is known (a try that must chain again gives none). One round trip while no one else appends.
-    func record(_ events: [AuditEvent], reading read: AuditedRead, forEachRow body: (any Row) throws -> Void) throws -> Bool? {
+    /// before this returns, also returns the read's rows. One round trip while no one else appends.
+    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
         guard !events.isEmpty else { return nil }
         let sql = recordStatement(entries: events.count, with: read)
-        var decided: [any Row] = []
         let appended = try appendChained(events, sql, arguments: { previous, values in
             var arguments: [SQLValue] = []
             arguments.reserveCapacity(read.arguments.count + values.count + 1)
@@ -112,21 +110,21 @@ final class PostgresAuditLog: AuditTrail {
             arguments.append(.integer(Int64(previous)))
             return arguments
         }) {
-            statementRows -> Attempt<Void> in
+            statementRows -> Attempt<[T]> in
+            var rows: [T] = []
+            rows.reserveCapacity(statementRows.count)
             var (appendedCount, predecessorFound) = (Int64(0), false)
             for row in statementRows {
                 appendedCount = row.int64(read.columnCount)
                 predecessorFound = row.int64(read.columnCount + 1) != 0
+                if !row.isNull(0) { rows.append(try map(row)) }
             }
-            decided = statementRows
-            if appendedCount == events.count { return .appended(()) }
+            if appendedCount == events.count { return .appended(rows) }
             // Nothing appended: the read's condition did not hold, or the entry chained after is gone
             // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).
-            return predecessorFound ? .notAppended(()) : .chainAgain
+            return predecessorFound ? .notAppended(rows) : .chainAgain
         }
-        // The outer join's one row when the read has none carries only the verdict.
-        for row in decided where !row.isNull(0) { try body(row) }
-        return appended.lastSequence != nil
+        return (appended.lastSequence != nil, appended.result)
     }
 
     /// The statement of `record(_:with:_:)` for `count` entries and `read` (`appendingSQL`), made once.
