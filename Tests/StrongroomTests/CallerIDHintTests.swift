@@ -111,6 +111,30 @@ struct CallerIDHintTests {
         #expect(try first.verifyAuditLog().verifiedEntries > 0)
     }
 
+    @Test("a holder's check altered in the database (same subject, other bytes) is checked again, never given the verdict the hint's bytes had",
+          arguments: TestBackend.all.filter { $0 == .postgres })
+    func alteredCheckCheckedAgain(backend: TestBackend) throws {
+        let (test, first, other, id) = try twoInstances(backend)
+        defer { first.close(); other.close(); test.cleanUp() }
+        let raw = try test.database(.data)
+        // One bit of the holder's check flipped (a corrupted or tampered row); flipped again, it is restored.
+        let flip = "UPDATE phone_index SET check_mac = set_byte(check_mac, 0, get_byte(check_mac, 0) # 1) WHERE subject_id = ?"
+        try raw.run(flip, [.integer(id.rawValue)])
+        // The first lookup finds the row changed under the hint's holder; the next, the hint refreshed with it.
+        for _ in 0..<2 {
+            #expect(try first.callerID(number: Self.old, context: TestStore.caller).isEmpty)
+        }
+        // Second act: the check restored, the holder is found again, through this instance and a fresh one.
+        try raw.run(flip, [.integer(id.rawValue)])
+        for _ in 0..<2 {
+            #expect(try first.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        }
+        let third = try test.reopen()
+        defer { third.close() }
+        #expect(try third.callerID(number: Self.old, context: TestStore.caller).map(\.id) == [id])
+        #expect(try third.verifyAuditLog().isIntact)
+    }
+
     @Test("with the hint fresh, the one statement that reads the tag's rows appends the entries: the hint's fingerprint of the rows is the server's",
           arguments: TestBackend.all.filter { $0 == .postgres })
     func freshHintAppendsInTheRead(backend: TestBackend) throws {

@@ -71,7 +71,7 @@ extension Store {
         results.reserveCapacity(subjects.count)
         var opened: [SubjectID: [[UInt8]]] = [:]
         var events: [AuditEvent] = []
-        events.reserveCapacity(subjects.count)
+        if !okEntriesCommitted { events.reserveCapacity(subjects.count) }
         let now = Date()
         for subject in subjects {
             var personal = PersonalData()
@@ -108,6 +108,8 @@ extension Store {
                 throw error
             }
             results.append(personal)
+            // Entries committed already need not be made again.
+            guard !okEntriesCommitted else { continue }
             events.append(AuditEvent(.decrypt, context, subject: subject.id, fields: fields,
                                      detail: sealedValues.map { "\(detail ?? "sealed values"): \($0.count)" } ?? detail,
                                      time: now))

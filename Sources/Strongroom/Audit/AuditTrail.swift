@@ -74,6 +74,9 @@ extension AuditLineFormat {
                       into output: inout [UInt8]) throws(AuditLogError) -> (sequence: UInt64, mac: [UInt8]) {
         var sequence = sequence
         var previous = previous
+        // Room for the usual lines at once (a caller-ID lookup's is about 230 bytes): grown from empty, a
+        // line's buffer was copied into a larger one six times over.
+        output.reserveCapacity(output.count + events.count * 320)
         for event in events {
             sequence += 1
             // The body is built in place and MAC'd where it lies.

@@ -150,18 +150,26 @@ struct CallerIDHint: Sendable {
         """
 }
 
-/// A row of the caller-ID probe with checks (`CallerIDProbe.withChecks`): the candidate, its hint entry,
-/// and whether it holds the number looked up.
+/// A row of the caller-ID probe with checks (`CallerIDProbe.withChecks`): its hint entry and, when it
+/// holds the number looked up, the candidate (the other rows' clear columns are not read).
 private struct CheckedCandidate {
-    let candidate: CallerCandidate
     let entry: CallerIDHint.Entry
-    let holdsNumber: Bool
+    let candidate: CallerCandidate?
 
-    init(_ row: any Row, index: PhoneBlindIndex, fullTag: [UInt8]) {
-        let candidate = CallerCandidate(row)
-        self.candidate = candidate
-        entry = CallerIDHint.Entry(row, checkColumn: CallerCandidate.columnCount)
-        holdsNumber = row.withBlob(CallerCandidate.columnCount) { index.matches($0, subject: candidate.id, fullTag: fullTag.span) }
+    /// `row` checked against the number's full tag. A row whose subject and 16-byte check are those of an
+    /// entry in `verified` (the hint's entries under the tag, each already checked against the same full
+    /// tag in this lookup) takes that verdict: the keyed check is a function of the subject, the full tag
+    /// and the stored bytes alone, so computing it again for the same bytes could only give the same answer.
+    init(_ row: any Row, index: PhoneBlindIndex, fullTag: [UInt8], verified: [(entry: CallerIDHint.Entry, holds: Bool)]) {
+        let entry = CallerIDHint.Entry(row, checkColumn: CallerCandidate.columnCount)
+        self.entry = entry
+        let holds = row.withBlob(CallerCandidate.columnCount) { stored in
+            if stored.count == PhoneBlindIndex.checkByteCount, let known = verified.first(where: { $0.entry == entry }) {
+                return known.holds
+            }
+            return index.matches(stored, subject: entry.subject, fullTag: fullTag.span)
+        }
+        candidate = holds ? CallerCandidate(row) : nil
     }
 }
 
@@ -181,11 +189,11 @@ extension Store {
         let tags: PhoneBlindIndex.Tags
         do throws(CryptoError) { tags = try index.tags(for: e164) } catch { throw .crypto(error) }
         let known = try hintEntries(under: tags.truncated, indexVersion: index.version)
+        // Each entry's verdict, kept so that the rows the statement returns with the same bytes are not checked twice.
+        let verified = known.map { entry in (entry: entry, holds: index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span)) }
         var holders: [SubjectID] = []
         holders.reserveCapacity(known.count)
-        for entry in known where !holders.contains(entry.subject) {
-            if index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) { holders.append(entry.subject) }
-        }
+        for (entry, holds) in verified where holds && !holders.contains(entry.subject) { holders.append(entry.subject) }
         let arguments: [SQLValue] = [.int(Int(index.version)), .integer(tags.truncated)]
         let read: (appended: Bool, rows: [CheckedCandidate])
         if holders.isEmpty {
@@ -193,7 +201,7 @@ extension Store {
             let rows = try withData { (connection) throws(DatabaseError) in
                 try connection.rows(CallerIDHint.candidatesAndNewestVersion, arguments) { row -> CheckedCandidate? in
                     newest = row.isNull(CallerCandidate.columnCount + 1) ? nil : row.int64(CallerCandidate.columnCount + 1)
-                    return row.isNull(0) ? nil : CheckedCandidate(row, index: index, fullTag: tags.full)
+                    return row.isNull(0) ? nil : CheckedCandidate(row, index: index, fullTag: tags.full, verified: verified)
                 }
             }
             guard (newest ?? 0) <= Int64(index.version) else { return nil }
@@ -203,7 +211,7 @@ extension Store {
             let events = holders.map { AuditEvent(.decrypt, context, subject: $0, fields: Store.nameOnly, time: now) }
             let audited = CallerIDHint.auditedRead([arguments[0], arguments[1], .blob(CallerIDHint.fingerprint(known))])
             let recorded = try reportingAuditFailure(of: auditTrail) {
-                try auditTrail.record(events, with: audited) { CheckedCandidate($0, index: index, fullTag: tags.full) }
+                try auditTrail.record(events, with: audited) { CheckedCandidate($0, index: index, fullTag: tags.full, verified: verified) }
             }
             guard let recorded else { return nil }
             read = recorded
@@ -212,10 +220,11 @@ extension Store {
         }
         var candidates: [CallerCandidate] = []
         candidates.reserveCapacity(read.rows.count)
-        for row in read.rows where row.holdsNumber && !candidates.contains(where: { $0.id == row.candidate.id }) {
+        for row in read.rows {
+            guard let candidate = row.candidate, !candidates.contains(where: { $0.id == candidate.id }) else { continue }
             // Appended: the rows are those the hint held, so the holders are those the entries name.
-            guard !read.appended || holders.contains(row.candidate.id) else { continue }
-            candidates.append(row.candidate)
+            guard !read.appended || holders.contains(candidate.id) else { continue }
+            candidates.append(candidate)
         }
         if !read.appended {
             let current = read.rows.map(\.entry)
