@@ -444,6 +444,35 @@ struct PostgresConnectionTests {
         #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 3)
     }
 
+    @Test("durable commits: the session commits with synchronous_commit on though its URL asks for off, and again after the server ended it; a plain connection keeps what it was given")
+    func durableCommits() throws {
+        guard let scratch = try Scratch() else { return }
+        defer { scratch.drop() }
+        // The session's default off, as on a server set for throughput.
+        let asyncURL = scratch.url + (scratch.url.contains("?") ? "&" : "?") + "options=-c%20synchronous_commit%3Doff"
+        let setting = "SELECT current_setting('synchronous_commit')"
+        let plain = try PostgresConnection(url: asyncURL, create: false, writeLock: "test")
+        #expect(try plain.scalarText(setting) == "off")
+        let durable = try PostgresConnection(url: asyncURL, create: false, writeLock: "audit", durableCommits: true)
+        #expect(try durable.scalarText(setting) == "on")
+        try durable.execute("CREATE TABLE t (x BIGINT)")
+        try durable.transaction { () throws(DatabaseError) in try durable.run("INSERT INTO t (x) VALUES (1)") }
+        // Second act: the server ends the session; the one the connection reconnects to is durable too.
+        let pid = try #require(try durable.scalarInteger("SELECT pg_backend_pid()"))
+        #expect(try plain.scalarText("SELECT pg_terminate_backend(?::integer)::text", [.integer(pid)]) == "true")
+        for _ in 0..<100 {  // until the backend is gone
+            guard try plain.scalarInteger("SELECT count(*) FROM pg_stat_activity WHERE pid = ?::integer", [.integer(pid)]) != 0 else { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        let first = thrown { _ = try durable.scalarInteger("SELECT 1") }
+        #expect(first == nil || first is DatabaseError)
+        #expect(try durable.scalarText(setting) == "on")
+        #expect(try durable.scalarInteger("SELECT pg_backend_pid()") != pid)
+        try durable.transaction { () throws(DatabaseError) in try durable.run("INSERT INTO t (x) VALUES (2)") }
+        #expect(try plain.scalarInteger("SELECT count(*) FROM t") == 2)
+        #expect(try plain.scalarText(setting) == "off")
+    }
+
     @Test("a locked turn: the read sees what another connection committed while it waited for the lock; the statement and COMMIT go in one message; a failed statement rolls the turn back")
     func lockedTurn() throws {
         guard let scratch = try Scratch() else { return }

@@ -50,7 +50,10 @@ public final class PostgresConnection: Database {
     ///   - create: create the schema when it does not exist.
     ///   - writeLock: names the advisory lock this connection's write transactions take; connections
     ///     that must not wait for each other (a database and the audit log beside it) use different names.
-    public init(url: String, create: Bool, writeLock: String) throws(DatabaseError) {
+    ///   - durableCommits: every commit of this session waits for its WAL to be flushed
+    ///     (`synchronous_commit = on`), whatever the server's or the database's default, in this session
+    ///     and in any it reconnects to.
+    public init(url: String, create: Bool, writeLock: String, durableCommits: Bool = false) throws(DatabaseError) {
         let (connectionInfo, schema) = try PostgresConnection.split(url)
         guard let connection = unsafe PQconnectdb(connectionInfo) else {
             throw DatabaseError(code: .postgresql(sqlState: "08000"), message: "libpq could not allocate a connection")
@@ -72,6 +75,7 @@ public final class PostgresConnection: Database {
         // in an error after 30 s, as SQLite's busy timeout does after 10 s.
         sessionSetup = """
             SET client_min_messages = warning; SET lock_timeout = '30s';
+            \(durableCommits ? "SET synchronous_commit = on;" : "")
             \(create ? "CREATE SCHEMA IF NOT EXISTS \"\(schema)\";" : "")
             SET search_path TO "\(schema)"
             """

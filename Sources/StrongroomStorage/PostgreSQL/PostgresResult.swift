@@ -220,7 +220,7 @@ struct PostgresRow: Row {
 
     /// The signed integer of 1, 2, 4 or 8 bytes in network order (0 for another length).
     private static func signedBigEndian(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64 {
-        let raw = unsafe UnsafeRawBufferPointer(bytes)
+        let raw = UnsafeRawBufferPointer(bytes)
         switch raw.count {
         case 8: return unsafe Int64(bigEndian: raw.loadUnaligned(as: Int64.self))
         case 4: return unsafe Int64(Int32(bigEndian: raw.loadUnaligned(as: Int32.self)))
@@ -232,7 +232,7 @@ struct PostgresRow: Row {
 
     /// The unsigned integer of 4 or 8 bytes in network order (0 for another length).
     private static func unsignedBigEndian(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        let raw = unsafe UnsafeRawBufferPointer(bytes)
+        let raw = UnsafeRawBufferPointer(bytes)
         switch raw.count {
         case 8: return unsafe UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self))
         case 4: return unsafe UInt64(UInt32(bigEndian: raw.loadUnaligned(as: UInt32.self)))

@@ -23,7 +23,8 @@ struct InitCommand: StoreOptionsCommand {
                                 sets the blind index's tag length (see SECURITY.md)
           --durable-audit       flush each audit entry to stable storage (fsync, group-committed
                                 across concurrent readers) before returning plaintext, instead
-                                of only writing it to the OS (slower; survives power loss)
+                                of only writing it to the OS (slower; survives power loss; on
+                                PostgreSQL, audit commits with synchronous_commit = on)
 
         \(StoreOptions.helpPointer)
 

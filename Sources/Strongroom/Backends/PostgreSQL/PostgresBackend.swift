@@ -141,7 +141,14 @@ struct PostgresBackend: StoreBackend {
     func openAuditTrail(mac: HMACSHA256, storeID: [UInt8], durability: AuditDurability, segmentByteLimit: Int64,
                         lockTimeout: Double, headStore: any AuditHeadStore) throws(StoreError) -> any AuditTrail {
         let connection: PostgresConnection
-        do throws(DatabaseError) { connection = try PostgresConnection(url: url, create: false, writeLock: "audit") } catch { throw .database(error) }
+        // A synced log's entries are flushed before the plaintext they record leaves, as the folder log's
+        // `fdatasync`: its commits wait for the WAL flush even on a server whose default is
+        // `synchronous_commit = off` (which, after a server crash, loses commits it had acknowledged).
+        do throws(DatabaseError) {
+            connection = try PostgresConnection(url: url, create: false, writeLock: "audit", durableCommits: durability == .synced)
+        } catch {
+            throw .database(error)
+        }
         do throws(AuditLogError) {
             return try PostgresAuditLog(connection: connection, mac: mac, storeID: storeID, headStore: headStore)
         } catch {
