@@ -121,6 +121,22 @@ private func thrown(_ body: () throws -> Void) -> (any Error)? {
     }
 }
 
+/// Has the server end `connection`'s session (`pg_terminate_backend`, from `killer`), waits until its
+/// backend is gone, and runs one statement on `connection`, which may be the one that finds the session
+/// dead (and fails, typed): the connection is usable again after it at the latest. Returns the ended
+/// backend's process id.
+private func terminateSession(of connection: PostgresConnection, from killer: PostgresConnection) throws -> Int64 {
+    let pid = try #require(try connection.scalarInteger("SELECT pg_backend_pid()"))
+    #expect(try killer.scalarText("SELECT pg_terminate_backend(?::integer)::text", [.integer(pid)]) == "true")
+    for _ in 0..<100 {  // until the backend is gone
+        guard try killer.scalarInteger("SELECT count(*) FROM pg_stat_activity WHERE pid = ?::integer", [.integer(pid)]) != 0 else { break }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    let first = thrown { _ = try connection.scalarInteger("SELECT 1") }
+    #expect(first == nil || first is DatabaseError)
+    return pid
+}
+
 /// A moment, for ordering events across threads.
 private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
@@ -423,17 +439,7 @@ struct PostgresConnectionTests {
         try connection.execute("CREATE TABLE t (x BIGINT)")
         let insert = "INSERT INTO t (x) VALUES (?)"
         try connection.run(insert, [.integer(1)])  // a statement the old session prepared
-        let pid = try #require(try connection.scalarInteger("SELECT pg_backend_pid()"))
-        let killer = try scratch.connect(writeLock: "killer")
-        #expect(try killer.scalarText("SELECT pg_terminate_backend(?::integer)::text", [.integer(pid)]) == "true")
-        for _ in 0..<100 {  // until the backend is gone
-            guard try killer.scalarInteger("SELECT count(*) FROM pg_stat_activity WHERE pid = ?::integer", [.integer(pid)]) != 0 else { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        // The first statement may be the one that finds the connection dead (and fails, typed); the
-        // connection is usable again after it at the latest.
-        let first = thrown { _ = try connection.scalarInteger("SELECT 1") }
-        #expect(first == nil || first is DatabaseError)
+        let pid = try terminateSession(of: connection, from: try scratch.connect(writeLock: "killer"))
         #expect(try connection.scalarInteger("SELECT 1") == 1)
         #expect(try connection.scalarInteger("SELECT pg_backend_pid()") != pid)
         // The new session is set up as the old one was: the schema on the search path, statements prepared again.
@@ -458,14 +464,7 @@ struct PostgresConnectionTests {
         try durable.execute("CREATE TABLE t (x BIGINT)")
         try durable.transaction { () throws(DatabaseError) in try durable.run("INSERT INTO t (x) VALUES (1)") }
         // Second act: the server ends the session; the one the connection reconnects to is durable too.
-        let pid = try #require(try durable.scalarInteger("SELECT pg_backend_pid()"))
-        #expect(try plain.scalarText("SELECT pg_terminate_backend(?::integer)::text", [.integer(pid)]) == "true")
-        for _ in 0..<100 {  // until the backend is gone
-            guard try plain.scalarInteger("SELECT count(*) FROM pg_stat_activity WHERE pid = ?::integer", [.integer(pid)]) != 0 else { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        let first = thrown { _ = try durable.scalarInteger("SELECT 1") }
-        #expect(first == nil || first is DatabaseError)
+        let pid = try terminateSession(of: durable, from: plain)
         #expect(try durable.scalarText(setting) == "on")
         #expect(try durable.scalarInteger("SELECT pg_backend_pid()") != pid)
         try durable.transaction { () throws(DatabaseError) in try durable.run("INSERT INTO t (x) VALUES (2)") }
