@@ -82,8 +82,13 @@ public struct CSVImporter: Sendable {
         var report = ImportReport()
         var batch: [ReadRow] = []
         var rowsDone = 0
+        // Whether a batch's stored rows are read before its write: once a write has found a subject
+        // stored that a row keeps numbers or custom fields of (a re-import). Until then the write's own
+        // lookup of the batch's external ids, in its transaction, tells: one probe a batch, not two.
+        var readingStoredFirst = false
 
-        func flush() throws {
+        /// Merges the batch's rows over the stored subjects' numbers and custom fields they keep.
+        func mergeOverStored() throws {
             // A row carrying some of a stored subject's numbers or custom fields keeps the others.
             let stored = try storedRows(mergedInto: batch)
             // Nothing stored to merge over (a new file's batch): the rows stay as read.
@@ -103,12 +108,25 @@ public struct CSVImporter: Sendable {
                     }
                 }
             }
-            guard !batch.isEmpty else { return }
+        }
+
+        func flush() throws {
             // A restricted subject's row is refused alone (and audited as refused), not the batch; with
             // --strict, the batch is refused (accessRefused), as any bad row refuses a strict import.
             // The new subjects' keys are not cached: the import does not read them back.
-            let results = try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), sealedAhead: batch.map(\.sealed),
-                                          region: options.region, skippingRefused: !options.strict, cachingNewKeys: false, context: context)
+            func write(unlessStored mergingUnread: Set<String>) throws -> [WriteResult]? {
+                try store.write(batch.map(\.subject), numbers: batch.map(\.numbers), sealedAhead: batch.map(\.sealed), region: options.region,
+                                skippingRefused: !options.strict, cachingNewKeys: false, unlessStored: mergingUnread, context: context)
+            }
+            let results: [WriteResult]
+            if !readingStoredFirst, let written = try write(unlessStored: CSVImporter.externalIDs(mergedOverStoredBy: batch)) {
+                results = written
+            } else {
+                readingStoredFirst = true
+                try mergeOverStored()
+                guard !batch.isEmpty, let written = try write(unlessStored: []) else { return }
+                results = written
+            }
             for (row, result) in zip(batch, results) {
                 if let erasedAt = result.erasedAt {
                     report.rejected.append(.erased(line: row.line, at: erasedAt))
@@ -300,10 +318,15 @@ public struct CSVImporter: Sendable {
         FROM subjects WHERE external_id
         """
 
+    /// The external ids of those of `rows` that `merged` merges over a stored subject, if one is stored.
+    private static func externalIDs(mergedOverStoredBy rows: [ReadRow]) -> Set<String> {
+        Set(rows.lazy.filter { CSVImporter.mergesOverStored($0.subject) }.compactMap(\.subject.metadata.externalID))
+    }
+
     /// The stored rows (numbers and custom fields still sealed) of the subjects whose rows `merged`
     /// merges over them, by external id: one statement for a batch, not a round trip per row.
     private func storedRows(mergedInto rows: [ReadRow]) throws -> [String: EncryptedSubject] {
-        let externalIDs = Set(rows.lazy.filter { CSVImporter.mergesOverStored($0.subject) }.compactMap(\.subject.metadata.externalID))
+        let externalIDs = CSVImporter.externalIDs(mergedOverStoredBy: rows)
         guard !externalIDs.isEmpty else { return [:] }
         return try store.withData { (connection) throws(DatabaseError) in
             var stored: [String: EncryptedSubject] = [:]

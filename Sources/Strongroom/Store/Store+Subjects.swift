@@ -100,7 +100,10 @@ extension Store {
     /// with `skippingRefused` that row alone skipped (its result has `erasedAt`).
     public func write(_ subjects: [NewSubject], region: String? = nil, skippingRefused: Bool = false,
                       context: AccessContext) throws(StoreError) -> [WriteResult] {
-        try write(subjects, numbers: [], region: region, skippingRefused: skippingRefused, context: context)
+        let normalizer = try normalizer(for: region)
+        return try writeSubjects(context: context) { (write) throws(StoreError) in
+            try createOrUpdate(subjects, normalizer: normalizer, skippingRefused: skippingRefused, in: write)
+        }
     }
 
     /// `write`, given the E.164 form of the subjects' numbers where the caller has them (the importer
@@ -109,21 +112,26 @@ extension Store {
     /// (nil for a number that cannot be); the others are normalised here. With `cachingNewKeys` false
     /// (the importer) the new subjects' keys stay out of the key cache (`insertNew`). `sealedAhead[i]`,
     /// when there is one, holds `subjects[i]` sealed ahead (`sealAhead`), used if it is created.
+    /// `unlessStored`: external ids whose stored subject the caller would have merged its row over,
+    /// without having read it; if one of them is stored, nothing is written and nil is returned (the
+    /// importer then reads the stored rows, merges and writes again).
     func write(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], region: String?, skippingRefused: Bool,
-               cachingNewKeys: Bool = true, context: AccessContext) throws(StoreError) -> [WriteResult] {
+               cachingNewKeys: Bool = true, unlessStored mergingUnread: Set<String> = [], context: AccessContext) throws(StoreError) -> [WriteResult]? {
         let normalizer = try normalizer(for: region)
-        return try writeSubjects(context: context) { (write) throws(StoreError) in
+        let results = try writeSubjects(context: context) { (write) throws(StoreError) in
             try createOrUpdate(subjects, numbers: numbers, sealedAhead: sealedAhead, normalizer: normalizer, skippingRefused: skippingRefused,
-                               cachingNewKeys: cachingNewKeys, in: write)
+                               cachingNewKeys: cachingNewKeys, unlessStored: mergingUnread, in: write)
         }
+        return results.isEmpty && !subjects.isEmpty ? nil : results
     }
 
     /// The body of `write`, inside a write-path transaction (also used by `recordCall` for a new lead).
     /// Updates run one subject at a time; the new subjects are written together (`insertNew`).
-    /// `numbers`, `sealedAhead` and `cachingNewKeys`: as `write(_:numbers:sealedAhead:region:skippingRefused:cachingNewKeys:context:)`
-    /// takes them.
+    /// `numbers`, `sealedAhead`, `cachingNewKeys` and `unlessStored`: as
+    /// `write(_:numbers:sealedAhead:region:skippingRefused:cachingNewKeys:unlessStored:context:)` takes them;
+    /// no results (nothing written, nothing recorded) when one of `mergingUnread` is stored.
     func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
-                        skippingRefused: Bool = false, cachingNewKeys: Bool = true,
+                        skippingRefused: Bool = false, cachingNewKeys: Bool = true, unlessStored mergingUnread: Set<String> = [],
                         in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
         let connection = write.connection
         let now = Store.milliseconds(Date())
@@ -156,6 +164,8 @@ extension Store {
         } else {
             try Store.alongside(reloadAndProbeAhead, lookUpKnown)
         }
+        // Found by the lookup above, in this transaction: no second probe of the batch's external ids.
+        if mergingUnread.contains(where: { known[$0] != nil }) { return [] }
         let probedAhead = Set(taggedAhead.map(\.id))
         let erased = try erasedAhead.withLock { $0 }.merging(tombstones(ofExternalIDs: subjects.compactMap { (subject) -> (String, [UInt8]?)? in
             guard let externalID = subject.metadata.externalID, known[externalID] == nil, !probedAhead.contains(externalID) else { return nil }

@@ -99,4 +99,48 @@ struct PartialReimportTests {
         #expect(try reopened.callerID(number: "+44 20 7946 0958", context: TestStore.caller).first?.lastContactedAt
                 == Timestamp.parse("2026-12-05"))
     }
+
+    @Test("a subject stored by another opening between two batches of a new file: the next batch's write finds it in its transaction, writes nothing, and the batch merges over it and lands; nothing is written or audited twice",
+          arguments: TestBackend.all)
+    func storedBetweenBatchesMerges(backend: TestBackend) throws {
+        let hook = RecordingHook()
+        let test = try TestStore(backend, region: "GB", hooks: [hook])
+        defer { test.cleanUp() }
+        let other = try test.reopen()
+        var options = ImportOptions()
+        options.batchSize = 2
+        let file = "external_id,name,phone,tier\n" + (1...5).map { "crm-\($0),Person \($0),020 7946 000\($0),\n" }.joined()
+        let importing = { (store: Store, between: @escaping (Int) -> Void) throws -> ImportReport in
+            try CSVImporter(store: store, options: options).run(Array(file.utf8), context: TestStore.admin, progress: between)
+        }
+        // After the first batch, another opening stores crm-3, with a mobile and a custom field the file does not carry.
+        var storedMeanwhile: SubjectID?
+        let report = try importing(test.store) { done in
+            guard done == 2 else { return }
+            storedMeanwhile = try? other.write([NewSubject(metadata: SubjectMetadata(kind: .contact, externalID: "crm-3"),
+                                                           personal: PersonalData(phones: [LabeledPhone(label: "mobile", number: "07700 900123")],
+                                                                                  customFields: ["tier": "gold"]))],
+                                               context: TestStore.admin).first?.id
+        }
+        let id = try #require(storedMeanwhile)
+        #expect(report.created == 4 && report.updated == 1 && report.rejected.isEmpty)
+        let subject = try test.store.read(id, context: TestStore.admin)
+        #expect(subject.personal.name == "Person 3" && subject.personal.customFields == ["tier": "gold"])
+        #expect(subject.personal.phones == [LabeledPhone(label: "mobile", number: "07700 900123"), LabeledPhone(label: "phone", number: "020 7946 0003")])
+        // One entry per subject written: the stopped write recorded nothing, its batch's retry wrote crm-3 once.
+        let writes = hook.events.filter { $0.action == .create || $0.action == .update }
+        #expect(writes.filter { $0.action == .create }.count == 4 && writes.filter { $0.subject == id }.map(\.action) == [.update])
+        // Second act: the same file again (every batch merges now), then another opening: five subjects, each
+        // found by its number, crm-3 by its kept mobile too, and the audit log verifies.
+        let again = try importing(test.store) { _ in }
+        #expect(again.updated == 5 && again.created == 0 && again.rejected.isEmpty)
+        let reopened = try test.reopen()
+        #expect(try reopened.count() == 5)
+        for row in 1...5 {
+            #expect(try reopened.callerID(number: "+44 20 7946 000\(row)", context: TestStore.caller).map(\.id) == [try reopened.resolve("crm-\(row)")])
+        }
+        #expect(try reopened.callerID(number: "+44 7700 900123", context: TestStore.caller).map(\.id) == [id])
+        #expect(try reopened.read(id, context: TestStore.admin).personal.customFields == ["tier": "gold"])
+        #expect(try reopened.verifyAuditLog().problem == nil)
+    }
 }
