@@ -725,4 +725,50 @@ struct PostgresBinaryCopyTests {
         }
         #expect(try Self.stored(try scratch.connect()) == rows)
     }
+
+    @Test("several tables' binary COPYs in one query: each table gets its rows (none for a table sent none); a failure in the second, or the client's between them, rolls the transaction back whole; the connection copies again")
+    func copyIntoSeveralTables() throws {
+        guard let scratch = try Self.scratchWithTable() else { return }
+        defer { scratch.drop() }
+        let connection = scratch.connection
+        try connection.execute("CREATE TABLE w (id BIGINT PRIMARY KEY, t TEXT); CREATE TABLE x (id BIGINT PRIMARY KEY)")
+        let rows = Self.awkwardRows()
+        let tables = [(table: "v", columns: Self.columns), (table: "x", columns: ["id"]), (table: "w", columns: ["id", "t"])]
+        let count = { (table: String) throws -> Int64? in try connection.scalarInteger("SELECT count(*) FROM \(table)") }
+        let clientError = DatabaseError(code: .postgresql(sqlState: "P0001"), message: "the body's own error")
+        for failure in ["23505", "P0001"] {
+            let error = thrown {
+                try connection.transaction { () throws(DatabaseError) in
+                    _ = try connection.copyBinary(into: tables) { (send) throws(DatabaseError) in
+                        try send(0, rows)
+                        if failure == "P0001" { throw clientError }
+                        try send(2, [[.integer(1), .text("one")], [.integer(1), .text("again")]])
+                    }
+                }
+            }
+            #expect((error as? DatabaseError)?.sqlState == failure)
+            #expect(try count("v") == 0 && count("w") == 0, "the whole transaction rolled back")
+        }
+        // Rows for a table whose COPY is over are refused, and the query abandoned.
+        #expect(throws: DatabaseError.self) {
+            try connection.transaction { () throws(DatabaseError) in
+                _ = try connection.copyBinary(into: tables) { (send) throws(DatabaseError) in
+                    try send(2, [[.integer(1), .text("one")]])
+                    try send(0, rows)
+                }
+            }
+        }
+        #expect(try count("w") == 0)
+        // Second act: the three tables in one query, in sets, the middle one sent nothing; another connection sees them.
+        let (sets, copied) = try connection.copyBinary(into: tables) { (send) throws(DatabaseError) -> Int in
+            try send(0, Array(rows[0..<2]))
+            try send(0, Array(rows[2...]))
+            try send(2, [[.integer(7), .text("seven")]])
+            return 3
+        }
+        #expect(sets == 3 && copied == rows.count + 1)
+        let other = try scratch.connect()
+        #expect(try Self.stored(other) == rows)
+        #expect(try other.scalarText("SELECT t FROM w WHERE id = 7") == "seven" && other.scalarInteger("SELECT count(*) FROM x") == 0)
+    }
 }

@@ -55,6 +55,14 @@ protocol StoreBackend: Sendable {
                                                 _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> T
 
+    /// `inserting(into:columns:on:_:)` for several tables in turn: `body` passes each set of rows with its
+    /// table's place in `tables`, the tables in order (all of one table's sets before the next's). The
+    /// backend may run them as one stream (one query of COPYs on PostgreSQL, each begun by the server as
+    /// the one before ends, without a round trip of its own), or insert each set as `insert` does.
+    func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
+                                                _ body: (_ insert: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> T
+
     /// Readies `data` (a connection this backend made) for a bulk write, such as an import's batches,
     /// until `endBulkWrites`: where the backend has settings that suit one (SQLite's page cache).
     func beginBulkWrites(on data: any Database) throws(DatabaseError)
@@ -106,6 +114,17 @@ extension StoreBackend {
         throws(Failure) -> T {
         try body { (rows) throws(Failure) in
             do throws(DatabaseError) { try insert(rows, into: table, columns: columns, conflict: "", on: connection) } catch { throw Failure(error) }
+        }
+    }
+
+    /// Each set of rows inserted as it comes, by `insert`.
+    func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
+                                                _ body: (_ insert: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> T {
+        try body { (table, rows) throws(Failure) in
+            do throws(DatabaseError) { try insert(rows, into: tables[table].table, columns: tables[table].columns, conflict: "", on: connection) } catch {
+                throw Failure(error)
+            }
         }
     }
 

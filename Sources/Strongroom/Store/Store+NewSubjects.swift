@@ -85,20 +85,23 @@ extension Store {
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                    now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
-        // `count` rows into `table`, made and sent `sealingChunk` at a time (`StoreBackend.inserting`):
-        // on PostgreSQL one COPY whose rows the server stores while this thread makes the next ones.
-        let insertStreamed = { [backend] (table: String, columns: [BulkColumn], count: Int, rows: (Range<Int>) -> [[SQLValue]]) throws(StoreError) in
-            guard count > 0 else { return }
-            do throws(DatabaseError) {
-                try backend.inserting(into: table, columns: columns, on: connection) { (insert) throws(DatabaseError) in
-                    for start in stride(from: 0, to: count, by: Store.sealingChunk) { try insert(rows(start..<min(start + Store.sealingChunk, count))) }
-                }
-            } catch {
-                throw .database(error)
-            }
+        // `count` rows made `sealingChunk` at a time, each chunk given to `insert` as soon as it is made
+        // (`StoreBackend.inserting`: on PostgreSQL a COPY whose rows the server stores while this thread
+        // makes the next ones).
+        let sendInChunks = { (count: Int, rows: (Range<Int>) -> [[SQLValue]], insert: ([[SQLValue]]) throws(StoreError) -> Void) throws(StoreError) in
+            for start in stride(from: 0, to: count, by: Store.sealingChunk) { try insert(rows(start..<min(start + Store.sealingChunk, count))) }
         }
-        let insertRows = { (sealed: [SealedNewSubject]) throws(StoreError) in
-            try insertStreamed("subjects", Store.newSubjectColumns, sealed.count) { sealed[$0].map { $0.row(now: now) } }
+        // The blind-index tables `made` has rows for; their rows, each table's in index order, given to
+        // `insert` as the tables at `first` and after.
+        let blindIndexTables: [(table: String, rows: KeyPath<SealedNewSubject, [[SQLValue]]>)] =
+            [("phone_index", \.phoneIndexRows), ("email_index", \.emailIndexRows)]
+        let indexTables = { (made: [SealedNewSubject]) in blindIndexTables.filter { _, rows in made.contains { !$0[keyPath: rows].isEmpty } } }
+        let sendIndexRows = { (made: [SealedNewSubject], tables: [(table: String, rows: KeyPath<SealedNewSubject, [[SQLValue]]>)], first: Int,
+                               insert: (Int, [[SQLValue]]) throws(StoreError) -> Void) throws(StoreError) in
+            for (position, table) in tables.enumerated() {
+                let ordered = Store.inIndexOrder(made.flatMap { $0[keyPath: table.rows] })
+                try sendInChunks(ordered.count, { Array(ordered[$0]) }) { (rows) throws(StoreError) in try insert(first + position, rows) }
+            }
         }
         let keys = keyring.keys
         // The subjects sealed ahead, each of exactly the subject at its place, under the index versions that answer now.
@@ -109,10 +112,11 @@ extension Store {
         let storeKeys = { @Sendable [keyring] (made: [SealedNewSubject]) throws(StoreError) in
             try keyring.storeSubjectKeys(made.map(\.key), caching: cachingKeys)
         }
-        let insertIndexRows = { (made: [SealedNewSubject]) throws(StoreError) in
-            for (table, rows) in [("phone_index", made.flatMap(\.phoneIndexRows)), ("email_index", made.flatMap(\.emailIndexRows))] {
-                let ordered = Store.inIndexOrder(rows)
-                try insertStreamed(table, Store.blindIndexColumns, ordered.count) { Array(ordered[$0]) }
+        let insertIndexRows = { [backend] (made: [SealedNewSubject]) throws(StoreError) in
+            let tables = indexTables(made)
+            guard !tables.isEmpty else { return }
+            try backend.inserting(into: tables.map { ($0.table, Store.blindIndexColumns) }, on: connection) { (insert) throws(StoreError) in
+                try sendIndexRows(made, tables, 0, insert)
             }
         }
         // The keys commit on another thread while this one inserts rows (a few subjects, a create, are
@@ -136,10 +140,16 @@ extension Store {
             // Their ids were taken ahead and committed (`reserveSubjectIDsAhead`): no other writer has
             // them. Their keys commit while every row of theirs is inserted.
             made = ahead
+            // The rows, then the blind-index rows, in one stream (on PostgreSQL one query of COPYs): the
+            // index rows are put in order while the server stores the last rows.
+            let tables = indexTables(made)
             try alongsideKeys(made) { () throws(StoreError) in
-                try insertRows(made)
-                try injectFault("write.rows", subjects.count)
-                try insertIndexRows(made)
+                try backend.inserting(into: [("subjects", Store.newSubjectColumns)] + tables.map { ($0.table, Store.blindIndexColumns) },
+                                      on: connection) { (insert) throws(StoreError) in
+                    try sendInChunks(made.count, { made[$0].map { $0.row(now: now) } }) { (rows) throws(StoreError) in try insert(0, rows) }
+                    try injectFault("write.rows", subjects.count)
+                    try sendIndexRows(made, tables, 1, insert)
+                }
             }
         } else {
             let ids: [SubjectID]

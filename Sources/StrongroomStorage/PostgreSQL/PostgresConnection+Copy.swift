@@ -43,7 +43,20 @@ extension PostgresConnection {
     public func copyBinary<T, Failure: DatabaseFailure>(into table: String, columns: [String],
                                                         _ body: (_ send: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
-        try copyBinary(into: table, columns: columns, after: "", body)
+        try copyBinary(into: [(table, columns)], after: "") { (send) throws(Failure) in
+            try withoutActuallyEscaping(send) { (send) throws(Failure) in try body { (rows) throws(Failure) in try send(0, rows) } }
+        }
+    }
+
+    /// `copyBinary(into:columns:_:)` for several tables in one query: their COPYs run one after the other,
+    /// the server beginning each as the one before ends, without a round trip of its own. `body` sends
+    /// each table's rows with the table's place in `tables`, the tables in order (once a later table's
+    /// rows are sent, an earlier table's COPY is over; a table sent nothing gets no rows). A failure in
+    /// any of them ends the query there (in a transaction, the transaction fails).
+    public func copyBinary<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [String])],
+                                                        _ body: (_ send: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+        throws(Failure) -> (value: T, rows: Int) {
+        try copyBinary(into: tables, after: "", body)
     }
 
     /// Copies `rows` into `table` by binary COPY (`copyBinary`) unless a unique constraint refuses one
@@ -57,8 +70,8 @@ extension PostgresConnection {
                            onUniqueViolation instead: () throws(DatabaseError) -> Void) throws(DatabaseError) {
         let savepoint = inTransaction ? "strongroom_bulk_insert" : nil
         do {
-            _ = try copyBinary(into: table, columns: columns, after: savepoint.map { "SAVEPOINT \($0); " } ?? "") {
-                (send) throws(DatabaseError) in try send(rows)
+            _ = try copyBinary(into: [(table, columns)], after: savepoint.map { "SAVEPOINT \($0); " } ?? "") {
+                (send) throws(DatabaseError) in try send(0, rows)
             }
             if let savepoint { try execute("RELEASE SAVEPOINT \(savepoint)") }
         } catch where error.isUniqueViolation {
@@ -67,33 +80,46 @@ extension PostgresConnection {
         }
     }
 
-    /// `copyBinary(into:columns:_:)`, the COPY sent after `prefix` (statements run in the same round trip).
-    private func copyBinary<T, Failure: DatabaseFailure>(into table: String, columns: [String], after prefix: String,
-                                                         _ body: (_ send: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+    /// `copyBinary(into:_:)`, the COPYs sent after `prefix` (statements run in the same round trip).
+    private func copyBinary<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [String])], after prefix: String,
+                                                         _ body: (_ send: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
-        let sql = "COPY \(table) (\(columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)"
-        do { try beginCopy(prefix + sql) } catch { throw Failure(error) }
+        let statements = tables.map { "COPY \($0.table) (\($0.columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)" }
+        do { try beginCopy(prefix + statements.joined(separator: "; ")) } catch { throw Failure(error) }
+        var current = 0
+        var copied = 0
         var buffer = PostgresConnection.binaryCopySignature
+        // Ends the COPY of `tables[current]` (its trailer: a field count of -1) and reads its result, up
+        // to the next COPY's start when there is one.
+        func endCurrent() throws(DatabaseError) {
+            buffer += [0xFF, 0xFF]
+            try sendCopyData(buffer, sql: statements[current])
+            copied += try endCopy(statements[current], failure: nil, beforeAnother: current < tables.count - 1)
+            current += 1
+            buffer = PostgresConnection.binaryCopySignature
+        }
         let value: T
         do throws(Failure) {
-            value = try body { (rows) throws(Failure) in
+            value = try body { (table, rows) throws(Failure) in
                 do throws(DatabaseError) {
-                    try PostgresConnection.appendBinaryCopyRows(rows, columns: columns.count, to: &buffer, sql: sql)
-                    try sendCopyData(buffer, sql: sql)
+                    guard table >= current, table < tables.count else {
+                        throw DatabaseError(code: .postgresql(sqlState: "XX000"), message: "rows for a table whose COPY is over", sql: statements[current])
+                    }
+                    while current < table { try endCurrent() }
+                    try PostgresConnection.appendBinaryCopyRows(rows, columns: tables[table].columns.count, to: &buffer, sql: statements[table])
+                    try sendCopyData(buffer, sql: statements[table])
                 } catch {
                     throw Failure(error)
                 }
                 buffer.removeAll(keepingCapacity: true)
             }
         } catch {
-            _ = try? endCopy(sql, failure: "abandoned by the client")
+            if current < tables.count { _ = try? endCopy(statements[current], failure: "abandoned by the client") }
             throw error
         }
-        // The trailer: a field count of -1.
-        buffer += [0xFF, 0xFF]
         do throws(DatabaseError) {
-            try sendCopyData(buffer, sql: sql)
-            return (value, try endCopy(sql, failure: nil))
+            while current < tables.count { try endCurrent() }
+            return (value, copied)
         } catch {
             throw Failure(error)
         }
@@ -257,17 +283,28 @@ extension PostgresConnection {
     }
 
     /// Ends the COPY in progress (as failed, with `failure` as its message, when there is one) and
-    /// reads every result, so the connection is ready again; returns the rows copied.
-    private func endCopy(_ sql: String, failure: String?) throws(DatabaseError) -> Int {
+    /// reads every result, so the connection is ready again; returns the rows copied. `beforeAnother`:
+    /// the query runs another COPY after this one, whose start ends the reading instead (a COPY that
+    /// fails ends the query, and its error is thrown).
+    private func endCopy(_ sql: String, failure: String?, beforeAnother: Bool = false) throws(DatabaseError) -> Int {
         _ = unsafe PQputCopyEnd(handle, failure)
         var copied = 0
         var error: DatabaseError?
-        // The COPY's own result, then nil.
+        // The COPY's own result, then nil, or the next COPY's start.
         while let next = unsafe PQgetResult(handle) {
             let result = PostgresResult(next)
+            if result.isCopyIn {
+                if beforeAnother && error == nil && failure == nil { return copied }
+                // A COPY not asked for: ended at once, so that the connection is ready again.
+                _ = unsafe PQputCopyEnd(handle, "abandoned by the client")
+                continue
+            }
             if let failed = result.error(connection: handle, sql: sql) { error = error ?? failed } else { copied += result.changes }
         }
         if let error { throw error }
+        guard !beforeAnother else {
+            throw DatabaseError(code: .postgresql(sqlState: "XX000"), message: "the query ended before its next COPY", sql: sql)
+        }
         return copied
     }
 }
