@@ -43,7 +43,7 @@ extension PostgresConnection {
     public func copyBinary<T, Failure: DatabaseFailure>(into table: String, columns: [String],
                                                         _ body: (_ send: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
-        try copyBinary(into: [(table, columns)], after: "") { (send) throws(Failure) in
+        try copyBinary(into: [(table, columns)], after: "", then: "") { (send) throws(Failure) in
             try withoutActuallyEscaping(send) { (send) throws(Failure) in try body { (rows) throws(Failure) in try send(0, rows) } }
         }
     }
@@ -56,36 +56,36 @@ extension PostgresConnection {
     public func copyBinary<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [String])],
                                                         _ body: (_ send: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
-        try copyBinary(into: tables, after: "", body)
+        try copyBinary(into: tables, after: "", then: "", body)
     }
 
     /// Copies `rows` into `table` by binary COPY (`copyBinary`) unless a unique constraint refuses one
     /// of them: then none of them stays (inside a transaction the COPY is undone to a savepoint taken in
-    /// its first round trip; outside one it was a transaction of its own) and `instead` runs, such as
-    /// the same rows' `INSERT … ON CONFLICT`. For rows that rarely meet a conflict: COPY costs the
-    /// server about half of what a statement spreading arrays into rows does (20,000 subject keys,
-    /// 44–60 ms against 88–100 ms, 2026-12-07), and the savepoint's release one round trip more.
+    /// its first round trip and released in its last; outside one it was a transaction of its own) and
+    /// `instead` runs, such as the same rows' `INSERT … ON CONFLICT`. For rows that rarely meet a
+    /// conflict: COPY costs the server about half of what a statement spreading arrays into rows does
+    /// (20,000 subject keys, 44–60 ms against 88–100 ms, 2026-12-07).
     /// Related PostgreSQL documentation: <https://www.postgresql.org/docs/current/sql-savepoint.html>
     public func copyBinary(_ rows: [[SQLValue]], into table: String, columns: [String],
                            onUniqueViolation instead: () throws(DatabaseError) -> Void) throws(DatabaseError) {
         let savepoint = inTransaction ? "strongroom_bulk_insert" : nil
         do {
-            _ = try copyBinary(into: [(table, columns)], after: savepoint.map { "SAVEPOINT \($0); " } ?? "") {
-                (send) throws(DatabaseError) in try send(0, rows)
-            }
-            if let savepoint { try execute("RELEASE SAVEPOINT \(savepoint)") }
+            // The savepoint is released by the same query, after the COPY (not run if the COPY fails).
+            _ = try copyBinary(into: [(table, columns)], after: savepoint.map { "SAVEPOINT \($0); " } ?? "",
+                               then: savepoint.map { "; RELEASE SAVEPOINT \($0)" } ?? "") { (send) throws(DatabaseError) in try send(0, rows) }
         } catch where error.isUniqueViolation {
             if let savepoint { try execute("ROLLBACK TO SAVEPOINT \(savepoint); RELEASE SAVEPOINT \(savepoint)") }
             try instead()
         }
     }
 
-    /// `copyBinary(into:_:)`, the COPYs sent after `prefix` (statements run in the same round trip).
-    private func copyBinary<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [String])], after prefix: String,
+    /// `copyBinary(into:_:)`, the COPYs sent after `prefix` and before `suffix` (statements run in the
+    /// same query: `prefix` in the first round trip, `suffix` in the last, once the COPYs are over).
+    private func copyBinary<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [String])], after prefix: String, then suffix: String,
                                                          _ body: (_ send: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> (value: T, rows: Int) {
         let statements = tables.map { "COPY \($0.table) (\($0.columns.joined(separator: ", "))) FROM STDIN (FORMAT binary)" }
-        do { try beginCopy(prefix + statements.joined(separator: "; ")) } catch { throw Failure(error) }
+        do { try beginCopy(prefix + statements.joined(separator: "; ") + suffix) } catch { throw Failure(error) }
         var current = 0
         var copied = 0
         var buffer = PostgresConnection.binaryCopySignature
