@@ -46,6 +46,13 @@ protocol StoreBackend: Sendable {
     func insert(_ rows: [[SQLValue]], into table: String, columns: [BulkColumn], conflict: String,
                 on connection: any Database) throws(DatabaseError)
 
+    /// Inserts `count` rows into `table` (no conflict clause) on `connection` (made by this backend):
+    /// `row(i, &values)` appends row i's values, one per column of `columns`, to `values`. The backend
+    /// may bind them as they are appended (SQLite: no array per row) or make each row and send the rows
+    /// in sets as `inserting` does.
+    func insert(count: Int, into table: String, columns: [BulkColumn], on connection: any Database,
+                row: (Int, inout [SQLValue]) -> Void) throws(DatabaseError)
+
     /// Inserts rows into `table` (no conflict clause) on `connection` (made by this backend) while `body`
     /// makes them: `body` passes each set of rows to `insert` as soon as it has it, one value per column
     /// of `columns` each. The backend may send them on at once and finish once `body` returns (one
@@ -106,6 +113,21 @@ extension StoreBackend {
         throws(Failure) -> T {
         try body { (rows) throws(Failure) in
             do throws(DatabaseError) { try insert(rows, into: table, columns: columns, conflict: "", on: connection) } catch { throw Failure(error) }
+        }
+    }
+
+    /// Each row made, and sent on `Store.sealingChunk` rows at a time through `inserting`.
+    func insert(count: Int, into table: String, columns: [BulkColumn], on connection: any Database,
+                row: (Int, inout [SQLValue]) -> Void) throws(DatabaseError) {
+        try inserting(into: table, columns: columns, on: connection) { (insert) throws(DatabaseError) in
+            for start in stride(from: 0, to: count, by: Store.sealingChunk) {
+                try insert((start..<min(start + Store.sealingChunk, count)).map { (position) -> [SQLValue] in
+                    var values: [SQLValue] = []
+                    values.reserveCapacity(columns.count)
+                    row(position, &values)
+                    return values
+                })
+            }
         }
     }
 

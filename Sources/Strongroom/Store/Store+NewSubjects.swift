@@ -46,18 +46,24 @@ final class SealedNewSubject: Sendable {
 
     /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
     func row(now: Int64) -> [SQLValue] {
-        // Appended in place into one array (on the writing thread: no array made and copied per part).
-        var row: [SQLValue] = [.integer(id.rawValue)]
+        var row: [SQLValue] = []
         row.reserveCapacity(Store.newSubjectColumns.count)
-        row.append(contentsOf: Store.metadataValues(subject.metadata))
-        row.append(.integer(now))
-        row.append(.integer(now))
-        row.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
-        row.append(.int(Int(key.handle.version)))
-        row.append(.int(unindexed))
-        row.append(.int(fields.count))
-        row.append(contentsOf: ciphertexts)
+        appendRow(now: now, to: &row)
         return row
+    }
+
+    /// Appends its row of `subjects` (`row(now:)`) to `values`, in place: on the writing thread, no
+    /// array made and copied per part, or per row where the backend binds rows as appended.
+    func appendRow(now: Int64, to values: inout [SQLValue]) {
+        values.append(.integer(id.rawValue))
+        values.append(contentsOf: Store.metadataValues(subject.metadata))
+        values.append(.integer(now))
+        values.append(.integer(now))
+        values.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
+        values.append(.int(Int(key.handle.version)))
+        values.append(.int(unindexed))
+        values.append(.int(fields.count))
+        values.append(contentsOf: ciphertexts)
     }
 }
 
@@ -97,8 +103,14 @@ extension Store {
                 throw .database(error)
             }
         }
-        let insertRows = { (sealed: [SealedNewSubject]) throws(StoreError) in
-            try insertStreamed("subjects", Store.newSubjectColumns, sealed.count) { sealed[$0].map { $0.row(now: now) } }
+        let insertRows = { [backend] (sealed: [SealedNewSubject]) throws(StoreError) in
+            do throws(DatabaseError) {
+                try backend.insert(count: sealed.count, into: "subjects", columns: Store.newSubjectColumns, on: connection) {
+                    sealed[$0].appendRow(now: now, to: &$1)
+                }
+            } catch {
+                throw .database(error)
+            }
         }
         let keys = keyring.keys
         // The subjects sealed ahead, each of exactly the subject at its place, under the index versions that answer now.

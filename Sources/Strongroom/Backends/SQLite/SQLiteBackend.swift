@@ -65,6 +65,12 @@ struct SQLiteBackend: StoreBackend {
                                                     on: connection)
     }
 
+    /// Bound as appended, a few dozen rows to a statement (`MultiRowStatements.insert(count:…)`).
+    func insert(count: Int, into table: String, columns: [BulkColumn], on connection: any Database,
+                row: (Int, inout [SQLValue]) -> Void) throws(DatabaseError) {
+        try SQLiteBackend.multiRowStatements.insert(count: count, into: table, columns: columns.map(\.name), on: connection, row: row)
+    }
+
     /// Pages between the data connection's automatic checkpoints (SQLite's default, and the key
     /// database's, is 1,000). A checkpoint copies the latest version of each page changed since the last
     /// one into the database file and syncs it. Writes change pages at random places of the store's
