@@ -37,12 +37,8 @@ public final class Statement: Row {
             let index = Int32(offset + 1)
             let code: Int32
             switch value {
-            case .null:
-                code = unsafe sqlite3_bind_null(handle, index)
-            case .integer(let integer):
-                code = unsafe sqlite3_bind_int64(handle, index, integer)
-            case .real(let real):
-                code = unsafe sqlite3_bind_double(handle, index, real)
+            case .null, .integer, .real:
+                code = bindWithoutBytes(value, at: index)
             case .text(let text):
                 code = unsafe sqlite3_bind_text(handle, index, text, -1, CSQLite_transient())
             case .blob(let bytes):
@@ -77,12 +73,8 @@ public final class Statement: Row {
             let parameter = Int32(index + 1)
             let code: Int32
             switch values[index] {
-            case .null:
-                code = unsafe sqlite3_bind_null(handle, parameter)
-            case .integer(let integer):
-                code = unsafe sqlite3_bind_int64(handle, parameter, integer)
-            case .real(let real):
-                code = unsafe sqlite3_bind_double(handle, parameter, real)
+            case .null, .integer, .real:
+                code = bindWithoutBytes(values[index], at: parameter)
             case .text(var text):
                 return text.withUTF8 { buffer in
                     // A zero-length text must not bind as NULL: SQLite needs a non-null pointer.
@@ -108,6 +100,17 @@ public final class Statement: Row {
             unsafe sqlite3_clear_bindings(handle)
         }
         return Result { () throws(DatabaseError) in while try step() {} }
+    }
+
+    /// Binds `value`, a null, integer or real, to parameter `index`; SQLite's result code (a text or
+    /// blob, which `bind` and `bindLending` each bind their way, binds nothing here: `SQLITE_MISUSE`).
+    private func bindWithoutBytes(_ value: SQLValue, at index: Int32) -> Int32 {
+        switch value {
+        case .null: unsafe sqlite3_bind_null(handle, index)
+        case .integer(let integer): unsafe sqlite3_bind_int64(handle, index, integer)
+        case .real(let real): unsafe sqlite3_bind_double(handle, index, real)
+        case .text, .blob: SQLITE_MISUSE
+        }
     }
 
     /// The error for a failed bind, after which the statement's bindings are cleared (they may lend bytes).
