@@ -115,8 +115,9 @@ public final class Statement: Row {
 
     /// The error for a failed bind, after which the statement's bindings are cleared (they may lend bytes).
     private func failed(_ code: Int32) -> DatabaseError {
+        let error = SQLiteConnection.error(database, code: code, sql: sql)
         unsafe sqlite3_clear_bindings(handle)
-        return SQLiteConnection.error(database, code: code, sql: sql)
+        return error
     }
 
     /// Advances to the next row; false when the statement is done. The corresponding C function is `sqlite3_step`.
