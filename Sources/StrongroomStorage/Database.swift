@@ -65,6 +65,11 @@ public protocol Database: AnyObject {
     /// Runs a query and calls `row` for each result row.
     func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError)
 
+    /// Runs a statement that returns no rows, with `values` bound to its `?` parameters, where the
+    /// backend can without copying their bytes first (SQLite: blobs and texts lent for the statement's
+    /// run); otherwise as `run`. For bulk inserts.
+    func runLendingValues(_ sql: String, _ values: [SQLValue]) throws(DatabaseError)
+
     /// Runs a query and maps its first row, or returns nil when it has none.
     func firstRow<T>(_ sql: String, _ values: [SQLValue], _ map: (any Row) throws(DatabaseError) -> T) throws(DatabaseError) -> T?
 
@@ -102,6 +107,9 @@ extension Database {
 
     /// Runs a statement that takes no parameters and returns no rows.
     public func run(_ sql: String) throws(DatabaseError) { try run(sql, []) }
+
+    /// `run`: a backend that sends values over a wire copies them anyway.
+    public func runLendingValues(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) { try run(sql, values) }
 
     /// Runs a query without parameters and calls `row` for each result row.
     public func forEachRow(_ sql: String, _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) { try forEachRow(sql, [], row) }

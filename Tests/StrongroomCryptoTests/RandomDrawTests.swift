@@ -39,4 +39,18 @@ struct RandomDrawTests {
         let first = try SecretKey.random(), second = try SecretKey.random()
         #expect(first.byteCount == 32 && first != second)
     }
+
+    @Test("keys drawn at once: distinct, full length, of the length asked for, and still distinct past the draw's expected need")
+    func secretKeyDraw() throws {
+        // 8 keys from the first draw, then 992 more from the requests made when it runs out.
+        var draw = try SecretKeyDraw(keys: 8)
+        let keys = try (0..<1_000).map { _ in try draw.take() }
+        #expect(keys.allSatisfy { $0.byteCount == 32 })
+        #expect(Set(keys.map { $0.base64EncodedBytes() }).count == 1_000)
+        var short = try SecretKeyDraw(keys: 2, byteCount: 16)
+        let first = try short.take(), second = try short.take(), third = try short.take()
+        #expect(first.byteCount == 16 && third.byteCount == 16 && first != second && second != third && first != third)
+        var none = try SecretKeyDraw(keys: 0)
+        #expect(try none.take().byteCount == 32)
+    }
 }

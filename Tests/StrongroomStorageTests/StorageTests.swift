@@ -22,6 +22,35 @@ struct ConnectionTests {
         #expect(try connection.firstRow("SELECT b FROM t WHERE i IS NULL") { $0.blob(0) } == .some([]))
     }
 
+    @Test("values lent to a statement (no copy) round-trip as bound ones do; a failed run leaves nothing lent, and the statement runs again")
+    func lentValues() throws {
+        let connection = try SQLiteConnection(path: scratch.path("lent.sqlite"))
+        try connection.execute("CREATE TABLE t (i INTEGER UNIQUE, r REAL, s TEXT, b BLOB, n BLOB)")
+        let insert = "INSERT INTO t VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"
+        // Built at run time: bytes of arrays and strings made here, released once the run returns.
+        let text = String(repeating: "zeta ζ ", count: 3)
+        try connection.runLendingValues(insert, [.integer(1), .real(2.5), .text(text), .blob([0, 1, 255]), .null,
+                                                 .integer(2), .null, .text(""), .blob([]), .blob(Array(repeating: 7, count: 5_000))])
+        var rows: [(Int64, Double, String?, [UInt8]?, [UInt8]?)] = []
+        try connection.forEachRow("SELECT i, r, s, b, n FROM t ORDER BY i") { rows.append(($0.int64(0), $0.double(1), $0.text(2), $0.blob(3), $0.blob(4))) }
+        #expect(rows.count == 2)
+        #expect(rows[0].0 == 1 && rows[0].1 == 2.5 && rows[0].2 == text && rows[0].3 == [0, 1, 255] && rows[0].4 == nil)
+        // An empty text and an empty blob stay empty, not NULL.
+        #expect(rows[1].0 == 2 && rows[1].2 == "" && rows[1].3 == [] && rows[1].4 == Array(repeating: 7, count: 5_000))
+        // A run that fails (the second row's `i` taken) inserts neither row and throws.
+        #expect(throws: DatabaseError.self) {
+            try connection.runLendingValues(insert, [.integer(3), .null, .text("x"), .blob([1]), .null, .integer(1), .null, .null, .null, .null])
+        }
+        #expect(try connection.scalarInteger("SELECT count(*) FROM t") == 2)
+        // The second act: the same statement, run again with other values and through `run`, and a
+        // statement that binds no values: nothing of the failed run's bytes is left bound.
+        try connection.runLendingValues(insert, [.integer(3), .null, .text("three"), .blob([3]), .null, .integer(4), .null, .null, .null, .null])
+        try connection.run("INSERT INTO t (i) VALUES (?)", [.integer(5)])
+        var later: [String] = []
+        try connection.forEachRow("SELECT i, s, b FROM t WHERE i >= 3 ORDER BY i") { later.append("\($0.int64(0)) \($0.text(1) ?? "-") \($0.blob(2) ?? [])") }
+        #expect(later == ["3 three [3]", "4 - []", "5 - []"])
+    }
+
     @Test("the data version stays while nobody commits and moves when another connection or this one does")
     func dataVersion() throws {
         let path = scratch.path("dv.sqlite")

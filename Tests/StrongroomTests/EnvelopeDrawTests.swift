@@ -68,7 +68,7 @@ struct EnvelopeDrawTests {
         #expect(try opens(try Envelope.seal(plaintext, at: location(.name), under: key, storeID: storeID, nonces: &draw), at: location(.name)))
     }
 
-    @Test("subject keys made from one draw: each wrapped key opens under the KEK to its key, with identifiers and nonces all distinct",
+    @Test("subject keys made from one draw: each wrapped key opens under the KEK to its key, with keys, identifiers and nonces all distinct, past the draw's expected need too",
           arguments: TestBackend.all)
     func subjectKeysFromOneDraw(backend: TestBackend) throws {
         let test = try TestStore(backend)
@@ -76,10 +76,12 @@ struct EnvelopeDrawTests {
         let keyring = test.store.keyring
         let kek = keyring.keyEncryptionKey
         try keyring.reserve(kek.usage, count: 50)
-        var draw = try RandomDraw(byteCount: 50 * Keyring.subjectKeyDrawByteCount)
+        // Drawn for 40: the last ten keys each draw again.
+        var draws = try Keyring.NewKeyDraws(count: 40)
         let fresh = try (1...50).map { subject in
-            try keyring.makeSubjectKey(for: SubjectID(rawValue: Int64(subject)), version: 1, wrappedUnder: kek, drawingFrom: &draw)
+            try keyring.makeSubjectKey(for: SubjectID(rawValue: Int64(subject)), version: 1, wrappedUnder: kek, drawingFrom: &draws)
         }
+        #expect(Set(fresh.map { $0.key.base64EncodedBytes() }).count == 50)
         for key in fresh {
             let location = EnvelopeLocation(slot: .subjectKey, recordID: key.subject.rawValue)
             #expect(try Envelope.openKey(key.wrapped, at: location, under: kek, storeID: keyring.storeID) == key.key)

@@ -55,12 +55,15 @@ protocol StoreBackend: Sendable {
                                                 _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> T
 
-    /// `inserting(into:columns:on:_:)` for several tables in turn: `body` passes each set of rows with its
-    /// table's place in `tables`, the tables in order (all of one table's sets before the next's). The
-    /// backend may run them as one stream (one query of COPYs on PostgreSQL, each begun by the server as
-    /// the one before ends, without a round trip of its own), or insert each set as `insert` does.
+    /// `inserting(into:columns:on:_:)` for several tables in turn: `body` passes each set of `count` rows
+    /// with its table's place in `tables`, the tables in order (all of one table's sets before the
+    /// next's), and `row(i, &values)` appending the set's row i, one value per column of the table, to
+    /// `values`. The backend may run them as one stream (one query of COPYs on PostgreSQL, each begun by
+    /// the server as the one before ends, without a round trip of its own) or bind each row as it is
+    /// appended (SQLite: a few dozen rows to a statement, no array made per row).
     func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
-                                                _ body: (_ insert: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
+                                                _ body: (_ insert: (_ table: Int, _ count: Int, _ row: @escaping RowAppender) throws(Failure) -> Void)
+                                                    throws(Failure) -> T)
         throws(Failure) -> T
 
     /// Readies `data` (a connection this backend made) for a bulk write, such as an import's batches,
@@ -107,6 +110,10 @@ protocol StoreBackend: Sendable {
     func takeErasureAnnouncements(from keys: any Database) -> Bool?
 }
 
+/// Appends row `position` of a set of rows to `values`, one value per column of its table
+/// (`StoreBackend.inserting(into:on:_:)` with several tables).
+typealias RowAppender = (_ position: Int, _ values: inout [SQLValue]) -> Void
+
 extension StoreBackend {
     /// Each set of rows inserted as it comes, by `insert`.
     func inserting<T, Failure: DatabaseFailure>(into table: String, columns: [BulkColumn], on connection: any Database,
@@ -114,17 +121,6 @@ extension StoreBackend {
         throws(Failure) -> T {
         try body { (rows) throws(Failure) in
             do throws(DatabaseError) { try insert(rows, into: table, columns: columns, conflict: "", on: connection) } catch { throw Failure(error) }
-        }
-    }
-
-    /// Each set of rows inserted as it comes, by `insert`.
-    func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
-                                                _ body: (_ insert: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
-        throws(Failure) -> T {
-        try body { (table, rows) throws(Failure) in
-            do throws(DatabaseError) { try insert(rows, into: tables[table].table, columns: tables[table].columns, conflict: "", on: connection) } catch {
-                throw Failure(error)
-            }
         }
     }
 

@@ -28,8 +28,8 @@ extension Keyring {
         try reserve(kek.usage, count: subjects.count)
         var keys: [FreshSubjectKey] = []
         keys.reserveCapacity(subjects.count)
-        var draw = try Envelope.randomDraw(byteCount: subjects.count * Keyring.subjectKeyDrawByteCount)
-        for subject in subjects { keys.append(try makeSubjectKey(for: subject, version: version, wrappedUnder: kek, drawingFrom: &draw)) }
+        var draws = try NewKeyDraws(count: subjects.count)
+        for subject in subjects { keys.append(try makeSubjectKey(for: subject, version: version, wrappedUnder: kek, drawingFrom: &draws)) }
         try storeSubjectKeys(keys, caching: true)
         return keys.map(\.handle)
     }
@@ -39,21 +39,46 @@ extension Keyring {
     static let subjectKeyDrawByteCount = keyIdentifierByteCount + AES256GCM.nonceByteCount
 
     /// A fresh random key of `version` for `subject`, wrapped under `kek`, whose encryptions the caller
-    /// has reserved (`reserve`); its identifier and wrapping nonce are taken from `draw` (the key
-    /// itself comes from the private DRBG, `SecretKey.random`). Pure CPU, no database: safe on any
-    /// thread, so that a batch's keys are made on the threads that seal its fields, and stored
-    /// afterwards by `storeSubjectKeys`.
+    /// has reserved (`reserve`); the key is taken from `draws.keys` (the private DRBG), its identifier
+    /// and wrapping nonce from `draws.values`. Pure CPU, no database: safe on any thread, so that a
+    /// batch's keys are made on the threads that seal its fields, and stored afterwards by
+    /// `storeSubjectKeys`.
     func makeSubjectKey(for subject: SubjectID, version: UInt32, wrappedUnder kek: KeyHandle,
-                        drawingFrom draw: inout RandomDraw) throws(StoreError) -> FreshSubjectKey {
+                        drawingFrom draws: inout NewKeyDraws) throws(StoreError) -> FreshSubjectKey {
         let key: SecretKey, handle: KeyHandle
         do throws(CryptoError) {
-            key = try SecretKey.random()
-            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try Keyring.randomKeyIdentifier(from: &draw))
+            key = try draws.keys.take()
+            handle = KeyHandle(cipher: try AES256GCM(key: key), version: version, identifier: try Keyring.randomKeyIdentifier(from: &draws.values))
         } catch {
             throw .crypto(error)
         }
         return FreshSubjectKey(subject: subject, key: key, handle: handle,
-                               wrapped: try wrap(key, of: subject, under: kek, nonces: &draw), kekVersion: kek.version)
+                               wrapped: try wrap(key, of: subject, under: kek, nonces: &draws.values), kekVersion: kek.version)
+    }
+
+    /// The random values of new subject keys, drawn for several at once (a request to OpenSSL's
+    /// generator costs far more than its bytes): the keys from the private DRBG, and the public
+    /// values — each key's identifier and wrapping nonce, and `extraPerKey` more bytes (the nonces
+    /// of the fields sealed under it) — from the public one.
+    struct NewKeyDraws: ~Copyable {
+        /// The keys.
+        var keys: SecretKeyDraw
+        /// The public values.
+        var values: RandomDraw
+
+        /// Draws for `count` keys, each with `extraPerKey` public bytes beside its own.
+        init(count: Int, extraPerKey: Int = 0) throws(StoreError) {
+            // Both drawn before either is stored: a noncopyable value is not left half made.
+            let keys = try NewKeyDraws.secretKeys(count)
+            let values = try Envelope.randomDraw(byteCount: count * (Keyring.subjectKeyDrawByteCount + extraPerKey))
+            self.keys = keys
+            self.values = values
+        }
+
+        /// `count` keys drawn at once (`SecretKeyDraw`).
+        private static func secretKeys(_ count: Int) throws(StoreError) -> SecretKeyDraw {
+            do throws(CryptoError) { return try SecretKeyDraw(keys: count) } catch { throw .crypto(error) }
+        }
     }
 
     /// Stores keys made by `makeSubjectKey` in one key-database transaction that first checks they are

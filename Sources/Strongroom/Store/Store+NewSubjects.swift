@@ -46,18 +46,24 @@ final class SealedNewSubject: Sendable {
 
     /// Its row of `subjects`, for `Store.newSubjectColumns`, created and updated at `now`.
     func row(now: Int64) -> [SQLValue] {
-        // Appended in place into one array (on the writing thread: no array made and copied per part).
-        var row: [SQLValue] = [.integer(id.rawValue)]
+        var row: [SQLValue] = []
         row.reserveCapacity(Store.newSubjectColumns.count)
-        row.append(contentsOf: Store.metadataValues(subject.metadata))
-        row.append(.integer(now))
-        row.append(.integer(now))
-        row.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
-        row.append(.int(Int(key.handle.version)))
-        row.append(.int(unindexed))
-        row.append(.int(fields.count))
-        row.append(contentsOf: ciphertexts)
+        appendRow(now: now, to: &row)
         return row
+    }
+
+    /// Appends its row of `subjects` (`row(now:)`) to `values`, in place: on the writing thread, no
+    /// array made and copied per part, or per row where the backend binds rows as appended.
+    func appendRow(now: Int64, to values: inout [SQLValue]) {
+        values.append(.integer(id.rawValue))
+        values.append(contentsOf: Store.metadataValues(subject.metadata))
+        values.append(.integer(now))
+        values.append(.integer(now))
+        values.append(.integer(subject.metadata.lastContactedAt.map(Store.milliseconds)))
+        values.append(.int(Int(key.handle.version)))
+        values.append(.int(unindexed))
+        values.append(.int(fields.count))
+        values.append(contentsOf: ciphertexts)
     }
 }
 
@@ -85,11 +91,14 @@ extension Store {
     func insertNew(_ subjects: [NewSubject], numbers: [[String?]?], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                    now: Int64, cachingKeys: Bool = true, in write: SubjectWriteTransaction) throws(StoreError) -> [(id: SubjectID, unindexed: Int)] {
         let connection = write.connection
-        // `count` rows made `sealingChunk` at a time, each chunk given to `insert` as soon as it is made
-        // (`StoreBackend.inserting`: on PostgreSQL a COPY whose rows the server stores while this thread
-        // makes the next ones).
-        let sendInChunks = { (count: Int, rows: (Range<Int>) -> [[SQLValue]], insert: ([[SQLValue]]) throws(StoreError) -> Void) throws(StoreError) in
-            for start in stride(from: 0, to: count, by: Store.sealingChunk) { try insert(rows(start..<min(start + Store.sealingChunk, count))) }
+        // `count` rows made `sealingChunk` at a time, `row(i, &values)` appending row i's values, each
+        // chunk given to `insert` (with its count and rows) as soon as it is made (`StoreBackend.inserting`:
+        // on PostgreSQL a COPY whose rows the server stores while this thread makes the next ones; on
+        // SQLite bound as they are appended).
+        let sendInChunks = { (count: Int, row: @escaping RowAppender, insert: (Int, @escaping RowAppender) throws(StoreError) -> Void) throws(StoreError) in
+            for start in stride(from: 0, to: count, by: Store.sealingChunk) {
+                try insert(min(Store.sealingChunk, count - start)) { row(start + $0, &$1) }
+            }
         }
         // The blind-index tables `made` has rows for; their rows, each table's in index order, given to
         // `insert` as the tables at `first` and after.
@@ -97,10 +106,12 @@ extension Store {
             [("phone_index", \.phoneIndexRows), ("email_index", \.emailIndexRows)]
         let indexTables = { (made: [SealedNewSubject]) in blindIndexTables.filter { _, rows in made.contains { !$0[keyPath: rows].isEmpty } } }
         let sendIndexRows = { (made: [SealedNewSubject], tables: [(table: String, rows: KeyPath<SealedNewSubject, [[SQLValue]]>)], first: Int,
-                               insert: (Int, [[SQLValue]]) throws(StoreError) -> Void) throws(StoreError) in
+                               insert: (Int, Int, @escaping RowAppender) throws(StoreError) -> Void) throws(StoreError) in
             for (position, table) in tables.enumerated() {
                 let ordered = Store.inIndexOrder(made.flatMap { $0[keyPath: table.rows] })
-                try sendInChunks(ordered.count, { Array(ordered[$0]) }) { (rows) throws(StoreError) in try insert(first + position, rows) }
+                try sendInChunks(ordered.count, { $1.append(contentsOf: ordered[$0]) }) { (count, row) throws(StoreError) in
+                    try insert(first + position, count, row)
+                }
             }
         }
         let keys = keyring.keys
@@ -146,7 +157,9 @@ extension Store {
             try alongsideKeys(made) { () throws(StoreError) in
                 try backend.inserting(into: [("subjects", Store.newSubjectColumns)] + tables.map { ($0.table, Store.blindIndexColumns) },
                                       on: connection) { (insert) throws(StoreError) in
-                    try sendInChunks(made.count, { made[$0].map { $0.row(now: now) } }) { (rows) throws(StoreError) in try insert(0, rows) }
+                    try sendInChunks(made.count, { made[$0].appendRow(now: now, to: &$1) }) { (count, row) throws(StoreError) in
+                        try insert(0, count, row)
+                    }
                     try injectFault("write.rows", subjects.count)
                     try sendIndexRows(made, tables, 1, insert)
                 }
@@ -163,7 +176,9 @@ extension Store {
             // made, commit while the blind-index rows are inserted.
             made = try backend.inserting(into: "subjects", columns: Store.newSubjectColumns, on: connection) { (insertChunk) throws(StoreError) in
                 try Store.pipelinedMap(subjects.count, chunk: Store.sealingChunk) { (position) throws(StoreError) in
-                    try sealNew(subjects[position], id: ids[position], numbers: numbers[position], normalizer: normalizer, keys: keys)
+                    var draws = try Keyring.NewKeyDraws(count: 1, extraPerKey: Store.sealedFieldsDrawByteCount)
+                    return try sealNew(subjects[position], id: ids[position], numbers: numbers[position], normalizer: normalizer, keys: keys,
+                                       drawingFrom: &draws)
                 } consume: { (chunk) throws(StoreError) in
                     try insertChunk(chunk.map { $0.row(now: now) })
                 }
@@ -193,28 +208,30 @@ extension Store {
     /// A subject whose sealing fails gets nil, as every one does when the reservation fails: `insertNew`
     /// then seals the batch again in its transaction, which fails there as it would have, so a failure
     /// here changes nothing of what is written, thrown or reported. Each one's external id is hashed
-    /// for the write's tombstone probe here too (`SealedNewSubject.externalIDTag`).
+    /// for the write's tombstone probe here too (`SealedNewSubject.externalIDTag`). The random values
+    /// (keys, identifiers, nonces) are drawn for `sealingChunk` subjects at a time (`Keyring.NewKeyDraws`).
     func sealAhead(_ subjects: [NewSubject], ids: [SubjectID], numbers: [[String?]?], normalizer: PhoneNormalizer) -> [SealedNewSubject?] {
         let keys = keyring.keys
         guard (try? keyring.reserve(keys.current.usage, count: subjects.count)) != nil else { return subjects.map { _ in nil } }
-        return Store.concurrentMap(subjects.count) { position in
-            try? sealNew(subjects[position], id: ids[position], numbers: numbers.indices.contains(position) ? numbers[position] : nil,
-                         normalizer: normalizer, keys: keys, taggingExternalID: true)
+        return Store.concurrentMap(subjects.count, inRunsOf: Store.sealingChunk) { (run) -> [SealedNewSubject?] in
+            guard var draws = try? Keyring.NewKeyDraws(count: run.count, extraPerKey: Store.sealedFieldsDrawByteCount) else { return run.map { _ in nil } }
+            return run.map { position in
+                try? sealNew(subjects[position], id: ids[position], numbers: numbers.indices.contains(position) ? numbers[position] : nil,
+                             normalizer: normalizer, keys: keys, drawingFrom: &draws, taggingExternalID: true)
+            }
         }
     }
 
     /// `subject` sealed as the new subject `id`: a fresh key made and wrapped under `keys`' current KEK
     /// (whose encryptions the caller reserved), its fields sealed under that key, its blind-index rows
     /// made under `keys`' index versions; with `taggingExternalID`, its external id's tombstone tag.
-    /// `numbers`: as `insertNew` takes them.
+    /// `numbers`: as `insertNew` takes them. Its key and public random values (its key's identifier and
+    /// wrapping nonce, a nonce per field) are taken from `draws`, drawn for it and maybe others.
     func sealNew(_ subject: NewSubject, id: SubjectID, numbers: [String?]?, normalizer: PhoneNormalizer,
-                 keys: Keyring.LoadedKeys, taggingExternalID: Bool = false) throws(StoreError) -> SealedNewSubject {
+                 keys: Keyring.LoadedKeys, drawingFrom draws: inout Keyring.NewKeyDraws, taggingExternalID: Bool = false) throws(StoreError) -> SealedNewSubject {
         try injectFault("write.seal", 1)
-        // One request to the CSPRNG for all the subject's public random values (its key's identifier
-        // and wrapping nonce, a nonce per field), where each took one: `RandomDraw`.
-        var draw = try Envelope.randomDraw(byteCount: Keyring.subjectKeyDrawByteCount + Store.sealedFieldsDrawByteCount)
-        let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current, drawingFrom: &draw)
-        let sealed = try sealedFields(subject.personal, of: id, under: key.handle, nonces: &draw)
+        let key = try keyring.makeSubjectKey(for: id, version: 1, wrappedUnder: keys.current, drawingFrom: &draws)
+        let sealed = try sealedFields(subject.personal, of: id, under: key.handle, nonces: &draws.values)
         // The key is new: only a budget smaller than one subject's fields can be exhausted.
         guard UInt64(sealed.count) <= keyring.nonceBudget else {
             throw .keyBudgetExhausted(key: "subject:\(id.rawValue):\(key.handle.version)", used: 0, budget: keyring.nonceBudget)
@@ -329,10 +346,26 @@ extension Store {
     /// machine's second core) when there are enough positions to be worth a thread: for pure CPU work,
     /// such as sealing a batch. If positions fail, the error thrown is the first one's, as in a loop.
     static func concurrentMap<T: Sendable, Failure: Error>(_ count: Int, _ transform: @Sendable (Int) throws(Failure) -> T) throws(Failure) -> [T] {
+        try concurrentMap(count, inRunsOf: count) { (run) throws(Failure) in try run.map(transform) }
+    }
+
+    /// `concurrentMap`, each thread's positions given to `transform` in runs of at most `runLength`
+    /// consecutive positions, whose values it returns in order: for work that shares a cost over a
+    /// run (one draw of random values for several subjects).
+    static func concurrentMap<T: Sendable, Failure: Error>(_ count: Int, inRunsOf runLength: Int,
+                                                           _ transform: @Sendable (Range<Int>) throws(Failure) -> [T]) throws(Failure) -> [T] {
         let parts = count >= 16 ? 2 : 1
         let done = Mutex<[Int: Result<[T], Failure>]>([:])
         DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let outcome = Result { () throws(Failure) in try (count * part / parts..<count * (part + 1) / parts).map(transform) }
+            let outcome = Result { () throws(Failure) in
+                let positions = count * part / parts..<count * (part + 1) / parts
+                var mapped: [T] = []
+                mapped.reserveCapacity(positions.count)
+                for start in stride(from: positions.lowerBound, to: positions.upperBound, by: max(runLength, 1)) {
+                    mapped += try transform(start..<min(start + max(runLength, 1), positions.upperBound))
+                }
+                return mapped
+            }
             done.withLock { $0[part] = outcome }
         }
         let outcomes = done.withLock { $0 }

@@ -19,6 +19,13 @@ public final class SecretKey: @unchecked Sendable {
         byteCount = bytes.count
     }
 
+    /// A key holding a copy of `bytes` (`SecretKeyDraw`'s, which it wipes itself).
+    init(copying bytes: UnsafeRawBufferPointer) {
+        storage = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        unsafe storage.copyMemory(from: bytes)
+        byteCount = bytes.count
+    }
+
     /// A key holding `bytes`, which are then overwritten with zeros in the caller's array.
     public convenience init(wiping bytes: inout [UInt8]) {
         self.init(copying: bytes)

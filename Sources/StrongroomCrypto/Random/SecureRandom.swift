@@ -56,3 +56,58 @@ public struct RandomDraw: ~Copyable {
         return Array(drawn[next..<(next + count)])
     }
 }
+
+/// Secret keys from the private DRBG (`RAND_priv_bytes`, as `SecureRandom.privateBytes`) drawn in one
+/// request for several and handed out a key at a time, each byte once, as `RandomDraw` does public
+/// values: one request's fixed cost for a run of new subjects' keys instead of one each (a request
+/// cost about 0.9 µs, a third of making a subject key, 2026-12-07). Each key is as fresh and
+/// unpredictable as a request of its own (NIST SP 800-90A §10.2.1.5, as for `RandomDraw`), and comes
+/// from the private instance only. The drawn bytes live in memory of the draw's own, wiped
+/// (`OPENSSL_cleanse`) when the draw ends or is drawn again; each key's copy is a `SecretKey`, wiped
+/// when its last reference goes. Noncopyable: no key handed out twice.
+public struct SecretKeyDraw: ~Copyable {
+    /// The bytes drawn; those before `next` have been handed out.
+    private var drawn: UnsafeMutableRawBufferPointer
+    private var next = 0
+    /// The length of each key.
+    private let keyByteCount: Int
+
+    /// Draws `count` keys of `byteCount` bytes now, the expected need: a `take` beyond them draws again.
+    public init(keys count: Int, byteCount: Int = 32) throws(CryptoError) {
+        keyByteCount = byteCount
+        drawn = try SecretKeyDraw.draw(byteCount: max(count, 1) * byteCount)
+    }
+
+    /// The next key, never handed out before; when the draw is used up, one more is drawn for it.
+    public mutating func take() throws(CryptoError) -> SecretKey {
+        if drawn.count - next < keyByteCount {
+            let fresh = try SecretKeyDraw.draw(byteCount: keyByteCount)
+            SecretKeyDraw.wipe(drawn)
+            drawn = fresh
+            next = 0
+        }
+        defer { next += keyByteCount }
+        return unsafe SecretKey(copying: UnsafeRawBufferPointer(rebasing: drawn[next..<(next + keyByteCount)]))
+    }
+
+    deinit {
+        SecretKeyDraw.wipe(drawn)
+    }
+
+    /// `byteCount` bytes from the private DRBG, in memory of their own.
+    private static func draw(byteCount: Int) throws(CryptoError) -> UnsafeMutableRawBufferPointer {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(byteCount, 1), alignment: 16)
+        guard unsafe RAND_priv_bytes(buffer.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(byteCount)) == 1 else {
+            ERR_clear_error()
+            unsafe buffer.deallocate()
+            throw .randomGenerationFailed
+        }
+        return buffer
+    }
+
+    /// Overwrites `buffer` with zeros and frees it.
+    private static func wipe(_ buffer: UnsafeMutableRawBufferPointer) {
+        unsafe OPENSSL_cleanse(buffer.baseAddress, buffer.count)
+        unsafe buffer.deallocate()
+    }
+}

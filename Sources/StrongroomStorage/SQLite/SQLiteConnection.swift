@@ -91,6 +91,12 @@ public final class SQLiteConnection: Database {
         while try statement.step() {}
     }
 
+    /// Runs a statement that returns no rows, with `values` bound to its parameters without a copy of
+    /// their bytes (`Statement.runLendingValues`): for bulk inserts of ciphertexts.
+    public func runLendingValues(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) {
+        try statement(sql).runLendingValues(values)
+    }
+
     /// Runs a query and calls `row` for each result row; the statement is valid only inside `row`.
     public func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError) {
         let statement = try statement(sql)

@@ -94,20 +94,31 @@ struct PostgresBackend: StoreBackend {
     func inserting<T, Failure: DatabaseFailure>(into table: String, columns: [BulkColumn], on connection: any Database,
                                                 _ body: (_ insert: ([[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
         throws(Failure) -> T {
-        try inserting(into: [(table, columns)], on: connection) { (insert) throws(Failure) in
-            try withoutActuallyEscaping(insert) { (insert) throws(Failure) in try body { (rows) throws(Failure) in try insert(0, rows) } }
-        }
+        let postgres: PostgresConnection
+        do { postgres = try PostgresBackend.postgres(connection) } catch { throw Failure(error) }
+        return try postgres.copyBinary(into: table, columns: columns.map(\.name), body).value
     }
 
     /// One query of `COPY … FROM STDIN (FORMAT binary)`s, one per table (`PostgresConnection.copyBinary(into:_:)`):
     /// the server begins each as the one before ends, so a batch's rows and blind-index rows cost the
     /// round trips of one COPY, two, where each table's cost two more.
     func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
-                                                _ body: (_ insert: (_ table: Int, _ rows: [[SQLValue]]) throws(Failure) -> Void) throws(Failure) -> T)
-        throws(Failure) -> T {
+                                                _ body: (_ insert: (_ table: Int, _ count: Int, _ row: @escaping RowAppender) throws(Failure) -> Void)
+                                                    throws(Failure) -> T) throws(Failure) -> T {
         let postgres: PostgresConnection
         do { postgres = try PostgresBackend.postgres(connection) } catch { throw Failure(error) }
-        return try postgres.copyBinary(into: tables.map { ($0.table, $0.columns.map(\.name)) }, body).value
+        return try postgres.copyBinary(into: tables.map { ($0.table, $0.columns.map(\.name)) }) { (send) throws(Failure) in
+            try withoutActuallyEscaping(send) { (send) throws(Failure) in
+                try body { (table, count, row) throws(Failure) in
+                    try send(table, (0..<count).map { (position) -> [SQLValue] in
+                        var values: [SQLValue] = []
+                        values.reserveCapacity(tables[table].columns.count)
+                        row(position, &values)
+                        return values
+                    })
+                }
+            }
+        }.value
     }
 
     /// Nothing to ready: PostgreSQL's memory and checkpoints are the server's, not a connection's.

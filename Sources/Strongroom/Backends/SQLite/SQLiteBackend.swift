@@ -65,6 +65,21 @@ struct SQLiteBackend: StoreBackend {
                                                     on: connection)
     }
 
+    /// Each set bound as its rows are appended, a few dozen rows to a statement
+    /// (`MultiRowStatements.insert(count:…)`).
+    func inserting<T, Failure: DatabaseFailure>(into tables: [(table: String, columns: [BulkColumn])], on connection: any Database,
+                                                _ body: (_ insert: (_ table: Int, _ count: Int, _ row: @escaping RowAppender) throws(Failure) -> Void)
+                                                    throws(Failure) -> T) throws(Failure) -> T {
+        try body { (table, count, row) throws(Failure) in
+            do throws(DatabaseError) {
+                try SQLiteBackend.multiRowStatements.insert(count: count, into: tables[table].table, columns: tables[table].columns.map(\.name),
+                                                            on: connection, row: row)
+            } catch {
+                throw Failure(error)
+            }
+        }
+    }
+
     /// Pages between the data connection's automatic checkpoints (SQLite's default, and the key
     /// database's, is 1,000). A checkpoint copies the latest version of each page changed since the last
     /// one into the database file and syncs it. Writes change pages at random places of the store's
