@@ -52,58 +52,56 @@ public final class Statement: Row {
         }
     }
 
-    /// Runs the statement, which returns no rows, once with `values` bound to `?1...?n` in place: each
-    /// blob's and text's bytes are lent to SQLite (`SQLITE_STATIC`) for the step, inside the scope that
-    /// lends them, rather than copied by SQLite first (`bind`'s `SQLITE_TRANSIENT`); the bindings are
-    /// cleared before the bytes' scopes end, so the statement never keeps a pointer past them. For bulk
-    /// inserts, whose ciphertexts would otherwise be copied once more per row.
+    /// Runs the statement, which returns no rows, once with `values` bound to `?1...?n`: the bytes of
+    /// every blob and text are copied into one buffer made for this run and lent to SQLite from there
+    /// (`SQLITE_STATIC`), rather than SQLite allocating and copying each value (`bind`'s
+    /// `SQLITE_TRANSIENT`: a bulk insert's ciphertexts cost an allocation each). The bindings are cleared
+    /// before the buffer is freed, so the statement never keeps a pointer past it.
     /// Related SQLite documentation: <https://www.sqlite.org/c3ref/bind_blob.html>
     public func runLendingValues(_ values: [SQLValue]) throws(DatabaseError) {
         unsafe sqlite3_reset(handle)
-        try bindLending(values, from: 0).get()
-    }
-
-    /// Binds `values[start...]`, those needing bytes inside their scopes, then steps the statement to
-    /// its end and clears the bindings, all inside those scopes. A `Result`: the scopes' closures do
-    /// not carry a typed error.
-    private func bindLending(_ values: [SQLValue], from start: Int) -> Result<Void, DatabaseError> {
-        // A nil destructor below is `SQLITE_STATIC`: the bytes stay the caller's, valid until the bindings are cleared.
-        var index = start
-        while index < values.count {
-            let parameter = Int32(index + 1)
-            let code: Int32
-            switch values[index] {
-            case .null, .integer, .real:
-                code = bindWithoutBytes(values[index], at: parameter)
-            case .text(var text):
-                return text.withUTF8 { buffer in
-                    // A zero-length text must not bind as NULL: SQLite needs a non-null pointer.
-                    let pointer = unsafe UnsafeRawPointer(buffer.baseAddress) ?? UnsafeRawPointer(bitPattern: 1)
-                    let code = unsafe sqlite3_bind_text64(handle, parameter, pointer?.assumingMemoryBound(to: CChar.self),
-                                                          sqlite3_uint64(buffer.count), nil, UInt8(SQLITE_UTF8))
-                    guard code == SQLITE_OK else { return .failure(failed(code)) }
-                    return bindLending(values, from: index + 1)
-                }
-            case .blob(let bytes):
-                return unsafe bytes.withUnsafeBytes { buffer in
-                    let code = unsafe sqlite3_bind_blob64(handle, parameter, buffer.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
-                                                          sqlite3_uint64(buffer.count), nil)
-                    guard code == SQLITE_OK else { return .failure(failed(code)) }
-                    return bindLending(values, from: index + 1)
-                }
+        var byteCount = 0
+        for value in values {
+            switch value {
+            case .text(let text): byteCount += text.utf8.count
+            case .blob(let bytes): byteCount += bytes.count
+            case .null, .integer, .real: break
             }
-            guard code == SQLITE_OK else { return .failure(failed(code)) }
-            index += 1
         }
+        // One byte at least: a zero-length text or blob must not bind as NULL (SQLite needs a non-null pointer).
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount + 1, alignment: 1)
         defer {
             unsafe sqlite3_reset(handle)
             unsafe sqlite3_clear_bindings(handle)
+            unsafe buffer.deallocate()
         }
-        return Result { () throws(DatabaseError) in while try step() {} }
+        var used = 0
+        for (offset, value) in values.enumerated() {
+            let parameter = Int32(offset + 1)
+            let code: Int32
+            // A nil destructor below is `SQLITE_STATIC`: the bytes stay in `buffer` until the bindings are cleared.
+            switch value {
+            case .null, .integer, .real:
+                code = bindWithoutBytes(value, at: parameter)
+            case .text(let text):
+                let start = used
+                used += text.utf8.count
+                unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[start..<used]).copyBytes(from: text.utf8)
+                code = unsafe sqlite3_bind_text64(handle, parameter, (buffer.baseAddress! + start).assumingMemoryBound(to: CChar.self),
+                                                  sqlite3_uint64(used - start), nil, UInt8(SQLITE_UTF8))
+            case .blob(let bytes):
+                let start = used
+                used += bytes.count
+                unsafe UnsafeMutableRawBufferPointer(rebasing: buffer[start..<used]).copyBytes(from: bytes)
+                code = unsafe sqlite3_bind_blob64(handle, parameter, buffer.baseAddress! + start, sqlite3_uint64(bytes.count), nil)
+            }
+            guard code == SQLITE_OK else { throw SQLiteConnection.error(database, code: code, sql: sql) }
+        }
+        while try step() {}
     }
 
     /// Binds `value`, a null, integer or real, to parameter `index`; SQLite's result code (a text or
-    /// blob, which `bind` and `bindLending` each bind their way, binds nothing here: `SQLITE_MISUSE`).
+    /// blob, which `bind` and `runLendingValues` each bind their way, binds nothing here: `SQLITE_MISUSE`).
     private func bindWithoutBytes(_ value: SQLValue, at index: Int32) -> Int32 {
         switch value {
         case .null: unsafe sqlite3_bind_null(handle, index)
@@ -111,13 +109,6 @@ public final class Statement: Row {
         case .real(let real): unsafe sqlite3_bind_double(handle, index, real)
         case .text, .blob: SQLITE_MISUSE
         }
-    }
-
-    /// The error for a failed bind, after which the statement's bindings are cleared (they may lend bytes).
-    private func failed(_ code: Int32) -> DatabaseError {
-        let error = SQLiteConnection.error(database, code: code, sql: sql)
-        unsafe sqlite3_clear_bindings(handle)
-        return error
     }
 
     /// Advances to the next row; false when the statement is done. The corresponding C function is `sqlite3_step`.
