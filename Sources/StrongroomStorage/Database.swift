@@ -65,9 +65,9 @@ public protocol Database: AnyObject {
     /// Runs a query and calls `row` for each result row.
     func forEachRow(_ sql: String, _ values: [SQLValue], _ row: (any Row) throws(DatabaseError) -> Void) throws(DatabaseError)
 
-    /// Runs a statement that returns no rows, with `values` bound to its `?` parameters, where the
-    /// backend can without copying their bytes first (SQLite: blobs and texts lent for the statement's
-    /// run); otherwise as `run`. For bulk inserts.
+    /// Runs a statement that returns no rows, with `values` bound to its `?` parameters without an
+    /// allocation and copy per value where the backend can (SQLite: blobs and texts lent from one buffer
+    /// for the statement's run); otherwise as `run`. For bulk inserts.
     func runLendingValues(_ sql: String, _ values: [SQLValue]) throws(DatabaseError)
 
     /// Runs a query and maps its first row, or returns nil when it has none.

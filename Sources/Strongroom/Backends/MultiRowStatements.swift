@@ -63,8 +63,9 @@ struct MultiRowStatements {
     /// Inserts `count` rows into `table`, followed in each statement by `suffix` (an `ON CONFLICT`
     /// clause, or empty): `row(i, &values)` appends row i's values, one per column of `columns`, to
     /// the statement's parameters. No array is made per row, or per statement (one is refilled), and
-    /// the values' bytes are bound without a copy where the connection can (`runLendingValues`): an
-    /// import's writing thread spent a tenth of its time building, copying and freeing them.
+    /// the values' bytes are bound without an allocation each where the connection can
+    /// (`runLendingValues`): an import's writing thread spent a tenth of its time building, copying and
+    /// freeing them.
     func insert(count: Int, into table: String, columns: [String], suffix: String = "", on connection: any Database,
                 row: (Int, inout [SQLValue]) -> Void) throws(DatabaseError) {
         let head = "INSERT INTO \(table) (\(columns.joined(separator: ", "))) VALUES "

@@ -91,8 +91,8 @@ public final class SQLiteConnection: Database {
         while try statement.step() {}
     }
 
-    /// Runs a statement that returns no rows, with `values` bound to its parameters without a copy of
-    /// their bytes (`Statement.runLendingValues`): for bulk inserts of ciphertexts.
+    /// Runs a statement that returns no rows, with `values`' bytes lent to its parameters from one
+    /// buffer (`Statement.runLendingValues`): for bulk inserts of ciphertexts.
     public func runLendingValues(_ sql: String, _ values: [SQLValue]) throws(DatabaseError) {
         try statement(sql).runLendingValues(values)
     }
