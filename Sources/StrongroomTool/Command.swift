@@ -174,7 +174,7 @@ extension StoreError {
         case .subjectNotFound, .subjectErased, .concurrentChange, .noAuditGap, .auditLogUnverified, .noErasureReceipt: return .failure
         case .storeNotFound, .storeAlreadyExists, .invalidPhoneNumber, .duplicateExternalID, .externalIDErased, .schemaTooNew,
              .consentTokenRejected, .purposeWeakened,
-             .fieldTooLarge,
+             .fieldTooLarge, .textHoldsNUL,
              .unsupportedRegion, .blindIndexBitsOutOfRange, .masterKeyWrongLength, .keyEncryptionKeyRotationOvertaken,
              .wrongSubjectKind, .noAuditHook, .invalidReason, .invalidPurposeName, .builtInPurposeOnConsent,
              .undeclaredPurpose, .purposeNotOnConsent, .consentEvidenceMissing, .invalidTokenLifetime,

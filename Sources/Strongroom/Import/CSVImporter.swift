@@ -355,6 +355,11 @@ public struct CSVImporter: Sendable {
                 return .failure(RowProblem(message: "\(column) is \(bytes) bytes, over the limit of \(store.maxFieldBytes) bytes per field",
                                            column: column))
             }
+            // A NUL character (U+0000) is no CRM's data: refused in every column, not only where a
+            // store would refuse it (`SubjectMetadata.checkTexts`), so that the row alone is skipped.
+            guard !value.utf8.contains(0) else {
+                return .failure(RowProblem(message: "\(column) holds a NUL character (U+0000)", column: column))
+            }
             let trimmed = value.trimmingBlanks()
             if let knownColumn = columns.known[position] {
                 if !trimmed.isEmpty { known[knownColumn.rawValue] = trimmed }

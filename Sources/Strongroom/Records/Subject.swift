@@ -93,6 +93,17 @@ public struct SubjectMetadata: Hashable, Sendable {
         self.source = source
         self.lastContactedAt = lastContactedAt
     }
+
+    /// Refuses a clear text holding a NUL character (U+0000): PostgreSQL's text cannot hold one, and
+    /// SQLite would compare it whole in one statement and cut at it in another, so an external id
+    /// "a<NUL>b" could be stored, then never found again, or found as "a". Checked for every subject
+    /// a write creates or updates (`Store.createOrUpdate`, `Store.update`), before anything is written.
+    /// - Throws: `StoreError.textHoldsNUL` naming the first such field, never its content.
+    func checkTexts() throws(StoreError) {
+        for (text, field) in [(externalID, "external_id"), (owner, "owner"), (status, "status"), (source, "source")] {
+            if let text, text.utf8.contains(0) { throw .textHoldsNUL(field: field) }
+        }
+    }
 }
 
 /// A lead or contact: its clear metadata and (the requested part of) its decrypted personal data.

@@ -133,6 +133,7 @@ extension Store {
     func createOrUpdate(_ subjects: [NewSubject], numbers: [[String?]?] = [], sealedAhead: [SealedNewSubject?] = [], normalizer: PhoneNormalizer,
                         skippingRefused: Bool = false, cachingNewKeys: Bool = true, unlessStored mergingUnread: Set<String> = [],
                         in write: SubjectWriteTransaction) throws(StoreError) -> [WriteResult] {
+        for subject in subjects { try subject.metadata.checkTexts() }
         let connection = write.connection
         let now = Store.milliseconds(Date())
         // A subject sealed ahead brings its external id's tag, hashed on another thread.
@@ -262,6 +263,7 @@ extension Store {
     /// or `legal-claims`); for any other purpose the update is refused (`SubjectWriteKind`).
     public func update(_ id: SubjectID, metadata: SubjectMetadata? = nil, personal: PersonalData,
                        region: String? = nil, context: AccessContext) throws(StoreError) {
+        try metadata?.checkTexts()
         let normalizer = try normalizer(for: region)
         try writeSubjects(context: context) { (write) throws(StoreError) in
             let connection = write.connection

@@ -113,6 +113,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
     /// A personal text value is longer than the store's limit (`StoreConfiguration.maxFieldBytes`):
     /// names the field (for a custom field, its name) and the sizes, never the value.
     case fieldTooLarge(field: String, bytes: Int, limit: Int)
+    /// A text kept in clear (an external id, owner, status or source) holds a NUL character (U+0000),
+    /// which neither backend keeps whole in a text column: names the field, never the value.
+    case textHoldsNUL(field: String)
     /// A failure of the database backend (SQLite or PostgreSQL): its code and message, no values.
     case database(DatabaseError)
     /// A cryptographic failure.
@@ -181,6 +184,8 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         case .invalidEmailAddress(let reason): return "not a valid e-mail address: \(reason)"
         case .fieldTooLarge(let field, let bytes, let limit):
             return "field \(field) is \(bytes) bytes, over the limit of \(limit) bytes per value: nothing was written"
+        case .textHoldsNUL(let field):
+            return "\(field) holds a NUL character (U+0000), which a stored text cannot: nothing was written"
         case .database(let error): return error.description
         case .crypto(let error): return "cryptographic failure: \(error)"
         case .file(let error): return error.description

@@ -40,7 +40,9 @@ public final class Statement: Row {
             case .null, .integer, .real:
                 code = bindWithoutBytes(value, at: index)
             case .text(let text):
-                code = unsafe sqlite3_bind_text(handle, index, text, -1, CSQLite_transient())
+                // Bound by its length, not up to a NUL: the whole text, as `runLendingValues` binds it, so
+                // a value is never stored by one statement and compared cut short by another.
+                code = unsafe sqlite3_bind_text64(handle, index, text, sqlite3_uint64(text.utf8.count), CSQLite_transient(), UInt8(SQLITE_UTF8))
             case .blob(let bytes):
                 code = unsafe bytes.withUnsafeBytes { buffer in
                     // A zero-length blob must not bind as NULL: SQLite needs a non-null pointer.
