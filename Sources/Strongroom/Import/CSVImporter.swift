@@ -357,7 +357,7 @@ public struct CSVImporter: Sendable {
             }
             // A NUL character (U+0000) is no CRM's data: refused in every column, not only where a
             // store would refuse it (`SubjectMetadata.checkTexts`), so that the row alone is skipped.
-            guard !value.utf8.contains(0) else {
+            guard !value.holdsNUL else {
                 return .failure(RowProblem(message: "\(column) holds a NUL character (U+0000)", column: column))
             }
             let trimmed = value.trimmingBlanks()

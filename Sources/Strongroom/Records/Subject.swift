@@ -101,8 +101,20 @@ public struct SubjectMetadata: Hashable, Sendable {
     /// - Throws: `StoreError.textHoldsNUL` naming the first such field, never its content.
     func checkTexts() throws(StoreError) {
         for (text, field) in [(externalID, "external_id"), (owner, "owner"), (status, "status"), (source, "source")] {
-            if let text, text.utf8.contains(0) { throw .textHoldsNUL(field: field) }
+            if let text, text.holdsNUL { throw .textHoldsNUL(field: field) }
         }
+    }
+}
+
+extension String {
+    /// Whether the text holds a NUL character (U+0000): its UTF-8 bytes read in place where they are
+    /// contiguous (every string the engine makes), which an import checking every cell needs (through
+    /// the generic `utf8.contains` the check cost it about a twentieth of its CPU a row).
+    var holdsNUL: Bool {
+        guard isContiguousUTF8 else { return utf8.contains(0) }
+        let bytes = utf8Span.span
+        for index in bytes.indices where bytes[index] == 0 { return true }
+        return false
     }
 }
 
