@@ -210,11 +210,12 @@ extension Store {
             let now = Date()
             let events = holders.map { AuditEvent(.decrypt, context, subject: $0, fields: Store.nameOnly, time: now) }
             let audited = CallerIDHint.auditedRead([arguments[0], arguments[1], .blob(CallerIDHint.fingerprint(known))])
-            let recorded = try reportingAuditFailure(of: auditTrail) {
-                try auditTrail.record(events, with: audited) { CheckedCandidate($0, index: index, fullTag: tags.full, verified: verified) }
+            var rows: [CheckedCandidate] = []
+            let appended = try reportingAuditFailure(of: auditTrail) {
+                try auditTrail.record(events, with: audited) { rows.append(CheckedCandidate($0, index: index, fullTag: tags.full, verified: verified)) }
             }
-            guard let recorded else { return nil }
-            read = recorded
+            guard let appended else { return nil }
+            read = (appended, rows)
             // The entries are committed to the trail; the other hooks have them before any name is opened.
             if read.appended { try audit(events, skippingTrail: true) }
         }

@@ -99,7 +99,7 @@ final class PostgresAuditLog: AuditTrail {
     /// the last entry this process knows of, only while that entry is still there, again after losing a
     /// race): the entries are inserted only when `read.condition` holds too, and the statement, committed
     /// before this returns, also returns the read's rows. One round trip while no one else appends.
-    func record<T: Sendable>(_ events: [AuditEvent], with read: AuditedRead, _ map: @Sendable (any Row) throws -> T) throws -> (appended: Bool, rows: [T])? {
+    func record(_ events: [AuditEvent], with read: AuditedRead, _ visit: (any Row) throws -> Void) throws -> Bool? {
         guard !events.isEmpty else { return nil }
         let sql = recordStatement(entries: events.count, with: read)
         let appended = try appendChained(events, sql, arguments: { previous, values in
@@ -110,21 +110,19 @@ final class PostgresAuditLog: AuditTrail {
             arguments.append(.integer(Int64(previous)))
             return arguments
         }) {
-            statementRows -> Attempt<[T]> in
-            var rows: [T] = []
-            rows.reserveCapacity(statementRows.count)
-            var (appendedCount, predecessorFound) = (Int64(0), false)
-            for row in statementRows {
-                appendedCount = row.int64(read.columnCount)
-                predecessorFound = row.int64(read.columnCount + 1) != 0
-                if !row.isNull(0) { rows.append(try map(row)) }
-            }
-            if appendedCount == events.count { return .appended(rows) }
-            // Nothing appended: the read's condition did not hold, or the entry chained after is gone
-            // (rows cut off the end: the tail is read back and checked, as `append(_:)` does).
-            return predecessorFound ? .notAppended(rows) : .chainAgain
+            statementRows -> Attempt<Void> in
+            // Every row carries the verdict; a read with no rows is one row of NULLs but for it.
+            let (appendedCount, predecessorFound) = statementRows.last.map {
+                ($0.int64(read.columnCount), $0.int64(read.columnCount + 1) != 0)
+            } ?? (0, false)
+            // Nothing appended and the entry chained after gone (rows cut off the end): the tail is read
+            // back and checked, as `append(_:)` does, and the rows of this try are not visited.
+            guard appendedCount == events.count || predecessorFound else { return .chainAgain }
+            for row in statementRows where !row.isNull(0) { try visit(row) }
+            // Otherwise nothing appended: the read's condition did not hold.
+            return appendedCount == events.count ? .appended(()) : .notAppended(())
         }
-        return (appended.lastSequence != nil, appended.result)
+        return appended.lastSequence != nil
     }
 
     /// The statement of `record(_:with:_:)` for `count` entries and `read` (`appendingSQL`), made once.
