@@ -67,7 +67,7 @@ extension Store {
         // The second pass verifies again (the log may have changed in between), entry by entry.
         let verification = try auditVerifier().verify { (place, number, line) throws(StoreError) in
             // A cheap textual pre-filter before decoding: most lines of a busy log are about other subjects.
-            if let subject, line.firstRange(of: subject) == nil { return }
+            if let subject, AuditLineFormat.firstRange(of: subject, in: line) == nil { return }
             guard let entry = try? decoder.decode(AuditEntry.self, from: Data(line)) else {
                 let sequence = AuditLineFormat.split(line)?.sequence ?? 0
                 throw .auditLogUnverified(.badEntry(sequence: sequence, segment: place, line: number,

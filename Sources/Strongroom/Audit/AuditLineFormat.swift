@@ -123,6 +123,23 @@ enum AuditLineFormat {
         return (line[line.startIndex..<bodyEnd], mac, sequence)
     }
 
+    /// Where `marker` first occurs in `line` (a line or part of one), or nil.
+    ///
+    /// A plain scan for the marker's first byte, then a comparison. Foundation's `firstRange(of:)`, the
+    /// overload byte slices used to pick, is generic over the other collection and ran unspecialised
+    /// for every byte: 13 µs an entry of `audit verify`, which looks for the acknowledgement marker in
+    /// every line (70,000 entries a second; 855,000 with this scan; `strongroom-bench audit-verify`).
+    static func firstRange(of marker: [UInt8], in line: ArraySlice<UInt8>) -> Range<Int>? {
+        guard let first = marker.first, line.count >= marker.count else { return nil }
+        var start = line.startIndex
+        let lastStart = line.endIndex - marker.count
+        while start <= lastStart {
+            if line[start] == first, line[start..<start + marker.count].elementsEqual(marker) { return start..<start + marker.count }
+            start += 1
+        }
+        return nil
+    }
+
     /// A JSON string literal for `value` (RFC 8259 §7 escaping).
     static func jsonString(_ value: String) -> String {
         var result = "\""

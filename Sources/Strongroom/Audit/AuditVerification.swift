@@ -157,7 +157,7 @@ struct AuditVerifier {
 
     /// The acknowledged gap a verified line records, if it is an acknowledgement.
     private static func acknowledgement(_ line: ArraySlice<UInt8>, body: ArraySlice<UInt8>) -> AuditVerification.AcknowledgedGap? {
-        guard body.firstRange(of: acknowledgementMarker) != nil,
+        guard AuditLineFormat.firstRange(of: acknowledgementMarker, in: body) != nil,
               let entry = try? JSONDecoder().decode(AuditEntry.self, from: Data(line)),
               entry.action == AuditEvent.Action.acknowledgeGap.rawValue,
               let (gap, reason) = entry.detail.flatMap(AuditGap.parseAcknowledgement) else { return nil }

@@ -270,7 +270,7 @@ extension Store {
         let marker = Array(",\"subject\":\"".utf8)
         var lines: [Int64: [UInt8]] = [:]
         let verification = try auditVerifier().verify { _, _, line in
-            guard let found = line.firstRange(of: marker) else { return }
+            guard let found = AuditLineFormat.firstRange(of: marker, in: line) else { return }
             var subject: Int64 = 0
             var index = found.upperBound
             while index < line.endIndex, (48...57).contains(line[index]), subject < Int64.max / 10 {
