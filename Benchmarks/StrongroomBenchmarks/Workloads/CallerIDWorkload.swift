@@ -117,16 +117,23 @@ struct CallerIDWorkload {
             strongroomSample.reserve(lookups)
             baselineSample.reserve(lookups)
             cBaselineSample.reserve(lookups)
+            // On PostgreSQL, where each lookup's CPU goes: the client's and, on a local server, the server's.
+            let server = try cPostgres == nil ? nil : baseline.scalarInteger("SELECT pg_backend_pid()").flatMap(LocalPostgresCluster.init)
+            var (strongroomCPU, cBaselineCPU) = (CPUTally(server: server), CPUTally(server: server))
             var found = 0
             let chunk = 5_000
             let passes = (lookups + chunk - 1) / chunk
             for pass in 0..<passes {
                 let slice = queries[min(pass * chunk, lookups)..<min((pass + 1) * chunk, lookups)]
                 for number in slice { try baselineSample.measure { try baselineLookup(number) } }
-                for query in slice.indices { try cBaselineSample.measure { blackHole(try cLookup(query, queries[query])) } }
-                for number in slice {
-                    try strongroomSample.measure {
-                        if !(try store.callerID(number: number, context: caller)).isEmpty { found += 1 }
+                try cBaselineCPU.measure(operations: slice.count) {
+                    for query in slice.indices { try cBaselineSample.measure { blackHole(try cLookup(query, queries[query])) } }
+                }
+                try strongroomCPU.measure(operations: slice.count) {
+                    for number in slice {
+                        try strongroomSample.measure {
+                            if !(try store.callerID(number: number, context: caller)).isEmpty { found += 1 }
+                        }
                     }
                 }
             }
@@ -149,9 +156,22 @@ struct CallerIDWorkload {
                 peakRssMb: peakResidentMegabytes(),
                 notes: "\(found) of \(lookups) lookups matched; index \(status.bits)-bit tags over \(status.indexedNumbers) numbers "
                     + "(\(String(format: "%.1f", status.expectedCoincidences)) per tag); every match's name decrypted and audited"
-                    + hintNote + durabilityNote + swiftBaseline,
+                    + hintNote + durabilityNote + swiftBaseline
+                    + (cPostgres == nil ? "" : CallerIDWorkload.cpuNote(store: strongroomCPU, baseline: cBaselineCPU)),
                 swiftBaselineOpsPerS: baselineSample.operationsPerSecond, swiftBaselineP50Us: baselineSample.percentile(0.5))
         }
+    }
+
+    /// The CPU time of a lookup, the client's and (on a local server) the server's, the store's beside the C baseline's.
+    private static func cpuNote(store: CPUTally, baseline: CPUTally) -> String {
+        let (storeCPU, baselineCPU) = (store.perOperation, baseline.perOperation)
+        guard let storeServer = storeCPU.server, let baselineServer = baselineCPU.server else {
+            return String(format: "; client CPU a lookup: %.1f µs, the C baseline's %.1f (the server's is not visible from here)",
+                          storeCPU.client, baselineCPU.client)
+        }
+        return String(format: "; CPU a lookup, client + server: %.1f + %.1f µs, the C baseline's %.1f + %.1f "
+                          + "(the server's: every process of the local cluster, from /proc)",
+                      storeCPU.client, storeServer, baselineCPU.client, baselineServer)
     }
 
     private var durabilityNote: String {
