@@ -1,33 +1,40 @@
+import CBaseline
 import Foundation
 
 /// The CPU time that timed passes of a workload took, this process's and, when the PostgreSQL server
 /// runs on this machine, the server's: what wall time cannot tell apart, whether a slower round trip
 /// costs more in the client or in the server.
 ///
-/// The client's is `clock()` (every thread of the process; a single-client run has one busy thread).
+/// The client's is every thread of the process (`cbaseline_process_cpu_time`; a single-client run has
+/// one busy thread), split into its own code and libraries (user) and the kernel's work for it (system:
+/// sending, polling, receiving), which a round trip costs every client alike.
 /// The server's is the time on a CPU of every child of the postmaster (`/proc/<pid>/schedstat`), so
 /// other sessions' work on the same cluster counts too: meant for a throw-away cluster.
 struct CPUTally {
     /// The local PostgreSQL cluster whose processes are counted; nil: the client's time only.
     let server: LocalPostgresCluster?
-    private(set) var clientNanoseconds: UInt64 = 0
+    private(set) var clientUserNanoseconds: UInt64 = 0
+    private(set) var clientSystemNanoseconds: UInt64 = 0
     private(set) var serverNanoseconds: UInt64 = 0
     private(set) var operations = 0
 
     /// Runs `body`, `count` operations, and adds the CPU time it took.
     mutating func measure(operations count: Int, _ body: () throws -> Void) rethrows {
-        let (clientStart, serverStart) = (clock(), server?.cpuNanoseconds() ?? 0)
+        let (clientStart, serverStart) = (cbaseline_process_cpu_time(), server?.cpuNanoseconds() ?? 0)
         try body()
-        let (clientEnd, serverEnd) = (clock(), server?.cpuNanoseconds() ?? 0)
-        clientNanoseconds += UInt64(max(0, clientEnd - clientStart)) * (1_000_000_000 / UInt64(CLOCKS_PER_SEC))
+        let (clientEnd, serverEnd) = (cbaseline_process_cpu_time(), server?.cpuNanoseconds() ?? 0)
+        clientUserNanoseconds += clientEnd.user_ns &- clientStart.user_ns
+        clientSystemNanoseconds += clientEnd.system_ns &- clientStart.system_ns
         serverNanoseconds += serverEnd >= serverStart ? serverEnd - serverStart : 0
         operations += count
     }
 
-    /// Microseconds an operation, the client's and the server's (nil without a local cluster).
-    var perOperation: (client: Double, server: Double?) {
+    /// Microseconds an operation: the client's in its own code (user) and in the kernel (system), and
+    /// the server's (nil without a local cluster).
+    var perOperation: (clientUser: Double, clientSystem: Double, server: Double?) {
         let count = Double(max(operations, 1))
-        return (Double(clientNanoseconds) / 1e3 / count, server.map { _ in Double(serverNanoseconds) / 1e3 / count })
+        return (Double(clientUserNanoseconds) / 1e3 / count, Double(clientSystemNanoseconds) / 1e3 / count,
+                server.map { _ in Double(serverNanoseconds) / 1e3 / count })
     }
 }
 

@@ -69,6 +69,50 @@ struct CallerIDHintTests {
         #expect(try first.verifyAuditLog().verifiedEntries > 0)
     }
 
+    @Test("numbers no one holds, their tags shared with others' (short tags): no one, nothing audited; a number given to someone by another instance since is found",
+          arguments: TestBackend.all)
+    func missesAmongCollidingTags(backend: TestBackend) throws {
+        // 16 planned numbers: tags of 8 bits, the fewest a store takes.
+        let test = try TestStore(backend, region: "GB", plannedPhoneNumbers: 16)
+        let first = try test.reopen()
+        let other = try test.reopen()
+        defer { first.close(); other.close(); test.cleanUp() }
+        // 12 people with 30 numbers each: 360 numbers over tags of 8 bits, so about three tags in four hold
+        // someone's (fewer than two of the twelve misses sharing one: about two runs in a million).
+        let numbers = (0..<12).map { person in (0..<30).map { String(format: "+447700%06d", 900_000 + 100 * person + $0) } }
+        let held = numbers.map { $0[0] }
+        let absent = (0..<12).map { String(format: "+447700%06d", 902_000 + $0) }
+        var holders: [String: SubjectID] = [:]
+        for (person, phones) in numbers.enumerated() {
+            holders[phones[0]] = try other.create(sampleSubject("held-\(person)", phones: phones), context: TestStore.admin)
+        }
+        for number in held { #expect(try first.callerID(number: number, context: TestStore.caller).map(\.id) == [holders[number]!]) }
+        if backend == .postgres {
+            let index = try #require(first.keyring.keys.phoneIndexes.first)
+            let tags = try absent.map { try index.tags(for: $0).truncated }
+            let shared = tags.filter { tag in !(first.callerIDHint.withLock { $0?.entries(under: tag) } ?? []).isEmpty }
+            #expect(shared.count >= 2, "the misses' tags hold others' numbers in the hint: \(shared.count) of \(tags.count)")
+        }
+        let lines = try auditLines(of: first)
+        for _ in 0..<2 {
+            for number in absent { #expect(try first.callerID(number: number, context: TestStore.caller).isEmpty) }
+        }
+        #expect(try auditLines(of: first) == lines, "a miss decrypts nothing and appends nothing")
+        // Second act: another instance gives one of them to a newcomer; the first finds the newcomer at once
+        // and again, and the other numbers still hold no one.
+        let newcomer = try other.create(sampleSubject("newcomer", phones: [absent[3]]), context: TestStore.admin)
+        for _ in 0..<2 {
+            #expect(try first.callerID(number: absent[3], context: TestStore.caller).map(\.id) == [newcomer])
+            for number in absent where number != absent[3] { #expect(try first.callerID(number: number, context: TestStore.caller).isEmpty) }
+            for number in held { #expect(try first.callerID(number: number, context: TestStore.caller).map(\.id) == [holders[number]!]) }
+        }
+        // Third: erased there, gone here; the chain verifies.
+        _ = try other.erase(newcomer, reason: "request", context: TestStore.admin)
+        #expect(try first.callerID(number: absent[3], context: TestStore.caller).isEmpty)
+        #expect(try first.callerID(number: absent[3], context: TestStore.caller).isEmpty)
+        #expect(try first.verifyAuditLog().verifiedEntries > 0)
+    }
+
     @Test("every lookup answered through the hint has its audit entry, chained with another instance's entries",
           arguments: TestBackend.all)
     func everyHintHitAudited(backend: TestBackend) throws {

@@ -37,8 +37,8 @@ int64_t cbaseline_import(const char *source_path, const char *target_path, int32
 /// to the contacts read; returns the nanoseconds the pass took, or -1 on a database error.
 int64_t cbaseline_export_all(const char *path, int64_t *subjects);
 
-// The PostgreSQL baseline and the heap measurement, in their own headers.
+// The PostgreSQL baseline and the process measures (heap, CPU time), in their own headers.
 #include "CBaselinePostgres.h"
-#include "CBaselineHeap.h"
+#include "CBaselineProcess.h"
 
 #endif

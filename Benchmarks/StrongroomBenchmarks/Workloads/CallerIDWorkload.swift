@@ -162,16 +162,17 @@ struct CallerIDWorkload {
         }
     }
 
-    /// The CPU time of a lookup, the client's and (on a local server) the server's, the store's beside the C baseline's.
+    /// The CPU time of a lookup, the client's (its own code and the kernel's work for it) and, on a local
+    /// server, the server's, the store's beside the C baseline's.
     private static func cpuNote(store: CPUTally, baseline: CPUTally) -> String {
         let (storeCPU, baselineCPU) = (store.perOperation, baseline.perOperation)
+        let client = String(format: "client (user + system) %.1f + %.1f µs, the C baseline's %.1f + %.1f",
+                            storeCPU.clientUser, storeCPU.clientSystem, baselineCPU.clientUser, baselineCPU.clientSystem)
         guard let storeServer = storeCPU.server, let baselineServer = baselineCPU.server else {
-            return String(format: "; client CPU a lookup: %.1f µs, the C baseline's %.1f (the server's is not visible from here)",
-                          storeCPU.client, baselineCPU.client)
+            return "; CPU a lookup: \(client) (the server's is not visible from here)"
         }
-        return String(format: "; CPU a lookup, client + server: %.1f + %.1f µs, the C baseline's %.1f + %.1f "
-                          + "(the server's: every process of the local cluster, from /proc)",
-                      storeCPU.client, storeServer, baselineCPU.client, baselineServer)
+        return "; CPU a lookup: \(client); server "
+            + String(format: "%.1f µs, the C baseline's %.1f (every process of the local cluster, from /proc)", storeServer, baselineServer)
     }
 
     private var durabilityNote: String {
