@@ -34,7 +34,8 @@ enum StrongroomBench {
                          named by --postgres URL or STRONGROOM_BENCH_POSTGRES (default contacts on
                          postgres: 100000; callerid's baseline is C through libpq, and its notes
                          give a lookup's CPU time in the client (its own code and the kernel's) and,
-                         on a server on this machine, in the server; import's: prepared multi-row INSERTs, with COPY reported beside it)
+                         on a server on this machine, in the server; import's: prepared multi-row
+                         INSERTs, with COPY reported beside it)
           --clients N    callerid only: N threads looking up at once, each with its own store
                          handle and baseline connection; aggregate lookups/s and p99 (default 1)
           --audit-durability D
