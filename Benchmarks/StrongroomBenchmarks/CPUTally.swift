@@ -7,7 +7,10 @@ import Foundation
 ///
 /// The client's is every thread of the process (`cbaseline_process_cpu_time`; a single-client run has
 /// one busy thread), split into its own code and libraries (user) and the kernel's work for it (system:
-/// sending, polling, receiving), which a round trip costs every client alike.
+/// sending, polling, receiving), which a round trip costs every client alike. The total is exact; the
+/// kernel splits it by sampling at each timer tick (250 a second on this project's machines), so the
+/// split means something over a second or more of CPU time (a default run), not over a few thousand
+/// lookups.
 /// The server's is the time on a CPU of every child of the postmaster (`/proc/<pid>/schedstat`), so
 /// other sessions' work on the same cluster counts too: meant for a throw-away cluster.
 struct CPUTally {
