@@ -167,20 +167,30 @@ private struct CheckedCandidate {
     let entry: CallerIDHint.Entry
     let candidate: CallerCandidate?
 
-    /// `row` checked against the number's full tag. A row whose subject and 16-byte check are those of an
-    /// entry in `verified` (the hint's entries under the tag, each already checked against the same full
-    /// tag in this lookup) takes that verdict: the keyed check is a function of the subject, the full tag
-    /// and the stored bytes alone, so computing it again for the same bytes could only give the same answer.
+    /// `row` checked against the number's full tag (`verdict`).
     init(_ row: any Row, index: PhoneBlindIndex, fullTag: [UInt8], verified: [(entry: CallerIDHint.Entry, holds: Bool)]) {
-        let entry = CallerIDHint.Entry(row, checkColumn: CallerCandidate.columnCount)
+        let (entry, holds) = CheckedCandidate.verdict(row, checkColumn: CallerCandidate.columnCount, index: index,
+                                                      fullTag: fullTag, verified: verified)
         self.entry = entry
-        let holds = row.withBlob(CallerCandidate.columnCount) { stored in
+        candidate = holds ? CallerCandidate(row) : nil
+    }
+
+    /// The hint entry of an index row whose subject is in column 0 and check in `checkColumn`, and whether
+    /// it holds the number of `fullTag`, checked on the bytes stored. A row whose subject and 16-byte check
+    /// are those of an entry in `verified` (the hint's entries under the tag, each already checked against
+    /// the same full tag in this lookup) takes that verdict: the keyed check is a function of the subject,
+    /// the full tag and the stored bytes alone, so computing it again for the same bytes could only give
+    /// the same answer.
+    static func verdict(_ row: any Row, checkColumn: Int, index: PhoneBlindIndex, fullTag: [UInt8],
+                        verified: [(entry: CallerIDHint.Entry, holds: Bool)]) -> (entry: CallerIDHint.Entry, holds: Bool) {
+        let entry = CallerIDHint.Entry(row, checkColumn: checkColumn)
+        let holds = row.withBlob(checkColumn) { stored in
             if stored.count == PhoneBlindIndex.checkByteCount, let known = verified.first(where: { $0.entry == entry }) {
                 return known.holds
             }
             return index.matches(stored, subject: entry.subject, fullTag: fullTag.span)
         }
-        candidate = holds ? CallerCandidate(row) : nil
+        return (entry, holds)
     }
 }
 
@@ -245,13 +255,9 @@ extension Store {
             try connection.forEachRow(CallerIDHint.entriesAndNewestVersion, arguments) { row in
                 newest = row.isNull(2) ? nil : row.int64(2)
                 guard !row.isNull(0) else { return }
-                let entry = CallerIDHint.Entry(row, checkColumn: 1)
+                let (entry, holds) = CheckedCandidate.verdict(row, checkColumn: 1, index: index, fullTag: tags.full, verified: verified)
                 current.append(entry)
-                // The hint's entries were checked in this lookup (none holds the number); a new row is checked
-                // here, on the bytes stored (a check of another length holds nothing).
-                if !someoneHolds, !verified.contains(where: { $0.entry == entry }) {
-                    someoneHolds = row.withBlob(1) { index.matches($0, subject: entry.subject, fullTag: tags.full.span) }
-                }
+                someoneHolds = someoneHolds || holds
             }
         }
         guard (newest ?? 0) <= Int64(index.version) else { return nil }
