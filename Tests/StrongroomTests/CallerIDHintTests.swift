@@ -196,15 +196,16 @@ struct CallerIDHintTests {
             let read = CallerIDHint.auditedRead([.int(Int(index.version)), .integer(tags.truncated), .blob(CallerIDHint.fingerprint(known))])
             let event = AuditEvent(.decrypt, TestStore.caller, subject: sharer, fields: Store.nameOnly, time: Date())
             var recordedRows: [SubjectID] = []
-            let recorded = try #require(try first.auditTrail.record([event], with: read) { recordedRows.append(CallerCandidate($0).id) })
+            // `as Bool?`: the outcome is unwrapped (nil: no entries given), not taken for the condition.
+            let recorded = try #require(first.auditTrail.record([event], with: read) { recordedRows.append(CallerCandidate($0).id) } as Bool?)
             #expect(recorded, "the server's rows under the tag differ from the hint's fingerprint")
             #expect(Set(recordedRows) == (number == Self.old ? [id, sharer] : [sharer]))
             // A fingerprint one byte off appends nothing, and still returns the rows.
             var wrong = CallerIDHint.fingerprint(known)
             wrong[wrong.count - 1] ^= 1
             var refusedRows: [SubjectID] = []
-            let refused = try #require(try first.auditTrail.record([event], with: CallerIDHint.auditedRead(
-                [.int(Int(index.version)), .integer(tags.truncated), .blob(wrong)])) { refusedRows.append(CallerCandidate($0).id) })
+            let refused = try #require(first.auditTrail.record([event], with: CallerIDHint.auditedRead(
+                [.int(Int(index.version)), .integer(tags.truncated), .blob(wrong)])) { refusedRows.append(CallerCandidate($0).id) } as Bool?)
             #expect(!refused && refusedRows.count == known.count)
         }
         // Second act: lookups go on through the hint, and a fresh instance verifies the chain.

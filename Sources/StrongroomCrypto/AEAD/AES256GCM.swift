@@ -145,7 +145,7 @@ private struct CipherContext: ~Copyable, @unchecked Sendable {
                        aad: [UInt8]) throws(CryptoError) -> [UInt8] {
         try start(nonce: nonce, encrypt: false)
         try feed(aad: aad)
-        var output = [UInt8](repeating: 0, count: ciphertext.count)
+        var output = [UInt8].zeroed(count: ciphertext.count)
         let handle = handle
         let verified = unsafe output.withUnsafeMutableBufferPointer { buffer -> Bool in
             var length: Int32 = 0

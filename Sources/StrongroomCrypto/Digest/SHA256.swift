@@ -7,7 +7,7 @@ public enum SHA256 {
 
     /// The digest of `data`.
     public static func hash(_ data: [UInt8]) -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: digestByteCount)
+        var output = [UInt8].zeroed(count: digestByteCount)
         var length: UInt32 = 0
         let status = unsafe data.withUnsafeBytes { input in
             unsafe output.withUnsafeMutableBufferPointer { buffer in

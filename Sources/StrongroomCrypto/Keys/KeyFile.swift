@@ -121,7 +121,7 @@ public enum KeyFile {
             throw .permissionsTooOpen(path: path, mode: UInt32(status.st_mode & 0o7777))
         }
         // A key file is 45 bytes; anything much larger is not one, and is not read into memory.
-        var buffer = [UInt8](repeating: 0, count: 256)
+        var buffer = [UInt8].zeroed(count: 256)
         defer { cleanse(&buffer) }
         var filled = 0
         while filled < buffer.count {

@@ -24,7 +24,7 @@ public final class HMACSHA256: @unchecked Sendable {
 
     /// Prepares `key` (any length; RFC 2104 hashes keys longer than the block size).
     public init(key: SecretKey) throws(CryptoError) {
-        var block = [UInt8](repeating: 0, count: HMACSHA256.blockByteCount)
+        var block = [UInt8].zeroed(count: HMACSHA256.blockByteCount)
         defer { cleanse(&block) }
         let keyFits = unsafe key.withUnsafeBytes { bytes -> Bool in
             guard bytes.count > HMACSHA256.blockByteCount else {
@@ -103,7 +103,7 @@ public final class HMACSHA256: @unchecked Sendable {
 
     /// The code of the message `feed` hashes into the inner state, as a new array.
     private func authenticationCode(feeding feed: (inout SHA256_CTX) -> Bool) throws(CryptoError) -> [UInt8] {
-        var code = [UInt8](repeating: 0, count: HMACSHA256.codeByteCount)
+        var code = [UInt8].zeroed(count: HMACSHA256.codeByteCount)
         let fed = unsafe code.withUnsafeMutableBufferPointer { buffer in unsafe compute(into: buffer.baseAddress!, feed: feed) }
         guard fed else { throw CryptoError.openSSL("SHA256_Update") }
         return code

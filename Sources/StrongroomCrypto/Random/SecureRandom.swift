@@ -17,7 +17,7 @@ public enum SecureRandom {
 
     /// `count` bytes written by `generate` (`RAND_bytes` or `RAND_priv_bytes`).
     private static func draw(count: Int, _ generate: (UnsafeMutablePointer<UInt8>?, Int32) -> Int32) throws(CryptoError) -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: count)
+        var output = [UInt8].zeroed(count: count)
         guard count > 0 else { return output }
         let status = unsafe output.withUnsafeMutableBufferPointer { unsafe generate($0.baseAddress, Int32($0.count)) }
         guard status == 1 else {
