@@ -345,6 +345,19 @@ public final class MappedBlock {
         return unsafe [UInt8](UnsafeRawBufferPointer(start: base + offset, count: count))
     }
 
+    /// The `count` bytes at `offset`: `known` itself when it holds exactly those bytes, so that reading a
+    /// value this process wrote last makes no new array.
+    ///
+    /// - Precondition: `offset + count <= byteCount`.
+    public func load(count: Int, at offset: Int, reusing known: [UInt8]?) -> [UInt8] {
+        precondition(offset >= 0 && count >= 0 && offset + count <= byteCount, "load past the end of \(path)")
+        if let known, known.count == count, count > 0,
+           unsafe known.withUnsafeBytes({ unsafe memcmp($0.baseAddress!, base + offset, count) == 0 }) {
+            return known
+        }
+        return load(count: count, at: offset)
+    }
+
     /// Stores `value` (native byte order) at `offset`.
     ///
     /// - Precondition: `offset + 8 <= byteCount`.

@@ -2,7 +2,7 @@ import StrongroomCrypto
 import StrongroomTestSupport
 import Testing
 
-@Suite("KeyCache: fixed-capacity cache of subject keys")
+@Suite("KeyCache: cache of subject keys, growing to a fixed maximum")
 struct KeyCacheTests {
     /// Whether `cipher` is `key`: it opens what `key` sealed.
     static func opens(_ cipher: AES256GCM, sealedUnder key: SecretKey) throws -> Bool {
@@ -42,10 +42,56 @@ struct KeyCacheTests {
         #expect(!kept && left == 0)
     }
 
-    @Test("capacity rounds up to a power of two of at least one set")
+    @Test("capacity rounds up to a power of two of at least one set, and a cache starts with at most the initial slots")
     func capacityRounding() throws {
-        let capacities = try [0, 1, 1000, 1 << 20].map { try KeyCache(capacity: $0).capacity }
-        #expect(capacities == [KeyCache.ways, KeyCache.ways, 1024, 1 << 20])
+        let sizes = try [0, 1, 1000, 1 << 20].map { requested in
+            let cache = try KeyCache(capacity: requested)
+            return [cache.maximumCapacity, cache.capacity]
+        }
+        #expect(sizes == [[KeyCache.ways, KeyCache.ways], [KeyCache.ways, KeyCache.ways], [1024, 1024],
+                          [1 << 20, KeyCache.defaultInitialCapacity]])
+        let small = try KeyCache(capacity: 1 << 10, initialCapacity: 3)
+        #expect(small.capacity == KeyCache.ways)
+    }
+
+    @Test("the cache doubles when three quarters of it hold keys, counting the keys it holds now, and stops at its maximum")
+    func growth() throws {
+        var cache = try KeyCache(capacity: 64, initialCapacity: 16)
+        let key = try SecretKey.random()
+        for owner in 1...12 { try cache.insert(key, identifier: 0, owner: Int64(owner), version: 1) }
+        let atThreeQuarters = cache.capacity
+        // Replacing a key and removing keys does not count towards the next doubling.
+        try cache.insert(key, identifier: 1, owner: 12, version: 1)
+        for owner in 1...4 { cache.remove(owner: Int64(owner), version: 1) }
+        for owner in 13...16 { try cache.insert(key, identifier: 0, owner: Int64(owner), version: 1) }
+        let afterRemovals = cache.capacity
+        try cache.insert(key, identifier: 0, owner: 17, version: 1)
+        let doubled = cache.capacity
+        for owner in 18...200 { try cache.insert(key, identifier: 0, owner: Int64(owner), version: 1) }
+        let (largest, count) = (cache.capacity, cache.count)
+        #expect(atThreeQuarters == 16 && afterRemovals == 16 && doubled == 32)
+        #expect(largest == 64 && count <= 64)
+    }
+
+    @Test("every key survives the doublings from one set to 65,536 slots, with its identifier and its bytes")
+    func keysSurviveGrowth() throws {
+        var cache = try KeyCache(capacity: 1 << 16, initialCapacity: KeyCache.ways)
+        let keys = try (0..<16).map { _ in try SecretKey.random() }
+        let count = 40_000
+        for owner in 0..<count { try cache.insert(keys[owner % keys.count], identifier: UInt32(owner), owner: Int64(owner), version: 7) }
+        let capacity = cache.capacity
+        #expect(capacity == 1 << 16)
+        var missing = 0
+        for owner in 0..<count {
+            guard let (cipher, identifier) = try cache.cipher(owner: Int64(owner), version: 7) else { missing += 1; continue }
+            #expect(identifier == UInt32(owner))
+            if owner % 1000 == 0 { #expect(try Self.opens(cipher, sealedUnder: keys[owner % keys.count])) }
+        }
+        #expect(missing == 0)
+        // Then ordinary use of the grown cache: removals forget exactly their keys.
+        for owner in 0..<count where owner % 2 == 0 { cache.remove(owner: Int64(owner), version: 7) }
+        let left = (0..<count).filter { cache.contains(owner: Int64($0), version: 7) }.count
+        #expect(left == count / 2)
     }
 
     @Test("a key that is not 32 bytes is refused")
@@ -86,11 +132,11 @@ struct KeyCacheTests {
         #expect(Double(kept) / Double(keys) >= minimumKept, "kept \(kept) of \(keys)")
     }
 
-    @Test("property: whatever a random mix of inserts, uses and removals leaves, a hit is always the right key",
+    @Test("property: whatever a random mix of inserts, uses and removals leaves, growing or full, a hit is always the right key",
           arguments: [1, 2, 3] as [UInt64])
     func neverTheWrongKey(seed: UInt64) throws {
         var random = SplitMix64(seed: seed)
-        var cache = try KeyCache(capacity: 64)
+        var cache = try KeyCache(capacity: 256, initialCapacity: KeyCache.ways)
         let keys = try (0..<300).map { _ in try SecretKey.random() }
         var model: [Int64: (version: UInt32, key: Int)] = [:]
         for _ in 0..<5_000 {

@@ -204,6 +204,26 @@ struct FileTests {
     /// The test's files, removed after it.
     let scratch = TemporaryDirectory("strongroom-storage")
 
+    @Test("a mapped block's bytes read as the array already held when they match it, else afresh")
+    func loadReusingKnownBytes() throws {
+        let path = scratch.path("block")
+        let writer = try MappedBlock(path: path, byteCount: 4096)
+        let reader = try MappedBlock(path: path, byteCount: 4096)
+        let first = [UInt8](repeating: 0xA1, count: 32)
+        writer.store(first, at: 64)
+        let known = reader.load(count: 32, at: 64)
+        let reused = reader.load(count: 32, at: 64, reusing: known)
+        let sameStorage = reused.withUnsafeBufferPointer { $0.baseAddress } == known.withUnsafeBufferPointer { $0.baseAddress }
+        #expect(reused == first && sameStorage)
+        // Another handle changes the bytes: the array held is stale, and what the file holds is read.
+        let second = [UInt8](repeating: 0xB2, count: 32)
+        writer.store(second, at: 64)
+        #expect(reader.load(count: 32, at: 64, reusing: known) == second)
+        #expect(reader.load(count: 31, at: 64, reusing: second) == Array(second.prefix(31)))
+        #expect(reader.load(count: 0, at: 64, reusing: []) == [])
+        #expect(reader.load(count: 32, at: 64, reusing: nil) == second)
+    }
+
     @Test("appends grow the file and truncation cuts it")
     func appendOnly() throws {
         let path = scratch.path("log.jsonl")

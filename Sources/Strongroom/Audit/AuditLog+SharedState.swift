@@ -8,7 +8,7 @@ extension AuditLog {
     func attach(_ state: inout WriterState) throws -> SharedTail {
         guard let shared = state.tail else { preconditionFailure("attach before join") }
         if shared.isValid, !shared.isInProgress {
-            let tail = shared.read()
+            let tail = shared.read(knownMAC: state.lastAppended?.mac)
             guard tail.segment > 0, tail.committed >= 0, tail.committed <= tail.allocated else { return try rebuild(&state) }
             if state.segment == nil || state.segmentNumber != tail.segment { try map(tail.segment, into: &state) }
             // One fstat. A segment deleted or replaced under the log has no link left: stores into its

@@ -72,13 +72,14 @@ struct TailFile {
         nonmutating set { file.storeUInt64(UInt64(bitPattern: newValue), at: Offset.allocated) }
     }
 
-    /// The fields, as last stored.
-    func read() -> SharedTail {
+    /// The fields, as last stored; the MAC is `knownMAC` itself when the file holds those bytes (the
+    /// entry this process appended last: no array is made on an append that follows its own).
+    func read(knownMAC: [UInt8]? = nil) -> SharedTail {
         SharedTail(segment: Int(truncatingIfNeeded: file.loadUInt64(at: Offset.segment)),
                    committed: Int64(bitPattern: file.loadUInt64(at: Offset.committed)),
                    allocated: allocated,
                    sequence: file.loadUInt64(at: Offset.sequence),
-                   mac: file.load(count: 32, at: Offset.mac))
+                   mac: file.load(count: 32, at: Offset.mac, reusing: knownMAC))
     }
 
     /// Stores the length, sequence number and MAC after an append.

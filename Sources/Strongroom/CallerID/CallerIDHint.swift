@@ -325,6 +325,9 @@ struct CallerIDHintTable: Sendable {
         }
         self.slots = slots
         self.entries = entries
+        // Each lookup reads one slot and one group at random places: in huge pages, without a page walk.
+        preferHugePages(for: self.slots)
+        preferHugePages(for: self.entries)
     }
 
     /// The rows under `tag` (empty when none).

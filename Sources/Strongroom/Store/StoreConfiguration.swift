@@ -9,9 +9,9 @@ public struct StoreConfiguration: Sendable {
     /// How many encryptions each shared key (master, KEK, index check key) may make before it must be
     /// rotated: 2^28, well inside the 2^32 of NIST SP 800-38D §8.3 for random 96-bit nonces.
     public var nonceBudget: UInt64 = 1 << 28
-    /// How many unwrapped subject keys stay in memory (56 bytes each, reserved up front and used as
-    /// filled; rounded up to a power of two), so that reading a subject seen before costs no
-    /// key-database read and no unwrap.
+    /// How many unwrapped subject keys stay in memory at most (rounded up to a power of two), so that
+    /// reading a subject seen before costs no key-database read and no unwrap. The cache takes 56 bytes
+    /// a slot: 4,096 slots at first, doubling as keys fill three quarters of it, up to this many.
     public var subjectKeyCacheCapacity: Int = 1 << 20
     /// The most UTF-8 bytes a personal text value may have: a name, company, address or notes, each
     /// e-mail address, phone number and custom field (name and value). A longer value is refused

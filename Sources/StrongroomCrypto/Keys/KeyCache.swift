@@ -5,14 +5,25 @@ import Darwin
 #endif
 internal import COpenSSL
 
-/// A fixed-capacity cache of AES-256 keys, each found by a 64-bit owner and a 32-bit version and
-/// carrying a 32-bit identifier, held in one memory mapping made when the cache is.
+/// A cache of AES-256 keys up to a fixed maximum, each found by a 64-bit owner and a 32-bit version
+/// and carrying a 32-bit identifier, held in one memory mapping.
 ///
-/// A hit or an insert allocates nothing and an eviction frees nothing, so a cache of a million keys
-/// costs the same per use when full as when empty (a dictionary of key objects did not: it paid an
-/// allocation per insert, a free per eviction, and rehashing). The mapping is anonymous and excluded
-/// from core dumps (`MADV_DONTDUMP`); pages are only backed once written to. A removed or evicted key's
-/// bytes are overwritten (`OPENSSL_cleanse`) and so are the remaining keys when the cache goes.
+/// A hit allocates nothing and an eviction frees nothing, so a cache of a million keys costs the same
+/// per use when full as when empty (a dictionary of key objects did not: it paid an allocation per
+/// insert, a free per eviction, and rehashing). The mapping starts small (`defaultInitialCapacity`
+/// slots, or the maximum when smaller) and doubles when three quarters of it hold keys, until it
+/// reaches the maximum: a store of a thousand subjects keeps a quarter of a megabyte, not the pages a
+/// million slots would have spread its keys over. A doubling moves every key once, under the cache's
+/// lock, so inserts cost the same on average at any size. The mapping is anonymous and excluded from
+/// core dumps (`MADV_DONTDUMP`); a removed or evicted key's bytes are overwritten (`OPENSSL_cleanse`),
+/// and so are the keys of a mapping a doubling leaves behind, and the remaining keys when the cache goes.
+///
+/// A mapping of 2 MiB or more asks for transparent huge pages (`MADV_HUGEPAGE`) before any key is in
+/// it. Lookups land at random places: with 4 KiB pages a cache of a million keys (56 MB) spans 14,000
+/// pages, far more than the processor's TLB holds, and each lookup paid a page walk on top of its cache
+/// miss. Huge pages cost no memory that small ones would not: a mapping that large exists only once
+/// keys fill three eighths of it, spread by hash over all its pages. (The kernel may still move or
+/// copy the cache's pages, as it may any memory not locked: see SECURITY.md on hosts.)
 ///
 /// Placement: the slots are grouped in sets of `ways`; a key can live in either of two sets its owner
 /// and version hash to, and goes into the one with more empty slots ("two choices": with one set a
@@ -34,10 +45,17 @@ public struct KeyCache: ~Copyable {
         case empty = 0, present, recentlyUsed
     }
 
-    /// Slots, a power of two and a multiple of `ways`.
-    public let capacity: Int
-    private let setShift: UInt64
-    private let mapping: UnsafeMutableRawBufferPointer
+    /// The slots a cache starts with unless told otherwise (or its maximum is smaller): 4,096 (224 KiB).
+    public static let defaultInitialCapacity = 1 << 12
+
+    /// The most slots the cache grows to, a power of two and a multiple of `ways`.
+    public private(set) var maximumCapacity: Int
+    /// Slots now, a power of two and a multiple of `ways`.
+    public private(set) var capacity: Int
+    private var setShift: UInt64
+    private var mapping: UnsafeMutableRawBufferPointer
+    /// Slots holding a key.
+    private var filled = 0
     /// Picks the victim when a whole set was used since its last sweep.
     private var evictions: UInt64 = 0
 
@@ -49,12 +67,23 @@ public struct KeyCache: ~Copyable {
         static let setByteCount = keys + KeyCache.ways * KeyCache.keyByteCount
     }
 
-    /// A cache of `capacity` keys (rounded up to a power of two, at least one set).
+    /// A cache of at most `capacity` keys, starting with `initialCapacity` slots (each rounded up to a
+    /// power of two, at least one set).
     ///
-    /// Reserves 56 bytes of address space a key; memory is used only as slots are filled.
-    public init(capacity: Int) throws(CryptoError) {
-        var slots = KeyCache.ways
-        while slots < capacity { slots <<= 1 }
+    /// Takes 56 bytes of memory a slot, for the initial slots at first and more as it grows.
+    public init(capacity: Int, initialCapacity: Int = KeyCache.defaultInitialCapacity) throws(CryptoError) {
+        maximumCapacity = KeyCache.slots(for: capacity)
+        self.capacity = min(maximumCapacity, KeyCache.slots(for: initialCapacity))
+        mapping = try KeyCache.mapSlots(self.capacity)
+        setShift = KeyCache.setShift(forSlots: self.capacity)
+    }
+
+    deinit {
+        KeyCache.release(mapping, slots: capacity)
+    }
+
+    /// A fresh mapping of `slots` empty slots (anonymous pages start zeroed: every slot `.empty`).
+    private static func mapSlots(_ slots: Int) throws(CryptoError) -> UnsafeMutableRawBufferPointer {
         let length = slots / KeyCache.ways * Layout.setByteCount
         guard let base = unsafe mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
               unsafe base != MAP_FAILED else {
@@ -63,16 +92,31 @@ public struct KeyCache: ~Copyable {
         #if os(Linux)
         // Keys have no business in a core dump; failure here only loses that protection, so it is ignored.
         _ = unsafe madvise(base, length, MADV_DONTDUMP)
+        // Asked before any page is touched, so the pages are made huge from the start (see the type's
+        // comment); where transparent huge pages are off this does nothing, and a failure only costs speed.
+        if length >= 2 << 20 { _ = unsafe madvise(base, length, MADV_HUGEPAGE) }
         #endif
-        self.capacity = slots
-        setShift = UInt64(64 - (slots / KeyCache.ways).trailingZeroBitCount)
-        // Anonymous pages start zeroed: every slot starts `.empty`.
-        mapping = unsafe UnsafeMutableRawBufferPointer(start: base, count: length)
+        return unsafe UnsafeMutableRawBufferPointer(start: base, count: length)
     }
 
-    deinit {
-        for slot in 0..<capacity where state(slot) != .empty { wipeKey(slot) }
+    /// Overwrites every key still in `mapping` (of `slots` slots) and unmaps it.
+    private static func release(_ mapping: UnsafeMutableRawBufferPointer, slots: Int) {
+        for slot in 0..<slots where state(slot, in: mapping) != .empty {
+            unsafe OPENSSL_cleanse(keyAddress(slot, in: mapping), KeyCache.keyByteCount)
+        }
         unsafe munmap(mapping.baseAddress, mapping.count)
+    }
+
+    /// `keys` rounded up to a power of two of at least one set.
+    private static func slots(for keys: Int) -> Int {
+        var slots = KeyCache.ways
+        while slots < keys { slots <<= 1 }
+        return slots
+    }
+
+    /// The shift that leaves a hash's top bits, as many as there are sets among `slots`.
+    private static func setShift(forSlots slots: Int) -> UInt64 {
+        UInt64(64 - (slots / KeyCache.ways).trailingZeroBitCount)
     }
 
     /// The cached key of (`owner`, `version`) as a ready AES-256-GCM cipher, with its identifier; nil
@@ -95,9 +139,45 @@ public struct KeyCache: ~Copyable {
         guard key.byteCount == KeyCache.keyByteCount else {
             throw .invalidKeyLength(expected: KeyCache.keyByteCount, actual: key.byteCount)
         }
-        let slot = find(owner: owner, version: version) ?? victim(inSetOf: owner, version: version)
+        let slot: Int
+        if let existing = find(owner: owner, version: version) {
+            slot = existing
+        } else {
+            if filled >= capacity / 4 * 3, capacity < maximumCapacity { grow() }
+            slot = victim(inSetOf: owner, version: version)
+            if state(slot) == .empty { filled += 1 }
+        }
         label(slot, owner: owner, version: version, identifier: identifier, state: .present)
         unsafe key.withUnsafeBytes { unsafe keyAddress(slot).copyMemory(from: $0.baseAddress!, byteCount: KeyCache.keyByteCount) }
+    }
+
+    /// Doubles the slots: every key moves into a fresh mapping twice the size (with its identifier and
+    /// use mark), and the old mapping's keys are overwritten before it is unmapped. When the larger
+    /// mapping cannot be had, the cache stays at its size for good (`maximumCapacity` drops to it) and
+    /// evicts instead: caching only saves unwraps.
+    private mutating func grow() {
+        let (old, oldSlots) = (mapping, capacity)
+        do { mapping = try KeyCache.mapSlots(oldSlots * 2) } catch {
+            maximumCapacity = oldSlots
+            return
+        }
+        capacity = oldSlots * 2
+        setShift = KeyCache.setShift(forSlots: capacity)
+        filled = 0
+        for source in 0..<oldSlots {
+            let sourceState = KeyCache.state(source, in: old)
+            guard sourceState != .empty else { continue }
+            let owner = unsafe KeyCache.field(Layout.owners, of: source, in: old).load(as: Int64.self)
+            let version = unsafe KeyCache.field(Layout.versions, of: source, in: old).load(as: UInt32.self)
+            // Three eighths full: both of a key's sets full is all but impossible, and would only evict
+            // a key (a later read unwraps it again).
+            let slot = victim(inSetOf: owner, version: version)
+            if state(slot) == .empty { filled += 1 }
+            label(slot, owner: owner, version: version,
+                  identifier: unsafe KeyCache.field(Layout.identifiers, of: source, in: old).load(as: UInt32.self), state: sourceState)
+            unsafe keyAddress(slot).copyMemory(from: KeyCache.keyAddress(source, in: old), byteCount: KeyCache.keyByteCount)
+        }
+        KeyCache.release(old, slots: oldSlots)
     }
 
     /// Forgets the key of (`owner`, `version`), overwriting its bytes.
@@ -105,6 +185,7 @@ public struct KeyCache: ~Copyable {
         guard let slot = find(owner: owner, version: version) else { return }
         wipeKey(slot)
         setState(.empty, of: slot)
+        filled -= 1
     }
 
     /// Forgets every key of the owners in `owners`, whatever its version, overwriting their bytes: one
@@ -115,6 +196,7 @@ public struct KeyCache: ~Copyable {
         for slot in 0..<capacity where state(slot) != .empty && owners.contains(unsafe field(Layout.owners, of: slot).load(as: Int64.self)) {
             wipeKey(slot)
             setState(.empty, of: slot)
+            filled -= 1
         }
     }
 
@@ -234,9 +316,9 @@ public struct KeyCache: ~Copyable {
         return (first, count)
     }
 
-    /// The address of `slot`'s entry in the field starting at `offset` of its set (entries as long as
-    /// the field's type: 8 bytes for owners, 4 for versions and identifiers, 1 for states).
-    private func field(_ offset: Int, of slot: Int) -> UnsafeMutableRawPointer {
+    /// The address of `slot`'s entry in the field starting at `offset` of its set in `mapping` (entries
+    /// as long as the field's type: 8 bytes for owners, 4 for versions and identifiers, 1 for states).
+    private static func field(_ offset: Int, of slot: Int, in mapping: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawPointer {
         let stride = switch offset {
         case Layout.owners: MemoryLayout<Int64>.stride
         case Layout.states: 1
@@ -245,8 +327,20 @@ public struct KeyCache: ~Copyable {
         return unsafe mapping.baseAddress! + (slot / KeyCache.ways) * Layout.setByteCount + offset + (slot % KeyCache.ways) * stride
     }
 
+    private static func state(_ slot: Int, in mapping: UnsafeMutableRawBufferPointer) -> SlotState {
+        SlotState(rawValue: unsafe field(Layout.states, of: slot, in: mapping).load(as: UInt8.self)) ?? .empty
+    }
+
+    private static func keyAddress(_ slot: Int, in mapping: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawPointer {
+        unsafe mapping.baseAddress! + (slot / KeyCache.ways) * Layout.setByteCount + Layout.keys + (slot % KeyCache.ways) * KeyCache.keyByteCount
+    }
+
+    private func field(_ offset: Int, of slot: Int) -> UnsafeMutableRawPointer {
+        unsafe KeyCache.field(offset, of: slot, in: mapping)
+    }
+
     private func state(_ slot: Int) -> SlotState {
-        SlotState(rawValue: unsafe field(Layout.states, of: slot).load(as: UInt8.self)) ?? .empty
+        KeyCache.state(slot, in: mapping)
     }
 
     private func setState(_ state: SlotState, of slot: Int) {
@@ -254,7 +348,7 @@ public struct KeyCache: ~Copyable {
     }
 
     private func keyAddress(_ slot: Int) -> UnsafeMutableRawPointer {
-        unsafe mapping.baseAddress! + (slot / KeyCache.ways) * Layout.setByteCount + Layout.keys + (slot % KeyCache.ways) * KeyCache.keyByteCount
+        unsafe KeyCache.keyAddress(slot, in: mapping)
     }
 
     private func wipeKey(_ slot: Int) {
