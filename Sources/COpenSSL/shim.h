@@ -14,4 +14,7 @@
 
 // OPENSSL_free is a function-like macro, which Swift does not import.
 static inline void COpenSSL_free(void *pointer) { OPENSSL_free(pointer); }
+// __builtin_prefetch, which Swift cannot call: the subject-key cache starts loading the lines of a
+// lookup it is told of ahead (StrongroomCrypto/Keys/KeyCache.swift, `prefetch`).
+static inline void COpenSSL_prefetch(const void *address) { __builtin_prefetch(address); }
 #endif

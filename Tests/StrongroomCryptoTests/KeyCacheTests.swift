@@ -94,6 +94,23 @@ struct KeyCacheTests {
         #expect(left == count / 2)
     }
 
+    @Test("prefetching a key, cached or not, before or after a doubling, changes nothing the cache answers")
+    func prefetchChangesNothing() throws {
+        var cache = try KeyCache(capacity: 64, initialCapacity: KeyCache.ways)
+        let key = try SecretKey.random()
+        for owner in 1...5 { try cache.insert(key, identifier: UInt32(owner), owner: Int64(owner), version: 2) }
+        for owner in 0...7 { cache.prefetch(owner: Int64(owner), version: 2) }
+        let before = ((0...7).map { cache.contains(owner: Int64($0), version: 2) }, cache.count, cache.capacity)
+        for owner in 6...40 { try cache.insert(key, identifier: UInt32(owner), owner: Int64(owner), version: 2) }
+        for owner in 0...50 { cache.prefetch(owner: Int64(owner), version: 2) }
+        let (cipher, identifier) = try #require(try cache.cipher(owner: 3, version: 2))
+        let after = ((1...40).filter { cache.contains(owner: Int64($0), version: 2) }.count, cache.capacity)
+        let opens = try Self.opens(cipher, sealedUnder: key)
+        #expect(before.0 == [false, true, true, true, true, true, false, false] && before.1 == 5 && before.2 == KeyCache.ways)
+        #expect(identifier == 3 && opens)
+        #expect(after.0 == 40 && after.1 == 64)
+    }
+
     @Test("a key that is not 32 bytes is refused")
     func wrongKeyLength() throws {
         var cache = try KeyCache(capacity: 8)

@@ -133,9 +133,17 @@ extension Keyring {
                           nonces: &nonces)
     }
 
+    /// Has the key cache start loading what a lookup of `subject`'s key will read (`KeyCache.prefetch`),
+    /// for the key version last asked for.
+    func prefetchSubjectKey(_ subject: SubjectID) {
+        let version = lastSubjectKeyVersion.load(ordering: .relaxed)
+        subjectKeys.withLock { $0.prefetch(owner: subject.rawValue, version: version) }
+    }
+
     /// The key of `subject` at `version`: from the cache, or unwrapped from the key database. Before
     /// opening stored rows with it, have `noticeErasures` check for erasures by other processes.
     func subjectKey(for subject: SubjectID, version: UInt32) throws(StoreError) -> KeyHandle {
+        lastSubjectKeyVersion.store(version, ordering: .relaxed)
         let cached = try withKeyCache { (cache) throws(CryptoError) in try cache.cipher(owner: subject.rawValue, version: version) }
         if let (cipher, identifier) = cached { return KeyHandle(cipher: cipher, version: version, identifier: identifier) }
         let row = try database.read { (tables) throws(DatabaseError) in try tables.subjectKey(subject, version: version) }

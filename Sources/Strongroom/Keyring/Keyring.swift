@@ -26,6 +26,9 @@ final class Keyring: Sendable {
     /// dictionary of key objects: at a million keys, allocating on every insert and freeing on every
     /// eviction cost a fifth of a caller-ID lookup.
     let subjectKeys: Mutex<KeyCache>
+    /// The version of the subject key last asked for: the one to prefetch for a subject whose row, and
+    /// so whose key version, is not read yet (all subjects share one outside a data-key rotation).
+    let lastSubjectKeyVersion = Atomic<UInt32>(1)
     private let loaded: Mutex<LoadedKeys>
     /// Encryptions each shared key may make (2^28 by default).
     let nonceBudget: UInt64

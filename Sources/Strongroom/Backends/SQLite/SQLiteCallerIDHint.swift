@@ -95,9 +95,10 @@ struct SQLiteCallerIDHint: Sendable {
     }
 
     /// The subjects holding the number of `tags` under `index`, with their rows; nil when the probe must
-    /// answer (see the type's description).
+    /// answer (see the type's description). `prefetch` is told each holder before its row is read, so
+    /// that what the decrypt will need (its key's place in the key cache) loads while SQLite reads.
     mutating func candidates(holding tags: PhoneBlindIndex.Tags, index: PhoneBlindIndex,
-                             on connection: SQLiteConnection) throws(DatabaseError) -> [CallerCandidate]? {
+                             on connection: SQLiteConnection, prefetch: (SubjectID) -> Void) throws(DatabaseError) -> [CallerCandidate]? {
         follow(connection.takeChangeJournal())
         if holdsEveryTag, !changedTags.isEmpty {
             for tag in changedTags { _ = try readTag(tag, index: index, tags: nil, on: connection) }
@@ -108,6 +109,7 @@ struct SQLiteCallerIDHint: Sendable {
             var rowsFound = true
             for entry in entries where !candidates.contains(where: { $0.id == entry.subject })
                 && index.matches(entry.check.span, subject: entry.subject, fullTag: tags.full.span) {
+                prefetch(entry.subject)
                 guard let candidate = try connection.firstRow(Self.candidateByID, [.integer(entry.subject.rawValue)], CallerCandidate.init)
                 else { rowsFound = false; break }
                 candidates.append(candidate)
@@ -195,7 +197,7 @@ extension Store {
                 if hint?.indexVersion != index.version {
                     hint = try SQLiteCallerIDHint.read(indexVersion: index.version, from: connection)
                 }
-                return try hint?.candidates(holding: tags, index: index, on: connection)
+                return try hint?.candidates(holding: tags, index: index, on: connection, prefetch: keyring.prefetchSubjectKey)
             }
         }
     }
