@@ -22,9 +22,9 @@ final class Keyring: Sendable {
     /// Unwrapped subject keys (key bytes, not key schedules): a hit costs a key schedule, about a
     /// quarter of a microsecond, instead of a key-database read and an unwrap. Schedules are not kept:
     /// at 1.5 KB each only a small hot set would fit, and with the lookups of a large store spread over
-    /// every subject, replacing them cost more than making one per use. A fixed table, not a
-    /// dictionary of key objects: at a million keys, allocating on every insert and freeing on every
-    /// eviction cost a fifth of a caller-ID lookup.
+    /// every subject, replacing them cost more than making one per use. A table of slots in one
+    /// mapping (`KeyCache`), not a dictionary of key objects: at a million keys, allocating on every
+    /// insert and freeing on every eviction cost a fifth of a caller-ID lookup.
     let subjectKeys: Mutex<KeyCache>
     /// The version of the subject key last asked for: the one to prefetch for a subject whose row, and
     /// so whose key version, is not read yet (all subjects share one outside a data-key rotation).
