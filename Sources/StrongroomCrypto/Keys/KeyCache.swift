@@ -54,8 +54,8 @@ public struct KeyCache: ~Copyable {
     public private(set) var capacity: Int
     private var setShift: UInt64
     private var mapping: UnsafeMutableRawBufferPointer
-    /// Slots holding a key.
-    private var filled = 0
+    /// How many keys are cached (slots holding a key).
+    public private(set) var count = 0
     /// Picks the victim when a whole set was used since its last sweep.
     private var evictions: UInt64 = 0
 
@@ -159,9 +159,9 @@ public struct KeyCache: ~Copyable {
         if let existing = find(owner: owner, version: version) {
             slot = existing
         } else {
-            if filled >= capacity / 4 * 3, capacity < maximumCapacity { grow() }
+            if count >= capacity / 4 * 3, capacity < maximumCapacity { grow() }
             slot = victim(inSetOf: owner, version: version)
-            if state(slot) == .empty { filled += 1 }
+            if state(slot) == .empty { count += 1 }
         }
         label(slot, owner: owner, version: version, identifier: identifier, state: .present)
         unsafe key.withUnsafeBytes { unsafe keyAddress(slot).copyMemory(from: $0.baseAddress!, byteCount: KeyCache.keyByteCount) }
@@ -179,7 +179,7 @@ public struct KeyCache: ~Copyable {
         }
         capacity = oldSlots * 2
         setShift = KeyCache.setShift(forSlots: capacity)
-        filled = 0
+        count = 0
         for source in 0..<oldSlots {
             let sourceState = KeyCache.state(source, in: old)
             guard sourceState != .empty else { continue }
@@ -188,7 +188,7 @@ public struct KeyCache: ~Copyable {
             // Three eighths full: both of a key's sets full is all but impossible, and would only evict
             // a key (a later read unwraps it again).
             let slot = victim(inSetOf: owner, version: version)
-            if state(slot) == .empty { filled += 1 }
+            if state(slot) == .empty { count += 1 }
             label(slot, owner: owner, version: version,
                   identifier: unsafe KeyCache.field(Layout.identifiers, of: source, in: old).load(as: UInt32.self), state: sourceState)
             unsafe keyAddress(slot).copyMemory(from: KeyCache.keyAddress(source, in: old), byteCount: KeyCache.keyByteCount)
@@ -201,7 +201,7 @@ public struct KeyCache: ~Copyable {
         guard let slot = find(owner: owner, version: version) else { return }
         wipeKey(slot)
         setState(.empty, of: slot)
-        filled -= 1
+        count -= 1
     }
 
     /// Forgets every key of the owners in `owners`, whatever its version, overwriting their bytes: one
@@ -212,13 +212,8 @@ public struct KeyCache: ~Copyable {
         for slot in 0..<capacity where state(slot) != .empty && owners.contains(unsafe field(Layout.owners, of: slot).load(as: Int64.self)) {
             wipeKey(slot)
             setState(.empty, of: slot)
-            filled -= 1
+            count -= 1
         }
-    }
-
-    /// How many keys are cached (counts every slot: for tests and diagnostics).
-    public var count: Int {
-        (0..<capacity).reduce(0) { $0 + (state($1) == .empty ? 0 : 1) }
     }
 
     /// The first slot of each of the two sets that (`owner`, `version`) may live in (the same set when
